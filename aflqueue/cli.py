@@ -1,0 +1,160 @@
+"""Command-line interface: ``aflqueue <command> ...``.
+
+Argument parsing lives here and stays light; each command imports its implementation lazily so
+that ``aflqueue analyze`` never imports torch. Bad input prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from .errors import ValidationError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input (reported as one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+# --------------------------------------------------------------------------- parsing helpers
+def float_list(text: str) -> list[float]:
+    """Parse ``"1,1,0.1"`` into floats."""
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("empty list")
+    return vals
+
+
+def add_system_arguments(p: argparse.ArgumentParser, concurrency_help: str | None = None) -> None:
+    """Options describing a system; they override the fields of an optional system FILE."""
+    p.add_argument("file", nargs="?", help="system file (.toml, .yaml/.yml or .json); "
+                   "without it and without --rates the built-in example is used")
+    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates mu_i (tasks per time unit)")
+    p.add_argument("--routing", type=float_list, metavar="P1,P2,..", help="routing probabilities p_i (default uniform)")
+    p.add_argument("--concurrency", "-m", type=int, metavar="M",
+                   help=concurrency_help or "tasks in flight m >= 1 (default n)")
+    p.add_argument("--service", metavar="LAW", help="compute service law, e.g. exponential, deterministic, "
+                   "lognormal:cv=1.5, gamma:shape=2, weibull:shape=0.7, pareto:shape=2.5")
+    p.add_argument("--downlink-rates", type=float_list, metavar="R", help="downlink stage rates (one, or one per client)")
+    p.add_argument("--uplink-rates", type=float_list, metavar="R", help="uplink stage rates (one, or one per client)")
+    p.add_argument("--downlink-discipline", choices=["fifo", "delay"], help="downlink stations: fifo or delay")
+    p.add_argument("--uplink-discipline", choices=["fifo", "delay"], help="uplink stations: fifo or delay")
+    p.add_argument("--server-rate", type=float, metavar="MU", help="central-server processing rate (default: infinitely fast)")
+
+
+def system_from_args(args: argparse.Namespace, require_system: bool = False):
+    """Build the :class:`~aflqueue.system.System` described by a file and/or flags."""
+    from .system import System, example_system, read_mapping
+
+    flags = {
+        "rates": args.rates, "routing": args.routing, "concurrency": args.concurrency, "service": args.service,
+        "downlink_rates": _scalar_or_list(args.downlink_rates), "uplink_rates": _scalar_or_list(args.uplink_rates),
+        "downlink_discipline": args.downlink_discipline, "uplink_discipline": args.uplink_discipline,
+        "server_rate": args.server_rate,
+    }
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if args.file:
+        data = read_mapping(args.file)
+        if "clients" in data:
+            structural = set(flags) - {"routing", "concurrency"}
+            if structural:
+                raise ValidationError(sorted(structural)[0].replace("_", "-"),
+                                      "cannot override a file with a 'clients' list; edit the file instead")
+        return System.from_dict({**data, **flags})
+    if "rates" not in flags:
+        extra = set(flags) - {"concurrency", "routing"}
+        if extra or require_system:
+            raise ValidationError("rates", "missing: give --rates or a system FILE")
+        sysm = example_system()
+        if "routing" in flags:
+            sysm = sysm.with_routing(flags["routing"])
+        if "concurrency" in flags:
+            sysm = sysm.with_concurrency(flags["concurrency"])
+        return sysm
+    return System.from_dict(flags)
+
+
+def _scalar_or_list(v: list[float] | None) -> float | list[float] | None:
+    if v is None:
+        return None
+    return v[0] if len(v) == 1 else v
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, allow_nan=False))
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .queueing.analysis import analyze
+    from .report import analysis_table
+
+    system = system_from_args(args)
+    res = analyze(system, method=args.method, gradient=args.gradient)
+    if args.json:
+        d = res.to_dict(stations=system.is_multistage or args.stations)
+        d["n"] = system.n
+        d["rates"] = system.rates.tolist()
+        if args.gradient:
+            g = res.extras["gradients"]
+            d["gradient"] = {
+                "d_throughput_d_routing": [None if x != x else float(x) for x in g.d_throughput],
+                "d_log_normalizing_constant_d_routing": [None if x != x else float(x) for x in g.d_log_normalizing_constant],
+            }
+        print_json(d)
+    else:
+        analysis_table(system, res, show_stations=args.stations or system.is_multistage)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"analyze": _cmd_analyze}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
+    parser.add_argument("--version", action="version", version="aflqueue 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    a = sub.add_parser("analyze", help="exact metrics of a system (throughput, queues, delays)",
+                       description="Exact closed-network analysis (MVA or log-space convolution). "
+                                   "Without FILE or --rates it analyses the built-in example "
+                                   "(5 fast clients at rate 1, 5 slow at 0.1, uniform routing, m = 10).")
+    add_system_arguments(a)
+    a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="exact algorithm (default mva)")
+    a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
+    a.add_argument("--stations", action="store_true", help="show per-station detail")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=_cmd_analyze)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aflqueue`` console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except (UsageError, ValidationError) as e:
+        msg = f"{e}" if isinstance(e, UsageError) else f"aflqueue: error: {e}"
+        print(msg.splitlines()[0], file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

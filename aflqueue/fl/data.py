@@ -1,0 +1,739 @@
+"""Data sets as in-memory tensors and their split among federated clients.
+
+The trainer indexes tensors directly (no ``DataLoader`` workers), so every data set is loaded
+whole: images become ``float32`` tensors in ``[0, 1]`` of shape ``(N, C, H, W)``, labels ``int64``
+of shape ``(N,)``.
+
+Three data sets need no files and are the offline defaults: ``digits`` (scikit-learn's bundled
+8x8 digits), ``mnist1d`` (generated locally by the ``mnist1d`` package) and ``synthetic`` (a
+seeded Gaussian mixture). The torchvision sets (``mnist``, ``fashionmnist``, ``kmnist``,
+``emnist``, ``cifar10``, ``cifar100``) are read from ``data_root`` in torchvision's on-disk
+layout and are never downloaded; missing files raise a :class:`ValidationError` that names the
+exact paths to provide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import pickle
+import random
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from aflqueue.errors import ValidationError
+from aflqueue.fl import partition as _partitioning
+
+__all__ = [
+    "DATASET_NAMES",
+    "OFFLINE_DATASET_NAMES",
+    "Dataset",
+    "FederatedData",
+    "default_model_for",
+    "load_dataset",
+    "make_federated",
+]
+
+DATASET_NAMES: tuple[str, ...] = (
+    "digits",
+    "mnist1d",
+    "synthetic",
+    "mnist",
+    "fashionmnist",
+    "kmnist",
+    "emnist",
+    "cifar10",
+    "cifar100",
+)
+OFFLINE_DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "synthetic")
+
+_DEFAULT_MODELS: dict[str, str] = {
+    "digits": "mlp",
+    "synthetic": "mlp",
+    "mnist1d": "cnn1d",
+    "mnist": "cnn28",
+    "fashionmnist": "cnn28",
+    "kmnist": "cnn28",
+    "emnist": "cnn28",
+    "cifar10": "cnn32",
+    "cifar100": "cnn32",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# containers
+
+
+def _as_index_tensor(indices: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(indices, torch.Tensor):
+        idx = indices.to(device=device, dtype=torch.int64)
+    else:
+        arr = np.asarray(indices)
+        if arr.size == 0:
+            arr = arr.astype(np.int64)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValidationError("indices", f"must be integer sample indices (got dtype {arr.dtype})")
+        idx = torch.as_tensor(arr.astype(np.int64, copy=False), device=device)
+    if idx.ndim != 1:
+        raise ValidationError("indices", f"must be a 1-D sequence of indices (got shape {tuple(idx.shape)})")
+    return idx
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A labelled (or unlabelled) data set held as two tensors.
+
+    Attributes:
+        x: ``float32``, shape ``(N, *input_shape)``; images are in ``[0, 1]`` unless normalised.
+        y: ``int64``, shape ``(N,)``; class ids in ``[0, num_classes)``, ``-1`` for unlabelled.
+        num_classes: number of classes of the task (also for unlabelled sets).
+        name: data-set name, e.g. ``"mnist"``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.float32 or self.x.ndim < 2:
+            raise ValidationError("x", "must be a float32 tensor of shape (N, *input_shape)")
+        if not isinstance(self.y, torch.Tensor) or self.y.dtype != torch.int64 or self.y.ndim != 1:
+            raise ValidationError("y", "must be an int64 tensor of shape (N,)")
+        if self.y.shape[0] != self.x.shape[0]:
+            raise ValidationError(
+                "y", f"has {self.y.shape[0]} labels but x has {self.x.shape[0]} samples; they must match"
+            )
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, Integral) or self.num_classes < 1:
+            raise ValidationError("num_classes", f"must be an integer >= 1 (got {self.num_classes!r})")
+        self.num_classes = int(self.num_classes)
+        if self.y.numel():
+            lo, hi = int(self.y.min()), int(self.y.max())
+            if lo < -1 or hi >= self.num_classes:
+                raise ValidationError(
+                    "y", f"labels must be in [0, {self.num_classes}) or -1 for unlabelled (got range [{lo}, {hi}])"
+                )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. ``(1, 28, 28)``."""
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> Dataset:
+        """The samples at ``indices`` (integers in ``[0, N)``), in that order (copies the data)."""
+        idx = _as_index_tensor(indices, self.x.device)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise ValidationError(
+                "indices", f"must lie in [0, {len(self)}) (got range [{int(idx.min())}, {int(idx.max())}])"
+            )
+        return Dataset(self.x[idx], self.y[idx.to(self.y.device)], self.num_classes, self.name)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same data on ``device`` (no copy if already there)."""
+        return Dataset(self.x.to(device), self.y.to(device), self.num_classes, self.name)
+
+    def without_labels(self) -> Dataset:
+        """The same inputs with every label replaced by ``-1``."""
+        return Dataset(self.x, torch.full_like(self.y, -1), self.num_classes, self.name)
+
+    def label_histogram(self) -> list[int]:
+        """Count of each class ``0..num_classes-1`` (unlabelled samples are not counted)."""
+        y = self.y[self.y >= 0].cpu()
+        return torch.bincount(y, minlength=self.num_classes).tolist()
+
+
+@dataclass(eq=False)
+class FederatedData:
+    """A training set split among clients plus the server's test set.
+
+    Attributes:
+        clients: local training sets, one per client, each non-empty.
+        test: test set held by the server.
+        unlabeled: held-out slice of the training set with labels ``-1`` (e.g. for server-side
+            distillation), or ``None``.
+        num_classes: number of classes.
+        input_shape: shape of one sample.
+        name: data-set name.
+        partition: how the clients' data were split, e.g. ``{"kind": "dirichlet", "alpha": 0.5}``.
+    """
+
+    clients: list[Dataset]
+    test: Dataset
+    unlabeled: Dataset | None
+    num_classes: int
+    input_shape: tuple[int, ...]
+    name: str
+    partition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.clients)
+
+    def to(self, device: torch.device | str) -> FederatedData:
+        """All tensors moved to ``device``."""
+        return FederatedData(
+            [c.to(device) for c in self.clients],
+            self.test.to(device),
+            None if self.unlabeled is None else self.unlabeled.to(device),
+            self.num_classes,
+            self.input_shape,
+            self.name,
+            dict(self.partition),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes and label histograms as plain ints/floats/lists (JSON-serialisable).
+
+        ``label_skew`` is :func:`aflqueue.fl.partition.label_skew` of the client split (mean
+        total-variation distance to the pooled label distribution, 0 = IID).
+        """
+        sizes = [len(c) for c in self.clients]
+        labels = np.concatenate([c.y.cpu().numpy() for c in self.clients]) if self.clients else np.zeros(0, np.int64)
+        bounds = np.cumsum([0, *sizes])
+        parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
+        skew = _partitioning.label_skew(parts, labels, self.num_classes) if labels.size else 0.0
+        return {
+            "name": self.name,
+            "num_classes": int(self.num_classes),
+            "input_shape": [int(s) for s in self.input_shape],
+            "num_clients": len(self.clients),
+            "partition": {k: _plain(v) for k, v in self.partition.items()},
+            "train_size": int(sum(sizes)),
+            "test_size": len(self.test),
+            "unlabeled_size": 0 if self.unlabeled is None else len(self.unlabeled),
+            "client_sizes": [int(s) for s in sizes],
+            "client_label_histograms": [c.label_histogram() for c in self.clients],
+            "test_label_histogram": self.test.label_histogram(),
+            "label_skew": float(skew),
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _check_int(value: Any, field_name: str, minimum: int, maximum: int | None = None) -> int:
+    ok = not isinstance(value, bool) and isinstance(value, Integral)
+    ok = ok and value >= minimum and (maximum is None or value <= maximum)
+    if not ok:
+        allowed = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        raise ValidationError(field_name, f"must be an integer {allowed} (got {value!r})")
+    return int(value)
+
+
+def _check_fraction(value: Any, field_name: str, *, allow_zero: bool) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
+    ok = ok and (0 <= value < 1 if allow_zero else 0 < value < 1)
+    if not ok:
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValidationError(field_name, f"must be a number in {interval} (got {value!r})")
+    return float(value)
+
+
+def _canonical_name(name: Any) -> str:
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in DATASET_NAMES:
+        raise ValidationError("dataset", f"unknown data set {name!r}; allowed: {', '.join(DATASET_NAMES)}")
+    return key
+
+
+def default_model_for(name: str) -> str:
+    """Name of the model in :mod:`aflqueue.fl.models` suited to data set ``name``."""
+    return _DEFAULT_MODELS[_canonical_name(name)]
+
+
+def _stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, a random ``round(test_fraction * n_c)`` samples go to test; sorted indices."""
+    test: list[np.ndarray] = []
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        test.append(idx[: int(round(test_fraction * len(idx)))])
+    test_idx = np.sort(np.concatenate(test))
+    train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
+    return train_idx, test_idx
+
+
+def _from_numpy(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> Dataset:
+    return Dataset(
+        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)),
+        num_classes,
+        name,
+    )
+
+
+def _split_nonempty(train_idx: np.ndarray, test_idx: np.ndarray, field_name: str, n: int) -> None:
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise ValidationError(
+            field_name,
+            f"{n} samples give an empty train or test split ({len(train_idx)}/{len(test_idx)}); "
+            "use more samples or another test_fraction",
+        )
+
+
+@contextlib.contextmanager
+def _preserved_global_rng() -> Iterator[None]:
+    """Restore Python's and numpy's global RNG state on exit (for third-party code that seeds
+    and draws from them, so that our callers' global streams are left untouched)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+# --------------------------------------------------------------------------------------------
+# offline data sets
+
+
+def _load_digits(root: Path | None, seed: int, test_fraction: float = 0.2) -> tuple[Dataset, Dataset]:
+    from sklearn.datasets import load_digits
+
+    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    bunch = load_digits()  # ships with scikit-learn, no download
+    x = bunch.images.astype(np.float32)[:, None] / 16.0  # pixel counts 0..16 -> [0, 1]
+    y = bunch.target.astype(np.int64)
+    train_idx, test_idx = _stratified_split(y, tf, np.random.default_rng(seed))
+    return _from_numpy(x[train_idx], y[train_idx], 10, "digits"), _from_numpy(x[test_idx], y[test_idx], 10, "digits")
+
+
+def _load_mnist1d(
+    root: Path | None, seed: int, num_samples: int = 5000, test_fraction: float = 0.2
+) -> tuple[Dataset, Dataset]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    n = _check_int(num_samples, "num_samples", 10)
+    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    if seed >= 2**32:
+        raise ValidationError("seed", f"mnist1d needs a seed in [0, 2**32 - 1] (got {seed})")
+    args = get_dataset_args()  # the package's defaults: 5000 samples, 80/20 split, length 40
+    args.num_samples = n
+    args.seed = seed
+    args.train_split = 1.0 - tf
+    # make_dataset is the package's generator (get_dataset would try to download a pickle and
+    # write a cache file into the working directory). It reseeds and draws from numpy's global
+    # RNG, so that state is saved and restored around it.
+    with _preserved_global_rng():
+        data = make_dataset(args)
+    train = _from_numpy(data["x"][:, None, :], data["y"], 10, "mnist1d")
+    test = _from_numpy(data["x_test"][:, None, :], data["y_test"], 10, "mnist1d")
+    if len(train) == 0 or len(test) == 0:
+        raise ValidationError("num_samples", f"{n} samples give an empty train or test split; use more")
+    return train, test
+
+
+def _load_synthetic(
+    root: Path | None,
+    seed: int,
+    num_samples: int = 2000,
+    num_features: int = 20,
+    num_classes: int = 10,
+    class_sep: float = 1.0,
+    test_fraction: float = 0.2,
+) -> tuple[Dataset, Dataset]:
+    """Gaussian mixture: class means ``mu_c ~ N(0, class_sep^2 I)``, ``x = mu_y + N(0, I)``,
+    balanced classes (``y = i mod C`` before shuffling). ``class_sep = 0`` gives pure noise."""
+    n = _check_int(num_samples, "num_samples", 2)
+    f = _check_int(num_features, "num_features", 1)
+    c = _check_int(num_classes, "num_classes", 2)
+    if isinstance(class_sep, bool) or not isinstance(class_sep, Real) or not math.isfinite(class_sep) or class_sep < 0:
+        raise ValidationError("class_sep", f"must be a finite number >= 0 (got {class_sep!r})")
+    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    if n < c:
+        raise ValidationError("num_samples", f"must be >= num_classes = {c} so that every class occurs (got {n})")
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, float(class_sep), size=(c, f))
+    y = rng.permutation(np.arange(n) % c)
+    x = means[y] + rng.standard_normal((n, f))
+    train_idx, test_idx = _stratified_split(y, tf, rng)
+    _split_nonempty(train_idx, test_idx, "num_samples", n)
+    return (
+        _from_numpy(x[train_idx], y[train_idx], c, "synthetic"),
+        _from_numpy(x[test_idx], y[test_idx], c, "synthetic"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision data sets read from data_root
+
+
+def _require_root(data_root: str | Path | None, name: str, hint: str) -> Path:
+    if data_root is None:
+        raise ValidationError(
+            "data_root",
+            f"data set {name!r} is read from files and needs data_root, a folder containing {hint}; "
+            f"nothing is downloaded. Data sets that need no files: {', '.join(OFFLINE_DATASET_NAMES)}",
+        )
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise ValidationError("data_root", f"{root} is not an existing folder; it must contain {hint}")
+    return root
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn torchvision's parse errors on malformed files into one-line ValidationErrors."""
+    try:
+        yield
+    except ValidationError:
+        raise
+    except (RuntimeError, OSError, ValueError, TypeError, AssertionError, KeyError, EOFError,
+            pickle.UnpicklingError) as exc:
+        raise ValidationError("data_root", f"could not read {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _missing_files_error(name: str, folder: Path, expected: Sequence[Path], extra: str = "") -> ValidationError:
+    missing = [str(p) for p in expected if not p.is_file()]
+    listing = (
+        f"expected {', '.join(missing)}"
+        if len(missing) == len(expected)
+        else f"missing {', '.join(missing)} (the other {len(expected) - len(missing)} files are there)"
+    )
+    gz = [p for p in missing if Path(p + ".gz").is_file()]
+    hint = f" Found {', '.join(g + '.gz' for g in gz)}: decompress with gunzip." if gz else ""
+    return ValidationError(
+        "data_root",
+        f"{name} files not found: {listing}. Put them in {folder}; nothing is downloaded.{hint}{extra}",
+    )
+
+
+_MNIST_CLASSES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "emnist": "EMNIST"}
+_EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+
+
+def _mnist_layout(name: str, root: Path, split: str) -> tuple[list[Path], list[Path]]:
+    """(raw idx files, legacy processed files) that torchvision 0.29 reads.
+
+    torchvision reads the *uncompressed* idx files from ``<root>/<Class>/raw/``; the ``.gz``
+    archives are only used by its downloader. Caches written by torchvision < 0.9
+    (``<root>/<Class>/processed/training.pt`` and ``test.pt``) take precedence when both exist.
+    EMNIST's files are named ``emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`` (the
+    contents of the official ``gzip.zip``, gunzipped) and its caches ``training_<split>.pt``.
+    """
+    base = root / _MNIST_CLASSES[name]
+    if name == "emnist":
+        raw = [
+            base / "raw" / f"emnist-{split}-{part}-{kind}"
+            for part in ("train", "test")
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        ]
+        legacy = [base / "processed" / f"training_{split}.pt", base / "processed" / f"test_{split}.pt"]
+    else:
+        raw = [
+            base / "raw" / f"{part}-{kind}"
+            for part in ("train", "t10k")
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+        ]
+        legacy = [base / "processed" / "training.pt", base / "processed" / "test.pt"]
+    return raw, legacy
+
+
+def _load_mnist_family(
+    name: str, data_root: str | Path | None, split: str = "balanced", transpose: bool = False
+) -> tuple[Dataset, Dataset]:
+    import torchvision.datasets as tvd
+
+    if name == "emnist" and split not in _EMNIST_SPLITS:
+        raise ValidationError("split", f"EMNIST split must be one of {', '.join(_EMNIST_SPLITS)} (got {split!r})")
+    cls_name = _MNIST_CLASSES[name]
+    raw_hint = "emnist-<split>-train-images-idx3-ubyte etc." if name == "emnist" else "train-images-idx3-ubyte etc."
+    root = _require_root(data_root, name, f"{cls_name}/raw/{raw_hint}")
+    raw, legacy = _mnist_layout(name, root, split)
+    if not all(p.is_file() for p in legacy) and not all(p.is_file() for p in raw):
+        extra = (
+            " EMNIST's files come from the official gzip.zip (folder gzip/), gunzipped."
+            if name == "emnist"
+            else ""
+        )
+        raise _missing_files_error(cls_name, raw[0].parent, raw, extra)
+
+    cls = getattr(tvd, cls_name)
+    kwargs: dict[str, Any] = {"split": split} if name == "emnist" else {}
+    num_classes = len(cls.classes_split_dict[split]) if name == "emnist" else len(cls.classes)
+    out = []
+    for train in (True, False):
+        with _reading(f"{cls_name} ({'train' if train else 'test'}) from {raw[0].parent}"):
+            ds = cls(str(root), train=train, download=False, **kwargs)
+        data, targets = ds.data, torch.as_tensor(ds.targets)
+        if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.ndim != 3:
+            raise ValidationError("data_root", f"{cls_name} images must be uint8 of shape (N, H, W) in {root}")
+        x = data.to(torch.float32).div_(255.0).unsqueeze(1)
+        if transpose:
+            # The EMNIST idx files store images transposed relative to MNIST.
+            x = x.transpose(-1, -2).contiguous()
+        _check_file_labels(targets, num_classes, cls_name, root)
+        out.append(Dataset(x, targets.to(torch.int64), num_classes, name))
+    return out[0], out[1]
+
+
+def _check_file_labels(targets: torch.Tensor, num_classes: int, what: str, root: Path) -> None:
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValidationError(
+            "data_root",
+            f"{what} labels in {root} must be in [0, {num_classes}) "
+            f"(got range [{int(targets.min())}, {int(targets.max())}])",
+        )
+
+
+@functools.lru_cache(maxsize=None)
+def _presence_checked_cifar(name: str) -> type:
+    """torchvision's CIFAR class for ``name``, but checking only that the files exist.
+
+    torchvision's CIFAR classes md5-hash every batch file (and the meta file) on each
+    construction: that re-reads ~180 MB per load and rejects any file that is not
+    byte-identical to the official archive, including files in the right format written by
+    other tools or the tiny fixtures of the test suite. Format errors still surface when the
+    pickles are parsed. ``verify=True`` uses torchvision's own checked class instead.
+    """
+    import torchvision.datasets as tvd
+
+    base = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+
+    class PresenceCheckedCIFAR(base):  # type: ignore[misc, valid-type]
+        def _check_integrity(self) -> bool:
+            folder = os.path.join(self.root, self.base_folder)
+            return all(os.path.isfile(os.path.join(folder, f)) for f, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
+            with open(path, "rb") as infile:
+                data = pickle.load(infile, encoding="latin1")
+            self.classes = data[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    PresenceCheckedCIFAR.__name__ = f"PresenceChecked{base.__name__}"
+    return PresenceCheckedCIFAR
+
+
+def _load_cifar(name: str, data_root: str | Path | None, verify: bool = False) -> tuple[Dataset, Dataset]:
+    import torchvision.datasets as tvd
+    from torchvision.datasets.utils import check_integrity
+
+    base = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    num_classes = 10 if name == "cifar10" else 100
+    root = _require_root(data_root, name, f"{base.base_folder}/ (the extracted {base.filename})")
+    folder = root / base.base_folder
+    entries = [*base.train_list, *base.test_list, [base.meta["filename"], base.meta["md5"]]]
+    expected = [folder / f for f, _ in entries]
+    if not all(p.is_file() for p in expected):
+        tgz = root / base.filename
+        extra = f" Found {tgz}: extract it with tar -xzf {tgz} -C {root}." if tgz.is_file() else ""
+        raise _missing_files_error(base.__name__, folder, expected, extra)
+    if verify:
+        bad = [str(folder / f) for f, md5 in entries if not check_integrity(str(folder / f), md5)]
+        if bad:
+            raise ValidationError(
+                "data_root",
+                f"md5 check failed (verify=True) for {', '.join(bad)}: they differ from the official "
+                f"{base.filename}; re-extract it, or pass verify=False to check presence only",
+            )
+    cls = base if verify else _presence_checked_cifar(name)
+    out = []
+    for train in (True, False):
+        with _reading(f"{base.__name__} ({'train' if train else 'test'}) from {folder}"):
+            ds = cls(str(root), train=train, download=False)
+        data = np.asarray(ds.data)
+        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
+            raise ValidationError("data_root", f"{base.__name__} images in {folder} must be uint8 (N, 32, 32, 3)")
+        # torchvision keeps CIFAR as HWC numpy; the models want CHW.
+        x = torch.from_numpy(data).permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
+        targets = torch.as_tensor(np.asarray(ds.targets, dtype=np.int64))
+        _check_file_labels(targets, num_classes, base.__name__, folder)
+        out.append(Dataset(x, targets, num_classes, name))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------
+# public loading API
+
+# Per data set: loader(data_root, seed, **options) and the options it accepts, with defaults.
+_LOADERS: dict[str, tuple[Callable[..., tuple[Dataset, Dataset]], dict[str, Any]]] = {
+    "digits": (lambda root, seed, **o: _load_digits(root, seed, **o), {"test_fraction": 0.2}),
+    "mnist1d": (lambda root, seed, **o: _load_mnist1d(root, seed, **o), {"num_samples": 5000, "test_fraction": 0.2}),
+    "synthetic": (
+        lambda root, seed, **o: _load_synthetic(root, seed, **o),
+        {"num_samples": 2000, "num_features": 20, "num_classes": 10, "class_sep": 1.0, "test_fraction": 0.2},
+    ),
+    "mnist": (lambda root, seed, **o: _load_mnist_family("mnist", root, **o), {}),
+    "fashionmnist": (lambda root, seed, **o: _load_mnist_family("fashionmnist", root, **o), {}),
+    "kmnist": (lambda root, seed, **o: _load_mnist_family("kmnist", root, **o), {}),
+    "emnist": (
+        lambda root, seed, **o: _load_mnist_family("emnist", root, **o),
+        {"split": "balanced", "transpose": False},
+    ),
+    "cifar10": (lambda root, seed, **o: _load_cifar("cifar10", root, **o), {"verify": False}),
+    "cifar100": (lambda root, seed, **o: _load_cifar("cifar100", root, **o), {"verify": False}),
+}
+
+
+def _standardize(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset]:
+    """Per-channel (dim 1 of x) zero mean / unit variance, statistics from the training set."""
+    dims = [0, *range(2, train.x.ndim)]
+    mean = train.x.mean(dim=dims, keepdim=True)
+    std = train.x.std(dim=dims, keepdim=True).clamp_min(1e-8)  # a constant channel stays finite
+    return (
+        Dataset((train.x - mean) / std, train.y, train.num_classes, train.name),
+        Dataset((test.x - mean) / std, test.y, test.num_classes, test.name),
+    )
+
+
+def load_dataset(
+    name: str, data_root: str | Path | None = None, *, seed: int = 0, **options: Any
+) -> tuple[Dataset, Dataset]:
+    """Load a data set as (train, test) tensors.
+
+    Args:
+        name: one of :data:`DATASET_NAMES`, case-insensitive (``"fashion-mnist"``,
+            ``"CIFAR_10"`` are accepted).
+        data_root: folder in torchvision's layout for the file-based sets (``<root>/MNIST/raw/``,
+            ``<root>/cifar-10-batches-py/``, ...); ignored by the offline sets.
+        seed: seeds the train/test split of ``digits``/``synthetic`` and the generation of
+            ``mnist1d``/``synthetic``; the file-based sets come with fixed splits.
+        **options:
+            all: ``normalize`` (False): standardise each channel with training-set statistics.
+            ``digits``: ``test_fraction`` (0.2), stratified.
+            ``mnist1d``: ``num_samples`` (5000, rounded down to a multiple of 10),
+            ``test_fraction`` (0.2).
+            ``synthetic``: ``num_samples`` (2000), ``num_features`` (20), ``num_classes`` (10),
+            ``class_sep`` (1.0, std of the class means in units of the noise std),
+            ``test_fraction`` (0.2).
+            ``emnist``: ``split`` ("balanced"; also byclass, bymerge, letters, digits, mnist),
+            ``transpose`` (False; True turns images upright like MNIST).
+            ``cifar10``/``cifar100``: ``verify`` (False; True checks md5 sums).
+
+    Returns:
+        ``(train, test)``: x ``float32`` of shape ``(N, 1, 8, 8)`` (digits), ``(N, 1, 40)``
+        (mnist1d), ``(N, num_features)`` (synthetic), ``(N, 1, 28, 28)`` (MNIST family) or
+        ``(N, 3, 32, 32)`` (CIFAR); images in ``[0, 1]`` unless normalised; y ``int64``.
+    """
+    key = _canonical_name(name)
+    seed = _check_int(seed, "seed", 0)
+    loader, defaults = _LOADERS[key]
+    allowed = {**defaults, "normalize": False}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValidationError(
+            "options", f"unknown option(s) {', '.join(unknown)} for data set {key!r}; allowed: {', '.join(allowed)}"
+        )
+    opts = {**allowed, **options}
+    normalize = opts.pop("normalize")
+    if not isinstance(normalize, bool):
+        raise ValidationError("normalize", f"must be true or false (got {normalize!r})")
+    train, test = loader(data_root, seed, **opts)
+    if normalize:
+        train, test = _standardize(train, test)
+    return train, test
+
+
+def make_federated(
+    name: str,
+    num_clients: int,
+    partition: str = "iid",
+    *,
+    alpha: float = 0.5,
+    classes_per_client: int = 2,
+    quantity_alpha: float = 1.0,
+    unlabeled_fraction: float = 0.0,
+    data_root: str | Path | None = None,
+    seed: int = 0,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    **options: Any,
+) -> FederatedData:
+    """Load a data set and split its training part among ``num_clients`` clients.
+
+    Steps, each with its own RNG stream derived from ``seed``:
+
+    1. :func:`load_dataset` (``options`` are passed through);
+    2. keep a random ``max_train`` / ``max_test`` samples if given;
+    3. if ``unlabeled_fraction > 0``, set aside that fraction of the training set (at least one
+       sample) as the server's unlabelled set, labels dropped, before partitioning;
+    4. split the rest with :func:`aflqueue.fl.partition.partition`: ``"iid"``, ``"dirichlet"``
+       (uses ``alpha``), ``"k_classes"`` (``classes_per_client``) or ``"quantity_skew"``
+       (``quantity_alpha``). The test set stays with the server.
+
+    Raises:
+        ValidationError: bad parameters, or a client would receive no samples.
+    """
+    k = _check_int(num_clients, "num_clients", 1)
+    kind = str(partition).lower()
+    if kind not in _partitioning.PARTITION_KINDS:
+        raise ValidationError(
+            "partition", f"unknown kind {partition!r}; allowed: {', '.join(_partitioning.PARTITION_KINDS)}"
+        )
+    seed = _check_int(seed, "seed", 0)
+    frac = _check_fraction(unlabeled_fraction, "unlabeled_fraction", allow_zero=True)
+    for field_name, value in (("max_train", max_train), ("max_test", max_test)):
+        if value is not None:
+            _check_int(value, field_name, 1)
+    params: dict[str, Any] = {
+        "iid": {},
+        "dirichlet": {"alpha": alpha},
+        "k_classes": {"k": classes_per_client},
+        "quantity_skew": {"alpha": quantity_alpha},
+    }[kind]
+
+    train, test = load_dataset(name, data_root, seed=seed, **options)
+    sub_train, sub_test, carve, split = np.random.SeedSequence(seed).spawn(4)
+    if max_train is not None and max_train < len(train):
+        train = train.subset(np.sort(np.random.default_rng(sub_train).choice(len(train), max_train, replace=False)))
+    if max_test is not None and max_test < len(test):
+        test = test.subset(np.sort(np.random.default_rng(sub_test).choice(len(test), max_test, replace=False)))
+
+    unlabeled: Dataset | None = None
+    if frac > 0:
+        n_unl = max(1, int(round(frac * len(train))))
+        if len(train) - n_unl < k:
+            raise ValidationError(
+                "unlabeled_fraction",
+                f"{frac} of {len(train)} training samples leaves {len(train) - n_unl} for {k} clients; "
+                "every client needs at least one, so lower unlabeled_fraction or num_clients",
+            )
+        perm = np.random.default_rng(carve).permutation(len(train))
+        unlabeled = train.subset(np.sort(perm[:n_unl])).without_labels()
+        train = train.subset(np.sort(perm[n_unl:]))
+
+    labels = train.y.cpu().numpy()
+    try:
+        parts = _partitioning.partition(kind, labels, k, int(split.generate_state(1)[0]), **params)
+    except ValidationError as exc:
+        # Report the scheme's parameter under the name the caller used for it.
+        renamed = {"k": "classes_per_client", "alpha": "quantity_alpha" if kind == "quantity_skew" else "alpha"}
+        if exc.field in renamed:
+            raise ValidationError(renamed[exc.field], exc.detail) from exc
+        raise
+    clients = [train.subset(p) for p in parts]
+    empty = [i for i, c in enumerate(clients) if len(c) == 0]
+    if empty:
+        raise ValidationError(
+            "num_clients", f"clients {empty[:10]} received no samples; use fewer clients or another partition"
+        )
+    return FederatedData(
+        clients=clients,
+        test=test,
+        unlabeled=unlabeled,
+        num_classes=train.num_classes,
+        input_shape=train.input_shape,
+        name=train.name,
+        partition={"kind": kind, **params},
+    )

@@ -1,0 +1,439 @@
+"""Service-time laws of client and network stages.
+
+A law is an immutable description of a positive random duration with a finite mean (time
+units, whatever the user's rates are in: rates are tasks per time unit, durations are time units).
+Every law is a *scale family*: :meth:`ServiceLaw.with_mean` rescales it, which is how a single
+shape specification such as ``"lognormal:cv=1.5"`` is applied to clients of different speeds.
+
+The exact analysis only uses the mean (product form is exact for exponential FIFO stations, and
+for delay stations under any law, by BCMP insensitivity); the simulator samples the full law.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ValidationError, require
+
+__all__ = [
+    "ServiceLaw",
+    "Exponential",
+    "Deterministic",
+    "LogNormal",
+    "Gamma",
+    "Weibull",
+    "Pareto",
+    "Mixture",
+    "Empirical",
+    "law_from_spec",
+    "LAW_NAMES",
+]
+
+
+def _positive(value: Any, field_name: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field_name, f"must be a positive number (got {value!r})") from None
+    require(math.isfinite(x) and x > 0, field_name, f"must be a positive finite number (got {value!r})")
+    return x
+
+
+class ServiceLaw:
+    """Base class. Subclasses are frozen dataclasses with a ``mean`` field (time units)."""
+
+    name: str = ""
+    mean: float
+
+    @property
+    def rate(self) -> float:
+        """Service rate ``1 / mean`` (tasks per time unit)."""
+        return 1.0 / self.mean
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation (standard deviation / mean); ``inf`` if the variance is infinite."""
+        raise NotImplementedError
+
+    def with_mean(self, mean: float) -> "ServiceLaw":
+        """The same shape rescaled to the given mean."""
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
+        """Draw i.i.d. durations, shape ``size``, float64, all > 0."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description accepted by :func:`law_from_spec`."""
+        raise NotImplementedError
+
+    @property
+    def is_exponential(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Exponential(ServiceLaw):
+    mean: float = 1.0
+    name = "exponential"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+
+    @property
+    def cv(self) -> float:
+        return 1.0
+
+    @property
+    def is_exponential(self) -> bool:
+        return True
+
+    def with_mean(self, mean: float) -> "Exponential":
+        return Exponential(mean)
+
+    def sample(self, rng, size):
+        return rng.exponential(self.mean, size)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean}
+
+
+@dataclass(frozen=True)
+class Deterministic(ServiceLaw):
+    mean: float = 1.0
+    name = "deterministic"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+
+    @property
+    def cv(self) -> float:
+        return 0.0
+
+    def with_mean(self, mean):
+        return Deterministic(mean)
+
+    def sample(self, rng, size):
+        return np.full(size, self.mean, dtype=np.float64)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean}
+
+
+@dataclass(frozen=True)
+class LogNormal(ServiceLaw):
+    """Lognormal with given mean and coefficient of variation ``cv`` (> 0)."""
+
+    mean: float = 1.0
+    cv: float = 1.0  # type: ignore[assignment]
+    name = "lognormal"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        object.__setattr__(self, "cv", _positive(self.cv, "cv"))
+
+    def with_mean(self, mean):
+        return LogNormal(mean, self.cv)
+
+    def sample(self, rng, size):
+        s2 = math.log1p(self.cv**2)
+        return rng.lognormal(math.log(self.mean) - 0.5 * s2, math.sqrt(s2), size)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean, "cv": self.cv}
+
+
+@dataclass(frozen=True)
+class Gamma(ServiceLaw):
+    """Gamma with given mean and shape ``k`` (cv = 1/sqrt(k))."""
+
+    mean: float = 1.0
+    shape: float = 1.0
+    name = "gamma"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        object.__setattr__(self, "shape", _positive(self.shape, "shape"))
+
+    @property
+    def cv(self) -> float:
+        return 1.0 / math.sqrt(self.shape)
+
+    def with_mean(self, mean):
+        return Gamma(mean, self.shape)
+
+    def sample(self, rng, size):
+        return rng.gamma(self.shape, self.mean / self.shape, size)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean, "shape": self.shape}
+
+
+@dataclass(frozen=True)
+class Weibull(ServiceLaw):
+    """Weibull with given mean and shape ``k`` (k < 1: heavier tail than exponential)."""
+
+    mean: float = 1.0
+    shape: float = 1.0
+    name = "weibull"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        object.__setattr__(self, "shape", _positive(self.shape, "shape"))
+
+    @property
+    def scale(self) -> float:
+        return self.mean / math.gamma(1.0 + 1.0 / self.shape)
+
+    @property
+    def cv(self) -> float:
+        k = self.shape
+        g1, g2 = math.gamma(1 + 1 / k), math.gamma(1 + 2 / k)
+        return math.sqrt(max(g2 / g1**2 - 1.0, 0.0))
+
+    def with_mean(self, mean):
+        return Weibull(mean, self.shape)
+
+    def sample(self, rng, size):
+        return self.scale * rng.weibull(self.shape, size)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean, "shape": self.shape}
+
+
+@dataclass(frozen=True)
+class Pareto(ServiceLaw):
+    """Classical Pareto (support ``[x_m, inf)``) with given mean and tail index ``shape`` > 1."""
+
+    mean: float = 1.0
+    shape: float = 3.0
+    name = "pareto"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        shape = _positive(self.shape, "shape")
+        require(shape > 1.0, "shape", f"Pareto tail index must be > 1 for a finite mean (got {shape})")
+        object.__setattr__(self, "shape", shape)
+
+    @property
+    def minimum(self) -> float:
+        return self.mean * (self.shape - 1.0) / self.shape
+
+    @property
+    def cv(self) -> float:
+        a = self.shape
+        return math.inf if a <= 2 else 1.0 / math.sqrt(a * (a - 2.0))
+
+    def with_mean(self, mean):
+        return Pareto(mean, self.shape)
+
+    def sample(self, rng, size):
+        return self.minimum * (1.0 + rng.pareto(self.shape, size))
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean, "shape": self.shape}
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture(ServiceLaw):
+    """Finite mixture (e.g. device classes): with probability ``weights[j]`` draw from ``components[j]``."""
+
+    components: tuple[ServiceLaw, ...] = ()
+    weights: np.ndarray = field(default_factory=lambda: np.ones(1))
+    name = "mixture"
+
+    def __post_init__(self):
+        comps = tuple(self.components)
+        require(len(comps) >= 1, "components", "a mixture needs at least one component")
+        for j, c in enumerate(comps):
+            require(isinstance(c, ServiceLaw), f"components[{j}]", "must be a service law")
+        w = np.asarray(self.weights, dtype=np.float64).ravel()
+        require(w.shape == (len(comps),), "weights", f"needs one weight per component ({len(comps)}), got {w.size}")
+        require(bool(np.all(np.isfinite(w))) and bool(np.all(w >= 0)) and w.sum() > 0,
+                "weights", "must be non-negative and not all zero")
+        w = w / w.sum()
+        w.setflags(write=False)
+        object.__setattr__(self, "components", comps)
+        object.__setattr__(self, "weights", w)
+
+    @property
+    def mean(self) -> float:  # type: ignore[override]
+        return float(sum(wj * c.mean for wj, c in zip(self.weights, self.components)))
+
+    @property
+    def cv(self) -> float:
+        m2 = sum(wj * (c.mean**2) * (1.0 + c.cv**2) for wj, c in zip(self.weights, self.components))
+        mean = self.mean
+        return math.sqrt(max(m2 / mean**2 - 1.0, 0.0))
+
+    def with_mean(self, mean):
+        factor = _positive(mean, "mean") / self.mean
+        return Mixture(tuple(c.with_mean(c.mean * factor) for c in self.components), self.weights)
+
+    def sample(self, rng, size):
+        shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+        total = int(np.prod(shape))
+        which = rng.choice(len(self.components), size=total, p=self.weights)
+        out = np.empty(total)
+        for j, c in enumerate(self.components):
+            idx = np.flatnonzero(which == j)
+            if idx.size:
+                out[idx] = c.sample(rng, idx.size)
+        return out.reshape(shape)
+
+    def to_dict(self):
+        return {"law": self.name, "weights": self.weights.tolist(),
+                "components": [c.to_dict() for c in self.components]}
+
+
+@dataclass(frozen=True, eq=False)
+class Empirical(ServiceLaw):
+    """Bootstrap from observed durations (e.g. a device trace); ``mean`` is the sample mean."""
+
+    samples: np.ndarray = field(default_factory=lambda: np.ones(1))
+    name = "empirical"
+
+    def __post_init__(self):
+        s = np.asarray(self.samples, dtype=np.float64).ravel()
+        require(s.size >= 1, "samples", "an empirical law needs at least one duration")
+        require(bool(np.all(np.isfinite(s))) and bool(np.all(s > 0)), "samples",
+                "durations must be positive and finite")
+        s = s.copy()
+        s.setflags(write=False)
+        object.__setattr__(self, "samples", s)
+
+    @property
+    def mean(self) -> float:  # type: ignore[override]
+        return float(self.samples.mean())
+
+    @property
+    def cv(self) -> float:
+        return float(self.samples.std() / self.samples.mean())
+
+    def with_mean(self, mean):
+        return Empirical(self.samples * (_positive(mean, "mean") / self.mean))
+
+    def sample(self, rng, size):
+        return self.samples[rng.integers(0, self.samples.size, size)]
+
+    def to_dict(self):
+        return {"law": self.name, "samples": self.samples.tolist()}
+
+    @classmethod
+    def from_csv(cls, path: str | Path, column: int | str = 0) -> "Empirical":
+        """Durations from a CSV file: one column (by index or header name), header optional."""
+        p = Path(path)
+        require(p.is_file(), "file", f"empirical trace not found at {str(p)!r}")
+        rows = [r.strip() for r in p.read_text().splitlines() if r.strip()]
+        require(len(rows) >= 1, "file", f"{str(p)!r} holds no durations")
+        first = [c.strip() for c in rows[0].split(",")]
+        col = column
+        if isinstance(column, str) and not column.isdigit():
+            require(column in first, "column", f"{column!r} is not a header of {str(p)!r} (headers: {first})")
+            col, rows = first.index(column), rows[1:]
+        else:
+            col = int(column)
+            try:
+                float(first[col])
+            except (ValueError, IndexError):
+                rows = rows[1:]  # a header line
+        values = []
+        for ln, r in enumerate(rows):
+            cells = r.split(",")
+            try:
+                values.append(float(cells[col]))
+            except (ValueError, IndexError):
+                raise ValidationError("file", f"{str(p)!r}: line {ln + 1} has no number in column {col}") from None
+        return cls(np.asarray(values))
+
+
+LAW_NAMES = ("exponential", "deterministic", "lognormal", "gamma", "weibull", "pareto", "mixture", "empirical")
+
+
+def _parse_params(text: str, field_name: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        require("=" in part, field_name, f"parameter {part!r} must look like key=value")
+        k, v = part.split("=", 1)
+        params[k.strip()] = v.strip()
+    return params
+
+
+def law_from_spec(spec: str | Mapping[str, Any] | ServiceLaw, mean: float | None = None,
+                  field_name: str = "service") -> ServiceLaw:
+    """Build a law from a spec string, a mapping, or a law (returned rescaled if ``mean`` is given).
+
+    Strings: ``"exponential"``, ``"deterministic"``, ``"lognormal:cv=1.5"``, ``"gamma:shape=2"``
+    (or ``gamma:cv=0.5``), ``"weibull:shape=0.7"``, ``"pareto:shape=2.5"``,
+    ``"empirical:file=durations.csv[,column=NAME]"``. Mappings: ``{"law": name, ...}`` with the same
+    parameters, plus ``mean``; a mixture is ``{"law": "mixture", "weights": [...],
+    "components": [spec, ...]}`` and an empirical law may give ``"samples": [...]``.
+
+    ``mean`` (time units) rescales the law to that mean; without it the spec's own ``mean``
+    (default 1) or, for mixture/empirical, the intrinsic mean is kept.
+    """
+    if isinstance(spec, ServiceLaw):
+        law = spec
+    elif isinstance(spec, str):
+        name, _, rest = spec.partition(":")
+        params: dict[str, Any] = _parse_params(rest, field_name)
+        law = _law_from_mapping({"law": name.strip().lower(), **params}, field_name)
+    elif isinstance(spec, Mapping):
+        law = _law_from_mapping(spec, field_name)
+    else:
+        raise ValidationError(field_name, f"must be a law name/spec string or a table (got {type(spec).__name__})")
+    return law if mean is None else law.with_mean(mean)
+
+
+def _law_from_mapping(d: Mapping[str, Any], field_name: str) -> ServiceLaw:
+    d = dict(d)
+    name = str(d.pop("law", d.pop("name", "exponential"))).lower()
+    require(name in LAW_NAMES, field_name, f"unknown service law {name!r}; allowed: {', '.join(LAW_NAMES)}")
+    mean = d.pop("mean", 1.0)
+
+    def take(key, default=None):
+        return d.pop(key, default)
+
+    try:
+        if name == "exponential":
+            law: ServiceLaw = Exponential(mean)
+        elif name == "deterministic":
+            law = Deterministic(mean)
+        elif name == "lognormal":
+            law = LogNormal(mean, take("cv", 1.0))
+        elif name == "gamma":
+            shape, cv = take("shape"), take("cv")
+            require(shape is None or cv is None, field_name, "gamma takes shape or cv, not both")
+            law = Gamma(mean, 1.0 / _positive(cv, "cv") ** 2 if cv is not None else (shape if shape is not None else 1.0))
+        elif name == "weibull":
+            law = Weibull(mean, take("shape", 1.0))
+        elif name == "pareto":
+            law = Pareto(mean, take("shape", 3.0))
+        elif name == "mixture":
+            comps = take("components")
+            require(isinstance(comps, (list, tuple)) and len(comps) > 0, f"{field_name}.components",
+                    "a mixture needs a non-empty list of component laws")
+            law = Mixture(tuple(law_from_spec(c, field_name=f"{field_name}.components[{j}]")
+                                for j, c in enumerate(comps)), take("weights", [1.0] * len(comps)))
+        else:  # empirical
+            samples, file = take("samples"), take("file")
+            require((samples is None) != (file is None), field_name, "empirical takes samples or file (one of them)")
+            law = Empirical(np.asarray(samples, dtype=float)) if samples is not None else \
+                Empirical.from_csv(file, take("column", 0))
+    except ValidationError as e:
+        raise ValidationError(f"{field_name}.{e.field}", e.detail) from None
+    require(not d, field_name, f"unknown parameter(s) {sorted(d)} for law {name!r}")
+    return law
+
+
+def sample_many(laws: Sequence[ServiceLaw], rng: np.random.Generator, size: int) -> np.ndarray:
+    """Stack ``size`` draws from each law: array of shape ``(len(laws), size)``."""
+    out = np.empty((len(laws), size))
+    for i, law in enumerate(laws):
+        out[i] = law.sample(rng, size)
+    return out

@@ -1,0 +1,187 @@
+"""Exact Mean Value Analysis (MVA) of a closed single-class BCMP network.
+
+For populations ``k = 1..m`` (Reiser and Lavenberg's recursion):
+
+    R_s(k) = rho_s (1 + Q_s(k-1))      FIFO station
+    R_s(k) = rho_s                     delay station
+    lambda(k) = k / sum_s R_s(k)       throughput (updates per time unit)
+    Q_s(k) = lambda(k) R_s(k)          mean queue length E_k[X_s]
+
+Everything is a positive sum, so the recursion neither overflows nor cancels for any scale of
+rates, and it yields the normalising constants for free: ``lambda(k) = G(k-1)/G(k)`` gives
+``log G(m) = -sum_k log lambda(k)``. Cost ``O(S m)``.
+
+Optionally the same pass carries a *cotangent recursion* that gives exact vector-Jacobian
+products of ``E_M[X]`` with respect to the log-demands (see :func:`mva` and ``gradients.py``).
+For rows ``c_j`` of a matrix ``C`` (shape ``(q, S)``), with ``s_j(r) = c_j . Q(r)``:
+
+    Z_jt(M) = E_M[X_t (c_j . X)]
+            = lambda(M) (rho_t Z_jt(M-1) + c_jt R_t(M) + rho_t s_j(M-1))    FIFO t
+            = rho_t lambda(M) (s_j(M-1) + c_jt)                              delay t
+
+It follows from ``E_M[1{X_t >= k} h(X)] = rho_t^k G(M-k)/G(M) E_{M-k}[h(X + k e_t)]`` (FIFO) and
+``E_M[X_t h(X)] = rho_t G(M-1)/G(M) E_{M-1}[h(X + e_t)]`` (delay), both consequences of the
+product form. Then ``Cov_M(c_j . X, X_t) = Z_jt(M) - s_j(M) Q_t(M)``, and because the product form is
+an exponential family in ``theta = log rho``, ``d E_M[c_j . X] / d theta_t`` equals that covariance.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MVAResult", "mva"]
+
+
+@dataclass(frozen=True, eq=False)
+class MVAResult:
+    """Output of :func:`mva` for population ``m``.
+
+    Attributes:
+        throughput: shape ``(m+1,)``, ``lambda(k)`` for ``k = 0..m`` (``lambda(0) = 0``).
+        log_normalizing_constants: shape ``(m+1,)``, ``log G(k)`` (``log G(0) = 0``).
+        queue_lengths: shape ``(S,)``, ``E_m[X_s]``.
+        queue_lengths_prev: shape ``(S,)``, ``E_{m-1}[X_s]`` (zeros when m = 1).
+        history: shape ``(m+1, S)``, ``E_k[X_s]`` for all k, if asked for; else None.
+        cotangent_dots: shape ``(q, m+1)``, ``s_j(k) = c_j . E_k[X]``, if cotangents were given.
+        cross_moments: shape ``(q, S)``, ``Z_jt(m) = E_m[X_t (c_j . X)]``, if cotangents were given.
+        cross_moments_prev: shape ``(q, S)``, ``Z_jt(m-1)``, if cotangents were given.
+    """
+
+    throughput: np.ndarray
+    log_normalizing_constants: np.ndarray
+    queue_lengths: np.ndarray
+    queue_lengths_prev: np.ndarray
+    history: np.ndarray | None = None
+    cotangent_dots: np.ndarray | None = None
+    cross_moments: np.ndarray | None = None
+    cross_moments_prev: np.ndarray | None = None
+
+    @property
+    def population(self) -> int:
+        return self.throughput.size - 1
+
+
+def mva(
+    demands: np.ndarray,
+    is_delay: np.ndarray | None,
+    population: int,
+    *,
+    history: bool = False,
+    cotangents: np.ndarray | None = None,
+    backend: str = "auto",
+) -> MVAResult:
+    """Exact MVA for populations ``1..population``.
+
+    Args:
+        demands: ``rho_s > 0``, shape ``(S,)`` (time units per update).
+        is_delay: shape ``(S,)`` booleans (None: all FIFO).
+        population: ``m >= 1``.
+        history: keep ``E_k[X]`` for every ``k`` (memory ``(m+1) S`` floats).
+        cotangents: optional ``C``, shape ``(q, S)`` or ``(S,)``; runs the cotangent recursion
+            (module docstring) alongside.
+        backend: ``"numpy"`` (vectorised over stations), ``"numba"`` (compiled, fused loop) or
+            ``"auto"``: numba when cotangents are given (gradient work, usually repeated) or when
+            the compiled kernel is already loaded in this process; numpy otherwise (a one-shot
+            analysis, where numba's import and load time, ~0.4 s, would dominate).
+    """
+    if backend not in ("auto", "numpy", "numba"):
+        raise ValueError(f"backend: must be 'auto', 'numpy' or 'numba' (got {backend!r})")
+    warm = "aflqueue.queueing._kernels" in sys.modules
+    if backend == "numba" or (backend == "auto" and not history and (cotangents is not None or warm)):
+        if history:
+            raise ValueError("history: not available with the numba backend")
+        return _mva_numba(demands, is_delay, population, cotangents)
+    rho = np.asarray(demands, dtype=np.float64)
+    S = rho.size
+    delay = np.zeros(S, dtype=bool) if is_delay is None else np.asarray(is_delay, dtype=bool)
+    m = int(population)
+    fi = np.flatnonzero(~delay)
+    di = np.flatnonzero(delay)
+    f = rho[fi]
+    d_sum = float(rho[di].sum())
+
+    lam = np.zeros(m + 1)
+    logG = np.zeros(m + 1)
+    Qf = np.zeros(fi.size)
+    Qf_prev = Qf
+    hist = np.zeros((m + 1, S)) if history else None
+
+    C = None
+    if cotangents is not None:
+        C = np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
+        Cf, Cd = C[:, fi], C[:, di]
+        cd_rho = Cd @ rho[di]  # c_j . rho over delay stations
+        q = C.shape[0]
+        s = np.zeros((q, m + 1))
+        Z = np.zeros((q, fi.size))
+        Z_prev = Z
+
+    R = np.empty_like(f)
+    for k in range(1, m + 1):
+        np.add(Qf, 1.0, out=R)
+        R *= f
+        x = k / (R.sum() + d_sum)
+        lam[k] = x
+        logG[k] = logG[k - 1] - math.log(x)
+        Qf_prev = Qf
+        Qf = x * R
+        if C is not None:
+            Z_prev = Z
+            # Z(k) = x (f Z(k-1) + C R(k) + f s(k-1)); s(k-1) is a column (q, 1).
+            Z = x * (f * Z + Cf * R + np.outer(s[:, k - 1], f))
+            s[:, k] = Cf @ Qf + x * cd_rho
+        if hist is not None:
+            hist[k, fi] = Qf
+            hist[k, di] = x * rho[di]
+
+    Q = np.zeros(S)
+    Q_prev = np.zeros(S)
+    Q[fi], Q_prev[fi] = Qf, Qf_prev
+    Q[di] = lam[m] * rho[di]
+    Q_prev[di] = lam[m - 1] * rho[di]
+
+    out = dict(throughput=lam, log_normalizing_constants=logG, queue_lengths=Q, queue_lengths_prev=Q_prev,
+               history=hist)
+    if C is not None:
+        Zm = np.zeros((C.shape[0], S))
+        Zp = np.zeros((C.shape[0], S))
+        Zm[:, fi], Zp[:, fi] = Z, Z_prev
+        # delay stations: Z_jt(M) = rho_t lambda(M) (s_j(M-1) + c_jt)
+        Zm[:, di] = lam[m] * rho[di] * (s[:, m - 1:m] + Cd)
+        if m >= 2:
+            Zp[:, di] = lam[m - 1] * rho[di] * (s[:, m - 2:m - 1] + Cd)
+        out.update(cotangent_dots=s, cross_moments=Zm, cross_moments_prev=Zp)
+    return MVAResult(**out)
+
+
+def _mva_numba(demands, is_delay, population, cotangents) -> MVAResult:
+    from ._kernels import mva_cotangent_kernel
+
+    rho = np.asarray(demands, dtype=np.float64)
+    S = rho.size
+    delay = np.zeros(S, dtype=bool) if is_delay is None else np.asarray(is_delay, dtype=bool)
+    m = int(population)
+    fi, di = np.flatnonzero(~delay), np.flatnonzero(delay)
+    C = np.zeros((0, S)) if cotangents is None else np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
+    Cf = np.ascontiguousarray(C[:, fi])
+    Cd = C[:, di]
+    cd_rho = np.ascontiguousarray(Cd @ rho[di])
+    lam, logG, Qf, Qf_prev, s, Z, Z_prev = mva_cotangent_kernel(
+        np.ascontiguousarray(rho[fi]), float(rho[di].sum()), m, Cf, cd_rho)
+    Q, Q_prev = np.zeros(S), np.zeros(S)
+    Q[fi], Q_prev[fi] = Qf, Qf_prev
+    Q[di] = lam[m] * rho[di]
+    Q_prev[di] = lam[m - 1] * rho[di]
+    out = dict(throughput=lam, log_normalizing_constants=logG, queue_lengths=Q, queue_lengths_prev=Q_prev)
+    if cotangents is not None:
+        Zm, Zp = np.zeros((C.shape[0], S)), np.zeros((C.shape[0], S))
+        Zm[:, fi], Zp[:, fi] = Z, Z_prev
+        Zm[:, di] = lam[m] * rho[di] * (s[:, m - 1:m] + Cd)
+        if m >= 2:
+            Zp[:, di] = lam[m - 1] * rho[di] * (s[:, m - 2:m - 1] + Cd)
+        out.update(cotangent_dots=s, cross_moments=Zm, cross_moments_prev=Zp)
+    return MVAResult(**out)

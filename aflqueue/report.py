@@ -1,0 +1,63 @@
+"""Human-readable tables for the terminal (rich)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .queueing.analysis import Analysis
+    from .system import System
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    """Compact number: NaN (undefined) as '-', large/small values in scientific notation."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-3:
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def analysis_table(system: "System", res: "Analysis", show_stations: bool = False) -> None:
+    """Print the per-client table and the summary of an exact analysis."""
+    from rich.table import Table
+
+    c = console()
+    t = Table(title=f"Exact analysis ({res.method}): n = {system.n}, concurrency m = {res.concurrency}")
+    for col in ("client", "mu_i", "p_i", "E[X_i]", "util", "resp time", "E[D_i]"):
+        t.add_column(col, justify="right" if col != "client" else "left")
+    for i, cl in enumerate(system.clients):
+        t.add_row(cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
+                  fmt(res.utilization[i]), fmt(res.mean_response_times[i]), fmt(res.relative_delay[i]))
+    c.print(t)
+    if show_stations:
+        s = Table(title="Stations")
+        for col in ("client", "stage", "discipline", "rate", "visit", "E[X]", "util", "resp time"):
+            s.add_column(col, justify="right" if col not in ("stage", "discipline") else "left")
+        st = res.stations
+        for k in range(st.rate.size):
+            s.add_row("CS" if st.client[k] < 0 else str(st.client[k]), st.stage[k], st.discipline[k], fmt(st.rate[k]),
+                      fmt(st.visit[k]), fmt(st.mean_queue_length[k]), fmt(st.utilization[k]), fmt(st.mean_response_time[k]))
+        c.print(s)
+    c.print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
+    c.print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
+    c.print(f"log G(m) = {fmt(res.log_normalizing_constant, 8)}")
+    if res.server is not None:
+        c.print(f"central server: utilisation {fmt(res.server['utilization'])}, "
+                f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
+    g = res.extras.get("gradients")
+    if g is not None:
+        c.print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in g.d_throughput) + "]")
+        c.print("d log G / d p_i = [" + ", ".join(fmt(v) for v in g.d_log_normalizing_constant) + "]")
+    if any(res.routing <= 0):
+        c.print("clients with p_i = 0 get no tasks; their delay and response time are undefined (-)")
