@@ -119,7 +119,56 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"analyze": _cmd_analyze}
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from .queueing.analysis import analyze
+    from .report import simulation_table
+    from .sim import estimate, estimate_replications, simulate
+
+    system = system_from_args(args)
+    if args.replications < 1:
+        raise ValidationError("replications", f"must be an integer >= 1 (got {args.replications})")
+    seeds = [args.seed] if args.replications == 1 else \
+        [int(x) for x in np.random.SeedSequence(args.seed).generate_state(args.replications, dtype=np.uint32)]
+    t0 = time.perf_counter()
+    traces = [simulate(system, args.updates, seed=s, engine=args.engine) for s in seeds]
+    wall = time.perf_counter() - t0
+    if args.trace:
+        out = traces[0].save(args.trace) if not args.trace.endswith(".csv") else traces[0].to_csv(args.trace)
+    if len(traces) == 1:
+        est = estimate(traces[0], warmup=args.warmup, batches=args.batches, confidence=args.confidence)
+    else:
+        est = estimate_replications(traces, warmup=args.warmup, confidence=args.confidence)
+    exact = analyze(system)
+    product_form_exact = all(c.compute.law.is_exponential for c in system.clients) and all(
+        st.law.is_exponential or st.discipline == "delay"
+        for c in system.clients for st in (c.downlink, c.uplink) if st is not None) and (
+        system.server is None or system.server.law.is_exponential or system.server.discipline == "delay")
+    if args.json:
+        d = est.to_dict()
+        d.update({
+            "updates": args.updates, "seed": args.seed, "seeds": seeds, "engine": traces[0].meta["engine"],
+            "updates_per_second": args.updates * len(traces) / wall, "wall_time_s": wall,
+            "closed_form": {"exact": product_form_exact, **{k: v for k, v in exact.to_dict(stations=False).items()
+                                                              if k in ("throughput", "mean_queue_lengths", "utilization",
+                                                                       "relative_delay", "mean_response_times",
+                                                                       "mean_relative_delay")}},
+        })
+        if args.trace:
+            d["trace"] = str(out)
+        print_json(d)
+    else:
+        simulation_table(system, est, exact, product_form_exact, traces[0].meta["engine"],
+                         args.updates * len(traces) / wall)
+        if args.trace:
+            print(f"trace written to {out}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"analyze": _cmd_analyze, "simulate": _cmd_simulate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--stations", action="store_true", help="show per-station detail")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=_cmd_analyze)
+
+    s = sub.add_parser("simulate", help="discrete-event simulation with confidence intervals",
+                       description="Simulate the closed network (SimPy model, or the compiled fast path for "
+                                   "single-stage systems) and estimate steady-state metrics with confidence "
+                                   "intervals, next to the product-form values.")
+    add_system_arguments(s)
+    s.add_argument("--updates", type=int, default=100_000, help="updates to simulate per run (default 100000)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, identical trace)")
+    s.add_argument("--engine", choices=["auto", "simpy", "fast"], default="auto",
+                   help="auto: fast path when the system is single-stage without availability windows")
+    s.add_argument("--warmup", type=float, default=0.1, help="updates discarded: a fraction (< 1) or a count")
+    s.add_argument("--batches", type=int, default=20, help="batch-means batches (default 20)")
+    s.add_argument("--replications", type=int, default=1, help="independent runs (> 1: CIs across runs)")
+    s.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+    s.add_argument("--trace", metavar="PATH", help="save the (first run's) trace: .npz, or .csv to export")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_cmd_simulate)
     return parser
 
 

@@ -25,7 +25,10 @@ def fmt(x: float, digits: int = 4) -> str:
 def console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    c = Console(highlight=False)
+    if not c.is_terminal:  # piped output: do not squeeze tables into 80 columns
+        c = Console(highlight=False, width=max(c.width, 120))
+    return c
 
 
 def analysis_table(system: "System", res: "Analysis", show_stations: bool = False) -> None:
@@ -61,3 +64,33 @@ def analysis_table(system: "System", res: "Analysis", show_stations: bool = Fals
         c.print("d log G / d p_i = [" + ", ".join(fmt(v) for v in g.d_log_normalizing_constant) + "]")
     if any(res.routing <= 0):
         c.print("clients with p_i = 0 get no tasks; their delay and response time are undefined (-)")
+
+
+def _pm(e) -> str:
+    if e is None or e.mean != e.mean:
+        return "-"
+    if e.lo != e.lo:
+        return fmt(e.mean)
+    return f"{fmt(e.mean)} ± {fmt(e.half_width, 2)}"
+
+
+def simulation_table(system: "System", est, exact: "Analysis", exact_is_exact: bool, engine: str,
+                     updates_per_second: float) -> None:
+    """Print simulation estimates (mean ± CI half-width) next to the product-form values."""
+    from rich.table import Table
+
+    c = console()
+    pf = "exact" if exact_is_exact else "product form (approx.)"
+    t = Table(title=f"Simulation ({engine}, {est.method.replace('_', ' ')}, {int(est.confidence * 100)}% CI) "
+                    f"vs {pf}: n = {system.n}, m = {system.concurrency}")
+    for col in ("client", "E[X_i] sim", "E[X_i] pf", "util sim", "util pf", "E[D_i] sim", "E[D_i] pf", "D p99"):
+        t.add_column(col, justify="left" if col == "client" else "right")
+    for i, cl in enumerate(system.clients):
+        q = est.delay_quantiles[i]
+        t.add_row(cl.name or str(i), _pm(est.mean_queue_lengths[i]), fmt(exact.mean_queue_lengths[i]),
+                  _pm(est.utilization[i]), fmt(exact.utilization[i]), _pm(est.relative_delay[i]),
+                  fmt(exact.relative_delay[i]), "-" if q is None else fmt(q["p99"]))
+    c.print(t)
+    c.print(f"throughput: simulated {_pm(est.throughput)}, {pf} {fmt(exact.throughput, 6)} updates per time unit")
+    c.print(f"mean relative delay: simulated {_pm(est.mean_relative_delay)} (m - 1 = {system.concurrency - 1})")
+    c.print(f"{est.updates_used} updates after a warm-up of {est.warmup_updates}; {updates_per_second:,.0f} updates/s")

@@ -1,0 +1,241 @@
+"""Steady-state estimates with confidence intervals from simulation traces.
+
+Warm-up removal: the first ``warmup`` updates (a fraction if < 1, a count otherwise) are
+discarded; time averages start at the completion time of the last discarded update.
+
+Batch means (one long run): the post-warm-up time window is cut into ``batches`` equal
+sub-windows; time averages (throughput, queue lengths, utilisation) are computed per window and
+treated as approximately i.i.d. Per-task averages (relative delay, response time) use
+contiguous batches of each client's own task sequence. Independent replications (several
+seeds): one estimate per run. Either way the interval is ``mean +- t_{1-a/2, B-1} sd / sqrt(B)``.
+
+Quantities match :func:`aflqueue.queueing.analyze` and use its key names:
+``mean_queue_lengths`` counts tasks at a client's stages (dispatched, not yet arrived at the
+central server), ``utilization`` is the busy fraction of the compute stage,
+``mean_response_times`` is the time from dispatch to arrival at the central server, and
+``relative_delay`` is ``E[D_i]`` in updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ValidationError, require
+from .trace import Trace
+
+__all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications", "delay_distribution"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a two-sided confidence interval (``nan`` bounds if undefined)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n_batches: int = 0
+
+    @property
+    def half_width(self) -> float:
+        return 0.5 * (self.hi - self.lo)
+
+    def contains(self, x: float) -> bool:
+        return bool(self.lo <= x <= self.hi)
+
+    def to_dict(self) -> dict[str, Any] | None:
+        if not math.isfinite(self.mean):
+            return None
+        ci = [float(self.lo), float(self.hi)] if math.isfinite(self.lo) and math.isfinite(self.hi) else None
+        return {"mean": float(self.mean), "ci": ci}
+
+
+def _t_quantile(confidence: float, dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2.0, dof))
+
+
+def _from_samples(x: np.ndarray, confidence: float) -> Estimate:
+    """Mean and t-interval of (approximately i.i.d.) batch values."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(x.mean())
+    if x.size < 2:
+        return Estimate(mean, math.nan, math.nan, int(x.size))
+    half = _t_quantile(confidence, x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return Estimate(mean, mean - half, mean + half, int(x.size))
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationEstimates:
+    """Estimates of the steady-state metrics; per-client lists have length ``n``.
+
+    ``relative_delay[i]`` and ``mean_response_times[i]`` are NaN estimates for clients that
+    produced no update after warm-up. ``delay_quantiles[i]`` holds the empirical 50/90/99%
+    quantiles and the maximum of client i's relative delay.
+    """
+
+    throughput: Estimate
+    mean_queue_lengths: list[Estimate]
+    utilization: list[Estimate]
+    mean_response_times: list[Estimate]
+    relative_delay: list[Estimate]
+    mean_relative_delay: Estimate
+    delay_quantiles: list[dict[str, float]]
+    server: dict[str, Estimate] | None
+    warmup_updates: int
+    updates_used: int
+    batches: int
+    confidence: float
+    method: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "throughput": self.throughput.to_dict(),
+            "mean_queue_lengths": [e.to_dict() for e in self.mean_queue_lengths],
+            "utilization": [e.to_dict() for e in self.utilization],
+            "mean_response_times": [e.to_dict() for e in self.mean_response_times],
+            "relative_delay": [e.to_dict() for e in self.relative_delay],
+            "mean_relative_delay": self.mean_relative_delay.to_dict(),
+            "delay_quantiles": self.delay_quantiles,
+            "warmup_updates": self.warmup_updates,
+            "updates_used": self.updates_used,
+            "batches": self.batches,
+            "confidence": self.confidence,
+            "estimation": self.method,
+        }
+        if self.server is not None:
+            d["server"] = {k: v.to_dict() for k, v in self.server.items()}
+        return d
+
+
+def _warmup_count(trace: Trace, warmup: float) -> int:
+    require(warmup >= 0, "warmup", f"must be >= 0 (a fraction < 1 or a number of updates; got {warmup})")
+    U = trace.num_updates
+    k = int(round(warmup * U)) if warmup < 1 else int(warmup)
+    require(k < U - 1, "warmup", f"discards {k} of {U} updates; simulate more updates or lower the warm-up")
+    return k
+
+
+def _interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n: int,
+                        edges: np.ndarray) -> np.ndarray:
+    """``out[b, g] = integral over [edges[b], edges[b+1]) of #{intervals of group g open at t}``.
+
+    Intervals are ``[start, end)``; NaN ``end`` means still open at the end of the trace.
+    """
+    s = np.nan_to_num(start, nan=np.inf)  # never started: contributes nothing
+    e = np.where(np.isnan(end), np.inf, end)
+    keep = (s < edges[-1]) & (e > edges[0]) & (e > s)
+    s, e, g = s[keep], e[keep], group[keep]
+    length = e - s
+    cum = np.empty((edges.size, n))
+    for k, x in enumerate(edges):
+        cum[k] = np.bincount(g, weights=np.clip(x - s, 0.0, length), minlength=n)
+    return np.diff(cum, axis=0)
+
+
+def _per_task_batches(values: np.ndarray, batches: int) -> np.ndarray:
+    """Means of ``batches`` contiguous groups (fewer if there are fewer values)."""
+    b = min(batches, values.size)
+    if b == 0:
+        return np.zeros(0)
+    return np.array([chunk.mean() for chunk in np.array_split(values, b)])
+
+
+def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: float = 0.95) -> SimulationEstimates:
+    """Batch-means estimates from one long run (see module docstring)."""
+    require(isinstance(batches, (int, np.integer)) and batches >= 2, "batches", f"must be an integer >= 2 (got {batches})")
+    require(0 < confidence < 1, "confidence", f"must be in (0, 1) (got {confidence})")
+    n = trace.n_clients
+    up = trace.updates()
+    k0 = _warmup_count(trace, warmup)
+    t0 = float(up["time"][k0 - 1]) if k0 > 0 else 0.0
+    t1 = trace.horizon
+    require(t1 > t0, "updates", "the post-warm-up window has zero length")
+    edges = np.linspace(t0, t1, batches + 1)
+    width = edges[1] - edges[0]
+    # throughput: updates completed per window
+    counts = np.histogram(up["time"][k0:], bins=edges)[0]
+    thr = _from_samples(counts / width, confidence)
+    client = trace.client
+    queue = _interval_integrals(trace.dispatch_time, trace.uplink_end, client, n, edges) / width
+    busy = _interval_integrals(trace.compute_start, trace.compute_end, client, n, edges) / width
+    mean_q = [_from_samples(queue[:, i], confidence) for i in range(n)]
+    util = [_from_samples(busy[:, i], confidence) for i in range(n)]
+    # per-task quantities, post warm-up updates only
+    tasks = up["task"][k0:]
+    delays = up["relative_delay"][k0:].astype(float)
+    cl = up["client"][k0:]
+    resp = (trace.uplink_end - trace.dispatch_time)[tasks]
+    rd, rt, dq = [], [], []
+    for i in range(n):
+        mask = cl == i
+        rd.append(_from_samples(_per_task_batches(delays[mask], batches), confidence))
+        rt.append(_from_samples(_per_task_batches(resp[mask], batches), confidence))
+        dq.append(_quantiles(delays[mask]))
+    mean_d = _from_samples(_per_task_batches(delays, batches), confidence)
+    server = None
+    if np.any(trace.completion_time[trace.completed] > trace.uplink_end[trace.completed]):
+        cs = _interval_integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1,
+                                 edges)[:, 0] / width
+        server = {"mean_queue_length": _from_samples(cs, confidence)}
+    return SimulationEstimates(
+        throughput=thr, mean_queue_lengths=mean_q, utilization=util, mean_response_times=rt, relative_delay=rd,
+        mean_relative_delay=mean_d, delay_quantiles=dq, server=server, warmup_updates=k0,
+        updates_used=int(delays.size), batches=int(batches), confidence=float(confidence), method="batch_means",
+    )
+
+
+def _quantiles(d: np.ndarray) -> dict[str, float] | None:
+    if d.size == 0:
+        return None
+    q = np.quantile(d, [0.5, 0.9, 0.99])
+    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(d.max())}
+
+
+def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confidence: float = 0.95) -> SimulationEstimates:
+    """Independent replications: each run's post-warm-up average is one sample."""
+    require(len(traces) >= 2, "replications", f"need at least 2 runs (got {len(traces)})")
+    per_run = [estimate(t, warmup=warmup, batches=2, confidence=confidence) for t in traces]
+    n = traces[0].n_clients
+
+    def pool(get) -> Estimate:
+        return _from_samples(np.array([get(r) for r in per_run]), confidence)
+
+    logs = [(t.updates(), r.warmup_updates) for t, r in zip(traces, per_run)]
+    delays = [np.concatenate([u["relative_delay"][k:][u["client"][k:] == i] for u, k in logs]).astype(float)
+              for i in range(n)]
+    return SimulationEstimates(
+        throughput=pool(lambda r: r.throughput.mean),
+        mean_queue_lengths=[pool(lambda r, i=i: r.mean_queue_lengths[i].mean) for i in range(n)],
+        utilization=[pool(lambda r, i=i: r.utilization[i].mean) for i in range(n)],
+        mean_response_times=[pool(lambda r, i=i: r.mean_response_times[i].mean) for i in range(n)],
+        relative_delay=[pool(lambda r, i=i: r.relative_delay[i].mean) for i in range(n)],
+        mean_relative_delay=pool(lambda r: r.mean_relative_delay.mean),
+        delay_quantiles=[_quantiles(d) for d in delays],
+        server=None if per_run[0].server is None else
+        {"mean_queue_length": pool(lambda r: r.server["mean_queue_length"].mean)},
+        warmup_updates=per_run[0].warmup_updates, updates_used=sum(r.updates_used for r in per_run),
+        batches=len(traces), confidence=float(confidence), method="replications",
+    )
+
+
+def delay_distribution(trace: Trace, warmup: float = 0.1, max_delay: int | None = None) -> np.ndarray:
+    """Empirical ``P(D = d | client i)``, shape ``(n, max_delay + 1)`` (rows NaN without updates)."""
+    up = trace.updates()
+    k0 = _warmup_count(trace, warmup)
+    d, cl = up["relative_delay"][k0:], up["client"][k0:]
+    top = int(d.max()) if max_delay is None else int(max_delay)
+    out = np.full((trace.n_clients, top + 1), np.nan)
+    for i in range(trace.n_clients):
+        di = d[cl == i]
+        if di.size:
+            out[i] = np.bincount(np.minimum(di, top), minlength=top + 1)[: top + 1] / di.size
+    return out

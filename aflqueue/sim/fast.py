@@ -1,0 +1,219 @@
+"""Compiled fast path: single-stage network, i.i.d. service laws, no availability windows.
+
+The event loop runs in numba: a binary heap over clients keyed by (finish time, sequence
+number) gives the next completion in ``O(log n)``; each client's FIFO queue is a linked list of
+task ids. Random numbers come from the same :class:`~aflqueue.sim.streams.StreamBank` chunks as
+the SimPy model, in the same order (k-th service start at client i takes the k-th draw of its
+stream, t-th dispatch the t-th routing draw), so for continuous laws both engines produce the
+same trace. When a buffer runs dry the kernel returns to Python, which refills it and resumes;
+no state is changed by an event that cannot complete.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..system import System
+from .streams import StreamBank
+from .trace import Trace
+
+__all__ = ["simulate_fast", "fast_path_eligible"]
+
+
+def fast_path_eligible(system: System) -> bool:
+    """True if the system has only compute stages and no availability schedules."""
+    return (system.server is None and all(c.downlink is None and c.uplink is None and c.availability is None
+                                          for c in system.clients))
+
+
+@njit(cache=True, inline="always")
+def _less(t1, s1, t2, s2):  # pragma: no cover - compiled
+    return t1 < t2 or (t1 == t2 and s1 < s2)
+
+
+@njit(cache=True)
+def _heap_push(ht, hs, hc, size, t, s, c):  # pragma: no cover - compiled
+    k = size
+    while k > 0:
+        parent = (k - 1) >> 1
+        if _less(t, s, ht[parent], hs[parent]):
+            ht[k], hs[k], hc[k] = ht[parent], hs[parent], hc[parent]
+            k = parent
+        else:
+            break
+    ht[k], hs[k], hc[k] = t, s, c
+    return size + 1
+
+
+@njit(cache=True)
+def _heap_pop(ht, hs, hc, size):  # pragma: no cover - compiled
+    size -= 1
+    t, s, c = ht[size], hs[size], hc[size]
+    k = 0
+    while True:
+        child = 2 * k + 1
+        if child >= size:
+            break
+        if child + 1 < size and _less(ht[child + 1], hs[child + 1], ht[child], hs[child]):
+            child += 1
+        if _less(ht[child], hs[child], t, s):
+            ht[k], hs[k], hc[k] = ht[child], hs[child], hc[child]
+            k = child
+        else:
+            break
+    if size > 0:
+        ht[k], hs[k], hc[k] = t, s, c
+    return size
+
+
+@njit(cache=True)
+def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
+         client, dispatch_time, compute_start, compute_end, completion_time, dispatch_version,
+         applied_version, m, U):  # pragma: no cover - compiled
+    """Advance the simulation. ``st`` = [now, version, tasks, hsize, seq, route_pos, need] (float64).
+
+    Returns 0 when done, 1 when the routing buffer needs a refill, 2 when the service buffer of
+    client ``int(st[6])`` needs a refill.
+    """
+    chunk_r = route_buf.size
+    chunk_s = svc_buf.shape[1]
+    now = st[0]
+    version = np.int64(st[1])
+    tasks = np.int64(st[2])
+    hsize = np.int64(st[3])
+    seq = np.int64(st[4])
+    rpos = np.int64(st[5])
+    code = 0
+    while True:
+        if version >= U and tasks >= m + U:
+            code = 0
+            break
+        if rpos >= chunk_r:
+            code = 1
+            break
+        j = route_buf[rpos]
+        if tasks < m:
+            # initial dispatch at time 0: J starts service at once if idle
+            if head[j] < 0 and svc_pos[j] >= chunk_s:
+                st[6] = j
+                code = 2
+                break
+            t = tasks
+            rpos += 1
+            tasks += 1
+            client[t] = j
+            dispatch_time[t] = 0.0
+            dispatch_version[t] = 0
+            if head[j] < 0:
+                head[j] = t
+                tail[j] = t
+                s = svc_buf[j, svc_pos[j]]
+                svc_pos[j] += 1
+                compute_start[t] = 0.0
+                hsize = _heap_push(ht, hs, hc, hsize, s, seq, j)
+                seq += 1
+            else:
+                nxt[tail[j]] = t
+                tail[j] = t
+            continue
+        # next completion: client i at the top of the heap
+        i = hc[0]
+        t_done = head[i]
+        nxt_i = nxt[t_done]
+        # Draws this event needs (at most one per client): client i draws if its next task
+        # starts (nxt_i >= 0) or if the new task goes to i itself; client j != i draws if idle.
+        # A buffer is refilled only when fully consumed, so no draw is ever skipped.
+        if (nxt_i >= 0 or j == i) and svc_pos[i] >= chunk_s:
+            st[6] = i
+            code = 2
+            break
+        if j != i and head[j] < 0 and svc_pos[j] >= chunk_s:
+            st[6] = j
+            code = 2
+            break
+        now = ht[0]
+        hsize = _heap_pop(ht, hs, hc, hsize)
+        # apply the update
+        version += 1
+        compute_end[t_done] = now
+        completion_time[t_done] = now
+        applied_version[t_done] = version
+        # client i: start its next task
+        head[i] = nxt_i
+        if nxt_i >= 0:
+            s = svc_buf[i, svc_pos[i]]
+            svc_pos[i] += 1
+            compute_start[nxt_i] = now
+            hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, i)
+            seq += 1
+        else:
+            tail[i] = -1
+        # dispatch the replacement task to j
+        t = tasks
+        rpos += 1
+        tasks += 1
+        client[t] = j
+        dispatch_time[t] = now
+        dispatch_version[t] = version
+        if head[j] < 0:
+            head[j] = t
+            tail[j] = t
+            s = svc_buf[j, svc_pos[j]]
+            svc_pos[j] += 1
+            compute_start[t] = now
+            hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, j)
+            seq += 1
+        else:
+            nxt[tail[j]] = t
+            tail[j] = t
+    st[0] = now
+    st[1] = version
+    st[2] = tasks
+    st[3] = hsize
+    st[4] = seq
+    st[5] = rpos
+    return code
+
+
+def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
+    """Compiled event loop; same trace as :func:`~aflqueue.sim.simpy_model.simulate_simpy` for
+    continuous service laws. Only for :func:`fast_path_eligible` systems."""
+    if not fast_path_eligible(system):
+        raise ValueError("engine: the fast path needs a single-stage system without availability windows")
+    bank = StreamBank(system, seed, chunk)
+    n, m, U = system.n, system.concurrency, int(updates)
+    T = m + U
+    ch = bank.chunk
+    client = np.zeros(T, dtype=np.int64)
+    nan = np.full(T, np.nan)
+    dispatch_time, compute_start, compute_end, completion_time = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    dispatch_version = np.zeros(T, dtype=np.int64)
+    applied_version = np.full(T, -1, dtype=np.int64)
+    ht, hs, hc = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    head = np.full(n, -1, dtype=np.int64)
+    tail = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(T, -1, dtype=np.int64)
+    svc_buf = np.zeros((n, ch))
+    svc_pos = np.full(n, ch, dtype=np.int64)  # empty: refilled on first need
+    samplers = [bank.service[i]["compute"] for i in range(n)]
+    route_buf = np.zeros(ch, dtype=np.int64)
+    st = np.array([0.0, 0.0, 0.0, 0.0, 0.0, float(ch), -1.0])
+    while True:
+        code = _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos, client, dispatch_time,
+                    compute_start, compute_end, completion_time, dispatch_version, applied_version, m, U)
+        if code == 0:
+            break
+        if code == 1:
+            route_buf[:] = bank.routing.next_chunk()
+            st[5] = 0.0
+        else:
+            i = int(st[6])
+            svc_buf[i] = samplers[i].next_chunk()
+            svc_pos[i] = 0
+    return Trace(
+        client=client, dispatch_time=dispatch_time, downlink_end=dispatch_time.copy(), compute_start=compute_start,
+        compute_end=compute_end, uplink_end=compute_end.copy(), completion_time=completion_time,
+        dispatch_version=dispatch_version, applied_version=applied_version, n_clients=n, concurrency=m,
+        meta={"engine": "fast", "seed": int(seed), "chunk": ch},
+    )

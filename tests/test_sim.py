@@ -1,0 +1,215 @@
+"""Simulator: agreement with the exact analysis within confidence intervals, engine identity,
+trace invariants, reproducibility, delay distributions, availability, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from aflqueue import System, ValidationError
+from aflqueue.cli import main
+from aflqueue.laws import law_from_spec
+from aflqueue.queueing import analyze
+from aflqueue.queueing import ctmc
+from aflqueue.sim import Trace, TraceError, delay_distribution, estimate, estimate_replications, simulate
+from aflqueue.system import Availability, Client, Stage
+
+Z = 3.5  # |sim - exact| within 3.5 standard errors (99.95%); seeds are fixed, so this is deterministic
+
+
+def close(est, exact, rel_width=0.06):
+    """Exact value inside a widened CI, and the CI narrow enough that the check can fail."""
+    se = est.half_width / 1.96
+    assert est.half_width <= rel_width * max(abs(exact), 1e-3) + 1e-3, f"CI too wide: {est} vs {exact}"
+    return abs(est.mean - exact) <= Z * se + 1e-12
+
+
+SINGLE = System.from_rates([1.0, 2.0, 0.3, 0.7], [0.4, 0.2, 0.3, 0.1], 5)
+MULTI = System.from_rates([1.0, 2.0, 0.3], [0.5, 0.2, 0.3], 4, downlink_rates=[3, 1, 2], uplink_rates=2.0,
+                          uplink_discipline="delay", server_rate=4.0)
+
+
+def check_against_exact(system, trace):
+    trace.verify()
+    e = estimate(trace, warmup=0.1, batches=20)
+    a = analyze(system)
+    assert close(e.throughput, a.throughput)
+    for i in range(system.n):
+        assert close(e.mean_queue_lengths[i], a.mean_queue_lengths[i]), i
+        assert close(e.utilization[i], a.utilization[i]), i
+        assert close(e.relative_delay[i], a.relative_delay[i], rel_width=0.1), i
+        assert close(e.mean_response_times[i], a.mean_response_times[i], rel_width=0.1), i
+    # sum_i p_i E[D_i] = m - 1 holds pathwise up to boundary effects
+    assert e.mean_relative_delay.mean == pytest.approx(system.concurrency - 1, abs=0.02)
+    return e, a
+
+
+def test_single_stage_exponential_matches_exact():
+    check_against_exact(SINGLE, simulate(SINGLE, 200_000, seed=11, engine="fast"))
+
+
+def test_multistage_exponential_matches_exact():
+    e, a = check_against_exact(MULTI, simulate(MULTI, 60_000, seed=5, engine="simpy"))
+    assert close(e.server["mean_queue_length"], a.server["mean_queue_length"], rel_width=0.15)
+
+
+def test_delay_server_and_fifo_links_match_exact():
+    s = System.from_rates([1.0, 0.5], [0.6, 0.4], 6, downlink_rates=[2.0, 0.8], downlink_discipline="fifo",
+                          uplink_rates=1.5, uplink_discipline="fifo", server_rate=3.0, server_discipline="delay")
+    check_against_exact(s, simulate(s, 40_000, seed=2))
+
+
+@pytest.mark.parametrize("spec", ["exponential", "lognormal:cv=1.5", "gamma:shape=0.5", "weibull:shape=2",
+                                  "pareto:shape=2.5",
+                                  {"law": "mixture", "weights": [0.7, 0.3], "components": ["exponential", "gamma:shape=4"]}])
+def test_fast_path_and_simpy_give_identical_traces(spec):
+    s = System.from_rates([1.0, 2.0, 0.3, 0.7, 5.0], [0.3, 0.2, 0.2, 0.2, 0.1], 7, service=spec)
+    a = simulate(s, 3000, seed=4, engine="simpy")
+    b = simulate(s, 3000, seed=4, engine="fast")
+    for col in ("client", "dispatch_time", "compute_start", "compute_end", "completion_time",
+                "dispatch_version", "applied_version"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col), err_msg=col)
+
+
+def test_fast_path_statistically_equivalent_with_ties():
+    # deterministic service creates simultaneous events; the engines may order ties differently
+    s = System.from_rates([1.0, 1.0, 0.5], [0.4, 0.4, 0.2], 6, service="deterministic")
+    ea = estimate(simulate(s, 40_000, seed=1, engine="simpy"))
+    eb = estimate(simulate(s, 40_000, seed=1, engine="fast"))
+    for i in range(3):
+        for x, y in ((ea.relative_delay[i], eb.relative_delay[i]), (ea.mean_queue_lengths[i], eb.mean_queue_lengths[i])):
+            se = np.hypot(x.half_width, y.half_width) / 1.96
+            assert abs(x.mean - y.mean) <= Z * se + 1e-9
+
+
+def test_same_seed_same_trace_different_seed_different(tmp_path):
+    a = simulate(MULTI, 2000, seed=3)
+    b = simulate(MULTI, 2000, seed=3)
+    c = simulate(MULTI, 2000, seed=4)
+    for col in ("client", "completion_time", "uplink_end"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
+    assert not np.array_equal(a.completion_time, c.completion_time, equal_nan=True)
+
+
+def test_trace_invariants_and_io(tmp_path):
+    t = simulate(MULTI, 3000, seed=1)
+    summary = t.verify()
+    assert summary["updates"] == 3000 and len(t) == 3000 + MULTI.concurrency
+    u = t.updates()
+    assert np.all(np.diff(u["time"]) >= 0) and np.all(u["relative_delay"] >= 0)
+    # exactly m in flight right after every update
+    for k in (10, 500, 2999):
+        time_k = u["time"][k]
+        in_flight = np.sum((t.dispatch_time <= time_k) & ~(t.completion_time <= time_k))
+        assert in_flight == MULTI.concurrency
+    t2 = Trace.load(t.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(t2.completion_time, t.completion_time)
+    assert t2.concurrency == t.concurrency and t2.meta["engine"] == "simpy"
+    csv = (t.to_csv(tmp_path / "t.csv")).read_text().splitlines()
+    assert csv[0].startswith("task,client,dispatch_time") and len(csv) == len(t) + 1
+    row = csv[1 + int(u["task"][7])].split(",")
+    assert int(row[1]) == u["client"][7] and int(row[-1]) == u["relative_delay"][7]
+
+
+def _mutate(t, **cols):
+    d = {c: getattr(t, c).copy() for c in ("client", "dispatch_time", "downlink_end", "compute_start", "compute_end",
+                                            "uplink_end", "completion_time", "dispatch_version", "applied_version")}
+    for k, f in cols.items():
+        f(d[k])
+    return Trace(**d, n_clients=t.n_clients, concurrency=t.concurrency)
+
+
+@pytest.mark.parametrize("name, mutation", [
+    ("versions", dict(applied_version=lambda a: a.__setitem__(np.flatnonzero(a == 5)[0], 7))),
+    ("dispatch", dict(dispatch_version=lambda a: a.__setitem__(10, a[10] + 1))),
+    ("times", dict(compute_end=lambda a: a.__setitem__(3, a[3] - 100.0))),
+    ("client", dict(client=lambda a: a.__setitem__(0, 99))),
+    ("overlap", dict(compute_start=lambda a: a.__setitem__(slice(None), 0.0))),
+])
+def test_verify_catches_corruption(name, mutation):
+    t = simulate(SINGLE, 500, seed=1, engine="fast")
+    t.verify()
+    with pytest.raises(TraceError):
+        _mutate(t, **mutation).verify()
+
+
+def test_empirical_delay_distribution_matches_exact_law():
+    s = System.from_rates([1.0, 2.0, 0.3], [0.5, 0.2, 0.3], 4)
+    exact = ctmc.relative_delay_distribution(s, max_delay=60)
+    trace = simulate(s, 300_000, seed=9)
+    emp = delay_distribution(trace, max_delay=60)
+    counts = np.bincount(trace.updates()["client"], minlength=3)
+    for i in range(3):
+        tv = 0.5 * np.abs(emp[i] - exact[i]).sum()
+        # TV distance of an empirical law: O(sqrt(support / samples)), generous constant for correlation
+        assert tv < 4.0 * np.sqrt(20.0 / counts[i]), (i, tv)
+
+
+def test_replications_estimator():
+    from scipy.stats import t as student
+
+    R = 10
+    traces = [simulate(SINGLE, 12_000, seed=s) for s in range(R)]
+    e = estimate_replications(traces)
+    a = analyze(SINGLE)
+    assert e.method == "replications" and e.batches == R
+    # se = half-width / t_{0.975, R-1}; accept within the two-sided 99.95% t quantile
+    t95, t_acc = student.ppf(0.975, R - 1), student.ppf(0.99975, R - 1)
+    for est, exact in [(e.throughput, a.throughput)] + list(zip(e.relative_delay, a.relative_delay)):
+        assert est.half_width < 0.1 * exact
+        assert abs(est.mean - exact) <= t_acc * est.half_width / t95
+
+
+def test_availability_saturated_client_throughput():
+    # one client always busy (m = 8): service progresses only while on, so throughput = mu * fraction_on
+    on, off = law_from_spec("exponential", mean=3.0), law_from_spec("exponential", mean=1.0)
+    client = Client(Stage.exponential(2.0), availability=Availability(on, off))
+    s = System((client,), [1.0], 8)
+    t = simulate(s, 60_000, seed=3)
+    t.verify()
+    e = estimate(t)
+    assert close(e.throughput, 2.0 * 0.75, rel_width=0.1)
+    with pytest.raises(ValidationError, match="fast path"):
+        simulate(s, 100, engine="fast")
+
+
+def test_availability_only_slows_down():
+    base = System.from_rates([1.0, 0.5], [0.5, 0.5], 4)
+    av = Availability(law_from_spec("exponential", mean=5.0), law_from_spec("deterministic", mean=5.0), start_on=False)
+    slow = System((base.clients[0], Client(Stage.exponential(0.5), availability=av)), [0.5, 0.5], 4)
+    a, b = estimate(simulate(base, 30_000, seed=1)), estimate(simulate(slow, 30_000, seed=1))
+    assert b.throughput.hi < a.throughput.lo
+    assert b.relative_delay[1].mean > a.relative_delay[1].mean
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(updates=0), "updates"), (dict(updates=10, seed=-1), "seed"), (dict(updates=10, engine="warp"), "engine"),
+])
+def test_bad_parameters(kwargs, field):
+    with pytest.raises(ValidationError) as e:
+        simulate(SINGLE, **kwargs)
+    assert e.value.field == field
+    with pytest.raises(ValidationError, match="fast path"):
+        simulate(MULTI, 10, engine="fast")
+    t = simulate(SINGLE, 100, seed=0)
+    with pytest.raises(ValidationError, match="warmup"):
+        estimate(t, warmup=0.999)
+    with pytest.raises(ValidationError, match="batches"):
+        estimate(t, batches=1)
+
+
+def test_cli_simulate_json_and_determinism(capsys, tmp_path):
+    argv = ["simulate", "--rates", "1,1,0.1", "--routing", "0.3,0.3,0.4", "--concurrency", "5",
+            "--updates", "20000", "--seed", "1", "--json"]
+    assert main(argv + ["--trace", str(tmp_path / "t.npz")]) == 0
+    d1 = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    d2 = json.loads(capsys.readouterr().out)
+    for k in ("throughput", "mean_queue_lengths", "utilization", "relative_delay"):
+        assert d1[k] == d2[k]
+    assert set(d1["throughput"]) == {"mean", "ci"} and len(d1["relative_delay"]) == 3
+    assert d1["updates"] == 20000 and d1["seed"] == 1 and d1["updates_per_second"] > 0
+    assert Trace.load(tmp_path / "t.npz").num_updates == 20000
+    assert main(["simulate", "--rates", "1,1", "--service", "lognormal:cv=-2"]) == 2
+    assert main(["simulate", "--rates", "1,1", "--updates", "0"]) == 2
+    assert "updates" in capsys.readouterr().err
