@@ -168,7 +168,77 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"analyze": _cmd_analyze, "simulate": _cmd_simulate}
+def parse_constants(text: str | None) -> dict[str, float]:
+    """``"Delta=2,L=0.5,sigma2=1"`` or a TOML/YAML/JSON file (e.g. written by calibration)."""
+    if not text:
+        return {}
+    from pathlib import Path
+
+    if Path(text).suffix.lower() in (".toml", ".yaml", ".yml", ".json") and Path(text).exists():
+        from .system import read_mapping
+
+        data = read_mapping(text)
+        return dict(data.get("constants", data))
+    out: dict[str, float] = {}
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        if "=" not in part:
+            raise ValidationError("constants", f"{part!r} must look like NAME=VALUE (e.g. Delta=2,L=0.5)")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ValidationError(f"constants.{k.strip()}", f"must be a number (got {v!r})") from None
+    return out
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like LO:HI (integers)") from None
+    return lo, hi
+
+
+def problem_from_args(args: argparse.Namespace, system):
+    from .bounds import EnergyModel, ProxyConstants
+    from .optimize import OptimizationProblem
+
+    consts = parse_constants(args.constants)
+    if args.eta is not None:
+        consts["eta"] = args.eta
+    if args.eta_max is not None:
+        consts["eta_max"] = args.eta_max
+    energy = None
+    if args.kappa is not None or args.idle_power is not None:
+        energy = EnergyModel.dvfs(system.rates, kappa=args.kappa if args.kappa is not None else 1.0,
+                                  idle_fraction=args.idle_power if args.idle_power is not None else 0.0)
+    rng = args.concurrency_range
+    if rng is not None and args.concurrency is not None:
+        raise ValidationError("concurrency", "give --concurrency or --concurrency-range, not both")
+    return OptimizationProblem(
+        system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
+        updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
+        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion)
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from .optimize import optimize
+    from .report import optimization_table
+
+    if args.updates is not None and args.time_budget is not None:
+        raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
+    system = system_from_args(args)
+    problem = problem_from_args(args, system)
+    res = optimize(problem, starts=args.starts, seed=args.seed)
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        optimization_table(system, res)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", metavar="PATH", help="save the (first run's) trace: .npz, or .csv to export")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_simulate)
+
+    o = sub.add_parser("optimize", help="optimal routing (and concurrency) for a convergence proxy",
+                       description="Optimise routing p (and concurrency m over a range) for a convergence proxy "
+                                   "of Generalized AsyncSGD, and compare with uniform routing (AsyncSGD).")
+    add_system_arguments(o, concurrency_help="fixed concurrency m (default: the system's, n)")
+    o.add_argument("--objective", choices=["per-update", "wallclock", "time-to-accuracy", "energy", "tradeoff",
+                                           "max-throughput"], default="wallclock", help="what to minimise (default wallclock)")
+    o.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI", help="optimise m jointly over LO..HI")
+    o.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i")
+    o.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i")
+    o.add_argument("--updates", type=float, metavar="K", help="K for per-update (default 1000)")
+    o.add_argument("--time-budget", type=float, metavar="TAU", help="tau for wallclock (default: AsyncSGD's time for 1000 updates)")
+    o.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy/tradeoff (default 0.1)")
+    o.add_argument("--weight", type=float, default=0.5, help="r in r E/E* + (1-r) T/T* for tradeoff")
+    o.add_argument("--constants", metavar="K=V,..|FILE", help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1)")
+    o.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
+    o.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
+    o.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
+    o.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power (default 0)")
+    o.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wallclock (default 0)")
+    o.add_argument("--starts", type=int, default=4, help="starting points (default 4)")
+    o.add_argument("--seed", type=int, default=0, help="seed of the random starting points")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.set_defaults(func=_cmd_optimize)
     return parser
 
 

@@ -17,6 +17,8 @@ def fmt(x: float, digits: int = 4) -> str:
     x = float(x)
     if x == 0:
         return "0"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
     if abs(x) >= 1e5 or abs(x) < 1e-3:
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}"
@@ -94,3 +96,37 @@ def simulation_table(system: "System", est, exact: "Analysis", exact_is_exact: b
     c.print(f"throughput: simulated {_pm(est.throughput)}, {pf} {fmt(exact.throughput, 6)} updates per time unit")
     c.print(f"mean relative delay: simulated {_pm(est.mean_relative_delay)} (m - 1 = {system.concurrency - 1})")
     c.print(f"{est.updates_used} updates after a warm-up of {est.warmup_updates}; {updates_per_second:,.0f} updates/s")
+
+
+def optimization_table(system: "System", res) -> None:
+    """Uniform routing (AsyncSGD) vs the optimum: summary and per-client table."""
+    from rich.table import Table
+
+    c = console()
+    b = res.baseline
+    t = Table(title=f"Optimal routing for '{res.objective}' vs uniform (AsyncSGD)")
+    t.add_column("")
+    t.add_column("uniform", justify="right")
+    t.add_column("optimum", justify="right")
+    t.add_row("concurrency m", str(b["concurrency"]), str(res.concurrency))
+    t.add_row(f"objective ({res.objective})", fmt(b["objective_value"], 6), fmt(res.objective_value, 6))
+    t.add_row("throughput (updates / time)", fmt(b["throughput"], 5), fmt(res.throughput, 5))
+    t.add_row("mean relative delay", fmt(b["mean_relative_delay"], 5),
+              fmt(float((res.routing * res.relative_delay).sum()), 5))
+    t.add_row("step size eta", fmt(b["eta"]), fmt(res.eta))
+    for k in res.proxies:
+        if k in b["proxies"] and k != "throughput":
+            t.add_row(k.replace("_", " "), fmt(b["proxies"][k], 6), fmt(res.proxies[k], 6))
+    c.print(t)
+    pc = Table(title="Per client")
+    for col in ("client", "mu_i", "p_i uniform", "p_i optimum", "E[D_i] uniform", "E[D_i] optimum"):
+        pc.add_column(col, justify="left" if col == "client" else "right")
+    for i, cl in enumerate(system.clients):
+        pc.add_row(cl.name or str(i), fmt(cl.rate), fmt(b["routing"][i]), fmt(res.routing[i]),
+                   fmt(b["relative_delay"][i]), fmt(res.relative_delay[i]))
+    c.print(pc)
+    gain = (b["objective_value"] - res.objective_value) / b["objective_value"] if b["objective_value"] else float("nan")
+    if res.objective == "max-throughput":
+        gain = -gain
+    c.print(f"improvement over uniform: {100 * gain:.1f}%  ({res.message}; {res.iterations} iterations, "
+            f"{res.evaluations} evaluations, {res.wall_time:.2f} s, KKT residual {res.kkt_residual:.1e}, method {res.method})")

@@ -27,7 +27,7 @@ from ..system import System
 from .mva import MVAResult, mva
 from .network import Network, network_of
 
-__all__ = ["RoutingGradients", "routing_gradients", "gradients_from_mva", "metrics_vjp", "RoutingJacobians", "routing_jacobians"]
+__all__ = ["DelayObjective", "delay_objective", "RoutingGradients", "routing_gradients", "gradients_from_mva", "metrics_vjp", "RoutingJacobians", "routing_jacobians"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +142,65 @@ def metrics_vjp(
         with np.errstate(divide="ignore", invalid="ignore"):
             explicit = np.where(p > 0, -b * y_prev / np.where(p > 0, p, 1.0) ** 2, 0.0)
     return _to_routing(net, theta_grad, p) + explicit
+
+
+@dataclass(frozen=True, eq=False)
+class DelayObjective:
+    """Values and routing gradients (shape ``(n,)``) used by the optimiser, from one MVA pass.
+
+    Attributes:
+        throughput: ``lambda(m)``; d_throughput: ``d lambda / d p``.
+        relative_delay: ``E[D_i]`` (NaN where ``p_i = 0``).
+        weighted_delay: ``sum_i w_i E[D_i]``; d_weighted_delay: its gradient with ``w`` held fixed.
+        queue_lengths: per-station ``E_m[X_s]``; network: the stations.
+    """
+
+    throughput: float
+    d_throughput: np.ndarray
+    relative_delay: np.ndarray
+    weighted_delay: float
+    d_weighted_delay: np.ndarray
+    queue_lengths: np.ndarray
+    network: Network
+
+
+def delay_objective(system: System, routing: np.ndarray, concurrency: int, weights: np.ndarray | None,
+                    backend: str = "auto") -> DelayObjective:
+    """Throughput, ``E[D_i]``, ``sum_i w_i E[D_i]`` and their exact routing gradients in one pass.
+
+    ``routing`` is used as given (no validation: the optimiser passes feasible points); entries
+    of ``weights`` for clients with ``p_i = 0`` are ignored. ``weights=None`` skips the delay
+    gradient (plain MVA).
+    """
+    p = np.asarray(routing, dtype=float)
+    net = network_of(system, p)
+    m = int(concurrency)
+    C = None
+    if weights is not None:
+        b = np.where(p > 0, np.asarray(weights, dtype=float), 0.0)
+        C = _delay_cotangent(net, p, b)[None, :]
+    res = mva(net.demands, net.is_delay, m, cotangents=C, backend=backend)
+    lam = float(res.throughput[m])
+    d_lam = _to_routing(net, lam * (res.queue_lengths_prev - res.queue_lengths), p)
+    if np.any(p <= 0):
+        # one-sided derivative at p_i = 0: E_k[X_s] / rho_s -> lambda(k) as rho_s -> 0, so
+        # d lambda / d p_i = lambda(m) (lambda(m-1) - lambda(m)) sum_{s in i} 1 / mu_s
+        t = system.stage_table
+        inv_mu = np.bincount(t["owner"], weights=1.0 / t["rate"], minlength=p.size)
+        d_lam = np.where(p > 0, d_lam, lam * (res.throughput[m - 1] - lam) * inv_mu)
+    y_prev = net.per_client(res.queue_lengths_prev)
+    cs = net.server_index
+    x_cs = float(res.queue_lengths_prev[cs]) if cs is not None else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delay = np.where(p > 0, y_prev / np.where(p > 0, p, 1.0) + x_cs, np.nan)
+    if weights is None:
+        return DelayObjective(lam, d_lam, delay, float("nan"), np.full(p.size, np.nan), res.queue_lengths, net)
+    s_prev = res.cotangent_dots[0, m - 1]
+    theta = res.cross_moments_prev[0] - s_prev * res.queue_lengths_prev
+    with np.errstate(divide="ignore", invalid="ignore"):
+        explicit = np.where(p > 0, -b * y_prev / np.where(p > 0, p, 1.0) ** 2, 0.0)
+    grad = _to_routing(net, theta, p) + explicit
+    return DelayObjective(lam, d_lam, delay, float(np.nansum(b * delay)), grad, res.queue_lengths, net)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,237 @@
+"""Convergence proxies of Generalized AsyncSGD (THEORY.md section 5).
+
+With ``S1(p) = (1/n^2) sum_i 1/p_i`` and ``S2(p, m) = (1/n^2) sum_i E[D_i] / p_i`` the per-update
+proxy after ``K`` updates is
+
+    U(p, m, eta; K) = c_opt Delta / (eta K) + c_var L (sigma2 + M2) S1 eta + c_stale L^2 (sigma2 + G2) S2 eta^2
+                    = a / (eta K) + B eta + C eta^2
+
+(defaults ``c_opt = 2``, ``c_var = c_stale = 1``; every coefficient is a field). Derived proxies:
+
+* wall clock: ``W(tau) = U(K = lambda tau)``, optionally with a renewal correction
+  ``K -> lambda tau / (1 + d / (lambda tau))`` for the dispersion ``d`` of the update count;
+* time to accuracy: ``K_eps = min {K : min_eta U <= eps} = a / g*`` with
+  ``g* = max_{0 < eta <= eta_max} eta (eps - B eta - C eta^2)``, and ``E[T_eps] ~ K_eps / lambda``;
+* energy: power ``P = sum_s (P_busy,s U_s + P_idle,s (1 - U_s))`` and energy ``P E[T_eps]``.
+
+Optimal step sizes have closed forms or a monotone Newton iteration: for ``U`` the stationarity
+condition is ``2 C eta^3 + B eta^2 - a/K = 0`` (one positive root; U is convex in eta > 0, so
+clipping at ``eta_max`` is optimal); for ``K_eps`` the maximiser of ``g`` is
+``eta = eps / (B + sqrt(B^2 + 3 C eps))``. By the envelope theorem the derivatives of the
+optimised proxies with respect to ``B``, ``C`` and ``K`` are the partial derivatives at the
+optimal ``eta``; the optimiser relies on this.
+
+These are proxies, not predictions of accuracy: they rank routings and concurrencies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ValidationError, require
+
+__all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "s1", "s2", "optimal_eta_per_update",
+           "per_update", "time_to_accuracy_updates", "CONSTANT_NAMES"]
+
+CONSTANT_NAMES = ("Delta", "L", "sigma2", "M2", "G2")
+
+
+@dataclass(frozen=True)
+class ProxyConstants:
+    """Problem constants and proxy coefficients (JSON-serialisable; names as in THEORY.md).
+
+    Attributes:
+        Delta: ``f(w_0) - f*`` (loss units), > 0.
+        L: smoothness constant, > 0.
+        sigma2: stochastic-gradient variance ``sigma^2``, >= 0.
+        M2: client heterogeneity bound ``M^2``, >= 0.
+        G2: gradient second-moment bound ``G^2``, >= 0.
+        eta: fixed step size in ``(0, eta_max]``, or None to optimise it.
+        eta_max: stability cap on the step size (default ``1 / L``).
+        c_opt, c_var, c_stale: coefficients of the three terms (defaults 2, 1, 1), >= 0.
+    """
+
+    Delta: float = 1.0
+    L: float = 1.0
+    sigma2: float = 1.0
+    M2: float = 1.0
+    G2: float = 1.0
+    eta: float | None = None
+    eta_max: float | None = None
+    c_opt: float = 2.0
+    c_var: float = 1.0
+    c_stale: float = 1.0
+
+    def __post_init__(self):
+        def num(name: str, positive: bool) -> float:
+            v = getattr(self, name)
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise ValidationError(name, f"must be a number (got {v!r})") from None
+            ok = math.isfinite(x) and (x > 0 if positive else x >= 0)
+            require(ok, name, f"must be {'> 0' if positive else '>= 0'} and finite (got {v!r})")
+            object.__setattr__(self, name, x)
+            return x
+
+        for name in ("Delta", "L"):
+            num(name, True)
+        for name in ("sigma2", "M2", "G2", "c_opt", "c_var", "c_stale"):
+            num(name, False)
+        require(self.c_opt > 0, "c_opt", f"must be > 0 (got {self.c_opt})")
+        if self.eta_max is None:
+            object.__setattr__(self, "eta_max", 1.0 / self.L)
+        num("eta_max", True)
+        if self.eta is not None:
+            num("eta", True)
+            require(self.eta <= self.eta_max * (1 + 1e-12), "eta",
+                    f"must be <= eta_max = {self.eta_max:g} (got {self.eta:g})")
+
+    @property
+    def a(self) -> float:
+        """Optimisation-term numerator ``c_opt Delta``."""
+        return self.c_opt * self.Delta
+
+    @property
+    def b(self) -> float:
+        """Variance-term factor ``c_var L (sigma2 + M2)`` (multiplies ``S1 eta``)."""
+        return self.c_var * self.L * (self.sigma2 + self.M2)
+
+    @property
+    def c(self) -> float:
+        """Staleness-term factor ``c_stale L^2 (sigma2 + G2)`` (multiplies ``S2 eta^2``)."""
+        return self.c_stale * self.L**2 * (self.sigma2 + self.G2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProxyConstants":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        require(not unknown, "constants", f"unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**dict(d))
+
+    def with_(self, **kw) -> "ProxyConstants":
+        return replace(self, **kw)
+
+
+@dataclass(frozen=True, eq=False)
+class EnergyModel:
+    """Power drawn by each client (watts, or any power unit), busy and idle.
+
+    ``busy_power`` defaults to the DVFS-style ``kappa * mu_i^3`` of the compute stage; ``idle_power``
+    to 0. Arrays of shape ``(n,)``. Communication stages may add ``comm_power`` while a task is in
+    a downlink/uplink stage (per client, default 0).
+    """
+
+    busy_power: np.ndarray
+    idle_power: np.ndarray
+    comm_power: np.ndarray | None = None
+
+    def __post_init__(self):
+        for name in ("busy_power", "idle_power", "comm_power"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            a = np.asarray(v, dtype=float).ravel()
+            require(bool(np.all(np.isfinite(a))) and bool(np.all(a >= 0)), name, "powers must be finite and >= 0")
+            object.__setattr__(self, name, a)
+        require(self.busy_power.shape == self.idle_power.shape, "idle_power", "needs one value per client")
+
+    @classmethod
+    def dvfs(cls, rates: np.ndarray, kappa: float = 1.0, idle_fraction: float = 0.0) -> "EnergyModel":
+        """``busy = kappa mu^3``, ``idle = idle_fraction * busy``."""
+        require(kappa > 0, "kappa", f"must be > 0 (got {kappa})")
+        require(0 <= idle_fraction <= 1, "idle_fraction", f"must be in [0, 1] (got {idle_fraction})")
+        busy = kappa * np.asarray(rates, dtype=float) ** 3
+        return cls(busy, idle_fraction * busy)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"busy_power": self.busy_power.tolist(), "idle_power": self.idle_power.tolist()}
+        if self.comm_power is not None:
+            d["comm_power"] = self.comm_power.tolist()
+        return d
+
+
+@dataclass(frozen=True)
+class ProxyTerms:
+    """The three terms of ``U`` and the step size they were evaluated at."""
+
+    optimisation: float
+    variance: float
+    staleness: float
+    eta: float
+
+    @property
+    def total(self) -> float:
+        return self.optimisation + self.variance + self.staleness
+
+
+def s1(p: np.ndarray) -> tuple[float, np.ndarray]:
+    """``S1 = (1/n^2) sum 1/p_i`` and its gradient (shape ``(n,)``); needs ``p > 0``."""
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    return float(np.sum(1.0 / p) / n**2), -1.0 / (n**2 * p**2)
+
+
+def s2(relative_delay: np.ndarray, p: np.ndarray) -> float:
+    """``S2 = (1/n^2) sum E[D_i] / p_i`` (needs ``p > 0``)."""
+    p = np.asarray(p, dtype=float)
+    return float(np.sum(np.asarray(relative_delay) / p) / p.size**2)
+
+
+def optimal_eta_per_update(a_over_k: float, B: float, C: float, eta_max: float) -> float:
+    """``argmin_{0 < eta <= eta_max} a/(eta K) + B eta + C eta^2`` (``a_over_k = a/K``).
+
+    Root of ``2 C eta^3 + B eta^2 - a/K``: Newton from the upper bound
+    ``min(sqrt(a/(K B)), cbrt(a/(2 K C)))``, where the polynomial is >= 0; it is convex and
+    increasing on ``eta > 0``, so Newton decreases monotonically to the root.
+    """
+    if B <= 0 and C <= 0:
+        return eta_max
+    ub = math.inf
+    if B > 0:
+        ub = math.sqrt(a_over_k / B)
+    if C > 0:
+        ub = min(ub, (a_over_k / (2 * C)) ** (1.0 / 3.0))
+    eta = ub
+    for _ in range(100):
+        f = 2 * C * eta**3 + B * eta**2 - a_over_k
+        df = 6 * C * eta**2 + 2 * B * eta
+        step = f / df
+        eta -= step
+        if abs(step) <= 1e-15 * eta:
+            break
+    return min(eta, eta_max)
+
+
+def per_update(constants: ProxyConstants, S1: float, S2: float, K: float, eta: float | None = None) -> ProxyTerms:
+    """The three terms of ``U`` after ``K`` updates at step ``eta`` (default: the constants' fixed
+    step, else the optimal one under ``eta_max``)."""
+    require(K > 0, "updates", f"must be > 0 (got {K})")
+    B, C = constants.b * S1, constants.c * S2
+    if eta is None:
+        eta = constants.eta if constants.eta is not None else optimal_eta_per_update(constants.a / K, B, C, constants.eta_max)
+    return ProxyTerms(constants.a / (eta * K), B * eta, C * eta**2, float(eta))
+
+
+def time_to_accuracy_updates(constants: ProxyConstants, S1: float, S2: float, epsilon: float) -> tuple[float, float]:
+    """``(K_eps, eta)``: fewest updates for ``min_eta U <= epsilon`` and the step achieving it.
+
+    ``K_eps = a / max_eta eta (eps - B eta - C eta^2)``; with a fixed step the maximisation is
+    skipped, and ``K_eps = inf`` if ``eps <= B eta + C eta^2`` (the accuracy is below that step's floor).
+    """
+    require(epsilon > 0, "epsilon", f"must be > 0 (got {epsilon})")
+    B, C = constants.b * S1, constants.c * S2
+    if constants.eta is not None:
+        eta = constants.eta
+    else:
+        eta = min(epsilon / (B + math.sqrt(B * B + 3.0 * C * epsilon)), constants.eta_max) if (B > 0 or C > 0) \
+            else constants.eta_max
+    g = eta * (epsilon - B * eta - C * eta**2)
+    return (constants.a / g if g > 0 else math.inf), float(eta)
