@@ -237,8 +237,50 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_from_args(args: argparse.Namespace):
+    from .config import load_config
+
+    sets = list(args.set or [])
+    pairs = [("output", args.output, True), ("algorithm.name", args.algorithm, True),
+             ("routing.kind", args.routing, True), ("routing.objective", args.objective, True),
+             ("data.dataset", args.dataset, True), ("data.data_root", args.data_root, True),
+             ("data.clients", args.clients, False), ("run.updates", args.updates, False),
+             ("run.time_budget", args.time_budget, False), ("device", args.device, True), ("seed", args.seed, False)]
+    for key, value, quoted in pairs:
+        if value is not None:
+            sets.append(f"{key}={json.dumps(value) if quoted else value}")
+    if args.time_budget is not None and args.updates is None:
+        sets.append("run.updates=null")
+    if args.serial:
+        sets.append("run.batched=false")
+    if args.batched:
+        sets.append("run.batched=true")
+    return load_config(args.config, sets)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .fl.run import train
+    from .report import training_summary
+
+    cfg = config_from_args(args)
+    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet)
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        training_summary(cfg, res)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .mainjob import main_job
+
+    main_job(output=args.output, seed=args.seed, updates=args.updates, quiet=args.quiet)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize}
+    "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
+    "run": _cmd_run}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +340,42 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, default=0, help="seed of the random starting points")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(func=_cmd_optimize)
+
+    t = sub.add_parser("train", help="trace-driven FL training (real model and data)",
+                       description="Train with a real model and data set, replaying the simulated schedule of the "
+                                   "queueing model. Without CONFIG the embedded default runs (digits, 10 clients, "
+                                   "two speed groups 10x apart, Generalized AsyncSGD); options override it.")
+    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (sections data, model, system, "
+                                             "routing, local, algorithm, run)")
+    t.add_argument("--output", "-o", help="output folder (results.json, updates.csv, checkpoint.pt, trace.npz)")
+    t.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
+    t.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
+    t.add_argument("--objective", help="proxy for --routing optimal (default wallclock)")
+    t.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
+    t.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
+    t.add_argument("--clients", type=int, help="number of clients")
+    t.add_argument("--updates", type=int, help="arrivals to apply")
+    t.add_argument("--time-budget", type=float, help="simulated time budget")
+    t.add_argument("--device", help="auto, cpu or cuda")
+    t.add_argument("--seed", type=int, help="seed of data split, model init, schedule and minibatches")
+    t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
+    t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the results JSON")
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("run", help="the main job: analyse -> optimise -> simulate -> train, and compare",
+                       description="On the embedded default (10 clients, two speed groups 10x apart, digits): exact "
+                                   "analysis, wall-clock-optimal routing, simulation, and training of AsyncSGD "
+                                   "(uniform routing) vs the optimal routing at an equal simulated-time budget; "
+                                   "prints predicted and measured gains.")
+    r.add_argument("--output", "-o", default="runs/main", help="output folder (default runs/main)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--updates", type=int, default=1500, help="AsyncSGD updates that define the time budget")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -130,3 +130,15 @@ def optimization_table(system: "System", res) -> None:
         gain = -gain
     c.print(f"improvement over uniform: {100 * gain:.1f}%  ({res.message}; {res.iterations} iterations, "
             f"{res.evaluations} evaluations, {res.wall_time:.2f} s, KKT residual {res.kkt_residual:.1e}, method {res.method})")
+
+
+def training_summary(cfg, res) -> None:
+    """A few lines after ``aflqueue train``."""
+    c = console()
+    acc = res.curves["test_accuracy"]
+    c.print(f"{res.meta.get('algorithm')} on {cfg.data.dataset}: final test accuracy {100 * res.final_accuracy:.2f}% "
+            f"(loss {res.final_loss:.4f}) after {res.arrivals} arrivals, simulated time {fmt(res.simulated_time)}; "
+            f"best {100 * max(acc):.2f}%")
+    c.print(f"routing {[round(x, 4) for x in res.meta.get('routing', [])]}, concurrency {res.meta.get('concurrency')}; "
+            f"wall time {res.wall_time:.1f} s ({res.arrivals / max(res.wall_time, 1e-9):.0f} arrivals/s)")
+    c.print(f"outputs in {cfg.output}/ (results.json, updates.csv, checkpoint.pt, trace.npz, config.json)")

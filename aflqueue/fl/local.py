@@ -1,0 +1,182 @@
+"""Local training of tasks on flat parameter vectors: serial and batched (``torch.func.vmap``).
+
+A task = ``K`` optimiser steps (SGD or Adam) on minibatches of one client's data, starting from
+the model version it was dispatched with; it returns ``delta = w_local - w_start``. Every
+random choice of a task (its minibatches) comes from a generator seeded by ``(seed, task id)``,
+so a task's result does not depend on when or next to which other tasks it is computed: this
+is what lets the engine batch tasks whose start models are known, and resume exactly.
+
+The serial path runs one task at a time with ``torch.autograd``; the batched path stacks the
+start models of ``T`` tasks into a ``(T, P)`` tensor and takes each step for all of them with
+``vmap(grad(loss))``. The two are separate implementations, checked against each other in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from ..errors import require
+
+__all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "evaluate"]
+
+
+class ParamSpec:
+    """Layout of a model's parameters in one flat vector (float32, shape ``(P,)``)."""
+
+    def __init__(self, model: nn.Module):
+        self.names = [k for k, _ in model.named_parameters()]
+        self.shapes = [tuple(v.shape) for _, v in model.named_parameters()]
+        self.sizes = [int(np.prod(s)) if s else 1 for s in self.shapes]
+        self.numel = int(sum(self.sizes))
+        require(not list(model.buffers()), "model", "models with buffers (e.g. BatchNorm) are not supported")
+
+    def flatten(self, model: nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of ``flat`` (shape ``(P,)``) as the model's named parameters."""
+        return {n: t.view(s) for n, t, s in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Local training of one task.
+
+    Attributes:
+        steps: ``K`` optimiser steps per task (THEORY's analysis: ``K = 1`` with SGD).
+        lr: local learning rate.
+        batch_size: minibatch size (capped by the client's data size).
+        optimizer: ``"sgd"`` or ``"adam"`` (fresh Adam state per task).
+        weight_decay: L2 coefficient added to the loss gradient.
+        betas, eps: Adam parameters.
+    """
+
+    steps: int = 1
+    lr: float = 0.05
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        require(isinstance(self.steps, int) and self.steps >= 1, "local.steps", f"must be an integer >= 1 (got {self.steps!r})")
+        require(self.lr > 0, "local.lr", f"must be > 0 (got {self.lr})")
+        require(isinstance(self.batch_size, int) and self.batch_size >= 1, "local.batch_size",
+                f"must be an integer >= 1 (got {self.batch_size!r})")
+        require(self.optimizer in ("sgd", "adam"), "local.optimizer", f"must be 'sgd' or 'adam' (got {self.optimizer!r})")
+        require(self.weight_decay >= 0, "local.weight_decay", f"must be >= 0 (got {self.weight_decay})")
+
+
+class ClientData:
+    """All clients' training data concatenated on one device, with per-client offsets."""
+
+    def __init__(self, clients: Sequence, device: torch.device):
+        self.x = torch.cat([c.x for c in clients]).to(device)
+        self.y = torch.cat([c.y for c in clients]).to(device)
+        sizes = [len(c.x) for c in clients]
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def task_seed(seed: int, task: int) -> int:
+    """Deterministic 63-bit seed of a task's minibatch stream: splitmix64 of ``(seed, task)``
+    (a well-mixed hash, ~50x cheaper than a SeedSequence per task)."""
+    return _splitmix64(_splitmix64(int(seed)) ^ int(task)) >> 1
+
+
+def task_batches(data: ClientData, client: int, task: int, seed: int, cfg: LocalConfig) -> torch.Tensor:
+    """Global sample indices of a task's minibatches, shape ``(K, B)`` (``B = min(batch, N_i)``),
+    each minibatch drawn without replacement from the client's data."""
+    n_i = int(data.sizes[client])
+    b = min(cfg.batch_size, n_i)
+    g = torch.Generator().manual_seed(task_seed(seed, task))
+    rows = [torch.randperm(n_i, generator=g)[:b] for _ in range(cfg.steps)]
+    return (torch.stack(rows) + int(data.offsets[client])).to(data.x.device)
+
+
+def _adam_step(w, g, m, v, t, cfg: LocalConfig):
+    b1, b2 = cfg.betas
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    mh = m / (1 - b1**t)
+    vh = v / (1 - b2**t)
+    return w - cfg.lr * mh / (vh.sqrt() + cfg.eps), m, v
+
+
+def train_serial(model: nn.Module, spec: ParamSpec, start: torch.Tensor, data: ClientData, batches: torch.Tensor,
+                 cfg: LocalConfig) -> torch.Tensor:
+    """One task with plain autograd: ``delta`` of shape ``(P,)``."""
+    w = start.detach().clone()
+    adam = cfg.optimizer == "adam"
+    m = torch.zeros_like(w) if adam else None
+    v = torch.zeros_like(w) if adam else None
+    for k in range(batches.shape[0]):
+        idx = batches[k]
+        wk = w.detach().requires_grad_(True)
+        out = functional_call(model, spec.unflatten(wk), (data.x[idx],))
+        loss = nn.functional.cross_entropy(out, data.y[idx])
+        (g,) = torch.autograd.grad(loss, [wk])
+        if cfg.weight_decay:
+            g = g + cfg.weight_decay * w
+        with torch.no_grad():
+            if adam:
+                w, m, v = _adam_step(w, g, m, v, k + 1, cfg)
+            else:
+                w = w - cfg.lr * g
+    return (w - start).detach()
+
+
+def train_batched(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data: ClientData, batches: torch.Tensor,
+                  cfg: LocalConfig) -> torch.Tensor:
+    """``T`` tasks at once: ``starts`` ``(T, P)``, ``batches`` ``(T, K, B)`` (equal ``B``);
+    returns deltas ``(T, P)``."""
+
+    def batch_loss(w, xb, yb):
+        out = functional_call(model, spec.unflatten(w), (xb,))
+        return nn.functional.cross_entropy(out, yb)
+
+    g_fn = vmap(grad(batch_loss))
+    w = starts.detach().clone()
+    adam = cfg.optimizer == "adam"
+    m = torch.zeros_like(w) if adam else None
+    v = torch.zeros_like(w) if adam else None
+    for k in range(batches.shape[1]):
+        idx = batches[:, k]  # (T, B)
+        g = g_fn(w, data.x[idx], data.y[idx])
+        if cfg.weight_decay:
+            g = g + cfg.weight_decay * w
+        if adam:
+            w, m, v = _adam_step(w, g, m, v, k + 1, cfg)
+        else:
+            w = w - cfg.lr * g
+    return (w - starts).detach()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+             chunk: int = 2048) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of the flat model ``params`` on ``(x, y)``."""
+    p = spec.unflatten(params)
+    correct, total_loss, n = 0, 0.0, len(y)
+    for a in range(0, n, chunk):
+        out = functional_call(model, p, (x[a:a + chunk],))
+        total_loss += float(nn.functional.cross_entropy(out, y[a:a + chunk], reduction="sum"))
+        correct += int((out.argmax(1) == y[a:a + chunk]).sum())
+    return correct / n, total_loss / n

@@ -1,0 +1,241 @@
+"""Trace-driven trainer: schedule fidelity, start models, resume, batched == serial, algorithms."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aflqueue import System, ValidationError
+from aflqueue.config import TrainConfig, load_config
+from aflqueue.fl.algorithms import ALGORITHM_NAMES, AlgorithmContext, Arrival, make_algorithm
+from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
+from aflqueue.fl.data import make_federated
+from aflqueue.fl.engine import EngineSettings, TraceTrainer
+from aflqueue.fl.local import LocalConfig
+from aflqueue.fl.models import build_model
+from aflqueue.fl.run import simulate_for_budget, train
+from aflqueue.sim import simulate
+
+N = 6
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = make_federated("synthetic", N, "dirichlet", alpha=0.5, seed=0, num_samples=600, num_features=12,
+                          num_classes=4, unlabeled_fraction=0.1)
+    system = System.from_rates([2.0, 1.0, 1.0, 0.5, 0.2, 0.1], [0.25, 0.2, 0.2, 0.15, 0.1, 0.1], 5)
+    trace = simulate(system, 400, seed=3)
+    return data, system, trace
+
+
+def model_for(data, seed=0):
+    return build_model("mlp", data.input_shape, data.num_classes, seed=seed, hidden=(16,))
+
+
+class Recorder(GeneralizedAsyncSGD):
+    """Records the server model at every version and the start model of every arrival."""
+
+    name = "recorder"
+
+    def __init__(self, params, ctx, **hp):
+        super().__init__(params, ctx, **hp)
+        self.history = {0: self.params.clone()}
+        self.seen = []
+
+    def on_arrival(self, a: Arrival) -> None:
+        self.seen.append((a.task, a.start_version, a.start.clone(), a.relative_delay, self.version - a.start_version))
+        super().on_arrival(a)
+        self.history[self.version] = self.params.clone()
+
+
+def run(data, system, trace, algorithm="generalized-asyncsgd", out=None, resume=False, **kw):
+    settings = kw.pop("settings", EngineSettings(eval_every=100, checkpoint_every=50, seed=1))
+    tr = TraceTrainer(model=model_for(data), data=data, trace=trace, routing=system.routing, algorithm=algorithm,
+                      local=kw.pop("local", LocalConfig(steps=2, lr=0.1, batch_size=16)), settings=settings,
+                      device="cpu", output_dir=out, **kw)
+    return tr, tr.run(resume=resume)
+
+
+def test_schedule_and_start_models_follow_the_trace(setup):
+    data, system, trace = setup
+    alg_holder = {}
+
+    class Spy(Recorder):  # keeps a handle on the engine's (internal) algorithm instance
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            alg_holder["alg"] = self
+
+    _, res = run(data, system, trace, algorithm=Spy)
+    alg = alg_holder["alg"]
+    order = trace.update_order
+    assert len(alg.seen) == trace.num_updates == res.arrivals
+    for k, (task, v0, start, rd, tau) in enumerate(alg.seen, start=1):
+        assert task == order[k - 1]
+        assert v0 == trace.dispatch_version[task]  # one update per arrival: versions = trace versions
+        assert rd == trace.relative_delay[task] == tau  # staleness seen by the trainer = the trace's
+        torch.testing.assert_close(start, alg.history[v0], rtol=0, atol=0)  # exactly the model it was sent
+    np.testing.assert_array_equal(res.log["relative_delay"], trace.relative_delay[order])
+    np.testing.assert_array_equal(res.log["client"], trace.client[order])
+
+
+def test_batched_equals_serial(setup):
+    data, system, trace = setup
+    holders = []
+    for batched in (True, False):
+        h = {}
+
+        class Spy(GeneralizedAsyncSGD):
+            def __init__(self, *a, h=h, **k):
+                super().__init__(*a, **k)
+                h["alg"] = self
+
+        _, res = run(data, system, trace, algorithm=Spy,
+                     settings=EngineSettings(eval_every=100, batched=batched, seed=1))
+        holders.append((h["alg"].params, res))
+    (pa, ra), (pb, rb) = holders
+    torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ra.curves["test_loss"], rb.curves["test_loss"], rtol=1e-4)
+
+
+def test_resume_after_crash_is_identical(setup, tmp_path):
+    data, system, trace = setup
+    _, full = run(data, system, trace, out=tmp_path / "full")
+
+    class CrashOnce(GeneralizedAsyncSGD):
+        name = "generalized-asyncsgd"  # same configuration hash as the normal run
+        armed = True
+
+        def on_arrival(self, a):
+            if a.index == 173 and CrashOnce.armed:
+                CrashOnce.armed = False
+                raise RuntimeError("simulated crash")
+            super().on_arrival(a)
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(data, system, trace, algorithm=CrashOnce, out=tmp_path / "crash")
+    partial = json.loads((tmp_path / "crash" / "results.json").read_text())
+    assert partial["complete"] is False and partial["arrivals"] == 150  # last checkpoint kept
+    _, resumed = run(data, system, trace, algorithm=CrashOnce, out=tmp_path / "crash", resume=True)
+    assert resumed.final_accuracy == full.final_accuracy and resumed.final_loss == full.final_loss
+    assert resumed.curves["test_loss"] == full.curves["test_loss"]
+    assert resumed.log == full.log
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["alg"]["params"]
+    b = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["alg"]["params"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_resume_refuses_other_configuration(setup, tmp_path):
+    data, system, trace = setup
+    run(data, system, trace, out=tmp_path / "r", settings=EngineSettings(updates=100, checkpoint_every=50))
+    with pytest.raises(ValidationError, match="different configuration"):
+        run(data, system, trace, out=tmp_path / "r", resume=True,
+            settings=EngineSettings(updates=120, checkpoint_every=50))
+
+
+@pytest.mark.parametrize("name", ["generalized-asyncsgd", "asyncsgd", "fedasync", "fedbuff"])
+def test_every_algorithm_learns_end_to_end(setup, name, tmp_path):
+    data, system, trace = setup
+    _, res = run(data, system, trace, algorithm=name, out=tmp_path, settings=EngineSettings(eval_every=50, seed=2),
+                 local=LocalConfig(steps=2, lr=0.1, batch_size=16))
+    acc = res.curves["test_accuracy"]
+    assert res.complete and res.arrivals == 400 and math.isfinite(res.final_loss)
+    assert acc[-1] > acc[0] + 0.1 or acc[-1] > 0.8  # it learns (4 classes: chance 0.25)
+    for f in ("results.json", "updates.csv", "checkpoint.pt", "trace.npz"):
+        assert (tmp_path / f).exists()
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert {"final_accuracy", "time", "updates", "test_accuracy", "test_loss"} <= set(d)
+    rows = (tmp_path / "updates.csv").read_text().splitlines()
+    assert rows[0] == "arrival,time,client,relative_delay,staleness,model_version" and len(rows) == 401
+
+
+def ctx(n=3, p=(0.5, 0.3, 0.2)):
+    return AlgorithmContext(n_clients=n, routing=np.array(p), concurrency=3)
+
+
+def arrival(k, client, delta, start, v0):
+    return Arrival(index=k, task=k, client=client, delta=delta, start=start, start_version=v0, relative_delay=0, time=0.0)
+
+
+def test_algorithm_updates_by_hand():
+    w0 = torch.zeros(2)
+    d = torch.tensor([1.0, -2.0])
+    g = make_algorithm("generalized-asyncsgd", w0, ctx(), eta_g=0.5)
+    g.on_arrival(arrival(1, 2, d, w0, 0))
+    torch.testing.assert_close(g.params, 0.5 / (3 * 0.2) * d)  # importance weight 1/(n p_i)
+    a = make_algorithm("asyncsgd", w0, ctx(), eta_g=0.5)
+    a.on_arrival(arrival(1, 2, d, w0, 0))
+    torch.testing.assert_close(a.params, 0.5 * d)
+    f = make_algorithm("fedasync", torch.ones(2), ctx(), a=0.6, staleness="polynomial", b=0.5)
+    f.version = 3  # the arriving task is 3 versions stale
+    f.on_arrival(arrival(4, 0, d, w0, 0))
+    alpha = 0.6 * (1 + 3) ** -0.5
+    torch.testing.assert_close(f.params, (1 - alpha) * torch.ones(2) + alpha * (w0 + d))
+    b = make_algorithm("fedbuff", w0, ctx(), buffer=3, eta_g=2.0)
+    for k in range(1, 3):
+        b.on_arrival(arrival(k, 0, d * k, w0, 0))
+        assert b.version == 0 and torch.equal(b.params, w0)  # nothing applied until the buffer is full
+    b.on_arrival(arrival(3, 1, d * 3, w0, 0))
+    assert b.version == 1
+    torch.testing.assert_close(b.params, 2.0 * (d * 6) / 3)
+
+
+def test_unknown_algorithm_and_parameters():
+    with pytest.raises(ValidationError, match="unknown algorithm"):
+        make_algorithm("fedmagic", torch.zeros(1), ctx())
+    with pytest.raises(ValidationError, match="unknown parameter"):
+        make_algorithm("fedbuff", torch.zeros(1), ctx(), bufer=3)
+    with pytest.raises(ValidationError, match="buffer"):
+        make_algorithm("fedbuff", torch.zeros(1), ctx(), buffer=0)
+    assert {"generalized-asyncsgd", "asyncsgd", "fedasync", "fedbuff"} <= set(ALGORITHM_NAMES)
+
+
+def test_trace_prefix_property_for_time_budgets():
+    s = System.from_rates([1.0, 0.3], [0.6, 0.4], 3)
+    short, long = simulate(s, 200, seed=5), simulate(s, 900, seed=5)
+    order = long.update_order[:200]
+    np.testing.assert_array_equal(short.completion_time[short.update_order], long.completion_time[order])
+    tr = simulate_for_budget(s, 5, None, 500.0)
+    assert tr.horizon >= 500.0
+
+
+def test_config_file_overrides_and_errors(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('output = "x"\n[data]\ndataset = "synthetic"\nclients = 4\n[local]\nlr = 0.2\n'
+                 '[algorithm]\nname = "fedbuff"\nparams = { buffer = 2 }\n')
+    cfg = load_config(f, ["local.steps=3", "run.updates=200", 'system.profile="five-types"'])
+    assert cfg.data.dataset == "synthetic" and cfg.local.lr == 0.2 and cfg.local.steps == 3
+    assert cfg.algorithm.params == {"buffer": 2} and cfg.system.profile == "five-types"
+    for bad, field in [({"data": {"colour": 1}}, "data"), ({"system": {"profile": "warp"}}, "system.profile"),
+                       ({"run": {"updates": None, "time_budget": None}}, "run"), ({"seed": -1}, "seed")]:
+        with pytest.raises(ValidationError) as e:
+            base = TrainConfig().to_dict()
+            for k, v in bad.items():
+                base[k] = {**base[k], **v} if isinstance(v, dict) else v
+            TrainConfig.from_dict(base)
+        assert e.value.field.startswith(field)
+    with pytest.raises(ValidationError):
+        load_config(None, ["local.nonsense=1"])
+
+
+def test_train_from_config_with_optimal_routing(tmp_path):
+    cfg = load_config(None, [f'output="{tmp_path.as_posix()}"', 'data.dataset="synthetic"', "data.clients=6",
+                             'routing.kind="optimal"', "run.updates=150", "run.eval_every=50",
+                             'data.options={"num_samples": 600, "num_features": 10, "num_classes": 3}'])
+    res = train(cfg)
+    d = json.loads((tmp_path / "results.json").read_text())
+    assert d["optimization"]["objective"] == "wallclock" and abs(sum(d["routing"]) - 1) < 1e-9
+    assert res.arrivals == 150 and d["complete"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(setup):
+    data, system, trace = setup
+    runs = []
+    for dev in ("cpu", "cuda"):
+        tr = TraceTrainer(model=model_for(data), data=data, trace=trace, routing=system.routing,
+                          algorithm="generalized-asyncsgd", local=LocalConfig(steps=2, lr=0.1, batch_size=16),
+                          settings=EngineSettings(eval_every=100, seed=1), device=dev)
+        runs.append(tr.run())
+    np.testing.assert_allclose(runs[0].curves["test_loss"], runs[1].curves["test_loss"], rtol=1e-3)
