@@ -34,7 +34,8 @@ import torch
 from ..errors import ValidationError, require
 from ..sim.trace import Trace
 from .algorithms import AlgorithmContext, Arrival, make_algorithm
-from .local import ClientData, LocalConfig, ParamSpec, evaluate, task_batches, train_batched, train_serial
+from .local import (ClientData, LocalConfig, ParamSpec, activation_statistics, evaluate, task_batches, train_batched,
+                    train_serial)
 
 __all__ = ["EngineSettings", "TrainResult", "TraceTrainer", "resolve_device"]
 
@@ -238,8 +239,11 @@ class TraceTrainer:
             v0 = state["start_version"].pop(t)
             start = state["snapshots"][v0]
             i = int(tr.client[t])
+            extras = {}
+            if alg.client_statistics:
+                extras["activation_stats"] = self._client_statistics(t, start + delta)
             arr = Arrival(index=k, task=t, client=i, delta=delta, start=start, start_version=v0,
-                          relative_delay=int(self.relative_delay[t]), time=now)
+                          relative_delay=int(self.relative_delay[t]), time=now, extras=extras)
             tau = alg.version - v0
             alg.on_arrival(arr)
             self._release(state, v0)
@@ -318,6 +322,11 @@ class TraceTrainer:
             else:
                 for u, s, b in zip(group, starts, batches):
                     state["pending"][u] = train_serial(self.model, self.spec, s, self.data, b, self.local)
+
+    def _client_statistics(self, t: int, local_params: torch.Tensor):
+        """Activation statistics of task t's local model on its last minibatch (client side)."""
+        b = task_batches(self.data, int(self.trace.client[t]), t, self.settings.seed, self.local)[-1]
+        return activation_statistics(self.model, self.spec, local_params, self.data.x[b])
 
     def _evaluate(self, state, alg, when: float, k: int) -> None:
         acc, loss = evaluate(self.model, self.spec, alg.params, self.test_x, self.test_y)

@@ -23,7 +23,11 @@ from torch.func import functional_call, grad, vmap
 
 from ..errors import require
 
-__all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "evaluate"]
+__all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "evaluate",
+           "activation_statistics", "STAT_LAYERS"]
+
+#: Layers whose outputs are summarised by :func:`activation_statistics` (all but the last one).
+STAT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 class ParamSpec:
@@ -180,3 +184,33 @@ def evaluate(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.T
         total_loss += float(nn.functional.cross_entropy(out, y[a:a + chunk], reduction="sum"))
         correct += int((out.argmax(1) == y[a:a + chunk]).sum())
     return correct / n, total_loss / n
+
+
+@torch.no_grad()
+def activation_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.Tensor
+                          ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and variance of every Linear/Conv output except the last (the logits),
+    for the flat model ``params`` on inputs ``x``: ``{layer name: (mean (C,), var (C,))}``.
+
+    This is what a client of a model without normalisation layers uploads next to its update
+    so that the server can match feature statistics (FedRevive's ``L_bn``): the role BatchNorm's
+    running statistics play for models that have them.
+    """
+    layers = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, STAT_LAYERS)][:-1]
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+
+    def hook(name):
+        def f(_mod, _inp, y):
+            dims = [0] + list(range(2, y.dim()))  # all but the channel axis
+            out[name] = (y.mean(dims), y.var(dims, unbiased=False))
+        return f
+
+    for name, mod in layers:
+        hooks.append(mod.register_forward_hook(hook(name)))
+    try:
+        functional_call(model, spec.unflatten(params), (x,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out

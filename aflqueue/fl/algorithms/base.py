@@ -4,6 +4,9 @@ The engine calls :meth:`ServerAlgorithm.on_arrival` once per completed task, in 
 wall-clock order, and reads :attr:`ServerAlgorithm.params` whenever it dispatches a new task.
 An algorithm owns the server model (a flat float32 vector) and its *model version*, which
 advances when the model changes (every arrival for AsyncSGD, every ``B`` arrivals for FedBuff).
+Rule: whenever ``params`` changes, ``version`` must change too (the engine snapshots one model
+per version for the tasks it dispatches). Updating ``params`` in place is allowed: snapshots
+are copies.
 Staleness as algorithms see it is ``tau = version - arrival.start_version``.
 """
 
@@ -32,6 +35,10 @@ class Arrival:
         start_version: server model version of ``start``.
         relative_delay: arrivals between the task's dispatch and this one (queueing staleness).
         time: simulated wall-clock time of the arrival.
+        extras: what the client uploads besides the update, on request of the algorithm: with
+            ``client_statistics = True``, ``extras["activation_stats"]`` holds the local model's
+            per-layer activation means and variances on the task's last minibatch
+            (:func:`aflqueue.fl.local.activation_statistics`).
     """
 
     index: int
@@ -42,6 +49,7 @@ class Arrival:
     start_version: int
     relative_delay: int
     time: float
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +82,8 @@ class ServerAlgorithm:
     scalars of their state in :meth:`state_dict` so that checkpoints resume exactly."""
 
     name = "base"
+    #: ask clients to upload activation statistics with each update (see :class:`Arrival`)
+    client_statistics = False
 
     def __init__(self, params: torch.Tensor, ctx: AlgorithmContext):
         self.params = params.detach().clone()
