@@ -190,7 +190,8 @@ class TraceTrainer:
     def _eval_points(self) -> tuple[set[int], list[float]]:
         s = self.settings
         ks = set(range(s.eval_every, self.U + 1, s.eval_every)) if s.eval_every else set()
-        ks.add(self.U)
+        if not (s.eval_times and s.time_budget is not None):
+            ks.add(self.U)  # otherwise the time grid ends at the budget, with the same final model
         horizon = s.time_budget if s.time_budget is not None else float(self.trace.completion_time[self.order[self.U - 1]])
         grid = [horizon * (j + 1) / s.eval_times for j in range(s.eval_times)] if s.eval_times else []
         return ks, grid

@@ -1,0 +1,96 @@
+"""Validation grid: cells saved as they finish, interruption and resume, identical results across
+backends, and the report (tiny preset on the synthetic data set)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from aflqueue import ValidationError
+from aflqueue.cli import main
+from aflqueue.experiments.grid import PRESETS, cells_of, load_cells, run_grid
+from aflqueue.experiments.report import summarize, write_report
+
+TINY = replace(PRESETS["tiny"], routings=("uniform", "wallclock"), algorithms=(), seeds=2)
+
+
+def measured(records):
+    return {r["id"]: (r["measured"]["final_accuracy"], r["measured"]["final_loss"], r["measured"]["arrivals"],
+                      r["routing"]) for r in records}
+
+
+@pytest.fixture(scope="module")
+def serial_grid(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid_serial")
+    return out, run_grid(TINY, out, progress=None)
+
+
+def test_cells_and_records(serial_grid):
+    out, recs = serial_grid
+    assert len(recs) == len(cells_of(TINY)) == 4
+    for r in recs:
+        assert (out / "cells" / f"{r['id']}.json").is_file()
+        c = r["measured"]["curves"]
+        assert len(c["time"]) == 20 and c["time"][-1] == pytest.approx(r["time_budget"])
+        assert abs(sum(r["routing"]) - 1) < 1e-9 and r["constants"]["Delta"] > 0
+    # paired by seed: the same budget for both routings; P2 moves mass to the fast half
+    by = {(r["cell"]["routing"], r["cell"]["seed"]): r for r in recs}
+    for s in (0, 1):
+        u, w = by[("uniform", s)], by[("wallclock", s)]
+        assert u["time_budget"] == w["time_budget"]
+        assert sum(w["routing"][:3]) > sum(u["routing"][:3])
+        assert w["measured"]["arrivals"] > u["measured"]["arrivals"]
+
+
+def test_interrupted_grid_resumes_to_the_same_results(serial_grid, tmp_path):
+    _, full = serial_grid
+    part = run_grid(TINY, tmp_path, progress=None, limit=1)  # "killed" after one cell
+    assert len(part) == 1
+    done_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
+    resumed = run_grid(TINY, tmp_path, progress=None)
+    assert measured(resumed) == measured(full)
+    for name, t in done_before.items():  # finished cells were not recomputed
+        assert (tmp_path / "cells" / name).stat().st_mtime_ns == t
+
+
+def test_process_backend_gives_identical_results(serial_grid, tmp_path):
+    _, full = serial_grid
+    recs = run_grid(TINY, tmp_path, progress=None, backend="process", workers=2)
+    assert measured(recs) == measured(full)
+
+
+def test_report(serial_grid, tmp_path):
+    _, recs = serial_grid
+    md, html = write_report(recs, tmp_path / "report.md", tmp_path / "figs")
+    text = md.read_text()
+    assert "Headline: wall-clock-optimal routing (P2) vs AsyncSGD" in text and "criterion" in text
+    assert "Spearman" in text and "| P2 wall-clock |" in text
+    assert (tmp_path / "figs" / "grid_accuracy_synthetic_generalized-asyncsgd.png").is_file()
+    assert html.read_text().count("data:image/png;base64") >= 1
+    s = summarize(recs)
+    g = s["groups"][0]
+    rows = {r["routing"]: r for r in g["rows"]}
+    # the paired accuracy gain is computed from the per-seed records
+    by = {(r["cell"]["routing"], r["cell"]["seed"]): r["measured"]["final_accuracy"] for r in recs}
+    gains = [by[("wallclock", s)] / by[("uniform", s)] - 1 for s in (0, 1)]
+    assert rows["wallclock"]["accuracy_gain"][0] == pytest.approx(sum(gains) / 2)
+
+
+def test_validate_cli_report_only_and_errors(serial_grid, tmp_path, capsys):
+    out, _ = serial_grid
+    assert main(["validate", "--preset", "tiny", "--output", str(out), "--report-only",
+                 "--report", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "r.md").is_file()
+    assert main(["validate", "--preset", "huge", "--report-only"]) == 2
+    assert "preset" in capsys.readouterr().err
+    with pytest.raises(ValidationError, match="backend"):
+        run_grid(TINY, tmp_path, backend="mpi", progress=None)
+    assert main(["validate", "--preset", "tiny", "--data-root", str(tmp_path), "--report-only"]) == 2
+
+
+@pytest.mark.ray
+def test_ray_backend_gives_identical_results(serial_grid, tmp_path):
+    pytest.importorskip("ray")
+    _, full = serial_grid
+    recs = run_grid(TINY, tmp_path, progress=None, backend="ray", workers=2)
+    assert measured(recs) == measured(full)
