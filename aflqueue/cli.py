@@ -126,7 +126,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     from .queueing.analysis import analyze
     from .report import simulation_table
-    from .sim import estimate, estimate_replications, simulate
+    from .sim import estimate, estimate_replications, simulate_replications
 
     system = system_from_args(args)
     if args.replications < 1:
@@ -134,7 +134,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     seeds = [args.seed] if args.replications == 1 else \
         [int(x) for x in np.random.SeedSequence(args.seed).generate_state(args.replications, dtype=np.uint32)]
     t0 = time.perf_counter()
-    traces = [simulate(system, args.updates, seed=s, engine=args.engine) for s in seeds]
+    traces = simulate_replications(system, args.updates, seeds, engine=args.engine, backend=args.backend,
+                                   workers=args.workers, address=args.address)
     wall = time.perf_counter() - t0
     if args.trace:
         out = traces[0].save(args.trace) if not args.trace.endswith(".csv") else traces[0].to_csv(args.trace)
@@ -367,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replications", type=int, default=1, help="independent runs (> 1: CIs across runs)")
     s.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
     s.add_argument("--trace", metavar="PATH", help="save the (first run's) trace: .npz, or .csv to export")
+    s.add_argument("--backend", choices=["serial", "process", "ray"], default="serial",
+                   help="where replications run (default serial)")
+    s.add_argument("--workers", type=int, help="processes / local Ray CPUs (default: all cores)")
+    s.add_argument("--address", help="address of an existing Ray cluster")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cmd_simulate)
 

@@ -36,7 +36,7 @@ ROUTINGS = ("uniform", "per-update", "wallclock", "time-to-accuracy", "max-throu
 ROUTING_LABELS = {"uniform": "AsyncSGD (uniform)", "per-update": "P1 per-update", "wallclock": "P2 wall-clock",
                   "time-to-accuracy": "P3 time-to-accuracy", "max-throughput": "P5 max-throughput"}
 PARTITIONS = {"iid": ("iid", None), "dir0.5": ("dirichlet", 0.5), "dir0.1": ("dirichlet", 0.1)}
-BACKENDS = ("serial", "process", "ray")
+from ..parallel import BACKENDS  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -279,40 +279,15 @@ def run_grid(preset: Preset, output: str | Path, *, seeds: int | None = None, da
         say(f"[{k}/{len(todo)}] {rec['id']}: accuracy {m['final_accuracy']:.4f} ({rec['wall_time']:.1f} s, "
             f"elapsed {time.perf_counter() - t0:.0f} s)")
 
-    args = [(c, preset, data_root, device, None) for c in todo]
-    if backend == "serial" or not todo:
-        for k, a in enumerate(args, 1):
-            done(_cell_worker(a), k)
-    elif backend == "process":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from ..parallel import pmap
 
-        ctx = mp.get_context("spawn")  # fresh interpreters: no torch/numba state shared by fork
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=ctx) as ex:
-            futs = [ex.submit(_cell_worker, a) for a in args]
-            for k, f in enumerate(as_completed(futs), 1):
-                done(f.result(), k)
-    else:
-        try:
-            import ray
-        except ImportError:
-            raise ValidationError("backend", "ray is not installed: pip install 'aflqueue[ray]'") from None
-        started = False
-        if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()),
-                     include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-            started = True
-        try:
-            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_cell, max_retries=2)(_cell_worker)
-            pending = {remote.remote(a): a for a in args}
-            k = 0
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for r in ready:
-                    k += 1
-                    pending.pop(r)
-                    done(ray.get(r), k)
-        finally:
-            if started:
-                ray.shutdown()
+    args = [(c, preset, data_root, device, None) for c in todo]
+    counter = [0]
+
+    def on_result(_i: int, rec: dict[str, Any]) -> None:
+        counter[0] += 1
+        done(rec, counter[0])
+
+    pmap(_cell_worker, args, backend=backend, workers=workers, address=address, num_gpus=gpus_per_cell,
+         on_result=on_result)
     return load_cells(out)

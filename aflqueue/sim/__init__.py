@@ -45,6 +45,17 @@ def simulate(system: System, updates: int, seed: int = 0, engine: str = "auto") 
     return trace
 
 
-def simulate_replications(system: System, updates: int, seeds: Sequence[int], engine: str = "auto") -> list[Trace]:
-    """Independent runs, one per seed (see :func:`simulate`)."""
-    return [simulate(system, updates, int(s), engine) for s in seeds]
+def _replication(args: tuple) -> Trace:
+    system, updates, seed, engine = args
+    return simulate(system, updates, seed, engine)
+
+
+def simulate_replications(system: System, updates: int, seeds: Sequence[int], engine: str = "auto",
+                          backend: str = "serial", workers: int | None = None, address: str | None = None) -> list[Trace]:
+    """Independent runs, one per seed (see :func:`simulate`), on a backend of
+    :func:`aflqueue.parallel.pmap` (``serial``, ``process`` or ``ray``); identical traces whatever
+    the backend."""
+    from ..parallel import pmap
+
+    return pmap(_replication, [(system, updates, int(s), engine) for s in seeds], backend=backend, workers=workers,
+                address=address)
