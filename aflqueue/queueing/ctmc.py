@@ -180,6 +180,22 @@ def relative_delay_distribution(system: System, max_delay: int = 200, max_states
     # jump chain split into non-update moves B, update moves U (reward 1), absorption vector a
     Bi, Bj, Bv, Ui, Uj, Uv = [], [], [], [], [], []
     absorb = np.zeros(T)
+    def other_leaves(moves, y, s, rate, t, a):
+        """An untagged task completes at s and moves on (an update if s is the update station)."""
+        for u, prob in r.next_station[s]:
+            y2 = y.copy()
+            y2[s] -= 1
+            y2[u] += 1
+            moves.append((rate * prob, int(r.is_update[s]), (tuple(y2), t, a)))
+
+    def tagged_leaves(moves, y, s):
+        """The tagged task completes at s: its own update (absorption), or it joins the next tail."""
+        for u, prob in r.next_station[s]:
+            if r.is_update[s]:
+                moves.append((net.rates[s] * prob, 2, None))
+            else:
+                moves.append((net.rates[s] * prob, 0, (tuple(y), u, 0 if net.is_delay[u] else int(y[u]))))
+
     for j, (y, t, a) in enumerate(tstates):
         y = np.asarray(y)
         moves = []  # (rate, kind, successor or None); kind 0 = plain, 1 = other's update, 2 = own update
@@ -187,34 +203,15 @@ def relative_delay_distribution(system: System, max_delay: int = 200, max_states
             if s == t and not net.is_delay[t]:
                 # FIFO: the head of the queue is an "other" iff a >= 1
                 if a >= 1:
-                    for u, prob in r.next_station[s]:
-                        y2 = y.copy()
-                        y2[s] -= 1
-                        y2[u] += 1
-                        a2 = a - 1
-                        moves.append((net.rates[s] * prob, int(r.is_update[s]), (tuple(y2), t, a2)))
+                    other_leaves(moves, y, s, net.rates[s], t, a - 1)
                 else:
-                    for u, prob in r.next_station[s]:
-                        if r.is_update[s]:
-                            moves.append((net.rates[s] * prob, 2, None))
-                        else:
-                            a2 = 0 if net.is_delay[u] else int(y[u])
-                            moves.append((net.rates[s] * prob, 0, (tuple(y), u, a2)))
+                    tagged_leaves(moves, y, s)
                 continue
             rate = _rate(net, s, y[s])
             if rate > 0:
-                for u, prob in r.next_station[s]:
-                    y2 = y.copy()
-                    y2[s] -= 1
-                    y2[u] += 1
-                    moves.append((rate * prob, int(r.is_update[s]), (tuple(y2), t, a)))
+                other_leaves(moves, y, s, rate, t, a)
             if s == t:  # delay station: the tagged task is served in parallel
-                for u, prob in r.next_station[s]:
-                    if r.is_update[s]:
-                        moves.append((net.rates[s] * prob, 2, None))
-                    else:
-                        a2 = 0 if net.is_delay[u] else int(y[u])
-                        moves.append((net.rates[s] * prob, 0, (tuple(y), u, a2)))
+                tagged_leaves(moves, y, s)
         total = sum(mv[0] for mv in moves)
         for rate, kind, nxt in moves:
             prob = rate / total

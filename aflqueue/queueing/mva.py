@@ -110,7 +110,7 @@ def mva(
     Qf_prev = Qf
     hist = np.zeros((m + 1, S)) if history else None
 
-    C = None
+    C = s = Z = Z_prev = None
     if cotangents is not None:
         C = np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
         Cf, Cd = C[:, fi], C[:, di]
@@ -138,17 +138,21 @@ def mva(
             hist[k, fi] = Qf
             hist[k, di] = x * rho[di]
 
-    Q = np.zeros(S)
-    Q_prev = np.zeros(S)
+    return _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist)
+
+
+def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None) -> MVAResult:
+    """Station-level result from the FIFO recursion (delay stations have closed forms)."""
+    S = rho.size
+    Q, Q_prev = np.zeros(S), np.zeros(S)
     Q[fi], Q_prev[fi] = Qf, Qf_prev
     Q[di] = lam[m] * rho[di]
     Q_prev[di] = lam[m - 1] * rho[di]
-
     out = dict(throughput=lam, log_normalizing_constants=logG, queue_lengths=Q, queue_lengths_prev=Q_prev,
                history=hist)
     if C is not None:
-        Zm = np.zeros((C.shape[0], S))
-        Zp = np.zeros((C.shape[0], S))
+        Cd = C[:, di]
+        Zm, Zp = np.zeros((C.shape[0], S)), np.zeros((C.shape[0], S))
         Zm[:, fi], Zp[:, fi] = Z, Z_prev
         # delay stations: Z_jt(M) = rho_t lambda(M) (s_j(M-1) + c_jt)
         Zm[:, di] = lam[m] * rho[di] * (s[:, m - 1:m] + Cd)
@@ -168,20 +172,9 @@ def _mva_numba(demands, is_delay, population, cotangents) -> MVAResult:
     fi, di = np.flatnonzero(~delay), np.flatnonzero(delay)
     C = np.zeros((0, S)) if cotangents is None else np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
     Cf = np.ascontiguousarray(C[:, fi])
-    Cd = C[:, di]
-    cd_rho = np.ascontiguousarray(Cd @ rho[di])
+    cd_rho = np.ascontiguousarray(C[:, di] @ rho[di])
     lam, logG, Qf, Qf_prev, s, Z, Z_prev = mva_cotangent_kernel(
         np.ascontiguousarray(rho[fi]), float(rho[di].sum()), m, Cf, cd_rho)
-    Q, Q_prev = np.zeros(S), np.zeros(S)
-    Q[fi], Q_prev[fi] = Qf, Qf_prev
-    Q[di] = lam[m] * rho[di]
-    Q_prev[di] = lam[m - 1] * rho[di]
-    out = dict(throughput=lam, log_normalizing_constants=logG, queue_lengths=Q, queue_lengths_prev=Q_prev)
-    if cotangents is not None:
-        Zm, Zp = np.zeros((C.shape[0], S)), np.zeros((C.shape[0], S))
-        Zm[:, fi], Zp[:, fi] = Z, Z_prev
-        Zm[:, di] = lam[m] * rho[di] * (s[:, m - 1:m] + Cd)
-        if m >= 2:
-            Zp[:, di] = lam[m - 1] * rho[di] * (s[:, m - 2:m - 1] + Cd)
-        out.update(cotangent_dots=s, cross_moments=Zm, cross_moments_prev=Zp)
-    return MVAResult(**out)
+    keep = cotangents is not None
+    return _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C if keep else None, s if keep else None,
+                     Z if keep else None, Z_prev if keep else None)

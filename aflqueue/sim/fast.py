@@ -67,6 +67,27 @@ def _heap_pop(ht, hs, hc, size):  # pragma: no cover - compiled
     return size
 
 
+@njit(cache=True, inline="always")
+def _dispatch(t, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time, compute_start,
+              dispatch_version, ht, hs, hc, hsize, seq):  # pragma: no cover - compiled
+    """Task t goes to client j at ``now``: it starts service at once if j is idle, else queues."""
+    client[t] = j
+    dispatch_time[t] = now
+    dispatch_version[t] = version
+    if head[j] < 0:
+        head[j] = t
+        tail[j] = t
+        s = svc_buf[j, svc_pos[j]]
+        svc_pos[j] += 1
+        compute_start[t] = now
+        hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, j)
+        seq += 1
+    else:
+        nxt[tail[j]] = t
+        tail[j] = t
+    return hsize, seq
+
+
 @njit(cache=True)
 def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
          client, dispatch_time, compute_start, compute_end, completion_time, dispatch_version,
@@ -99,23 +120,10 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
                 st[6] = j
                 code = 2
                 break
-            t = tasks
+            hsize, seq = _dispatch(tasks, j, 0.0, 0, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time,
+                                   compute_start, dispatch_version, ht, hs, hc, hsize, seq)
             rpos += 1
             tasks += 1
-            client[t] = j
-            dispatch_time[t] = 0.0
-            dispatch_version[t] = 0
-            if head[j] < 0:
-                head[j] = t
-                tail[j] = t
-                s = svc_buf[j, svc_pos[j]]
-                svc_pos[j] += 1
-                compute_start[t] = 0.0
-                hsize = _heap_push(ht, hs, hc, hsize, s, seq, j)
-                seq += 1
-            else:
-                nxt[tail[j]] = t
-                tail[j] = t
             continue
         # next completion: client i at the top of the heap
         i = hc[0]
@@ -150,23 +158,10 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
         else:
             tail[i] = -1
         # dispatch the replacement task to j
-        t = tasks
+        hsize, seq = _dispatch(tasks, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time,
+                               compute_start, dispatch_version, ht, hs, hc, hsize, seq)
         rpos += 1
         tasks += 1
-        client[t] = j
-        dispatch_time[t] = now
-        dispatch_version[t] = version
-        if head[j] < 0:
-            head[j] = t
-            tail[j] = t
-            s = svc_buf[j, svc_pos[j]]
-            svc_pos[j] += 1
-            compute_start[t] = now
-            hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, j)
-            seq += 1
-        else:
-            nxt[tail[j]] = t
-            tail[j] = t
     st[0] = now
     st[1] = version
     st[2] = tasks

@@ -96,18 +96,21 @@ def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | Non
         rec_dv[t] = state[0]
         return t, j
 
+    def stage(res, sampler, sch):
+        """Pass one communication or server stage: FIFO (``res``) or delay (``res is None``)."""
+        if res is None:
+            yield hold(sampler, sch)
+        else:
+            with res.request() as req:
+                yield req
+                yield hold(sampler, sch)
+
     def slot_general(env):
         while True:
             t, j = dispatch()
             sch = sched[j]
             if has_dl[j]:
-                res = dl_res[j]
-                if res is None:
-                    yield hold(samp_dl[j], sch)
-                else:
-                    with res.request() as req:
-                        yield req
-                        yield hold(samp_dl[j], sch)
+                yield from stage(dl_res[j], samp_dl[j], sch)
                 rec_dl[t] = env.now
             with cp_res[j].request() as req:
                 yield req
@@ -115,21 +118,10 @@ def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | Non
                 yield hold(samp_cp[j], sch)
             rec_ce[t] = env.now
             if has_ul[j]:
-                res = ul_res[j]
-                if res is None:
-                    yield hold(samp_ul[j], sch)
-                else:
-                    with res.request() as req:
-                        yield req
-                        yield hold(samp_ul[j], sch)
+                yield from stage(ul_res[j], samp_ul[j], sch)
             rec_ul[t] = env.now
             if samp_cs is not None:
-                if cs_res is None:
-                    yield timeout(samp_cs())
-                else:
-                    with cs_res.request() as req:
-                        yield req
-                        yield timeout(samp_cs())
+                yield from stage(cs_res, samp_cs, None)  # the server has no availability schedule
             if not apply_update(t):
                 return
 

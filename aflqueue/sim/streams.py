@@ -31,27 +31,21 @@ def child_rng(seed: int, key: tuple[int, ...]) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-class BufferedSampler:
-    """Durations of one stage, drawn from ``law`` in chunks of ``chunk`` from its own stream."""
+class _Buffered:
+    """Hands out the draws of ``next_chunk()`` one at a time, refilling only when all are used,
+    so that every consumer sees the same sequence whatever it asks for at once."""
 
-    __slots__ = ("law", "seed", "key", "rng", "chunk", "buf", "pos")
+    __slots__ = ("chunk", "buf", "pos")
 
-    def __init__(self, law: ServiceLaw, seed: int, key: tuple[int, ...], chunk: int):
-        self.law = law
-        self.seed = seed
-        self.key = key
-        self.rng: np.random.Generator | None = None
+    def __init__(self, chunk: int):
         self.chunk = int(chunk)
-        self.buf: list[float] = []
+        self.buf: list = []
         self.pos = 0
 
-    def next_chunk(self) -> np.ndarray:
-        """The next ``chunk`` draws (float64, > 0)."""
-        if self.rng is None:
-            self.rng = child_rng(self.seed, self.key)
-        return np.ascontiguousarray(self.law.sample(self.rng, self.chunk), dtype=np.float64)
+    def next_chunk(self) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
 
-    def __call__(self) -> float:
+    def __call__(self):
         pos = self.pos
         if pos >= len(self.buf):
             # a Python list: indexing it is several times cheaper than a numpy array (SimPy hot path)
@@ -61,31 +55,40 @@ class BufferedSampler:
         return self.buf[pos]
 
 
-class RoutingStream:
+class BufferedSampler(_Buffered):
+    """Durations of one stage, drawn from ``law`` in chunks of ``chunk`` from its own stream."""
+
+    __slots__ = ("law", "seed", "key", "rng")
+
+    def __init__(self, law: ServiceLaw, seed: int, key: tuple[int, ...], chunk: int):
+        super().__init__(chunk)
+        self.law = law
+        self.seed = seed
+        self.key = key
+        self.rng: np.random.Generator | None = None
+
+    def next_chunk(self) -> np.ndarray:
+        """The next ``chunk`` draws (float64, > 0)."""
+        if self.rng is None:
+            self.rng = child_rng(self.seed, self.key)
+        return np.ascontiguousarray(self.law.sample(self.rng, self.chunk), dtype=np.float64)
+
+
+class RoutingStream(_Buffered):
     """Client indices ``J ~ p``: uniforms in chunks, mapped by inverse CDF (binary search)."""
 
-    __slots__ = ("cdf", "rng", "chunk", "buf", "pos")
+    __slots__ = ("cdf", "rng")
 
     def __init__(self, routing: np.ndarray, rng: np.random.Generator, chunk: int):
+        super().__init__(chunk)
         cdf = np.cumsum(routing)
         cdf[-1] = np.inf  # guard against rounding: u < 1 always maps to a valid client
         self.cdf = cdf
         self.rng = rng
-        self.chunk = int(chunk)
-        self.buf: list[int] = []
-        self.pos = 0
 
     def next_chunk(self) -> np.ndarray:
         u = self.rng.random(self.chunk)
         return np.searchsorted(self.cdf, u, side="right").astype(np.int64)
-
-    def __call__(self) -> int:
-        pos = self.pos
-        if pos >= len(self.buf):
-            self.buf = self.next_chunk().tolist()
-            pos = 0
-        self.pos = pos + 1
-        return self.buf[pos]
 
 
 class StreamBank:
