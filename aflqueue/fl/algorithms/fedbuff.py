@@ -57,6 +57,9 @@ class FedBuff(ServerAlgorithm):
         self.count = 0
         self.version += 1
 
+    def costs(self) -> dict[str, Any]:
+        return {**super().costs(), "memory_buffer_bytes": int(self.acc.numel() * self.acc.element_size())}
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "acc": self.acc, "count": self.count}
 

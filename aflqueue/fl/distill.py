@@ -1,0 +1,333 @@
+"""Building blocks of the distillation-based server algorithms (FedEcho, FedRevive).
+
+Pure functions and small modules, each checked by hand in ``tests/fl/test_distill.py``:
+
+* losses: :func:`temperature_kl` (``KL(teacher_T || student_T)``), :func:`normalized_entropy`,
+  :func:`entropy_alpha` and :func:`uncertainty_weighted_loss` (FedEcho's entropy-weighted mix of
+  soft and hard labels), :func:`feature_matching_loss` (FedRevive's ``L_bn``);
+* update rules: :func:`clip_by_norm`, :func:`reptile_step`, :func:`staleness_beta` and
+  :func:`hybrid_delta` (FedRevive's staleness-dependent mix of raw and distilled updates);
+* probes and samplers: :func:`probe_class_proportions` (class mix a model predicts on Gaussian
+  inputs), :func:`teacher_class_weights`, :func:`sample_by_class`;
+* :func:`feature_statistics`: a differentiable forward pass of a flat model that also returns the
+  per-channel activation statistics in the layout of :func:`aflqueue.fl.local.activation_statistics`;
+* :class:`ClassConditionalGenerator` (noise + class embedding -> an input-shaped sample) and
+  :class:`TeacherBuffer` (the ``c`` most recently returned client models).
+
+Every random choice takes an explicit ``torch.Generator`` (see :func:`seeded_generator`); nothing
+here touches torch's global RNG, so algorithms built on it checkpoint and resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from ..errors import require
+from .local import STAT_LAYERS
+
+__all__ = ["seeded_generator", "temperature_kl", "normalized_entropy", "entropy_alpha", "uncertainty_weighted_loss",
+           "clip_by_norm", "reptile_step", "staleness_beta", "hybrid_delta", "flat_forward", "logits_in_chunks",
+           "probe_class_proportions", "feature_statistics", "feature_matching_loss", "teacher_class_weights",
+           "sample_by_class", "ClassConditionalGenerator", "TeacherBuffer", "tensor_bytes", "int_param", "float_param"]
+
+
+# ---------------------------------------------------------------------------------------------- randomness
+def seeded_generator(seed: int, tag: str) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, tag)`` (independent streams per purpose)."""
+    words = [int(seed) & 0xFFFFFFFF, int(seed) >> 32] + [ord(ch) for ch in tag]
+    s = int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(s >> 1)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def temperature_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                   temperature: float = 1.0) -> torch.Tensor:
+    """``KL(softmax(t / T) || softmax(s / T))`` summed over classes, averaged over the batch.
+
+    Not multiplied by ``T^2`` (callers that want the usual gradient scale do that)."""
+    t = float(temperature)
+    log_p = F.log_softmax(teacher_logits / t, dim=-1)
+    log_q = F.log_softmax(student_logits / t, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+
+
+def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the entropy of ``softmax(logits)``, divided by ``log C``: in ``[0, 1]``
+    (0 for one-hot predictions, 1 for uniform ones; 0 when ``C = 1``)."""
+    c = logits.shape[-1]
+    if c < 2:
+        return logits.new_zeros(())
+    log_p = F.log_softmax(logits, dim=-1)
+    h = -(log_p.exp() * log_p).sum(-1).mean()
+    return (h / math.log(c)).clamp(0.0, 1.0)
+
+
+def entropy_alpha(h: float | torch.Tensor, alpha_min: float, alpha_max: float):
+    """FedEcho's weight of the soft-label term: ``alpha_min + (alpha_max - alpha_min) * H``."""
+    return alpha_min + (alpha_max - alpha_min) * h
+
+
+def uncertainty_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+                              alpha_min: float, alpha_max: float) -> tuple[torch.Tensor, float]:
+    """FedEcho's distillation loss of one batch and its ``alpha``.
+
+    ``H`` = :func:`normalized_entropy` of the teacher at temperature 1 (the teacher's own
+    predictive uncertainty), ``alpha = alpha_min + (alpha_max - alpha_min) H`` and
+    ``loss = alpha T^2 KL(teacher_T || student_T) + (1 - alpha) CE(student, argmax teacher)``:
+    uncertain teachers lean on soft labels, confident ones on hard labels. The teacher is a
+    constant (no gradient flows into it)."""
+    teacher = teacher_logits.detach()
+    alpha = float(entropy_alpha(float(normalized_entropy(teacher)), alpha_min, alpha_max))
+    t = float(temperature)
+    soft = temperature_kl(student_logits, teacher, t) * (t * t)
+    hard = F.cross_entropy(student_logits, teacher.argmax(-1))
+    return alpha * soft + (1.0 - alpha) * hard, alpha
+
+
+def feature_matching_loss(stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                          reference: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """DeepInversion's feature-statistics term: ``sum_l ||mu_l - mu_l^ref||_2 + ||var_l - var_l^ref||_2``
+    over the layers present in both (0 if none)."""
+    total = None
+    for name, (mu, var) in stats.items():
+        if name not in reference:
+            continue
+        mr, vr = reference[name]
+        term = torch.linalg.vector_norm(mu - mr.to(mu)) + torch.linalg.vector_norm(var - vr.to(var))
+        total = term if total is None else total + term
+    if total is None:
+        first = next(iter(stats.values()), None)
+        return torch.zeros(()) if first is None else first[0].new_zeros(())
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- update rules
+def clip_by_norm(g: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
+    """``g * min(1, max_norm / ||g||)`` and the norm before clipping."""
+    norm = float(torch.linalg.vector_norm(g))
+    if norm > max_norm and norm > 0:
+        return g * (max_norm / norm), norm
+    return g, norm
+
+
+@torch.no_grad()
+def reptile_step(theta: Iterable[torch.Tensor], theta_fast: Iterable[torch.Tensor], lam: float) -> None:
+    """Reptile meta-update in place: ``theta <- theta + lam (theta_fast - theta)``."""
+    for p, q in zip(theta, theta_fast, strict=True):
+        p.add_(q.detach() - p, alpha=float(lam))
+
+
+def staleness_beta(tau: float, s_max: float) -> float:
+    """FedRevive's weight of the distilled update:
+    ``beta(tau) = 1 - (1 + cos(pi min(tau, 2 s_max) / (2 s_max))) / 2``; 0 at ``tau = 0``, 1/2 at
+    ``s_max``, 1 from ``2 s_max`` on."""
+    x = min(max(float(tau), 0.0), 2.0 * s_max)
+    return 1.0 - (1.0 + math.cos(math.pi * x / (2.0 * s_max))) / 2.0
+
+
+def hybrid_delta(delta: torch.Tensor, delta_kd: torch.Tensor | None, beta: float) -> torch.Tensor:
+    """``(1 - beta) delta + beta delta_kd`` (``delta`` itself when ``beta = 0`` or there is no ``delta_kd``)."""
+    if delta_kd is None or beta <= 0.0:
+        return delta
+    return (1.0 - beta) * delta + beta * delta_kd
+
+
+# ---------------------------------------------------------------------------------------------- models
+def flat_forward(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Logits of the flat model ``params`` on ``x`` (``model`` is an architecture template)."""
+    return functional_call(model, spec.unflatten(params), (x,))
+
+
+@torch.no_grad()
+def logits_in_chunks(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """``flat_forward`` without gradients, ``chunk`` samples at a time."""
+    p = spec.unflatten(params)
+    return torch.cat([functional_call(model, p, (x[a:a + chunk],)) for a in range(0, len(x), chunk)])
+
+
+@torch.no_grad()
+def probe_class_proportions(model: nn.Module, spec, params: torch.Tensor, input_shape: Sequence[int], num_samples: int,
+                            temperature: float, generator: torch.Generator, device: Any = "cpu") -> torch.Tensor:
+    """Class mix a model predicts on Gaussian noise: mean of ``softmax(logits / temperature)`` over
+    ``num_samples`` standard-normal inputs of ``input_shape`` (FedRevive's class-proportion probe)."""
+    x = torch.randn((int(num_samples), *input_shape), generator=generator).to(device)
+    logits = logits_in_chunks(model, spec, params, x)
+    return F.softmax(logits / float(temperature), dim=-1).mean(0)
+
+
+def _stat_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    # the same selection as aflqueue.fl.local.activation_statistics: every Linear/Conv but the last
+    return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, STAT_LAYERS)][:-1]
+
+
+def feature_statistics(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor
+                       ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Logits and per-channel ``(mean, biased var)`` of every Linear/Conv output but the logits, for the
+    flat model ``params`` on ``x``; differentiable (unlike the client-side
+    :func:`aflqueue.fl.local.activation_statistics`, whose layout it shares)."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+
+    def hook(name):
+        def f(_mod, _inp, y):
+            dims = [0] + list(range(2, y.dim()))
+            out[name] = (y.mean(dims), y.var(dims, unbiased=False))
+        return f
+
+    for name, mod in _stat_layers(model):
+        hooks.append(mod.register_forward_hook(hook(name)))
+    try:
+        logits = functional_call(model, spec.unflatten(params), (x,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return logits, out
+
+
+def teacher_class_weights(proportions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-sample weights of ``J`` teachers for target ``labels``: ``w_j(y) = pi_j[y] / sum_k pi_k[y]``
+    (FedFTG-style: a teacher counts in proportion to how much of class ``y`` it knows).
+    ``proportions`` ``(J, C)``, ``labels`` ``(B,)``; returns ``(B, J)``, rows summing to 1."""
+    p = proportions[:, labels].T.clamp_min(0.0)  # (B, J)
+    s = p.sum(1, keepdim=True)
+    uniform = torch.full_like(p, 1.0 / p.shape[1])
+    return torch.where(s > eps, p / s.clamp_min(eps), uniform)
+
+
+def sample_by_class(pool_labels: torch.Tensor, probs: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` pool samples whose classes are drawn from ``probs`` (renormalised over the
+    classes present in the pool; uniform over them if ``probs`` puts no mass there), each sample
+    drawn uniformly within its class."""
+    labels = pool_labels.detach().cpu()
+    c = probs.shape[0]
+    counts = torch.bincount(labels, minlength=c)[:c]
+    present = counts > 0
+    require(bool(present.any()), "pool", "the synthetic pool is empty")
+    p = probs.detach().cpu().double().clamp_min(0.0) * present
+    if float(p.sum()) <= 0.0:
+        p = present.double()
+    cls = torch.multinomial(p / p.sum(), int(n), replacement=True, generator=generator)
+    order = torch.argsort(labels, stable=True)
+    offsets = torch.cumsum(counts, 0) - counts
+    u = torch.rand(int(n), generator=generator, dtype=torch.float64)
+    within = torch.minimum((u * counts[cls]).long(), counts[cls] - 1)
+    return order[offsets[cls] + within]
+
+
+class ClassConditionalGenerator(nn.Module):
+    """``G(z, y)``: noise ``z`` (``noise_dim``) concatenated with a learned class embedding
+    (``noise_dim``), two hidden layers (Linear, LayerNorm, LeakyReLU 0.2) of width ``hidden`` and a
+    linear read-out reshaped to ``input_shape``; works for any input shape (images ``(C, H, W)``,
+    sequences ``(C, L)``, vectors ``(D,)``). LayerNorm instead of BatchNorm keeps it free of
+    buffers and of batch-dependent outputs. The read-out is linear (no tanh/sigmoid): data sets
+    here differ in range (images in [0, 1], standardised features), and ``L_bn`` pulls the
+    samples' statistics towards those of real data."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, noise_dim: int = 64, hidden: int = 256):
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = int(num_classes)
+        self.noise_dim = int(noise_dim)
+        out = int(np.prod(self.input_shape))
+        self.embed = nn.Embedding(self.num_classes, self.noise_dim)
+        self.net = nn.Sequential(
+            nn.Linear(2 * self.noise_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
+            nn.Linear(hidden, out),
+        )
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([z, self.embed(y)], dim=1)
+        return self.net(h).view(len(z), *self.input_shape)
+
+    def sample_inputs(self, n: int, generator: torch.Generator,
+                      device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise ``(n, noise_dim)`` and uniformly drawn labels ``(n,)`` from ``generator``."""
+        z = torch.randn(int(n), self.noise_dim, generator=generator).to(device)
+        y = torch.randint(0, self.num_classes, (int(n),), generator=generator).to(device)
+        return z, y
+
+
+# ---------------------------------------------------------------------------------------------- teachers
+class TeacherBuffer:
+    """The ``capacity`` most recently returned client models, oldest first.
+
+    Each entry: ``{"client", "params" (P,), "stats"}`` (``stats``: the activation statistics the
+    client uploaded with that model, or None). With ``distinct=True`` a client holds at most one
+    entry (its newest model, moved to the newest position), so a fast client's near-identical
+    consecutive models do not crowd out the others; with ``distinct=False`` the buffer is exactly
+    the last ``capacity`` arrivals."""
+
+    def __init__(self, capacity: int, distinct: bool = True):
+        require(int(capacity) >= 1, "algorithm.teachers", f"must be an integer >= 1 (got {capacity!r})")
+        self.capacity = int(capacity)
+        self.distinct = bool(distinct)
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, client: int, params: torch.Tensor, stats=None) -> None:
+        if self.distinct:
+            self.entries = [e for e in self.entries if e["client"] != client]
+        self.entries.append({"client": int(client), "params": params, "stats": stats})
+        if len(self.entries) > self.capacity:
+            del self.entries[: len(self.entries) - self.capacity]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def clients(self) -> list[int]:
+        return [e["client"] for e in self.entries]
+
+    def nbytes(self) -> int:
+        return sum(tensor_bytes(e["params"]) + tensor_bytes(e["stats"]) for e in self.entries)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "distinct": self.distinct, "entries": [dict(e) for e in self.entries]}
+
+    def load_state_dict(self, d: dict[str, Any], device: Any = "cpu") -> None:
+        self.capacity, self.distinct = int(d["capacity"]), bool(d["distinct"])
+        self.entries = []
+        for e in d["entries"]:
+            stats = e["stats"]
+            if stats is not None:
+                stats = {k: (m.to(device), v.to(device)) for k, (m, v) in stats.items()}
+            self.entries.append({"client": int(e["client"]), "params": e["params"].to(device), "stats": stats})
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by the tensors in ``obj`` (nested dicts, lists and tuples)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def int_param(value: Any, name: str, lo: int = 1) -> int:
+    """``value`` as an int ``>= lo`` or a ValidationError naming ``algorithm.<name>``."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= lo
+    require(ok, f"algorithm.{name}", f"must be an integer >= {lo} (got {value!r})")
+    return int(value)
+
+
+def float_param(value: Any, name: str, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True,
+                hi_open: bool = False) -> float:
+    """``value`` as a finite float in the interval or a ValidationError naming ``algorithm.<name>``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    ok = math.isfinite(x) and (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
+    left, right = "(" if lo_open else "[", ")" if hi_open or hi == math.inf else "]"
+    require(ok and not isinstance(value, bool), f"algorithm.{name}",
+            f"must be a number in {left}{lo:g}, {hi:g}{right} (got {value!r})")
+    return x
