@@ -3,7 +3,10 @@
 A *cell* is one training run: (data set, speed scenario, data partition, routing, algorithm,
 seed). Every cell is a pure function of its parameters: it calibrates the proxy constants at the
 initial model, computes its routing (uniform = AsyncSGD with ``m = n``; or the optimum of P1
-per-update, P2 wall-clock, P3 time-to-accuracy with its own ``m*``, P5 max-throughput),
+per-update, P2 wall-clock, P3 time-to-accuracy with its own ``m*``, P5 max-throughput; and
+"P2 + its step size": the P2 routing trained with the local learning rate scaled by the ratio
+``eta*(P2) / eta*(uniform)`` of the proxy's optimal step sizes, i.e. the optimiser's whole
+answer rather than the routing alone; every other routing uses the data set's fixed rate),
 simulates the schedule, trains for the scenario's simulated-time budget and records predicted
 proxies next to measured accuracy. Cells are written one JSON file each, atomically, as they
 finish; a rerun skips the files present, so an interrupted grid resumes and any backend
@@ -32,9 +35,10 @@ from ..errors import ValidationError, require
 __all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "cells_of", "run_cell", "run_grid",
            "load_cells", "BACKENDS"]
 
-ROUTINGS = ("uniform", "per-update", "wallclock", "time-to-accuracy", "max-throughput")
+ROUTINGS = ("uniform", "per-update", "wallclock", "wallclock-eta", "time-to-accuracy", "max-throughput")
 ROUTING_LABELS = {"uniform": "AsyncSGD (uniform)", "per-update": "P1 per-update", "wallclock": "P2 wall-clock",
-                  "time-to-accuracy": "P3 time-to-accuracy", "max-throughput": "P5 max-throughput"}
+                  "wallclock-eta": "P2 + its step size", "time-to-accuracy": "P3 time-to-accuracy",
+                  "max-throughput": "P5 max-throughput"}
 PARTITIONS = {"iid": ("iid", None), "dir0.5": ("dirichlet", 0.5), "dir0.1": ("dirichlet", 0.1)}
 from ..parallel import BACKENDS  # noqa: E402  (re-exported)
 
@@ -202,12 +206,20 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         a_u = analyze(system.with_routing(uniform))
         eps = per_update(constants, s1(uniform)[0], float(np.sum(a_u.relative_delay / uniform)) / n**2,
                          spec.updates).total
+        objective = "wallclock" if cell.routing == "wallclock-eta" else cell.routing
         routing = {"kind": "uniform"} if cell.routing == "uniform" else {
-            "kind": "optimal", "objective": cell.routing, "constants": constants.to_dict(), "epsilon": eps,
+            "kind": "optimal", "objective": objective, "constants": constants.to_dict(), "epsilon": eps,
             "p_min": 0.0 if cell.routing == "max-throughput" else 1e-3,
             "concurrency_range": [1, 2 * n] if cell.routing == "time-to-accuracy" else []}
         cfg = with_updates(cfg, routing=routing, run={"time_budget": tau})
         pr = prepare(cfg)
+        lr = spec.lr
+        if cell.routing == "wallclock-eta":
+            # the proxy's step size for AsyncSGD over the same budget: W's optimum at K = lambda_u tau
+            eta_u = per_update(constants, s1(uniform)[0], float(np.sum(a_u.relative_delay / uniform)) / n**2,
+                               lam_u * tau).eta
+            lr = spec.lr * pr.optimization.eta / eta_u
+            cfg = with_updates(cfg, local={"lr": lr})
         res = train(cfg, prepared=pr)
         problem = OptimizationProblem(pr.system, "wallclock", constants=constants, time_budget=tau, epsilon=eps,
                                       updates=float(spec.updates), p_min=0.0)
@@ -219,7 +231,8 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
                            else np.nan for i in range(n)]]
     return {
         "cell": asdict(cell), "id": cell.id, "preset": preset.name, "time_budget": tau, "target": spec.target,
-        "epsilon": eps, "routing": [float(x) for x in pr.system.routing], "concurrency": int(pr.system.concurrency),
+        "epsilon": eps, "lr": lr, "local_steps": spec.steps,
+        "routing": [float(x) for x in pr.system.routing], "concurrency": int(pr.system.concurrency),
         "rates": [float(x) for x in pr.system.rates], "constants": constants.to_dict(),
         "constants_spread": {k: {s: v for s, v in sp.items() if s != "values"} for k, sp in cal.spread.items()},
         "predicted": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in pred.items()

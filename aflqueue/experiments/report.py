@@ -78,8 +78,11 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 return mean_ci([v if v is not None else math.inf for v in vals])[0] \
                     if any(v is not None for v in vals) else math.inf
 
+            w_fixed = mean_ci([wallclock_at_eta(runs[s], trainer_eta(runs[s])) for s in sorted(runs)])[0]
             rows.append({
                 "routing": rname, "label": ROUTING_LABELS[rname], "seeds": len(runs),
+                "predicted_wallclock_trainer_eta": w_fixed,
+                "trainer_eta": float(np.mean([trainer_eta(runs[s]) for s in runs])),
                 "concurrency": float(np.mean([runs[s]["concurrency"] for s in runs])),
                 "accuracy": mean_ci(acc), "loss": mean_ci(loss),
                 "reached": sum(t is not None for t in ttt), "time_to_target": mean_ci([t for t in ttt if t is not None]),
@@ -96,12 +99,36 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         finite = [i for i, p in enumerate(preds) if math.isfinite(p)]
         rank_loss = _spearman([preds[i] for i in finite], [meas_loss[i] for i in finite])
         rank_acc = _spearman([preds[i] for i in finite], [meas_acc[i] for i in finite])
+        predf = [r["predicted_wallclock_trainer_eta"] for r in rows]
+        finf = [i for i, p in enumerate(predf) if math.isfinite(p)]
+        rank_loss_fixed = _spearman([predf[i] for i in finf], [meas_loss[i] for i in finf])
         any_rec = next(iter(next(iter(routings.values())).values()))
         groups.append({"dataset": key[0], "speed": key[1], "partition": key[2], "algorithm": key[3], "rows": rows,
                        "spearman_loss": rank_loss, "spearman_accuracy": rank_acc,
+                       "spearman_loss_trainer_eta": rank_loss_fixed,
                        "time_budget": any_rec["time_budget"], "target": any_rec["target"],
                        "constants": any_rec["constants"]})
     return {"groups": groups}
+
+
+def trainer_eta(rec: dict[str, Any]) -> float:
+    """The step size the trainer applied, in the proxy's units: with K local SGD steps of rate lr
+    and a server step eta_g = 1, an update moves w by about K lr times a gradient (THEORY's eta)."""
+    from .grid import DATASETS
+
+    spec = DATASETS[rec["cell"]["dataset"]]
+    return float(rec.get("lr", spec.lr)) * int(rec.get("local_steps", spec.steps))
+
+
+def wallclock_at_eta(rec: dict[str, Any], eta: float) -> float:
+    """W(tau) of the record's routing evaluated at a fixed step size ``eta`` (not the proxy's optimum)."""
+    from ..bounds import ProxyConstants, per_update
+
+    p = rec["predicted"]
+    if p.get("S1") is None or not math.isfinite(p["S1"]):
+        return math.inf
+    c = ProxyConstants.from_dict(rec["constants"])
+    return per_update(c, p["S1"], p["S2"], p["throughput"] * rec["time_budget"], eta=eta).total
 
 
 def _terms(runs: dict[int, dict]) -> dict[str, float]:
@@ -178,12 +205,20 @@ def _analysis(summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> list[s
         def ch(k):
             return (w[k] / u[k] - 1) if u.get(k) else math.nan
         agree = (pred_ratio < 1) == (loss_w < loss_u)
+        fixed_ratio = rows["wallclock"]["predicted_wallclock_trainer_eta"] / rows["uniform"]["predicted_wallclock_trainer_eta"]
+        eta_ratio = w.get("eta", math.nan) / u.get("eta", math.nan) if u.get("eta") else math.nan
+        extra = ""
+        if "wallclock-eta" in rows:
+            extra = (f" Trained with the proxy's step-size ratio (P2 + its step size, lr x{eta_ratio:.2f}) the gain is "
+                     f"{_pct(rows['wallclock-eta']['accuracy_gain'][0])}.")
         out.append(
             f"- **{g['dataset']}, {g['speed']}, {g['partition']}**: the proxy predicts W x{pred_ratio:.3f} for P2 "
             f"(updates in budget K x{w['K'] / u['K']:.2f}: optimisation term {_pct(ch('optimisation'))}; "
             f"S1 x{w['S1'] / u['S1']:.2f}: variance term {_pct(ch('variance'))}; S2 x{w['S2'] / u['S2']:.2f}: "
             f"staleness term {_pct(ch('staleness'))}); measured test loss {_f(loss_u)} -> {_f(loss_w)}, accuracy "
-            f"{_pct(gain)} relative: the proxy's direction is {'confirmed' if agree else 'contradicted'}.")
+            f"{_pct(gain)} relative: the proxy's direction is {'confirmed' if agree else 'contradicted'}. "
+            f"The proxy pairs P2 with a step size x{eta_ratio:.2f} of uniform's; at the step size the trainer "
+            f"actually used for both, it predicts W x{fixed_ratio:.3f}.{extra}")
     iid = [v for v in verdicts if v["partition"] == "iid"]
     non = [v for v in verdicts if v["partition"] != "iid"]
     if iid and non:
@@ -242,26 +277,31 @@ def write_report(records: list[dict[str, Any]], path: str | Path, figures_dir: s
           "Spearman rank correlation over routings between the predicted wall-clock proxy W (lower is better) and "
           "the measured final test loss and error (lower is better); routings with an infinite proxy (P5 starves "
           "clients) are left out of the correlation.", "",
-          "| data set | speeds | partition | algorithm | rho (W vs loss) | rho (W vs error) |", "|---|---|---|---|---|---|"]
-    rhos = []
+          "| data set | speeds | partition | algorithm | rho (W vs loss) | rho (W vs error) | rho (W at the trainer's step size vs loss) |",
+          "|---|---|---|---|---|---|---|"]
+    rhos, rhos_f = [], []
     for g in summary["groups"]:
         if len(g["rows"]) >= 3:
             L.append(f"| {g['dataset']} | {g['speed']} | {g['partition']} | {g['algorithm']} | "
-                     f"{_f(g['spearman_loss'], 2)} | {_f(g['spearman_accuracy'], 2)} |")
+                     f"{_f(g['spearman_loss'], 2)} | {_f(g['spearman_accuracy'], 2)} | "
+                     f"{_f(g['spearman_loss_trainer_eta'], 2)} |")
             rhos.append(g["spearman_loss"])
+            rhos_f.append(g["spearman_loss_trainer_eta"])
     if any(math.isfinite(r) for r in rhos):
-        L += ["", f"Mean rho (W vs loss): {_f(float(np.nanmean(rhos)), 2)}.", ""]
+        L += ["", f"Mean rho (W vs loss): {_f(float(np.nanmean(rhos)), 2)}; with W evaluated at the trainer's step "
+                  f"size: {_f(float(np.nanmean(rhos_f)), 2)}.", ""]
     L += ["## All results", ""]
     for g in summary["groups"]:
         L += [f"### {g['dataset']}, {g['speed']}, {g['partition']}, {g['algorithm']}", "",
               f"Budget tau = {_f(g['time_budget'], 1)} time units; target accuracy {g['target']:.2f}; calibrated "
               f"constants: " + ", ".join(f"{k} = {g['constants'][k]:.3g}" for k in ("Delta", "L", "sigma2", "M2", "G2")), "",
-              "| routing | m | updates in budget | throughput pred. | W pred. | T_eps pred. | test accuracy | test loss | "
-              "reached target | time to target | accuracy gain vs AsyncSGD | time ratio vs AsyncSGD |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| routing | m | updates in budget | throughput pred. | W pred. | W pred. at trainer's step | T_eps pred. | "
+              "test accuracy | test loss | reached target | time to target | accuracy gain vs AsyncSGD | time ratio vs AsyncSGD |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in g["rows"]:
             L.append(f"| {r['label']} | {r['concurrency']:.0f} | {r['arrivals']:.0f} | {_f(r['predicted_throughput'])} | "
-                     f"{_f(r['predicted_wallclock'], 4)} | {_f(r['predicted_time'], 0)} | {_ci(r['accuracy'])} | "
+                     f"{_f(r['predicted_wallclock'], 4)} | {_f(r['predicted_wallclock_trainer_eta'], 4)} | "
+                     f"{_f(r['predicted_time'], 0)} | {_ci(r['accuracy'])} | "
                      f"{_ci(r['loss'])} | {r['reached']}/{r['seeds']} | {_ci(r['time_to_target'], d=0)} | "
                      f"{_ci(r['accuracy_gain'], pct=True) if r['routing'] != 'uniform' else '-'} | "
                      f"{_ci(r['time_ratio'], d=2) if r['routing'] != 'uniform' else '-'} |")
@@ -313,8 +353,8 @@ def grid_figures(records: list[dict[str, Any]], out_dir: str | Path) -> list[tup
     for r in records:
         c = r["cell"]
         by[(c["dataset"], c["algorithm"])][(c["speed"], c["partition"], c["routing"])].append(r)
-    colors = {"uniform": "k", "per-update": "tab:blue", "wallclock": "tab:red", "time-to-accuracy": "tab:orange",
-              "max-throughput": "tab:green"}
+    colors = {"uniform": "k", "per-update": "tab:blue", "wallclock": "tab:red", "wallclock-eta": "tab:purple",
+              "time-to-accuracy": "tab:orange", "max-throughput": "tab:green"}
     for (dataset, algorithm), cells in sorted(by.items()):
         scen = sorted({(s, p) for s, p, _ in cells})
         ncol = len({p for _, p in scen})
