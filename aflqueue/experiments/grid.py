@@ -108,6 +108,7 @@ class Preset:
     algorithm_routings: tuple[str, ...] = ("uniform", "wallclock")
     algorithm_partitions: tuple[str, ...] | None = None  # None: same as partitions
     algorithm_datasets: tuple[str, ...] | None = None  # None: same as datasets
+    algorithm_speeds: tuple[str, ...] | None = None  # None: same as speeds
     seeds: int = 3
     clients: int = 20
     unlabeled_fraction: float = 0.1
@@ -119,7 +120,8 @@ PRESETS = {
                    routings=("uniform", "wallclock", "max-throughput"), algorithms=("fedbuff",),
                    algorithm_routings=("uniform",), seeds=2, clients=6),
     # under 15 minutes on a 2-core CPU
-    "small": Preset("small", datasets=("digits",), partitions=("iid", "dir0.1"), algorithm_partitions=("dir0.1",)),
+    "small": Preset("small", datasets=("digits",), partitions=("iid", "dir0.1"), algorithm_partitions=("dir0.1",),
+                    algorithm_speeds=("two-groups",)),
     # the committed report (validation/report.md)
     "default": Preset("default", datasets=("digits", "mnist1d"), algorithm_datasets=("digits",)),
     "full": Preset("full", datasets=("digits", "mnist1d"), seeds=5),
@@ -142,7 +144,8 @@ def cells_of(preset: Preset, seeds: int | None = None, datasets: Sequence[str] |
                         out.append(Cell(d, sp, part, r, "generalized-asyncsgd", seed))
                     alg_parts = preset.algorithm_partitions or preset.partitions
                     alg_ds = preset.algorithm_datasets or ds
-                    if part in alg_parts and d in alg_ds:
+                    alg_sp = preset.algorithm_speeds or preset.speeds
+                    if part in alg_parts and d in alg_ds and sp in alg_sp:
                         for alg in preset.algorithms:
                             for r in preset.algorithm_routings:
                                 out.append(Cell(d, sp, part, r, alg, seed))
