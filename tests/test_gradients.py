@@ -122,3 +122,28 @@ def test_numba_and_numpy_backends_agree(system):
     g1 = metrics_vjp(system, d_relative_delay=np.ones(system.n), backend="numpy")
     g2 = metrics_vjp(system, d_relative_delay=np.ones(system.n), backend="numba")
     np.testing.assert_allclose(g2, g1, rtol=1e-11)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_log_rate_jacobians_against_finite_differences(system):
+    J = routing_jacobians(system)
+    net = J.network
+    h = 1e-6
+    fd_q = np.zeros((system.n, net.size))
+    fd_d = np.zeros((system.n, net.size))
+    for s in range(net.size):
+        outs = []
+        for sign in (1, -1):
+            rates = net.rates.copy()
+            rates[s] *= np.exp(sign * h)
+            dem = net.visits / rates
+            r = mva(dem, net.is_delay, system.concurrency)
+            q_prev = r.queue_lengths_prev
+            y = net.per_client(r.queue_lengths)
+            cs = net.server_index
+            d = net.per_client(q_prev) / system.routing + (q_prev[cs] if cs is not None else 0.0)
+            outs.append((y, d))
+        fd_q[:, s] = (outs[0][0] - outs[1][0]) / (2 * h)
+        fd_d[:, s] = (outs[0][1] - outs[1][1]) / (2 * h)
+    np.testing.assert_allclose(J.queue_lengths_log_rates, fd_q, atol=1e-6 * np.abs(fd_q).max())
+    np.testing.assert_allclose(J.relative_delay_log_rates, fd_d, atol=1e-6 * np.abs(fd_d).max())

@@ -212,12 +212,18 @@ class RoutingJacobians:
         relative_delay: ``d E[D_i] / d p_j`` (rows/columns of clients with ``p = 0`` are NaN).
         throughput: ``d lambda / d p_j``, shape ``(n,)``.
         log_normalizing_constant: ``d log G / d p_j``, shape ``(n,)``.
+        queue_lengths_log_rates: ``d E_m[Y_i] / d log mu_s``, shape ``(n, S)`` (stations of ``network``).
+        relative_delay_log_rates: ``d E[D_i] / d log mu_s``, shape ``(n, S)`` (NaN rows where ``p_i = 0``).
+        network: the stations the log-rate columns refer to.
     """
 
     queue_lengths: np.ndarray
     relative_delay: np.ndarray
     throughput: np.ndarray
     log_normalizing_constant: np.ndarray
+    queue_lengths_log_rates: np.ndarray | None = None
+    relative_delay_log_rates: np.ndarray | None = None
+    network: Network | None = None
 
 
 def routing_jacobians(system: System, backend: str = "auto") -> RoutingJacobians:
@@ -250,5 +256,11 @@ def routing_jacobians(system: System, backend: str = "auto") -> RoutingJacobians
     jac_q[:, inactive] = np.nan
     d_lam = _to_routing(net, lam * (res.queue_lengths_prev - res.queue_lengths), p)
     d_logG = _to_routing(net, res.queue_lengths, p)
-    return RoutingJacobians(queue_lengths=jac_q, relative_delay=jac_d, throughput=d_lam, log_normalizing_constant=d_logG)
+    # log-rates: theta_s = log v_s - log mu_s, so d/d log mu_s = -d/d theta_s (no explicit p term)
+    q_lr = -cov_m[:n]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_lr = -(cov_prev[:n] / p[:, None] + (cov_prev[n][None, :] if cs is not None else 0.0))
+    d_lr[inactive, :] = np.nan
+    return RoutingJacobians(queue_lengths=jac_q, relative_delay=jac_d, throughput=d_lam, log_normalizing_constant=d_logG,
+                            queue_lengths_log_rates=q_lr, relative_delay_log_rates=d_lr, network=net)
 
