@@ -181,9 +181,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
     from ..bounds import ProxyConstants, per_update, s1
     from ..calibrate import calibrate
     from ..config import with_updates
-    from ..fl.data import default_model_for, make_federated
-    from ..fl.models import build_model
-    from ..fl.run import build_system, prepare, train
+    from ..fl.run import build_data_and_model, build_system, prepare, train
     from ..mainjob import time_to_target
     from ..optimize import OptimizationProblem, assess
     from ..queueing.analysis import analyze
@@ -195,9 +193,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         cfg = _base_config(cell, spec, preset, data_root, device, tmp)  # time budget set below
         # calibrate the constants at the initial model on the clients' data (same for every routing)
         d = cfg.data
-        data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, unlabeled_fraction=d.unlabeled_fraction,
-                              data_root=d.data_root, seed=cfg.seed, **d.options)
-        model = build_model(default_model_for(d.dataset), data.input_shape, data.num_classes, seed=cfg.seed)
+        data, model = build_data_and_model(cfg)
         cal = calibrate(model, data.clients, seed=cfg.seed)
         constants = cal.constants
         system = build_system(cfg, d.clients)
@@ -215,7 +211,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
             "p_min": 0.0 if cell.routing == "max-throughput" else 1e-3,
             "concurrency_range": [1, 2 * n] if cell.routing == "time-to-accuracy" else []}
         cfg = with_updates(cfg, routing=routing, run={"time_budget": tau})
-        pr = prepare(cfg)
+        pr = prepare(cfg, data, model)
         lr = spec.lr
         if cell.routing == "wallclock-eta":
             # the proxy's step size for AsyncSGD over the same budget: W's optimum at K = lambda_u tau

@@ -21,7 +21,7 @@ from ..errors import ValidationError, require
 from ..sim.trace import Trace
 from ..system import System, load_system
 
-__all__ = ["Prepared", "prepare", "train", "simulate_for_budget"]
+__all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model"]
 
 
 @dataclass
@@ -58,18 +58,18 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
 
     if time_budget is None:
         return simulate(system, int(updates), seed=seed, engine=engine)
-    lam = analyze(system).throughput
-    U = int(math.ceil(lam * time_budget * 1.25)) + 50
+    U = int(math.ceil(analyze(system).throughput * time_budget * 1.25)) + 50
     if updates is not None:
-        U = min(U, int(updates) + 1)
+        U = min(U, int(updates))  # the update budget binds first: no need to cover the time
     while True:
         tr = simulate(system, U, seed=seed, engine=engine)
-        if tr.horizon >= time_budget or (updates is not None and U > updates):
+        if tr.horizon >= time_budget or (updates is not None and U >= updates):
             return tr
         U *= 2
 
 
-def prepare(cfg: TrainConfig) -> Prepared:
+def build_data_and_model(cfg: TrainConfig):
+    """The configuration's federated data split and (seeded) initial model."""
     from ..fl.data import default_model_for, make_federated
     from ..fl.models import build_model
 
@@ -80,6 +80,15 @@ def prepare(cfg: TrainConfig) -> Prepared:
                           **d.options)
     model = build_model(cfg.model.name or default_model_for(d.dataset), data.input_shape, data.num_classes,
                         seed=cfg.seed, **cfg.model.options)
+    return data, model
+
+
+def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
+    """Resolve a configuration; ``data``/``model`` may be passed when already built from it
+    (:func:`build_data_and_model`); the model is used only as an initial state and not modified."""
+    d = cfg.data
+    if data is None or model is None:
+        data, model = build_data_and_model(cfg)
     system = build_system(cfg, d.clients)
     n = system.n
     r = cfg.routing
