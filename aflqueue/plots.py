@@ -63,7 +63,8 @@ def _save(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        # no creation date in the PDF: regenerating a figure from the same results gives the same file
+        fig.savefig(p, bbox_inches="tight", metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     _plt().close(fig)
     return paths
 
