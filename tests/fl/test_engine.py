@@ -17,6 +17,7 @@ from aflqueue.fl.local import LocalConfig
 from aflqueue.fl.models import build_model
 from aflqueue.fl.run import simulate_for_budget, train
 from aflqueue.sim import simulate
+from .crash import crash_once
 
 N = 6
 
@@ -103,15 +104,7 @@ def test_resume_after_crash_is_identical(setup, tmp_path):
     data, system, trace = setup
     _, full = run(data, system, trace, out=tmp_path / "full")
 
-    class CrashOnce(GeneralizedAsyncSGD):
-        name = "generalized-asyncsgd"  # same configuration hash as the normal run
-        armed = True
-
-        def on_arrival(self, a):
-            if a.index == 173 and CrashOnce.armed:
-                CrashOnce.armed = False
-                raise RuntimeError("simulated crash")
-            super().on_arrival(a)
+    CrashOnce = crash_once(GeneralizedAsyncSGD, at=173)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(data, system, trace, algorithm=CrashOnce, out=tmp_path / "crash")

@@ -15,6 +15,7 @@ from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig, ParamSpec
 from aflqueue.fl.models import build_model
 from aflqueue.sim import simulate
+from .crash import crash_once
 
 LN3 = math.log(3.0)
 
@@ -173,15 +174,7 @@ def test_fedecho_resume_after_crash_is_identical(setup, tmp_path):
     params = {"buffer": 4}
     _, full = run(data, system, trace, params=params, out=tmp_path / "full")
 
-    class CrashOnce(FedEcho):
-        name = "fedecho"  # same configuration hash as the normal run
-        armed = True
-
-        def on_arrival(self, a):
-            if a.index == 173 and CrashOnce.armed:
-                CrashOnce.armed = False
-                raise RuntimeError("simulated crash")
-            super().on_arrival(a)
+    CrashOnce = crash_once(FedEcho, at=173)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(data, system, trace, algorithm=CrashOnce, params=params, out=tmp_path / "crash")

@@ -16,6 +16,7 @@ from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig, ParamSpec, activation_statistics
 from aflqueue.fl.models import build_model
 from aflqueue.sim import simulate
+from .crash import crash_once
 
 #: small sizes for unit tests (the defaults are exercised end to end)
 TINY = dict(probe_samples=16, synth_batch=8, noise_dim=8, gen_hidden=16, kd_batch=8, k_kd=2)
@@ -249,15 +250,7 @@ def test_fedrevive_resume_after_crash_is_identical(setup, tmp_path):
     data, system, trace = setup
     _, full = run(data, system, trace, params=FAST, out=tmp_path / "full")
 
-    class CrashOnce(FedRevive):
-        name = "fedrevive"  # same configuration hash as the normal run
-        armed = True
-
-        def on_arrival(self, a):
-            if a.index == 123 and CrashOnce.armed:
-                CrashOnce.armed = False
-                raise RuntimeError("simulated crash")
-            super().on_arrival(a)
+    CrashOnce = crash_once(FedRevive, at=123)
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(data, system, trace, algorithm=CrashOnce, params=FAST, out=tmp_path / "crash")

@@ -118,13 +118,10 @@ class FedEcho(FedBuff):
         local = a.start + a.delta  # x_i, rebuilt from the start checkpoint; dropped after inference
         self.teacher_logits[int(a.client)] = logits_in_chunks(self.ctx.model, self.ctx.spec, local, self.U)
         del local
-        self.cost["inference_seconds"] += time.perf_counter() - t
-        self.acc = self.acc + self.contribution(a)
-        self.count += 1
-        if self.count >= self.buffer_size:
-            self.flush()
-        self.cost["arrivals"] += 1
-        self.cost["server_seconds"] += time.perf_counter() - t
+        dt = time.perf_counter() - t
+        self.cost["inference_seconds"] += dt
+        self.cost["server_seconds"] += dt
+        super().on_arrival(a)  # FedBuff's buffer; flush() adds the distillation steps
 
     def teacher(self) -> torch.Tensor:
         """Mean of the stored logits of every client that has reported, shape ``(|U|, C)``."""
