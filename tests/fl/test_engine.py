@@ -11,7 +11,6 @@ from aflqueue import System, ValidationError
 from aflqueue.config import TrainConfig, load_config
 from aflqueue.fl.algorithms import ALGORITHM_NAMES, AlgorithmContext, Arrival, make_algorithm
 from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
-from aflqueue.fl.data import make_federated
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig
 from aflqueue.fl.models import build_model
@@ -22,13 +21,7 @@ from .crash import crash_once
 N = 6
 
 
-@pytest.fixture(scope="module")
-def setup():
-    data = make_federated("synthetic", N, "dirichlet", alpha=0.5, seed=0, num_samples=600, num_features=12,
-                          num_classes=4, unlabeled_fraction=0.1)
-    system = System.from_rates([2.0, 1.0, 1.0, 0.5, 0.2, 0.1], [0.25, 0.2, 0.2, 0.15, 0.1, 0.1], 5)
-    trace = simulate(system, 400, seed=3)
-    return data, system, trace
+# the `setup` fixture (tiny task, system, trace) is in conftest.py
 
 
 def model_for(data, seed=0):

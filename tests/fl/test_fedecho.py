@@ -137,13 +137,7 @@ def test_defaults_follow_the_spec():
 N = 6
 
 
-@pytest.fixture(scope="module")
-def setup():
-    data = make_federated("synthetic", N, "dirichlet", alpha=0.5, seed=0, num_samples=600, num_features=12,
-                          num_classes=4, unlabeled_fraction=0.1)
-    system = System.from_rates([2.0, 1.0, 1.0, 0.5, 0.2, 0.1], [0.25, 0.2, 0.2, 0.15, 0.1, 0.1], 5)
-    trace = simulate(system, 400, seed=3)
-    return data, system, trace
+# the `setup` fixture (tiny task, system, trace) is in conftest.py
 
 
 def run(data, system, trace, algorithm="fedecho", params=None, out=None, resume=False, model=None, **kw):
