@@ -72,7 +72,9 @@ def system_from_args(args: argparse.Namespace, require_system: bool = False):
             if structural:
                 raise ValidationError(sorted(structural)[0].replace("_", "-"),
                                       "cannot override a file with a 'clients' list; edit the file instead")
-        return System.from_dict({**data, **flags})
+        from pathlib import Path
+
+        return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
     if "rates" not in flags:
         extra = set(flags) - {"concurrency", "routing"}
         if extra or require_system:

@@ -326,18 +326,29 @@ class Empirical(ServiceLaw):
 
     @classmethod
     def from_csv(cls, path: str | Path, column: int | str = 0) -> "Empirical":
-        """Durations from a CSV file: one column (by index or header name), header optional."""
+        """Durations from a CSV file: one column (by index or header name), header optional.
+
+        Errors name the file and the line, never its contents (the path may point anywhere)."""
         p = Path(path)
         require(p.is_file(), "file", f"empirical trace not found at {str(p)!r}")
-        rows = [r.strip() for r in p.read_text().splitlines() if r.strip()]
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValidationError("file", f"cannot read {str(p)!r} as UTF-8 text "
+                                          f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
+        rows = [r.strip() for r in text.splitlines() if r.strip()]
         require(len(rows) >= 1, "file", f"{str(p)!r} holds no durations")
         first = [c.strip() for c in rows[0].split(",")]
+        if isinstance(column, bool) or not isinstance(column, (int, str)):
+            raise ValidationError("column", f"must be a column index >= 0 or a header name (got {column!r})")
         col = column
         if isinstance(column, str) and not column.isdigit():
-            require(column in first, "column", f"{column!r} is not a header of {str(p)!r} (headers: {first})")
+            require(column in first, "column", f"{column!r} is not a header of the first line of {str(p)!r} "
+                                               f"({len(first)} comma-separated fields)")
             col, rows = first.index(column), rows[1:]
         else:
             col = int(column)
+            require(col >= 0, "column", f"must be a column index >= 0 (got {column!r})")
             try:
                 float(first[col])
             except (ValueError, IndexError):
@@ -350,6 +361,18 @@ class Empirical(ServiceLaw):
             except (ValueError, IndexError):
                 raise ValidationError("file", f"{str(p)!r}: line {ln + 1} has no number in column {col}") from None
         return cls(np.asarray(values))
+
+
+def _durations(values: Any, field_name: str) -> np.ndarray:
+    """A list of numbers as float64 (strings and nested lists are rejected, naming the field)."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple, np.ndarray)):
+        raise ValidationError(field_name, f"must be a list of positive durations (got {type(values).__name__})")
+    out = []
+    for j, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValidationError(f"{field_name}[{j}]", f"must be a number (got {v!r})")
+        out.append(float(v))
+    return np.asarray(out, dtype=np.float64)
 
 
 LAW_NAMES = ("exponential", "deterministic", "lognormal", "gamma", "weibull", "pareto", "mixture", "empirical")
@@ -365,7 +388,7 @@ def _parse_params(text: str, field_name: str) -> dict[str, str]:
 
 
 def law_from_spec(spec: str | Mapping[str, Any] | ServiceLaw, mean: float | None = None,
-                  field_name: str = "service") -> ServiceLaw:
+                  field_name: str = "service", base_dir: str | Path | None = None) -> ServiceLaw:
     """Build a law from a spec string, a mapping, or a law (returned rescaled if ``mean`` is given).
 
     Strings: ``"exponential"``, ``"deterministic"``, ``"lognormal:cv=1.5"``, ``"gamma:shape=2"``
@@ -375,22 +398,24 @@ def law_from_spec(spec: str | Mapping[str, Any] | ServiceLaw, mean: float | None
     "components": [spec, ...]}`` and an empirical law may give ``"samples": [...]``.
 
     ``mean`` (time units) rescales the law to that mean; without it the spec's own ``mean``
-    (default 1) or, for mixture/empirical, the intrinsic mean is kept.
+    (default 1) or, for mixture/empirical, the intrinsic mean is kept. A relative empirical
+    ``file`` is resolved against ``base_dir`` (the folder of the system file that names it), or
+    the working directory when ``base_dir`` is None.
     """
     if isinstance(spec, ServiceLaw):
         law = spec
     elif isinstance(spec, str):
         name, _, rest = spec.partition(":")
         params: dict[str, Any] = _parse_params(rest, field_name)
-        law = _law_from_mapping({"law": name.strip().lower(), **params}, field_name)
+        law = _law_from_mapping({"law": name.strip().lower(), **params}, field_name, base_dir)
     elif isinstance(spec, Mapping):
-        law = _law_from_mapping(spec, field_name)
+        law = _law_from_mapping(spec, field_name, base_dir)
     else:
         raise ValidationError(field_name, f"must be a law name/spec string or a table (got {type(spec).__name__})")
     return law if mean is None else law.with_mean(mean)
 
 
-def _law_from_mapping(d: Mapping[str, Any], field_name: str) -> ServiceLaw:
+def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Path | None = None) -> ServiceLaw:
     d = dict(d)
     name = str(d.pop("law", d.pop("name", "exponential"))).lower()
     require(name in LAW_NAMES, field_name, f"unknown service law {name!r}; allowed: {', '.join(LAW_NAMES)}")
@@ -418,13 +443,19 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str) -> ServiceLaw:
             comps = take("components")
             require(isinstance(comps, (list, tuple)) and len(comps) > 0, f"{field_name}.components",
                     "a mixture needs a non-empty list of component laws")
-            law = Mixture(tuple(law_from_spec(c, field_name=f"{field_name}.components[{j}]")
+            law = Mixture(tuple(law_from_spec(c, field_name=f"{field_name}.components[{j}]", base_dir=base_dir)
                                 for j, c in enumerate(comps)), take("weights", [1.0] * len(comps)))
         else:  # empirical
             samples, file = take("samples"), take("file")
             require((samples is None) != (file is None), field_name, "empirical takes samples or file (one of them)")
-            law = Empirical(np.asarray(samples, dtype=float)) if samples is not None else \
-                Empirical.from_csv(file, take("column", 0))
+            if samples is not None:
+                law = Empirical(_durations(samples, "samples"))
+            else:
+                require(isinstance(file, (str, Path)) and str(file) != "", "file", "must be a path to a CSV file")
+                path = Path(file).expanduser()
+                if not path.is_absolute() and base_dir is not None:
+                    path = Path(base_dir) / path
+                law = Empirical.from_csv(path, take("column", 0))
     except ValidationError as e:
         raise ValidationError(f"{field_name}.{e.field}", e.detail) from None
     require(not d, field_name, f"unknown parameter(s) {sorted(d)} for law {name!r}")

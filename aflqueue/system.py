@@ -190,6 +190,7 @@ class System:
         server_rate: float | None = None,
         server_discipline: Discipline = "fifo",
         names: Sequence[str] | None = None,
+        base_dir: str | Path | None = None,
     ) -> "System":
         """Build a system from per-client compute rates (tasks per time unit).
 
@@ -206,7 +207,7 @@ class System:
             require(len(names) == n, "names", f"needs one name per client ({n}), got {len(names)}")
         clients = []
         for i, mu in enumerate(rates_arr):
-            law = law_from_spec(service if service is not None else "exponential", mean=1.0 / mu)
+            law = law_from_spec(service if service is not None else "exponential", mean=1.0 / mu, base_dir=base_dir)
             clients.append(Client(
                 compute=Stage(law, "fifo"),
                 downlink=None if dl is None else Stage.exponential(dl[i], downlink_discipline),
@@ -220,9 +221,11 @@ class System:
         return cls(tuple(clients), p, m, server)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "System":
-        """Build from a mapping (the parsed TOML/YAML/JSON file; see :func:`load_system`)."""
-        return _system_from_mapping(d)
+    def from_dict(cls, d: Mapping[str, Any], base_dir: str | Path | None = None) -> "System":
+        """Build from a mapping (the parsed TOML/YAML/JSON file; see :func:`load_system`).
+
+        ``base_dir``: folder against which relative file names inside (empirical laws) resolve."""
+        return _system_from_mapping(d, base_dir)
 
     # ----------------------------------------------------------------- derived
     @property
@@ -346,7 +349,7 @@ _CLIENT_KEYS = {"name", "rate", "service", "downlink", "uplink", "availability"}
 _STAGE_KEYS = {"rate", "discipline", "service"}
 
 
-def _stage_from(d: Any, field_name: str) -> Stage:
+def _stage_from(d: Any, field_name: str, base_dir: str | Path | None = None) -> Stage:
     if isinstance(d, (int, float)) and not isinstance(d, bool):
         return Stage.exponential(_positive_rate(d, field_name))
     require(isinstance(d, Mapping), field_name, "must be a rate or a table with rate/discipline/service")
@@ -356,24 +359,25 @@ def _stage_from(d: Any, field_name: str) -> Stage:
     require(disc in DISCIPLINES, f"{field_name}.discipline", f"must be one of {', '.join(DISCIPLINES)} (got {disc!r})")
     if "rate" in d:
         mean = 1.0 / _positive_rate(d["rate"], f"{field_name}.rate")
-        law = law_from_spec(d.get("service", "exponential"), mean=mean, field_name=f"{field_name}.service")
+        law = law_from_spec(d.get("service", "exponential"), mean=mean, field_name=f"{field_name}.service",
+                            base_dir=base_dir)
     else:
         require("service" in d, field_name, "needs a rate or a service law")
-        law = law_from_spec(d["service"], field_name=f"{field_name}.service")
+        law = law_from_spec(d["service"], field_name=f"{field_name}.service", base_dir=base_dir)
     return Stage(law, disc)
 
 
-def _availability_from(d: Any, field_name: str) -> Availability:
+def _availability_from(d: Any, field_name: str, base_dir: str | Path | None = None) -> Availability:
     require(isinstance(d, Mapping), field_name, "must be a table with 'on' and 'off' duration laws")
     unknown = set(d) - {"on", "off", "start_on"}
     require(not unknown, field_name, f"unknown key(s) {sorted(unknown)}; allowed: on, off, start_on")
     require("on" in d and "off" in d, field_name, "needs both 'on' and 'off' duration laws")
-    return Availability(law_from_spec(d["on"], field_name=f"{field_name}.on"),
-                        law_from_spec(d["off"], field_name=f"{field_name}.off"),
+    return Availability(law_from_spec(d["on"], field_name=f"{field_name}.on", base_dir=base_dir),
+                        law_from_spec(d["off"], field_name=f"{field_name}.off", base_dir=base_dir),
                         bool(d.get("start_on", True)))
 
 
-def _system_from_mapping(d: Mapping[str, Any]) -> System:
+def _system_from_mapping(d: Mapping[str, Any], base_dir: str | Path | None = None) -> System:
     require(isinstance(d, Mapping), "system", "the file must hold a table/object at top level")
     if "clients" in d:
         unknown = set(d) - _STRUCT_KEYS
@@ -388,16 +392,17 @@ def _system_from_mapping(d: Mapping[str, Any]) -> System:
             require(isinstance(c, Mapping), f, "must be a table (rate, service, downlink, uplink, name, availability)")
             unknown = set(c) - _CLIENT_KEYS
             require(not unknown, f, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_CLIENT_KEYS)}")
-            compute = _stage_from({k: c[k] for k in ("rate", "service") if k in c}, f)
+            compute = _stage_from({k: c[k] for k in ("rate", "service") if k in c}, f, base_dir)
             clients.append(Client(
                 compute=compute,
-                downlink=None if c.get("downlink") is None else _stage_from(c["downlink"], f"{f}.downlink"),
-                uplink=None if c.get("uplink") is None else _stage_from(c["uplink"], f"{f}.uplink"),
+                downlink=None if c.get("downlink") is None else _stage_from(c["downlink"], f"{f}.downlink", base_dir),
+                uplink=None if c.get("uplink") is None else _stage_from(c["uplink"], f"{f}.uplink", base_dir),
                 name=str(c.get("name", f"client{i}")),
-                availability=None if c.get("availability") is None else _availability_from(c["availability"], f"{f}.availability"),
+                availability=None if c.get("availability") is None else
+                _availability_from(c["availability"], f"{f}.availability", base_dir),
             ))
         n = len(clients)
-        server = None if d.get("server") is None else _stage_from(d["server"], "server")
+        server = None if d.get("server") is None else _stage_from(d["server"], "server", base_dir)
         routing = d.get("routing", np.full(n, 1.0 / n))
         return System(tuple(clients), routing, d.get("concurrency", n), server)
     unknown = set(d) - _FLAT_KEYS
@@ -408,6 +413,7 @@ def _system_from_mapping(d: Mapping[str, Any]) -> System:
         service=d.get("service"), downlink_rates=d.get("downlink_rates"), uplink_rates=d.get("uplink_rates"),
         downlink_discipline=d.get("downlink_discipline", "fifo"), uplink_discipline=d.get("uplink_discipline", "fifo"),
         server_rate=d.get("server_rate"), server_discipline=d.get("server_discipline", "fifo"), names=d.get("names"),
+        base_dir=base_dir,
     )
 
 
@@ -446,7 +452,7 @@ def load_system(path: str | Path) -> System:
     availability}`` where ``downlink``/``uplink`` are a rate or ``{rate, discipline, service}``,
     plus ``routing``, ``concurrency`` and ``server`` (a rate or a stage table).
     """
-    return System.from_dict(read_mapping(path))
+    return System.from_dict(read_mapping(path), base_dir=Path(path).parent)
 
 
 def example_system() -> System:

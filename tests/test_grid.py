@@ -14,6 +14,11 @@ from aflqueue.experiments.report import summarize, write_report
 TINY = replace(PRESETS["tiny"], routings=("uniform", "wallclock"), algorithms=(), seeds=2)
 
 
+def cell_bytes(folder):
+    """Every cell file's bytes: backends must produce identical files, not just close numbers."""
+    return {p.name: p.read_bytes() for p in sorted((folder / "cells").glob("*.json"))}
+
+
 def measured(records):
     return {r["id"]: (r["measured"]["final_accuracy"], r["measured"]["final_loss"], r["measured"]["arrivals"],
                       r["routing"]) for r in records}
@@ -54,9 +59,11 @@ def test_interrupted_grid_resumes_to_the_same_results(serial_grid, tmp_path):
 
 
 def test_process_backend_gives_identical_results(serial_grid, tmp_path):
-    _, full = serial_grid
+    out, full = serial_grid
     recs = run_grid(TINY, tmp_path, progress=None, backend="process", workers=2)
     assert measured(recs) == measured(full)
+    assert cell_bytes(tmp_path) == cell_bytes(out) and len(cell_bytes(out)) == 4
+    assert all((tmp_path / "timings" / f"{r['id']}.json").is_file() for r in recs)
 
 
 def test_report(serial_grid, tmp_path):
@@ -91,6 +98,7 @@ def test_validate_cli_report_only_and_errors(serial_grid, tmp_path, capsys):
 @pytest.mark.ray
 def test_ray_backend_gives_identical_results(serial_grid, tmp_path):
     pytest.importorskip("ray")
-    _, full = serial_grid
+    out, full = serial_grid
     recs = run_grid(TINY, tmp_path, progress=None, backend="ray", workers=2)
     assert measured(recs) == measured(full)
+    assert cell_bytes(tmp_path) == cell_bytes(out)

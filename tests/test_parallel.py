@@ -76,3 +76,24 @@ def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     clean = run_grid(PRESETS["tiny"], tmp_path / "clean", seeds=1, progress=None)
     assert len(resumed) == 4 and measured(resumed) == measured(clean)
     assert len(load_cells(out)) == 4
+
+
+def test_unreachable_ray_address_fails_fast():
+    from aflqueue.parallel import check_ray_address
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match="no Ray cluster answers") as e:
+        check_ray_address("127.0.0.1:1")  # nothing listens: refused at once
+    assert "\n" not in str(e.value)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ValidationError, match="HOST:PORT"):
+        check_ray_address("headnode")
+    with pytest.raises(ValidationError, match="address"):
+        pmap(_square, [1, 2], backend="ray", address="127.0.0.1:1")
+
+
+def test_ray_versions_without_default_authentication_are_refused():
+    from aflqueue.parallel import _ray_version_ok
+
+    assert _ray_version_ok("2.60.0") and _ray_version_ok("2.59.0") and _ray_version_ok("3.0.0.dev0")
+    assert not _ray_version_ok("2.58.1") and not _ray_version_ok("2.9.3")

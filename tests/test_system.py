@@ -142,3 +142,27 @@ def test_stage_constructor_and_laws():
         law_from_spec("pareto:shape=0.5")
     with pytest.raises(ValidationError, match="unknown parameter"):
         law_from_spec("weibull:k=2")
+
+
+def test_empirical_file_resolves_relative_to_the_system_file(tmp_path, monkeypatch):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "t.csv").write_text("seconds\n1.0\n2.0\n3.0\n")
+    (sub / "sys.toml").write_text('[[clients]]\nrate = 1.0\n[[clients]]\n'
+                                  'service = { law = "empirical", file = "t.csv", column = "seconds" }\n')
+    monkeypatch.chdir(tmp_path)  # the CSV is not in the working directory
+    s = load_system("sub/sys.toml")
+    assert s.clients[1].compute.mean == pytest.approx(2.0)
+
+
+def test_bad_empirical_column_does_not_print_the_file(tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:x:0:0:topsecret\n1\n")
+    f = tmp_path / "sys.yaml"
+    f.write_text(f'clients:\n  - service: {{law: empirical, file: "{secret}", column: seconds}}\n')
+    with pytest.raises(ValidationError) as e:
+        load_system(f)
+    assert "topsecret" not in str(e.value) and "seconds" in str(e.value)
+    f.write_text('clients:\n  - service: {law: empirical, samples: ["a", 1]}\n')
+    with pytest.raises(ValidationError, match=r"samples\[0\]"):
+        load_system(f)

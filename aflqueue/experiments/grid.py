@@ -12,6 +12,10 @@ proxies next to measured accuracy. Cells are written one JSON file each, atomica
 finish; a rerun skips the files present, so an interrupted grid resumes and any backend
 (``serial``, ``process``, ``ray``) produces the same files.
 
+A cell file holds only what the cell's inputs determine, so the same grid gives the same bytes
+on every backend; wall-clock measurements (run time, server seconds per arrival) are written
+next to it in ``timings/<id>.json`` and merged back by :func:`load_cells`.
+
 Budgets are fixed per data set *before* any comparison, from AsyncSGD alone: ``tau`` is the
 time uniform routing needs for ``U0`` updates (exact throughput), the target accuracy is one
 AsyncSGD typically reaches within ``tau``, and P3's target ``eps`` is the proxy value uniform
@@ -223,6 +227,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         problem = OptimizationProblem(pr.system, "wallclock", constants=constants, time_budget=tau, epsilon=eps,
                                       updates=float(spec.updates), p_min=0.0)
         pred = assess(problem, pr.system.routing, pr.system.concurrency)
+        counts, timings = split_timings(res.costs)
         tr = pr.trace
         order = tr.update_order[: res.arrivals]
         measured_delay = [float(x) if np.isfinite(x) else None for x in
@@ -238,9 +243,16 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
                       if k not in ("routing",)},
         "measured": {"final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "arrivals": res.arrivals,
                      "time_to_target": time_to_target(res.curves, spec.target), "curves": res.curves,
-                     "relative_delay": measured_delay, "costs": res.costs},
-        "wall_time": time.perf_counter() - t0,
+                     "relative_delay": measured_delay, "costs": counts},
+        "timing": {"wall_time": time.perf_counter() - t0, **timings},
     }
+
+
+def split_timings(costs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an algorithm's cost report into what is deterministic (counts, memory) and what is
+    a wall-clock measurement (keys with ``seconds``), which differs from run to run."""
+    timings = {k: v for k, v in costs.items() if "seconds" in k}
+    return {k: v for k, v in costs.items() if k not in timings}, timings
 
 
 # --------------------------------------------------------------------------- the grid
@@ -250,10 +262,31 @@ def _write_atomic(path: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def save_cell(output: str | Path, record: dict[str, Any]) -> None:
+    """Write a cell record: ``cells/<id>.json`` (deterministic) and ``timings/<id>.json``.
+
+    The timing file is written first, so a finished cell file always has its timings."""
+    out = Path(output)
+    rec = dict(record)
+    timing = rec.pop("timing", None)
+    if timing is not None:
+        (out / "timings").mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / "timings" / f"{rec['id']}.json", timing)
+    _write_atomic(out / "cells" / f"{rec['id']}.json", rec)
+
+
 def load_cells(output: str | Path) -> list[dict[str, Any]]:
-    """All finished cell records under ``output/cells``."""
+    """All finished cell records under ``output/cells``, with their timings (key ``timing``)."""
     folder = Path(output) / "cells"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.glob("*.json")):
+        rec = json.loads(p.read_text())
+        t = Path(output) / "timings" / p.name
+        rec["timing"] = json.loads(t.read_text()) if t.is_file() else {}
+        out.append(rec)
+    return out
 
 
 def _cell_worker(args: tuple) -> dict[str, Any]:
@@ -286,9 +319,10 @@ def run_grid(preset: Preset, output: str | Path, *, seeds: int | None = None, da
     t0 = time.perf_counter()
 
     def done(rec: dict[str, Any], k: int) -> None:
-        _write_atomic(folder / f"{rec['id']}.json", rec)
+        wall = rec.get("timing", {}).get("wall_time", float("nan"))
+        save_cell(out, rec)
         m = rec["measured"]
-        say(f"[{k}/{len(todo)}] {rec['id']}: accuracy {m['final_accuracy']:.4f} ({rec['wall_time']:.1f} s, "
+        say(f"[{k}/{len(todo)}] {rec['id']}: accuracy {m['final_accuracy']:.4f} ({wall:.1f} s, "
             f"elapsed {time.perf_counter() - t0:.0f} s)")
 
     from ..parallel import pmap

@@ -15,9 +15,7 @@ exact paths to provide.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-import os
 import pickle
 import random
 from dataclasses import dataclass, field
@@ -495,37 +493,61 @@ def _check_file_labels(targets: torch.Tensor, num_classes: int, what: str, root:
         )
 
 
-@functools.lru_cache(maxsize=None)
-def _presence_checked_cifar(name: str) -> type:
-    """torchvision's CIFAR class for ``name``, but checking only that the files exist.
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR batch files that builds numpy arrays, lists, dicts and strings only.
 
-    torchvision's CIFAR classes md5-hash every batch file (and the meta file) on each
-    construction: that re-reads ~180 MB per load and rejects any file that is not
-    byte-identical to the official archive, including files in the right format written by
-    other tools or the tiny fixtures of the test suite. Format errors still surface when the
-    pickles are parsed. ``verify=True`` uses torchvision's own checked class instead.
+    ``pickle.load`` on a file from ``data_root`` would run any callable the file names, so a
+    crafted folder could execute code. The official batches only need numpy's array
+    reconstruction (and ``_codecs.encode`` for bytes written by Python 3 at protocol 2); any
+    other global is refused before it is looked up.
     """
-    import torchvision.datasets as tvd
 
-    base = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
-    class PresenceCheckedCIFAR(base):  # type: ignore[misc, valid-type]
-        def _check_integrity(self) -> bool:
-            folder = os.path.join(self.root, self.base_folder)
-            return all(os.path.isfile(os.path.join(folder, f)) for f, _ in self.train_list + self.test_list)
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR batch files hold only arrays, "
+                                         "lists and strings")
+        return super().find_class(module, name)
 
-        def _load_meta(self) -> None:
-            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
-            with open(path, "rb") as infile:
-                data = pickle.load(infile, encoding="latin1")
-            self.classes = data[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
-    PresenceCheckedCIFAR.__name__ = f"PresenceChecked{base.__name__}"
-    return PresenceCheckedCIFAR
+def _read_cifar_pickle(path: Path, name: str) -> dict[str, Any]:
+    """One CIFAR batch/meta file as a dict with ``str`` keys (see :class:`_ArrayUnpickler`)."""
+    with _reading(f"{name} batch {path}"):
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    if not isinstance(obj, dict):
+        raise ValidationError("data_root", f"{path} is not a CIFAR batch file (top level is {type(obj).__name__})")
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
+
+
+def _cifar_split(folder: Path, files: Sequence[str], label_key: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` int64 of the given batch files, in order."""
+    xs, ys = [], []
+    for f in files:
+        batch = _read_cifar_pickle(folder / f, name)
+        if "data" not in batch or label_key not in batch:
+            raise ValidationError("data_root", f"{folder / f} lacks 'data' or {label_key!r}: not a {name} batch file")
+        data = np.asarray(batch["data"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise ValidationError("data_root", f"{name} images in {folder / f} must be uint8 rows of 3072 values")
+        labels = np.asarray(batch[label_key])
+        if labels.ndim != 1 or labels.size != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+            raise ValidationError("data_root", f"{folder / f}: {label_key!r} must be one integer label per image")
+        # each row: 1024 red, 1024 green, 1024 blue values, row-major: already CHW
+        xs.append(data.reshape(-1, 3, 32, 32))
+        ys.append(labels.astype(np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _load_cifar(name: str, data_root: str | Path | None, verify: bool = False) -> tuple[Dataset, Dataset]:
+    """CIFAR-10/100 from the extracted python batches, in torchvision's layout.
+
+    torchvision supplies the file names and md5 sums (checked with ``verify=True``); the batches
+    are parsed by :class:`_ArrayUnpickler`, never by a plain ``pickle.load``, so a folder that
+    is not the official archive is read as data or rejected, and cannot execute code. Without
+    ``verify`` any file in the right format is accepted (the md5 check re-reads ~180 MB)."""
     import torchvision.datasets as tvd
     from torchvision.datasets.utils import check_integrity
 
@@ -547,17 +569,12 @@ def _load_cifar(name: str, data_root: str | Path | None, verify: bool = False) -
                 f"md5 check failed (verify=True) for {', '.join(bad)}: they differ from the official "
                 f"{base.filename}; re-extract it, or pass verify=False to check presence only",
             )
-    cls = base if verify else _presence_checked_cifar(name)
+    label_key = "labels" if name == "cifar10" else "fine_labels"
     out = []
-    for train in (True, False):
-        with _reading(f"{base.__name__} ({'train' if train else 'test'}) from {folder}"):
-            ds = cls(str(root), train=train, download=False)
-        data = np.asarray(ds.data)
-        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
-            raise ValidationError("data_root", f"{base.__name__} images in {folder} must be uint8 (N, 32, 32, 3)")
-        # torchvision keeps CIFAR as HWC numpy; the models want CHW.
-        x = torch.from_numpy(data).permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
-        targets = torch.as_tensor(np.asarray(ds.targets, dtype=np.int64))
+    for files in ([f for f, _ in base.train_list], [f for f, _ in base.test_list]):
+        data, targets_np = _cifar_split(folder, files, label_key, base.__name__)
+        x = torch.from_numpy(data).to(torch.float32).div_(255.0).contiguous()
+        targets = torch.from_numpy(targets_np)
         _check_file_labels(targets, num_classes, base.__name__, folder)
         out.append(Dataset(x, targets, num_classes, name))
     return out[0], out[1]

@@ -142,7 +142,7 @@ class TraceTrainer:
                  algorithm_params: dict[str, Any] | None = None, local: LocalConfig = LocalConfig(),
                  settings: EngineSettings = EngineSettings(), device: str | torch.device = "auto",
                  output_dir: str | Path | None = None, meta: dict[str, Any] | None = None,
-                 progress: bool = False):
+                 progress: bool = False, inputs: dict[str, Any] | None = None):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         require(len(data.clients) == trace.n_clients, "data.clients",
                 f"the trace has {trace.n_clients} clients but the data is split among {len(data.clients)}")
@@ -155,6 +155,7 @@ class TraceTrainer:
         self.settings = settings
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.meta = dict(meta or {})
+        self.inputs = dict(inputs or {})
         self.progress = progress
         self.algorithm_name = algorithm
         self.algorithm_params = dict(algorithm_params or {})
@@ -197,10 +198,14 @@ class TraceTrainer:
         return ks, grid
 
     def config_hash(self) -> str:
-        key = json.dumps({"meta": self.meta, "algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
+        """Identity of the run's *inputs*: what the caller says the run is (``inputs``, e.g. the
+        configuration), the algorithm and its settings, the routing as given, and the schedule
+        (:meth:`Trace.digest`). Derived numbers (predicted proxies, ``meta``) never enter it."""
+        key = json.dumps({"inputs": self.inputs, "algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
                           "params": self.algorithm_params,
                           "local": self.local.__dict__, "settings": self.settings.__dict__,
-                          "U": self.U, "routing": self.routing.tolist()}, sort_keys=True, default=str)
+                          "U": self.U, "routing": self.routing.tolist(), "trace": self.trace.digest()},
+                         sort_keys=True, default=str)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ main loop
@@ -376,8 +381,18 @@ class TraceTrainer:
             self._write_outputs(state, self._result(state, complete=False))
 
     def _load(self, path: Path, fresh) -> dict[str, Any]:
-        blob = torch.load(path, map_location=self.device, weights_only=False)
-        if blob.get("format") != CHECKPOINT_FORMAT or blob.get("config_hash") != self.config_hash():
+        # weights_only: the unpickler accepts tensors and plain containers only, so a crafted
+        # checkpoint cannot run code; everything the engine stores is of those types.
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # truncated/corrupt zip, foreign pickle, empty file: all one message
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise ValidationError("resume", f"{str(path)!r} is not a readable aflqueue checkpoint ({reason}); "
+                                            "delete it to start fresh, or use another --output") from None
+        if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+            raise ValidationError("resume", f"{str(path)!r} is not an aflqueue checkpoint of format "
+                                            f"{CHECKPOINT_FORMAT}; delete it to start fresh, or use another --output")
+        if blob.get("config_hash") != self.config_hash():
             raise ValidationError("resume", f"{str(path)!r} belongs to a different configuration; "
                                             "use another --output or delete the checkpoint")
         alg = fresh["alg"]

@@ -176,7 +176,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
                            algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
                            local=LocalConfig(steps=lc.steps, lr=lc.lr, batch_size=lc.batch_size,
                                              optimizer=lc.optimizer, weight_decay=lc.weight_decay),
-                           settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress)
+                           settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress,
+                           inputs={k: v for k, v in cfg.to_dict().items() if k != "output"})
     threads = torch.get_num_threads()
     torch.set_num_threads(run.threads)
     try:

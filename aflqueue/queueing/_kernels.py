@@ -14,15 +14,16 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compiled
     """FIFO demands ``f`` (nf,), total delay demand ``d_sum``, population ``m``, FIFO cotangents
     ``Cf`` (q, nf), ``cd_rho[j] = sum_delay c_jt rho_t`` (q,).
 
     Returns ``lam (m+1,), logG (m+1,), Q (nf,), Q_prev (nf,), s (q, m+1), Z (q, nf), Z_prev (q, nf)``.
 
-    fastmath only lets the compiler reorder the positive sums (SIMD); every term is positive or a
-    plain product, so reassociation changes results at the 1e-15 level and never creates NaN/inf.
+    No ``fastmath``: reassociating the sums would change the last bits from one call site (or
+    CPU) to another. Without it LLVM keeps the source order, which the numpy loop in ``mva.py``
+    reproduces operation for operation, so both backends return identical bits.
     """
     nf = f.size
     q = Cf.shape[0]

@@ -86,7 +86,9 @@ def mva(
         backend: ``"numpy"`` (vectorised over stations), ``"numba"`` (compiled, fused loop) or
             ``"auto"``: numba when cotangents are given (gradient work, usually repeated) or when
             the compiled kernel is already loaded in this process; numpy otherwise (a one-shot
-            analysis, where numba's import and load time, ~0.4 s, would dominate).
+            analysis, where numba's import and load time, ~0.4 s, would dominate). The two
+            backends perform the same floating-point operations in the same order and return
+            identical bits (tested), so the choice affects speed only.
     """
     if backend not in ("auto", "numpy", "numba"):
         raise ValueError(f"backend: must be 'auto', 'numpy' or 'numba' (got {backend!r})")
@@ -114,31 +116,48 @@ def mva(
     if cotangents is not None:
         C = np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
         Cf, Cd = C[:, fi], C[:, di]
-        cd_rho = Cd @ rho[di]  # c_j . rho over delay stations
+        cd_rho = delay_dots(Cd, rho[di])
         q = C.shape[0]
         s = np.zeros((q, m + 1))
         Z = np.zeros((q, fi.size))
         Z_prev = Z
+        CR = np.zeros((q, fi.size + 1))  # column 0 stays 0.0: the kernel's accumulator start
 
-    R = np.empty_like(f)
+    # Every sum below is accumulated left to right in the kernel's order (np.add.accumulate is a
+    # sequential scan, unlike the pairwise np.sum), so this loop and the compiled kernel give the
+    # same bits: a result never depends on which backend ran or on what was imported before.
+    buf = np.empty(fi.size + 1)
+    buf[0] = d_sum
+    R = buf[1:]
     for k in range(1, m + 1):
         np.add(Qf, 1.0, out=R)
         R *= f
-        x = k / (R.sum() + d_sum)
+        x = k / float(np.add.accumulate(buf)[-1])
         lam[k] = x
         logG[k] = logG[k - 1] - math.log(x)
         Qf_prev = Qf
         Qf = x * R
         if C is not None:
             Z_prev = Z
-            # Z(k) = x (f Z(k-1) + C R(k) + f s(k-1)); s(k-1) is a column (q, 1).
-            Z = x * (f * Z + Cf * R + np.outer(s[:, k - 1], f))
-            s[:, k] = Cf @ Qf + x * cd_rho
+            np.multiply(Cf, R, out=CR[:, 1:])
+            # Z(k) = x (f (Z(k-1) + s(k-1)) + c R(k)), s(k) = x (c . R(k) + c . rho over delay stations)
+            Z = x * (f * (Z + s[:, k - 1:k]) + CR[:, 1:])
+            s[:, k] = x * (np.add.accumulate(CR, axis=1)[:, -1] + cd_rho)
         if hist is not None:
             hist[k, fi] = Qf
             hist[k, di] = x * rho[di]
 
     return _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist)
+
+
+def delay_dots(Cd: np.ndarray, rho_delay: np.ndarray) -> np.ndarray:
+    """``c_j . rho`` over the delay stations, shape ``(q,)``, summed left to right.
+
+    A sequential scan rather than BLAS, whose summation order can depend on the thread count.
+    """
+    prod = np.zeros((Cd.shape[0], Cd.shape[1] + 1))
+    np.multiply(Cd, rho_delay, out=prod[:, 1:])
+    return np.add.accumulate(prod, axis=1)[:, -1].copy()
 
 
 def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None) -> MVAResult:
@@ -172,7 +191,7 @@ def _mva_numba(demands, is_delay, population, cotangents) -> MVAResult:
     fi, di = np.flatnonzero(~delay), np.flatnonzero(delay)
     C = np.zeros((0, S)) if cotangents is None else np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
     Cf = np.ascontiguousarray(C[:, fi])
-    cd_rho = np.ascontiguousarray(C[:, di] @ rho[di])
+    cd_rho = delay_dots(C[:, di], rho[di])
     lam, logG, Qf, Qf_prev, s, Z, Z_prev = mva_cotangent_kernel(
         np.ascontiguousarray(rho[fi]), float(rho[di].sum()), m, Cf, cd_rho)
     keep = cotangents is not None

@@ -14,6 +14,7 @@ have ``applied_version = -1`` and NaN for the timestamps they did not reach.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,17 @@ class Trace:
         return {"task": self.task, **{c: getattr(self, c) for c in ("client",) + TIME_COLUMNS},
                 "dispatch_version": self.dispatch_version, "applied_version": self.applied_version,
                 "relative_delay": self.relative_delay}
+
+    def digest(self) -> str:
+        """SHA-256 of the schedule itself (columns, ``n_clients``, ``m``; not ``meta``): two traces
+        with the same digest drive training identically."""
+        h = hashlib.sha256(f"{self.n_clients},{self.concurrency}".encode())
+        for c in INT_COLUMNS + TIME_COLUMNS:
+            a = np.ascontiguousarray(getattr(self, c))
+            h.update(c.encode())
+            h.update(str(a.dtype).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | Path) -> Path:

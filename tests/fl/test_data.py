@@ -537,3 +537,27 @@ def test_make_federated_from_files(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     fed = D.make_federated("cifar10", 2, data_root=tmp_path, seed=0, normalize=True)
     assert fed.input_shape == (3, 32, 32) and sum(len(c) for c in fed.clients) == 10 and len(fed.test) == 3
+
+
+class _Payload:
+    """Unpickling this object would create a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("target", ["data_batch_3", "test_batch"])
+def test_crafted_cifar_folder_does_not_execute(tmp_path: Path, target: str) -> None:
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    batch = cifar_batch(2, 5, "labels", 10)
+    batch["labels"] = _Payload(marker)
+    write_pickle(tmp_path / "cifar-10-batches-py" / target, batch)
+    with pytest.raises(ValidationError) as info:
+        D.load_dataset("cifar10", data_root=tmp_path)
+    assert not marker.exists()
+    msg = str(info.value)
+    assert "\n" not in msg and target in msg and "refusing to load" in msg

@@ -107,8 +107,8 @@ def test_resume_after_crash_is_identical(setup, tmp_path):
     assert resumed.final_accuracy == full.final_accuracy and resumed.final_loss == full.final_loss
     assert resumed.curves["test_loss"] == full.curves["test_loss"]
     assert resumed.log == full.log
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["alg"]["params"]
-    b = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["alg"]["params"]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["alg"]["params"]
+    b = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=True)["alg"]["params"]
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -225,3 +225,46 @@ def test_cuda_matches_cpu(setup):
                           settings=EngineSettings(eval_every=100, seed=1), device=dev)
         runs.append(tr.run())
     np.testing.assert_allclose(runs[0].curves["test_loss"], runs[1].curves["test_loss"], rtol=1e-3)
+
+
+class _Payload:
+    """Unpickling this object would create a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_checkpoint_does_not_execute(setup, tmp_path):
+    data, system, trace = setup
+    out = tmp_path / "run"
+    run(data, system, trace, out=out, settings=EngineSettings(updates=100, checkpoint_every=50))
+    marker = tmp_path / "pwned"
+    torch.save({"format": 1, "config_hash": "x", "evil": _Payload(marker)}, out / "checkpoint.pt")
+    with pytest.raises(ValidationError, match="not a readable aflqueue checkpoint"):
+        run(data, system, trace, out=out, resume=True, settings=EngineSettings(updates=100, checkpoint_every=50))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "list"])
+def test_damaged_checkpoint_gives_one_line_error(setup, tmp_path, damage):
+    data, system, trace = setup
+    out = tmp_path / "run"
+    settings = EngineSettings(updates=100, checkpoint_every=50)
+    run(data, system, trace, out=out, settings=settings)
+    ck = out / "checkpoint.pt"
+    raw = ck.read_bytes()
+    if damage == "empty":
+        ck.write_bytes(b"")
+    elif damage == "truncated":
+        ck.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        ck.write_bytes(b"\x00\xff not a checkpoint" * 10)
+    else:
+        torch.save([1, 2, 3], ck)
+    with pytest.raises(ValidationError) as e:
+        run(data, system, trace, out=out, resume=True, settings=settings)
+    msg = str(e.value)
+    assert "\n" not in msg and str(ck) in msg and ("delete it" in msg)

@@ -177,8 +177,8 @@ def test_fedecho_resume_after_crash_is_identical(setup, tmp_path):
     _, resumed = run(data, system, trace, algorithm=CrashOnce, params=params, out=tmp_path / "crash", resume=True)
     assert resumed.final_accuracy == full.final_accuracy and resumed.final_loss == full.final_loss
     assert resumed.curves["test_loss"] == full.curves["test_loss"] and resumed.log == full.log
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["alg"]
-    b = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["alg"]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["alg"]
+    b = torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=True)["alg"]
     torch.testing.assert_close(a["params"], b["params"], rtol=0, atol=0)
     assert sorted(a["teacher_logits"]) == sorted(b["teacher_logits"])
     for k in a["teacher_logits"]:

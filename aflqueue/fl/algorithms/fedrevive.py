@@ -187,8 +187,8 @@ class FedRevive(FedBuff):
         have = 0 if self.pool_x is None else len(self.pool_x)
         if need > have:  # grow geometrically up to the cap; the slot of a sample never depends on it
             size = min(cap, max(need, 2 * have))
-            nx = x.new_empty((size, *x.shape[1:]))
-            ny = y.new_empty((size,))
+            nx = x.new_zeros((size, *x.shape[1:]))
+            ny = y.new_zeros((size,))
             if have:
                 nx[:have], ny[:have] = self.pool_x, self.pool_y
             self.pool_x, self.pool_y = nx, ny
