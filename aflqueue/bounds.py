@@ -27,15 +27,16 @@ These are proxies, not predictions of accuracy: they rank routings and concurren
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import ValidationError, require
 
-__all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "s1", "s2", "optimal_eta_per_update",
-           "per_update", "time_to_accuracy_updates", "CONSTANT_NAMES"]
+__all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "ProxyValue", "s1", "s2", "s2_weights",
+           "s2_gradient", "optimal_eta_per_update", "per_update", "per_update_proxy", "wallclock_proxy",
+           "time_to_accuracy_updates", "time_to_accuracy_proxy", "power", "CONSTANT_NAMES"]
 
 CONSTANT_NAMES = ("Delta", "L", "sigma2", "M2", "G2")
 
@@ -116,9 +117,6 @@ class ProxyConstants:
         require(not unknown, "constants", f"unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}")
         return cls(**dict(d))
 
-    def with_(self, **kw) -> "ProxyConstants":
-        return replace(self, **kw)
-
 
 @dataclass(frozen=True, eq=False)
 class EnergyModel:
@@ -151,6 +149,17 @@ class EnergyModel:
         busy = kappa * np.asarray(rates, dtype=float) ** 3
         return cls(busy, idle_fraction * busy)
 
+    def load_weights(self, rates: np.ndarray, comm_time: np.ndarray | None = None) -> np.ndarray:
+        """``w_i`` in ``P = sum(idle) + lambda sum_i p_i w_i`` (docs/theory.md section 5, energy).
+
+        Client i's compute stage is busy a fraction ``p_i lambda / mu_i`` of the time, drawing
+        ``busy - idle`` above idle; communication stages draw ``comm_power`` for their mean
+        duration ``comm_time`` (time units, per task) when given. Shape ``(n,)``."""
+        w = (self.busy_power - self.idle_power) / rates
+        if self.comm_power is not None and comm_time is not None:
+            w = w + self.comm_power * comm_time
+        return w
+
     def to_dict(self) -> dict[str, Any]:
         d = {"busy_power": self.busy_power.tolist(), "idle_power": self.idle_power.tolist()}
         if self.comm_power is not None:
@@ -179,10 +188,28 @@ def s1(p: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.sum(1.0 / p) / n**2), -1.0 / (n**2 * p**2)
 
 
-def s2(relative_delay: np.ndarray, p: np.ndarray) -> float:
-    """``S2 = (1/n^2) sum E[D_i] / p_i`` (needs ``p > 0``)."""
+def s2_weights(p: np.ndarray) -> np.ndarray:
+    """Weights ``w_i = 1 / (n^2 p_i)`` with ``S2 = sum_i w_i E[D_i]``, shape ``(n,)`` (needs ``p > 0``)."""
     p = np.asarray(p, dtype=float)
-    return float(np.sum(np.asarray(relative_delay) / p) / p.size**2)
+    n = p.size
+    return 1.0 / (n * n * p)
+
+
+def s2(relative_delay: np.ndarray, p: np.ndarray) -> float:
+    """``S2 = (1/n^2) sum E[D_i] / p_i`` (docs/theory.md section 5; needs ``p > 0``)."""
+    return float(np.nansum(s2_weights(p) * np.asarray(relative_delay, dtype=float)))
+
+
+def s2_gradient(relative_delay: np.ndarray, p: np.ndarray, d_weighted_delay: np.ndarray) -> np.ndarray:
+    """Routing gradient of ``S2``, shape ``(n,)``.
+
+    ``d_weighted_delay`` is the gradient of ``sum_i w_i E[D_i]`` with the weights
+    :func:`s2_weights` held fixed (one vector-Jacobian product of the delays, see
+    :func:`aflqueue.queueing.gradients.delay_objective`); the weights' own dependence on ``p``
+    adds ``-E[D_i] / (n^2 p_i^2)``."""
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    return d_weighted_delay - np.asarray(relative_delay, dtype=float) / (n * n * p**2)
 
 
 def optimal_eta_per_update(a_over_k: float, B: float, C: float, eta_max: float) -> float:
@@ -220,6 +247,52 @@ def per_update(constants: ProxyConstants, S1: float, S2: float, K: float, eta: f
     return ProxyTerms(constants.a / (eta * K), B * eta, C * eta**2, float(eta))
 
 
+@dataclass(frozen=True, eq=False)
+class ProxyValue:
+    """A proxy at one routing: its value, routing gradient (shape ``(n,)``) and what it rests on.
+
+    Attributes:
+        value: the proxy (loss units for U and W, time units for T_eps).
+        gradient: ``d value / d p`` (partial derivatives, every ``p_i`` free).
+        eta: the step size it is evaluated at (the constants' fixed step, or the optimal one).
+        updates: ``K`` (the updates in the budget for W, ``K_eps`` for T_eps, ``K`` for U).
+        d_updates: ``d K / d p`` (None where ``K`` does not depend on ``p``).
+    """
+
+    value: float
+    gradient: np.ndarray
+    eta: float
+    updates: float
+    d_updates: np.ndarray | None = None
+
+
+def per_update_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
+                     K: float) -> ProxyValue:
+    """``U(p, m; K)`` and its routing gradient (docs/theory.md section 5, per-update proxy).
+
+    At the optimal step the envelope theorem makes the gradient the partial derivative at that
+    step: ``eta c_var L (sigma2 + M2) dS1 + eta^2 c_stale L^2 (sigma2 + G2) dS2``."""
+    t = per_update(constants, S1, S2, K)
+    grad = t.eta * constants.b * d_S1 + t.eta**2 * constants.c * d_S2
+    return ProxyValue(t.total, grad, t.eta, float(K))
+
+
+def wallclock_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
+                    throughput: float, d_throughput: np.ndarray, time_budget: float,
+                    dispersion: float = 0.0) -> ProxyValue:
+    """``W(p, m; tau) = U(K = lambda tau)`` and its routing gradient (docs/theory.md section 5).
+
+    With a dispersion ``d > 0`` the renewal correction ``K = N / (1 + d / N)``, ``N = lambda tau``,
+    accounts for the randomness of the number of updates in the budget."""
+    N = throughput * time_budget
+    K = N / (1 + dispersion / N)
+    dK = time_budget * (1 + 2 * dispersion / N) / (1 + dispersion / N) ** 2  # dK / d lambda
+    t = per_update(constants, S1, S2, K)
+    a, eta = constants.a, t.eta
+    grad = eta * constants.b * d_S1 + eta**2 * constants.c * d_S2 - a / (eta * K * K) * dK * d_throughput
+    return ProxyValue(t.total, grad, eta, float(K), dK * d_throughput)
+
+
 def time_to_accuracy_updates(constants: ProxyConstants, S1: float, S2: float, epsilon: float) -> tuple[float, float]:
     """``(K_eps, eta)``: fewest updates for ``min_eta U <= epsilon`` and the step achieving it.
 
@@ -235,3 +308,28 @@ def time_to_accuracy_updates(constants: ProxyConstants, S1: float, S2: float, ep
             else constants.eta_max
     g = eta * (epsilon - B * eta - C * eta**2)
     return (constants.a / g if g > 0 else math.inf), float(eta)
+
+
+def time_to_accuracy_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
+                           throughput: float, d_throughput: np.ndarray, epsilon: float) -> ProxyValue:
+    """``E[T_eps] ~ K_eps / lambda`` (time units) and its routing gradient (docs/theory.md section 5).
+
+    ``value`` is ``inf`` (gradient NaN) when ``epsilon`` is below a fixed step size's floor."""
+    K, eta = time_to_accuracy_updates(constants, S1, S2, epsilon)
+    n = np.asarray(d_S1).size
+    if not math.isfinite(K):
+        return ProxyValue(math.inf, np.full(n, np.nan), eta, math.inf, None)
+    a = constants.a
+    g = a / K
+    dK = (a / g**2) * (eta**2 * constants.b * d_S1 + eta**3 * constants.c * d_S2)
+    T = K / throughput
+    gT = dK / throughput - K / throughput**2 * d_throughput
+    return ProxyValue(T, gT, eta, K, dK)
+
+
+def power(load_weights: np.ndarray, idle_total: float, p: np.ndarray, throughput: float,
+          d_throughput: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean power ``P = sum(idle) + lambda sum_i p_i w_i`` and its routing gradient
+    (docs/theory.md section 5, energy; ``w`` from :meth:`EnergyModel.load_weights`)."""
+    load = float(p @ load_weights)
+    return idle_total + throughput * load, load * d_throughput + throughput * load_weights

@@ -262,7 +262,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .fl.run import train
+    from .pipeline import train
     from .report import training_summary
 
     cfg = config_from_args(args)

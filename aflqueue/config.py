@@ -21,11 +21,7 @@ import numpy as np
 from .errors import ValidationError, require
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingConfig", "LocalSection",
-           "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates", "SPEED_PROFILES"]
-
-#: Rates of the five device types A..E (about 30x apart), assigned round-robin.
-FIVE_TYPES = (3.0, 1.5, 0.6, 0.25, 0.1)
-SPEED_PROFILES = ("two-groups", "five-types", "homogeneous", "custom")
+           "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates"]
 
 
 @dataclass
@@ -51,15 +47,15 @@ class ModelConfig:
 
 @dataclass
 class SystemConfig:
-    """Client speeds. ``profile``: ``two-groups`` (first half at ``fast_rate``, second half
-    ``slow_factor`` times slower), ``five-types`` (rates 3, 1.5, 0.6, 0.25, 0.1 round-robin),
-    ``homogeneous`` (all ``fast_rate``) or ``custom`` (``rates``). ``file`` loads a system file
-    instead. ``concurrency = 0`` means ``n``."""
+    """Client speeds: a profile of :func:`aflqueue.system.speed_profile` (``two-groups``,
+    ``five-types`` with ``spread``, ``homogeneous`` or ``custom`` ``rates``). ``file`` loads a
+    system file instead. ``concurrency = 0`` means ``n``."""
 
     profile: str = "two-groups"
     rates: list[float] = field(default_factory=list)
     fast_rate: float = 1.0
     slow_factor: float = 10.0
+    spread: float = 30.0
     concurrency: int = 0
     service: str = "exponential"
     file: str | None = None
@@ -155,6 +151,8 @@ def _from_mapping(cls, d: Mapping[str, Any], prefix: str):
 def validate(c: TrainConfig) -> None:
     """Range checks that need no data (the rest is checked where it is used)."""
     require(isinstance(c.seed, int) and c.seed >= 0, "seed", f"must be an integer >= 0 (got {c.seed!r})")
+    from .system import SPEED_PROFILES
+
     require(c.system.profile in SPEED_PROFILES, "system.profile",
             f"must be one of {', '.join(SPEED_PROFILES)} (got {c.system.profile!r})")
     require(c.system.fast_rate > 0, "system.fast_rate", f"must be > 0 (got {c.system.fast_rate})")
@@ -225,16 +223,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def system_rates(cfg: SystemConfig, n: int) -> np.ndarray:
-    """Compute rates of the ``n`` clients for a speed profile (tasks per time unit)."""
-    if cfg.profile == "custom":
-        require(len(cfg.rates) == n, "system.rates", f"needs one rate per client ({n}), got {len(cfg.rates)}")
-        return np.asarray(cfg.rates, dtype=float)
-    if cfg.profile == "homogeneous":
-        return np.full(n, cfg.fast_rate)
-    if cfg.profile == "two-groups":
-        half = n - n // 2
-        return np.r_[np.full(half, cfg.fast_rate), np.full(n - half, cfg.fast_rate / cfg.slow_factor)]
-    return np.asarray([FIVE_TYPES[i % len(FIVE_TYPES)] for i in range(n)])
+    """Compute rates of the ``n`` clients for the configured speed profile (tasks per time unit)."""
+    from .system import speed_profile
+
+    return speed_profile(cfg.profile, n, fast_rate=cfg.fast_rate, slow_factor=cfg.slow_factor, spread=cfg.spread,
+                         rates=cfg.rates)
 
 
 def with_updates(cfg: TrainConfig, **sections: Mapping[str, Any]) -> TrainConfig:

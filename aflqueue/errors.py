@@ -1,10 +1,18 @@
-"""Errors raised for bad input.
+"""Errors raised for bad input, and the number checks that raise them.
 
 Every validation error names the offending field and the allowed range, so that a user (or the
-CLI, which prints it as one line) can fix the input without reading a traceback.
+CLI, which prints it as one line) can fix the input without reading a traceback. The checks
+below are the only place where numbers from users are validated: booleans are never numbers,
+strings are never parsed implicitly, and NaN/inf are rejected unless a bound says otherwise.
 """
 
 from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = ["ValidationError", "require", "check_number", "check_positive", "check_integer", "check_fraction"]
 
 
 class ValidationError(ValueError):
@@ -25,3 +33,63 @@ def require(condition: bool, field: str, detail: str) -> None:
     """Raise :class:`ValidationError` for ``field`` unless ``condition`` holds."""
     if not condition:
         raise ValidationError(field, detail)
+
+
+def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if lo is None and hi is None:
+        return "a finite number"
+    if hi is None:
+        return f"a finite number {'>' if lo_open else '>='} {lo:g}"
+    if lo is None:
+        return f"a finite number {'<' if hi_open else '<='} {hi:g}"
+    return f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def check_number(value: Any, field: str, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a finite float within the bounds (open or closed), else :class:`ValidationError`."""
+    allowed = _describe(lo, hi, lo_open, hi_open)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValidationError(field, f"must be {allowed} (got {value!r})")
+    x = float(value)
+    ok = math.isfinite(x)
+    if ok and lo is not None:
+        ok = x > lo if lo_open else x >= lo
+    if ok and hi is not None:
+        ok = x < hi if hi_open else x <= hi
+    if not ok:
+        raise ValidationError(field, f"must be {allowed} (got {value!r})")
+    return x
+
+
+def check_positive(value: Any, field: str) -> float:
+    """A finite number > 0 (rates, means, step sizes, time budgets)."""
+    return check_number(value, field, 0.0, lo_open=True)
+
+
+def check_integer(value: Any, field: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not a bool; a float only if integral, e.g. ``3.0`` from a JSON file) within bounds."""
+    if minimum is not None and maximum is not None:
+        allowed = f"an integer in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        allowed = f"an integer >= {minimum}"
+    elif maximum is not None:
+        allowed = f"an integer <= {maximum}"
+    else:
+        allowed = "an integer"
+    if isinstance(value, bool):
+        raise ValidationError(field, f"must be {allowed} (got {value!r})")
+    if isinstance(value, Integral):
+        k = int(value)
+    elif isinstance(value, Real) and math.isfinite(float(value)) and float(value).is_integer():
+        k = int(value)
+    else:
+        raise ValidationError(field, f"must be {allowed} (got {value!r})")
+    if (minimum is not None and k < minimum) or (maximum is not None and k > maximum):
+        raise ValidationError(field, f"must be {allowed} (got {value!r})")
+    return k
+
+
+def check_fraction(value: Any, field: str, *, allow_zero: bool = True, allow_one: bool = False) -> float:
+    """A number in ``[0, 1)`` (by default), ``(0, 1)``, ``[0, 1]`` or ``(0, 1]``."""
+    return check_number(value, field, 0.0, 1.0, lo_open=not allow_zero, hi_open=not allow_one)

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from .plots import _plt, _save
+from .system import FIVE_TYPES
 
 __all__ = ["make_all", "delay_vs_routing", "concurrency_sweep", "routing_vs_speed", "energy_pareto"]
 
-FIVE_TYPES = np.array([3.0, 1.5, 0.6, 0.25, 0.1])
 
 
 def _plain(x: Any) -> Any:
@@ -122,7 +122,7 @@ def routing_vs_speed(out: Path) -> list[Path]:
     from .optimize import OptimizationProblem, optimize
     from .system import System
 
-    s = System.from_rates(np.repeat(FIVE_TYPES, 4), concurrency=20)
+    s = System.from_rates(np.repeat(np.asarray(FIVE_TYPES), 4), concurrency=20)
     res = {}
     for obj, pmin in (("per-update", 1e-4), ("wallclock", 1e-4), ("time-to-accuracy", 1e-4), ("max-throughput", 0.0)):
         r = optimize(OptimizationProblem(s, obj, p_min=pmin))
@@ -151,7 +151,7 @@ def energy_pareto(out: Path) -> list[Path]:
     from .optimize import OptimizationProblem, assess, pareto_front
     from .system import System
 
-    s = System.from_rates(np.repeat(FIVE_TYPES, 4), concurrency=20)
+    s = System.from_rates(np.repeat(np.asarray(FIVE_TYPES), 4), concurrency=20)
     pb = OptimizationProblem(s, "tradeoff", p_min=1e-4)
     weights = np.linspace(0, 1, 11)
     front = pareto_front(pb, weights=weights)

@@ -16,15 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main_job", "time_to_target"]
-
-
-def time_to_target(curves: dict[str, list], target: float) -> float | None:
-    """First simulated time at which the test accuracy reaches ``target`` (None if never)."""
-    for t, a in zip(curves["time"], curves["test_accuracy"]):
-        if a >= target:
-            return float(t)
-    return None
+__all__ = ["main_job"]
 
 
 def main_job(output: str = "runs/main", seed: int = 0, updates: int = 1500, quiet: bool = False,
@@ -32,7 +24,8 @@ def main_job(output: str = "runs/main", seed: int = 0, updates: int = 1500, quie
     from rich.table import Table
 
     from .config import load_config
-    from .fl.run import train
+    from .experiments.outcomes import time_to_target
+    from .pipeline import train
     from .optimize import OptimizationProblem, assess, optimize
     from .queueing.analysis import analyze
     from .report import console, fmt

@@ -38,7 +38,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .bounds import EnergyModel, ProxyConstants, optimal_eta_per_update, s1, time_to_accuracy_updates
+from .bounds import (EnergyModel, ProxyConstants, per_update_proxy, power, s1, s2_gradient, s2_weights,
+                     time_to_accuracy_proxy, wallclock_proxy)
 from .errors import ValidationError, require
 from .queueing.gradients import delay_objective
 from .system import System
@@ -164,18 +165,11 @@ class _Objective:
         self.kind = problem.objective
         self.tau = problem.resolved_time_budget() if self.kind == "wallclock" else problem.time_budget
         self.evaluations = 0
-        c = problem.constants
-        self.a, self.b, self.c = c.a, c.b, c.c
         sysm = problem.system
-        mu = sysm.rates
-        e = problem.energy
-        w = (e.busy_power - e.idle_power) / mu
-        if e.comm_power is not None:
-            comm_time = np.array([(0 if cl.downlink is None else 1 / cl.downlink.rate) +
-                                  (0 if cl.uplink is None else 1 / cl.uplink.rate) for cl in sysm.clients])
-            w = w + e.comm_power * comm_time
-        self.power_weight = w  # P = sum(idle) + lambda * sum_i p_i w_i
-        self.idle_total = float(e.idle_power.sum())
+        comm_time = np.array([(0 if cl.downlink is None else 1 / cl.downlink.rate) +
+                              (0 if cl.uplink is None else 1 / cl.uplink.rate) for cl in sysm.clients])
+        self.load_weights = problem.energy.load_weights(sysm.rates, comm_time)
+        self.idle_total = float(problem.energy.idle_power.sum())
         self.ref = problem.reference
 
     def __call__(self, p: np.ndarray, m: int) -> Evaluation:
@@ -183,7 +177,7 @@ class _Objective:
         pb, kind, n = self.pb, self.kind, self.pb.system.n
         uses_s = kind in _USES_S
         starved = uses_s and bool(np.any(p <= 0))
-        d = delay_objective(pb.system, p, m, None if (starved or not uses_s) else 1.0 / (n * n * p), backend="numba")
+        d = delay_objective(pb.system, p, m, None if (starved or not uses_s) else s2_weights(p), backend="numba")
         lam, g_lam = d.throughput, d.d_throughput
         prox: dict[str, float] = {"throughput": lam}
         if not uses_s:
@@ -193,38 +187,25 @@ class _Objective:
             prox.update(per_update=inf, wallclock=inf, time_to_accuracy=inf, updates_to_accuracy=inf, energy=inf)
             return Evaluation(inf, np.full(n, np.nan), p, m, lam, d.relative_delay, float("nan"), inf, inf, prox)
         S1, g_S1 = s1(p)
-        S2 = d.weighted_delay
-        g_S2 = d.d_weighted_delay - d.relative_delay / (n * n * p**2)
+        S2, g_S2 = d.weighted_delay, s2_gradient(d.relative_delay, p, d.d_weighted_delay)
         const = pb.constants
-        B, C = self.b * S1, self.c * S2
         if kind == "per-update":
-            K = pb.updates
-            eta = const.eta if const.eta is not None else optimal_eta_per_update(self.a / K, B, C, const.eta_max)
-            val = self.a / (eta * K) + B * eta + C * eta**2
-            grad = eta * self.b * g_S1 + eta**2 * self.c * g_S2
+            u = per_update_proxy(const, S1, g_S1, S2, g_S2, pb.updates)
+            val, grad, eta = u.value, u.gradient, u.eta
             prox.update(per_update=val)
         elif kind == "wallclock":
-            N = lam * self.tau
-            dd = pb.dispersion
-            K = N / (1 + dd / N)
-            dK = self.tau * (1 + 2 * dd / N) / (1 + dd / N) ** 2
-            eta = const.eta if const.eta is not None else optimal_eta_per_update(self.a / K, B, C, const.eta_max)
-            val = self.a / (eta * K) + B * eta + C * eta**2
-            grad = eta * self.b * g_S1 + eta**2 * self.c * g_S2 - self.a / (eta * K * K) * dK * g_lam
-            prox.update(wallclock=val, updates_in_budget=N)
+            w = wallclock_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, self.tau, pb.dispersion)
+            val, grad, eta = w.value, w.gradient, w.eta
+            prox.update(wallclock=val, updates_in_budget=lam * self.tau)
         else:
-            K, eta = time_to_accuracy_updates(const, S1, S2, pb.epsilon)
-            if not math.isfinite(K):  # the target is below this fixed step size's floor
+            t = time_to_accuracy_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, pb.epsilon)
+            eta = t.eta
+            if not math.isfinite(t.value):  # the target is below this fixed step size's floor
                 prox.update(time_to_accuracy=math.inf, updates_to_accuracy=math.inf, energy=math.inf)
                 return Evaluation(math.inf, np.full(n, np.nan), p, m, lam, d.relative_delay, eta, S1, S2, prox)
-            g = self.a / K
-            dK = (self.a / g**2) * (eta**2 * self.b * g_S1 + eta**3 * self.c * g_S2)
-            T = K / lam
-            gT = dK / lam - K / lam**2 * g_lam
-            load = float(p @ self.power_weight)
-            P = self.idle_total + lam * load
-            gP = load * g_lam + lam * self.power_weight
-            prox.update(updates_to_accuracy=K, time_to_accuracy=T, power=P, energy=P * T)
+            T, gT = t.value, t.gradient
+            P, gP = power(self.load_weights, self.idle_total, p, lam, g_lam)
+            prox.update(updates_to_accuracy=t.updates, time_to_accuracy=T, power=P, energy=P * T)
             if kind == "time-to-accuracy":
                 val, grad = T, gT
             elif kind == "energy":

@@ -24,7 +24,8 @@ import numpy as np
 from .errors import ValidationError, require
 from .laws import Exponential, ServiceLaw, law_from_spec
 
-__all__ = ["Stage", "Client", "Availability", "System", "load_system", "example_system", "DISCIPLINES"]
+__all__ = ["Stage", "Client", "Availability", "System", "load_system", "example_system", "speed_profile",
+           "DISCIPLINES", "SPEED_PROFILES", "FIVE_TYPES"]
 
 DISCIPLINES = ("fifo", "delay")
 Discipline = Literal["fifo", "delay"]
@@ -460,3 +461,42 @@ def example_system() -> System:
     concurrency 10 (AsyncSGD). Rates in tasks per time unit."""
     return System.from_rates([1.0] * 5 + [0.1] * 5, concurrency=10,
                              names=[f"fast{i}" for i in range(5)] + [f"slow{i}" for i in range(5)])
+
+
+# --------------------------------------------------------------------------- speed profiles
+#: Compute rates of the five device types A..E of Alahyane, Comte and Jonckheere (2026), about
+#: 30x apart (tasks per time unit); clients are assigned to types round-robin.
+FIVE_TYPES = (3.0, 1.5, 0.6, 0.25, 0.1)
+SPEED_PROFILES = ("two-groups", "five-types", "homogeneous", "custom")
+
+
+def speed_profile(profile: str, n: int, *, fast_rate: float = 1.0, slow_factor: float = 10.0,
+                  spread: float = 30.0, rates: Sequence[float] | None = None) -> np.ndarray:
+    """Compute rates ``mu_i`` (tasks per time unit) of ``n`` clients, shape ``(n,)``.
+
+    Profiles: ``two-groups`` (the first ``ceil(n/2)`` clients at ``fast_rate``, the others
+    ``slow_factor`` times slower), ``five-types`` (:data:`FIVE_TYPES` round-robin; ``spread``
+    rescales the log-rates about the fastest type so that fastest/slowest = ``spread``; the
+    default 30 gives the published rates exactly), ``homogeneous`` (all ``fast_rate``) or
+    ``custom`` (``rates``, one per client).
+    """
+    require(profile in SPEED_PROFILES, "system.profile",
+            f"must be one of {', '.join(SPEED_PROFILES)} (got {profile!r})")
+    if profile == "custom":
+        arr = _rate_list(rates if rates is not None else [], "system.rates")
+        require(arr.size == n, "system.rates", f"needs one rate per client ({n}), got {arr.size}")
+        return arr
+    fast = _positive_rate(fast_rate, "system.fast_rate")
+    if profile == "homogeneous":
+        return np.full(n, fast)
+    if profile == "two-groups":
+        slow = _positive_rate(slow_factor, "system.slow_factor")
+        half = n - n // 2
+        return np.r_[np.full(half, fast), np.full(n - half, fast / slow)]
+    sp = _positive_rate(spread, "system.spread")
+    require(sp >= 1, "system.spread", f"must be >= 1 (fastest / slowest rate; got {spread!r})")
+    types = np.asarray(FIVE_TYPES)
+    if sp != 30.0:  # keep the published rates bit for bit at the default
+        top = types[0]
+        types = top * (types / top) ** (math.log(sp) / math.log(top / types[-1]))
+    return np.asarray([types[i % types.size] for i in range(n)])

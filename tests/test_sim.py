@@ -207,7 +207,7 @@ def test_cli_simulate_json_and_determinism(capsys, tmp_path):
     d2 = json.loads(capsys.readouterr().out)
     for k in ("throughput", "mean_queue_lengths", "utilization", "relative_delay"):
         assert d1[k] == d2[k]
-    assert set(d1["throughput"]) == {"mean", "ci"} and len(d1["relative_delay"]) == 3
+    assert set(d1["throughput"]) == {"mean", "ci", "n"} and d1["throughput"]["n"] == d1["batches"] and len(d1["relative_delay"]) == 3
     assert d1["updates"] == 20000 and d1["seed"] == 1 and d1["updates_per_second"] > 0
     assert Trace.load(tmp_path / "t.npz").num_updates == 20000
     assert main(["simulate", "--rates", "1,1", "--service", "lognormal:cv=-2"]) == 2

@@ -20,9 +20,10 @@ import time
 import numpy as np
 
 from aflqueue import System
+from aflqueue.system import FIVE_TYPES
 from aflqueue.optimize import OptimizationProblem, optimize
 
-TYPES = np.array([3.0, 1.5, 0.6, 0.25, 0.1])
+TYPES = np.asarray(FIVE_TYPES)
 
 
 def timed(problem: OptimizationProblem, repeats: int) -> tuple[float, object]:

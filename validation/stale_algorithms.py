@@ -87,7 +87,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 def run_one(base: dict[str, Any], algorithm: str, seed: int, out: Path, fresh: bool = False) -> dict[str, Any]:
     """Train one (algorithm, seed); resumes from ``out/checkpoint.pt`` unless ``fresh``."""
     from aflqueue.config import TrainConfig
-    from aflqueue.fl.run import train
+    from aflqueue.pipeline import train
 
     if fresh and (out / "checkpoint.pt").exists():
         shutil.rmtree(out)

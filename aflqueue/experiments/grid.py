@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import ValidationError, require
+from ..io import atomic_write_json
 
 __all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "cells_of", "run_cell", "run_grid",
            "load_cells", "BACKENDS"]
@@ -182,11 +182,11 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
 
     import torch
 
-    from ..bounds import ProxyConstants, per_update, s1
+    from ..bounds import per_update, s1, s2
     from ..calibrate import calibrate
     from ..config import with_updates
-    from ..fl.run import build_data_and_model, build_system, prepare, train
-    from ..mainjob import time_to_target
+    from ..pipeline import build_data_and_model, build_system, prepare, train
+    from .outcomes import time_to_target
     from ..optimize import OptimizationProblem, assess
     from ..queueing.analysis import analyze
 
@@ -207,8 +207,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         tau = spec.updates / lam_u
         # P3's target: the proxy value AsyncSGD reaches after U0 updates
         a_u = analyze(system.with_routing(uniform))
-        eps = per_update(constants, s1(uniform)[0], float(np.sum(a_u.relative_delay / uniform)) / n**2,
-                         spec.updates).total
+        eps = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), spec.updates).total
         objective = "wallclock" if cell.routing == "wallclock-eta" else cell.routing
         routing = {"kind": "uniform"} if cell.routing == "uniform" else {
             "kind": "optimal", "objective": objective, "constants": constants.to_dict(), "epsilon": eps,
@@ -219,8 +218,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         lr = spec.lr
         if cell.routing == "wallclock-eta":
             # the proxy's step size for AsyncSGD over the same budget: W's optimum at K = lambda_u tau
-            eta_u = per_update(constants, s1(uniform)[0], float(np.sum(a_u.relative_delay / uniform)) / n**2,
-                               lam_u * tau).eta
+            eta_u = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), lam_u * tau).eta
             lr = spec.lr * pr.optimization.eta / eta_u
             cfg = with_updates(cfg, local={"lr": lr})
         res = train(cfg, prepared=pr)
@@ -256,12 +254,6 @@ def split_timings(costs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 # --------------------------------------------------------------------------- the grid
-def _write_atomic(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, default=float))
-    os.replace(tmp, path)
-
-
 def save_cell(output: str | Path, record: dict[str, Any]) -> None:
     """Write a cell record: ``cells/<id>.json`` (deterministic) and ``timings/<id>.json``.
 
@@ -271,8 +263,8 @@ def save_cell(output: str | Path, record: dict[str, Any]) -> None:
     timing = rec.pop("timing", None)
     if timing is not None:
         (out / "timings").mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "timings" / f"{rec['id']}.json", timing)
-    _write_atomic(out / "cells" / f"{rec['id']}.json", rec)
+        atomic_write_json(out / "timings" / f"{rec['id']}.json", timing)
+    atomic_write_json(out / "cells" / f"{rec['id']}.json", rec)
 
 
 def load_cells(output: str | Path) -> list[dict[str, Any]]:

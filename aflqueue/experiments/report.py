@@ -17,23 +17,16 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..stats import t_interval
 from .grid import ROUTING_LABELS, ROUTINGS
 
 __all__ = ["summarize", "write_report", "grid_figures", "mean_ci"]
 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
-    """``(mean, lo, hi, n)`` with a t-interval (NaN bounds for fewer than 2 values)."""
-    v = np.asarray([a for a in x if a is not None and math.isfinite(a)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan, math.nan, 0
-    m = float(v.mean())
-    if v.size < 2:
-        return m, math.nan, math.nan, 1
-    from scipy.stats import t
-
-    h = float(t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return m, m - h, m + h, int(v.size)
+    """``(mean, lo, hi, n)`` of :func:`aflqueue.stats.t_interval` (NaN bounds below 2 values)."""
+    e = t_interval(x, confidence)
+    return e.mean, e.lo, e.hi, e.n_batches
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

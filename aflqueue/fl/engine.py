@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import ValidationError, require
+from ..io import atomic_write, dumps_json
 from ..sim.trace import Trace
 from .algorithms import AlgorithmContext, Arrival, make_algorithm
 from .local import (ClientData, LocalConfig, ParamSpec, activation_statistics, evaluate, task_batches, train_batched,
@@ -127,12 +127,6 @@ class TrainResult:
                 "simulated_time": self.simulated_time, "costs": self.costs, "wall_time": self.wall_time,
                 "arrivals_per_second": self.arrivals / self.wall_time if self.wall_time > 0 else None,
                 "complete": self.complete, **self.meta}
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 class TraceTrainer:
@@ -359,7 +353,8 @@ class TraceTrainer:
 
     def _write_outputs(self, state, result: TrainResult) -> None:
         out = self.output_dir
-        _atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(result.to_dict(), indent=2, default=float)))
+        text = dumps_json(result.to_dict(), indent=2)
+        atomic_write(out / "results.json", lambda p: p.write_text(text))
         rows = state["log"]
 
         def write_csv(p: Path) -> None:
@@ -368,7 +363,7 @@ class TraceTrainer:
                 for r in rows:
                     f.write(f"{r[0]},{r[1]!r},{r[2]},{r[3]},{r[4]},{r[5]}\n")
 
-        _atomic_write(out / "updates.csv", write_csv)
+        atomic_write(out / "updates.csv", write_csv)
 
     def _save(self, path: Path, state) -> None:
         alg = state["alg"]
@@ -376,7 +371,7 @@ class TraceTrainer:
                 "alg": alg.state_dict(), "snapshots": state["snapshots"], "refs": state["refs"],
                 "start_version": state["start_version"], "pending": state["pending"], "log": state["log"],
                 "curves": state["curves"], "wall": state["wall"]}
-        _atomic_write(path, lambda p: torch.save(blob, p))
+        atomic_write(path, lambda p: torch.save(blob, p))
         if state["k"] < self.U:  # partial results next to the checkpoint
             self._write_outputs(state, self._result(state, complete=False))
 

@@ -121,7 +121,8 @@ class Analysis:
 
 
 def relative_delay_from_queues(net: Network, q_prev: np.ndarray, routing: np.ndarray) -> np.ndarray:
-    """``E[D_i] = E_{m-1}[Y_i]/p_i + E_{m-1}[X_cs]``, shape ``(n,)``; NaN where ``p_i = 0``."""
+    """``E[D_i] = E_{m-1}[Y_i]/p_i + E_{m-1}[X_cs]`` (docs/theory.md sections 3-4), shape ``(n,)``;
+    NaN where ``p_i = 0``. ``q_prev``: per-station ``E_{m-1}[X_s]``."""
     y_prev = net.per_client(q_prev)
     cs = net.server_index
     x_cs = float(q_prev[cs]) if cs is not None else 0.0
@@ -166,11 +167,9 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
         q = convolution.mean_queue_lengths(net.demands, net.is_delay, lg, m)
         q_prev = convolution.mean_queue_lengths(net.demands, net.is_delay, lg, m - 1)
         if gradient:
-            from .gradients import RoutingGradients, _to_routing
+            from .gradients import gradients_from_queues
 
-            d_lg, d_lam = q, lam_m * (q_prev - q)
-            extras["gradients"] = RoutingGradients(lam_m, logG, _to_routing(net, d_lg, system.routing),
-                                                   _to_routing(net, d_lam, system.routing), -d_lg, -d_lam, net)
+            extras["gradients"] = gradients_from_queues(net, lam_m, logG, q, q_prev, system.routing)
     else:
         raise ValueError(f"method: must be 'mva' or 'convolution' (got {method!r})")
     out = _metrics(system, net, lam_m, logG, q, q_prev, method)

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..system import System
+from .analysis import relative_delay_from_queues
 from .mva import MVAResult, mva
 from .network import Network, network_of
 
-__all__ = ["DelayObjective", "delay_objective", "RoutingGradients", "routing_gradients", "gradients_from_mva", "metrics_vjp", "RoutingJacobians", "routing_jacobians"]
+__all__ = ["DelayObjective", "delay_objective", "RoutingGradients", "routing_gradients", "gradients_from_mva",
+           "gradients_from_queues", "metrics_vjp", "RoutingJacobians", "routing_jacobians"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,12 +73,20 @@ def routing_gradients(system: System, backend: str = "auto") -> RoutingGradients
 def gradients_from_mva(net: Network, res: MVAResult, p: np.ndarray) -> RoutingGradients:
     """:class:`RoutingGradients` from an MVA pass already made (no extra cost)."""
     m = res.population
-    lam = float(res.throughput[m])
-    d_logG_theta = res.queue_lengths
-    d_lam_theta = lam * (res.queue_lengths_prev - res.queue_lengths)
+    return gradients_from_queues(net, float(res.throughput[m]), float(res.log_normalizing_constants[m]),
+                                 res.queue_lengths, res.queue_lengths_prev, p)
+
+
+def gradients_from_queues(net: Network, lam: float, log_g: float, q: np.ndarray, q_prev: np.ndarray,
+                          p: np.ndarray) -> RoutingGradients:
+    """:class:`RoutingGradients` from ``lambda(m)``, ``log G(m)`` and the per-station ``E_m[X]``,
+    ``E_{m-1}[X]`` (docs/theory.md section 6): ``d log G / d theta_s = E_m[X_s]`` and
+    ``d lambda / d theta_s = lambda (E_{m-1}[X_s] - E_m[X_s])``."""
+    d_logG_theta = q
+    d_lam_theta = lam * (q_prev - q)
     return RoutingGradients(
         throughput=lam,
-        log_normalizing_constant=float(res.log_normalizing_constants[m]),
+        log_normalizing_constant=log_g,
         d_log_normalizing_constant=_to_routing(net, d_logG_theta, p),
         d_throughput=_to_routing(net, d_lam_theta, p),
         d_log_normalizing_constant_d_log_rates=-d_logG_theta,
@@ -94,6 +104,14 @@ def _delay_cotangent(net: Network, p: np.ndarray, b: np.ndarray) -> np.ndarray:
     if cs is not None:
         c[cs] = float(b[p > 0].sum())
     return c
+
+
+def _delay_explicit_gradient(net: Network, q_prev: np.ndarray, p: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The part of ``d/dp sum_i b_i E[D_i]`` from the explicit ``1/p_i`` in
+    ``E[D_i] = E_{m-1}[Y_i]/p_i + E_{m-1}[X_cs]``: ``-b_i E_{m-1}[Y_i] / p_i^2`` (0 where p_i = 0)."""
+    y_prev = net.per_client(q_prev)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, -b * y_prev / np.where(p > 0, p, 1.0) ** 2, 0.0)
 
 
 def metrics_vjp(
@@ -137,10 +155,7 @@ def metrics_vjp(
     if b is not None:
         s_prev = res.cotangent_dots[r, m - 1]
         theta_grad = theta_grad + res.cross_moments_prev[r] - s_prev * res.queue_lengths_prev
-        # explicit dependence of Y_i(m-1)/p_i on p_i
-        y_prev = net.per_client(res.queue_lengths_prev)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            explicit = np.where(p > 0, -b * y_prev / np.where(p > 0, p, 1.0) ** 2, 0.0)
+        explicit = _delay_explicit_gradient(net, res.queue_lengths_prev, p, b)
     return _to_routing(net, theta_grad, p) + explicit
 
 
@@ -188,18 +203,12 @@ def delay_objective(system: System, routing: np.ndarray, concurrency: int, weigh
         t = system.stage_table
         inv_mu = np.bincount(t["owner"], weights=1.0 / t["rate"], minlength=p.size)
         d_lam = np.where(p > 0, d_lam, lam * (res.throughput[m - 1] - lam) * inv_mu)
-    y_prev = net.per_client(res.queue_lengths_prev)
-    cs = net.server_index
-    x_cs = float(res.queue_lengths_prev[cs]) if cs is not None else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        delay = np.where(p > 0, y_prev / np.where(p > 0, p, 1.0) + x_cs, np.nan)
+    delay = relative_delay_from_queues(net, res.queue_lengths_prev, p)
     if weights is None:
         return DelayObjective(lam, d_lam, delay, float("nan"), np.full(p.size, np.nan), res.queue_lengths, net)
     s_prev = res.cotangent_dots[0, m - 1]
     theta = res.cross_moments_prev[0] - s_prev * res.queue_lengths_prev
-    with np.errstate(divide="ignore", invalid="ignore"):
-        explicit = np.where(p > 0, -b * y_prev / np.where(p > 0, p, 1.0) ** 2, 0.0)
-    grad = _to_routing(net, theta, p) + explicit
+    grad = _to_routing(net, theta, p) + _delay_explicit_gradient(net, res.queue_lengths_prev, p, b)
     return DelayObjective(lam, d_lam, delay, float(np.nansum(b * delay)), grad, res.queue_lengths, net)
 
 

@@ -18,58 +18,16 @@ central server), ``utilization`` is the busy fraction of the compute stage,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ValidationError, require
+from ..errors import require
+from ..stats import Estimate, batch_means, t_interval
 from .trace import Trace
 
 __all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications", "delay_distribution"]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with a two-sided confidence interval (``nan`` bounds if undefined)."""
-
-    mean: float
-    lo: float
-    hi: float
-    n_batches: int = 0
-
-    @property
-    def half_width(self) -> float:
-        return 0.5 * (self.hi - self.lo)
-
-    def contains(self, x: float) -> bool:
-        return bool(self.lo <= x <= self.hi)
-
-    def to_dict(self) -> dict[str, Any] | None:
-        if not math.isfinite(self.mean):
-            return None
-        ci = [float(self.lo), float(self.hi)] if math.isfinite(self.lo) and math.isfinite(self.hi) else None
-        return {"mean": float(self.mean), "ci": ci}
-
-
-def _t_quantile(confidence: float, dof: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2.0, dof))
-
-
-def _from_samples(x: np.ndarray, confidence: float) -> Estimate:
-    """Mean and t-interval of (approximately i.i.d.) batch values."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if x.size < 2:
-        return Estimate(mean, math.nan, math.nan, int(x.size))
-    half = _t_quantile(confidence, x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return Estimate(mean, mean - half, mean + half, int(x.size))
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,14 +99,6 @@ def _interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n
     return np.diff(cum, axis=0)
 
 
-def _per_task_batches(values: np.ndarray, batches: int) -> np.ndarray:
-    """Means of ``batches`` contiguous groups (fewer if there are fewer values)."""
-    b = min(batches, values.size)
-    if b == 0:
-        return np.zeros(0)
-    return np.array([chunk.mean() for chunk in np.array_split(values, b)])
-
-
 def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: float = 0.95) -> SimulationEstimates:
     """Batch-means estimates from one long run (see module docstring)."""
     require(isinstance(batches, (int, np.integer)) and batches >= 2, "batches", f"must be an integer >= 2 (got {batches})")
@@ -163,12 +113,12 @@ def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: f
     width = edges[1] - edges[0]
     # throughput: updates completed per window
     counts = np.histogram(up["time"][k0:], bins=edges)[0]
-    thr = _from_samples(counts / width, confidence)
+    thr = t_interval(counts / width, confidence)
     client = trace.client
     queue = _interval_integrals(trace.dispatch_time, trace.uplink_end, client, n, edges) / width
     busy = _interval_integrals(trace.compute_start, trace.compute_end, client, n, edges) / width
-    mean_q = [_from_samples(queue[:, i], confidence) for i in range(n)]
-    util = [_from_samples(busy[:, i], confidence) for i in range(n)]
+    mean_q = [t_interval(queue[:, i], confidence) for i in range(n)]
+    util = [t_interval(busy[:, i], confidence) for i in range(n)]
     # per-task quantities, post warm-up updates only
     tasks = up["task"][k0:]
     delays = up["relative_delay"][k0:].astype(float)
@@ -177,15 +127,15 @@ def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: f
     rd, rt, dq = [], [], []
     for i in range(n):
         mask = cl == i
-        rd.append(_from_samples(_per_task_batches(delays[mask], batches), confidence))
-        rt.append(_from_samples(_per_task_batches(resp[mask], batches), confidence))
+        rd.append(t_interval(batch_means(delays[mask], batches), confidence))
+        rt.append(t_interval(batch_means(resp[mask], batches), confidence))
         dq.append(_quantiles(delays[mask]))
-    mean_d = _from_samples(_per_task_batches(delays, batches), confidence)
+    mean_d = t_interval(batch_means(delays, batches), confidence)
     server = None
     if np.any(trace.completion_time[trace.completed] > trace.uplink_end[trace.completed]):
         cs = _interval_integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1,
                                  edges)[:, 0] / width
-        server = {"mean_queue_length": _from_samples(cs, confidence)}
+        server = {"mean_queue_length": t_interval(cs, confidence)}
     return SimulationEstimates(
         throughput=thr, mean_queue_lengths=mean_q, utilization=util, mean_response_times=rt, relative_delay=rd,
         mean_relative_delay=mean_d, delay_quantiles=dq, server=server, warmup_updates=k0,
@@ -207,7 +157,7 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
     n = traces[0].n_clients
 
     def pool(get) -> Estimate:
-        return _from_samples(np.array([get(r) for r in per_run]), confidence)
+        return t_interval(np.array([get(r) for r in per_run]), confidence)
 
     logs = [(t.updates(), r.warmup_updates) for t, r in zip(traces, per_run)]
     delays = [np.concatenate([u["relative_delay"][k:][u["client"][k:] == i] for u, k in logs]).astype(float)

@@ -14,7 +14,7 @@ from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig
 from aflqueue.fl.models import build_model
-from aflqueue.fl.run import simulate_for_budget, train
+from aflqueue.pipeline import simulate_for_budget, train
 from aflqueue.sim import simulate
 from .crash import crash_once
 

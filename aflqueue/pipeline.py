@@ -1,9 +1,15 @@
-"""From a :class:`~aflqueue.config.TrainConfig` to a trained model: the whole flow.
+"""The pipeline: configuration -> system -> optimisation -> simulation -> training.
+
+From a :class:`~aflqueue.config.TrainConfig` to a trained model: the whole flow.
 
 ``prepare`` builds the data split, the model, the system (client speeds), the routing
 (uniform, optimal for a proxy, or explicit) and the schedule (a simulated trace covering the
 budget, or a saved one); ``train`` replays the schedule with :class:`TraceTrainer` and writes
 the outputs next to the resolved configuration.
+
+This module is the one place where the queueing side (``system``, ``queueing``, ``optimize``,
+``bounds``, ``calibrate``, ``sim``) meets the training side (``aflqueue.fl``), so that ``fl``
+depends only on torch, the trace type and its own modules.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TrainConfig, system_rates
-from ..errors import ValidationError, require
-from ..sim.trace import Trace
-from ..system import System, load_system
+from .config import TrainConfig, system_rates
+from .errors import ValidationError, require
+from .sim.trace import Trace
+from .system import System, load_system
 
 __all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model"]
 
@@ -53,8 +59,8 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
     """A trace long enough for the budget. For a time budget the number of updates is estimated
     from the exact throughput and doubled until the trace covers it; with a fixed seed a longer
     run extends a shorter one (same random streams), so the schedule does not depend on the guess."""
-    from ..queueing.analysis import analyze
-    from ..sim import simulate
+    from .queueing.analysis import analyze
+    from .sim import simulate
 
     if time_budget is None:
         return simulate(system, int(updates), seed=seed, engine=engine)
@@ -70,8 +76,8 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
 
 def build_data_and_model(cfg: TrainConfig):
     """The configuration's federated data split and (seeded) initial model."""
-    from ..fl.data import default_model_for, make_federated
-    from ..fl.models import build_model
+    from .fl.data import default_model_for, make_federated
+    from .fl.models import build_model
 
     d = cfg.data
     data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, classes_per_client=d.classes_per_client,
@@ -96,15 +102,15 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
     if r.kind == "uniform":
         p = np.full(n, 1.0 / n)
     elif r.kind == "explicit":
-        from ..system import validate_routing
+        from .system import validate_routing
 
         p = np.array(validate_routing(r.values, n, "routing.values"))
     else:
-        from ..bounds import ProxyConstants
-        from ..optimize import OptimizationProblem, optimize
+        from .bounds import ProxyConstants
+        from .optimize import OptimizationProblem, optimize
 
         if r.constants == "calibrate":
-            from ..calibrate import calibrate
+            from .calibrate import calibrate
 
             constants = calibrate(model, data.clients, seed=cfg.seed).constants
         elif isinstance(r.constants, dict):
@@ -129,7 +135,7 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
         trace = simulate_for_budget(system, cfg.seed, run.updates, run.time_budget, run.engine)
     predicted: dict[str, Any] = {}
     try:
-        from ..optimize import OptimizationProblem, assess
+        from .optimize import OptimizationProblem, assess
 
         predicted = assess(OptimizationProblem(system, "wallclock", constants=constants or _default_constants(),
                                                p_min=0.0, time_budget=run.time_budget), system.routing,
@@ -140,15 +146,15 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
 
 
 def _default_constants():
-    from ..bounds import ProxyConstants
+    from .bounds import ProxyConstants
 
     return ProxyConstants()
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepared: Prepared | None = None):
     """Prepare (unless given) and train; write outputs under ``cfg.output``; return the result."""
-    from .engine import EngineSettings, TraceTrainer
-    from .local import LocalConfig
+    from .fl.engine import EngineSettings, TraceTrainer
+    from .fl.local import LocalConfig
 
     pr = prepared or prepare(cfg)
     out = Path(cfg.output)

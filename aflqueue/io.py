@@ -1,0 +1,88 @@
+"""Writing results safely: atomic files and strict JSON.
+
+A crash, a kill or a full disk while writing must never leave a truncated file that looks
+complete, nor a stray temporary file: every file is written to a temporary name in the same
+folder, flushed to disk, then renamed over the target (``os.replace`` is atomic on POSIX and
+Windows); on any error the temporary file is removed and the error is reported as one line
+naming the path. JSON is strict (RFC 8259): non-finite floats become ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ValidationError
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "dumps_json", "read_json"]
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by ``None`` and numpy scalars/arrays as Python values."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars, torch tensors
+        return json_safe(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = 1) -> str:
+    """Strict JSON text of ``obj`` (see :func:`json_safe`)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    Errors (disk full, permission denied, a folder in the way) raise :class:`ValidationError`
+    naming ``path`` and leave neither a temporary file nor a partial ``path`` behind."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise ValidationError("output", f"cannot write {str(p)!r}: {e.strerror or type(e).__name__}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ValidationError("output", f"cannot write {str(p)!r}: {e.strerror or type(e).__name__}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
+    """Write strict JSON to ``path`` atomically (the text is built before the file is touched)."""
+    return atomic_write_text(path, dumps_json(obj, indent) + "\n")
+
+
+def read_json(path: str | Path, field: str = "file") -> Any:
+    """Parse a JSON file; any failure is one :class:`ValidationError` naming the file."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise ValidationError(field, f"cannot read {str(p)!r} as JSON ({reason})") from None

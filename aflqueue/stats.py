@@ -1,0 +1,142 @@
+"""Confidence intervals and batch means: the one home of the toolkit's statistics.
+
+Every interval is an :class:`Estimate` (point estimate, bounds, sample count). Which interval
+fits depends on the quantity (docs/theory.md section 8):
+
+* :func:`t_interval` -- means of approximately normal, unbounded quantities (batch means of a
+  simulation, paired differences of losses);
+* :func:`log_ratio_interval` -- ratios (time ratios, speed-ups): a t-interval of the mean log
+  ratio, reported as a geometric mean with bounds that are always positive;
+* :func:`bootstrap_interval` -- bounded quantities such as accuracies in ``[0, 1]`` and their
+  paired differences in ``[-1, 1]``: a seeded BCa bootstrap of the mean, whose bounds never
+  leave the range the data live in (percentile fallback when BCa is undefined).
+
+All functions ignore non-finite and ``None`` values and say how many values they used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "batch_means",
+           "finite_values"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a two-sided confidence interval (``nan`` bounds if undefined).
+
+    Attributes:
+        mean: the point estimate (for :func:`log_ratio_interval`, the geometric mean).
+        lo, hi: interval bounds.
+        n_batches: number of values (seeds, batches, replications) it rests on.
+    """
+
+    mean: float
+    lo: float
+    hi: float
+    n_batches: int = 0
+
+    @property
+    def n(self) -> int:
+        """Number of values the estimate rests on."""
+        return self.n_batches
+
+    @property
+    def half_width(self) -> float:
+        return 0.5 * (self.hi - self.lo)
+
+    def contains(self, x: float) -> bool:
+        return bool(self.lo <= x <= self.hi)
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """``{"mean", "ci", "n"}`` (``ci`` null when undefined); None for an undefined estimate."""
+        if not math.isfinite(self.mean):
+            return None
+        ci = [float(self.lo), float(self.hi)] if math.isfinite(self.lo) and math.isfinite(self.hi) else None
+        return {"mean": float(self.mean), "ci": ci, "n": int(self.n_batches)}
+
+
+def finite_values(x: Iterable[Any]) -> np.ndarray:
+    """The finite numbers of ``x`` (None, NaN and inf dropped) as float64."""
+    return np.asarray([float(a) for a in x if a is not None and math.isfinite(float(a))], dtype=np.float64)
+
+
+def t_quantile(confidence: float, dof: int) -> float:
+    """Two-sided Student-t quantile ``t_{(1+confidence)/2, dof}``."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2.0, dof))
+
+
+def t_interval(x: Iterable[Any], confidence: float = 0.95) -> Estimate:
+    """Mean and ``mean +- t sd / sqrt(k)`` of the finite values (NaN bounds for fewer than 2)."""
+    v = finite_values(x)
+    if v.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(v.mean())
+    if v.size < 2:
+        return Estimate(mean, math.nan, math.nan, int(v.size))
+    half = t_quantile(confidence, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return Estimate(mean, mean - half, mean + half, int(v.size))
+
+
+def log_ratio_interval(ratios: Iterable[Any], confidence: float = 0.95) -> Estimate:
+    """Geometric mean of positive ratios with a t-interval on the log scale (bounds > 0)."""
+    v = finite_values(ratios)
+    v = v[v > 0]
+    e = t_interval(np.log(v), confidence)
+    return Estimate(math.exp(e.mean) if math.isfinite(e.mean) else math.nan,
+                    math.exp(e.lo) if math.isfinite(e.lo) else math.nan,
+                    math.exp(e.hi) if math.isfinite(e.hi) else math.nan, e.n_batches)
+
+
+def bootstrap_interval(x: Iterable[Any], confidence: float = 0.95, resamples: int = 9999,
+                       seed: int = 0) -> Estimate:
+    """Mean with a seeded BCa bootstrap interval (percentile when BCa is degenerate).
+
+    Bounds stay within ``[min(x), max(x)]``, hence within the range of a bounded quantity.
+    With fewer than 2 distinct values the interval is undefined (NaN) or a point."""
+    v = finite_values(x)
+    if v.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(v.mean())
+    if v.size < 2:
+        return Estimate(mean, math.nan, math.nan, 1)
+    if np.all(v == v[0]):
+        return Estimate(mean, mean, mean, int(v.size))
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(seed)
+    lo = hi = math.nan
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ci = bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=resamples, method=method,
+                               random_state=rng).confidence_interval
+        lo, hi = float(ci.low), float(ci.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            break
+        rng = np.random.default_rng(seed)
+    # BCa can extrapolate a hair beyond the data on tiny samples; a mean never leaves them
+    lo, hi = max(lo, float(v.min())), min(hi, float(v.max()))
+    return Estimate(mean, lo, hi, int(v.size))
+
+
+def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
+    """Means of ``batches`` contiguous groups of a (correlated) sequence (fewer if it is shorter).
+
+    Consecutive batches of a long stationary run are nearly independent, so a t-interval over
+    them estimates the sampling error of the overall mean."""
+    values = np.asarray(values, dtype=float)
+    b = min(int(batches), values.size)
+    if b == 0:
+        return np.zeros(0)
+    return np.array([chunk.mean() for chunk in np.array_split(values, b)])
