@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ValidationError, require
+from .errors import check_number, require
 
 __all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "ProxyValue", "s1", "s2", "s2_weights",
            "s2_gradient", "optimal_eta_per_update", "per_update", "per_update_proxy", "wallclock_proxy",
@@ -69,13 +69,7 @@ class ProxyConstants:
 
     def __post_init__(self):
         def num(name: str, positive: bool) -> float:
-            v = getattr(self, name)
-            try:
-                x = float(v)
-            except (TypeError, ValueError):
-                raise ValidationError(name, f"must be a number (got {v!r})") from None
-            ok = math.isfinite(x) and (x > 0 if positive else x >= 0)
-            require(ok, name, f"must be {'> 0' if positive else '>= 0'} and finite (got {v!r})")
+            x = check_number(getattr(self, name), name, 0.0, lo_open=positive)
             object.__setattr__(self, name, x)
             return x
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, require
+from .errors import ValidationError, check_positive, require
 
 __all__ = [
     "ServiceLaw",
@@ -33,15 +33,6 @@ __all__ = [
     "law_from_spec",
     "LAW_NAMES",
 ]
-
-
-def _positive(value: Any, field_name: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(field_name, f"must be a positive number (got {value!r})") from None
-    require(math.isfinite(x) and x > 0, field_name, f"must be a positive finite number (got {value!r})")
-    return x
 
 
 class ServiceLaw:
@@ -83,7 +74,7 @@ class Exponential(ServiceLaw):
     name = "exponential"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
 
     @property
     def cv(self) -> float:
@@ -109,7 +100,7 @@ class Deterministic(ServiceLaw):
     name = "deterministic"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
 
     @property
     def cv(self) -> float:
@@ -134,8 +125,8 @@ class LogNormal(ServiceLaw):
     name = "lognormal"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
-        object.__setattr__(self, "cv", _positive(self.cv, "cv"))
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        object.__setattr__(self, "cv", check_positive(self.cv, "cv"))
 
     def with_mean(self, mean):
         return LogNormal(mean, self.cv)
@@ -157,8 +148,8 @@ class Gamma(ServiceLaw):
     name = "gamma"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
-        object.__setattr__(self, "shape", _positive(self.shape, "shape"))
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        object.__setattr__(self, "shape", check_positive(self.shape, "shape"))
 
     @property
     def cv(self) -> float:
@@ -183,8 +174,8 @@ class Weibull(ServiceLaw):
     name = "weibull"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
-        object.__setattr__(self, "shape", _positive(self.shape, "shape"))
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        object.__setattr__(self, "shape", check_positive(self.shape, "shape"))
 
     @property
     def scale(self) -> float:
@@ -215,8 +206,8 @@ class Pareto(ServiceLaw):
     name = "pareto"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", _positive(self.mean, "mean"))
-        shape = _positive(self.shape, "shape")
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        shape = check_positive(self.shape, "shape")
         require(shape > 1.0, "shape", f"Pareto tail index must be > 1 for a finite mean (got {shape})")
         object.__setattr__(self, "shape", shape)
 
@@ -272,7 +263,7 @@ class Mixture(ServiceLaw):
         return math.sqrt(max(m2 / mean**2 - 1.0, 0.0))
 
     def with_mean(self, mean):
-        factor = _positive(mean, "mean") / self.mean
+        factor = check_positive(mean, "mean") / self.mean
         return Mixture(tuple(c.with_mean(c.mean * factor) for c in self.components), self.weights)
 
     def sample(self, rng, size):
@@ -316,7 +307,7 @@ class Empirical(ServiceLaw):
         return float(self.samples.std() / self.samples.mean())
 
     def with_mean(self, mean):
-        return Empirical(self.samples * (_positive(mean, "mean") / self.mean))
+        return Empirical(self.samples * (check_positive(mean, "mean") / self.mean))
 
     def sample(self, rng, size):
         return self.samples[rng.integers(0, self.samples.size, size)]
@@ -378,12 +369,16 @@ def _durations(values: Any, field_name: str) -> np.ndarray:
 LAW_NAMES = ("exponential", "deterministic", "lognormal", "gamma", "weibull", "pareto", "mixture", "empirical")
 
 
-def _parse_params(text: str, field_name: str) -> dict[str, str]:
-    params: dict[str, str] = {}
+def _parse_params(text: str, field_name: str) -> dict[str, Any]:
+    """``"cv=1.5,file=t.csv"`` -> ``{"cv": 1.5, "file": "t.csv"}`` (numbers parsed, names kept)."""
+    params: dict[str, Any] = {}
     for part in filter(None, (t.strip() for t in text.split(","))):
         require("=" in part, field_name, f"parameter {part!r} must look like key=value")
-        k, v = part.split("=", 1)
-        params[k.strip()] = v.strip()
+        k, v = (x.strip() for x in part.split("=", 1))
+        try:
+            params[k] = float(v) if k not in ("file", "column") else v
+        except ValueError:
+            raise ValidationError(f"{field_name}.{k}", f"must be a number (got {v!r})") from None
     return params
 
 
@@ -434,7 +429,7 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
         elif name == "gamma":
             shape, cv = take("shape"), take("cv")
             require(shape is None or cv is None, field_name, "gamma takes shape or cv, not both")
-            law = Gamma(mean, 1.0 / _positive(cv, "cv") ** 2 if cv is not None else (shape if shape is not None else 1.0))
+            law = Gamma(mean, 1.0 / check_positive(cv, "cv") ** 2 if cv is not None else (shape if shape is not None else 1.0))
         elif name == "weibull":
             law = Weibull(mean, take("shape", 1.0))
         elif name == "pareto":

@@ -40,7 +40,7 @@ import numpy as np
 
 from .bounds import (EnergyModel, ProxyConstants, per_update_proxy, power, s1, s2_gradient, s2_weights,
                      time_to_accuracy_proxy, wallclock_proxy)
-from .errors import ValidationError, require
+from .errors import require
 from .queueing.gradients import delay_objective
 from .system import System
 

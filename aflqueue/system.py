@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, require
+from .errors import ValidationError, check_positive, require
 from .laws import Exponential, ServiceLaw, law_from_spec
 
 __all__ = ["Stage", "Client", "Availability", "System", "load_system", "example_system", "speed_profile",
@@ -32,21 +32,6 @@ Discipline = Literal["fifo", "delay"]
 
 #: Tolerance on ``sum(p) = 1`` before normalisation (absorbs decimal input such as 0.3,0.3,0.4).
 ROUTING_TOLERANCE = 1e-6
-
-
-def _as_float(value: Any, field_name: str) -> float:
-    if isinstance(value, bool):
-        raise ValidationError(field_name, f"must be a number (got {value!r})")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(field_name, f"must be a number (got {value!r})") from None
-
-
-def _positive_rate(value: Any, field_name: str) -> float:
-    x = _as_float(value, field_name)
-    require(math.isfinite(x) and x > 0, field_name, f"must be a positive finite rate (got {value!r})")
-    return x
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +54,7 @@ class Stage:
     @classmethod
     def exponential(cls, rate: float, discipline: Discipline = "fifo") -> "Stage":
         """Exponential service at ``rate`` tasks per time unit."""
-        return cls(Exponential(1.0 / _positive_rate(rate, "rate")), discipline)
+        return cls(Exponential(1.0 / check_positive(rate, "rate")), discipline)
 
     @property
     def rate(self) -> float:
@@ -216,7 +201,7 @@ class System:
                 name=names[i] if names is not None else f"client{i}",
             ))
         server = None if server_rate is None else Stage.exponential(
-            _positive_rate(server_rate, "server_rate"), server_discipline)
+            check_positive(server_rate, "server_rate"), server_discipline)
         p = np.full(n, 1.0 / n) if routing is None else routing
         m = n if concurrency is None else concurrency
         return cls(tuple(clients), p, m, server)
@@ -331,12 +316,12 @@ def _rate_list(values: Any, field_name: str) -> np.ndarray:
         raise ValidationError(field_name, "must be a list of positive rates")
     vals = list(values)
     require(len(vals) >= 1, field_name, "needs at least one rate")
-    return np.array([_positive_rate(v, f"{field_name}[{i}]") for i, v in enumerate(vals)])
+    return np.array([check_positive(v, f"{field_name}[{i}]") for i, v in enumerate(vals)])
 
 
 def _broadcast_rates(values: Any, n: int, field_name: str) -> np.ndarray:
     if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
-        return np.full(n, _positive_rate(values, field_name))
+        return np.full(n, check_positive(values, field_name))
     arr = _rate_list(values, field_name)
     require(arr.size == n, field_name, f"needs one rate per client ({n}) or a single rate, got {arr.size}")
     return arr
@@ -352,14 +337,14 @@ _STAGE_KEYS = {"rate", "discipline", "service"}
 
 def _stage_from(d: Any, field_name: str, base_dir: str | Path | None = None) -> Stage:
     if isinstance(d, (int, float)) and not isinstance(d, bool):
-        return Stage.exponential(_positive_rate(d, field_name))
+        return Stage.exponential(check_positive(d, field_name))
     require(isinstance(d, Mapping), field_name, "must be a rate or a table with rate/discipline/service")
     unknown = set(d) - _STAGE_KEYS
     require(not unknown, field_name, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_STAGE_KEYS)}")
     disc = d.get("discipline", "fifo")
     require(disc in DISCIPLINES, f"{field_name}.discipline", f"must be one of {', '.join(DISCIPLINES)} (got {disc!r})")
     if "rate" in d:
-        mean = 1.0 / _positive_rate(d["rate"], f"{field_name}.rate")
+        mean = 1.0 / check_positive(d["rate"], f"{field_name}.rate")
         law = law_from_spec(d.get("service", "exponential"), mean=mean, field_name=f"{field_name}.service",
                             base_dir=base_dir)
     else:
@@ -486,14 +471,14 @@ def speed_profile(profile: str, n: int, *, fast_rate: float = 1.0, slow_factor: 
         arr = _rate_list(rates if rates is not None else [], "system.rates")
         require(arr.size == n, "system.rates", f"needs one rate per client ({n}), got {arr.size}")
         return arr
-    fast = _positive_rate(fast_rate, "system.fast_rate")
+    fast = check_positive(fast_rate, "system.fast_rate")
     if profile == "homogeneous":
         return np.full(n, fast)
     if profile == "two-groups":
-        slow = _positive_rate(slow_factor, "system.slow_factor")
+        slow = check_positive(slow_factor, "system.slow_factor")
         half = n - n // 2
         return np.r_[np.full(half, fast), np.full(n - half, fast / slow)]
-    sp = _positive_rate(spread, "system.spread")
+    sp = check_positive(spread, "system.spread")
     require(sp >= 1, "system.spread", f"must be >= 1 (fastest / slowest rate; got {spread!r})")
     types = np.asarray(FIVE_TYPES)
     if sp != 30.0:  # keep the published rates bit for bit at the default

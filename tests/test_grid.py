@@ -1,14 +1,13 @@
 """Validation grid: cells saved as they finish, interruption and resume, identical results across
 backends, and the report (tiny preset on the synthetic data set)."""
 
-import json
 from dataclasses import replace
 
 import pytest
 
 from aflqueue import ValidationError
 from aflqueue.cli import main
-from aflqueue.experiments.grid import PRESETS, cells_of, load_cells, run_grid
+from aflqueue.experiments.grid import PRESETS, cells_of, run_grid
 from aflqueue.experiments.report import summarize, write_report
 
 TINY = replace(PRESETS["tiny"], routings=("uniform", "wallclock"), algorithms=(), seeds=2)

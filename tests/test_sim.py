@@ -116,7 +116,7 @@ def _mutate(t, **cols):
                                             "uplink_end", "completion_time", "dispatch_version", "applied_version")}
     for k, f in cols.items():
         f(d[k])
-    return Trace(**d, n_clients=t.n_clients, concurrency=t.concurrency)
+    return Trace(**d, n_clients=t.n_clients, concurrency=t.concurrency, routing=t.routing)
 
 
 @pytest.mark.parametrize("name, mutation", [

@@ -15,7 +15,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from aflqueue.experiments.grid import PRESETS, run_grid

@@ -27,14 +27,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ValidationError, require
+from ..errors import require
 from ..io import atomic_write_json
+from .runner import JobStore, run_jobs
 
 __all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "cells_of", "run_cell", "run_grid",
            "load_cells", "BACKENDS"]
@@ -232,7 +233,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
                           [np.mean(tr.relative_delay[order][tr.client[order] == i]) if np.any(tr.client[order] == i)
                            else np.nan for i in range(n)]]
     return {
-        "cell": asdict(cell), "id": cell.id, "preset": preset.name, "time_budget": tau, "target": spec.target,
+        "cell": asdict(cell), "preset": preset.name, "time_budget": tau, "target": spec.target,
         "epsilon": eps, "lr": lr, "local_steps": spec.steps,
         "routing": [float(x) for x in pr.system.routing], "concurrency": int(pr.system.concurrency),
         "rates": [float(x) for x in pr.system.rates], "constants": constants.to_dict(),
@@ -254,31 +255,9 @@ def split_timings(costs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 # --------------------------------------------------------------------------- the grid
-def save_cell(output: str | Path, record: dict[str, Any]) -> None:
-    """Write a cell record: ``cells/<id>.json`` (deterministic) and ``timings/<id>.json``.
-
-    The timing file is written first, so a finished cell file always has its timings."""
-    out = Path(output)
-    rec = dict(record)
-    timing = rec.pop("timing", None)
-    if timing is not None:
-        (out / "timings").mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "timings" / f"{rec['id']}.json", timing)
-    atomic_write_json(out / "cells" / f"{rec['id']}.json", rec)
-
-
 def load_cells(output: str | Path) -> list[dict[str, Any]]:
-    """All finished cell records under ``output/cells``, with their timings (key ``timing``)."""
-    folder = Path(output) / "cells"
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in sorted(folder.glob("*.json")):
-        rec = json.loads(p.read_text())
-        t = Path(output) / "timings" / p.name
-        rec["timing"] = json.loads(t.read_text()) if t.is_file() else {}
-        out.append(rec)
-    return out
+    """All finished cell records under ``output`` (see :class:`~aflqueue.experiments.runner.JobStore`)."""
+    return JobStore(Path(output)).load()
 
 
 def _cell_worker(args: tuple) -> dict[str, Any]:
@@ -299,33 +278,10 @@ def run_grid(preset: Preset, output: str | Path, *, seeds: int | None = None, da
     """
     require(backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
     out = Path(output)
-    folder = out / "cells"
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells_of(preset, seeds, datasets) if not (folder / f"{c.id}.json").exists()]
-    if limit is not None:
-        todo = todo[:limit]
-    (out / "grid.json").write_text(json.dumps({"preset": asdict(preset), "seeds": seeds, "datasets": datasets,
-                                               "data_root": data_root, "device": device}, indent=1))
-    say = progress or (lambda s: None)
-    say(f"{len(todo)} cell(s) to run ({backend})")
-    t0 = time.perf_counter()
-
-    def done(rec: dict[str, Any], k: int) -> None:
-        wall = rec.get("timing", {}).get("wall_time", float("nan"))
-        save_cell(out, rec)
-        m = rec["measured"]
-        say(f"[{k}/{len(todo)}] {rec['id']}: accuracy {m['final_accuracy']:.4f} ({wall:.1f} s, "
-            f"elapsed {time.perf_counter() - t0:.0f} s)")
-
-    from ..parallel import pmap
-
-    args = [(c, preset, data_root, device, None) for c in todo]
-    counter = [0]
-
-    def on_result(_i: int, rec: dict[str, Any]) -> None:
-        counter[0] += 1
-        done(rec, counter[0])
-
-    pmap(_cell_worker, args, backend=backend, workers=workers, address=address, num_gpus=gpus_per_cell,
-         on_result=on_result)
-    return load_cells(out)
+    store = JobStore(out)
+    jobs = [(c.id, (c, preset, data_root, device, None)) for c in cells_of(preset, seeds, datasets)]
+    atomic_write_json(out / "grid.json", {"preset": asdict(preset), "seeds": seeds, "datasets": datasets,
+                                          "data_root": data_root, "device": device})
+    return run_jobs(jobs, _cell_worker, store, backend=backend, workers=workers, address=address,
+                    num_gpus=gpus_per_cell, progress=progress, limit=limit,
+                    describe=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}")

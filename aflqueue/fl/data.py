@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import ValidationError, check_fraction, check_integer
 from aflqueue.fl import partition as _partitioning
 
 __all__ = [
@@ -228,24 +228,6 @@ def _plain(value: Any) -> Any:
 # small helpers
 
 
-def _check_int(value: Any, field_name: str, minimum: int, maximum: int | None = None) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, Integral)
-    ok = ok and value >= minimum and (maximum is None or value <= maximum)
-    if not ok:
-        allowed = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValidationError(field_name, f"must be an integer {allowed} (got {value!r})")
-    return int(value)
-
-
-def _check_fraction(value: Any, field_name: str, *, allow_zero: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
-    ok = ok and (0 <= value < 1 if allow_zero else 0 < value < 1)
-    if not ok:
-        interval = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ValidationError(field_name, f"must be a number in {interval} (got {value!r})")
-    return float(value)
-
-
 def _canonical_name(name: Any) -> str:
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     if key not in DATASET_NAMES:
@@ -307,7 +289,7 @@ def _preserved_global_rng() -> Iterator[None]:
 def _load_digits(root: Path | None, seed: int, test_fraction: float = 0.2) -> tuple[Dataset, Dataset]:
     from sklearn.datasets import load_digits
 
-    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     bunch = load_digits()  # ships with scikit-learn, no download
     x = bunch.images.astype(np.float32)[:, None] / 16.0  # pixel counts 0..16 -> [0, 1]
     y = bunch.target.astype(np.int64)
@@ -320,8 +302,8 @@ def _load_mnist1d(
 ) -> tuple[Dataset, Dataset]:
     from mnist1d.data import get_dataset_args, make_dataset
 
-    n = _check_int(num_samples, "num_samples", 10)
-    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    n = check_integer(num_samples, "num_samples", 10)
+    tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     if seed >= 2**32:
         raise ValidationError("seed", f"mnist1d needs a seed in [0, 2**32 - 1] (got {seed})")
     args = get_dataset_args()  # the package's defaults: 5000 samples, 80/20 split, length 40
@@ -351,12 +333,12 @@ def _load_synthetic(
 ) -> tuple[Dataset, Dataset]:
     """Gaussian mixture: class means ``mu_c ~ N(0, class_sep^2 I)``, ``x = mu_y + N(0, I)``,
     balanced classes (``y = i mod C`` before shuffling). ``class_sep = 0`` gives pure noise."""
-    n = _check_int(num_samples, "num_samples", 2)
-    f = _check_int(num_features, "num_features", 1)
-    c = _check_int(num_classes, "num_classes", 2)
+    n = check_integer(num_samples, "num_samples", 2)
+    f = check_integer(num_features, "num_features", 1)
+    c = check_integer(num_classes, "num_classes", 2)
     if isinstance(class_sep, bool) or not isinstance(class_sep, Real) or not math.isfinite(class_sep) or class_sep < 0:
         raise ValidationError("class_sep", f"must be a finite number >= 0 (got {class_sep!r})")
-    tf = _check_fraction(test_fraction, "test_fraction", allow_zero=False)
+    tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     if n < c:
         raise ValidationError("num_samples", f"must be >= num_classes = {c} so that every class occurs (got {n})")
     rng = np.random.default_rng(seed)
@@ -644,7 +626,7 @@ def load_dataset(
         ``(N, 3, 32, 32)`` (CIFAR); images in ``[0, 1]`` unless normalised; y ``int64``.
     """
     key = _canonical_name(name)
-    seed = _check_int(seed, "seed", 0)
+    seed = check_integer(seed, "seed", 0)
     loader, defaults = _LOADERS[key]
     allowed = {**defaults, "normalize": False}
     unknown = sorted(set(options) - set(allowed))
@@ -692,17 +674,17 @@ def make_federated(
     Raises:
         ValidationError: bad parameters, or a client would receive no samples.
     """
-    k = _check_int(num_clients, "num_clients", 1)
+    k = check_integer(num_clients, "num_clients", 1)
     kind = str(partition).lower()
     if kind not in _partitioning.PARTITION_KINDS:
         raise ValidationError(
             "partition", f"unknown kind {partition!r}; allowed: {', '.join(_partitioning.PARTITION_KINDS)}"
         )
-    seed = _check_int(seed, "seed", 0)
-    frac = _check_fraction(unlabeled_fraction, "unlabeled_fraction", allow_zero=True)
+    seed = check_integer(seed, "seed", 0)
+    frac = check_fraction(unlabeled_fraction, "unlabeled_fraction", allow_zero=True)
     for field_name, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None:
-            _check_int(value, field_name, 1)
+            check_integer(value, field_name, 1)
     params: dict[str, Any] = {
         "iid": {},
         "dirichlet": {"alpha": alpha},

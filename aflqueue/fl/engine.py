@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +128,40 @@ class TrainResult:
                 "complete": self.complete, **self.meta}
 
 
+@dataclass
+class TrainerState:
+    """Everything a run carries from one arrival to the next (and into a checkpoint).
+
+    Attributes:
+        alg: the server algorithm (owns the server model and its version).
+        k: arrivals applied so far; time: simulated time of the last one.
+        snapshots: server model (flat, shape ``(P,)``) per version still referenced by a task in
+            flight; refs: how many in-flight tasks reference each version.
+        start_version: version each dispatched, not yet applied task started from.
+        pending: deltas (shape ``(P,)``) computed ahead of their arrival (batched mode).
+        log: one row per arrival ``(k, time, client, relative_delay, staleness, model_version)``.
+        curves: evaluation curves (``time``, ``updates``, ``model_version``, ``test_accuracy``,
+            ``test_loss``); wall: seconds of training so far (across resumes).
+    """
+
+    alg: Any
+    k: int
+    time: float
+    snapshots: dict[int, torch.Tensor]
+    refs: dict[int, int]
+    start_version: dict[int, int]
+    pending: dict[int, torch.Tensor]
+    log: list[tuple]
+    curves: dict[str, list]
+    wall: float
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """Plain containers and tensors only (loadable with ``torch.load(weights_only=True)``)."""
+        return {"k": self.k, "time": self.time, "alg": self.alg.state_dict(), "snapshots": self.snapshots,
+                "refs": self.refs, "start_version": self.start_version, "pending": self.pending, "log": self.log,
+                "curves": self.curves, "wall": self.wall}
+
+
 class TraceTrainer:
     """Replays ``trace`` with ``model`` on ``data`` under a server algorithm (module docstring)."""
 
@@ -154,6 +187,15 @@ class TraceTrainer:
         self.algorithm_name = algorithm
         self.algorithm_params = dict(algorithm_params or {})
         self.routing = np.asarray(routing, dtype=float)
+        # the importance weights 1/(n p_i) are unbiased only for the routing the schedule was
+        # drawn with: replaying a trace under another routing would bias training silently
+        require(trace.routing is not None, "trace.routing",
+                "the trace does not record the routing its dispatches were drawn with; simulate it with "
+                "aflqueue.sim.simulate or build it with Trace(..., routing=p)")
+        require(self.routing.shape == trace.routing.shape and bool(np.allclose(self.routing, trace.routing,
+                                                                                 rtol=0, atol=1e-12)),
+                "routing", "differs from the routing the trace was drawn with; a replayed schedule must be trained "
+                           "with the routing that produced it")
         unl = None if getattr(data, "unlabeled", None) is None else data.unlabeled.x.to(self.device)
         self.ctx = AlgorithmContext(n_clients=trace.n_clients, routing=self.routing, concurrency=trace.concurrency,
                                     model=self.model, spec=self.spec, num_classes=data.num_classes,
@@ -214,17 +256,17 @@ class TraceTrainer:
             state = self._load(ckpt, state)
         elif self.output_dir is not None:
             tr.save(self.output_dir / "trace.npz")
-        alg = state["alg"]
+        alg = state.alg
         eval_ks, eval_grid = self._eval_points()
-        next_grid = sum(1 for g in eval_grid if g < state["time"])  # the loop evaluates g < arrival time
+        next_grid = sum(1 for g in eval_grid if g < state.time)  # the loop evaluates g < arrival time
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.U, initial=state["k"], desc=f"train {getattr(self.algorithm_name, 'name', self.algorithm_name)}",
+            bar = tqdm(total=self.U, initial=state.k, desc=f"train {getattr(self.algorithm_name, 'name', self.algorithm_name)}",
                        unit="upd")
-        wall_before = state["wall"]
-        k = state["k"]
+        wall_before = state.wall
+        k = state.k
         while k < self.U:
             k += 1
             t = int(self.order[k - 1])
@@ -233,11 +275,11 @@ class TraceTrainer:
                 # the model as it stood at that simulated time (no arrival in between)
                 self._evaluate(state, alg, eval_grid[next_grid], k - 1)
                 next_grid += 1
-            if t not in state["pending"]:
+            if t not in state.pending:
                 self._compute(state, t, k)
-            delta = state["pending"].pop(t)
-            v0 = state["start_version"].pop(t)
-            start = state["snapshots"][v0]
+            delta = state.pending.pop(t)
+            v0 = state.start_version.pop(t)
+            start = state.snapshots[v0]
             i = int(tr.client[t])
             extras = {}
             if alg.client_statistics:
@@ -249,28 +291,28 @@ class TraceTrainer:
             self._release(state, v0)
             # dispatch the task that the trace sends out after this arrival
             new_task = m + k - 1
-            if alg.version not in state["snapshots"]:
-                state["snapshots"][alg.version] = alg.params.detach().clone()
-                state["refs"][alg.version] = 0
-            state["start_version"][new_task] = alg.version
-            state["refs"][alg.version] += 1
+            if alg.version not in state.snapshots:
+                state.snapshots[alg.version] = alg.params.detach().clone()
+                state.refs[alg.version] = 0
+            state.start_version[new_task] = alg.version
+            state.refs[alg.version] += 1
             self._drop_unreferenced(state, alg.version)
-            state["log"].append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
-            state["time"] = now
-            state["k"] = k
+            state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+            state.time = now
+            state.k = k
             if k in eval_ks:
                 self._evaluate(state, alg, now, k)
             if bar is not None:
                 bar.update(1)
             if self.settings.checkpoint_every and k % self.settings.checkpoint_every == 0 and k < self.U and ckpt:
-                state["wall"] = wall_before + time.perf_counter() - t_wall
+                state.wall = wall_before + time.perf_counter() - t_wall
                 self._save(ckpt, state)
         while next_grid < len(eval_grid):  # grid times after the last arrival inside the budget
             self._evaluate(state, alg, eval_grid[next_grid], k)
             next_grid += 1
         if bar is not None:
             bar.close()
-        state["wall"] = wall_before + time.perf_counter() - t_wall
+        state.wall = wall_before + time.perf_counter() - t_wall
         result = self._result(state, complete=True)
         if self.output_dir is not None:
             self._write_outputs(state, result)
@@ -278,22 +320,22 @@ class TraceTrainer:
         return result
 
     # ------------------------------------------------------------------ pieces
-    def _fresh_state(self) -> dict[str, Any]:
+    def _fresh_state(self) -> TrainerState:
         params = self.spec.flatten(self.model).to(self.device)
         alg = make_algorithm(self.algorithm_name, params, self.ctx, **self.algorithm_params)
         m = self.trace.concurrency
-        return {"alg": alg, "k": 0, "time": 0.0, "snapshots": {0: params.clone()}, "refs": {0: m},
-                "start_version": {t: 0 for t in range(m)}, "pending": {}, "log": [],
-                "curves": {"time": [], "updates": [], "model_version": [], "test_accuracy": [], "test_loss": []},
-                "wall": 0.0}
+        return TrainerState(alg=alg, k=0, time=0.0, snapshots={0: params.clone()}, refs={0: m},
+                            start_version={t: 0 for t in range(m)}, pending={}, log=[],
+                            curves={"time": [], "updates": [], "model_version": [], "test_accuracy": [],
+                                    "test_loss": []}, wall=0.0)
 
     def _release(self, state, version: int) -> None:
-        state["refs"][version] -= 1
+        state.refs[version] -= 1
 
     def _drop_unreferenced(self, state, current: int) -> None:
-        for v in [v for v, r in state["refs"].items() if r <= 0 and v != current]:
-            del state["refs"][v]
-            del state["snapshots"][v]
+        for v in [v for v, r in state.refs.items() if r <= 0 and v != current]:
+            del state.refs[v]
+            del state.snapshots[v]
 
     def _compute(self, state, t: int, k: int) -> None:
         """Compute task t's delta, batched with other in-flight tasks when enabled."""
@@ -303,7 +345,7 @@ class TraceTrainer:
             # other tasks already dispatched, not computed, and arriving within the budget,
             # soonest first (they are needed soonest)
             arrive = tr.applied_version
-            others = [u for u in state["start_version"] if u != t and u not in state["pending"]
+            others = [u for u in state.start_version if u != t and u not in state.pending
                       and 0 < arrive[u] <= self.U]
             others.sort(key=lambda u: arrive[u])
             tasks += others[: self.max_batch - 1]
@@ -313,15 +355,15 @@ class TraceTrainer:
             groups.setdefault(b, []).append(u)
         for group in groups.values():
             batches = [task_batches(self.data, int(tr.client[u]), u, self.settings.seed, self.local) for u in group]
-            starts = [state["snapshots"][state["start_version"][u]] for u in group]
+            starts = [state.snapshots[state.start_version[u]] for u in group]
             if self.batched and len(group) > 1:
                 deltas = train_batched(self.model, self.spec, torch.stack(starts), self.data, torch.stack(batches),
                                        self.local)
                 for u, d in zip(group, deltas):
-                    state["pending"][u] = d
+                    state.pending[u] = d
             else:
                 for u, s, b in zip(group, starts, batches):
-                    state["pending"][u] = train_serial(self.model, self.spec, s, self.data, b, self.local)
+                    state.pending[u] = train_serial(self.model, self.spec, s, self.data, b, self.local)
 
     def _client_statistics(self, t: int, local_params: torch.Tensor):
         """Activation statistics of task t's local model on its last minibatch (client side)."""
@@ -330,7 +372,7 @@ class TraceTrainer:
 
     def _evaluate(self, state, alg, when: float, k: int) -> None:
         acc, loss = evaluate(self.model, self.spec, alg.params, self.test_x, self.test_y)
-        c = state["curves"]
+        c = state.curves
         c["time"].append(float(when))
         c["updates"].append(int(k))
         c["model_version"].append(int(alg.version))
@@ -338,15 +380,15 @@ class TraceTrainer:
         c["test_loss"].append(float(loss))
 
     def _result(self, state, complete: bool) -> TrainResult:
-        c = state["curves"]
-        log = state["log"]
+        c = state.curves
+        log = state.log
         cols = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
         return TrainResult(
             final_accuracy=c["test_accuracy"][-1] if c["test_accuracy"] else float("nan"),
             final_loss=c["test_loss"][-1] if c["test_loss"] else float("nan"),
-            curves={k: list(v) for k, v in c.items()}, arrivals=int(state["k"]), simulated_time=float(state["time"]),
+            curves={k: list(v) for k, v in c.items()}, arrivals=int(state.k), simulated_time=float(state.time),
             log={name: [row[j] for row in log] for j, name in enumerate(cols)},
-            costs=state["alg"].costs(), wall_time=float(state["wall"]), complete=complete,
+            costs=state.alg.costs(), wall_time=float(state.wall), complete=complete,
             meta={"algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
                   "algorithm_params": self.algorithm_params, **self.meta},
         )
@@ -355,7 +397,7 @@ class TraceTrainer:
         out = self.output_dir
         text = dumps_json(result.to_dict(), indent=2)
         atomic_write(out / "results.json", lambda p: p.write_text(text))
-        rows = state["log"]
+        rows = state.log
 
         def write_csv(p: Path) -> None:
             with p.open("w") as f:
@@ -365,17 +407,13 @@ class TraceTrainer:
 
         atomic_write(out / "updates.csv", write_csv)
 
-    def _save(self, path: Path, state) -> None:
-        alg = state["alg"]
-        blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.config_hash(), "k": state["k"], "time": state["time"],
-                "alg": alg.state_dict(), "snapshots": state["snapshots"], "refs": state["refs"],
-                "start_version": state["start_version"], "pending": state["pending"], "log": state["log"],
-                "curves": state["curves"], "wall": state["wall"]}
+    def _save(self, path: Path, state: TrainerState) -> None:
+        blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.config_hash(), **state.to_checkpoint()}
         atomic_write(path, lambda p: torch.save(blob, p))
-        if state["k"] < self.U:  # partial results next to the checkpoint
+        if state.k < self.U:  # partial results next to the checkpoint
             self._write_outputs(state, self._result(state, complete=False))
 
-    def _load(self, path: Path, fresh) -> dict[str, Any]:
+    def _load(self, path: Path, fresh: TrainerState) -> TrainerState:
         # weights_only: the unpickler accepts tensors and plain containers only, so a crafted
         # checkpoint cannot run code; everything the engine stores is of those types.
         try:
@@ -390,8 +428,13 @@ class TraceTrainer:
         if blob.get("config_hash") != self.config_hash():
             raise ValidationError("resume", f"{str(path)!r} belongs to a different configuration; "
                                             "use another --output or delete the checkpoint")
-        alg = fresh["alg"]
-        alg.load_state_dict(blob["alg"])
-        return {"alg": alg, "k": blob["k"], "time": blob["time"], "snapshots": blob["snapshots"], "refs": blob["refs"],
-                "start_version": blob["start_version"], "pending": blob["pending"], "log": blob["log"],
-                "curves": blob["curves"], "wall": blob["wall"]}
+        alg = fresh.alg
+        try:
+            alg.load_state_dict(blob["alg"])
+            return TrainerState(alg=alg, k=int(blob["k"]), time=float(blob["time"]), snapshots=blob["snapshots"],
+                                refs=blob["refs"], start_version=blob["start_version"], pending=blob["pending"],
+                                log=blob["log"], curves=blob["curves"], wall=float(blob["wall"]))
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            detail = (str(e).strip().splitlines() or [""])[0]
+            raise ValidationError("resume", f"{str(path)!r} is incomplete or damaged ({type(e).__name__}: {detail}); "
+                                            "delete it to start fresh, or use another --output") from None

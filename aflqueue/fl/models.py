@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import ValidationError, check_integer
 
 __all__ = ["MODEL_NAMES", "build_model", "count_parameters"]
 
@@ -38,19 +38,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValidationError(field, f"must be an integer >= 1 (got {value!r})")
-    return int(value)
-
-
 def _int_tuple(value: Any, field: str, length: int | None = None) -> tuple[int, ...]:
     """A positive int or a sequence of them as a tuple (``length`` entries if given)."""
     if isinstance(value, Integral) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise ValidationError(field, f"must be a list of integers >= 1 (got {value!r})")
-    out = tuple(_positive_int(v, field) for v in value)
+    out = tuple(check_integer(v, field, 1) for v in value)
     if length is not None and len(out) != length:
         raise ValidationError(field, f"must list exactly {length} integers >= 1 (got {value!r})")
     return out
@@ -80,7 +74,7 @@ def _cnn2d(
             "input_shape", f"model {name!r} needs images of shape (C, {side}, {side}) (got {input_shape})"
         )
     c1, c2 = _int_tuple(channels, "channels", 2)
-    h = _positive_int(hidden, "hidden")
+    h = check_integer(hidden, "hidden", 1)
     out = ((side - 4) // 2 - 4) // 2
     return nn.Sequential(
         nn.Conv2d(input_shape[0], c1, 5),
@@ -101,7 +95,7 @@ def _cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: Any) -> nn.
     (40 -> 19 -> 10 -> 5 steps) and a linear read-out, about 5k parameters."""
     if len(input_shape) != 2:
         raise ValidationError("input_shape", f"model 'cnn1d' needs sequences of shape (C, L) (got {input_shape})")
-    ch = _positive_int(channels, "channels")
+    ch = check_integer(channels, "channels", 1)
     length = input_shape[1]
     for kernel in (5, 3, 3):
         length = (length + 2 - kernel) // 2 + 1
@@ -135,7 +129,7 @@ def _resnet18(input_shape: tuple[int, ...], num_classes: int, norm: Any, groups:
             "input_shape", f"model 'resnet18' needs images of shape (C, H, W) with H, W >= 4 (got {input_shape})"
         )
     if norm == "group":
-        g = _positive_int(groups, "groups")
+        g = check_integer(groups, "groups", 1)
         if 64 % g:
             raise ValidationError("groups", f"must divide 64, e.g. 1, 2, 4, 8, 16, 32 or 64 (got {g})")
         norm_layer: Callable[[int], nn.Module] = lambda width: nn.GroupNorm(g, width)  # noqa: E731
@@ -195,7 +189,7 @@ def build_model(
     shape = _int_tuple(input_shape, "input_shape")
     if not shape:
         raise ValidationError("input_shape", "must have at least one dimension, e.g. (1, 28, 28)")
-    classes = _positive_int(num_classes, "num_classes")
+    classes = check_integer(num_classes, "num_classes", 1)
     unknown = sorted(set(options) - set(_DEFAULTS[key]))
     if unknown:
         raise ValidationError(

@@ -20,12 +20,12 @@ Schemes:
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any, Sequence
 
 import numpy as np
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import ValidationError, check_integer, check_positive
 
 __all__ = [
     "PARTITION_KINDS",
@@ -52,23 +52,8 @@ _KIND_PARAMS: dict[str, tuple[str, ...]] = {
 # validation helpers
 
 
-def _check_int(value: Any, field: str, minimum: int) -> int:
-    # bool is an Integral subclass but ``num_clients=True`` is always a mistake.
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValidationError(field, f"must be an integer >= {minimum} (got {value!r})")
-    if value < minimum:
-        raise ValidationError(field, f"must be an integer >= {minimum} (got {value})")
-    return int(value)
-
-
-def _check_positive(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
-        raise ValidationError(field, f"must be a finite number > 0 (got {value!r})")
-    return float(value)
-
-
 def _rng(seed: Any) -> np.random.Generator:
-    _check_int(seed, "seed", 0)
+    check_integer(seed, "seed", 0)
     return np.random.default_rng(int(seed))
 
 
@@ -90,7 +75,7 @@ def _check_labels(labels: Any) -> np.ndarray:
 
 
 def _check_clients(num_clients: Any, num_samples: int, min_size: int) -> int:
-    k = _check_int(num_clients, "num_clients", 1)
+    k = check_integer(num_clients, "num_clients", 1)
     if k * min_size > num_samples:
         raise ValidationError(
             "num_clients",
@@ -116,7 +101,7 @@ def iid(num_samples: int, num_clients: int, seed: int) -> list[np.ndarray]:
         ``num_clients`` sorted ``int64`` index arrays whose sizes differ by at most one
         (the first ``num_samples % num_clients`` clients get the extra sample).
     """
-    n = _check_int(num_samples, "num_samples", 0)
+    n = check_integer(num_samples, "num_samples", 0)
     k = _check_clients(num_clients, n, 1)
     perm = _rng(seed).permutation(n)
     return _finish(np.array_split(perm, k))
@@ -151,10 +136,10 @@ def dirichlet(
     """
     y = _check_labels(labels)
     n = len(y)
-    min_size = _check_int(min_size, "min_size", 0)
+    min_size = check_integer(min_size, "min_size", 0)
     k = _check_clients(num_clients, n, min_size)
-    a = _check_positive(alpha, "alpha")
-    max_retries = _check_int(max_retries, "max_retries", 1)
+    a = check_positive(alpha, "alpha")
+    max_retries = check_integer(max_retries, "max_retries", 1)
     rng = _rng(seed)
 
     by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
@@ -268,10 +253,10 @@ def quantity_skew(
     Returns:
         ``K`` sorted, disjoint ``int64`` index arrays covering ``range(N)``.
     """
-    n = _check_int(num_samples, "num_samples", 0)
-    min_size = _check_int(min_size, "min_size", 0)
+    n = check_integer(num_samples, "num_samples", 0)
+    min_size = check_integer(min_size, "min_size", 0)
     k = _check_clients(num_clients, n, min_size)
-    a = _check_positive(alpha, "alpha")
+    a = check_positive(alpha, "alpha")
     rng = _rng(seed)
     q = rng.dirichlet(np.full(k, a))
     spare = n - k * min_size
@@ -338,7 +323,7 @@ def label_skew(
         client sees the global class mix; values near 1 mean disjoint label sets.
     """
     y = _check_labels(labels)
-    c = _check_int(num_classes, "num_classes", 1)
+    c = check_integer(num_classes, "num_classes", 1)
     if y.size and y.max() >= c:
         raise ValidationError("labels", f"class ids must be < num_classes = {c} (got {int(y.max())})")
     arrays = [np.asarray(p, dtype=np.int64) for p in parts]

@@ -21,7 +21,7 @@ import numpy as np
 from ..system import System
 from . import convolution
 from .mva import mva
-from .network import SERVER, Network, network_of
+from .network import Network, network_of
 
 __all__ = ["Analysis", "StationMetrics", "analyze", "relative_delay_from_queues"]
 

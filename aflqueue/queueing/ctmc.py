@@ -225,7 +225,6 @@ def relative_delay_distribution(system: System, max_delay: int = 200, max_states
     U = sp.csr_matrix((Uv, (Ui, Uj)), shape=(T, T))
     lu = spla.splu(sp.identity(T, format="csc") - B.tocsc())
     # Palm distribution at update epochs: state just before the update ~ pi(x) * update rate
-    index_o = {tuple(y): j for j, y in enumerate(others)}
     for i in range(n):
         if p[i] <= 0:
             continue

@@ -210,5 +210,5 @@ def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None
         client=client, dispatch_time=dispatch_time, downlink_end=dispatch_time.copy(), compute_start=compute_start,
         compute_end=compute_end, uplink_end=compute_end.copy(), completion_time=completion_time,
         dispatch_version=dispatch_version, applied_version=applied_version, n_clients=n, concurrency=m,
-        meta={"engine": "fast", "seed": int(seed), "chunk": ch},
+        routing=system.routing, meta={"engine": "fast", "seed": int(seed), "chunk": ch},
     )

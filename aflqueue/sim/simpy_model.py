@@ -170,5 +170,5 @@ def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | Non
         client=i(rec_client), dispatch_time=f(rec_dispatch), downlink_end=f(rec_dl),
         compute_start=f(rec_cs), compute_end=f(rec_ce), uplink_end=f(rec_ul), completion_time=f(rec_done),
         dispatch_version=i(rec_dv), applied_version=i(rec_av),
-        n_clients=n, concurrency=m, meta={"engine": "simpy", "seed": int(seed), "chunk": bank.chunk},
+        n_clients=n, concurrency=m, routing=system.routing, meta={"engine": "simpy", "seed": int(seed), "chunk": bank.chunk},
     )

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ValidationError
+from ..errors import ValidationError, require
+from ..io import atomic_write
 
 __all__ = ["Trace", "TraceError", "TIME_COLUMNS"]
 
@@ -46,6 +47,9 @@ class Trace:
         applied_version: version created by the task's update (int64; -1 if not applied).
         n_clients: number of clients.
         concurrency: ``m``.
+        routing: the routing ``p`` (shape ``(n,)``) the dispatches were drawn with, or None for a
+            trace whose dispatch law is unknown (e.g. recorded from a real deployment). The trainer
+            weights updates by ``1/(n p_i)`` and refuses a routing other than this one.
         meta: JSON-serialisable provenance (system, seed, engine, ...).
     """
 
@@ -60,7 +64,16 @@ class Trace:
     applied_version: np.ndarray
     n_clients: int
     concurrency: int
+    routing: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.routing is not None:
+            p = np.array(self.routing, dtype=np.float64).ravel()
+            if p.size != self.n_clients or not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
+                raise ValidationError("trace.routing", f"must be {self.n_clients} probabilities summing to 1")
+            p.setflags(write=False)
+            object.__setattr__(self, "routing", p)
 
     # ------------------------------------------------------------------ derived views
     def __len__(self) -> int:
@@ -113,6 +126,9 @@ class Trace:
         """SHA-256 of the schedule itself (columns, ``n_clients``, ``m``; not ``meta``): two traces
         with the same digest drive training identically."""
         h = hashlib.sha256(f"{self.n_clients},{self.concurrency}".encode())
+        if self.routing is not None:
+            h.update(b"routing")
+            h.update(self.routing.tobytes())
         for c in INT_COLUMNS + TIME_COLUMNS:
             a = np.ascontiguousarray(getattr(self, c))
             h.update(c.encode())
@@ -128,9 +144,15 @@ class Trace:
             raise ValidationError("trace", f"trace files are .npz (got {str(p)!r}); use to_csv for CSV")
         p.parent.mkdir(parents=True, exist_ok=True)
         header = {"n_clients": self.n_clients, "concurrency": self.concurrency, "meta": self.meta, "format": 1}
-        np.savez_compressed(p, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-                            **{c: getattr(self, c) for c in INT_COLUMNS + TIME_COLUMNS})
-        return p
+        cols = {c: getattr(self, c) for c in INT_COLUMNS + TIME_COLUMNS}
+        if self.routing is not None:
+            cols["routing"] = self.routing
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
+                np.savez_compressed(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **cols)
+
+        return atomic_write(p, write)
 
     @classmethod
     def load(cls, path: str | Path) -> "Trace":
@@ -139,13 +161,23 @@ class Trace:
         if not p.is_file():
             raise ValidationError("trace", f"no such trace file: {str(p)!r}")
         try:
-            with np.load(p) as z:
+            # allow_pickle=False (numpy's default, stated): object arrays in a file are refused
+            with np.load(p, allow_pickle=False) as z:
                 header = json.loads(bytes(z["header"]).decode())
                 cols = {c: z[c] for c in INT_COLUMNS + TIME_COLUMNS}
-        except (KeyError, ValueError, OSError) as e:
-            raise ValidationError("trace", f"{str(p)!r} is not an aflqueue trace ({e})") from None
-        return cls(**cols, n_clients=int(header["n_clients"]), concurrency=int(header["concurrency"]),
-                   meta=header.get("meta", {}))
+                routing = z["routing"] if "routing" in z.files else None
+            n, m = int(header["n_clients"]), int(header["concurrency"])
+        except (KeyError, ValueError, OSError, TypeError, UnicodeDecodeError, EOFError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValidationError("trace", f"{str(p)!r} is not an aflqueue trace ({reason})") from None
+        for c in INT_COLUMNS:
+            require(np.issubdtype(cols[c].dtype, np.integer) and cols[c].ndim == 1, "trace",
+                    f"{str(p)!r}: column {c!r} must be a 1-D integer array")
+        for c in TIME_COLUMNS:
+            require(cols[c].dtype == np.float64 and cols[c].shape == cols["client"].shape, "trace",
+                    f"{str(p)!r}: column {c!r} must be float64 with one entry per task")
+        meta = header.get("meta", {})
+        return cls(**cols, n_clients=n, concurrency=m, routing=routing, meta=meta if isinstance(meta, dict) else {})
 
     def to_csv(self, path: str | Path) -> Path:
         """Write one row per task with a header (``task, client, <times>, versions, relative_delay``)."""

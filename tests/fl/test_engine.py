@@ -268,3 +268,21 @@ def test_damaged_checkpoint_gives_one_line_error(setup, tmp_path, damage):
         run(data, system, trace, out=out, resume=True, settings=settings)
     msg = str(e.value)
     assert "\n" not in msg and str(ck) in msg and ("delete it" in msg)
+
+
+def test_trace_routing_is_recorded_and_enforced(setup, tmp_path):
+    data, system, trace = setup
+    np.testing.assert_array_equal(trace.routing, system.routing)  # simulate() records it
+    loaded = type(trace).load(trace.save(tmp_path / "t.npz"))
+    assert loaded.routing.tobytes() == trace.routing.tobytes() and loaded.digest() == trace.digest()
+    other = np.roll(system.routing, 1)  # a different routing: the 1/(n p_i) weights would be biased
+    with pytest.raises(ValidationError, match="differs from the routing the trace was drawn with"):
+        TraceTrainer(model=model_for(data), data=data, trace=trace, routing=other, algorithm="generalized-asyncsgd",
+                     device="cpu")
+    unknown = type(trace)(**{c: getattr(trace, c) for c in ("client", "dispatch_time", "downlink_end",
+                                                            "compute_start", "compute_end", "uplink_end",
+                                                            "completion_time", "dispatch_version", "applied_version")},
+                          n_clients=trace.n_clients, concurrency=trace.concurrency)
+    with pytest.raises(ValidationError, match="trace.routing"):
+        TraceTrainer(model=model_for(data), data=data, trace=unknown, routing=system.routing,
+                     algorithm="generalized-asyncsgd", device="cpu")

@@ -1,0 +1,162 @@
+"""Resumable experiments: one JSON record per job, saved the moment the job finishes.
+
+Every experiment of the toolkit (validation grid, closed forms vs simulation, algorithm
+comparisons) is a list of *jobs* -- deterministic functions of their parameters, each with a
+string id -- run on a backend of :func:`aflqueue.parallel.pmap`. :func:`run_jobs` skips jobs
+whose record is already on disk, so an interrupted experiment resumes where it stopped, and any
+backend produces the same files.
+
+Layout of a :class:`JobStore` folder:
+
+* ``cells/<id>.json`` -- the record, holding only what the job's inputs determine (identical
+  bytes on every backend and machine with the same code);
+* ``timings/<id>.json`` -- wall-clock measurements of that job (differ from run to run);
+* ``cells/corrupt/`` -- unreadable records moved aside (and recomputed) by :meth:`JobStore.done`.
+
+Every record carries the :func:`code_version` it was computed with, so that a report can list
+(or refuse) results from mixed versions of the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import ValidationError
+from ..io import atomic_write_json, read_json
+
+__all__ = ["JobStore", "run_jobs", "code_version"]
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    """Identity of the code that computes results: ``source`` (SHA-256 over the package's ``.py``
+    files, path and content, in sorted order: equal sources give equal hashes whatever the
+    checkout) and ``commit`` (git HEAD of the checkout, None outside one; informative only,
+    since committing results moves HEAD without changing the code)."""
+    h = hashlib.sha256()
+    for p in sorted(_PACKAGE.rglob("*.py")):
+        h.update(p.relative_to(_PACKAGE).as_posix().encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    commit = None
+    try:
+        r = subprocess.run(["git", "-C", str(_PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True,
+                           timeout=10)
+        if r.returncode == 0:
+            commit = r.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"source": h.hexdigest()[:16], "commit": commit}
+
+
+@dataclass(frozen=True)
+class JobStore:
+    """The folder of one experiment's records (module docstring)."""
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def cells(self) -> Path:
+        return self.folder / "cells"
+
+    def path(self, job_id: str) -> Path:
+        return self.cells / f"{job_id}.json"
+
+    def _valid(self, p: Path) -> dict[str, Any] | None:
+        try:
+            rec = read_json(p)
+        except ValidationError:
+            return None
+        return rec if isinstance(rec, dict) and rec.get("id") == p.stem else None
+
+    def done(self, say: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+        """Finished records by id. An unreadable record is moved to ``cells/corrupt/`` (named in
+        one line through ``say``) so that its job runs again."""
+        out: dict[str, dict[str, Any]] = {}
+        if not self.cells.is_dir():
+            return out
+        for p in sorted(self.cells.glob("*.json")):
+            rec = self._valid(p)
+            if rec is None:
+                bad = self.cells / "corrupt"
+                bad.mkdir(exist_ok=True)
+                k = 0
+                while (bad / f"{p.name}.{k}").exists():
+                    k += 1
+                p.replace(bad / f"{p.name}.{k}")
+                if say is not None:
+                    say(f"unreadable record {p} moved to {bad / f'{p.name}.{k}'}; its job runs again")
+                continue
+            out[p.stem] = rec
+        return out
+
+    def save(self, record: dict[str, Any]) -> Path:
+        """Write ``record`` (needs ``id``; an optional ``timing`` dict goes to ``timings/``).
+
+        The timing file is written first, so that a finished record always has its timings."""
+        rec = dict(record)
+        timing = rec.pop("timing", None)
+        if timing is not None:
+            atomic_write_json(self.folder / "timings" / f"{rec['id']}.json", timing)
+        return atomic_write_json(self.path(rec["id"]), rec)
+
+    def load(self) -> list[dict[str, Any]]:
+        """All finished records in id order, each with its timings under ``timing`` ({} if none)."""
+        out = []
+        for job_id, rec in sorted(self.done().items()):
+            t = self.folder / "timings" / f"{job_id}.json"
+            try:
+                rec["timing"] = read_json(t) if t.is_file() else {}
+            except ValidationError:
+                rec["timing"] = {}
+            out.append(rec)
+        return out
+
+
+def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]], store: JobStore, *,
+             backend: str = "serial", workers: int | None = None, address: str | None = None,
+             num_gpus: float = 0.0, progress: Callable[[str], None] | None = print, limit: int | None = None,
+             describe: Callable[[dict[str, Any]], str] | None = None) -> list[dict[str, Any]]:
+    """Run the jobs ``(id, args)`` whose record is missing and return every finished record.
+
+    ``fn(args)`` must be a module-level function returning a JSON-serialisable dict; the record
+    saved is that dict with ``id`` and ``code_version`` added (an ``timing`` entry, if any, goes to
+    ``timings/``). ``limit`` stops after that many new jobs (used to test interruption);
+    ``describe(record)`` adds a short result to each progress line.
+    """
+    from ..parallel import pmap
+
+    say = progress or (lambda s: None)
+    have = store.done(say)
+    todo = [(i, a) for i, a in jobs if i not in have]
+    if limit is not None:
+        todo = todo[:limit]
+    say(f"{len(todo)} job(s) to run ({backend}), {len(have)} already done")
+    t0 = time.perf_counter()
+    count = [0]
+    version = code_version()
+
+    def on_result(k: int, rec: dict[str, Any]) -> None:
+        rec = {"id": todo[k][0], "code_version": version, **rec}
+        store.save(rec)
+        count[0] += 1
+        wall = rec.get("timing", {}).get("wall_time")
+        extra = f": {describe(rec)}" if describe is not None else ""
+        say(f"[{count[0]}/{len(todo)}] {rec['id']}{extra} ({'' if wall is None else f'{wall:.1f} s, '}"
+            f"elapsed {time.perf_counter() - t0:.0f} s)")
+
+    pmap(fn, [a for _, a in todo], backend=backend, workers=workers, address=address, num_gpus=num_gpus,
+         on_result=on_result)
+    return store.load()

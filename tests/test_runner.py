@@ -1,0 +1,52 @@
+"""Resumable experiment runner: records saved as jobs finish, resume skips them, unreadable
+records are moved aside and recomputed, identical bytes on every backend."""
+
+import json
+
+import pytest
+
+from aflqueue.experiments.runner import JobStore, code_version, run_jobs
+
+
+def square_job(x):
+    return {"value": x * x, "timing": {"wall_time": 0.0}}
+
+
+JOBS = [(f"job{k}", k) for k in range(5)]
+
+
+def test_records_resume_and_identical_bytes(tmp_path):
+    first = run_jobs(JOBS, square_job, JobStore(tmp_path / "a"), progress=None, limit=2)
+    assert [r["id"] for r in first] == ["job0", "job1"]
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a" / "cells").glob("*.json")}
+    seen = []
+    recs = run_jobs(JOBS, square_job, JobStore(tmp_path / "a"), progress=seen.append)
+    assert seen[0].startswith("3 job(s) to run") and "2 already done" in seen[0]
+    assert [r["value"] for r in recs] == [0, 1, 4, 9, 16]
+    for name, t in before.items():  # finished records were not rewritten
+        assert (tmp_path / "a" / "cells" / name).stat().st_mtime_ns == t
+    assert all(r["code_version"] == code_version() and r["timing"] == {"wall_time": 0.0} for r in recs)
+    run_jobs(JOBS, square_job, JobStore(tmp_path / "b"), progress=None, backend="process", workers=2)
+    a = {p.name: p.read_bytes() for p in (tmp_path / "a" / "cells").glob("*.json")}
+    b = {p.name: p.read_bytes() for p in (tmp_path / "b" / "cells").glob("*.json")}
+    assert a == b and len(a) == 5
+    assert not list((tmp_path / "a").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("damage", [b"", b"{\"id\": ", b"\xff\xfe", b"[1, 2]", b'{"id": "other"}'])
+def test_unreadable_record_is_moved_aside_and_recomputed(tmp_path, damage):
+    store = JobStore(tmp_path)
+    run_jobs(JOBS, square_job, store, progress=None)
+    (tmp_path / "cells" / "job3.json").write_bytes(damage)
+    lines = []
+    recs = run_jobs(JOBS, square_job, store, progress=lines.append)
+    assert any("job3.json" in ln and "moved to" in ln for ln in lines)
+    assert [r["value"] for r in recs] == [0, 1, 4, 9, 16]
+    assert (tmp_path / "cells" / "corrupt" / "job3.json.0").read_bytes() == damage
+    assert json.loads((tmp_path / "cells" / "job3.json").read_text())["value"] == 9
+
+
+def test_code_version_is_a_source_hash():
+    v = code_version()
+    assert len(v["source"]) == 16 and int(v["source"], 16) >= 0
+    assert v["commit"] is None or len(v["commit"]) == 40
