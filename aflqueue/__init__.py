@@ -16,7 +16,16 @@ from .errors import ValidationError
 from .laws import law_from_spec
 from .system import Availability, Client, Stage, System, example_system, load_system
 
-__version__ = "0.1.0"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:  # pyproject.toml is the one place the version is written
+        return version("aflqueue")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _LAZY = {
     "analyze": ("aflqueue.queueing.analysis", "analyze"),

@@ -58,6 +58,97 @@ class Calibration:
                 "spread": self.spread, "settings": self.settings}
 
 
+class _LossModel:
+    """Loss and gradients of ``model`` at explicit parameters (``torch.func.functional_call``);
+    the model's own parameters are never modified."""
+
+    def __init__(self, model, loss: str, device, chunk: int):
+        import torch
+
+        self.torch = torch
+        self.model, self.loss, self.chunk = model, loss, chunk
+        self.dev = torch.device(device) if device is not None else next(model.parameters()).device
+        self.names = [k for k, _ in model.named_parameters()]
+        self.w0 = {k: v.detach().to(self.dev).clone() for k, v in model.named_parameters()}
+        self.buffers = {k: v.to(self.dev) for k, v in model.named_buffers()}
+        self.sizes = [v.numel() for v in self.w0.values()]
+
+    def _value(self, params, x, y):
+        from torch.func import functional_call
+
+        out = functional_call(self.model, {**params, **self.buffers}, (x,))
+        if self.loss == "cross_entropy":
+            return self.torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        return 0.5 * ((out - y.reshape(out.shape).to(out.dtype)) ** 2).sum()
+
+    def _grad(self, value, p):
+        return self.torch.cat([g.reshape(-1) for g in self.torch.autograd.grad(value, [p[k] for k in self.names])])
+
+    def full_loss_grad(self, params, data):
+        """Mean loss and its gradient (shape ``(P,)``) over a whole data set, in chunks."""
+        total, grad, N = 0.0, None, len(data.x)
+        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        for a in range(0, N, self.chunk):
+            x, y = data.x[a:a + self.chunk].to(self.dev), data.y[a:a + self.chunk].to(self.dev)
+            val = self._value(p, x, y)
+            g = self._grad(val, p)
+            grad = g if grad is None else grad + g
+            total += float(val.detach())
+        return total / N, grad / N
+
+    def batch_grad(self, params, data, idx):
+        """Minibatch gradient (shape ``(P,)``) on the samples ``idx``."""
+        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        x, y = data.x[idx].to(self.dev), data.y[idx].to(self.dev)
+        return self._grad(self._value(p, x, y) / len(idx), p)
+
+    def shifted(self, direction, length: float) -> dict:
+        """``w0 + length * direction / ||direction||`` as a parameter dict."""
+        d = direction / direction.norm() * length
+        parts = self.torch.split(d, self.sizes)
+        return {k: v + parts[j].reshape(v.shape) for j, (k, v) in enumerate(self.w0.items())}
+
+
+def _stochastic_moments(lm: _LossModel, clients: Sequence, full: list, batch_size: int, num_batches: int,
+                        gen) -> tuple[list[float], list[float]]:
+    """Per client: ``E ||g_B - grad f_i||^2`` (variance) and ``E ||g_B||^2`` over random minibatches."""
+    torch = lm.torch
+    var_i, sq_i = [], []
+    for c, g_i in zip(clients, full):
+        N = len(c.x)
+        b = min(batch_size, N)
+        v, sq = [], []
+        for _ in range(num_batches):
+            idx = torch.randperm(N, generator=gen)[:b]
+            gb = lm.batch_grad(lm.w0, c, idx)
+            v.append(float(((gb - g_i) ** 2).sum()))
+            sq.append(float((gb ** 2).sum()))
+        var_i.append(float(np.mean(v)))
+        sq_i.append(float(np.mean(sq)))
+    return var_i, sq_i
+
+
+def _smoothness_ratios(lm: _LossModel, clients: Sequence, g_mean, num_directions: int, radius: float,
+                       gen) -> list[float]:
+    """``||grad f(w0 + d) - grad f(w0)|| / ||d||`` along random and descent directions."""
+    torch = lm.torch
+    w_norm = math.sqrt(sum(float((v ** 2).sum()) for v in lm.w0.values()))
+    r = radius * max(w_norm, 1.0)
+
+    def grad_f(params):
+        return torch.stack([lm.full_loss_grad(params, c)[1] for c in clients]).mean(0)
+
+    ratios = []
+    for _ in range(num_directions):
+        d = torch.randn(g_mean.numel(), generator=gen).to(lm.dev)
+        ratios.append(float((grad_f(lm.shifted(d, r)) - g_mean).norm()) / r)
+    if float(g_mean.norm()) > 0:
+        for j in range(num_directions):
+            length = r * (j + 1) / num_directions
+            ratios.append(float((grad_f(lm.shifted(-g_mean, length)) - g_mean).norm()) / length)
+    return ratios
+
+
 def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bound: float = 0.0,
               batch_size: int = 32, num_batches: int = 8, num_directions: int = 8, radius: float = 1e-2,
               seed: int = 0, device: str | None = None, chunk: int = 1024) -> Calibration:
@@ -77,7 +168,6 @@ def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bo
         chunk: samples per forward pass when computing full gradients.
     """
     import torch
-    from torch.func import functional_call
 
     require(loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)} (got {loss!r})")
     require(len(clients) >= 1, "clients", "need at least one client data set")
@@ -86,80 +176,18 @@ def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bo
     require(radius > 0, "radius", f"must be > 0 (got {radius})")
     for i, c in enumerate(clients):
         require(len(c.x) >= 1, f"clients[{i}]", "has no samples")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    names = [k for k, _ in model.named_parameters()]
-    w0 = {k: v.detach().to(dev).clone() for k, v in model.named_parameters()}
-    buffers = {k: v.to(dev) for k, v in model.named_buffers()}
+    lm = _LossModel(model, loss, device, chunk)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def loss_fn(params, x, y):
-        out = functional_call(model, {**params, **buffers}, (x,))
-        if loss == "cross_entropy":
-            return torch.nn.functional.cross_entropy(out, y, reduction="sum")
-        return 0.5 * ((out - y.reshape(out.shape).to(out.dtype)) ** 2).sum()
-
-    def flat(grads) -> torch.Tensor:
-        return torch.cat([g.reshape(-1) for g in grads])
-
-    def full_loss_grad(params, data) -> tuple[float, torch.Tensor]:
-        """Mean loss and its gradient over a whole data set (chunked)."""
-        total, grad, N = 0.0, None, len(data.x)
-        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        for a in range(0, N, chunk):
-            x, y = data.x[a:a + chunk].to(dev), data.y[a:a + chunk].to(dev)
-            val = loss_fn(p, x, y)
-            g = flat(torch.autograd.grad(val, [p[k] for k in names]))
-            grad = g if grad is None else grad + g
-            total += float(val.detach())
-        return total / N, grad / N
-
-    def batch_grad(params, data, idx) -> torch.Tensor:
-        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        x, y = data.x[idx].to(dev), data.y[idx].to(dev)
-        val = loss_fn(p, x, y) / len(idx)
-        return flat(torch.autograd.grad(val, [p[k] for k in names]))
-
     losses, full = [], []
     for c in clients:
-        f_i, g_i = full_loss_grad(w0, c)
+        f_i, g_i = lm.full_loss_grad(lm.w0, c)
         losses.append(f_i)
         full.append(g_i)
-    G_full = torch.stack(full)  # (n, d)
+    G_full = torch.stack(full)  # (n, P)
     g_mean = G_full.mean(0)
     hetero = ((G_full - g_mean) ** 2).sum(1)  # per client ||grad f_i - grad f||^2
-    var_i, sq_i = [], []
-    for c, g_i in zip(clients, full):
-        N = len(c.x)
-        b = min(batch_size, N)
-        v, sq = [], []
-        for _ in range(num_batches):
-            idx = torch.randperm(N, generator=gen)[:b]
-            gb = batch_grad(w0, c, idx)
-            v.append(float(((gb - g_i) ** 2).sum()))
-            sq.append(float((gb ** 2).sum()))
-        var_i.append(float(np.mean(v)))
-        sq_i.append(float(np.mean(sq)))
-    # smoothness from gradient differences of f = mean_i f_i
-    w_norm = math.sqrt(sum(float((v ** 2).sum()) for v in w0.values()))
-    r = radius * max(w_norm, 1.0)
-    sizes = [v.numel() for v in w0.values()]
-
-    def grad_f(params) -> torch.Tensor:
-        return torch.stack([full_loss_grad(params, c)[1] for c in clients]).mean(0)
-
-    def shifted(direction: torch.Tensor, length: float) -> dict:
-        d = direction / direction.norm() * length
-        parts = torch.split(d, sizes)
-        return {k: v + parts[j].reshape(v.shape) for j, (k, v) in enumerate(w0.items())}
-
-    ratios = []
-    for j in range(num_directions):
-        d = torch.randn(g_mean.numel(), generator=gen).to(dev)
-        ratios.append(float((grad_f(shifted(d, r)) - g_mean).norm()) / r)
-    if float(g_mean.norm()) > 0:
-        for j in range(num_directions):
-            length = r * (j + 1) / num_directions
-            ratios.append(float((grad_f(shifted(-g_mean, length)) - g_mean).norm()) / length)
+    var_i, sq_i = _stochastic_moments(lm, clients, full, batch_size, num_batches, gen)
+    ratios = _smoothness_ratios(lm, clients, g_mean, num_directions, radius, gen)
     f0 = float(np.mean(losses))
     Delta = f0 - lower_bound
     if not (Delta > 0):

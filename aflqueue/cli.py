@@ -110,7 +110,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         d["n"] = system.n
         d["rates"] = system.rates.tolist()
         if args.gradient:
-            g = res.extras["gradients"]
+            g = res.gradients
             d["gradient"] = {
                 "d_throughput_d_routing": [None if x != x else float(x) for x in g.d_throughput],
                 "d_log_normalizing_constant_d_routing": [None if x != x else float(x) for x in g.d_log_normalizing_constant],
@@ -341,7 +341,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
-    parser.add_argument("--version", action="version", version="aflqueue 0.1.0")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

@@ -60,7 +60,7 @@ def analysis_table(system: "System", res: "Analysis", show_stations: bool = Fals
     if res.server is not None:
         c.print(f"central server: utilisation {fmt(res.server['utilization'])}, "
                 f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
-    g = res.extras.get("gradients")
+    g = res.gradients
     if g is not None:
         c.print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in g.d_throughput) + "]")
         c.print("d log G / d p_i = [" + ", ".join(fmt(v) for v in g.d_log_normalizing_constant) + "]")

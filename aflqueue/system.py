@@ -91,10 +91,6 @@ class Availability:
         require(isinstance(self.on, ServiceLaw), "availability.on", "must be a duration law")
         require(isinstance(self.off, ServiceLaw), "availability.off", "must be a duration law")
 
-    @property
-    def fraction_on(self) -> float:
-        return self.on.mean / (self.on.mean + self.off.mean)
-
     def to_dict(self) -> dict[str, Any]:
         return {"on": self.on.to_dict(), "off": self.off.to_dict(), "start_on": self.start_on}
 

@@ -58,9 +58,9 @@ def test_against_finite_differences(system):
     tiny = 1e-12 * scale(g.d_throughput)  # entries ~1e-15 differ between backends' summation orders
     np.testing.assert_allclose(J.throughput, g.d_throughput, rtol=1e-11, atol=tiny)
     # analyze(gradient=True) reuses the same pass
-    ga = analyze(system, gradient=True).extras["gradients"]
+    ga = analyze(system, gradient=True).gradients
     np.testing.assert_allclose(ga.d_throughput, g.d_throughput, rtol=1e-11, atol=tiny)
-    gc = analyze(system, method="convolution", gradient=True).extras["gradients"]
+    gc = analyze(system, method="convolution", gradient=True).gradients
     np.testing.assert_allclose(gc.d_throughput, g.d_throughput, rtol=1e-8, atol=1e-10 * scale(g.d_throughput))
 
 

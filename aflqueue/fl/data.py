@@ -675,46 +675,72 @@ def make_federated(
         ValidationError: bad parameters, or a client would receive no samples.
     """
     k = check_integer(num_clients, "num_clients", 1)
-    kind = str(partition).lower()
-    if kind not in _partitioning.PARTITION_KINDS:
-        raise ValidationError(
-            "partition", f"unknown kind {partition!r}; allowed: {', '.join(_partitioning.PARTITION_KINDS)}"
-        )
+    kind, params = _partition_params(partition, alpha, classes_per_client, quantity_alpha)
     seed = check_integer(seed, "seed", 0)
     frac = check_fraction(unlabeled_fraction, "unlabeled_fraction", allow_zero=True)
     for field_name, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None:
             check_integer(value, field_name, 1)
-    params: dict[str, Any] = {
+    train, test = load_dataset(name, data_root, seed=seed, **options)
+    sub_train, sub_test, carve, split = np.random.SeedSequence(seed).spawn(4)
+    train = _random_subset(train, max_train, sub_train)
+    test = _random_subset(test, max_test, sub_test)
+    unlabeled, train = _carve_unlabeled(train, frac, k, carve)
+    clients = _split_among_clients(train, kind, params, k, int(split.generate_state(1)[0]))
+    return FederatedData(
+        clients=clients,
+        test=test,
+        unlabeled=unlabeled,
+        num_classes=train.num_classes,
+        input_shape=train.input_shape,
+        name=train.name,
+        partition={"kind": kind, **params},
+    )
+
+
+def _partition_params(partition: Any, alpha: float, classes_per_client: int,
+                      quantity_alpha: float) -> tuple[str, dict[str, Any]]:
+    """The partition kind and the parameters its scheme takes, under the scheme's own names."""
+    kind = str(partition).lower()
+    if kind not in _partitioning.PARTITION_KINDS:
+        raise ValidationError(
+            "partition", f"unknown kind {partition!r}; allowed: {', '.join(_partitioning.PARTITION_KINDS)}"
+        )
+    return kind, {
         "iid": {},
         "dirichlet": {"alpha": alpha},
         "k_classes": {"k": classes_per_client},
         "quantity_skew": {"alpha": quantity_alpha},
     }[kind]
 
-    train, test = load_dataset(name, data_root, seed=seed, **options)
-    sub_train, sub_test, carve, split = np.random.SeedSequence(seed).spawn(4)
-    if max_train is not None and max_train < len(train):
-        train = train.subset(np.sort(np.random.default_rng(sub_train).choice(len(train), max_train, replace=False)))
-    if max_test is not None and max_test < len(test):
-        test = test.subset(np.sort(np.random.default_rng(sub_test).choice(len(test), max_test, replace=False)))
 
-    unlabeled: Dataset | None = None
-    if frac > 0:
-        n_unl = max(1, int(round(frac * len(train))))
-        if len(train) - n_unl < k:
-            raise ValidationError(
-                "unlabeled_fraction",
-                f"{frac} of {len(train)} training samples leaves {len(train) - n_unl} for {k} clients; "
-                "every client needs at least one, so lower unlabeled_fraction or num_clients",
-            )
-        perm = np.random.default_rng(carve).permutation(len(train))
-        unlabeled = train.subset(np.sort(perm[:n_unl])).without_labels()
-        train = train.subset(np.sort(perm[n_unl:]))
+def _random_subset(data: Dataset, size: int | None, seed: np.random.SeedSequence) -> Dataset:
+    """A uniformly random ``size`` samples (in their original order), or all of them."""
+    if size is None or size >= len(data):
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), size, replace=False)))
 
-    labels = train.y.cpu().numpy()
+
+def _carve_unlabeled(train: Dataset, frac: float, k: int,
+                     seed: np.random.SeedSequence) -> tuple[Dataset | None, Dataset]:
+    """Set aside ``frac`` of the training set (at least one sample), labels dropped, for the server."""
+    if frac <= 0:
+        return None, train
+    n_unl = max(1, int(round(frac * len(train))))
+    if len(train) - n_unl < k:
+        raise ValidationError(
+            "unlabeled_fraction",
+            f"{frac} of {len(train)} training samples leaves {len(train) - n_unl} for {k} clients; "
+            "every client needs at least one, so lower unlabeled_fraction or num_clients",
+        )
+    perm = np.random.default_rng(seed).permutation(len(train))
+    return train.subset(np.sort(perm[:n_unl])).without_labels(), train.subset(np.sort(perm[n_unl:]))
+
+
+def _split_among_clients(train: Dataset, kind: str, params: dict[str, Any], k: int, seed: int) -> list[Dataset]:
+    """Partition ``train`` among ``k`` clients; every client must receive a sample."""
     try:
-        parts = _partitioning.partition(kind, labels, k, int(split.generate_state(1)[0]), **params)
+        parts = _partitioning.partition(kind, train.y.cpu().numpy(), k, seed, **params)
     except ValidationError as exc:
         # Report the scheme's parameter under the name the caller used for it.
         renamed = {"k": "classes_per_client", "alpha": "quantity_alpha" if kind == "quantity_skew" else "alpha"}
@@ -727,12 +753,4 @@ def make_federated(
         raise ValidationError(
             "num_clients", f"clients {empty[:10]} received no samples; use fewer clients or another partition"
         )
-    return FederatedData(
-        clients=clients,
-        test=test,
-        unlabeled=unlabeled,
-        num_classes=train.num_classes,
-        input_shape=train.input_shape,
-        name=train.name,
-        partition={"kind": kind, **params},
-    )
+    return clients

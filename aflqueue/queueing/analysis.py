@@ -13,7 +13,7 @@ arrival theorem: the ``m - 1`` other tasks seen at an update follow ``pi_{m-1}``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -74,6 +74,8 @@ class Analysis:
         stations: per-station metrics.
         server: CS metrics ``{utilization, mean_queue_length, mean_response_time}`` or None.
         method: ``"mva"`` or ``"convolution"``.
+        gradients: exact :class:`~aflqueue.queueing.gradients.RoutingGradients` when asked for
+            (``analyze(..., gradient=True)``), else None.
     """
 
     routing: np.ndarray
@@ -91,7 +93,7 @@ class Analysis:
     stations: StationMetrics
     server: dict[str, float] | None = None
     method: str = "mva"
-    extras: dict[str, Any] = field(default_factory=dict)
+    gradients: Any = None
 
     @property
     def n(self) -> int:
@@ -139,7 +141,7 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
     ``"convolution"`` computes log-space normalising constants and queue lengths from them
     (``O(S m)`` plus ``O(m^2)`` if delay stations exist). Both are exact and agree to ~1e-12.
 
-    ``gradient=True`` also returns, in ``extras["gradients"]``, the exact
+    ``gradient=True`` also returns, in ``gradients``, the exact
     :class:`~aflqueue.queueing.gradients.RoutingGradients` (``d lambda / d p``, ``d log G / d p`` and
     their log-rate versions), from the same MVA pass at no extra cost. For gradients of queue
     lengths or delays use :func:`~aflqueue.queueing.gradients.metrics_vjp` or
@@ -150,13 +152,13 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
     """
     net = network_of(system)
     m = system.concurrency
-    extras: dict[str, Any] = {}
+    grads = None
     if method == "mva":
         res = mva(net.demands, net.is_delay, m, backend=backend)
         if gradient:
             from .gradients import gradients_from_mva
 
-            extras["gradients"] = gradients_from_mva(net, res, system.routing)
+            grads = gradients_from_mva(net, res, system.routing)
         lam_m = float(res.throughput[m])
         logG = float(res.log_normalizing_constants[m])
         q, q_prev = res.queue_lengths, res.queue_lengths_prev
@@ -169,12 +171,10 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
         if gradient:
             from .gradients import gradients_from_queues
 
-            extras["gradients"] = gradients_from_queues(net, lam_m, logG, q, q_prev, system.routing)
+            grads = gradients_from_queues(net, lam_m, logG, q, q_prev, system.routing)
     else:
         raise ValueError(f"method: must be 'mva' or 'convolution' (got {method!r})")
-    out = _metrics(system, net, lam_m, logG, q, q_prev, method)
-    out.extras.update(extras)
-    return out
+    return replace(_metrics(system, net, lam_m, logG, q, q_prev, method), gradients=grads)
 
 
 def _metrics(system: System, net: Network, lam: float, logG: float, q: np.ndarray, q_prev: np.ndarray,

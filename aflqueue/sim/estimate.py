@@ -18,7 +18,7 @@ central server), ``utilization`` is the busy fraction of the compute stage,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,7 +52,6 @@ class SimulationEstimates:
     batches: int
     confidence: float
     method: str
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
