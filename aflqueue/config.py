@@ -7,21 +7,43 @@ evaluation, checkpoints, execution). Every field has a default; the defaults are
 configuration of ``aflqueue train`` (digits, 10 clients, two speed groups 10x apart).
 
 Overrides use dotted keys: ``--set local.lr=0.1 --set routing.kind=optimal``.
+
+No default silently overrides a value the user gave:
+
+* the budget: ``run.updates`` defaults to 1500 *only if* neither ``run.updates`` nor
+  ``run.time_budget`` (nor a ``run.trace``) is given; with both, the first reached ends the run
+  and the result says which (``stopped_by``);
+* a value that the chosen mode would ignore is an error, e.g. ``routing.values`` with
+  ``routing.kind = "uniform"``, ``system.rates`` with a profile other than ``custom``, or
+  ``data.alpha`` with a partition other than ``dirichlet`` (see :func:`load_config`).
+
+Every field is type-checked (a string where a number belongs, a bool where an integer belongs,
+``null`` for a required value...) and range-checked, with one-line errors naming the field.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from .errors import ValidationError, require
+from .errors import ValidationError, check_fraction, check_integer, check_number, check_positive, require
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingConfig", "LocalSection",
-           "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates"]
+           "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates", "with_updates",
+           "DEFAULT_UPDATES", "STEP_SIZE_RULES"]
+
+#: Arrivals of the embedded default run, used only when no budget is given.
+DEFAULT_UPDATES = 1500
+#: How ``routing.kind = "optimal"`` sets the learning rate (see :class:`RoutingConfig`).
+STEP_SIZE_RULES = ("optimal", "fixed")
+_OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
 
 
 @dataclass
@@ -65,15 +87,23 @@ class SystemConfig:
 class RoutingConfig:
     """``kind``: ``uniform``, ``optimal`` (minimise ``objective`` with ``aflqueue.optimize``) or
     ``explicit`` (``values``). ``concurrency_range = [lo, hi]`` also optimises ``m``.
-    ``constants``: proxy constants, or ``"calibrate"`` to estimate them from the initial model."""
+    ``constants``: proxy constants, or ``"calibrate"`` to estimate them from the initial model.
+
+    ``step_size`` (``optimal`` only): ``"optimal"`` (default) trains with the optimiser's whole
+    operating point -- routing, concurrency and step size: the local learning rate becomes
+    ``local.lr * eta*(p*, m*) / eta*(uniform, n)``, the proxy's optimal step at the optimum over
+    its optimal step for AsyncSGD (uniform routing, ``m = n``) on the same budget, so that
+    ``local.lr`` keeps meaning "the AsyncSGD learning rate"; ``"fixed"`` keeps ``local.lr``.
+    """
 
     kind: str = "uniform"
     values: list[float] = field(default_factory=list)
-    objective: str = "wallclock"
+    objective: str = "wall-clock"
     p_min: float = 1e-3
     concurrency_range: list[int] = field(default_factory=list)
     constants: Any = field(default_factory=dict)
     epsilon: float | None = None
+    step_size: str = "optimal"
 
 
 @dataclass
@@ -93,10 +123,12 @@ class AlgorithmConfig:
 
 @dataclass
 class RunSection:
-    """Budget: ``time_budget`` (simulated time units) or ``updates`` (arrivals); with both, the
-    first reached. ``trace``: replay a saved trace instead of simulating."""
+    """Budget: ``time_budget`` (simulated time units) and/or ``updates`` (arrivals); with both,
+    the first reached; with neither (and no ``trace``), :data:`DEFAULT_UPDATES` updates.
+    ``trace``: replay a saved trace instead of simulating. ``max_memory_gb``: refuse, before
+    starting, a run whose schedule and logs would need more memory than this."""
 
-    updates: int | None = 1500
+    updates: int | None = None
     time_budget: float | None = None
     eval_every: int = 100
     eval_times: int = 0
@@ -106,6 +138,7 @@ class RunSection:
     engine: str = "auto"
     trace: str | None = None
     threads: int = 1  # torch intra-op threads on CPU; small models lose time to thread spinning
+    max_memory_gb: float = 4.0
 
 
 @dataclass
@@ -122,6 +155,11 @@ class TrainConfig:
     run: RunSection = field(default_factory=RunSection)
 
     def __post_init__(self):
+        _check_types(self, "")
+        r = self.run
+        if r.updates is None and r.time_budget is None and r.trace is None:
+            r.updates = DEFAULT_UPDATES
+        self.routing.objective = _OBJECTIVE_ALIASES.get(self.routing.objective, self.routing.objective)
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,66 +170,222 @@ class TrainConfig:
         return _from_mapping(cls, d, "")
 
 
+# --------------------------------------------------------------------------- types
+def _type_ok(value: Any, tp: Any) -> bool:
+    if tp is Any:
+        return True
+    origin = get_origin(tp)
+    if origin is Union or (origin is not None and type(tp).__name__ == "UnionType"):
+        return any(_type_ok(value, a) for a in get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = get_args(tp)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+             type(None): "null"}
+    if tp in names:
+        return names[tp]
+    origin = get_origin(tp)
+    if origin is Union or type(tp).__name__ == "UnionType":
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0]).split(' ', 1)[-1]}s"
+    if origin is dict:
+        return "a table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    """Every field of a (nested) config dataclass has its annotated type; ints become floats
+    where a float is expected."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if is_dataclass(v):
+            _check_types(v, name + ".")
+            continue
+        tp = hints[f.name]
+        if not _type_ok(v, tp):
+            raise ValidationError(name, f"must be {_type_name(tp)} (got {v!r})")
+        if tp in (float, float | None) and isinstance(v, int) and not isinstance(v, bool):
+            setattr(obj, f.name, float(v))
+        if get_origin(tp) is list and get_args(tp)[0] is float:
+            setattr(obj, f.name, [float(x) for x in v])
+
+
 def _from_mapping(cls, d: Mapping[str, Any], prefix: str):
-    require(isinstance(d, Mapping), prefix or "config", "must be a table")
+    require(isinstance(d, Mapping), prefix.rstrip(".") or "config", f"must be a table (got {type(d).__name__})")
     names = {f.name: f for f in fields(cls)}
     unknown = set(d) - set(names)
-    require(not unknown, prefix or "config", f"unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
+    require(not unknown, prefix.rstrip(".") or "config",
+            f"unknown key(s) {sorted(map(str, unknown))}; allowed: {sorted(names)}")
     kw = {}
     for k, v in d.items():
         f = names[k]
         default = f.default_factory() if callable(f.default_factory) else None  # type: ignore[misc]
         kw[k] = _from_mapping(type(default), v, f"{prefix}{k}.") if is_dataclass(default) else v
-    try:
-        return cls(**kw)
-    except TypeError as e:  # a wrong type that the dataclass itself rejects
-        raise ValidationError(prefix.rstrip(".") or "config", str(e)) from None
+    return cls(**kw)  # sections are type-checked with the whole configuration
+
+
+# --------------------------------------------------------------------------- ranges
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 def validate(c: TrainConfig) -> None:
     """Range checks that need no data (the rest is checked where it is used)."""
-    require(isinstance(c.seed, int) and c.seed >= 0, "seed", f"must be an integer >= 0 (got {c.seed!r})")
     from .system import SPEED_PROFILES
 
-    require(c.system.profile in SPEED_PROFILES, "system.profile",
-            f"must be one of {', '.join(SPEED_PROFILES)} (got {c.system.profile!r})")
-    require(c.system.fast_rate > 0, "system.fast_rate", f"must be > 0 (got {c.system.fast_rate})")
-    require(c.system.slow_factor > 0, "system.slow_factor", f"must be > 0 (got {c.system.slow_factor})")
-    require(isinstance(c.system.concurrency, int) and c.system.concurrency >= 0, "system.concurrency",
-            f"must be an integer >= 0 (0 = n) (got {c.system.concurrency!r})")
-    require(c.routing.kind in ("uniform", "optimal", "explicit"), "routing.kind",
-            f"must be uniform, optimal or explicit (got {c.routing.kind!r})")
-    require(isinstance(c.data.clients, int) and c.data.clients >= 1, "data.clients",
-            f"must be an integer >= 1 (got {c.data.clients!r})")
-    r = c.run
-    require(r.updates is not None or r.time_budget is not None or r.trace is not None, "run",
-            "give run.updates or run.time_budget (or a run.trace to replay)")
-    if r.updates is not None:
-        require(isinstance(r.updates, int) and r.updates >= 1, "run.updates", f"must be an integer >= 1 (got {r.updates!r})")
-    if r.time_budget is not None:
-        require(r.time_budget > 0, "run.time_budget", f"must be > 0 (got {r.time_budget})")
-    require(r.engine in ("auto", "simpy", "fast"), "run.engine", f"must be auto, simpy or fast (got {r.engine!r})")
-    require(isinstance(r.threads, int) and r.threads >= 1, "run.threads", f"must be an integer >= 1 (got {r.threads!r})")
+    require(c.output.strip() != "", "output", "must be a folder path (got an empty string)")
+    check_integer(c.seed, "seed", 0, 2**32 - 1)
+    require(bool(_DEVICE.match(c.device)), "device", f"must be auto, cpu, cuda or cuda:K (got {c.device!r})")
+    d = c.data
+    check_integer(d.clients, "data.clients", 1, 100_000)
+    check_positive(d.alpha, "data.alpha")
+    check_integer(d.classes_per_client, "data.classes_per_client", 1)
+    check_positive(d.quantity_alpha, "data.quantity_alpha")
+    check_fraction(d.unlabeled_fraction, "data.unlabeled_fraction")
+    for name in ("max_train", "max_test"):
+        if getattr(d, name) is not None:
+            check_integer(getattr(d, name), f"data.{name}", 1)
+    s = c.system
+    require(s.profile in SPEED_PROFILES, "system.profile",
+            f"must be one of {', '.join(SPEED_PROFILES)} (got {s.profile!r})")
+    check_positive(s.fast_rate, "system.fast_rate")
+    check_positive(s.slow_factor, "system.slow_factor")
+    check_number(s.spread, "system.spread", 1.0)
+    check_integer(s.concurrency, "system.concurrency", 0, 100_000)
+    for j, x in enumerate(s.rates):
+        check_positive(x, f"system.rates[{j}]")
+    r = c.routing
+    require(r.kind in ("uniform", "optimal", "explicit"), "routing.kind",
+            f"must be uniform, optimal or explicit (got {r.kind!r})")
+    check_fraction(r.p_min, "routing.p_min")
+    if r.epsilon is not None:
+        check_positive(r.epsilon, "routing.epsilon")
+    require(r.step_size in STEP_SIZE_RULES, "routing.step_size",
+            f"must be one of {', '.join(STEP_SIZE_RULES)} (got {r.step_size!r})")
+    require(isinstance(r.constants, dict) or r.constants == "calibrate", "routing.constants",
+            f"must be a table of constants or \"calibrate\" (got {r.constants!r})")
+    if r.concurrency_range:
+        require(len(r.concurrency_range) == 2, "routing.concurrency_range",
+                f"must be [lo, hi] (got {r.concurrency_range})")
+        lo, hi = r.concurrency_range
+        require(1 <= lo <= hi <= 100_000, "routing.concurrency_range",
+                f"must satisfy 1 <= lo <= hi <= 100000 (got {r.concurrency_range})")
+    lc = c.local
+    check_integer(lc.steps, "local.steps", 1, 100_000)
+    check_number(lc.lr, "local.lr", 0.0, 100.0, lo_open=True)
+    check_integer(lc.batch_size, "local.batch_size", 1)
+    require(lc.optimizer in ("sgd", "adam"), "local.optimizer", f"must be sgd or adam (got {lc.optimizer!r})")
+    check_number(lc.weight_decay, "local.weight_decay", 0.0)
+    run = c.run
+    if run.updates is not None:
+        check_integer(run.updates, "run.updates", 1, 10**9)
+    if run.time_budget is not None:
+        check_positive(run.time_budget, "run.time_budget")
+    check_integer(run.eval_every, "run.eval_every", 0)
+    check_integer(run.eval_times, "run.eval_times", 0, 100_000)
+    check_integer(run.checkpoint_every, "run.checkpoint_every", 0)
+    if run.max_batch is not None:
+        check_integer(run.max_batch, "run.max_batch", 1, 65_536)
+    require(run.engine in ("auto", "simpy", "fast"), "run.engine", f"must be auto, simpy or fast (got {run.engine!r})")
+    # more threads than cores only spin, and torch crashes on absurd counts
+    check_integer(run.threads, "run.threads", 1, max(1, os.cpu_count() or 1))
+    check_positive(run.max_memory_gb, "run.max_memory_gb")
+
+
+# Keys whose value the chosen mode would ignore: (key, condition under which it is used).
+_ONLY_WHEN: tuple[tuple[str, str, Any], ...] = (
+    ("routing.values", "routing.kind", "explicit"),
+    ("routing.objective", "routing.kind", "optimal"),
+    ("routing.p_min", "routing.kind", "optimal"),
+    ("routing.concurrency_range", "routing.kind", "optimal"),
+    ("routing.constants", "routing.kind", "optimal"),
+    ("routing.epsilon", "routing.kind", "optimal"),
+    ("routing.step_size", "routing.kind", "optimal"),
+    ("system.rates", "system.profile", "custom"),
+    ("system.slow_factor", "system.profile", "two-groups"),
+    ("system.spread", "system.profile", "five-types"),
+    ("data.alpha", "data.partition", "dirichlet"),
+    ("data.classes_per_client", "data.partition", "k_classes"),
+    ("data.quantity_alpha", "data.partition", "quantity_skew"),
+)
+
+
+def _get(cfg: TrainConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_explicit(cfg: TrainConfig, explicit: set[str]) -> None:
+    """Refuse a user-given value that the configuration's mode would silently ignore."""
+    for key, mode_key, mode in _ONLY_WHEN:
+        if key in explicit and _get(cfg, mode_key) != mode:
+            raise ValidationError(key, f"is used only with {mode_key} = {mode!r} (it is {_get(cfg, mode_key)!r}); "
+                                       f"set {mode_key} = {json.dumps(mode)} or drop {key}")
+    if "system.file" in explicit and cfg.system.file:
+        clash = sorted(k for k in explicit if k.startswith("system.") and k not in ("system.file", "system.concurrency"))
+        require(not clash, clash[0] if clash else "system", "cannot be combined with system.file (the file "
+                                                            "describes the clients); edit the file instead")
+    if "system.fast_rate" in explicit:
+        require(cfg.system.profile in ("two-groups", "homogeneous"), "system.fast_rate",
+                f"is used only with the two-groups or homogeneous profile (it is {cfg.system.profile!r})")
+
+
+# --------------------------------------------------------------------------- loading
+def _raw_defaults() -> dict[str, Any]:
+    """The defaults before budget resolution (so that a given time budget is not joined by the
+    default update budget)."""
+    top = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default_factory)}  # type: ignore[misc]
+    sections = {f.name: asdict(f.default_factory()) for f in fields(TrainConfig) if callable(f.default_factory)}  # type: ignore[misc]
+    return {**top, **sections}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """The embedded default, updated by a TOML/YAML/JSON file and by ``key=value`` overrides."""
-    base = TrainConfig().to_dict()
+    """The embedded default, updated by a TOML/YAML/JSON file and by ``key=value`` overrides.
+
+    Values given in the file or the overrides that their mode would ignore are refused
+    (:func:`check_explicit`)."""
+    base = _raw_defaults()
+    explicit: set[str] = set()
     if path is not None:
         from .system import read_mapping
 
-        _deep_update(base, read_mapping(path), "")
+        _deep_update(base, read_mapping(path), "", explicit)
+    _apply(base, overrides or [], explicit)
     cfg = TrainConfig.from_dict(base)
-    return apply_overrides(cfg, overrides or [])
+    check_explicit(cfg, explicit)
+    return cfg
 
 
-def _deep_update(dst: dict, src: Mapping, prefix: str) -> None:
+def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> None:
     for k, v in src.items():
-        require(k in dst, f"{prefix}{k}", f"unknown key; allowed here: {sorted(dst)}")
-        if isinstance(dst[k], dict) and isinstance(v, Mapping) and k not in ("options", "params", "constants"):
-            _deep_update(dst[k], v, f"{prefix}{k}.")
+        key = f"{prefix}{k}"
+        require(isinstance(k, str) and k in dst, key, f"unknown key; allowed here: {sorted(dst)}")
+        if isinstance(dst[k], dict) and k not in ("options", "params", "constants"):
+            require(isinstance(v, Mapping), key, f"must be a table (got {v!r})")
+            _deep_update(dst[k], v, f"{key}.", explicit)
         else:
             dst[k] = v
+            explicit.add(key)
 
 
 def _parse_value(text: str) -> Any:
@@ -204,11 +398,9 @@ def _parse_value(text: str) -> Any:
         return t
 
 
-def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``section.key=value`` strings (values parsed as JSON when possible)."""
-    d = cfg.to_dict()
+def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
     for item in overrides:
-        require("=" in item, "set", f"{item!r} must look like section.key=value")
+        require(isinstance(item, str) and "=" in item, "set", f"{item!r} must look like section.key=value")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         node = d
@@ -216,10 +408,25 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
             require(isinstance(node, dict) and p in node, "set", f"unknown section {p!r} in {key!r}")
             node = node[p]
         leaf = parts[-1]
-        require(isinstance(node, dict) and (leaf in node or parts[-2:-1] in (["options"], ["params"], ["constants"])),
-                "set", f"unknown key {key!r}")
+        free = parts[-2:-1] in (["options"], ["params"], ["constants"])
+        require(isinstance(node, dict) and (leaf in node or free), "set", f"unknown key {key!r}")
+        if isinstance(node.get(leaf), dict) and leaf not in ("options", "params", "constants") and not free:
+            raise ValidationError("set", f"{key!r} is a section; set one of its keys ({', '.join(sorted(node[leaf]))})")
         node[leaf] = _parse_value(value)
-    return TrainConfig.from_dict(d)
+        explicit.add(key.strip() if not free else ".".join(parts[:-1]))
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.key=value`` strings (values parsed as JSON when possible) to ``cfg``."""
+    d = cfg.to_dict()
+    explicit: set[str] = set()
+    _apply(d, overrides, explicit)
+    if "run.time_budget" in explicit and "run.updates" not in explicit and cfg.run.updates == DEFAULT_UPDATES:
+        # the default update budget must not cut short the time budget the user now gives
+        d["run"]["updates"] = None
+    out = TrainConfig.from_dict(d)
+    check_explicit(out, explicit)
+    return out
 
 
 def system_rates(cfg: SystemConfig, n: int) -> np.ndarray:

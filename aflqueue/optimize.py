@@ -4,7 +4,7 @@ Problems, all over ``p`` in the capped simplex ``{p_min <= p_i <= p_max, sum p =
 integer concurrency ``m`` in a range:
 
 * ``per-update`` (P1): minimise ``U(p, m; K)``;
-* ``wallclock`` (P2): minimise ``W(p, m; tau) = U(K = lambda tau)``;
+* ``wall-clock`` (P2; ``wallclock`` is accepted too): minimise ``W(p, m; tau) = U(K = lambda tau)``;
 * ``time-to-accuracy`` (P3): minimise ``E[T_eps] = K_eps / lambda``;
 * ``energy``: minimise the energy to accuracy ``P(p, m) E[T_eps]``;
 * ``tradeoff`` (P4): minimise ``r E/E* + (1 - r) T/T*`` (``E*``, ``T*`` the separate optima);
@@ -47,8 +47,10 @@ from .system import System
 __all__ = ["OBJECTIVES", "OptimizationProblem", "OptimizationResult", "Evaluation", "evaluate", "assess", "optimize",
            "optimize_routing", "pareto_front", "project_capped_simplex", "kkt_residual"]
 
-OBJECTIVES = ("per-update", "wallclock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
-_USES_S = {"per-update", "wallclock", "time-to-accuracy", "energy", "tradeoff"}
+OBJECTIVES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
+#: Old spellings still accepted.
+OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
+_USES_S = {"per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff"}
 
 
 # --------------------------------------------------------------------------- problem
@@ -75,7 +77,7 @@ class OptimizationProblem:
     """
 
     system: System
-    objective: str = "wallclock"
+    objective: str = "wall-clock"
     constants: ProxyConstants = field(default_factory=ProxyConstants)
     updates: float | None = None
     time_budget: float | None = None
@@ -89,6 +91,7 @@ class OptimizationProblem:
     reference: tuple[float, float] | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "objective", OBJECTIVE_ALIASES.get(self.objective, self.objective))
         require(self.objective in OBJECTIVES, "objective",
                 f"unknown objective {self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
         require(isinstance(self.constants, ProxyConstants), "constants", "must be a ProxyConstants")
@@ -163,7 +166,7 @@ class _Objective:
     def __init__(self, problem: OptimizationProblem):
         self.pb = problem
         self.kind = problem.objective
-        self.tau = problem.resolved_time_budget() if self.kind == "wallclock" else problem.time_budget
+        self.tau = problem.resolved_time_budget() if self.kind == "wall-clock" else problem.time_budget
         self.evaluations = 0
         sysm = problem.system
         comm_time = np.array([(0 if cl.downlink is None else 1 / cl.downlink.rate) +
@@ -193,7 +196,7 @@ class _Objective:
             u = per_update_proxy(const, S1, g_S1, S2, g_S2, pb.updates)
             val, grad, eta = u.value, u.gradient, u.eta
             prox.update(per_update=val)
-        elif kind == "wallclock":
+        elif kind == "wall-clock":
             w = wallclock_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, self.tau, pb.dispersion)
             val, grad, eta = w.value, w.gradient, w.eta
             prox.update(wallclock=val, updates_in_budget=lam * self.tau)
@@ -233,7 +236,7 @@ def assess(problem: OptimizationProblem, routing: Sequence[float], concurrency: 
     step sizes each one uses. Useful to compare routings found for different objectives."""
     m = problem.baseline_concurrency if concurrency is None else int(concurrency)
     out: dict[str, Any] = {"routing": [float(x) for x in routing], "concurrency": m}
-    for kind in ("per-update", "wallclock", "time-to-accuracy"):
+    for kind in ("per-update", "wall-clock", "time-to-accuracy"):
         ev = evaluate(replace(problem, objective=kind), routing, m)
         out.update({k: v for k, v in ev.proxies.items()})
         out[f"eta_{kind}"] = ev.eta

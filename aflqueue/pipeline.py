@@ -14,7 +14,6 @@ depends only on torch, the trace type and its own modules.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +23,26 @@ import numpy as np
 
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
+from .io import atomic_write_json
 from .sim.trace import Trace
 from .system import System, load_system
 
 __all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model"]
 
 
+#: Bytes held per scheduled update: the trace's 9 columns plus the trainer's per-arrival log and
+#: bookkeeping (measured ~200 B; rounded up).
+BYTES_PER_UPDATE = 256
+
+
 @dataclass
 class Prepared:
-    """Everything a run needs, resolved from the configuration."""
+    """Everything a run needs, resolved from the configuration.
+
+    ``lr`` is the local learning rate the run trains with and ``step_size`` says where it came
+    from (``rule``: ``"fixed"`` = ``local.lr``; ``"optimal"`` = ``local.lr`` times ``ratio``, the
+    optimiser's step size over its step size for uniform routing, see
+    :class:`~aflqueue.config.RoutingConfig`)."""
 
     config: TrainConfig
     system: System
@@ -43,6 +53,8 @@ class Prepared:
     optimization: Any = None
     constants: Any = None
     predicted: dict[str, Any] = field(default_factory=dict)
+    lr: float = 0.0
+    step_size: dict[str, Any] = field(default_factory=dict)
 
 
 def build_system(cfg: TrainConfig, n: int) -> System:
@@ -89,60 +101,94 @@ def build_data_and_model(cfg: TrainConfig):
     return data, model
 
 
+def check_memory(system: System, updates: int | None, time_budget: float | None, max_memory_gb: float) -> int:
+    """Updates the run will schedule (estimated from the exact throughput for a time budget);
+    refuse, before any work, a run that would need more than ``max_memory_gb``."""
+    from .queueing.analysis import analyze
+
+    U = updates
+    if time_budget is not None:
+        est = int(math.ceil(analyze(system).throughput * time_budget * 1.25)) + 50
+        U = est if updates is None else min(est, updates)
+    need = (U + system.concurrency) * BYTES_PER_UPDATE / 2**30
+    require(need <= max_memory_gb, "run.max_memory_gb",
+            f"the run schedules about {U:,} updates, about {need:.1f} GB (> {max_memory_gb:g} GB); lower "
+            "run.time_budget / run.updates, or raise run.max_memory_gb if the machine has the memory")
+    return int(U)
+
+
+def _routing(cfg: TrainConfig, system: System, data, model):
+    """``(routing, optimisation result or None, constants or None)`` for the configured kind."""
+    n, r, run = system.n, cfg.routing, cfg.run
+    if r.kind == "uniform":
+        return np.full(n, 1.0 / n), None, None
+    if r.kind == "explicit":
+        from .system import validate_routing
+
+        return np.array(validate_routing(r.values, n, "routing.values")), None, None
+    from .bounds import ProxyConstants
+    from .optimize import OptimizationProblem, optimize
+
+    if r.constants == "calibrate":
+        from .calibrate import calibrate
+
+        constants = calibrate(model, data.clients, seed=cfg.seed).constants
+    else:
+        constants = ProxyConstants.from_dict(r.constants)
+    rng = tuple(r.concurrency_range) if r.concurrency_range else None
+    # the proxies see the run's own budget: W at tau = run.time_budget, U after run.updates
+    problem = OptimizationProblem(system, r.objective, constants=constants, p_min=r.p_min, concurrency=rng,
+                                  epsilon=r.epsilon, time_budget=run.time_budget,
+                                  updates=None if run.updates is None else float(run.updates))
+    opt = optimize(problem, seed=cfg.seed)
+    return opt.routing, opt, constants
+
+
+def _step_size(cfg: TrainConfig, optimization) -> tuple[float, dict[str, Any]]:
+    """The learning rate to train with and how it was set (docs/theory.md section 5, step size)."""
+    lr = cfg.local.lr
+    if optimization is None or cfg.routing.step_size == "fixed":
+        return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr}
+    eta, eta_u = optimization.eta, (optimization.baseline or {}).get("eta")
+    if not (eta_u and math.isfinite(eta) and math.isfinite(eta_u) and eta_u > 0):
+        return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr,
+                    "reason": f"the {optimization.objective} objective has no step size"}
+    ratio = eta / eta_u
+    return lr * ratio, {"rule": "optimal", "ratio": ratio, "lr": lr * ratio, "eta": eta, "eta_uniform": eta_u,
+                        "base_lr": lr}
+
+
 def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
     """Resolve a configuration; ``data``/``model`` may be passed when already built from it
     (:func:`build_data_and_model`); the model is used only as an initial state and not modified."""
-    d = cfg.data
     if data is None or model is None:
         data, model = build_data_and_model(cfg)
-    system = build_system(cfg, d.clients)
+    system = build_system(cfg, cfg.data.clients)
     n = system.n
-    r = cfg.routing
-    optimization = constants = None
-    if r.kind == "uniform":
-        p = np.full(n, 1.0 / n)
-    elif r.kind == "explicit":
-        from .system import validate_routing
-
-        p = np.array(validate_routing(r.values, n, "routing.values"))
-    else:
-        from .bounds import ProxyConstants
-        from .optimize import OptimizationProblem, optimize
-
-        if r.constants == "calibrate":
-            from .calibrate import calibrate
-
-            constants = calibrate(model, data.clients, seed=cfg.seed).constants
-        elif isinstance(r.constants, dict):
-            constants = ProxyConstants.from_dict(r.constants)
-        else:
-            raise ValidationError("routing.constants", "must be a table of constants or \"calibrate\"")
-        rng = tuple(r.concurrency_range) if r.concurrency_range else None
-        if rng is not None:
-            require(len(rng) == 2, "routing.concurrency_range", f"must be [lo, hi] (got {list(rng)})")
-        problem = OptimizationProblem(system, r.objective, constants=constants, p_min=r.p_min, concurrency=rng,
-                                      epsilon=r.epsilon)
-        optimization = optimize(problem, seed=cfg.seed)
-        p = optimization.routing
+    p, optimization, constants = _routing(cfg, system, data, model)
+    if optimization is not None:
         system = system.with_concurrency(optimization.concurrency)
     system = system.with_routing(p)
+    lr, step = _step_size(cfg, optimization)
     run = cfg.run
     if run.trace:
         trace = Trace.load(run.trace)
         require(trace.n_clients == n, "run.trace", f"has {trace.n_clients} clients, the data {n}")
         system = system.with_concurrency(trace.concurrency)
     else:
+        check_memory(system, run.updates, run.time_budget, run.max_memory_gb)
         trace = simulate_for_budget(system, cfg.seed, run.updates, run.time_budget, run.engine)
     predicted: dict[str, Any] = {}
     try:
         from .optimize import OptimizationProblem, assess
 
-        predicted = assess(OptimizationProblem(system, "wallclock", constants=constants or _default_constants(),
+        predicted = assess(OptimizationProblem(system, "wall-clock", constants=constants or _default_constants(),
                                                p_min=0.0, time_budget=run.time_budget), system.routing,
                            system.concurrency)
     except ValidationError:
         pass
-    return Prepared(cfg, system, np.asarray(system.routing), trace, data, model, optimization, constants, predicted)
+    return Prepared(cfg, system, np.asarray(system.routing), trace, data, model, optimization, constants, predicted,
+                    lr, step)
 
 
 def _default_constants():
@@ -158,8 +204,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
 
     pr = prepared or prepare(cfg)
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
+    atomic_write_json(out / "config.json", cfg.to_dict(), indent=2)
     lc = cfg.local
     run = cfg.run
     settings = EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
@@ -170,6 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
         "concurrency": int(pr.system.concurrency), "n_clients": int(pr.system.n),
         "rates": [float(x) for x in pr.system.rates], "seed": cfg.seed,
         "predicted": {k: v for k, v in pr.predicted.items() if k not in ("routing",)},
+        "step_size": pr.step_size,
         "optimization": None if pr.optimization is None else {
             k: v for k, v in pr.optimization.to_dict().items() if k in ("objective", "objective_value", "concurrency",
                                                                         "eta", "throughput", "constants")},
@@ -180,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
 
     trainer = TraceTrainer(model=pr.model, data=pr.data, trace=pr.trace, routing=pr.routing,
                            algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
-                           local=LocalConfig(steps=lc.steps, lr=lc.lr, batch_size=lc.batch_size,
+                           local=LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size,
                                              optimizer=lc.optimizer, weight_decay=lc.weight_decay),
                            settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress,
                            inputs={k: v for k, v in cfg.to_dict().items() if k != "output"})

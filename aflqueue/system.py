@@ -399,27 +399,41 @@ def _system_from_mapping(d: Mapping[str, Any], base_dir: str | Path | None = Non
     )
 
 
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML, YAML or JSON file (chosen by extension) into a dict; clear errors otherwise."""
+def read_mapping(path: str | Path, field: str = "file") -> dict[str, Any]:
+    """Parse a TOML, YAML or JSON file (chosen by extension) into a dict.
+
+    Every failure is one :class:`ValidationError` naming the file: missing, a folder, unreadable,
+    not UTF-8 text, a parse error, or a top level that is not a table (a list, a string...).
+    YAML is read with ``yaml.safe_load`` (no object construction from tags)."""
     p = Path(path)
-    require(p.is_file(), "file", f"no such file: {str(p)!r}")
+    require(p.exists(), field, f"no such file: {str(p)!r}")
+    require(p.is_file(), field, f"{str(p)!r} is not a file")
     suffix = p.suffix.lower()
-    text = p.read_text()
+    require(suffix in (".toml", ".yaml", ".yml", ".json"), field,
+            f"unknown extension {suffix!r} for {str(p)!r}; use .toml, .yaml/.yml or .json")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValidationError(field, f"cannot read {str(p)!r} as UTF-8 text "
+                                     f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
     try:
         if suffix == ".toml":
             import tomllib
 
-            return tomllib.loads(text)
-        if suffix in (".yaml", ".yml"):
+            data: Any = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
             import yaml
 
             data = yaml.safe_load(text)
-            return data if data is not None else {}
-        if suffix == ".json":
-            return json.loads(text)
+            data = {} if data is None else data
     except Exception as e:  # parse errors from the three parsers differ in type
-        raise ValidationError("file", f"cannot parse {str(p)!r}: {str(e).splitlines()[0]}") from None
-    raise ValidationError("file", f"unknown extension {suffix!r} for {str(p)!r}; use .toml, .yaml/.yml or .json")
+        raise ValidationError(field, f"cannot parse {str(p)!r}: {(str(e).splitlines() or [type(e).__name__])[0]}") \
+            from None
+    require(isinstance(data, dict), field, f"{str(p)!r} must hold a table of keys at top level "
+                                           f"(got {type(data).__name__})")
+    return data
 
 
 def load_system(path: str | Path) -> System:

@@ -213,15 +213,12 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         routing = {"kind": "uniform"} if cell.routing == "uniform" else {
             "kind": "optimal", "objective": objective, "constants": constants.to_dict(), "epsilon": eps,
             "p_min": 0.0 if cell.routing == "max-throughput" else 1e-3,
-            "concurrency_range": [1, 2 * n] if cell.routing == "time-to-accuracy" else []}
+            "concurrency_range": [1, 2 * n] if cell.routing == "time-to-accuracy" else [],
+            # "P2 + its step size" trains the optimiser's whole operating point; the others its routing only
+            "step_size": "optimal" if cell.routing == "wallclock-eta" else "fixed"}
         cfg = with_updates(cfg, routing=routing, run={"time_budget": tau})
         pr = prepare(cfg, data, model)
-        lr = spec.lr
-        if cell.routing == "wallclock-eta":
-            # the proxy's step size for AsyncSGD over the same budget: W's optimum at K = lambda_u tau
-            eta_u = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), lam_u * tau).eta
-            lr = spec.lr * pr.optimization.eta / eta_u
-            cfg = with_updates(cfg, local={"lr": lr})
+        lr = pr.lr
         res = train(cfg, prepared=pr)
         problem = OptimizationProblem(pr.system, "wallclock", constants=constants, time_budget=tau, epsilon=eps,
                                       updates=float(spec.updates), p_min=0.0)

@@ -105,6 +105,10 @@ class TrainResult:
         arrivals: arrivals applied; simulated_time: time of the last one.
         log: per-arrival arrays ``arrival, time, client, relative_delay, staleness, model_version``.
         costs: server algorithm overhead; wall_time: seconds; complete: False for partial results.
+        stopped_by: the limit that ended the run: ``"updates"``, ``"time_budget"`` or ``"trace"``
+            (the schedule ran out), or ``"diverged"``.
+        diverged: True if the loss or the server model became non-finite; the run then stops at
+            that arrival (``diverged_at``), and ``final_loss`` is NaN (``null`` in JSON).
     """
 
     final_accuracy: float
@@ -116,6 +120,9 @@ class TrainResult:
     costs: dict[str, Any]
     wall_time: float
     complete: bool = True
+    stopped_by: str = "updates"
+    diverged: bool = False
+    diverged_at: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +132,8 @@ class TrainResult:
                 "model_version": self.curves["model_version"], "arrivals": self.arrivals,
                 "simulated_time": self.simulated_time, "costs": self.costs, "wall_time": self.wall_time,
                 "arrivals_per_second": self.arrivals / self.wall_time if self.wall_time > 0 else None,
-                "complete": self.complete, **self.meta}
+                "complete": self.complete, "stopped_by": self.stopped_by, "diverged": self.diverged,
+                "diverged_at": self.diverged_at, **self.meta}
 
 
 @dataclass
@@ -154,12 +162,13 @@ class TrainerState:
     log: list[tuple]
     curves: dict[str, list]
     wall: float
+    diverged_at: int | None = None
 
     def to_checkpoint(self) -> dict[str, Any]:
         """Plain containers and tensors only (loadable with ``torch.load(weights_only=True)``)."""
         return {"k": self.k, "time": self.time, "alg": self.alg.state_dict(), "snapshots": self.snapshots,
                 "refs": self.refs, "start_version": self.start_version, "pending": self.pending, "log": self.log,
-                "curves": self.curves, "wall": self.wall}
+                "curves": self.curves, "wall": self.wall, "diverged_at": self.diverged_at}
 
 
 class TraceTrainer:
@@ -209,18 +218,22 @@ class TraceTrainer:
 
     # ------------------------------------------------------------------ schedule
     def _arrivals_to_apply(self) -> int:
+        """Arrivals inside the budget; sets ``self.stopped_by`` to the limit that binds."""
         s, times = self.settings, self.trace.completion_time[self.order]
         U = len(self.order)
+        self.stopped_by = "trace"
         if s.time_budget is not None:
             covered = self.trace.horizon >= s.time_budget or (s.updates is not None and s.updates <= U)
             if not covered:
                 raise ValidationError("run.time_budget", f"the trace ends at time {self.trace.horizon:g} < budget "
                                                          f"{s.time_budget:g}; simulate more updates")
             U = int(np.searchsorted(times, s.time_budget, side="right"))
+            self.stopped_by = "time_budget"
         if s.updates is not None:
             require(s.updates <= len(self.order), "run.updates",
                     f"the trace has only {len(self.order)} updates (asked for {s.updates})")
-            U = min(U, s.updates)
+            if s.updates < U or s.time_budget is None:
+                U, self.stopped_by = s.updates, "updates"
         require(U >= 1, "run", "no arrival falls inside the budget")
         return U
 
@@ -267,7 +280,7 @@ class TraceTrainer:
                        unit="upd")
         wall_before = state.wall
         k = state.k
-        while k < self.U:
+        while k < self.U and state.diverged_at is None:
             k += 1
             t = int(self.order[k - 1])
             now = float(tr.completion_time[t])
@@ -288,6 +301,12 @@ class TraceTrainer:
                           relative_delay=int(self.relative_delay[t]), time=now, extras=extras)
             tau = alg.version - v0
             alg.on_arrival(arr)
+            if not bool(torch.isfinite(alg.params).all()):
+                # a non-finite model stays non-finite: stop, and say where it happened
+                state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+                state.diverged_at, state.k, state.time = k, k, now
+                self._evaluate(state, alg, now, k)
+                break
             self._release(state, v0)
             # dispatch the task that the trace sends out after this arrival
             new_task = m + k - 1
@@ -307,7 +326,7 @@ class TraceTrainer:
             if self.settings.checkpoint_every and k % self.settings.checkpoint_every == 0 and k < self.U and ckpt:
                 state.wall = wall_before + time.perf_counter() - t_wall
                 self._save(ckpt, state)
-        while next_grid < len(eval_grid):  # grid times after the last arrival inside the budget
+        while next_grid < len(eval_grid) and state.diverged_at is None:  # grid times after the last arrival
             self._evaluate(state, alg, eval_grid[next_grid], k)
             next_grid += 1
         if bar is not None:
@@ -389,6 +408,8 @@ class TraceTrainer:
             curves={k: list(v) for k, v in c.items()}, arrivals=int(state.k), simulated_time=float(state.time),
             log={name: [row[j] for row in log] for j, name in enumerate(cols)},
             costs=state.alg.costs(), wall_time=float(state.wall), complete=complete,
+            stopped_by="diverged" if state.diverged_at is not None else self.stopped_by,
+            diverged=state.diverged_at is not None, diverged_at=state.diverged_at,
             meta={"algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
                   "algorithm_params": self.algorithm_params, **self.meta},
         )
@@ -433,7 +454,8 @@ class TraceTrainer:
             alg.load_state_dict(blob["alg"])
             return TrainerState(alg=alg, k=int(blob["k"]), time=float(blob["time"]), snapshots=blob["snapshots"],
                                 refs=blob["refs"], start_version=blob["start_version"], pending=blob["pending"],
-                                log=blob["log"], curves=blob["curves"], wall=float(blob["wall"]))
+                                log=blob["log"], curves=blob["curves"], wall=float(blob["wall"]),
+                                diverged_at=blob.get("diverged_at"))
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             detail = (str(e).strip().splitlines() or [""])[0]
             raise ValidationError("resume", f"{str(path)!r} is incomplete or damaged ({type(e).__name__}: {detail}); "

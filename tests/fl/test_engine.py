@@ -194,7 +194,8 @@ def test_config_file_overrides_and_errors(tmp_path):
     assert cfg.data.dataset == "synthetic" and cfg.local.lr == 0.2 and cfg.local.steps == 3
     assert cfg.algorithm.params == {"buffer": 2} and cfg.system.profile == "five-types"
     for bad, field in [({"data": {"colour": 1}}, "data"), ({"system": {"profile": "warp"}}, "system.profile"),
-                       ({"run": {"updates": None, "time_budget": None}}, "run"), ({"seed": -1}, "seed")]:
+                       ({"run": {"updates": True}}, "run.updates"), ({"seed": -1}, "seed"),
+                       ({"local": {"lr": "0.1"}}, "local.lr"), ({"routing": {"values": "abc"}}, "routing.values")]:
         with pytest.raises(ValidationError) as e:
             base = TrainConfig().to_dict()
             for k, v in bad.items():
@@ -203,6 +204,17 @@ def test_config_file_overrides_and_errors(tmp_path):
         assert e.value.field.startswith(field)
     with pytest.raises(ValidationError):
         load_config(None, ["local.nonsense=1"])
+    # no default overrides what the user gave: a time budget alone is the budget
+    assert load_config(None, ["run.time_budget=5000"]).run.updates is None
+    assert load_config(None, []).run.updates == 1500  # the default applies only without any budget
+    f.write_text("[run]\ntime_budget = 500\n")
+    assert load_config(f).run.updates is None
+    # a value its mode would ignore is refused, naming the field
+    for sets, field in ((["routing.values=[0.5,0.5]"], "routing.values"), (['data.partition="iid"', "data.alpha=0.3"],
+                        "data.alpha"), (["system.rates=[1,2]"], "system.rates")):
+        with pytest.raises(ValidationError) as e:
+            load_config(None, sets)
+        assert e.value.field == field
 
 
 def test_train_from_config_with_optimal_routing(tmp_path):
@@ -211,8 +223,21 @@ def test_train_from_config_with_optimal_routing(tmp_path):
                              'data.options={"num_samples": 600, "num_features": 10, "num_classes": 3}'])
     res = train(cfg)
     d = json.loads((tmp_path / "results.json").read_text())
-    assert d["optimization"]["objective"] == "wallclock" and abs(sum(d["routing"]) - 1) < 1e-9
-    assert res.arrivals == 150 and d["complete"]
+    assert d["optimization"]["objective"] == "wall-clock" and abs(sum(d["routing"]) - 1) < 1e-9
+    assert res.arrivals == 150 and d["complete"] and d["stopped_by"] == "updates"
+    # the operating point: the learning rate is local.lr times eta*(p*) / eta*(uniform)
+    st = d["step_size"]
+    assert st["rule"] == "optimal" and st["lr"] == pytest.approx(0.05 * st["eta"] / st["eta_uniform"])
+    assert cfg.local.lr == 0.05 and st["lr"] != 0.05
+
+
+def test_time_budget_binds_when_given(tmp_path):
+    cfg = load_config(None, [f'output="{tmp_path.as_posix()}"', 'data.dataset="synthetic"', "data.clients=4",
+                             "run.time_budget=300", "run.eval_every=0", "run.eval_times=3",
+                             'data.options={"num_samples": 200, "num_features": 6, "num_classes": 3}'])
+    res = train(cfg)
+    assert res.stopped_by == "time_budget" and res.curves["time"][-1] == pytest.approx(300.0)
+    assert res.arrivals > 1500 or res.simulated_time <= 300.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -286,3 +311,28 @@ def test_trace_routing_is_recorded_and_enforced(setup, tmp_path):
     with pytest.raises(ValidationError, match="trace.routing"):
         TraceTrainer(model=model_for(data), data=data, trace=unknown, routing=system.routing,
                      algorithm="generalized-asyncsgd", device="cpu")
+
+
+def test_divergence_stops_the_run_and_is_reported(setup, tmp_path):
+    data, system, trace = setup
+    _, res = run(data, system, trace, out=tmp_path, local=LocalConfig(steps=2, lr=1e30, batch_size=16),
+                 settings=EngineSettings(eval_every=50, checkpoint_every=50, seed=1))
+    assert res.diverged and res.stopped_by == "diverged" and 1 <= res.diverged_at < 400
+    assert res.arrivals == res.diverged_at and res.log["arrival"][-1] == res.diverged_at
+    text = (tmp_path / "results.json").read_text()
+    d = json.loads(text)  # strict JSON: no bare NaN
+    assert "NaN" not in text and d["diverged"] is True and d["final_loss"] is None
+    _, again = run(data, system, trace, out=tmp_path, resume=True, local=LocalConfig(steps=2, lr=1e30, batch_size=16),
+                   settings=EngineSettings(eval_every=50, checkpoint_every=50, seed=1))
+    assert again.diverged_at == res.diverged_at and again.arrivals == res.arrivals  # resume does not train on
+
+
+def test_stopped_by_names_the_binding_limit(setup):
+    data, system, trace = setup
+    horizon = float(trace.completion_time[trace.update_order[199]])
+    _, a = run(data, system, trace, settings=EngineSettings(updates=100, time_budget=horizon, eval_every=0))
+    _, b = run(data, system, trace, settings=EngineSettings(updates=300, time_budget=horizon, eval_every=0))
+    _, c = run(data, system, trace, settings=EngineSettings(eval_every=0))
+    assert (a.stopped_by, a.arrivals) == ("updates", 100)
+    assert (b.stopped_by, b.arrivals) == ("time_budget", 200)
+    assert (c.stopped_by, c.arrivals) == ("trace", 400)
