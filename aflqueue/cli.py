@@ -1,19 +1,44 @@
 """Command-line interface: ``aflqueue <command> ...``.
 
 Argument parsing lives here and stays light; each command imports its implementation lazily so
-that ``aflqueue analyze`` never imports torch. Bad input prints one line on stderr and exits 2.
+that ``aflqueue analyze`` never imports torch. Bad input prints one line on stderr naming the
+field and exits with status 2; an error while running (a full disk, a bug) prints one line and
+exits with status 1 (``AFLQUEUE_DEBUG=1`` shows the traceback).
+
+One vocabulary across commands: ``--updates`` is always a number of updates (arrivals at the
+server), ``--time-budget`` a simulated time, ``--concurrency`` the tasks in flight ``m``,
+``--seed`` the first random seed, ``--output``/``-o`` the folder results go to, ``--device``
+``auto``/``cpu``/``cuda`` (default ``auto``), ``--backend``/``--workers``/``--address`` where
+independent jobs run, ``--json`` one JSON object on stdout, ``--quiet`` no progress output.
+Old spellings still accepted: ``--objective wallclock`` (now ``wall-clock``) and
+``run --updates`` (now ``--budget-updates``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import ValidationError
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
+#: Largest concurrency the exact analysis and the simulator accept from the command line: the
+#: MVA recursion costs O(stations x m), about 20 s at n = 100, m = 10^6 on one core.
+MAX_CONCURRENCY = 1_000_000
+#: Largest concurrency the optimiser scans (each objective evaluation is one MVA pass).
+MAX_OPTIMIZE_CONCURRENCY = 100_000
+#: Memory per simulated update with the full trace kept (measured ~150 B; rounded up).
+BYTES_PER_SIMULATED_UPDATE = 160
+#: Post-warm-up updates per batch below which batch means are too short to be trusted.
+MIN_UPDATES_PER_BATCH = 50
+OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
 
 
 class UsageError(Exception):
@@ -25,9 +50,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
-# --------------------------------------------------------------------------- parsing helpers
+# --------------------------------------------------------------------------- argument types
 def float_list(text: str) -> list[float]:
-    """Parse ``"1,1,0.1"`` into floats."""
+    """Parse ``"1,1,0.1"`` into floats (non-finite values are left to the field's own check)."""
     try:
         vals = [float(t) for t in text.split(",") if t.strip() != ""]
     except ValueError:
@@ -37,21 +62,84 @@ def float_list(text: str) -> list[float]:
     return vals
 
 
+def nonempty_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a path (got an empty string)")
+    return text
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like LO:HI (integers)") from None
+    return lo, hi
+
+
+def _check(cond: bool, field: str, detail: str) -> None:
+    if not cond:
+        raise ValidationError(field, detail)
+
+
+def _finite(x: float | None, field: str, lo: float | None = None, hi: float | None = None,
+            lo_open: bool = False) -> None:
+    if x is None:
+        return
+    from .errors import check_number
+
+    check_number(x, field, lo, hi, lo_open=lo_open)
+
+
+# A token such as "-1,1" or "-2e-3" after an option is a value, never an option (no option of
+# this CLI starts with a digit); argparse would otherwise call it an unknown option.
+_NEGATIVE_VALUE = re.compile(r"^-[\d.]")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for tok in argv:
+        if out and _NEGATIVE_VALUE.match(tok) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
+# --------------------------------------------------------------------------- shared options
 def add_system_arguments(p: argparse.ArgumentParser, concurrency_help: str | None = None) -> None:
     """Options describing a system; they override the fields of an optional system FILE."""
     p.add_argument("file", nargs="?", help="system file (.toml, .yaml/.yml or .json); "
                    "without it and without --rates the built-in example is used")
-    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates mu_i (tasks per time unit)")
+    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates mu_i > 0 (tasks per time unit)")
     p.add_argument("--routing", type=float_list, metavar="P1,P2,..", help="routing probabilities p_i (default uniform)")
     p.add_argument("--concurrency", "-m", type=int, metavar="M",
-                   help=concurrency_help or "tasks in flight m >= 1 (default n)")
+                   help=concurrency_help or f"tasks in flight m, 1..{MAX_CONCURRENCY} (default n)")
     p.add_argument("--service", metavar="LAW", help="compute service law, e.g. exponential, deterministic, "
                    "lognormal:cv=1.5, gamma:shape=2, weibull:shape=0.7, pareto:shape=2.5")
     p.add_argument("--downlink-rates", type=float_list, metavar="R", help="downlink stage rates (one, or one per client)")
     p.add_argument("--uplink-rates", type=float_list, metavar="R", help="uplink stage rates (one, or one per client)")
-    p.add_argument("--downlink-discipline", choices=["fifo", "delay"], help="downlink stations: fifo or delay")
-    p.add_argument("--uplink-discipline", choices=["fifo", "delay"], help="uplink stations: fifo or delay")
+    p.add_argument("--downlink-discipline", choices=["fifo", "delay"], help="downlink stations: fifo or delay "
+                   "(needs --downlink-rates)")
+    p.add_argument("--uplink-discipline", choices=["fifo", "delay"], help="uplink stations: fifo or delay "
+                   "(needs --uplink-rates)")
     p.add_argument("--server-rate", type=float, metavar="MU", help="central-server processing rate (default: infinitely fast)")
+
+
+def add_backend_arguments(p: argparse.ArgumentParser, what: str, default: str = "serial") -> None:
+    p.add_argument("--backend", choices=["serial", "process", "ray"], default=default,
+                   help=f"where {what} run (default {default}; ray needs pip install 'aflqueue[ray]')")
+    p.add_argument("--workers", type=int, help="local processes (process) or local Ray CPUs (ray); default: all cores")
+    p.add_argument("--address", help="address of an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto; "
+                                     "needs --backend ray)")
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    """Refuse backend flags that the chosen backend would ignore."""
+    if args.address is not None:
+        _check(args.backend == "ray", "address", "is used only with --backend ray")
+    if args.workers is not None:
+        _check(args.backend != "serial", "workers", "is used only with --backend process or ray")
+        _check(1 <= args.workers <= 4096, "workers", f"must be an integer in [1, 4096] (got {args.workers})")
 
 
 def system_from_args(args: argparse.Namespace, require_system: bool = False):
@@ -65,6 +153,13 @@ def system_from_args(args: argparse.Namespace, require_system: bool = False):
         "server_rate": args.server_rate,
     }
     flags = {k: v for k, v in flags.items() if v is not None}
+    if args.concurrency is not None:
+        _check(1 <= args.concurrency <= MAX_CONCURRENCY, "concurrency",
+               f"must be an integer in [1, {MAX_CONCURRENCY}] (got {args.concurrency})")
+    for stage in ("downlink", "uplink"):
+        if f"{stage}_discipline" in flags:
+            _check(f"{stage}_rates" in flags or args.file, f"{stage}-discipline",
+                   f"needs --{stage}-rates (there is no {stage} stage to apply it to)")
     if args.file:
         data = read_mapping(args.file)
         if "clients" in data:
@@ -72,8 +167,6 @@ def system_from_args(args: argparse.Namespace, require_system: bool = False):
             if structural:
                 raise ValidationError(sorted(structural)[0].replace("_", "-"),
                                       "cannot override a file with a 'clients' list; edit the file instead")
-        from pathlib import Path
-
         return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
     if "rates" not in flags:
         extra = set(flags) - {"concurrency", "routing"}
@@ -95,10 +188,13 @@ def _scalar_or_list(v: list[float] | None) -> float | list[float] | None:
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, allow_nan=False))
+    """One strict JSON object on stdout (NaN and inf become null)."""
+    from .io import dumps_json
+
+    print(dumps_json(obj, indent=2))
 
 
-# --------------------------------------------------------------------------- commands
+# --------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .queueing.analysis import analyze
     from .report import analysis_table
@@ -109,18 +205,34 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         d = res.to_dict(stations=system.is_multistage or args.stations)
         d["n"] = system.n
         d["rates"] = system.rates.tolist()
+        d["exact"] = system.is_product_form
+        if not system.is_product_form:
+            d["approximation"] = system.product_form_violations
         if args.gradient:
             g = res.gradients
-            d["gradient"] = {
-                "d_throughput_d_routing": [None if x != x else float(x) for x in g.d_throughput],
-                "d_log_normalizing_constant_d_routing": [None if x != x else float(x) for x in g.d_log_normalizing_constant],
-            }
+            d["gradient"] = {"d_throughput_d_routing": g.d_throughput.tolist(),
+                             "d_log_normalizing_constant_d_routing": g.d_log_normalizing_constant.tolist()}
         print_json(d)
     else:
         analysis_table(system, res, show_stations=args.stations or system.is_multistage)
     return 0
 
 
+def _parser_analyze(sub) -> None:
+    a = sub.add_parser("analyze", help="closed-form metrics of a system (throughput, queues, delays)",
+                       description="Closed-network analysis (MVA or log-space convolution): exact for product-form "
+                                   "systems (exponential FIFO stations, delay stations, no availability windows), "
+                                   "an approximation otherwise, and labelled so. Without FILE or --rates it analyses "
+                                   "the built-in example (5 fast clients at rate 1, 5 slow at 0.1, uniform, m = 10).")
+    add_system_arguments(a)
+    a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="algorithm (default mva)")
+    a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
+    a.add_argument("--stations", action="store_true", help="show per-station detail")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=_cmd_analyze)
+
+
+# --------------------------------------------------------------------------- simulate
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import time
 
@@ -130,58 +242,109 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from .report import simulation_table
     from .sim import estimate, estimate_replications, simulate_replications
 
+    check_backend(args)
     system = system_from_args(args)
-    if args.replications < 1:
-        raise ValidationError("replications", f"must be an integer >= 1 (got {args.replications})")
+    _check(1 <= args.replications <= 100_000, "replications",
+           f"must be an integer in [1, 100000] (got {args.replications})")
+    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    _check(args.updates >= 1, "updates", f"must be an integer >= 1 (got {args.updates})")
+    _finite(args.warmup, "warmup", 0.0)
+    _finite(args.confidence, "confidence", 0.0, 1.0)
+    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
+    _check(args.batches >= 2, "batches", f"must be an integer >= 2 (got {args.batches})")
+    _finite(args.max_memory, "max-memory", 0.0, lo_open=True)
+    if args.trace is not None:
+        _check(Path(args.trace).suffix.lower() in (".npz", ".csv"), "trace",
+               f"must end in .npz (trace) or .csv (export) (got {args.trace!r})")
+        _check(not Path(args.trace).is_dir(), "trace", f"{args.trace!r} is a folder; give a file name")
+    warm = int(round(args.warmup * args.updates)) if args.warmup < 1 else int(args.warmup)
+    after = args.updates - warm
+    per_run_batches = args.batches if args.replications == 1 else 2
+    need = MIN_UPDATES_PER_BATCH * per_run_batches
+    if after < need:
+        raise ValidationError("updates", f"{args.updates} updates leave {max(after, 0)} after the warm-up, fewer than "
+                                         f"{need} ({MIN_UPDATES_PER_BATCH} per batch x {per_run_batches} batches) for "
+                                         f"a trustworthy interval; use --updates >= {need + warm}")
+    mem = args.updates * args.replications * BYTES_PER_SIMULATED_UPDATE / 2**30
+    if args.backend != "serial":
+        mem = args.updates * min(args.replications, args.workers or os.cpu_count() or 1) * \
+            BYTES_PER_SIMULATED_UPDATE / 2**30 + args.updates * args.replications * 72 / 2**30
+    _check(mem <= args.max_memory, "updates",
+           f"{args.updates:,} updates x {args.replications} run(s) need about {mem:.1f} GB of traces "
+           f"(> --max-memory {args.max_memory:g} GB); use fewer --updates or --replications, or raise --max-memory")
     seeds = [args.seed] if args.replications == 1 else \
         [int(x) for x in np.random.SeedSequence(args.seed).generate_state(args.replications, dtype=np.uint32)]
     t0 = time.perf_counter()
     traces = simulate_replications(system, args.updates, seeds, engine=args.engine, backend=args.backend,
                                    workers=args.workers, address=args.address)
     wall = time.perf_counter() - t0
+    out = None
     if args.trace:
-        out = traces[0].save(args.trace) if not args.trace.endswith(".csv") else traces[0].to_csv(args.trace)
+        out = traces[0].save(args.trace) if not args.trace.lower().endswith(".csv") else traces[0].to_csv(args.trace)
     if len(traces) == 1:
         est = estimate(traces[0], warmup=args.warmup, batches=args.batches, confidence=args.confidence)
     else:
         est = estimate_replications(traces, warmup=args.warmup, confidence=args.confidence)
-    exact = analyze(system)
-    product_form_exact = all(c.compute.law.is_exponential for c in system.clients) and all(
-        st.law.is_exponential or st.discipline == "delay"
-        for c in system.clients for st in (c.downlink, c.uplink) if st is not None) and (
-        system.server is None or system.server.law.is_exponential or system.server.discipline == "delay")
+    closed = analyze(system)
     if args.json:
         d = est.to_dict()
         d.update({
             "updates": args.updates, "seed": args.seed, "seeds": seeds, "engine": traces[0].meta["engine"],
             "updates_per_second": args.updates * len(traces) / wall, "wall_time_s": wall,
-            "closed_form": {"exact": product_form_exact, **{k: v for k, v in exact.to_dict(stations=False).items()
-                                                              if k in ("throughput", "mean_queue_lengths", "utilization",
-                                                                       "relative_delay", "mean_response_times",
-                                                                       "mean_relative_delay")}},
+            "closed_form": {"exact": system.is_product_form,
+                            **({} if system.is_product_form else {"approximation": system.product_form_violations}),
+                            **{k: v for k, v in closed.to_dict(stations=False).items()
+                               if k in ("throughput", "mean_queue_lengths", "utilization", "relative_delay",
+                                        "mean_response_times", "mean_relative_delay")}},
         })
-        if args.trace:
+        if out is not None:
             d["trace"] = str(out)
         print_json(d)
     else:
-        simulation_table(system, est, exact, product_form_exact, traces[0].meta["engine"],
+        simulation_table(system, est, closed, system.is_product_form, traces[0].meta["engine"],
                          args.updates * len(traces) / wall)
-        if args.trace:
+        if out is not None:
             print(f"trace written to {out}")
     return 0
 
 
+def _parser_simulate(sub) -> None:
+    s = sub.add_parser("simulate", help="discrete-event simulation with confidence intervals",
+                       description="Simulate the closed network (SimPy model, or the compiled fast path for "
+                                   "single-stage systems) and estimate steady-state metrics with confidence "
+                                   "intervals, next to the closed-form values (labelled exact only when they are).")
+    add_system_arguments(s)
+    s.add_argument("--updates", type=int, default=100_000, help="updates to simulate per run (default 100000)")
+    s.add_argument("--seed", type=int, default=0, help="random seed >= 0 (same seed, identical trace)")
+    s.add_argument("--engine", choices=["auto", "simpy", "fast"], default="auto",
+                   help="auto: fast path when the system is single-stage without availability windows")
+    s.add_argument("--warmup", type=float, default=0.1, help="updates discarded: a fraction (< 1) or a count")
+    s.add_argument("--batches", type=int, default=20, help="batch-means batches >= 2 (default 20)")
+    s.add_argument("--replications", type=int, default=1, help="independent runs (> 1: intervals across runs)")
+    s.add_argument("--confidence", type=float, default=0.95, help="confidence level in (0, 1) (default 0.95)")
+    s.add_argument("--trace", type=nonempty_path, metavar="PATH",
+                   help="save the (first run's) trace: .npz, or .csv to export")
+    s.add_argument("--max-memory", type=float, default=4.0, metavar="GB",
+                   help="refuse runs whose traces need more memory than this (default 4)")
+    add_backend_arguments(s, "replications")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_cmd_simulate)
+
+
+# --------------------------------------------------------------------------- optimize
 def parse_constants(text: str | None) -> dict[str, float]:
     """``"Delta=2,L=0.5,sigma2=1"`` or a TOML/YAML/JSON file (e.g. written by calibration)."""
     if not text:
         return {}
-    from pathlib import Path
-
-    if Path(text).suffix.lower() in (".toml", ".yaml", ".yml", ".json") and Path(text).exists():
+    looks_like_file = "=" not in text or os.sep in text or Path(text).suffix.lower() in (".toml", ".yaml", ".yml",
+                                                                                          ".json")
+    if looks_like_file:
         from .system import read_mapping
 
-        data = read_mapping(text)
-        return dict(data.get("constants", data))
+        data = read_mapping(text, "constants")
+        inner = data.get("constants", data)
+        _check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
+        return dict(inner)
     out: dict[str, float] = {}
     for part in filter(None, (t.strip() for t in text.split(","))):
         if "=" not in part:
@@ -192,14 +355,6 @@ def parse_constants(text: str | None) -> dict[str, float]:
         except ValueError:
             raise ValidationError(f"constants.{k.strip()}", f"must be a number (got {v!r})") from None
     return out
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    try:
-        lo, hi = (int(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like LO:HI (integers)") from None
-    return lo, hi
 
 
 def problem_from_args(args: argparse.Namespace, system):
@@ -213,11 +368,19 @@ def problem_from_args(args: argparse.Namespace, system):
         consts["eta_max"] = args.eta_max
     energy = None
     if args.kappa is not None or args.idle_power is not None:
+        _finite(args.kappa, "kappa", 0.0, lo_open=True)
+        _finite(args.idle_power, "idle-power", 0.0, 1.0)
         energy = EnergyModel.dvfs(system.rates, kappa=args.kappa if args.kappa is not None else 1.0,
                                   idle_fraction=args.idle_power if args.idle_power is not None else 0.0)
     rng = args.concurrency_range
-    if rng is not None and args.concurrency is not None:
-        raise ValidationError("concurrency", "give --concurrency or --concurrency-range, not both")
+    if rng is not None:
+        _check(args.concurrency is None, "concurrency", "give --concurrency or --concurrency-range, not both")
+        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
+               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
+    _check(system.concurrency <= MAX_OPTIMIZE_CONCURRENCY, "concurrency",
+           f"the optimiser scans m <= {MAX_OPTIMIZE_CONCURRENCY} (got {system.concurrency})")
+    for name in ("updates", "time_budget", "epsilon", "dispersion", "weight", "p_min", "p_max"):
+        _finite(getattr(args, name), name.replace("_", "-"))
     return OptimizationProblem(
         system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
         updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
@@ -228,32 +391,76 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from .optimize import optimize
     from .report import optimization_table
 
+    _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
+    _check(args.service is None, "service",
+           "the optimiser's product-form proxies use mean service times only, so a service law would be ignored; "
+           "give the rates as 1 / mean service time")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
+    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     system = system_from_args(args)
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
     if args.json:
-        print_json(res.to_dict())
+        d = res.to_dict()
+        if not math.isfinite(res.objective_value):
+            d["note"] = ("the objective is infinite at every routing examined: the target epsilon is below what a "
+                         "fixed step size can reach, or a client gets no task")
+        print_json(d)
     else:
         optimization_table(system, res)
     return 0
 
 
+def _parser_optimize(sub) -> None:
+    o = sub.add_parser("optimize", help="optimal routing (and concurrency) for a convergence proxy",
+                       description="Optimise routing p (and concurrency m over a range) for a convergence proxy "
+                                   "of Generalized AsyncSGD, and compare with uniform routing (AsyncSGD).")
+    add_system_arguments(o, concurrency_help=f"fixed concurrency m (default: the system's, n; at most "
+                                             f"{MAX_OPTIMIZE_CONCURRENCY})")
+    o.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), default="wall-clock",
+                   metavar="{" + ",".join(OBJECTIVE_CHOICES) + "}",
+                   help="what to minimise (default wall-clock; 'wallclock' is accepted too)")
+    o.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI", help="optimise m jointly over LO..HI")
+    o.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
+    o.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
+    o.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
+    o.add_argument("--time-budget", type=float, metavar="TAU",
+                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
+    o.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy/tradeoff (default 0.1)")
+    o.add_argument("--weight", type=float, default=0.5, help="r in [0, 1] in r E/E* + (1-r) T/T* for tradeoff")
+    o.add_argument("--constants", metavar="K=V,..|FILE",
+                   help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1), or a file")
+    o.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
+    o.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
+    o.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
+    o.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
+    o.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
+    o.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
+    o.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.set_defaults(func=_cmd_optimize)
+
+
+# --------------------------------------------------------------------------- train
 def config_from_args(args: argparse.Namespace):
     from .config import load_config
 
     sets = list(args.set or [])
-    pairs = [("output", args.output, True), ("algorithm.name", args.algorithm, True),
-             ("routing.kind", args.routing, True), ("routing.objective", args.objective, True),
-             ("data.dataset", args.dataset, True), ("data.data_root", args.data_root, True),
-             ("data.clients", args.clients, False), ("run.updates", args.updates, False),
-             ("run.time_budget", args.time_budget, False), ("device", args.device, True), ("seed", args.seed, False)]
-    for key, value, quoted in pairs:
+    pairs = [("output", args.output), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
+             ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
+             ("data.clients", args.clients), ("run.updates", args.updates), ("run.time_budget", args.time_budget),
+             ("device", args.device), ("seed", args.seed), ("system.concurrency", args.concurrency)]
+    if args.rates is not None:
+        sets += ['system.profile="custom"', f"system.rates={json.dumps(args.rates)}"]
+        if args.clients is None:
+            sets.append(f"data.clients={len(args.rates)}")
+    for key, value in pairs:
         if value is not None:
-            sets.append(f"{key}={json.dumps(value) if quoted else value}")
-    if args.time_budget is not None and args.updates is None:
-        sets.append("run.updates=null")
+            sets.append(f"{key}={json.dumps(value)}")
+    if args.serial and args.batched:
+        raise ValidationError("batched", "give --serial or --batched, not both")
     if args.serial:
         sets.append("run.batched=false")
     if args.batched:
@@ -274,19 +481,77 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parser_train(sub) -> None:
+    t = sub.add_parser("train", help="trace-driven FL training (real model and data)",
+                       description="Train with a real model and data set, replaying the simulated schedule of the "
+                                   "queueing model. Without CONFIG the embedded default runs (digits, 10 clients, "
+                                   "two speed groups 10x apart, Generalized AsyncSGD, 1500 updates); options override "
+                                   "it. With a time budget and no update budget the time budget binds; the output "
+                                   "says which limit ended the run.")
+    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (sections data, model, system, "
+                                             "routing, local, algorithm, run)")
+    t.add_argument("--output", "-o", type=nonempty_path, help="output folder (results.json, updates.csv, "
+                                                              "checkpoint.pt, trace.npz, config.json)")
+    t.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
+    t.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
+    t.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), metavar="OBJECTIVE",
+                   help="proxy for --routing optimal (default wall-clock)")
+    t.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
+    t.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
+    t.add_argument("--clients", type=int, help="number of clients")
+    t.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates of the clients (custom profile)")
+    t.add_argument("--concurrency", "-m", type=int, metavar="M", help="tasks in flight (default n)")
+    t.add_argument("--updates", type=int, help="updates (arrivals) to apply")
+    t.add_argument("--time-budget", type=float, help="simulated time budget")
+    t.add_argument("--device", help="auto (default), cpu or cuda")
+    t.add_argument("--seed", type=int, help="seed of data split, model init, schedule and minibatches")
+    t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
+    t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the results JSON")
+    t.set_defaults(func=_cmd_train)
+
+
+# --------------------------------------------------------------------------- run (main job)
 def _cmd_run(args: argparse.Namespace) -> int:
     from .mainjob import main_job
 
-    main_job(output=args.output, seed=args.seed, updates=args.updates, quiet=args.quiet)
+    check_backend(args)
+    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
+    _check(100 <= args.budget_updates <= 10**7, "budget-updates",
+           f"must be an integer in [100, 10000000] (got {args.budget_updates})")
+    main_job(output=args.output, seed=args.seed, seeds=args.seeds, updates=args.budget_updates, quiet=args.quiet,
+             backend=args.backend, workers=args.workers, address=args.address)
     return 0
 
 
+def _parser_run(sub) -> None:
+    r = sub.add_parser("run", help="the main job: analyse -> optimise -> simulate -> train, and compare",
+                       description="On the embedded default (10 clients, two speed groups 10x apart, digits): exact "
+                                   "analysis, the wall-clock optimiser's operating point (routing and step size), "
+                                   "simulation, and training of AsyncSGD (uniform routing) vs that operating point "
+                                   "at an equal simulated-time budget, over several seeds; prints predicted and "
+                                   "measured gains with intervals, and where the outputs are.")
+    r.add_argument("--output", "-o", type=nonempty_path, default="runs/main", help="output folder (default runs/main)")
+    r.add_argument("--seed", type=int, default=0, help="first seed >= 0 (default 0)")
+    r.add_argument("--seeds", type=int, default=5, help="number of seeds, paired across the two routings (default 5)")
+    r.add_argument("--budget-updates", "--updates", dest="budget_updates", type=int, default=1500,
+                   help="the time budget is AsyncSGD's expected time for this many updates (default 1500; "
+                        "--updates is the old name)")
+    add_backend_arguments(r, "the training runs", default="process")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_run)
+
+
+# --------------------------------------------------------------------------- validate
 def _torchvision_sets_under(root: str) -> list[str]:
     """Torchvision data sets whose folders exist under ``root`` (the loader checks the files)."""
-    from pathlib import Path
-
     folders = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "emnist": "EMNIST",
                "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+    _check(Path(root).is_dir(), "data-root", f"{root!r} is not an existing folder")
     found = [k for k, f in folders.items() if (Path(root) / f).is_dir()]
     if not found:
         raise ValidationError("data-root", f"no torchvision data set folder under {root!r} (expected one of "
@@ -295,15 +560,19 @@ def _torchvision_sets_under(root: str) -> list[str]:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .experiments.grid import PRESETS, run_grid
     from .experiments.report import write_report
 
+    check_backend(args)
     if args.preset not in PRESETS:
         raise ValidationError("preset", f"must be one of {', '.join(PRESETS)} (got {args.preset!r})")
+    if args.seeds is not None:
+        _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
+    _finite(args.gpus_per_cell, "gpus-per-cell", 0.0)
+    if args.gpus_per_cell:
+        _check(args.backend == "ray", "gpus-per-cell", "is used only with --backend ray")
     preset = PRESETS[args.preset]
-    datasets = args.datasets.split(",") if args.datasets else (
+    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else (
         _torchvision_sets_under(args.data_root) if args.data_root else None)
     tag = args.preset + ("_" + "_".join(datasets) if datasets else "")
     output = Path(args.output or f"validation/results/grid_{tag}")
@@ -325,168 +594,103 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parser_validate(sub) -> None:
+    from .experiments.grid import PRESETS
+
+    v = sub.add_parser("validate", help="validation grid: predicted vs measured gains, report with intervals",
+                       description="Train every cell of a validation grid (speed scenarios x data heterogeneity x "
+                                   "routings x algorithms x seeds), saving each as it finishes (an interrupted grid "
+                                   "resumes), then write the Markdown/HTML report. Presets: "
+                                   f"{', '.join(PRESETS)}.")
+    v.add_argument("--preset", default="small", help=f"one of {', '.join(PRESETS)} (default small)")
+    v.add_argument("--output", "-o", type=nonempty_path, help="results folder (default validation/results/grid_<preset>)")
+    v.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
+    v.add_argument("--datasets", help="comma-separated data sets (default: the preset's; with --data-root: the "
+                                      "torchvision sets found there)")
+    v.add_argument("--data-root", help="folder with torchvision data sets (MNIST/, cifar-10-batches-py/, ...)")
+    v.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    add_backend_arguments(v, "cells")
+    v.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs reserved per cell on Ray (default 0)")
+    v.add_argument("--report", type=nonempty_path, help="report path (default validation/report.md for the default preset)")
+    v.add_argument("--figures", type=nonempty_path, help="folder for the report's figures (default figures/ for the "
+                                                         "default preset)")
+    v.add_argument("--report-only", action="store_true", help="only rebuild the report from saved cells")
+    v.add_argument("--quiet", action="store_true", help="no progress lines")
+    v.set_defaults(func=_cmd_validate)
+
+
+# --------------------------------------------------------------------------- figures
 def _cmd_figures(args: argparse.Namespace) -> int:
     from .figures import make_all
 
+    for g in args.grid or []:
+        _check(Path(g).is_dir(), "grid", f"{g!r} is not a folder of grid results")
+    if args.closed_forms is not None:
+        _check(Path(args.closed_forms).is_file(), "closed-forms", f"no such results file: {args.closed_forms!r}")
     grids = args.grid or ["validation/results/grid_default"]
     paths = make_all(args.output, args.closed_forms, grids)
     print(f"{len(paths)} files written to {args.output}/")
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
-    "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    a = sub.add_parser("analyze", help="exact metrics of a system (throughput, queues, delays)",
-                       description="Exact closed-network analysis (MVA or log-space convolution). "
-                                   "Without FILE or --rates it analyses the built-in example "
-                                   "(5 fast clients at rate 1, 5 slow at 0.1, uniform routing, m = 10).")
-    add_system_arguments(a)
-    a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="exact algorithm (default mva)")
-    a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
-    a.add_argument("--stations", action="store_true", help="show per-station detail")
-    a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.set_defaults(func=_cmd_analyze)
-
-    s = sub.add_parser("simulate", help="discrete-event simulation with confidence intervals",
-                       description="Simulate the closed network (SimPy model, or the compiled fast path for "
-                                   "single-stage systems) and estimate steady-state metrics with confidence "
-                                   "intervals, next to the product-form values.")
-    add_system_arguments(s)
-    s.add_argument("--updates", type=int, default=100_000, help="updates to simulate per run (default 100000)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, identical trace)")
-    s.add_argument("--engine", choices=["auto", "simpy", "fast"], default="auto",
-                   help="auto: fast path when the system is single-stage without availability windows")
-    s.add_argument("--warmup", type=float, default=0.1, help="updates discarded: a fraction (< 1) or a count")
-    s.add_argument("--batches", type=int, default=20, help="batch-means batches (default 20)")
-    s.add_argument("--replications", type=int, default=1, help="independent runs (> 1: CIs across runs)")
-    s.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
-    s.add_argument("--trace", metavar="PATH", help="save the (first run's) trace: .npz, or .csv to export")
-    s.add_argument("--backend", choices=["serial", "process", "ray"], default="serial",
-                   help="where replications run (default serial)")
-    s.add_argument("--workers", type=int, help="processes / local Ray CPUs (default: all cores)")
-    s.add_argument("--address", help="address of an existing Ray cluster")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=_cmd_simulate)
-
-    o = sub.add_parser("optimize", help="optimal routing (and concurrency) for a convergence proxy",
-                       description="Optimise routing p (and concurrency m over a range) for a convergence proxy "
-                                   "of Generalized AsyncSGD, and compare with uniform routing (AsyncSGD).")
-    add_system_arguments(o, concurrency_help="fixed concurrency m (default: the system's, n)")
-    o.add_argument("--objective", choices=["per-update", "wallclock", "time-to-accuracy", "energy", "tradeoff",
-                                           "max-throughput"], default="wallclock", help="what to minimise (default wallclock)")
-    o.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI", help="optimise m jointly over LO..HI")
-    o.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i")
-    o.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i")
-    o.add_argument("--updates", type=float, metavar="K", help="K for per-update (default 1000)")
-    o.add_argument("--time-budget", type=float, metavar="TAU", help="tau for wallclock (default: AsyncSGD's time for 1000 updates)")
-    o.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy/tradeoff (default 0.1)")
-    o.add_argument("--weight", type=float, default=0.5, help="r in r E/E* + (1-r) T/T* for tradeoff")
-    o.add_argument("--constants", metavar="K=V,..|FILE", help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1)")
-    o.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
-    o.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
-    o.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
-    o.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power (default 0)")
-    o.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wallclock (default 0)")
-    o.add_argument("--starts", type=int, default=4, help="starting points (default 4)")
-    o.add_argument("--seed", type=int, default=0, help="seed of the random starting points")
-    o.add_argument("--json", action="store_true", help="print one JSON object")
-    o.set_defaults(func=_cmd_optimize)
-
-    t = sub.add_parser("train", help="trace-driven FL training (real model and data)",
-                       description="Train with a real model and data set, replaying the simulated schedule of the "
-                                   "queueing model. Without CONFIG the embedded default runs (digits, 10 clients, "
-                                   "two speed groups 10x apart, Generalized AsyncSGD); options override it.")
-    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (sections data, model, system, "
-                                             "routing, local, algorithm, run)")
-    t.add_argument("--output", "-o", help="output folder (results.json, updates.csv, checkpoint.pt, trace.npz)")
-    t.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
-    t.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
-    t.add_argument("--objective", help="proxy for --routing optimal (default wallclock)")
-    t.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
-    t.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
-    t.add_argument("--clients", type=int, help="number of clients")
-    t.add_argument("--updates", type=int, help="arrivals to apply")
-    t.add_argument("--time-budget", type=float, help="simulated time budget")
-    t.add_argument("--device", help="auto, cpu or cuda")
-    t.add_argument("--seed", type=int, help="seed of data split, model init, schedule and minibatches")
-    t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
-    t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
-    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--json", action="store_true", help="print the results JSON")
-    t.set_defaults(func=_cmd_train)
-
-    r = sub.add_parser("run", help="the main job: analyse -> optimise -> simulate -> train, and compare",
-                       description="On the embedded default (10 clients, two speed groups 10x apart, digits): exact "
-                                   "analysis, wall-clock-optimal routing, simulation, and training of AsyncSGD "
-                                   "(uniform routing) vs the optimal routing at an equal simulated-time budget; "
-                                   "prints predicted and measured gains.")
-    r.add_argument("--output", "-o", default="runs/main", help="output folder (default runs/main)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--updates", type=int, default=1500, help="AsyncSGD updates that define the time budget")
-    r.add_argument("--quiet", action="store_true")
-    r.set_defaults(func=_cmd_run)
-
-    v = sub.add_parser("validate", help="validation grid: predicted vs measured gains, report with CIs",
-                       description="Train every cell of a validation grid (speed scenarios x data heterogeneity x "
-                                   "routings x algorithms x seeds), saving each as it finishes (an interrupted grid "
-                                   "resumes), then write the Markdown/HTML report. Preset 'small' runs in under 15 "
-                                   "minutes on 2 CPU cores; 'default' writes validation/report.md.")
-    v.add_argument("--preset", default="small", help="small, default or full (default small)")
-    v.add_argument("--output", help="results folder (default validation/results/grid_<preset>)")
-    v.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
-    v.add_argument("--datasets", help="comma-separated data sets (default: the preset's; with --data-root: the "
-                                      "torchvision sets found there)")
-    v.add_argument("--data-root", help="folder with torchvision data sets (MNIST/, cifar-10-batches-py/, ...)")
-    v.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    v.add_argument("--backend", choices=["serial", "process", "ray"], default="serial",
-                   help="where cells run (default serial; ray needs pip install 'aflqueue[ray]')")
-    v.add_argument("--workers", type=int, help="processes (process backend) or local Ray CPUs (default: all cores)")
-    v.add_argument("--address", help="address of an existing Ray cluster (e.g. ray://head:10001 or auto)")
-    v.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs reserved per cell on Ray (default 0)")
-    v.add_argument("--report", help="report path (default validation/report.md for the default preset)")
-    v.add_argument("--figures", help="folder for the report's figures (default figures/ for the default preset)")
-    v.add_argument("--report-only", action="store_true", help="only rebuild the report from saved cells")
-    v.add_argument("--quiet", action="store_true")
-    v.set_defaults(func=_cmd_validate)
-
+def _parser_figures(sub) -> None:
     f = sub.add_parser("figures", help="regenerate all figures from saved results",
                        description="Analytic figures (exact analysis and optimiser), closed form vs simulation, and "
                                    "accuracy against simulated time from validation grids; PNG and PDF.")
-    f.add_argument("--output", default="figures", help="folder (default figures/)")
-    f.add_argument("--closed-forms", help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
-    f.add_argument("--grid", action="append", help="validation-grid results folder (repeatable; default "
-                                                   "validation/results/grid_default)")
+    f.add_argument("--output", "-o", type=nonempty_path, default="figures", help="folder (default figures/)")
+    f.add_argument("--closed-forms", type=nonempty_path,
+                   help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
+    f.add_argument("--grid", action="append", type=nonempty_path,
+                   help="validation-grid results folder (repeatable; default validation/results/grid_default)")
     f.set_defaults(func=_cmd_figures)
+
+
+# --------------------------------------------------------------------------- main
+PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_run, _parser_validate,
+           _parser_figures)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
+    parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in PARSERS:
+        add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aflqueue`` console script."""
     parser = build_parser()
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "objective", None) == "wallclock":
+            args.objective = "wall-clock"
         return int(args.func(args) or 0)
     except (UsageError, ValidationError) as e:
         msg = f"{e}" if isinstance(e, UsageError) else f"aflqueue: error: {e}"
-        print(msg.splitlines()[0], file=sys.stderr)
+        print((msg.splitlines() or ["aflqueue: error"])[0], file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("AFLQUEUE_DEBUG"):
+            raise
+        what = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
+        detail = (str(getattr(e, "strerror", None) or e).strip().splitlines() or [""])[0]
+        print(f"aflqueue: failed: {what}{type(e).__name__}: {detail} (AFLQUEUE_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
+    "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,19 @@
 """The main job (``aflqueue run``): analyse -> optimise -> simulate -> train, and compare.
 
 On the embedded default system (10 clients, 5 fast at rate 1 and 5 slow at rate 0.1, ``m = 10``)
-and data (digits, Dirichlet 0.5 split, MLP): exact analysis of AsyncSGD's network, the
-wall-clock-optimal routing for a time budget of ``updates`` AsyncSGD updates, a simulation of
-both routings (checked against the closed forms), and trace-driven training of Generalized
-AsyncSGD under both routings for the same simulated time. It prints predicted and measured
-gains side by side and writes ``summary.json`` plus each run's outputs under ``output``.
+and data (digits, Dirichlet 0.5 split, MLP), for each of several seeds:
+
+1. exact analysis of AsyncSGD's network (uniform routing, ``m = n``) fixes the time budget: the
+   expected time of ``updates`` AsyncSGD updates;
+2. the wall-clock optimiser, with constants calibrated at the seed's initial model, returns its
+   operating point -- routing and step size (``routing.kind = "optimal"``);
+3. both routings are simulated (the trace is checked against the closed forms) and trained
+   with Generalized AsyncSGD for the same simulated time.
+
+It prints the predicted and measured gains paired by seed, with intervals that respect each
+quantity (bootstrap for accuracy differences, log scale for time ratios, docs/theory.md section
+8), and writes every run and ``summary.json`` under ``output``. Runs are saved as they finish, so
+an interrupted main job resumes.
 """
 
 from __future__ import annotations
@@ -16,83 +24,149 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main_job"]
+__all__ = ["main_job", "TARGET"]
+
+#: Test accuracy whose time to reach is compared (digits; AsyncSGD reaches it within the budget).
+TARGET = 0.9
+ROUTINGS = {"uniform": "AsyncSGD (uniform)", "optimal": "wall-clock operating point"}
 
 
-def main_job(output: str = "runs/main", seed: int = 0, updates: int = 1500, quiet: bool = False,
-             target: float = 0.9) -> dict[str, Any]:
-    from rich.table import Table
+def _run(args: tuple) -> dict[str, Any]:
+    """One training run of the main job (a job of :func:`aflqueue.experiments.runner.run_jobs`)."""
+    import time
 
     from .config import load_config
     from .experiments.outcomes import time_to_target
-    from .pipeline import train
-    from .optimize import OptimizationProblem, assess, optimize
+    from .io import atomic_write_json
+    from .pipeline import prepare, train
+    from .sim import estimate
+
+    kind, seed, tau, out = args
+    t0 = time.perf_counter()
+    sets = [f"output={json.dumps(out)}", f"seed={seed}", f"run.time_budget={tau!r}", "run.eval_every=0",
+            "run.eval_times=20", "run.checkpoint_every=0", f"routing.kind={json.dumps(kind)}"]
+    if kind == "optimal":
+        sets += ['routing.constants="calibrate"', "routing.p_min=0.001"]
+    cfg = load_config(None, sets)
+    pr = prepare(cfg)
+    res = train(cfg, prepared=pr)
+    est = estimate(pr.trace, warmup=0.1, batches=10)
+    rec = {
+        "routing_kind": kind, "seed": seed, "routing": [float(x) for x in pr.routing],
+        "concurrency": int(pr.system.concurrency), "step_size": pr.step_size, "lr": pr.lr,
+        "predicted": {k: pr.predicted.get(k) for k in ("throughput", "wallclock", "S1", "S2")},
+        "simulated_throughput": est.throughput.to_dict(), "arrivals": res.arrivals,
+        "final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "diverged": res.diverged,
+        "time_to_target": time_to_target(res.curves, TARGET), "curves": res.curves,
+        "timing": {"wall_time": time.perf_counter() - t0},
+    }
+    atomic_write_json(Path(out) / "summary_run.json", rec)
+    return rec
+
+
+def _pairs(records: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    by: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        by.setdefault(r["seed"], {})[r["routing_kind"]] = r
+    return {s: v for s, v in by.items() if len(v) == 2}
+
+
+def summarize(records: list[dict[str, Any]], tau: float) -> dict[str, Any]:
+    """Paired gains of the operating point over AsyncSGD, with intervals (module docstring)."""
+    from .stats import bootstrap_interval, log_ratio_interval
+
+    pairs = _pairs(records)
+    seeds = sorted(pairs)
+    u = [pairs[s]["uniform"] for s in seeds]
+    o = [pairs[s]["optimal"] for s in seeds]
+    acc_diff = bootstrap_interval([b["final_accuracy"] - a["final_accuracy"] for a, b in zip(u, o)])
+    ratios = [b["time_to_target"] / a["time_to_target"] for a, b in zip(u, o)
+              if a["time_to_target"] and b["time_to_target"]]
+    both = len(ratios)
+    t_ratio = log_ratio_interval(ratios)
+    proxy = log_ratio_interval([b["predicted"]["wallclock"] / a["predicted"]["wallclock"] for a, b in zip(u, o)
+                                if a["predicted"]["wallclock"] and b["predicted"]["wallclock"]])
+    per = {k: {"accuracy": bootstrap_interval([p[k]["final_accuracy"] for p in pairs.values()]).to_dict(),
+               "reached_target": sum(p[k]["time_to_target"] is not None for p in pairs.values()),
+               "diverged": sum(bool(p[k]["diverged"]) for p in pairs.values()),
+               "throughput_predicted": float(np.mean([p[k]["predicted"]["throughput"] for p in pairs.values()])),
+               "throughput_simulated": float(np.mean([p[k]["simulated_throughput"]["mean"] for p in pairs.values()])),
+               "arrivals": float(np.mean([p[k]["arrivals"] for p in pairs.values()])),
+               "lr": float(np.mean([p[k]["lr"] for p in pairs.values()]))} for k in ROUTINGS}
+    return {"time_budget": tau, "target_accuracy": TARGET, "seeds": seeds, "per_routing": per,
+            "accuracy_difference": acc_diff.to_dict(), "time_to_target_ratio": t_ratio.to_dict(),
+            "time_to_target_pairs": both, "predicted_wallclock_ratio": proxy.to_dict()}
+
+
+def main_job(output: str = "runs/main", seed: int = 0, seeds: int = 5, updates: int = 1500, quiet: bool = False,
+             backend: str = "serial", workers: int | None = None, address: str | None = None) -> dict[str, Any]:
+    """Run the main job (module docstring) on seeds ``seed .. seed + seeds - 1``; return the summary."""
+    from rich.table import Table
+
+    from .experiments.runner import JobStore, run_jobs
+    from .io import atomic_write_json
     from .queueing.analysis import analyze
     from .report import console, fmt
-    from .sim import estimate
     from .system import example_system
 
     con = console()
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     system = example_system()
-    n = system.n
     a = analyze(system)
     tau = updates / a.throughput
     con.rule("1. exact analysis of AsyncSGD (uniform routing)")
-    con.print(f"{n} clients (5 at rate 1, 5 at rate 0.1), m = {system.concurrency}: throughput {fmt(a.throughput)} "
-              f"updates/time; E[D] fast {fmt(a.relative_delay[0])}, slow {fmt(a.relative_delay[-1])} updates "
-              f"(mean {fmt(a.mean_relative_delay)} = m - 1)")
-    con.rule("2. wall-clock-optimal routing")
-    problem = OptimizationProblem(system, "wallclock", time_budget=tau, p_min=1e-3)
-    opt = optimize(problem, seed=seed)
-    con.print(f"time budget {fmt(tau)} (= {updates} AsyncSGD updates); optimum p fast {fmt(opt.routing[0])}, "
-              f"slow {fmt(opt.routing[-1])}; predicted throughput {fmt(opt.throughput)} "
-              f"({opt.throughput / a.throughput:.2f}x); proxy W {fmt(opt.baseline['objective_value'])} -> "
-              f"{fmt(opt.objective_value)}")
-    routings = {"uniform (AsyncSGD)": np.full(n, 1.0 / n), "wall-clock optimal": opt.routing}
-    rows: dict[str, dict[str, Any]] = {}
-    con.rule("3. simulation and 4. trace-driven training")
-    for name, p in routings.items():
-        tag = "uniform" if name.startswith("uniform") else "optimal"
-        cfg = load_config(overrides=[f'output="{(out / tag).as_posix()}"', "routing.kind=\"explicit\"",
-                                     f"routing.values={json.dumps([float(x) for x in p])}",
-                                     f"run.time_budget={tau!r}", "run.updates=null", "run.eval_every=0",
-                                     "run.eval_times=20", f"seed={seed}"])
-        res = train(cfg, progress=not quiet)
-        from .sim.trace import Trace
-
-        tr = Trace.load(out / tag / "trace.npz")
-        est = estimate(tr, warmup=0.1, batches=10)
-        pred = assess(problem, p, system.concurrency)
-        rows[name] = {
-            "routing": [float(x) for x in p], "predicted_throughput": pred["throughput"],
-            "simulated_throughput": est.throughput.to_dict(), "arrivals_in_budget": res.arrivals,
-            "predicted_wallclock_proxy": pred["wallclock"], "final_accuracy": res.final_accuracy,
-            "final_loss": res.final_loss, "time_to_target": time_to_target(res.curves, target),
-            "curves": res.curves,
-        }
-    t = Table(title=f"Predicted vs measured at equal simulated time {fmt(tau)} (seed {seed})")
-    for col in ("routing", "throughput pred.", "throughput sim.", "arrivals", "proxy W pred.", "test accuracy",
-                "test loss", f"time to {int(100 * target)}%"):
+    con.print(f"{system.n} clients (5 at rate 1, 5 at rate 0.1), m = {system.concurrency}: throughput "
+              f"{fmt(a.throughput)} updates/time; E[D] fast {fmt(a.relative_delay[0])}, slow "
+              f"{fmt(a.relative_delay[-1])} updates (mean {fmt(a.mean_relative_delay)} = m - 1); time budget "
+              f"{fmt(tau)} = {updates} AsyncSGD updates")
+    con.rule(f"2-3. operating point, simulation and training on {seeds} seeds")
+    jobs = [(f"{kind}_s{s}", (kind, s, tau, str((out / f"{kind}_s{s}").as_posix())))
+            for s in range(seed, seed + seeds) for kind in ROUTINGS]
+    records = run_jobs(jobs, _run, JobStore(out / "runs"), backend=backend, workers=workers, address=address,
+                       progress=None if quiet else con.print,
+                       describe=lambda r: f"accuracy {100 * r['final_accuracy']:.2f}%")
+    records = [r for r in records if r["seed"] in range(seed, seed + seeds)]
+    summary = summarize(records, tau)
+    per = summary["per_routing"]
+    t = Table(title=f"AsyncSGD vs the wall-clock operating point at equal simulated time {fmt(tau)} "
+                    f"({len(summary['seeds'])} seeds, 95% intervals)")
+    for col in ("routing", "learning rate", "throughput pred.", "throughput sim.", "arrivals", "test accuracy",
+                f"reached {int(100 * TARGET)}%", "diverged"):
         t.add_column(col, justify="left" if col == "routing" else "right")
-    for name, r in rows.items():
-        st = r["simulated_throughput"]
-        t.add_row(name, fmt(r["predicted_throughput"]), f"{fmt(st['mean'])} ± {fmt((st['ci'][1] - st['ci'][0]) / 2, 2)}",
-                  str(r["arrivals_in_budget"]), fmt(r["predicted_wallclock_proxy"]), f"{100 * r['final_accuracy']:.2f}%",
-                  fmt(r["final_loss"]), fmt(r["time_to_target"]))
+    for k, label in ROUTINGS.items():
+        r = per[k]
+        acc = r["accuracy"]
+        t.add_row(label, fmt(r["lr"]), fmt(r["throughput_predicted"]), fmt(r["throughput_simulated"]),
+                  f"{r['arrivals']:.0f}", _pct_ci(acc), f"{r['reached_target']}/{len(summary['seeds'])}",
+                  str(r["diverged"]))
     con.print(t)
-    u, o = rows["uniform (AsyncSGD)"], rows["wall-clock optimal"]
-    summary = {
-        "time_budget": tau, "target_accuracy": target, "rows": rows,
-        "predicted_proxy_ratio": o["predicted_wallclock_proxy"] / u["predicted_wallclock_proxy"],
-        "measured_accuracy_gain": o["final_accuracy"] / u["final_accuracy"] - 1,
-        "measured_time_to_target_ratio": (o["time_to_target"] / u["time_to_target"])
-        if o["time_to_target"] and u["time_to_target"] else None,
-    }
-    con.print(f"predicted: proxy W x{summary['predicted_proxy_ratio']:.3f} (lower is better); measured: accuracy "
-              f"{100 * summary['measured_accuracy_gain']:+.2f}% relative, time to {int(100 * target)}% "
-              + ("x" + f"{summary['measured_time_to_target_ratio']:.2f}" if summary["measured_time_to_target_ratio"]
-                 else "not reached by both") + " (one seed; see `aflqueue validate` for confidence intervals)")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    d, tr, pw = summary["accuracy_difference"], summary["time_to_target_ratio"], summary["predicted_wallclock_ratio"]
+    con.print(f"predicted: wall-clock proxy ratio {_ratio_ci(pw)} (operating point / AsyncSGD; < 1 is better)")
+    con.print(f"measured: accuracy difference {_pp_ci(d)} (paired by seed, bootstrap); time to "
+              f"{int(100 * TARGET)}% ratio {_ratio_ci(tr)} over the {summary['time_to_target_pairs']} seed(s) where "
+              "both reached it (log scale)")
+    atomic_write_json(out / "summary.json", summary)
+    con.print(f"outputs: {out}/summary.json and one folder per run under {out}/ (results.json, updates.csv, "
+              "trace.npz, config.json)")
     return summary
+
+
+def _pct_ci(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "-"
+    ci = e["ci"]
+    return f"{100 * e['mean']:.2f}%" + ("" if ci is None else f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]")
+
+
+def _pp_ci(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "-"
+    ci = e["ci"]
+    return f"{100 * e['mean']:+.2f} points" + ("" if ci is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]")
+
+
+def _ratio_ci(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "-"
+    ci = e["ci"]
+    return f"x{e['mean']:.3f}" + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")

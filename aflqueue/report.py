@@ -34,11 +34,13 @@ def console():
 
 
 def analysis_table(system: "System", res: "Analysis", show_stations: bool = False) -> None:
-    """Print the per-client table and the summary of an exact analysis."""
+    """Print the per-client table and the summary of a closed-form analysis, labelled exact only
+    when the product form is exact for ``system``."""
     from rich.table import Table
 
     c = console()
-    t = Table(title=f"Exact analysis ({res.method}): n = {system.n}, concurrency m = {res.concurrency}")
+    label = "Exact analysis" if system.is_product_form else "Product-form approximation"
+    t = Table(title=f"{label} ({res.method}): n = {system.n}, concurrency m = {res.concurrency}")
     for col in ("client", "mu_i", "p_i", "E[X_i]", "util", "resp time", "E[D_i]"):
         t.add_column(col, justify="right" if col != "client" else "left")
     for i, cl in enumerate(system.clients):
@@ -54,6 +56,13 @@ def analysis_table(system: "System", res: "Analysis", show_stations: bool = Fals
             s.add_row("CS" if st.client[k] < 0 else str(st.client[k]), st.stage[k], st.discipline[k], fmt(st.rate[k]),
                       fmt(st.visit[k]), fmt(st.mean_queue_length[k]), fmt(st.utilization[k]), fmt(st.mean_response_time[k]))
         c.print(s)
+    if not system.is_product_form:
+        c.print(f"not exact: {system.describe_product_form()}; `aflqueue simulate` measures this system")
+    laws = sorted({cl.compute.law.name + "".join(f" {k}={v:g}" for k, v in cl.compute.law.to_dict().items()
+                                                 if k not in ("law", "mean", "samples", "weights", "components"))
+                   for cl in system.clients if not cl.compute.law.is_exponential})
+    if laws:
+        c.print(f"compute service laws: {', '.join(laws)} (the closed forms use their means only)")
     c.print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
     c.print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
     c.print(f"log G(m) = {fmt(res.log_normalizing_constant, 8)}")
@@ -137,8 +146,15 @@ def training_summary(cfg, res) -> None:
     c = console()
     acc = res.curves["test_accuracy"]
     c.print(f"{res.meta.get('algorithm')} on {cfg.data.dataset}: final test accuracy {100 * res.final_accuracy:.2f}% "
-            f"(loss {res.final_loss:.4f}) after {res.arrivals} arrivals, simulated time {fmt(res.simulated_time)}; "
+            f"(loss {fmt(res.final_loss)}) after {res.arrivals} arrivals, simulated time {fmt(res.simulated_time)}; "
             f"best {100 * max(acc):.2f}%")
     c.print(f"routing {[round(x, 4) for x in res.meta.get('routing', [])]}, concurrency {res.meta.get('concurrency')}; "
             f"wall time {res.wall_time:.1f} s ({res.arrivals / max(res.wall_time, 1e-9):.0f} arrivals/s)")
+    step = res.meta.get("step_size") or {}
+    if step.get("rule") == "optimal":
+        c.print(f"learning rate {fmt(step['lr'])} = local.lr {fmt(step['base_lr'])} x {fmt(step['ratio'])} "
+                "(the optimiser's step size over its step size for uniform routing)")
+    ended = {"updates": "the update budget (run.updates)", "time_budget": "the time budget (run.time_budget)",
+             "trace": "the end of the schedule", "diverged": f"divergence at arrival {res.diverged_at}"}
+    c.print(f"stopped by {ended.get(res.stopped_by, res.stopped_by)}")
     c.print(f"outputs in {cfg.output}/ (results.json, updates.csv, checkpoint.pt, trace.npz, config.json)")

@@ -246,6 +246,38 @@ class System:
         return table
 
     @property
+    def product_form_violations(self) -> list[str]:
+        """Why the product form is not exact for this system (empty when it is).
+
+        The closed forms of docs/theory.md sections 2-4 are exact for FIFO stations with
+        exponential service, delay stations with any law (BCMP insensitivity), and clients that
+        are always available; anything else makes them an approximation."""
+        out = []
+        for i, c in enumerate(self.clients):
+            label = c.name or f"client {i}"
+            for stage_name, st in c.stages():
+                if st.discipline == "fifo" and not st.law.is_exponential:
+                    out.append(f"{label} {stage_name}: {st.law.name} service at a FIFO station")
+            if c.availability is not None:
+                out.append(f"{label}: on/off availability")
+        if self.server is not None and self.server.discipline == "fifo" and not self.server.law.is_exponential:
+            out.append(f"central server: {self.server.law.name} service at a FIFO station")
+        return out
+
+    @property
+    def is_product_form(self) -> bool:
+        """True when the exact analysis is exact (see :attr:`product_form_violations`)."""
+        return not self.product_form_violations
+
+    def describe_product_form(self, limit: int = 3) -> str:
+        """``"exact (product form)"`` or ``"product-form approximation: <first reasons>"``."""
+        v = self.product_form_violations
+        if not v:
+            return "exact (product form)"
+        more = f" and {len(v) - limit} more" if len(v) > limit else ""
+        return f"product-form approximation ({'; '.join(v[:limit])}{more})"
+
+    @property
     def active(self) -> np.ndarray:
         """Boolean mask of clients with ``p_i > 0``, shape ``(n,)``."""
         return self.routing > 0

@@ -1,17 +1,43 @@
 """What a training run achieved, read off its evaluation curves.
 
 Curves are the ``curves`` of a :class:`~aflqueue.fl.engine.TrainResult`: parallel lists
-``time`` (simulated time units), ``updates``, ``test_accuracy`` and ``test_loss``.
+``time`` (simulated time units), ``updates``, ``test_accuracy`` and ``test_loss``, in time order.
 """
 
 from __future__ import annotations
 
-__all__ = ["time_to_target"]
+import math
+
+__all__ = ["time_to_target", "accuracy_at"]
 
 
-def time_to_target(curves: dict[str, list], target: float) -> float | None:
-    """First evaluated simulated time at which the test accuracy reaches ``target`` (None if never)."""
+def time_to_target(curves: dict[str, list], target: float, interpolate: bool = True,
+                   diverged_at_time: float | None = None) -> float | None:
+    """Simulated time at which the test accuracy first reaches ``target`` (None if never).
+
+    With ``interpolate`` the time is read off the straight line between the last evaluation
+    below the target and the first at or above it (the evaluation grid's spacing otherwise
+    biases the estimate by up to one interval); a run that starts above the target reaches it
+    at its first evaluation. Evaluations at or after ``diverged_at_time`` never count: a
+    diverged run has no model left to reach anything."""
+    prev_t, prev_a = None, None
     for t, a in zip(curves["time"], curves["test_accuracy"]):
-        if a >= target:
-            return float(t)
+        if diverged_at_time is not None and t >= diverged_at_time:
+            return None
+        if a is not None and math.isfinite(a) and a >= target:
+            if not interpolate or prev_t is None or prev_a is None or a == prev_a:
+                return float(t)
+            return float(prev_t + (target - prev_a) * (t - prev_t) / (a - prev_a))
+        if a is not None and math.isfinite(a):
+            prev_t, prev_a = t, a
     return None
+
+
+def accuracy_at(curves: dict[str, list], when: float) -> float | None:
+    """Test accuracy of the model as it stood at simulated time ``when``: the last evaluation at
+    or before it (None if there is none)."""
+    best = None
+    for t, a in zip(curves["time"], curves["test_accuracy"]):
+        if t <= when * (1 + 1e-12):
+            best = a
+    return None if best is None else float(best)
