@@ -335,7 +335,8 @@ def part_cuda_tests(cfg: dict, deadline: float, emit: Callable[[dict], None]) ->
         for case in root.iter("testcase"):
             for bad in list(case.findall("failure")) + list(case.findall("error")):
                 msg = (bad.get("message") or "").splitlines()
-                failed.append({"test": f"{case.get('classname')}::{case.get('name')}", "message": (msg[0] if msg else "")[:300]})
+                failed.append({"test": f"{case.get('classname')}::{case.get('name')}",
+                               "message": (msg[0] if msg else "")[:300]})
         res.update({"tests": tests, "passed": tests - failures - errors - skipped, "failed": failures, "errors": errors,
                     "skipped": skipped, "failures": failed})
     else:
@@ -368,7 +369,13 @@ def part_agreement(cfg: dict, deadline: float, emit: Callable[[dict], None]) -> 
             if time.time() > deadline - 5:
                 add({"case": name, "skipped": "time budget"})
                 break
-            run = A.replay(case, built, dev, batched=batched, dtype=dtype, strict=strict)
+            what = {"case": name, "what": "replay", "arrivals": case.arrivals, "dtype": dtype,
+                    "mode": "batched" if batched else "serial", "tf32": "off" if strict else "device default"}
+            try:
+                run = A.replay(case, built, dev, batched=batched, dtype=dtype, strict=strict)
+            except Exception as e:  # noqa: BLE001 (one failing run must not lose the others)
+                add({**what, "checked": True, "violations": [f"{type(e).__name__}: {e}"[:300]]})
+                continue
             print(f"{name}: {dtype} {'batched' if batched else 'serial'} (TF32 {'off' if strict else 'default'}) "
                   f"on {run.device} in {run.seconds:.1f} s", flush=True)
             refs = [("cpu " + dtype, ref[dtype])] + ([("cpu float64", ref["float64"])] if dtype == "float32" else [])
@@ -376,17 +383,20 @@ def part_agreement(cfg: dict, deadline: float, emit: Callable[[dict], None]) -> 
                 diff = A.compare(run, r)
                 tol = None if strict else A.TF32_TOLERANCE
                 checked = strict and (dtype == "float64" or case.stable_replay)
-                add({"case": name, "what": "replay", "arrivals": case.arrivals, "dtype": dtype,
-                     "mode": "batched" if batched else "serial", "tf32": "off" if strict else "device default",
-                     "device": run.device, "reference": label, **diff, "seconds": run.seconds,
+                add({**what, "device": run.device, "reference": label, **diff, "seconds": run.seconds,
                      "tolerance": A.TOLERANCES[dtype] if tol is None else tol, "checked": checked,
                      "violations": A.violations(diff, dtype, tol)})
         d_ref = A.task_deltas(case, built, "cpu", dtype="float64")
         for batched in (False, True):
-            d = A.compare_deltas(A.task_deltas(case, built, dev, batched=batched), d_ref)
+            what = {"case": name, "what": "task updates", "dtype": "float32", "mode": "batched" if batched else "serial",
+                    "tf32": "off", "reference": "cpu float64", "tolerance": A.TOLERANCES["float32"], "checked": True}
+            try:
+                d = A.compare_deltas(A.task_deltas(case, built, dev, batched=batched), d_ref)
+            except Exception as e:  # noqa: BLE001
+                add({**what, "violations": [f"{type(e).__name__}: {e}"[:300]]})
+                continue
             ok = d["finite"] and d["max_rel_l2"] <= A.TOLERANCES["float32"]
-            add({"case": name, "what": "task updates", "dtype": "float32", "mode": "batched" if batched else "serial",
-                 "tf32": "off", "reference": "cpu float64", **d, "tolerance": A.TOLERANCES["float32"], "checked": True,
+            add({**what, **d,
                  "violations": [] if ok else [f"max_rel_l2 = {d['max_rel_l2']:.3g} > {A.TOLERANCES['float32']:g}"]})
     checked = [c for c in res["comparisons"] if c.get("checked")]
     res["checked"] = len(checked)
@@ -474,7 +484,7 @@ def part_profile(cfg: dict, deadline: float, emit: Callable[[dict], None]) -> di
     res: dict[str, Any] = {"device": cfg["device"], "models": models, "why": why, "runs": []}
     if not models:
         return res
-    torch = _torch_setup(cfg)
+    _torch_setup(cfg)
     from torch.profiler import ProfilerActivity, profile
 
     bt = _bench_module()
@@ -655,7 +665,8 @@ def _verdict(name: str, sec: dict) -> tuple[bool, str]:
     if name == "environment":
         gpu = sec.get("gpu", {}).get("name", "no GPU")
         bad = sec.get("device_error") or (f"imports failed: {sec['import_failures']}" if sec.get("import_failures") else "")
-        return not bad, f"torch {sec['versions'].get('torch')}, CUDA {sec.get('torch_cuda')}, {gpu}" + (f"; {bad}" if bad else "")
+        text = f"torch {sec['versions'].get('torch')}, CUDA {sec.get('torch_cuda')}, {gpu}"
+        return not bad, text + (f"; {bad}" if bad else "")
     if name == "cuda_tests":
         if "tests" not in sec:
             return False, sec.get("error", "no report")
@@ -669,19 +680,22 @@ def _verdict(name: str, sec: dict) -> tuple[bool, str]:
                 val = c.get("displacement_rel_l2", c.get("max_rel_l2"))
                 worst[key] = max(worst.get(key, 0.0), val if val is not None else math.inf)
         txt = ", ".join(f"{k} worst {v:.1e}" for k, v in sorted(worst.items()))
-        return sec.get("failed", 1) == 0 and sec.get("checked", 0) > 0, f"{sec.get('checked', 0)} checked, {sec.get('failed')} failed ({txt})"
+        ok = sec.get("failed", 1) == 0 and sec.get("checked", 0) > 0
+        return ok, f"{sec.get('checked', 0)} checked, {sec.get('failed')} failed ({txt})"
     if name == "benchmark":
         rows = sec.get("rows", [])
         done = [r for r in rows if "speedup" in r]
         errors = [r for r in rows if "error" in r]
-        return bool(done) and not errors, f"{len(done)} measured, {len(rows) - len(done) - len(errors)} skipped, {len(errors)} errors"
+        skipped = len(rows) - len(done) - len(errors)
+        return bool(done) and not errors, f"{len(done)} measured, {skipped} skipped, {len(errors)} errors"
     if name == "profile":
         return True, f"{len(sec.get('runs', []))} runs ({sec.get('why')})"
     if name == "grid_slice":
         cells = sec.get("cells", [])
         both = [c for c in cells if "accuracy_abs_diff" in c]
         agree = sum(1 for c in both if c["within_tolerance"])
-        return len(both) == len(cells) and bool(cells), f"{len(both)}/{len(cells)} cells on both, {agree} within {GRID_TOLERANCE}"
+        ok = len(both) == len(cells) and bool(cells)
+        return ok, f"{len(both)}/{len(cells)} cells on both, {agree} within {GRID_TOLERANCE}"
     return True, ""
 
 
