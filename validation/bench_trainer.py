@@ -1,11 +1,18 @@
 """Benchmark: trainer updates per second, batched (torch.func.vmap) vs serial, same model and trace.
 
 Issue 5 targets: batched >= 1.5x serial on CPU (small CNN, m = 100), >= 5x on GPU. The data are
-random 28x28 images (speed does not depend on content), 100 clients of five speed types,
-uniform routing, m = 100; both modes replay the same trace with the same minibatches, and the
-final models are compared. Runs alternate and the median is reported (shared, noisy machine).
+random inputs (speed does not depend on content), n clients of five speed types, uniform
+routing, m tasks in flight (n = m unless --clients says otherwise); both modes replay the same
+trace with the same minibatches, and the final losses are reported side by side. Runs alternate
+and the median is reported (shared, noisy machine). No assertion on time.
 
-    python validation/bench_trainer.py [--device cpu|cuda] [--updates 600] [--steps 1] [--repeats 3]
+Models (--models, comma-separated): ``mlp`` (the digits MLP: 64 inputs, two hidden layers of 200),
+``cnn28`` (McMahan et al.'s CNN on 1x28x28, --channels/--hidden), ``resnet18`` (CIFAR ResNet-18 with
+GroupNorm on 3x32x32). On CUDA the number of updates per timed run can follow a time target
+(--seconds), and a batched run that runs out of GPU memory is retried with half the vmap batch.
+
+    python validation/bench_trainer.py [--device cpu|cuda] [--models cnn28] [--concurrency 100[,1000]]
+                                       [--updates 600] [--steps 1] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,26 +31,170 @@ from aflqueue import System
 from aflqueue.fl.data import Dataset, FederatedData
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig
-from aflqueue.fl.models import build_model
+from aflqueue.fl.models import build_model, count_parameters
 from aflqueue.sim import simulate
 
 TYPES = np.array([3.0, 1.5, 0.6, 0.25, 0.1])
+#: input shape and default options of each benchmarked model
+MODELS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
+    "mlp": ((64,), {"hidden": (200, 200)}),
+    "cnn28": ((1, 28, 28), {"channels": (32, 64), "hidden": 512}),
+    "resnet18": ((3, 32, 32), {"norm": "group", "groups": 2}),
+}
 
 
-def fake_data(n_clients: int, per_client: int, seed: int = 0) -> FederatedData:
+def fake_data(n_clients: int, per_client: int, seed: int = 0, shape: tuple[int, ...] = (1, 28, 28),
+              test: int = 500) -> FederatedData:
     g = torch.Generator().manual_seed(seed)
-    clients = [Dataset(torch.rand(per_client, 1, 28, 28, generator=g), torch.randint(0, 10, (per_client,), generator=g), 10, "fake")
-               for _ in range(n_clients)]
-    test = Dataset(torch.rand(500, 1, 28, 28, generator=g), torch.randint(0, 10, (500,), generator=g), 10, "fake")
-    return FederatedData(clients, test, None, 10, (1, 28, 28), "fake")
+    clients = [Dataset(torch.rand(per_client, *shape, generator=g), torch.randint(0, 10, (per_client,), generator=g), 10,
+                       "fake") for _ in range(n_clients)]
+    test_set = Dataset(torch.rand(test, *shape, generator=g), torch.randint(0, 10, (test,), generator=g), 10, "fake")
+    return FederatedData(clients, test_set, None, 10, shape, "fake")
 
 
-def main() -> None:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
+class Bench:
+    """One model at one (n, m): builds the data and a trace once, then times replays."""
+
+    def __init__(self, model: str, device: str = "cpu", clients: int = 100, concurrency: int = 100,
+                 max_updates: int = 600, steps: int = 1, batch_size: int = 32, per_client: int | None = None,
+                 max_batch: int | None = None, options: dict[str, Any] | None = None, seed: int = 0,
+                 test_size: int = 500):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; allowed: {', '.join(MODELS)}")
+        self.model_name, self.device = model, device
+        self.shape, defaults = MODELS[model]
+        self.options = {**defaults, **(options or {})}
+        self.n, self.m = clients, concurrency
+        self.system = System.from_rates(np.resize(TYPES, clients), concurrency=concurrency)
+        self.trace = simulate(self.system, max_updates, seed=seed)
+        self.data = fake_data(clients, per_client or max(batch_size, 64), seed, self.shape, test_size)
+        self.local = LocalConfig(steps=steps, lr=0.05, batch_size=batch_size)
+        self.max_batch = max_batch
+        self.seed = seed
+        self.parameters = count_parameters(self.build())
+
+    def build(self) -> torch.nn.Module:
+        return build_model(self.model_name, self.shape, 10, seed=self.seed, **self.options)
+
+    def run(self, batched: bool, updates: int, max_batch: int | None = None) -> tuple[float, float]:
+        """Seconds for ``updates`` arrivals (and one final evaluation on the test samples) and
+        the final test loss."""
+        tr = TraceTrainer(model=self.build(), data=self.data, trace=self.trace, routing=self.system.routing,
+                          algorithm="generalized-asyncsgd", local=self.local,
+                          settings=EngineSettings(updates=updates, eval_every=0, checkpoint_every=0, batched=batched,
+                                                  max_batch=max_batch or self.max_batch, seed=self.seed),
+                          device=self.device)
+        _sync(self.device)
+        t = time.perf_counter()
+        res = tr.run()
+        _sync(self.device)
+        return time.perf_counter() - t, res.final_loss
+
+
+def bench(b: Bench, updates: int, repeats: int = 3, seconds: float | None = None, min_updates: int = 20,
+          deadline: float | None = None, log=print) -> dict[str, Any]:
+    """Warm up both modes, then alternate ``repeats`` timed runs of each; report medians.
+
+    With ``seconds``, each mode's updates are chosen from the rate of untimed runs (grown until one
+    lasts a quarter of ``seconds``) so that one timed run
+    takes about that long (between ``min_updates``, at least 2 m for batched runs where the trace
+    allows, and ``updates``). A batched run out of GPU memory is retried with half the vmap batch
+    (down to 8). ``deadline`` (``time.perf_counter()`` value): fewer repeats when time runs out."""
+    row: dict[str, Any] = {"model": b.model_name, "options": {k: list(v) if isinstance(v, tuple) else v
+                                                              for k, v in b.options.items()},
+                           "parameters": b.parameters, "device": b.device, "threads": torch.get_num_threads(),
+                           "clients": b.n, "concurrency": b.m, "local_steps": b.local.steps,
+                           "batch_size": b.local.batch_size, "test_size": len(b.data.test.y)}
+    max_batch = b.max_batch
+    warm = {False: max(1, min(updates, min_updates)), True: max(1, min(updates, max(min_updates, b.m)))}
+
+    def timed(batched: bool, u: int) -> tuple[float, float]:
+        nonlocal max_batch
+        while True:
+            try:
+                return b.run(batched, u, max_batch)
+            except RuntimeError as e:
+                if not (batched and b.device.startswith("cuda") and _is_oom(e)):
+                    raise
+                torch.cuda.empty_cache()
+                current = max_batch or 256
+                if current <= 8:
+                    raise
+                max_batch = current // 2
+                log(f"  {b.model_name} m={b.m}: out of GPU memory, vmap batch -> {max_batch}")
+
+    if b.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    used = {}
+    for batched in (True, False):
+        u = warm[batched]
+        timed(batched, u)  # warm-up: kernels, allocator, vmap's first trace
+        if seconds:  # grow the run until it is long enough to time (fixed costs per run dominate short ones)
+            dt, _ = timed(batched, u)
+            while dt < seconds / 4 and u < updates:
+                u = min(updates, max(2 * u, int(u * seconds / 4 / max(dt, 1e-3))))
+                dt, _ = timed(batched, u)
+            lo = min(updates, 2 * b.m) if batched else min_updates
+            used[batched] = int(min(updates, max(lo, u * seconds / dt)))
+        else:
+            used[batched] = updates
+    times: dict[bool, list[float]] = {True: [], False: []}
+    finals: dict[bool, float] = {}
+    for r in range(repeats):
+        if r and deadline is not None and time.perf_counter() + sum(times[k][-1] for k in times) > deadline:
+            log(f"  {b.model_name} m={b.m}: {r} repeat(s), time budget")
+            break
+        for batched in (True, False):
+            dt, loss = timed(batched, used[batched])
+            times[batched].append(dt)
+            finals[batched] = loss
+    tb, ts = statistics.median(times[True]), statistics.median(times[False])
+    row.update({"updates_batched": used[True], "updates_serial": used[False], "repeats": len(times[True]),
+                "max_batch": max_batch, "batched_updates_per_s": used[True] / tb, "serial_updates_per_s": used[False] / ts,
+                "speedup": (used[True] / tb) / (used[False] / ts), "batched_seconds": times[True],
+                "serial_seconds": times[False], "final_loss_batched": finals[True], "final_loss_serial": finals[False]})
+    if used[True] == used[False]:
+        row["final_loss_rel_diff"] = abs(finals[True] - finals[False]) / max(abs(finals[False]), 1e-300)
+    if b.device.startswith("cuda"):
+        row["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated())
+    return row
+
+
+def describe(row: dict[str, Any]) -> str:
+    return (f"{row['device']} ({row['threads']} threads), {row['model']} ({row['parameters']} params), "
+            f"n = {row['clients']}, m = {row['concurrency']}, K = {row['local_steps']}: "
+            f"batched {row['batched_updates_per_s']:.1f} upd/s, serial {row['serial_updates_per_s']:.1f} upd/s, "
+            f"speed-up {row['speedup']:.2f}x (final loss {row['final_loss_batched']:.6f} vs {row['final_loss_serial']:.6f})")
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise SystemExit(f"bench_trainer: --{name} must list integers >= 1 (got {text!r})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--concurrency", type=int, default=100)
-    ap.add_argument("--updates", type=int, default=600)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--models", default="cnn28", help=f"comma-separated, of {', '.join(MODELS)} (default cnn28)")
+    ap.add_argument("--clients", type=int, default=None, help="n (default: = m)")
+    ap.add_argument("--concurrency", default="100", help="m, comma-separated for several (default 100)")
+    ap.add_argument("--updates", type=int, default=600, help="updates per timed run (with --seconds: at most)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="aim each timed run at this many seconds (updates chosen from the warm-up rate)")
     ap.add_argument("--steps", type=int, default=1, help="local steps K per task")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
@@ -49,56 +202,32 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=None, help="tasks per vmap batch (default: the engine's)")
     ap.add_argument("--channels", default="32,64", help="cnn28 conv channels (default 32,64: McMahan et al.)")
     ap.add_argument("--hidden", type=int, default=512, help="cnn28 hidden units (default 512)")
-    ap.add_argument("--json", help="write results to this file")
-    args = ap.parse_args()
+    ap.add_argument("--test-size", type=int, default=500, help="test samples of the final evaluation (default 500)")
+    ap.add_argument("--json", help="write results to this file (one object; a list for several rows)")
+    args = ap.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        raise SystemExit(f"bench_trainer: unknown model(s) {', '.join(bad) or '(none)'}; allowed: {', '.join(MODELS)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("bench_trainer: --device cuda but torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    n, m = args.clients, args.concurrency
-    system = System.from_rates(np.resize(TYPES, n), concurrency=m)
-    trace = simulate(system, args.updates, seed=0)
-    data = fake_data(n, 64)
-    local = LocalConfig(steps=args.steps, lr=0.05, batch_size=args.batch_size)
-    channels = tuple(int(c) for c in args.channels.split(","))
-
-    def run(batched: bool):
-        model = build_model("cnn28", (1, 28, 28), 10, seed=0, channels=channels, hidden=args.hidden)
-        tr = TraceTrainer(model=model, data=data, trace=trace, routing=system.routing, algorithm="generalized-asyncsgd",
-                          local=local, settings=EngineSettings(eval_every=0, checkpoint_every=0, batched=batched,
-                                                               max_batch=args.max_batch, seed=0), device=args.device)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        res = tr.run()
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return time.perf_counter() - t, res
-
-    run(True)  # warm-up (kernels, allocator)
-    run(False)
-    times = {True: [], False: []}
-    finals = {}
-    for _ in range(args.repeats):
-        for b in (True, False):
-            dt, res = run(b)
-            times[b].append(dt)
-            finals[b] = res.final_loss
-    tb, ts = statistics.median(times[True]), statistics.median(times[False])
-    from aflqueue.fl.models import count_parameters
-
-    params = count_parameters(build_model("cnn28", (1, 28, 28), 10, channels=channels, hidden=args.hidden))
-    row = {"device": args.device, "threads": torch.get_num_threads(), "clients": n, "concurrency": m,
-           "model": f"cnn28 channels={channels} hidden={args.hidden}", "parameters": params,
-           "updates": args.updates, "local_steps": args.steps, "batched_updates_per_s": args.updates / tb,
-           "serial_updates_per_s": args.updates / ts, "speedup": ts / tb,
-           "final_loss_batched": finals[True], "final_loss_serial": finals[False]}
-    print(f"{args.device} ({torch.get_num_threads()} threads), cnn28 {channels}/{args.hidden} ({params} params), "
-          f"n = {n}, m = {m}, K = {args.steps}: "
-          f"batched {row['batched_updates_per_s']:.1f} upd/s, serial {row['serial_updates_per_s']:.1f} upd/s, "
-          f"speed-up {row['speedup']:.2f}x (final loss {finals[True]:.6f} vs {finals[False]:.6f})")
+    rows = []
+    for m in _ints(args.concurrency, "concurrency"):
+        for name in models:
+            opts = ({"channels": tuple(_ints(args.channels, "channels")), "hidden": args.hidden}
+                    if name == "cnn28" else {})
+            b = Bench(name, args.device, args.clients or m, m, args.updates, args.steps, args.batch_size,
+                      max_batch=args.max_batch, options=opts, test_size=args.test_size)
+            row = bench(b, args.updates, args.repeats, args.seconds)
+            print(describe(row), flush=True)
+            rows.append(row)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(row, f, indent=2)
+            json.dump(rows[0] if len(rows) == 1 else rows, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -112,7 +112,13 @@ def task_batches(data: ClientData, client: int, task: int, seed: int, cfg: Local
     b = min(cfg.batch_size, n_i)
     g = torch.Generator().manual_seed(task_seed(seed, task))
     rows = [torch.randperm(n_i, generator=g)[:b] for _ in range(cfg.steps)]
-    return (torch.stack(rows) + int(data.offsets[client])).to(data.x.device)
+    idx = torch.stack(rows) + int(data.offsets[client])
+    if data.x.device.type == "cuda":
+        # A copy from pageable host memory synchronises the stream (the host waits for all queued
+        # GPU work, once per task); from pinned memory it is queued like a kernel. The caching
+        # host allocator keeps the pinned block until the copy has run.
+        return idx.pin_memory().to(data.x.device, non_blocking=True)
+    return idx.to(data.x.device)
 
 
 def _adam_step(w, g, m, v, t, cfg: LocalConfig):
