@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from aflqueue import System
+from aflqueue.system import FIVE_TYPES
 from aflqueue.fl.data import Dataset, FederatedData
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import LocalConfig
 from aflqueue.fl.models import build_model, count_parameters
 from aflqueue.sim import simulate
 
-TYPES = np.array([3.0, 1.5, 0.6, 0.25, 0.1])
+TYPES = np.asarray(FIVE_TYPES)
 #: input shape and default options of each benchmarked model
 MODELS: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {
     "mlp": ((64,), {"hidden": (200, 200)}),
