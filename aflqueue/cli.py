@@ -559,13 +559,43 @@ def _torchvision_sets_under(root: str) -> list[str]:
     return found
 
 
+def _cmd_validate_paper(args: argparse.Namespace) -> int:
+    from .experiments.paper import PAPER_PRESETS, load_paper, run_paper
+    from .experiments.paper_report import write_paper_report
+
+    preset = PAPER_PRESETS[args.preset]
+    _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot and evaluation) in advance")
+    _check(not args.datasets, "datasets", f"the {args.preset} preset fixes its data sets in advance")
+    output = Path(args.output or f"validation/results/{args.preset}")
+    headline = args.preset == "paper"
+    report = Path(args.report) if args.report else (Path("validation/report.md") if headline else output / "report.md")
+    figures = Path(args.figures) if args.figures else (Path("figures") if headline else output / "figures")
+    if args.report_only:
+        data = load_paper(output)
+    else:
+        data = run_paper(preset, output, stage=args.stage, device=args.device, data_root=args.data_root,
+                         backend=args.backend, workers=args.workers, address=args.address,
+                         progress=None if args.quiet else print)
+    if not data["tuning"] and not data["evaluation"]:
+        raise ValidationError("output", f"no finished runs under {str(output)!r}")
+    md = write_paper_report(preset, data, report, figures)
+    print(f"report: {md} ({len(data['tuning'])} tuning runs, {len(data['evaluation'])} evaluation runs); runs in "
+          f"{output}/")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .experiments.grid import PRESETS, run_grid
+    from .experiments.paper import PAPER_PRESETS
     from .experiments.report import write_report
 
     check_backend(args)
-    if args.preset not in PRESETS:
-        raise ValidationError("preset", f"must be one of {', '.join(PRESETS)} (got {args.preset!r})")
+    if args.preset not in PRESETS and args.preset not in PAPER_PRESETS:
+        raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *PRESETS])} "
+                                        f"(got {args.preset!r})")
+    if args.preset in PAPER_PRESETS:
+        return _cmd_validate_paper(args)
+    _check(args.stage == "all", "stage", "is used only with the paper presets")
     if args.seeds is not None:
         _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
     _finite(args.gpus_per_cell, "gpus-per-cell", 0.0)
@@ -596,13 +626,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _parser_validate(sub) -> None:
     from .experiments.grid import PRESETS
+    from .experiments.paper import PAPER_PRESETS
 
-    v = sub.add_parser("validate", help="validation grid: predicted vs measured gains, report with intervals",
-                       description="Train every cell of a validation grid (speed scenarios x data heterogeneity x "
-                                   "routings x algorithms x seeds), saving each as it finishes (an interrupted grid "
-                                   "resumes), then write the Markdown/HTML report. Presets: "
-                                   f"{', '.join(PRESETS)}.")
-    v.add_argument("--preset", default="small", help=f"one of {', '.join(PRESETS)} (default small)")
+    names = [*PAPER_PRESETS, *PRESETS]
+    v = sub.add_parser("validate", help="validation experiments: predicted vs measured gains, report with intervals",
+                       description="Run a validation experiment, saving every run as it finishes (an interrupted "
+                                   "experiment resumes), then write its report. Paper presets (paper, paper-n20, "
+                                   "paper-tiny): tuned baselines vs the optimiser's operating point, pre-registered "
+                                   "criterion (validation/PROTOCOL.md); grid presets (tiny, small, default, full): "
+                                   f"routings x algorithms. Presets: {', '.join(names)}.")
+    v.add_argument("--preset", default="small", help=f"one of {', '.join(names)} (default small)")
+    v.add_argument("--stage", choices=["tune", "eval", "all"], default="all",
+                   help="paper presets: run only the tuning stage, only the evaluation stage, or both (default)")
     v.add_argument("--output", "-o", type=nonempty_path, help="results folder (default validation/results/grid_<preset>)")
     v.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     v.add_argument("--datasets", help="comma-separated data sets (default: the preset's; with --data-root: the "

@@ -56,6 +56,7 @@ class DataConfig:
     classes_per_client: int = 2
     quantity_alpha: float = 1.0
     unlabeled_fraction: float = 0.0
+    validation_fraction: float = 0.0
     max_train: int | None = None
     max_test: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +140,7 @@ class RunSection:
     trace: str | None = None
     threads: int = 1  # torch intra-op threads on CPU; small models lose time to thread spinning
     max_memory_gb: float = 4.0
+    evaluate_on: str = "test"
 
 
 @dataclass
@@ -260,6 +262,7 @@ def validate(c: TrainConfig) -> None:
     check_integer(d.classes_per_client, "data.classes_per_client", 1)
     check_positive(d.quantity_alpha, "data.quantity_alpha")
     check_fraction(d.unlabeled_fraction, "data.unlabeled_fraction")
+    check_fraction(d.validation_fraction, "data.validation_fraction")
     for name in ("max_train", "max_test"):
         if getattr(d, name) is not None:
             check_integer(getattr(d, name), f"data.{name}", 1)
@@ -308,6 +311,10 @@ def validate(c: TrainConfig) -> None:
     # more threads than cores only spin, and torch crashes on absurd counts
     check_integer(run.threads, "run.threads", 1, max(1, os.cpu_count() or 1))
     check_positive(run.max_memory_gb, "run.max_memory_gb")
+    require(run.evaluate_on in ("test", "validation"), "run.evaluate_on",
+            f"must be test or validation (got {run.evaluate_on!r})")
+    require(run.evaluate_on == "test" or d.validation_fraction > 0, "run.evaluate_on",
+            "validation needs data.validation_fraction > 0 (the slice of the training set to evaluate on)")
 
 
 # Keys whose value the chosen mode would ignore: (key, condition under which it is used).

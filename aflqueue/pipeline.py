@@ -95,7 +95,7 @@ def build_data_and_model(cfg: TrainConfig):
     data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, classes_per_client=d.classes_per_client,
                           quantity_alpha=d.quantity_alpha, unlabeled_fraction=d.unlabeled_fraction,
                           data_root=d.data_root, seed=cfg.seed, max_train=d.max_train, max_test=d.max_test,
-                          **d.options)
+                          validation_fraction=d.validation_fraction, **d.options)
     model = build_model(cfg.model.name or default_model_for(d.dataset), data.input_shape, data.num_classes,
                         seed=cfg.seed, **cfg.model.options)
     return data, model
@@ -225,7 +225,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
     }
     import torch
 
-    trainer = TraceTrainer(model=pr.model, data=pr.data, trace=pr.trace, routing=pr.routing,
+    data = pr.data
+    if run.evaluate_on == "validation":  # tuning: the test set stays unseen
+        from dataclasses import replace
+
+        data = replace(data, test=data.validation)
+    trainer = TraceTrainer(model=pr.model, data=data, trace=pr.trace, routing=pr.routing,
                            algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
                            local=LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size,
                                              optimizer=lc.optimizer, weight_decay=lc.weight_decay),

@@ -250,3 +250,13 @@ def closed_forms_figures(results: Mapping[str, Any], out_dir: str | Path) -> lis
     if results.get("delay_distribution"):
         paths += closed_forms_delay_law(results, out_dir)
     return paths
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display needed)."""
+    return _plt()
+
+
+def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
+    """Save ``fig`` as ``<out_dir>/<stem>.png`` and ``.pdf`` (reproducible: no creation date) and close it."""
+    return _save(fig, out_dir, stem)

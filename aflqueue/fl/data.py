@@ -159,6 +159,8 @@ class FederatedData:
         test: test set held by the server.
         unlabeled: held-out slice of the training set with labels ``-1`` (e.g. for server-side
             distillation), or ``None``.
+        validation: held-out labelled slice of the training set for tuning hyper-parameters
+            without touching the test set, or ``None``.
         num_classes: number of classes.
         input_shape: shape of one sample.
         name: data-set name.
@@ -172,6 +174,7 @@ class FederatedData:
     input_shape: tuple[int, ...]
     name: str
     partition: dict[str, Any] = field(default_factory=dict)
+    validation: Dataset | None = None
 
     @property
     def num_clients(self) -> int:
@@ -187,6 +190,7 @@ class FederatedData:
             self.input_shape,
             self.name,
             dict(self.partition),
+            None if self.validation is None else self.validation.to(device),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -657,6 +661,7 @@ def make_federated(
     seed: int = 0,
     max_train: int | None = None,
     max_test: int | None = None,
+    validation_fraction: float = 0.0,
     **options: Any,
 ) -> FederatedData:
     """Load a data set and split its training part among ``num_clients`` clients.
@@ -665,8 +670,10 @@ def make_federated(
 
     1. :func:`load_dataset` (``options`` are passed through);
     2. keep a random ``max_train`` / ``max_test`` samples if given;
-    3. if ``unlabeled_fraction > 0``, set aside that fraction of the training set (at least one
-       sample) as the server's unlabelled set, labels dropped, before partitioning;
+    3. if ``validation_fraction > 0``, set aside that fraction of the training set as a labelled
+       validation set (for tuning without the test set); then, if ``unlabeled_fraction > 0``,
+       that fraction of the rest (at least one sample) as the server's unlabelled set, labels
+       dropped; both before partitioning;
     4. split the rest with :func:`aflqueue.fl.partition.partition`: ``"iid"``, ``"dirichlet"``
        (uses ``alpha``), ``"k_classes"`` (``classes_per_client``) or ``"quantity_skew"``
        (``quantity_alpha``). The test set stays with the server.
@@ -678,14 +685,19 @@ def make_federated(
     kind, params = _partition_params(partition, alpha, classes_per_client, quantity_alpha)
     seed = check_integer(seed, "seed", 0)
     frac = check_fraction(unlabeled_fraction, "unlabeled_fraction", allow_zero=True)
+    vfrac = check_fraction(validation_fraction, "validation_fraction", allow_zero=True)
     for field_name, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None:
             check_integer(value, field_name, 1)
     train, test = load_dataset(name, data_root, seed=seed, **options)
-    sub_train, sub_test, carve, split = np.random.SeedSequence(seed).spawn(4)
+    # children 0-3 are the streams of earlier versions (spawning more leaves them unchanged)
+    sub_train, sub_test, carve, split, carve_val = np.random.SeedSequence(seed).spawn(5)
     train = _random_subset(train, max_train, sub_train)
     test = _random_subset(test, max_test, sub_test)
-    unlabeled, train = _carve_unlabeled(train, frac, k, carve)
+    validation, train = _carve(train, vfrac, k, carve_val, "validation_fraction")
+    unlabeled, train = _carve(train, frac, k, carve, "unlabeled_fraction")
+    if unlabeled is not None:
+        unlabeled = unlabeled.without_labels()
     clients = _split_among_clients(train, kind, params, k, int(split.generate_state(1)[0]))
     return FederatedData(
         clients=clients,
@@ -695,6 +707,7 @@ def make_federated(
         input_shape=train.input_shape,
         name=train.name,
         partition={"kind": kind, **params},
+        validation=validation,
     )
 
 
@@ -721,20 +734,20 @@ def _random_subset(data: Dataset, size: int | None, seed: np.random.SeedSequence
     return data.subset(np.sort(np.random.default_rng(seed).choice(len(data), size, replace=False)))
 
 
-def _carve_unlabeled(train: Dataset, frac: float, k: int,
-                     seed: np.random.SeedSequence) -> tuple[Dataset | None, Dataset]:
-    """Set aside ``frac`` of the training set (at least one sample), labels dropped, for the server."""
+def _carve(train: Dataset, frac: float, k: int, seed: np.random.SeedSequence,
+           field_name: str) -> tuple[Dataset | None, Dataset]:
+    """Set aside ``frac`` of the training set (at least one sample) for the server; the rest."""
     if frac <= 0:
         return None, train
-    n_unl = max(1, int(round(frac * len(train))))
-    if len(train) - n_unl < k:
+    n_out = max(1, int(round(frac * len(train))))
+    if len(train) - n_out < k:
         raise ValidationError(
-            "unlabeled_fraction",
-            f"{frac} of {len(train)} training samples leaves {len(train) - n_unl} for {k} clients; "
-            "every client needs at least one, so lower unlabeled_fraction or num_clients",
+            field_name,
+            f"{frac} of {len(train)} training samples leaves {len(train) - n_out} for {k} clients; "
+            f"every client needs at least one, so lower {field_name} or num_clients",
         )
     perm = np.random.default_rng(seed).permutation(len(train))
-    return train.subset(np.sort(perm[:n_unl])).without_labels(), train.subset(np.sort(perm[n_unl:]))
+    return train.subset(np.sort(perm[:n_out])), train.subset(np.sort(perm[n_out:]))
 
 
 def _split_among_clients(train: Dataset, kind: str, params: dict[str, Any], k: int, seed: int) -> list[Dataset]:

@@ -1,0 +1,371 @@
+"""Paper-scale validation: the optimiser's operating point against tuned baselines.
+
+The question (issue "rigorous validation"): on n = 100 clients of five device types, does the
+routing, concurrency and step size the toolkit recommends reach a target accuracy sooner than
+AsyncSGD, when every treatment gets its own tuned learning rate? The protocol below is fixed in
+code and in ``validation/PROTOCOL.md`` before any evaluation run.
+
+*Scenarios*: data set x partition (IID, Dirichlet 0.2, 3 classes per client) on ``clients``
+clients with the five device types (rates 3, 1.5, 0.6, 0.25, 0.1: 30x apart), ``m = n`` for
+AsyncSGD. *Budget*: ``tau`` = AsyncSGD's expected time for ``updates`` updates (exact
+throughput), the same for every treatment.
+
+*Treatments* (:data:`TREATMENTS`):
+
+* ``asyncsgd`` -- uniform routing, ``m = n`` (AsyncSGD), learning rate tuned;
+* ``p2`` -- the wall-clock-optimal routing at ``m = n``, learning rate tuned;
+* ``p3`` -- the time-to-accuracy-optimal routing and concurrency (``m`` in ``1..2n``), tuned;
+* ``op`` -- the toolkit's whole answer, untuned: P3's routing and concurrency with the step-size
+  rule ``lr = lr_asyncsgd x eta*(p*, m*) / eta*(uniform, n)`` from the tuned AsyncSGD rate.
+
+Optional safeguards against large importance weights ``1/(n p_i)`` (:data:`SAFEGUARDS`) are
+extra treatments at P2's tuned rate on one scenario.
+
+*Stages*: (1) tuning -- each tuned treatment at every rate of ``lr_grid`` on ``pilot_seeds``,
+scored on a validation split (:mod:`aflqueue.experiments.tuning`); (2) selection -- the best
+rate per scenario and treatment, and the target accuracy per data set, both from the pilot runs
+only; (3) evaluation -- every treatment at its rate on ``eval_seeds`` (never used in tuning),
+evaluated on the test set at ``eval_times`` equally spaced times.
+
+Every run is a job of :func:`~aflqueue.experiments.runner.run_jobs`: saved as it finishes,
+resumable across sessions, identical on every backend, stamped with the code version.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import ValidationError, require
+from ..io import atomic_write_json, read_json
+from .runner import JobStore, run_jobs
+from .tuning import best_learning_rate, log_grid, score_curves
+
+__all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
+           "run_paper", "select", "paper_run", "load_paper"]
+
+PARTITIONS = {"iid": {"partition": "iid"}, "dir0.2": {"partition": "dirichlet", "alpha": 0.2},
+              "k3": {"partition": "k_classes", "classes_per_client": 3}}
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """A routing (and step-size) policy.
+
+    Attributes:
+        name, label: id and display name.
+        routing: the ``routing`` section of the run configuration (constants and the P3 target
+            are filled in per run).
+        tuned: True if its learning rate is tuned; False for the untuned operating point, whose
+            rate follows the step-size rule from the tuned AsyncSGD rate.
+        weight_cap: for safeguards, the largest importance weight allowed (None: no cap).
+        cap_by: ``"p_min"`` (the optimiser keeps ``p_i >= 1/(n cap)``: unbiased) or ``"clip"``
+            (the server clips ``1/(n p_i)`` at the cap: biased toward often-routed clients).
+    """
+
+    name: str
+    label: str
+    routing: dict[str, Any]
+    tuned: bool = True
+    weight_cap: float | None = None
+    cap_by: str | None = None
+
+
+def _optimal(objective: str, joint_m: bool, step: str = "fixed", p_min: float = 1e-3) -> dict[str, Any]:
+    return {"kind": "optimal", "objective": objective, "p_min": p_min, "step_size": step,
+            "concurrency_range": "1:2n" if joint_m else []}
+
+
+TREATMENTS: dict[str, Treatment] = {
+    "asyncsgd": Treatment("asyncsgd", "AsyncSGD (uniform, m = n), tuned", {"kind": "uniform"}),
+    "p2": Treatment("p2", "P2 wall-clock routing, tuned", _optimal("wall-clock", False)),
+    "p3": Treatment("p3", "P3 time-to-accuracy routing + m, tuned", _optimal("time-to-accuracy", True)),
+    "op": Treatment("op", "operating point (P3 + its step size), untuned",
+                    _optimal("time-to-accuracy", True, step="optimal"), tuned=False),
+}
+SAFEGUARDS: dict[str, Treatment] = {
+    "p2-pmin4": Treatment("p2-pmin4", "P2 with p_i >= 1/(4n) (weights <= 4)", _optimal("wall-clock", False),
+                          weight_cap=4.0, cap_by="p_min"),
+    "p2-clip4": Treatment("p2-clip4", "P2 with weights clipped at 4 (biased)", _optimal("wall-clock", False),
+                          weight_cap=4.0, cap_by="clip"),
+}
+
+
+@dataclass(frozen=True)
+class PaperDataset:
+    """Per data set settings, fixed from AsyncSGD-only pilots before any comparison.
+
+    Attributes:
+        name: data set; model: model name; options: loader options.
+        updates: ``U0``: the budget is AsyncSGD's expected time for ``U0`` updates.
+        lr_grid: learning rates tried in tuning (log grid).
+    """
+
+    name: str
+    model: str
+    updates: int
+    lr_grid: tuple[float, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+LR_GRID = tuple(log_grid(0.01, 0.5, 6))  # 50x span
+DATASETS = {
+    "digits": PaperDataset("digits", "mlp", 2000, LR_GRID),
+    "mnist1d": PaperDataset("mnist1d", "cnn1d", 4000, LR_GRID, {"num_samples": 8000}),
+    "synthetic": PaperDataset("synthetic", "mlp", 150, (0.05, 0.2),
+                              {"num_samples": 600, "num_features": 8, "num_classes": 3}),
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    dataset: str
+    partition: str
+    clients: int
+    spread: float = 30.0
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__n{self.clients}__{self.partition}"
+
+
+@dataclass(frozen=True)
+class PaperPreset:
+    """Which runs the experiment contains (module docstring)."""
+
+    name: str
+    datasets: tuple[str, ...]
+    partitions: tuple[str, ...] = ("iid", "dir0.2", "k3")
+    clients: int = 100
+    treatments: tuple[str, ...] = ("asyncsgd", "p2", "p3", "op")
+    safeguards: tuple[str, ...] = ()
+    safeguard_scenario: str | None = None
+    pilot_seeds: tuple[int, ...] = (1000, 1001)
+    eval_seeds: tuple[int, ...] = tuple(range(10))
+    eval_times: int = 50
+    validation_fraction: float = 0.1
+    target_fraction: float = 0.9
+    criterion_ratio: float = 0.71
+
+    def scenarios(self) -> list[Scenario]:
+        return [Scenario(d, p, self.clients) for d in self.datasets for p in self.partitions]
+
+
+PAPER_PRESETS = {
+    # the headline: n = 100, five device types, both offline data sets
+    "paper": PaperPreset("paper", ("digits", "mnist1d"), safeguards=("p2-pmin4", "p2-clip4"),
+                         safeguard_scenario="mnist1d__n100__dir0.2"),
+    # second tier: n = 20
+    "paper-n20": PaperPreset("paper-n20", ("digits", "mnist1d"), partitions=("iid", "dir0.2"), clients=20),
+    # seconds: the machinery end to end (tests)
+    "paper-tiny": PaperPreset("paper-tiny", ("synthetic",), partitions=("iid",), clients=6, pilot_seeds=(1000,),
+                              eval_seeds=(0, 1), eval_times=10, safeguards=("p2-pmin4",),
+                              safeguard_scenario="synthetic__n6__iid"),
+}
+
+
+# --------------------------------------------------------------------------- one run
+def _config(scenario: Scenario, spec: PaperDataset, preset: PaperPreset, seed: int, device: str,
+            data_root: str | None) -> dict[str, Any]:
+    part = dict(PARTITIONS[scenario.partition])
+    data = {"dataset": scenario.dataset, "clients": scenario.clients, "partition": part.pop("partition"), **part,
+            "validation_fraction": preset.validation_fraction, "options": dict(spec.options)}
+    if data_root:
+        data["data_root"] = data_root
+    return {"output": "unused", "seed": int(seed), "device": device, "data": data,
+            "model": {"name": spec.model},
+            "system": {"profile": "five-types", "spread": scenario.spread},
+            "local": {"steps": 1, "lr": 0.05, "batch_size": 32},
+            "run": {"time_budget": 1.0, "eval_every": 0, "eval_times": preset.eval_times, "checkpoint_every": 0}}
+
+
+def paper_run(args: tuple) -> dict[str, Any]:
+    """One training run of the experiment (a job of :func:`run_jobs`).
+
+    ``args = (scenario, treatment, dataset spec, preset, seed, lr, stage, device, data_root)``
+    with dataclasses as dicts; ``lr`` is the rate to train with, or for the untuned operating
+    point the tuned AsyncSGD rate its rule starts from; ``stage`` is ``"tune"`` (evaluate on the
+    validation split) or ``"eval"`` (on the test set)."""
+    import tempfile
+
+    import torch
+
+    from ..bounds import per_update, s1, s2
+    from ..calibrate import calibrate
+    from ..config import TrainConfig, with_updates
+    from ..optimize import OptimizationProblem, assess
+    from ..pipeline import build_data_and_model, build_system, prepare, train
+    from ..queueing.analysis import analyze
+
+    sc_d, tr_d, spec_d, preset_d, seed, lr, stage, device, data_root = args
+    scenario, treatment = Scenario(**sc_d), Treatment(**tr_d)
+    spec = PaperDataset(**{**spec_d, "lr_grid": tuple(spec_d["lr_grid"])})
+    preset = PaperPreset(**{k: tuple(v) if isinstance(v, list) else v for k, v in preset_d.items()})
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = _config(scenario, spec, preset, seed, device, data_root)
+        cfg = TrainConfig.from_dict(raw)
+        data, model = build_data_and_model(cfg)
+        # the constants at the seed's initial model: the same for every treatment of a seed
+        cal = calibrate(model, data.clients, seed=int(seed), num_batches=4, num_directions=4)
+        constants = cal.constants
+        system = build_system(cfg, cfg.data.clients)
+        n = system.n
+        uniform = np.full(n, 1.0 / n)
+        a_u = analyze(system.with_routing(uniform))
+        tau = spec.updates / a_u.throughput
+        # P3's target: the proxy value AsyncSGD reaches after U0 updates
+        eps = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), spec.updates).total
+        routing = dict(treatment.routing)
+        if routing["kind"] == "optimal":
+            if routing.get("concurrency_range") == "1:2n":
+                routing["concurrency_range"] = [1, 2 * n]
+            routing.update(constants=constants.to_dict(), epsilon=eps)
+            if treatment.cap_by == "p_min":
+                routing["p_min"] = 1.0 / (n * treatment.weight_cap)
+        params = {"weight_cap": treatment.weight_cap} if treatment.cap_by == "clip" else {}
+        cfg = with_updates(cfg, output=tmp, routing=routing, local={"lr": float(lr)},
+                           algorithm={"name": "generalized-asyncsgd", "params": params},
+                           run={"time_budget": tau, "updates": None,
+                                "evaluate_on": "validation" if stage == "tune" else "test"})
+        pr = prepare(cfg, data, model)
+        res = train(cfg, prepared=pr)
+        problem = OptimizationProblem(pr.system, "wall-clock", constants=constants, time_budget=tau, epsilon=eps,
+                                      updates=float(spec.updates), p_min=0.0)
+        pred = assess(problem, pr.system.routing, pr.system.concurrency)
+        if pr.step_size.get("rule") == "optimal":  # the proxies at the step size actually used
+            pred["eta_trained"] = pr.step_size["eta"]
+    p = np.asarray(pr.system.routing)
+    return {
+        "scenario": asdict(scenario), "treatment": treatment.name, "stage": stage, "seed": int(seed),
+        "lr_base": float(lr), "lr": pr.lr, "step_size": pr.step_size, "time_budget": tau, "epsilon": eps,
+        "routing": p.tolist(), "concurrency": int(pr.system.concurrency),
+        "max_importance_weight": float(1.0 / (n * p[p > 0].min())),
+        "constants": constants.to_dict(), "predicted": {k: v for k, v in pred.items() if k != "routing"},
+        "measured": {"final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "arrivals": res.arrivals,
+                     "diverged": res.diverged, "diverged_at": res.diverged_at, "stopped_by": res.stopped_by,
+                     "curves": res.curves,
+                     "diverged_at_time": (float(res.log["time"][-1]) if res.diverged else None),
+                     "tuning_score": score_curves(res.curves, tau) if stage == "tune" else None},
+        "timing": {"wall_time": time.perf_counter() - t0},
+    }
+
+
+# --------------------------------------------------------------------------- stages
+def _args(scenario: Scenario, treatment: Treatment, preset: PaperPreset, seed: int, lr: float, stage: str,
+          device: str, data_root: str | None) -> tuple:
+    spec = DATASETS[scenario.dataset]
+    return (asdict(scenario), asdict(treatment), asdict(spec), asdict(preset), int(seed), float(lr), stage, device,
+            data_root)
+
+
+def _tuned(preset: PaperPreset) -> list[Treatment]:
+    return [TREATMENTS[t] for t in preset.treatments if TREATMENTS[t].tuned]
+
+
+def tuning_jobs(preset: PaperPreset, device: str = "cpu", data_root: str | None = None) -> list[tuple[str, Any]]:
+    jobs = []
+    for sc in preset.scenarios():
+        for tr in _tuned(preset):
+            for lr in DATASETS[sc.dataset].lr_grid:
+                for s in preset.pilot_seeds:
+                    jobs.append((f"{sc.id}__{tr.name}__lr{lr:g}__s{s}",
+                                 _args(sc, tr, preset, s, lr, "tune", device, data_root)))
+    return jobs
+
+
+def select(preset: PaperPreset, tuning: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stage 2: the tuned rate per scenario and treatment, and the target per data set, from the
+    pilot runs only (the pre-registered rules of the module docstring)."""
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in tuning:
+        sc = Scenario(**r["scenario"])
+        by.setdefault((sc.id, r["treatment"]), []).append(
+            {"lr": r["lr_base"], "seed": r["seed"], "score": r["measured"]["tuning_score"],
+             "diverged": r["measured"]["diverged"], "final_accuracy": r["measured"]["final_accuracy"]})
+    lrs: dict[str, dict[str, Any]] = {}
+    targets: dict[str, float] = {}
+    for sc in preset.scenarios():
+        lrs[sc.id] = {}
+        for tr in _tuned(preset):
+            recs = by.get((sc.id, tr.name), [])
+            require(len(recs) == len(DATASETS[sc.dataset].lr_grid) * len(preset.pilot_seeds), "tuning",
+                    f"{sc.id} / {tr.name}: {len(recs)} tuning runs finished; run the tuning stage to the end")
+            res = best_learning_rate(recs)
+            lrs[sc.id][tr.name] = res.to_dict()
+        best = lrs[sc.id]["asyncsgd"]["best_lr"]
+        pilot = [r["final_accuracy"] for r in by[(sc.id, "asyncsgd")] if r["lr"] == best]
+        level = float(np.mean(pilot))
+        # one target per data set: reachable by tuned AsyncSGD in every scenario of that data set
+        targets[sc.dataset] = min(targets.get(sc.dataset, 1.0), math.floor(100 * preset.target_fraction * level) / 100)
+    return {"preset": preset.name, "learning_rates": lrs, "targets": targets,
+            "rule": f"best mean validation score over {len(preset.pilot_seeds)} pilot seed(s); target = "
+                    f"{preset.target_fraction} x the tuned AsyncSGD pilots' final validation accuracy, the lowest "
+                    "over the data set's scenarios, rounded down to 0.01"}
+
+
+def evaluation_jobs(preset: PaperPreset, selection: dict[str, Any], device: str = "cpu",
+                    data_root: str | None = None) -> list[tuple[str, Any]]:
+    jobs = []
+    for sc in preset.scenarios():
+        chosen = selection["learning_rates"][sc.id]
+        names = list(preset.treatments)
+        if preset.safeguard_scenario == sc.id:
+            names += list(preset.safeguards)
+        for name in names:
+            tr = TREATMENTS.get(name) or SAFEGUARDS[name]
+            # the untuned operating point starts its rule from the tuned AsyncSGD rate;
+            # safeguards run at P2's tuned rate
+            source = name if tr.tuned and name in chosen else ("p2" if name in SAFEGUARDS else "asyncsgd")
+            lr = chosen[source]["best_lr"]
+            for s in preset.eval_seeds:
+                jobs.append((f"{sc.id}__{name}__s{s}", _args(sc, tr, preset, s, lr, "eval", device, data_root)))
+    return jobs
+
+
+def run_paper(preset: PaperPreset, output: str | Path, *, stage: str = "all", device: str = "cpu",
+              data_root: str | None = None, backend: str = "serial", workers: int | None = None,
+              address: str | None = None, progress: Callable[[str], None] | None = print,
+              limit: int | None = None) -> dict[str, Any]:
+    """Run the missing runs of ``stage`` (``tune``, ``eval`` or ``all``) and return
+    ``{"tuning": records, "selection": ..., "evaluation": records}`` (what exists so far).
+
+    The selection is computed once all tuning runs exist and written to ``selection.json``
+    before any evaluation run starts; later calls read it back, so the rates and the targets
+    cannot move once evaluation has begun."""
+    require(stage in ("tune", "eval", "all"), "stage", f"must be tune, eval or all (got {stage!r})")
+    out = Path(output)
+    common = dict(backend=backend, workers=workers, address=address, progress=progress)
+    tuning = JobStore(out / "tuning")
+    if stage in ("tune", "all"):
+        recs = run_jobs(tuning_jobs(preset, device, data_root), paper_run, tuning, limit=limit,
+                        describe=lambda r: f"score {r['measured']['tuning_score']:.4f}", **common)
+    else:
+        recs = tuning.load()
+    sel_path = out / "selection.json"
+    selection = read_json(sel_path) if sel_path.is_file() else None
+    if selection is None and len(recs) == len(tuning_jobs(preset, device, data_root)):
+        selection = select(preset, recs)
+        atomic_write_json(sel_path, selection)
+    evaluation: list[dict[str, Any]] = []
+    if stage in ("eval", "all") and selection is not None:
+        evaluation = run_jobs(evaluation_jobs(preset, selection, device, data_root), paper_run, JobStore(out / "cells"),
+                              limit=limit, describe=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}",
+                              **common)
+    elif stage == "eval":
+        raise ValidationError("stage", f"no selection yet in {str(out)!r}: finish the tuning stage first")
+    return {"tuning": recs, "selection": selection, "evaluation": evaluation}
+
+
+def load_paper(output: str | Path) -> dict[str, Any]:
+    """The saved runs and selection of an experiment folder (no computation)."""
+    out = Path(output)
+    sel = out / "selection.json"
+    return {"tuning": JobStore(out / "tuning").load(), "selection": read_json(sel) if sel.is_file() else None,
+            "evaluation": JobStore(out / "cells").load()}
