@@ -101,7 +101,7 @@ def print_json(obj: Any) -> None:
 # --------------------------------------------------------------------------- commands
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .queueing.analysis import analyze
-    from .report import analysis_table
+    from .console import analysis_table
 
     system = system_from_args(args)
     res = analyze(system, method=args.method, gradient=args.gradient)
@@ -126,8 +126,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .console import simulation_table
     from .queueing.analysis import analyze
-    from .report import simulation_table
     from .sim import estimate, estimate_replications, simulate_replications
 
     system = system_from_args(args)
@@ -226,7 +226,7 @@ def problem_from_args(args: argparse.Namespace, system):
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from .optimize import optimize
-    from .report import optimization_table
+    from .console import optimization_table
 
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
@@ -263,7 +263,7 @@ def config_from_args(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
-    from .report import training_summary
+    from .console import training_summary
 
     cfg = config_from_args(args)
     res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet)

@@ -24,11 +24,11 @@ def main_job(output: str = "runs/main", seed: int = 0, updates: int = 1500, quie
     from rich.table import Table
 
     from .config import load_config
+    from .console import console, fmt
     from .experiments.outcomes import time_to_target
     from .pipeline import train
     from .optimize import OptimizationProblem, assess, optimize
     from .queueing.analysis import analyze
-    from .report import console, fmt
     from .sim import estimate
     from .system import example_system
 
