@@ -20,7 +20,7 @@ import numpy as np
 from ..stats import t_interval
 from .grid import ROUTING_LABELS, ROUTINGS
 
-__all__ = ["summarize", "write_report", "grid_figures", "mean_ci"]
+__all__ = ["summarize", "write_report", "mean_ci"]
 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -304,12 +304,14 @@ def _figure_md(path: Path, rel_to: Path, caption: str) -> str:
 def write_report(records: list[dict[str, Any]], path: str | Path, figures_dir: str | Path | None = None,
                  title: str = "Validation: predicted vs measured") -> tuple[Path, Path]:
     """Write ``path`` (Markdown) and the same report as HTML with embedded figures."""
+    from ..plots import grid_accuracy_figures
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = summarize(records)
     figs: list[tuple[Path, str]] = []
     if figures_dir is not None:
-        figs = grid_figures(records, figures_dir)
+        figs = grid_accuracy_figures(records, figures_dir)
     _, verdicts = _headline(summary)
     L: list[str] = [f"# {title}", ""]
     n_cells = len(records)
@@ -403,60 +405,3 @@ def _to_html(md_text: str, base: Path, title: str) -> str:
              "th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;padding:1px 3px}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>" \
            f"<body>{body}</body></html>\n"
-
-
-# --------------------------------------------------------------------------- figures
-def grid_figures(records: list[dict[str, Any]], out_dir: str | Path) -> list[tuple[Path, str]]:
-    """Accuracy against simulated time (mean and 95% band over seeds): per routing for Generalized
-    AsyncSGD, and per algorithm under uniform vs P2 routing. Returns ``[(png path, caption)]``."""
-    from ..plots import _plt, _save
-
-    plt = _plt()
-    out_dir = Path(out_dir)
-    made: list[tuple[Path, str]] = []
-    by = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        c = r["cell"]
-        by[(c["dataset"], c["algorithm"])][(c["speed"], c["partition"], c["routing"])].append(r)
-    colors = {"uniform": "k", "per-update": "tab:blue", "wallclock": "tab:red", "wallclock-eta": "tab:purple",
-              "time-to-accuracy": "tab:orange", "max-throughput": "tab:green"}
-    for (dataset, algorithm), cells in sorted(by.items()):
-        scen = sorted({(s, p) for s, p, _ in cells})
-        ncol = len({p for _, p in scen})
-        nrow = len({s for s, _ in scen})
-        speeds = sorted({s for s, _ in scen})
-        parts = sorted({p for _, p in scen}, key=lambda x: ("iid", "dir0.5", "dir0.1").index(x)
-                       if x in ("iid", "dir0.5", "dir0.1") else 9)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, sharey=True)
-        for (sp, pa), ax in ((k, axes[speeds.index(k[0])][parts.index(k[1])]) for k in scen):
-            target = next(rr for (s2, p2, _), v in cells.items() if (s2, p2) == (sp, pa) for rr in v)["target"]
-            for routing in ROUTINGS:
-                runs = cells.get((sp, pa, routing))
-                if not runs:
-                    continue
-                t = np.asarray(runs[0]["measured"]["curves"]["time"])
-                A = np.asarray([r["measured"]["curves"]["test_accuracy"] for r in runs if
-                                len(r["measured"]["curves"]["test_accuracy"]) == t.size])
-                mean = A.mean(0)
-                ax.plot(t, mean, color=colors[routing], label=ROUTING_LABELS[routing], lw=1.4)
-                if A.shape[0] > 1:
-                    from scipy.stats import t as student
-
-                    h = student.ppf(0.975, A.shape[0] - 1) * A.std(0, ddof=1) / math.sqrt(A.shape[0])
-                    # accuracy lives in [0, 1]; few seeds make t-bands wider than that
-                    ax.fill_between(t, np.clip(mean - h, 0, 1), np.clip(mean + h, 0, 1), color=colors[routing],
-                                    alpha=0.15, lw=0)
-            ax.axhline(target, color="grey", ls=":", lw=0.8)
-            ax.set_title(f"{sp}, {pa}", fontsize=9)
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("simulated time")
-            ax.grid(alpha=0.3)
-        for row in axes:
-            row[0].set_ylabel("test accuracy")
-        axes[0][0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{dataset}: {algorithm}, accuracy against simulated time (mean, 95% band over seeds)", fontsize=10)
-        fig.tight_layout()
-        stem = f"grid_accuracy_{dataset}_{algorithm}"
-        paths = _save(fig, out_dir, stem)
-        made.append((Path(paths[0]), f"{dataset}, {algorithm}: test accuracy against simulated time per routing"))
-    return made
