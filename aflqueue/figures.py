@@ -111,9 +111,9 @@ def make_all(out: str | Path = "figures", closed_forms: str | Path | None = None
         made += f(out)
     cf = Path(closed_forms) if closed_forms else Path("validation/results/closed_forms/closed_forms.json")
     if cf.is_file():
-        from .io import read_json
+        from .experiments.closed_forms import load_results
 
-        made += plots.closed_forms_figures(read_json(cf, "closed_forms"), out)
+        made += plots.closed_forms_figures(load_results(cf), out)
     for g in grids or []:
         from .experiments.grid import load_cells
 
