@@ -329,7 +329,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from .figures import make_all
 
     grids = args.grid or ["validation/results/grid_default"]
-    paths = make_all(args.output, args.closed_forms, grids)
+    paths = make_all(args.output, args.closed_forms, grids, comparisons=["validation/results/stale_algorithms"])
     print(f"{len(paths)} files written to {args.output}/")
     return 0
 

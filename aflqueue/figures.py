@@ -103,8 +103,9 @@ def energy_pareto(out: Path) -> list[Path]:
 
 
 def make_all(out: str | Path = "figures", closed_forms: str | Path | None = None,
-             grids: list[str | Path] | None = None) -> list[Path]:
-    """Regenerate every figure: analytic ones, closed forms (if results exist), validation grids."""
+             grids: list[str | Path] | None = None, comparisons: list[str | Path] | None = None) -> list[Path]:
+    """Regenerate every figure: analytic ones, closed forms (if results exist), validation grids
+    and algorithm comparisons (results folders of :mod:`aflqueue.experiments.comparison`)."""
     out = Path(out)
     made: list[Path] = []
     for f in (delay_vs_routing, concurrency_sweep, routing_vs_speed, energy_pareto):
@@ -120,4 +121,11 @@ def make_all(out: str | Path = "figures", closed_forms: str | Path | None = None
         recs = load_cells(g)
         if recs:
             made += [p for p, _ in plots.grid_accuracy_figures(recs, out)]
+    for c in comparisons or []:
+        from .experiments.runner import JobStore
+
+        recs = [r for r in JobStore(Path(c)).load() if "preset" in r]
+        for preset in dict.fromkeys(r["preset"] for r in recs):
+            made += [p for p, _ in plots.comparison_accuracy_figure([r for r in recs if r["preset"] == preset],
+                                                                    out, preset)]
     return made

@@ -12,6 +12,9 @@ and the HTML conversion:
   censored.
 * closed forms vs simulation (:func:`write_closed_forms_report`), from the results dict of
   :mod:`aflqueue.experiments.closed_forms`;
+* the algorithm comparison (:func:`summarize_comparison`, :func:`write_comparison_report`), from
+  the records of :mod:`aflqueue.experiments.comparison`: accuracies and paired accuracy
+  differences with bootstrap intervals, time ratios on the log scale.
 
 Figures are drawn by :mod:`aflqueue.plots`; a report only links (and in HTML embeds) them.
 """
@@ -27,10 +30,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..io import atomic_write_text
-from ..stats import Estimate, bonferroni_threshold, t_interval, t_two_sided_p
+from ..stats import Estimate, bonferroni_threshold, bootstrap_interval, log_ratio_interval, t_interval, t_two_sided_p
 from .grid import ROUTING_LABELS, ROUTINGS
 
-__all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report"]
+__all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report", "summarize_comparison",
+           "write_comparison_report"]
 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -663,3 +667,163 @@ def _closed_forms_delay_law(dd: dict[str, Any]) -> list[str]:
         L.append(f"- {name}: {rec['title']}; {rec['updates']:,} updates.")
     L.append("")
     return L
+
+
+# --------------------------------------------------------------------------- algorithm comparison
+def _by_seed(records: list[dict[str, Any]], algorithm: str) -> dict[int, dict[str, Any]]:
+    return {r["seed"]: r for r in records if r["algorithm"] == algorithm}
+
+
+def summarize_comparison(records: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
+    """Per algorithm, statistics over seeds of the comparison records, paired with ``reference``
+    (default: the first algorithm in the records) by seed.
+
+    Accuracies (bounded in ``[0, 1]``) and their paired differences get seeded BCa bootstrap
+    intervals; time-to-target ratios, server-time ratios to the reference and server seconds per
+    arrival (positive, skewed measurements) are geometric means with t-intervals on the log
+    scale. Every interval is an :class:`~aflqueue.stats.Estimate` whose ``n`` is the number of
+    seeds (or pairs) it rests on.
+    A seed where the reference reached the target and the algorithm did not is *censored*
+    against it (left out of the ratio, and counted)."""
+    algorithms = list(dict.fromkeys(r["algorithm"] for r in records))
+    ref = reference or (algorithms[0] if algorithms else None)
+    base = _by_seed(records, ref) if ref else {}
+    rows = []
+    for alg in algorithms:
+        runs = _by_seed(records, alg)
+        seeds = sorted(runs)
+        pairs = [s for s in seeds if s in base]
+        ratios, censored = [], 0
+        for s in pairs:
+            tb, ta = base[s]["time_to_target"], runs[s]["time_to_target"]
+            if tb is not None and ta is not None:
+                ratios.append(ta / tb)
+            elif tb is not None:
+                censored += 1
+        sec = [runs[s].get("timing", {}).get("server_seconds_per_arrival") for s in seeds]
+        sec_ratio = [runs[s].get("timing", {}).get("server_seconds_per_arrival", math.nan)
+                     / base[s].get("timing", {}).get("server_seconds_per_arrival", math.nan) for s in pairs
+                     if base[s].get("timing", {}).get("server_seconds_per_arrival")]
+        rows.append({
+            "algorithm": alg, "seeds": seeds,
+            "accuracy": bootstrap_interval([runs[s]["final_accuracy"] for s in seeds]),
+            "accuracy_half": bootstrap_interval([runs[s]["accuracy_at_half_budget"] for s in seeds]),
+            "difference": bootstrap_interval([runs[s]["final_accuracy"] - base[s]["final_accuracy"] for s in pairs])
+            if alg != ref else None,
+            "reached": sum(runs[s]["time_to_target"] is not None for s in seeds),
+            "time_ratio": log_ratio_interval(ratios) if alg != ref else None, "censored": censored,
+            "server_seconds_per_arrival": log_ratio_interval(sec),
+            "server_time_ratio": log_ratio_interval(sec_ratio) if alg != ref else None,
+            "memory_bytes": float(np.mean([runs[s]["memory_bytes"] for s in seeds])),
+            "arrivals": float(np.mean([runs[s]["arrivals"] for s in seeds])),
+            "versions": float(np.mean([runs[s]["versions"] for s in seeds])),
+            "staleness_mean": float(np.mean([runs[s]["staleness_mean"] for s in seeds])),
+            "wall_time": float(np.mean([runs[s].get("timing", {}).get("wall_time", math.nan) for s in seeds])),
+            "final_accuracies": [runs[s]["final_accuracy"] for s in seeds],
+        })
+    return {"reference": ref, "rows": rows}
+
+
+def _scenario_lines(preset: dict[str, Any]) -> list[str]:
+    """The preset's shared configuration as report bullets."""
+    c = preset["config"]
+    d, s, loc, run = c["data"], c["system"], c["local"], c["run"]
+    part = d.get("partition", "dirichlet") + (f"({d['alpha']})" if d.get("partition", "dirichlet") == "dirichlet"
+                                              else "")
+    opts = ", ".join(f"{k} {v}" for k, v in (d.get("options") or {}).items())
+    if "profile" in s:
+        system = (f"speed profile `{s['profile']}`" + "".join(f", {k} {s[k]}" for k in ("fast_rate", "slow_factor",
+                                                                                          "spread", "service") if k in s)
+                  + f", m = {s.get('concurrency') or 'n'} tasks in flight")
+    else:
+        system = "system description of the preset (see the title)"
+    params = preset.get("algorithm_params") or {}
+    return [
+        f"- preset `{preset['name']}`: {preset['title']}",
+        f"- data: {d['dataset']}{f' ({opts})' if opts else ''}, {d['clients']} clients, {part} labels, unlabeled "
+        f"fraction {d.get('unlabeled_fraction', 0)} (held by the server for every algorithm; used by FedEcho)",
+        f"- system: {system}; routing {c['routing']['kind']}",
+        f"- local training (all): {loc['steps']} {loc['optimizer'].upper()} steps, lr {loc['lr']}, batch "
+        f"{loc['batch_size']}; model: {c['model']['name'] or 'the data set default'}",
+        f"- budget: simulated time {run['time_budget']:g} for every algorithm (same schedule per seed); target "
+        f"accuracy {preset['target']:.2f}",
+        "- algorithms: " + ", ".join(a + (f" ({', '.join(f'{k} = {v}' for k, v in params[a].items())})"
+                                          if params.get(a) else "") for a in preset["algorithms"])
+        + "; spec defaults of ALGORITHMS.md otherwise, nothing tuned",
+    ]
+
+
+def _cost_details(costs: dict[str, Any]) -> str:
+    """One line of an algorithm's cost report: seconds per event as ms, memory as KiB, counts and
+    means as they are (totals of seconds and running sums are left out)."""
+    parts = []
+    for k, v in costs.items():
+        if (not isinstance(v, (int, float)) or isinstance(v, bool) or k == "arrivals" or k.endswith("_sum")
+                or ("seconds" in k and "_per_" not in k)):
+            continue
+        if "seconds" in k:
+            parts.append(f"{k.replace('_seconds', '')} {1e3 * v:.2f} ms")
+        elif k.startswith("memory_") and k.endswith("_bytes"):
+            parts.append(f"{k[len('memory_'):-len('_bytes')]} memory {v / 1024:.0f} KiB")
+        else:
+            parts.append(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(parts) or "nothing reported"
+
+
+def write_comparison_report(records: list[dict[str, Any]], path: str | Path, preset: dict[str, Any],
+                            figures_dir: str | Path | None = None, quick: bool = False) -> tuple[Path, Path]:
+    """Markdown (and HTML) report of an algorithm comparison from its records; ``preset`` is
+    :func:`aflqueue.experiments.comparison.preset_summary` of the resolved preset."""
+    from ..plots import comparison_accuracy_figure
+
+    path = Path(path)
+    summary = summarize_comparison(records)
+    ref = summary["reference"]
+    figs = comparison_accuracy_figure(records, figures_dir, preset["name"]) if figures_dir is not None else []
+    seeds = sorted({r["seed"] for r in records})
+    acc = lambda e: _interval(e, lambda v: f"{100 * v:.1f}", show_n=True)  # noqa: E731
+    ratio = lambda e: _interval(e, lambda v: f"{v:.2f}", show_n=True)  # noqa: E731
+    title = "Server algorithms at equal simulated time: " + " vs ".join(preset["algorithms"])
+    L = [f"# {title}", "",
+         f"Generated by `validation/stale_algorithms.py --preset {preset['name']}{' --quick' if quick else ''}` from "
+         f"{len(records)} runs, seeds {seeds}.", "", "## Scenario", ""] + _scenario_lines(preset) + [
+        "", "## Results", "",
+        "Accuracies in %, at the time budget T and at T/2: mean over seeds [95% BCa bootstrap interval] (n = seeds); "
+        "a bootstrap interval stays within the range of the data, hence within [0, 100]. Differences are paired by "
+        f"seed (same data, model initialisation and schedule) against {ref}, with bootstrap intervals too "
+        "(n = pairs). Time-to-target and server-time ratios are geometric means of per-seed ratios with a "
+        "t-interval on the log scale (n = pairs, for time to target those where both reached the target; "
+        f"'censored' counts seeds where {ref} reached it and the algorithm did not); server ms per arrival too "
+        "(geometric mean, log-scale interval). Server seconds are wall-clock measurements, indicative only.",
+        "",
+        f"| algorithm | accuracy at T | accuracy at T/2 | difference to {ref} at T | reached target | "
+        f"time to target / {ref} (censored) | arrivals | versions | mean staleness | server ms/arrival | "
+        f"server time / {ref} | server memory | wall time/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        ms = r["server_seconds_per_arrival"]
+        server_ms = _interval(Estimate(1e3 * ms.mean, 1e3 * ms.lo, 1e3 * ms.hi, ms.n), lambda v: f"{v:.3f}", True)
+        if r["algorithm"] == ref:
+            diff = time_ratio = server_ratio = "-"
+        else:
+            diff = _interval(r["difference"], lambda v: f"{100 * v:+.1f}", show_n=True)
+            time_ratio = f"{ratio(r['time_ratio'])} ({r['censored']})"
+            server_ratio = ratio(r["server_time_ratio"])
+        L.append(f"| {r['algorithm']} | {acc(r['accuracy'])} | {acc(r['accuracy_half'])} | {diff} | "
+                 f"{r['reached']}/{len(r['seeds'])} | {time_ratio} | {r['arrivals']:.0f} | {r['versions']:.0f} | "
+                 f"{r['staleness_mean']:.1f} | {server_ms} | {server_ratio} | {r['memory_bytes'] / 2**20:.2f} MiB | "
+                 f"{_f(r['wall_time'], 0)} s |")
+    L += ["", "Per-seed final accuracies (%):", ""]
+    for r in summary["rows"]:
+        L.append(f"- {r['algorithm']}: " + ", ".join(f"{100 * v:.1f}" for v in r["final_accuracies"]))
+    L += ["", f"## Server overhead (seed {seeds[0] if seeds else '-'})", ""]
+    for r in records:
+        if seeds and r["seed"] == seeds[0]:
+            timing = {k: v for k, v in r.get("timing", {}).items() if not k.startswith("wall_time")}
+            L.append(f"- {r['algorithm']}: {_cost_details({**r['costs'], **timing})}")
+    params = next((r["parameters"] for r in records), None)
+    L += ["", "Server memory = what the algorithm holds besides the model (FedBuff: its accumulation buffer, "
+          f"P = {params} floats; FedEcho: the buffer, the m start checkpoints the engine keeps for it, the stored "
+          "logits and the unlabeled set; FedRevive: the same m start checkpoints, teacher buffer, synthetic pool, "
+          "generator, class proportions, cached delta_KD, buffer).", ""]
+    return _write_pages(path, L, title, figs)
