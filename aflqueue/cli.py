@@ -197,7 +197,7 @@ def print_json(obj: Any) -> None:
 # --------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .queueing.analysis import analyze
-    from .report import analysis_table
+    from .console import analysis_table
 
     system = system_from_args(args)
     res = analyze(system, method=args.method, gradient=args.gradient)
@@ -238,8 +238,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .console import simulation_table
     from .queueing.analysis import analyze
-    from .report import simulation_table
     from .sim import estimate, estimate_replications, simulate_replications
 
     check_backend(args)
@@ -389,7 +389,7 @@ def problem_from_args(args: argparse.Namespace, system):
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from .optimize import optimize
-    from .report import optimization_table
+    from .console import optimization_table
 
     _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
     _check(args.service is None, "service",
@@ -470,7 +470,7 @@ def config_from_args(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
-    from .report import training_summary
+    from .console import training_summary
 
     cfg = config_from_args(args)
     res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet)
@@ -561,7 +561,7 @@ def _torchvision_sets_under(root: str) -> list[str]:
 
 def _cmd_validate_paper(args: argparse.Namespace) -> int:
     from .experiments.paper import PAPER_PRESETS, load_paper, run_paper
-    from .experiments.paper_report import write_paper_report
+    from .experiments.report import write_paper_report
 
     preset = PAPER_PRESETS[args.preset]
     _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot and evaluation) in advance")
@@ -663,7 +663,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     if args.closed_forms is not None:
         _check(Path(args.closed_forms).is_file(), "closed-forms", f"no such results file: {args.closed_forms!r}")
     grids = args.grid or ["validation/results/grid_default"]
-    paths = make_all(args.output, args.closed_forms, grids)
+    paths = make_all(args.output, args.closed_forms, grids, comparisons=["validation/results/stale_algorithms"])
     print(f"{len(paths)} files written to {args.output}/")
     return 0
 

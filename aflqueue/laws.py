@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, check_positive, require
+from .errors import ValidationError, check_number, check_positive, require
 
 __all__ = [
     "ServiceLaw",
@@ -28,6 +28,7 @@ __all__ = [
     "Gamma",
     "Weibull",
     "Pareto",
+    "Uniform",
     "Mixture",
     "Empirical",
     "law_from_spec",
@@ -230,6 +231,48 @@ class Pareto(ServiceLaw):
         return {"law": self.name, "mean": self.mean, "shape": self.shape}
 
 
+@dataclass(frozen=True)
+class Uniform(ServiceLaw):
+    """Uniform on ``[mean (1 - spread), mean (1 + spread)]``: ``spread`` in ``[0, 1)`` is the
+    half-width relative to the mean (so durations stay > 0); cv = spread / sqrt(3)."""
+
+    mean: float = 1.0
+    spread: float = 0.5
+    name = "uniform"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        object.__setattr__(self, "spread", check_number(self.spread, "spread", 0.0, 1.0, hi_open=True))
+
+    @classmethod
+    def between(cls, low: float, high: float) -> "Uniform":
+        """Uniform on ``[low, high]`` (time units), ``0 < low <= high``."""
+        lo = check_positive(low, "low")
+        hi = check_number(high, "high", lo)
+        return cls(0.5 * (lo + hi), (hi - lo) / (hi + lo))
+
+    @property
+    def low(self) -> float:
+        return self.mean * (1.0 - self.spread)
+
+    @property
+    def high(self) -> float:
+        return self.mean * (1.0 + self.spread)
+
+    @property
+    def cv(self) -> float:
+        return self.spread / math.sqrt(3.0)
+
+    def with_mean(self, mean):
+        return Uniform(mean, self.spread)
+
+    def sample(self, rng, size):
+        return rng.uniform(self.low, self.high, size)
+
+    def to_dict(self):
+        return {"law": self.name, "mean": self.mean, "spread": self.spread}
+
+
 @dataclass(frozen=True, eq=False)
 class Mixture(ServiceLaw):
     """Finite mixture (e.g. device classes): with probability ``weights[j]`` draw from ``components[j]``."""
@@ -366,7 +409,8 @@ def _durations(values: Any, field_name: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-LAW_NAMES = ("exponential", "deterministic", "lognormal", "gamma", "weibull", "pareto", "mixture", "empirical")
+LAW_NAMES = ("exponential", "deterministic", "lognormal", "gamma", "weibull", "pareto", "uniform", "mixture",
+             "empirical")
 
 
 def _parse_params(text: str, field_name: str) -> dict[str, Any]:
@@ -387,8 +431,8 @@ def law_from_spec(spec: str | Mapping[str, Any] | ServiceLaw, mean: float | None
     """Build a law from a spec string, a mapping, or a law (returned rescaled if ``mean`` is given).
 
     Strings: ``"exponential"``, ``"deterministic"``, ``"lognormal:cv=1.5"``, ``"gamma:shape=2"``
-    (or ``gamma:cv=0.5``), ``"weibull:shape=0.7"``, ``"pareto:shape=2.5"``,
-    ``"empirical:file=durations.csv[,column=NAME]"``. Mappings: ``{"law": name, ...}`` with the same
+    (or ``gamma:cv=0.5``), ``"weibull:shape=0.7"``, ``"pareto:shape=2.5"``, ``"uniform:spread=0.2"``
+    (or ``uniform:low=0.13,high=0.17``), ``"empirical:file=durations.csv[,column=NAME]"``. Mappings: ``{"law": name, ...}`` with the same
     parameters, plus ``mean``; a mixture is ``{"law": "mixture", "weights": [...],
     "components": [spec, ...]}`` and an empirical law may give ``"samples": [...]``.
 
@@ -414,6 +458,7 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
     d = dict(d)
     name = str(d.pop("law", d.pop("name", "exponential"))).lower()
     require(name in LAW_NAMES, field_name, f"unknown service law {name!r}; allowed: {', '.join(LAW_NAMES)}")
+    given = set(d)
     mean = d.pop("mean", 1.0)
 
     def take(key, default=None):
@@ -434,6 +479,13 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
             law = Weibull(mean, take("shape", 1.0))
         elif name == "pareto":
             law = Pareto(mean, take("shape", 3.0))
+        elif name == "uniform":
+            if given & {"low", "high"}:
+                require(given >= {"low", "high"} and not given & {"mean", "spread"}, field_name,
+                        "uniform takes low and high, or mean and spread")
+                law = Uniform.between(take("low"), take("high"))
+            else:
+                law = Uniform(mean, take("spread", 0.5))
         elif name == "mixture":
             comps = take("components")
             require(isinstance(comps, (list, tuple)) and len(comps) > 0, f"{field_name}.components",

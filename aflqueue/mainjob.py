@@ -106,7 +106,7 @@ def main_job(output: str = "runs/main", seed: int = 0, seeds: int = 5, updates: 
     from .experiments.runner import JobStore, run_jobs
     from .io import atomic_write_json
     from .queueing.analysis import analyze
-    from .report import console, fmt
+    from .console import console, fmt
     from .system import example_system
 
     con = console()

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 
 __all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "batch_means",
-           "finite_values"]
+           "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,34 @@ def t_quantile(confidence: float, dof: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.5 + confidence / 2.0, dof))
+
+
+def t_two_sided_p(z: float, dof: int) -> float:
+    """``P(|T| > z)`` for Student's t with ``dof`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(2.0 * t.sf(z, dof))
+
+
+def bonferroni_threshold(n_tests: int, alpha: float, dof: int) -> float:
+    """``|z|`` above which a Bonferroni test of ``n_tests`` t-statistics (``dof`` degrees of
+    freedom) rejects at family-wise level ``alpha``."""
+    from scipy.stats import t
+
+    return float(t.isf(alpha / (2.0 * max(n_tests, 1)), dof))
+
+
+def z_score(estimate: "Estimate", reference: float, confidence: float) -> float:
+    """``(estimate.mean - reference) / se``, with ``se = half_width / t_{(1+confidence)/2, n-1}`` the
+    standard error behind a t-interval of ``n`` values (``nan`` below 2 values). A degenerate
+    interval (a quantity constant in the data) gives 0 at the reference and +-inf elsewhere."""
+    dev = estimate.mean - reference
+    se = estimate.half_width / t_quantile(confidence, estimate.n_batches - 1) if estimate.n_batches >= 2 else math.nan
+    if se > 0:
+        return dev / se
+    if math.isnan(se):
+        return math.nan
+    return 0.0 if dev == 0 else math.copysign(math.inf, dev)
 
 
 def t_interval(x: Iterable[Any], confidence: float = 0.95) -> Estimate:

@@ -19,7 +19,7 @@ import numpy as np
 import aflqueue as aq
 from aflqueue.bounds import ProxyConstants
 from aflqueue.optimize import OptimizationProblem, assess, optimize
-from aflqueue.report import console, fmt
+from aflqueue.console import console, fmt
 
 
 def calibrated_constants(dataset: str, clients: int, seed: int) -> ProxyConstants:

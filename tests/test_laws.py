@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from aflqueue import ValidationError
-from aflqueue.laws import Empirical, Mixture, law_from_spec
+from aflqueue.laws import LAW_NAMES, Empirical, Mixture, Uniform, law_from_spec
 
 SPECS = ["exponential", "deterministic", "lognormal:cv=1.5", "gamma:shape=2", "gamma:cv=0.5",
-         "weibull:shape=0.7", "weibull:shape=3", "pareto:shape=4.5"]
+         "weibull:shape=0.7", "weibull:shape=3", "pareto:shape=4.5", "uniform:spread=0.6"]
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -54,3 +54,23 @@ def test_empirical_from_csv(tmp_path):
     (tmp_path / "neg.csv").write_text("1\n-2\n")
     with pytest.raises(ValidationError, match="positive"):
         law_from_spec({"law": "empirical", "file": str(tmp_path / "neg.csv")})
+
+
+def test_uniform_bounds_spec_forms_and_errors():
+    law = law_from_spec({"law": "uniform", "low": 0.13, "high": 0.17})
+    assert isinstance(law, Uniform) and "uniform" in LAW_NAMES
+    assert (law.low, law.high, law.mean) == pytest.approx((0.13, 0.17, 0.15))
+    x = law.sample(np.random.default_rng(0), 100_000)
+    assert x.min() >= 0.13 and x.max() <= 0.17 and x.min() < 0.1302 and x.max() > 0.1698
+    assert law_from_spec("uniform:low=0.13,high=0.17").to_dict() == law.to_dict()
+    scaled = law_from_spec("uniform:spread=0.2", mean=3.0)  # a shape: rescaled like every other law
+    assert (scaled.low, scaled.high) == pytest.approx((2.4, 3.6))
+    assert law_from_spec(scaled.to_dict()).to_dict() == scaled.to_dict()
+    assert law_from_spec("uniform:spread=0").sample(np.random.default_rng(0), 3).tolist() == [1.0, 1.0, 1.0]
+    for bad, match in [("uniform:spread=1", r"spread: must be a number in \[0, 1\)"),
+                       ({"law": "uniform", "low": 0.2}, "low and high, or mean and spread"),
+                       ({"law": "uniform", "low": 0.1, "high": 0.2, "mean": 0.15}, "low and high, or mean and spread"),
+                       ({"law": "uniform", "low": 0.3, "high": 0.2}, "high: must be a finite number >= 0.3"),
+                       ({"law": "uniform", "low": 0, "high": 0.2}, "low: must be a finite number > 0")]:
+        with pytest.raises(ValidationError, match=match):
+            law_from_spec(bad)

@@ -50,3 +50,25 @@ def test_code_version_is_a_source_hash():
     v = code_version()
     assert len(v["source"]) == 16 and int(v["source"], 16) >= 0
     assert v["commit"] is None or len(v["commit"]) == 40
+
+
+def test_records_with_other_settings_are_set_aside_and_fresh_recomputes(tmp_path):
+    store = JobStore(tmp_path)
+    budget = {"updates": 10}
+    recs = run_jobs(JOBS, square_job, store, progress=None, settings=lambda a: {**budget, "x": a})
+    assert all(r["settings"] == {"updates": 10, "x": int(r["id"][3:])} for r in recs)
+    before = (tmp_path / "cells" / "job1.json").stat().st_mtime_ns
+    lines = []
+    run_jobs(JOBS, square_job, store, progress=lines.append, settings=lambda a: {**budget, "x": a})
+    assert lines[0].startswith("0 job(s) to run")  # same settings: everything reused
+    budget["updates"] = 20
+    lines.clear()
+    recs = run_jobs(JOBS[:2], square_job, store, progress=lines.append, settings=lambda a: {**budget, "x": a})
+    assert sum("other settings" in ln for ln in lines) == 2 and lines[2].startswith("2 job(s) to run")
+    assert sorted((tmp_path / "cells" / "stale").iterdir()) == [tmp_path / "cells" / "stale" / "job0.json.0",
+                                                                 tmp_path / "cells" / "stale" / "job1.json.0"]
+    by = {r["id"]: r for r in recs}
+    assert by["job1"]["settings"]["updates"] == 20 and by["job4"]["settings"]["updates"] == 10  # others kept
+    run_jobs(JOBS[:1], square_job, store, progress=None, settings=lambda a: {**budget, "x": a}, fresh=True)
+    assert (tmp_path / "cells" / "job1.json").stat().st_mtime_ns != before
+    assert not (tmp_path / "cells" / "stale" / "job0.json.1").exists()  # fresh deletes, it does not set aside

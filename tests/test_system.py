@@ -34,7 +34,7 @@ def test_from_rates_defaults():
         (dict(rates=[1, 1], downlink_rates=[1, 2, 3]), "downlink_rates"),
         (dict(rates=[1, 1], server_rate=-3), "server_rate"),
         (dict(rates=[1, 1], service="lognormal:cv=-1"), "cv"),
-        (dict(rates=[1, 1], service="uniform"), "service"),
+        (dict(rates=[1, 1], service="triangular"), "service"),
     ],
 )
 def test_bad_values_name_the_field(kwargs, field):

@@ -1,1 +1,3 @@
-"""Experiments on top of the pipeline: validation grids, their statistics and reports."""
+"""Experiments on top of the pipeline, each a list of resumable jobs (:mod:`.runner`): the
+validation grid (:mod:`.grid`), closed forms vs simulation (:mod:`.closed_forms`) and server
+algorithms compared at equal time (:mod:`.comparison`); their reports in :mod:`.report`."""

@@ -187,7 +187,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
     from ..calibrate import calibrate
     from ..config import with_updates
     from ..pipeline import build_data_and_model, build_system, prepare, train
-    from .outcomes import time_to_target
+    from .outcomes import split_timings, time_to_target
     from ..optimize import OptimizationProblem, assess
     from ..queueing.analysis import analyze
 
@@ -242,13 +242,6 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
                      "relative_delay": measured_delay, "costs": counts},
         "timing": {"wall_time": time.perf_counter() - t0, **timings},
     }
-
-
-def split_timings(costs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split an algorithm's cost report into what is deterministic (counts, memory) and what is
-    a wall-clock measurement (keys with ``seconds``), which differs from run to run."""
-    timings = {k: v for k, v in costs.items() if "seconds" in k}
-    return {k: v for k, v in costs.items() if k not in timings}, timings
 
 
 # --------------------------------------------------------------------------- the grid

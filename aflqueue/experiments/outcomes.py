@@ -1,4 +1,4 @@
-"""What a training run achieved, read off its evaluation curves.
+"""What a training run achieved: read off its evaluation curves and its cost report.
 
 Curves are the ``curves`` of a :class:`~aflqueue.fl.engine.TrainResult`: parallel lists
 ``time`` (simulated time units), ``updates``, ``test_accuracy`` and ``test_loss``, in time order.
@@ -7,8 +7,9 @@ Curves are the ``curves`` of a :class:`~aflqueue.fl.engine.TrainResult`: paralle
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["time_to_target", "accuracy_at"]
+__all__ = ["time_to_target", "accuracy_at", "split_timings"]
 
 
 def time_to_target(curves: dict[str, list], target: float, interpolate: bool = True,
@@ -41,3 +42,10 @@ def accuracy_at(curves: dict[str, list], when: float) -> float | None:
         if t <= when * (1 + 1e-12):
             best = a
     return None if best is None else float(best)
+
+
+def split_timings(costs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an algorithm's cost report into what is deterministic (counts, memory) and what is
+    a wall-clock measurement (keys with ``seconds``), which differs from run to run."""
+    timings = {k: v for k, v in costs.items() if "seconds" in k}
+    return {k: v for k, v in costs.items() if k not in timings}, timings

@@ -1,10 +1,22 @@
-"""Aggregate validation-grid cells into the predicted-vs-measured report (Markdown and HTML).
+"""Every experiment report (Markdown, and the same page as standalone HTML).
 
-Statistics are over seeds. A seed fixes the data split, the initial model and the schedule's
-random streams for every routing and algorithm, so comparisons with AsyncSGD are *paired* by
-seed: the gain of a routing is the mean of per-seed gains, with a t-interval. Time to target is
-the first evaluation time (20 equally spaced points of the budget) at which test accuracy
-reaches the data set's target; a run that never reaches it within the budget is censored.
+One module writes the reports of all experiments, sharing the number and interval formatting
+and the HTML conversion:
+
+* the validation grid (:func:`summarize`, :func:`write_report`): predicted vs measured gains of
+  the routings. Statistics are over seeds. A seed fixes the data split, the initial model and
+  the schedule's random streams for every routing and algorithm, so comparisons with AsyncSGD are
+  *paired* by seed: the gain of a routing is the mean of per-seed gains, with a t-interval. Time
+  to target is the first evaluation time (20 equally spaced points of the budget) at which test
+  accuracy reaches the data set's target; a run that never reaches it within the budget is
+  censored.
+* closed forms vs simulation (:func:`write_closed_forms_report`), from the results dict of
+  :mod:`aflqueue.experiments.closed_forms`;
+* the algorithm comparison (:func:`summarize_comparison`, :func:`write_comparison_report`), from
+  the records of :mod:`aflqueue.experiments.comparison`: accuracies and paired accuracy
+  differences with bootstrap intervals, time ratios on the log scale.
+
+Figures are drawn by :mod:`aflqueue.plots`; a report only links (and in HTML embeds) them.
 """
 
 from __future__ import annotations
@@ -17,10 +29,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..stats import t_interval
+from ..io import atomic_write_text
+from ..stats import Estimate, bonferroni_threshold, t_quantile, bootstrap_interval, log_ratio_interval, t_interval, t_two_sided_p
 from .grid import ROUTING_LABELS, ROUTINGS
+from .paper import DATASETS, TREATMENTS, PaperPreset, code_versions, summarize_paper
 
-__all__ = ["summarize", "write_report", "grid_figures", "mean_ci"]
+__all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report", "summarize_comparison",
+           "write_comparison_report"]
 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -160,21 +175,29 @@ def _terms(runs: dict[int, dict]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in vals.items()}
 
 
-# --------------------------------------------------------------------------- formatting
-def _f(x: float, d: int = 3) -> str:
+# --------------------------------------------------------------------------- shared formatting
+def _f(x: float | None, d: int = 3) -> str:
+    """Fixed-point number, "-" when undefined (None, NaN, inf)."""
     return "-" if x is None or not math.isfinite(x) else f"{x:.{d}f}"
 
 
-def _pct(x: float, d: int = 1) -> str:
+def _pct(x: float | None, d: int = 1) -> str:
+    """Signed percentage of a fraction (0.021 -> "+2.1%"), "-" when undefined."""
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.{d}f}%"
 
 
-def _ci(t: tuple, pct: bool = False, d: int = 3) -> str:
-    m, lo, hi, n = t
+def _interval(e: Estimate | tuple, fmt, show_n: bool = False) -> str:
+    """``mean [lo, hi]`` with ``fmt`` applied to each number; the mean alone when the interval is
+    undefined, "-" when the mean is; ``show_n`` appends how many values it rests on."""
+    m, lo, hi, n = (e.mean, e.lo, e.hi, e.n) if isinstance(e, Estimate) else e
     if not math.isfinite(m):
         return "-"
-    f = (lambda v: f"{100 * v:+.1f}%") if pct else (lambda v: f"{v:.{d}f}")
-    return f"{f(m)} [{f(lo)}, {f(hi)}]" if math.isfinite(lo) else f(m)
+    text = f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else fmt(m)
+    return f"{text} (n={n})" if show_n else text
+
+
+def _ci(t: tuple, pct: bool = False, d: int = 3) -> str:
+    return _interval(t, (lambda v: f"{100 * v:+.1f}%") if pct else (lambda v: f"{v:.{d}f}"))
 
 
 def _headline(summary: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -304,12 +327,13 @@ def _figure_md(path: Path, rel_to: Path, caption: str) -> str:
 def write_report(records: list[dict[str, Any]], path: str | Path, figures_dir: str | Path | None = None,
                  title: str = "Validation: predicted vs measured") -> tuple[Path, Path]:
     """Write ``path`` (Markdown) and the same report as HTML with embedded figures."""
+    from ..plots import grid_accuracy_figures
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     summary = summarize(records)
     figs: list[tuple[Path, str]] = []
     if figures_dir is not None:
-        figs = grid_figures(records, figures_dir)
+        figs = grid_accuracy_figures(records, figures_dir)
     _, verdicts = _headline(summary)
     L: list[str] = [f"# {title}", ""]
     n_cells = len(records)
@@ -371,14 +395,21 @@ def write_report(records: list[dict[str, Any]], path: str | Path, figures_dir: s
                      f"{_ci(r['accuracy_gain'], pct=True) if r['routing'] != 'uniform' else '-'} | "
                      f"{_ci(r['time_ratio'], d=2) if r['routing'] != 'uniform' else '-'} |")
         L.append("")
-    if figs:
-        L += ["## Figures", ""]
-        for f, cap in figs:
-            L.append(_figure_md(f, path.parent, cap))
-    text = "\n".join(L) + "\n"
-    path.write_text(text)
-    html = path.with_suffix(".html")
-    html.write_text(_to_html(text, path.parent, title))
+    return _write_pages(path, L, title, figs)
+
+
+def _write_pages(path: Path, lines: list[str], title: str,
+                 figures: list[tuple[Path, str]] = ()) -> tuple[Path, Path]:
+    """Write the Markdown ``lines`` (plus a Figures section) to ``path`` and the same page as
+    standalone HTML next to it (``.html``, figures embedded); returns both paths."""
+    lines = list(lines)
+    if figures:
+        lines += ["## Figures", ""]
+        for f, cap in figures:
+            lines.append(_figure_md(f, path.parent, cap))
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(path, text)
+    html = atomic_write_text(path.with_suffix(".html"), _to_html(text, path.parent, title))
     return path, html
 
 
@@ -405,58 +436,503 @@ def _to_html(md_text: str, base: Path, title: str) -> str:
            f"<body>{body}</body></html>\n"
 
 
-# --------------------------------------------------------------------------- figures
-def grid_figures(records: list[dict[str, Any]], out_dir: str | Path) -> list[tuple[Path, str]]:
-    """Accuracy against simulated time (mean and 95% band over seeds): per routing for Generalized
-    AsyncSGD, and per algorithm under uniform vs P2 routing. Returns ``[(png path, caption)]``."""
-    from ..plots import _plt, _save
+# --------------------------------------------------------------------------- closed forms vs simulation
+def _z(z: float | None) -> str:
+    return "inf" if z is None else f"{z:+.1f}"
 
-    plt = _plt()
-    out_dir = Path(out_dir)
-    made: list[tuple[Path, str]] = []
-    by = defaultdict(lambda: defaultdict(list))
+
+def _zval(z: float | None) -> float:
+    """|z| from saved results, where an infinite z was stored as null."""
+    return math.inf if z is None else abs(float(z))
+
+
+def _absz(z: float | None, digits: int = 2) -> str:
+    return "inf" if z is None else f"{z:.{digits}f}"
+
+
+def _slowest_fastest(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    g = sorted(run["group_comparisons"], key=lambda r: r["rate"])
+    return g[0], g[-1]
+
+
+def write_closed_forms_report(results: dict[str, Any], path: str | Path,
+                              figures: list[tuple[Path, str]] = ()) -> tuple[Path, Path]:
+    """Markdown (and HTML) report of closed forms vs simulation, from the saved results dict of
+    :func:`aflqueue.experiments.closed_forms.run_closed_forms` (no simulation)."""
+    path = Path(path)
+    meta = results.get("meta", {})
+    scen = results["scenarios"]
+    dof = int(meta.get("batches", 20)) - 1
+    L: list[str] = []
+    L.append("# Closed forms vs simulation\n")
+    L.append(f"Generated by `validation/closed_forms.py` ({'quick' if meta.get('quick') else 'full'} mode, "
+             f"seed {meta.get('seed')}, {meta.get('date', '')}). Batch means with {meta.get('batches')} batches "
+             f"after a {100 * meta.get('warmup', 0):.0f}% warm-up, {100 * meta.get('confidence', 0):.0f}% "
+             "t-intervals. Relative deviation = (simulated - closed form) / closed form; "
+             "z = (simulated - closed form) / standard error. Metrics per run: throughput, mean delay "
+             "(`sum p_i E[D_i]`), and per client `E[X_i]`, utilisation, response time, `E[D_i]`, plus the "
+             "central-server queue for multi-stage systems.\n")
+    L.append("## Summary\n")
+    L.append("| scenario | law | updates | metrics | max abs z | CIs containing closed form | "
+             "max rel. dev. E[D_i] | rel. dev. throughput |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for name, sc in scen.items():
+        for r in sc["runs"]:
+            s = r["summary"]
+            L.append(f"| {name} | {r['law']['label']} | {r['updates']:,} | {s['n_metrics']} | "
+                     f"{_absz(s['max_abs_z'])} | {s['fraction_in_ci']:.2f} | {_pct(s['max_rel_dev_delay'])} | "
+                     f"{_pct(s['rel_dev_throughput'], 2)} |")
+    L.append("")
+    L += _closed_forms_exponential(scen, dof)
+    L += _closed_forms_non_exponential(scen)
+    L += _closed_forms_multistage(scen, dof)
+    L += _closed_forms_delay_law(results.get("delay_distribution", {}))
+    L.append("## Scenarios\n")
+    for name, sc in scen.items():
+        L.append(f"- **{name}**: {sc['title']}.")
+    versions = meta.get("code_versions") or []
+    if len(versions) > 1:
+        L += ["", f"Records of {len(versions)} code versions are mixed here: "
+              + ", ".join(f"`{v['source']}`" for v in versions) + "."]
+    return _write_pages(path, L, "Closed forms vs simulation", list(figures))
+
+
+def _closed_forms_exponential(scen: dict[str, Any], dof: int) -> list[str]:
+    exp_runs = [(n, r) for n, sc in scen.items() for r in sc["runs"] if r["law"]["family"] == "exponential"]
+    if not exp_runs:
+        return []
+    L: list[str] = []
+    rows = [(n, row) for n, r in exp_runs for row in r["comparisons"]]
+    grows = [row for _, r in exp_runs for row in r["group_comparisons"]]
+    z = np.array([_zval(row["z"]) for _, row in rows])
+    inside = float(np.mean([row["contains"] for _, row in rows]))
+    gz = max(_zval(row["z"]) for row in grows) if grows else float("nan")
+    # Many metrics are tested at once: judge the largest |z| against a family-wise threshold
+    # (Bonferroni, 1% for the whole family) and show the expected number of exceedances of 3 and
+    # 4 under exactness (independent metrics; metrics of one client move together, so
+    # exceedances come in clusters and the counts are only a rough guide).
+    thr = bonferroni_threshold(len(rows), 0.01, dof)
+    exp3, exp4 = len(rows) * t_two_sided_p(3.0, dof), len(rows) * t_two_sided_p(4.0, dof)
+    L.append("## Exponential service (closed forms exact)\n")
+    verdict = ("consistent with the closed forms being exact" if z.max() <= thr
+               else "NOT consistent with the closed forms being exact")
+    L.append(f"Over {len(exp_runs)} exponential runs and {len(rows)} metrics, {100 * inside:.1f}% of the 95% "
+             f"CIs contain the closed form (95% expected if the closed forms are exact and the intervals "
+             f"calibrated); {int((z > 3).sum())} metric(s) have |z| > 3 (expected {exp3:.1f}) and "
+             f"{int((z > 4).sum())} have |z| > 4 (expected {exp4:.2f}); the largest is |z| = {z.max():.2f}, "
+             f"against a family-wise 1% threshold of {thr:.2f} (Bonferroni over {len(rows)} metrics, "
+             f"t with {dof} degrees of freedom). Per-type pooled delays: max |z| = {gz:.2f}. Verdict: the "
+             f"simulation is {verdict}.\n")
+    big = sorted(((n, row) for n, row in rows if _zval(row["z"]) > 3), key=lambda t: -_zval(t[1]["z"]))
+    if big:
+        L.append("Metrics with |z| > 3 (rows of one client move together: its queue, response time, delay "
+                 "and utilisation share the same routing and service-time draws):\n")
+        L.append("| scenario | metric | closed form | simulated [95% CI] | rel. dev. | z |")
+        L.append("|---|---|---|---|---|---|")
+        for n, row in big:
+            where = row["metric"] + (f"[{row['client']}]" if "client" in row else "")
+            L.append(f"| {n} | {where} | {row['closed_form']:.4g} | {row['sim_mean']:.4g} "
+                     f"[{row['ci'][0]:.4g}, {row['ci'][1]:.4g}] | {_pct(row['rel_dev'], 2)} | {_z(row['z'])} |")
+        L.append("")
+    return L
+
+
+def _closed_forms_non_exponential(scen: dict[str, Any]) -> list[str]:
+    non = [(n, r) for n, sc in scen.items() if not sc["multistage"] for r in sc["runs"]
+           if r["law"]["family"] != "exponential"]
+    if not non:
+        return []
+    L: list[str] = []
+    L.append("## Non-exponential compute times (closed forms approximate)\n")
+    L.append("The closed forms use only the mean service time. Deviation of the simulation from them "
+             "(z in brackets; |z| > 3 means the deviation is resolved by the simulation):\n")
+    L.append("| scenario | law | CV | throughput | E[D] fastest type | E[D] slowest type | "
+             "E[X] slowest client | max abs rel. dev. E[D_i] |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for n, r in non:
+        slow, fast = _slowest_fastest(r)
+        thr = next(x for x in r["comparisons"] if x["metric"] == "throughput")
+        q = [x for x in r["comparisons"] if x["metric"] == "mean_queue_lengths" and x["client"] in slow["members"]]
+        qdev = float(np.mean([x["rel_dev"] for x in q]))
+        L.append(f"| {n} | {r['law']['label']} | {r['law']['cv']:.2f} | {_pct(thr['rel_dev'], 2)} "
+                 f"({_z(thr['z'])}) | {_pct(fast['rel_dev'])} ({_z(fast['z'])}) | {_pct(slow['rel_dev'])} "
+                 f"({_z(slow['z'])}) | {_pct(qdev)} | {_pct(r['summary']['max_rel_dev_delay'])} |")
+    L.append("")
+    by_law: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for n, r in non:
+        by_law.setdefault(r["law"]["label"], []).append((n, r))
+    for label, lst in by_law.items():
+        parts = []
+        for n, r in lst:
+            slow, fast = _slowest_fastest(r)
+            parts.append(f"{n}: throughput {_pct(r['summary']['rel_dev_throughput'], 2)}, E[D] of "
+                         f"slowest type ({slow['group']}) {_pct(slow['rel_dev'])}, of fastest type "
+                         f"({fast['group']}) {_pct(fast['rel_dev'])}")
+        L.append(f"- **{label}** (CV {lst[0][1]['law']['cv']:.2f}): " + "; ".join(parts) + ".")
+    L.append("")
+    mean_delay_z = [(n, r["law"]["label"], next(x for x in r["comparisons"] if x["metric"] == "mean_relative_delay"))
+                    for n, r in non]
+    L.append("The mean delay `sum p_i E[D_i] = m - 1` holds for every law (it is a conservation law, "
+             "not a product-form result): " + ", ".join(f"{n}/{label} z = {_z(x['z'])}"
+                                                         for n, label, x in mean_delay_z) + ".\n")
+    return L
+
+
+_FORMULAS = ("theory", "no_server_term", "compute_only", "time_average")
+_MULTISTAGE_INTRO = (
+    "Formula under test: `E[D_i] = (E_{m-1}[X_d] + E_{m-1}[X_c] + E_{m-1}[X_u]) / p_i + E_{m-1}[X_cs]`, next to "
+    "three variants a reader might believe: `no_server_term` (drop `E_{m-1}[X_cs]`), `compute_only` (the "
+    "single-stage formula applied to the compute stage), `time_average` (`E_m` instead of the arrival theorem's "
+    "`E_{m-1}`). Per client type (task-weighted over its clients), simulated mean [95% CI] and each formula's "
+    "value (z):\n")
+
+
+def _closed_forms_multistage(scen: dict[str, Any], dof: int) -> list[str]:
+    ms = [(n, sc["runs"][0]) for n, sc in scen.items() if sc["multistage"] and sc["runs"]]
+    if not ms:
+        return []
+    L = ["## THEORY section 4: the multi-stage delay formula\n", _MULTISTAGE_INTRO]
+    L.append("| scenario | type | simulated E[D] | theory | no_server_term | compute_only | time_average |")
+    L.append("|---|---|---|---|---|---|---|")
+    for n, r in ms:
+        f = r["delay_formulas"]
+        for k, g in enumerate(r["group_comparisons"]):
+            cells = [f"{f[nm]['per_group'][k]['closed_form']:.3f} ({_z(f[nm]['per_group'][k]['z'])})"
+                     for nm in _FORMULAS]
+            L.append(f"| {n} | {g['group']} | {g['sim_mean']:.3f} [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}] | "
+                     + " | ".join(cells) + " |")
+    L.append("")
+    L.append("| scenario | formula | max abs z over clients | CIs containing it | sum p_i E[D_i] (m - 1 = "
+             + ", ".join(str(r["closed_form"]["concurrency"] - 1) for _, r in ms) + ") |")
+    L.append("|---|---|---|---|---|")
+    for n, r in ms:
+        for nm in _FORMULAS:
+            f = r["delay_formulas"][nm]
+            L.append(f"| {n} | {nm} | {_absz(f['max_abs_z'], 1)} | {f['fraction_in_ci']:.2f} | {f['sum_p_delay']:.3f} |")
+    L.append("")
+    th = [r["delay_formulas"]["theory"] for _, r in ms]
+    tz = max(_zval(t["max_abs_z"]) for t in th)
+    tin = float(np.mean([x["contains"] for t in th for x in t["per_client"]]))
+    alt = {nm: min(_zval(r["delay_formulas"][nm]["max_abs_z"]) for _, r in ms) for nm in _FORMULAS[1:]}
+    allz = max(_zval(row["z"]) for _, r in ms for row in r["comparisons"] if row["metric"] != "relative_delay")
+    n_delay = sum(len(t["per_client"]) for t in th)
+    mthr = bonferroni_threshold(n_delay, 0.01, dof)
+    ok = tz <= mthr
+    L.append(
+        f"**Verdict.** On {len(ms)} multi-stage systems ({', '.join(n for n, _ in ms)}; FIFO and delay "
+        f"links, FIFO and delay central server; {ms[0][1]['updates']:,} simulated updates each), the "
+        f"section-4 formula gives every client's `E[D_i]` with max |z| = {tz:.2f} (family-wise 1% "
+        f"threshold over the {n_delay} clients: {mthr:.2f}) and "
+        f"{100 * tin:.0f}% of the CIs containing it; every other metric of these runs (throughput, "
+        f"`E[X_i]`, utilisation, response times, central-server queue) has max |z| = {allz:.2f}. "
+        + ("The formula is **confirmed** by simulation (it is also exact against the brute-force "
+           "tagged-task CTMC in the test suite, and against the exact delay law below). "
+           if ok else "The formula is **NOT confirmed** by simulation; see the table. ")
+        + "The check has power: the smallest max |z| of each wrong variant over the scenarios is "
+        + ", ".join(f"{nm} {v:.1f}" for nm, v in alt.items())
+        + " (a variant with a small value is indistinguishable from the formula on that system).\n")
+    return L
+
+
+_DELAY_LAW_INTRO = (
+    "Total variation distance between the empirical law of `D` (per client, post warm-up) and the exact law. The "
+    "noise reference is the TV distance that sampling noise alone would give, `sqrt(2/pi) sum_d se_d / 2`, with "
+    "`se_d` the batch-means standard error of `P(D = d)`. Per-bin test: `z_d = (empirical - exact) / se_d` over "
+    "the bins with at least 50 expected samples; if the laws agree, mean `z_d^2` is about 1.1 (t-distributed "
+    "errors, 19 degrees of freedom) and max |z_d| rarely exceeds 3.5. Tail probabilities `P(D >= d)` exact vs "
+    "simulated [95% CI].\n")
+
+
+def _closed_forms_delay_law(dd: dict[str, Any]) -> list[str]:
+    if not dd:
+        return []
+    L = ["## Law of the relative delay vs the exact tagged-task CTMC\n", _DELAY_LAW_INTRO]
+    L.append("| system | client | samples | TV | noise ref. | bins tested | mean z_d^2 | max abs z_d | "
+             "E[D] exact chain | E[D] closed form | E[D] simulated |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, rec in dd.items():
+        for c in rec["clients"]:
+            L.append(f"| {name} | {c['name']} | {c['samples']:,} | {c['tv']:.4f} | {c['tv_noise_reference']:.4f} "
+                     f"| {c['bins_tested']} | {c['bins_mean_z2']:.2f} | {c['bins_max_abs_z']:.2f} | "
+                     f"{c['exact_mean']:.4f} | {c['closed_form_mean']:.4f} | {c['empirical_mean']:.4f} |")
+    L.append("")
+    L.append("| system | client | d | exact P(D >= d) | simulated [95% CI] | z |")
+    L.append("|---|---|---|---|---|---|")
+    for name, rec in dd.items():
+        for c in rec["clients"]:
+            for t in c["tails"]:
+                L.append(f"| {name} | {c['name']} | {t['d']} | {t['closed_form']:.3e} | {t['sim_mean']:.3e} "
+                         f"[{t['ci'][0]:.2e}, {t['ci'][1]:.2e}] | {_z(t['z'])} |")
+    L.append("")
+    for name, rec in dd.items():
+        L.append(f"- {name}: {rec['title']}; {rec['updates']:,} updates.")
+    L.append("")
+    return L
+
+
+# --------------------------------------------------------------------------- algorithm comparison
+def _by_seed(records: list[dict[str, Any]], algorithm: str) -> dict[int, dict[str, Any]]:
+    return {r["seed"]: r for r in records if r["algorithm"] == algorithm}
+
+
+def summarize_comparison(records: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
+    """Per algorithm, statistics over seeds of the comparison records, paired with ``reference``
+    (default: the first algorithm in the records) by seed.
+
+    Accuracies (bounded in ``[0, 1]``) and their paired differences get seeded BCa bootstrap
+    intervals; time-to-target ratios, server-time ratios to the reference and server seconds per
+    arrival (positive, skewed measurements) are geometric means with t-intervals on the log
+    scale. Every interval is an :class:`~aflqueue.stats.Estimate` whose ``n`` is the number of
+    seeds (or pairs) it rests on.
+    A seed where the reference reached the target and the algorithm did not is *censored*
+    against it (left out of the ratio, and counted)."""
+    algorithms = list(dict.fromkeys(r["algorithm"] for r in records))
+    ref = reference or (algorithms[0] if algorithms else None)
+    base = _by_seed(records, ref) if ref else {}
+    rows = []
+    for alg in algorithms:
+        runs = _by_seed(records, alg)
+        seeds = sorted(runs)
+        pairs = [s for s in seeds if s in base]
+        ratios, censored = [], 0
+        for s in pairs:
+            tb, ta = base[s]["time_to_target"], runs[s]["time_to_target"]
+            if tb is not None and ta is not None:
+                ratios.append(ta / tb)
+            elif tb is not None:
+                censored += 1
+        sec = [runs[s].get("timing", {}).get("server_seconds_per_arrival") for s in seeds]
+        sec_ratio = [runs[s].get("timing", {}).get("server_seconds_per_arrival", math.nan)
+                     / base[s].get("timing", {}).get("server_seconds_per_arrival", math.nan) for s in pairs
+                     if base[s].get("timing", {}).get("server_seconds_per_arrival")]
+        rows.append({
+            "algorithm": alg, "seeds": seeds,
+            "accuracy": bootstrap_interval([runs[s]["final_accuracy"] for s in seeds]),
+            "accuracy_half": bootstrap_interval([runs[s]["accuracy_at_half_budget"] for s in seeds]),
+            "difference": bootstrap_interval([runs[s]["final_accuracy"] - base[s]["final_accuracy"] for s in pairs])
+            if alg != ref else None,
+            "reached": sum(runs[s]["time_to_target"] is not None for s in seeds),
+            "time_ratio": log_ratio_interval(ratios) if alg != ref else None, "censored": censored,
+            "server_seconds_per_arrival": log_ratio_interval(sec),
+            "server_time_ratio": log_ratio_interval(sec_ratio) if alg != ref else None,
+            "memory_bytes": float(np.mean([runs[s]["memory_bytes"] for s in seeds])),
+            "arrivals": float(np.mean([runs[s]["arrivals"] for s in seeds])),
+            "versions": float(np.mean([runs[s]["versions"] for s in seeds])),
+            "staleness_mean": float(np.mean([runs[s]["staleness_mean"] for s in seeds])),
+            "wall_time": float(np.mean([runs[s].get("timing", {}).get("wall_time", math.nan) for s in seeds])),
+            "final_accuracies": [runs[s]["final_accuracy"] for s in seeds],
+        })
+    return {"reference": ref, "rows": rows}
+
+
+def _scenario_lines(preset: dict[str, Any]) -> list[str]:
+    """The preset's shared configuration as report bullets."""
+    c = preset["config"]
+    d, s, loc, run = c["data"], c["system"], c["local"], c["run"]
+    part = d.get("partition", "dirichlet") + (f"({d['alpha']})" if d.get("partition", "dirichlet") == "dirichlet"
+                                              else "")
+    opts = ", ".join(f"{k} {v}" for k, v in (d.get("options") or {}).items())
+    if "profile" in s:
+        system = (f"speed profile `{s['profile']}`" + "".join(f", {k} {s[k]}" for k in ("fast_rate", "slow_factor",
+                                                                                          "spread", "service") if k in s)
+                  + f", m = {s.get('concurrency') or 'n'} tasks in flight")
+    else:
+        system = "system description of the preset (see the title)"
+    params = preset.get("algorithm_params") or {}
+    return [
+        f"- preset `{preset['name']}`: {preset['title']}",
+        f"- data: {d['dataset']}{f' ({opts})' if opts else ''}, {d['clients']} clients, {part} labels, unlabeled "
+        f"fraction {d.get('unlabeled_fraction', 0)} (held by the server for every algorithm; used by FedEcho)",
+        f"- system: {system}; routing {c['routing']['kind']}",
+        f"- local training (all): {loc['steps']} {loc['optimizer'].upper()} steps, lr {loc['lr']}, batch "
+        f"{loc['batch_size']}; model: {c['model']['name'] or 'the data set default'}",
+        f"- budget: simulated time {run['time_budget']:g} for every algorithm (same schedule per seed); target "
+        f"accuracy {preset['target']:.2f}",
+        "- algorithms: " + ", ".join(a + (f" ({', '.join(f'{k} = {v}' for k, v in params[a].items())})"
+                                          if params.get(a) else "") for a in preset["algorithms"])
+        + "; spec defaults of ALGORITHMS.md otherwise, nothing tuned",
+    ]
+
+
+def _cost_details(costs: dict[str, Any]) -> str:
+    """One line of an algorithm's cost report: seconds per event as ms, memory as KiB, counts and
+    means as they are (totals of seconds and running sums are left out)."""
+    parts = []
+    for k, v in costs.items():
+        if (not isinstance(v, (int, float)) or isinstance(v, bool) or k == "arrivals" or k.endswith("_sum")
+                or ("seconds" in k and "_per_" not in k)):
+            continue
+        if "seconds" in k:
+            parts.append(f"{k.replace('_seconds', '')} {1e3 * v:.2f} ms")
+        elif k.startswith("memory_") and k.endswith("_bytes"):
+            parts.append(f"{k[len('memory_'):-len('_bytes')]} memory {v / 1024:.0f} KiB")
+        else:
+            parts.append(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(parts) or "nothing reported"
+
+
+def write_comparison_report(records: list[dict[str, Any]], path: str | Path, preset: dict[str, Any],
+                            figures_dir: str | Path | None = None, quick: bool = False) -> tuple[Path, Path]:
+    """Markdown (and HTML) report of an algorithm comparison from its records; ``preset`` is
+    :func:`aflqueue.experiments.comparison.preset_summary` of the resolved preset."""
+    from ..plots import comparison_accuracy_figure
+
+    path = Path(path)
+    summary = summarize_comparison(records)
+    ref = summary["reference"]
+    figs = comparison_accuracy_figure(records, figures_dir, preset["name"]) if figures_dir is not None else []
+    seeds = sorted({r["seed"] for r in records})
+    acc = lambda e: _interval(e, lambda v: f"{100 * v:.1f}", show_n=True)  # noqa: E731
+    ratio = lambda e: _interval(e, lambda v: f"{v:.2f}", show_n=True)  # noqa: E731
+    title = "Server algorithms at equal simulated time: " + " vs ".join(preset["algorithms"])
+    L = [f"# {title}", "",
+         f"Generated by `validation/stale_algorithms.py --preset {preset['name']}{' --quick' if quick else ''}` from "
+         f"{len(records)} runs, seeds {seeds}.", "", "## Scenario", ""] + _scenario_lines(preset) + [
+        "", "## Results", "",
+        "Accuracies in %, at the time budget T and at T/2: mean over seeds [95% BCa bootstrap interval] (n = seeds); "
+        "a bootstrap interval stays within the range of the data, hence within [0, 100]. Differences are paired by "
+        f"seed (same data, model initialisation and schedule) against {ref}, with bootstrap intervals too "
+        "(n = pairs). Time-to-target and server-time ratios are geometric means of per-seed ratios with a "
+        "t-interval on the log scale (n = pairs, for time to target those where both reached the target; "
+        f"'censored' counts seeds where {ref} reached it and the algorithm did not); server ms per arrival too "
+        "(geometric mean, log-scale interval). Server seconds are wall-clock measurements, indicative only.",
+        "",
+        f"| algorithm | accuracy at T | accuracy at T/2 | difference to {ref} at T | reached target | "
+        f"time to target / {ref} (censored) | arrivals | versions | mean staleness | server ms/arrival | "
+        f"server time / {ref} | server memory | wall time/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        ms = r["server_seconds_per_arrival"]
+        server_ms = _interval(Estimate(1e3 * ms.mean, 1e3 * ms.lo, 1e3 * ms.hi, ms.n), lambda v: f"{v:.3f}", True)
+        if r["algorithm"] == ref:
+            diff = time_ratio = server_ratio = "-"
+        else:
+            diff = _interval(r["difference"], lambda v: f"{100 * v:+.1f}", show_n=True)
+            time_ratio = f"{ratio(r['time_ratio'])} ({r['censored']})"
+            server_ratio = ratio(r["server_time_ratio"])
+        L.append(f"| {r['algorithm']} | {acc(r['accuracy'])} | {acc(r['accuracy_half'])} | {diff} | "
+                 f"{r['reached']}/{len(r['seeds'])} | {time_ratio} | {r['arrivals']:.0f} | {r['versions']:.0f} | "
+                 f"{r['staleness_mean']:.1f} | {server_ms} | {server_ratio} | {r['memory_bytes'] / 2**20:.2f} MiB | "
+                 f"{_f(r['wall_time'], 0)} s |")
+    L += ["", "Per-seed final accuracies (%):", ""]
+    for r in summary["rows"]:
+        L.append(f"- {r['algorithm']}: " + ", ".join(f"{100 * v:.1f}" for v in r["final_accuracies"]))
+    L += ["", f"## Server overhead (seed {seeds[0] if seeds else '-'})", ""]
     for r in records:
-        c = r["cell"]
-        by[(c["dataset"], c["algorithm"])][(c["speed"], c["partition"], c["routing"])].append(r)
-    colors = {"uniform": "k", "per-update": "tab:blue", "wallclock": "tab:red", "wallclock-eta": "tab:purple",
-              "time-to-accuracy": "tab:orange", "max-throughput": "tab:green"}
-    for (dataset, algorithm), cells in sorted(by.items()):
-        scen = sorted({(s, p) for s, p, _ in cells})
-        ncol = len({p for _, p in scen})
-        nrow = len({s for s, _ in scen})
-        speeds = sorted({s for s, _ in scen})
-        parts = sorted({p for _, p in scen}, key=lambda x: ("iid", "dir0.5", "dir0.1").index(x)
-                       if x in ("iid", "dir0.5", "dir0.1") else 9)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, sharey=True)
-        for (sp, pa), ax in ((k, axes[speeds.index(k[0])][parts.index(k[1])]) for k in scen):
-            target = next(rr for (s2, p2, _), v in cells.items() if (s2, p2) == (sp, pa) for rr in v)["target"]
-            for routing in ROUTINGS:
-                runs = cells.get((sp, pa, routing))
-                if not runs:
-                    continue
-                t = np.asarray(runs[0]["measured"]["curves"]["time"])
-                A = np.asarray([r["measured"]["curves"]["test_accuracy"] for r in runs if
-                                len(r["measured"]["curves"]["test_accuracy"]) == t.size])
-                mean = A.mean(0)
-                ax.plot(t, mean, color=colors[routing], label=ROUTING_LABELS[routing], lw=1.4)
-                if A.shape[0] > 1:
-                    from scipy.stats import t as student
+        if seeds and r["seed"] == seeds[0]:
+            timing = {k: v for k, v in r.get("timing", {}).items() if not k.startswith("wall_time")}
+            L.append(f"- {r['algorithm']}: {_cost_details({**r['costs'], **timing})}")
+    params = next((r["parameters"] for r in records), None)
+    L += ["", "Server memory = what the algorithm holds besides the model (FedBuff: its accumulation buffer, "
+          f"P = {params} floats; FedEcho: the buffer, the m start checkpoints the engine keeps for it, the stored "
+          "logits and the unlabeled set; FedRevive: the same m start checkpoints, teacher buffer, synthetic pool, "
+          "generator, class proportions, cached delta_KD, buffer).", ""]
+    return _write_pages(path, L, title, figs)
 
-                    h = student.ppf(0.975, A.shape[0] - 1) * A.std(0, ddof=1) / math.sqrt(A.shape[0])
-                    # accuracy lives in [0, 1]; few seeds make t-bands wider than that
-                    ax.fill_between(t, np.clip(mean - h, 0, 1), np.clip(mean + h, 0, 1), color=colors[routing],
-                                    alpha=0.15, lw=0)
-            ax.axhline(target, color="grey", ls=":", lw=0.8)
-            ax.set_title(f"{sp}, {pa}", fontsize=9)
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("simulated time")
-            ax.grid(alpha=0.3)
-        for row in axes:
-            row[0].set_ylabel("test accuracy")
-        axes[0][0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{dataset}: {algorithm}, accuracy against simulated time (mean, 95% band over seeds)", fontsize=10)
-        fig.tight_layout()
-        stem = f"grid_accuracy_{dataset}_{algorithm}"
-        paths = _save(fig, out_dir, stem)
-        made.append((Path(paths[0]), f"{dataset}, {algorithm}: test accuracy against simulated time per routing"))
-    return made
+
+# --------------------------------------------------------------------------- paper-scale validation
+def _paper_ci(e: dict[str, Any] | None, scale: float = 1.0, fmt: str = "{:.3f}", signed: bool = False) -> str:
+    if not e:
+        return "-"
+    f = (lambda x: ("+" if signed and x * scale >= 0 else "") + fmt.format(x * scale))
+    ci = e.get("ci")
+    return f"{f(e['mean'])} [{f(ci[0])}, {f(ci[1])}]" if ci else f"{f(e['mean'])}"
+
+
+def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Path,
+                       figures_dir: str | Path | None = None) -> Path:
+    """Write the Markdown report (and its figures) of an experiment folder's saved runs."""
+    sel, ev, tun = data["selection"], data["evaluation"], data["tuning"]
+    path = Path(path)
+    lines = [f"# Paper-scale validation (`{preset.name}`): the operating point against tuned baselines", ""]
+    versions = code_versions([*tun, *ev])
+    lines += ["## Provenance", ""]
+    if len(versions) == 1:
+        lines.append(f"All {len(tun) + len(ev)} runs come from one code version: `{next(iter(versions))}`.")
+    else:
+        lines.append("**Mixed code versions: these results are not from one version of the code and must not be "
+                     "read as one experiment.** " + "; ".join(f"`{k}`: {v} runs" for k, v in versions.items()))
+    wall = sum(r.get("timing", {}).get("wall_time", 0.0) for r in [*tun, *ev])
+    lines += [f"Compute: {len(tun)} tuning runs and {len(ev)} evaluation runs, {wall / 3600:.2f} core-hours of "
+              "wall time in all (sum over runs).", ""]
+    lines += ["## Protocol (fixed before the evaluation runs; see validation/PROTOCOL.md)", ""]
+    lines += [f"- Scenarios: {', '.join(sc.id for sc in preset.scenarios())}; five device types (rates 3, 1.5, "
+              "0.6, 0.25, 0.1), AsyncSGD at m = n.",
+              "- Budget: AsyncSGD's expected time for U0 updates (" + ", ".join(
+                  f"{d}: U0 = {DATASETS[d].updates}, model {DATASETS[d].model}" for d in preset.datasets) + ").",
+              f"- Tuning: learning rates {list(DATASETS[preset.datasets[0]].lr_grid)} on pilot seeds "
+              f"{list(preset.pilot_seeds)}, scored on a {preset.validation_fraction:.0%} validation split "
+              "(mean validation accuracy over the budget); evaluation seeds "
+              f"{list(preset.eval_seeds)} ({len(preset.eval_seeds)}), test set, {preset.eval_times} evaluations.",
+              f"- Primary criterion: geometric-mean paired time ratio to the target (treatment / tuned AsyncSGD) "
+              f"with a 95% t-interval on the log scale entirely below {preset.criterion_ratio}, and no treatment "
+              "run censored. Secondary: paired accuracy difference at equal time (bootstrap).", ""]
+    if sel is not None:
+        lines += ["## Tuning and targets", "", f"Rule: {sel['rule']}.", "",
+                  "| scenario | " + " | ".join(f"{t} lr" for t in sel["learning_rates"][next(iter(sel['learning_rates']))]) +
+                  " |", "|---" * (1 + len(sel["learning_rates"][next(iter(sel["learning_rates"]))])) + "|"]
+        for sc_id, per in sel["learning_rates"].items():
+            lines.append(f"| {sc_id} | " + " | ".join(f"{v['best_lr']:g}{' (grid edge)' if v['at_edge'] else ''}"
+                                                      for v in per.values()) + " |")
+        lines += ["", "Targets (test accuracy): " + ", ".join(f"{d}: {t:.2f}" for d, t in sel["targets"].items()), ""]
+    if ev and sel is not None:
+        summary = summarize_paper(preset, sel, ev)
+        lines += _headline(summary, preset)
+        lines += _verdicts(summary, preset)
+        if figures_dir is not None:
+            from ..plots import paper_figures
+
+            for p, caption in paper_figures(preset, sel, ev, summary, figures_dir):
+                rel = Path(p).resolve().relative_to(path.parent.resolve()) if Path(p).resolve().is_relative_to(
+                    path.parent.resolve()) else Path(p)
+                lines += [f"![{caption}]({rel.as_posix()})", "", f"*{caption}*", ""]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
+    out = ["## Results per scenario", "",
+           f"Time ratio: geometric mean of t(treatment) / t(AsyncSGD), paired by seed, 95% interval on the log scale "
+           f"(and the Bonferroni interval over all {summary['comparisons']} comparisons in the last column). Accuracy "
+           "difference: test accuracy at equal time minus AsyncSGD's, percentage points, bootstrap interval.", ""]
+    for sc in summary["scenarios"]:
+        out += [f"### {sc['scenario']} (target {sc['target']:.2f}, budget {sc['time_budget']:.0f} time units)", "",
+                "| treatment | seeds | lr | m | max weight | reached | diverged | accuracy | time ratio | "
+                "accuracy difference | predicted ratio | criterion (familywise) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sc["rows"]:
+            base = r["treatment"] == "asyncsgd"
+            crit = "-" if base else (("met" if r["criterion_met"] else "not met") +
+                                      (" (met)" if r["criterion_met_familywise"] else " (not met)"))
+            cens = f", {r['censored_treatment']} censored" if r["censored_treatment"] else ""
+            out.append(f"| {r['label']} | {r['seeds']} | {r['lr']:.3g} | {r['concurrency']:.0f} | "
+                       f"{r['max_importance_weight']:.1f} | {r['reached']}/{r['seeds']} | {r['diverged']} | "
+                       f"{_paper_ci(r['accuracy'], 100, '{:.1f}')} | {'1' if base else _paper_ci(r['time_ratio']) + cens} | "
+                       f"{'-' if base else _paper_ci(r['accuracy_difference'], 100, '{:.1f}', True)} | "
+                       f"{'1' if base else _paper_ci(r['predicted_time_ratio'])} | {crit} |")
+        out.append("")
+    return out
+
+
+def _verdicts(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
+    rows = [(sc, r) for sc in summary["scenarios"] for r in sc["rows"] if r["treatment"] != "asyncsgd"]
+    out = ["## Verdicts", ""]
+    for name in preset.treatments:
+        if name == "asyncsgd":
+            continue
+        mine = [(sc, r) for sc, r in rows if r["treatment"] == name]
+        met = [sc["scenario"] for sc, r in mine if r["criterion_met"]]
+        gm = [r["time_ratio"]["mean"] for _, r in mine if r["time_ratio"]]
+        acc = [r["accuracy_difference"]["mean"] for _, r in mine if r["accuracy_difference"]]
+        out.append(f"- **{TREATMENTS[name].label}**: criterion met in {len(met)} of {len(mine)} scenarios"
+                   + (f" ({', '.join(met)})" if met else "") + (f"; time ratios {min(gm):.2f} to {max(gm):.2f}" if gm
+                                                                else "")
+                   + (f"; accuracy differences {100 * min(acc):+.1f} to {100 * max(acc):+.1f} points" if acc else "")
+                   + ".")
+    out.append("")
+    return out
+
+
+def familywise_quantile(confidence: float, comparisons: int, dof: int) -> float:
+    """t quantile of a Bonferroni-adjusted two-sided interval (for readers checking the table)."""
+    return t_quantile(1 - (1 - confidence) / max(comparisons, 1), dof)

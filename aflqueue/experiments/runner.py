@@ -11,7 +11,9 @@ Layout of a :class:`JobStore` folder:
 * ``cells/<id>.json`` -- the record, holding only what the job's inputs determine (identical
   bytes on every backend and machine with the same code);
 * ``timings/<id>.json`` -- wall-clock measurements of that job (differ from run to run);
-* ``cells/corrupt/`` -- unreadable records moved aside (and recomputed) by :meth:`JobStore.done`.
+* ``cells/corrupt/`` -- unreadable records moved aside (and recomputed) by :meth:`JobStore.done`;
+* ``cells/stale/`` -- records computed with other settings than the job now asks for, moved
+  aside (and recomputed) by :func:`run_jobs` when the experiment declares its ``settings``.
 
 Every record carries the :func:`code_version` it was computed with, so that a report can list
 (or refuse) results from mixed versions of the code.
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ValidationError
-from ..io import atomic_write_json, read_json
+from ..io import atomic_write_json, json_safe, read_json
 
 __all__ = ["JobStore", "run_jobs", "code_version"]
 
@@ -81,6 +83,22 @@ class JobStore:
             return None
         return rec if isinstance(rec, dict) and rec.get("id") == p.stem else None
 
+    def set_aside(self, job_id: str, folder: str) -> Path:
+        """Move the record of ``job_id`` to ``cells/<folder>/<id>.json.<k>`` (first free ``k``)."""
+        p = self.path(job_id)
+        bad = self.cells / folder
+        bad.mkdir(exist_ok=True)
+        k = 0
+        while (bad / f"{p.name}.{k}").exists():
+            k += 1
+        p.replace(bad / f"{p.name}.{k}")
+        return bad / f"{p.name}.{k}"
+
+    def discard(self, job_id: str) -> None:
+        """Delete the record of ``job_id`` and its timings (nothing if absent)."""
+        self.path(job_id).unlink(missing_ok=True)
+        (self.folder / "timings" / f"{job_id}.json").unlink(missing_ok=True)
+
     def done(self, say: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
         """Finished records by id. An unreadable record is moved to ``cells/corrupt/`` (named in
         one line through ``say``) so that its job runs again."""
@@ -90,14 +108,9 @@ class JobStore:
         for p in sorted(self.cells.glob("*.json")):
             rec = self._valid(p)
             if rec is None:
-                bad = self.cells / "corrupt"
-                bad.mkdir(exist_ok=True)
-                k = 0
-                while (bad / f"{p.name}.{k}").exists():
-                    k += 1
-                p.replace(bad / f"{p.name}.{k}")
+                moved = self.set_aside(p.stem, "corrupt")
                 if say is not None:
-                    say(f"unreadable record {p} moved to {bad / f'{p.name}.{k}'}; its job runs again")
+                    say(f"unreadable record {p} moved to {moved}; its job runs again")
                 continue
             out[p.stem] = rec
         return out
@@ -128,18 +141,35 @@ class JobStore:
 def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]], store: JobStore, *,
              backend: str = "serial", workers: int | None = None, address: str | None = None,
              num_gpus: float = 0.0, progress: Callable[[str], None] | None = print, limit: int | None = None,
-             describe: Callable[[dict[str, Any]], str] | None = None) -> list[dict[str, Any]]:
+             describe: Callable[[dict[str, Any]], str] | None = None,
+             settings: Callable[[Any], Any] | None = None, fresh: bool = False) -> list[dict[str, Any]]:
     """Run the jobs ``(id, args)`` whose record is missing and return every finished record.
 
     ``fn(args)`` must be a module-level function returning a JSON-serialisable dict; the record
     saved is that dict with ``id`` and ``code_version`` added (an ``timing`` entry, if any, goes to
     ``timings/``). ``limit`` stops after that many new jobs (used to test interruption);
     ``describe(record)`` adds a short result to each progress line.
+
+    ``settings(args)``, when given, is what a record must have been computed with to count as
+    done (e.g. budgets and the system description): it is saved in the record, and a record with
+    other settings is moved to ``cells/stale/`` and its job runs again. ``fresh`` deletes the
+    records of these jobs first (records of other jobs in the store are kept).
+
+    Returns every record of the store (not only these jobs'), in id order.
     """
     from ..parallel import pmap
 
     say = progress or (lambda s: None)
+    if fresh:
+        for i, _ in jobs:
+            store.discard(i)
     have = store.done(say)
+    wanted = {i: json_safe(settings(a)) for i, a in jobs} if settings is not None else {}
+    for i, s in wanted.items():
+        if i in have and have[i].get("settings") != s:
+            moved = store.set_aside(i, "stale")
+            del have[i]
+            say(f"record {i} was computed with other settings: moved to {moved}; its job runs again")
     todo = [(i, a) for i, a in jobs if i not in have]
     if limit is not None:
         todo = todo[:limit]
@@ -149,7 +179,8 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     version = code_version()
 
     def on_result(k: int, rec: dict[str, Any]) -> None:
-        rec = {"id": todo[k][0], "code_version": version, **rec}
+        job_id = todo[k][0]
+        rec = {"id": job_id, "code_version": version, **({"settings": wanted[job_id]} if settings is not None else {}), **rec}
         store.save(rec)
         count[0] += 1
         wall = rec.get("timing", {}).get("wall_time")

@@ -1,4 +1,5 @@
-"""Smoke test of validation/closed_forms.py in --quick mode (a real statistical check).
+"""Closed forms vs simulation (aflqueue.experiments.closed_forms) in quick mode: a real
+statistical check, run through the thin script validation/closed_forms.py.
 
 With exponential service the product-form closed forms are exact, so every simulated metric
 (throughput, E[X_i], utilisation, response times, E[D_i], central-server queue, delay tails)
@@ -8,11 +9,13 @@ must lie within 4 standard errors of its closed form. The run is seeded, hence d
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from aflqueue.experiments.closed_forms import jobs_of, load_results, run_closed_forms
+from aflqueue.io import read_json
 
 SCRIPT = Path(__file__).resolve().parent.parent / "validation" / "closed_forms.py"
 
@@ -20,7 +23,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "validation" / "closed_forms.p
 def _load_script():
     spec = importlib.util.spec_from_file_location("closed_forms_script", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve the module by name
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -36,11 +39,18 @@ def quick_run(tmp_path_factory):
 
 def test_outputs_exist(quick_run):
     _, out, figs = quick_run
-    results = json.loads((out / "closed_forms.json").read_text())
+    results = load_results(out / "closed_forms.json")
     md = (out / "closed_forms.md").read_text()
-    assert "| scenario | law |" in md and "THEORY section 4" in md
+    assert "| scenario | law |" in md and "THEORY section 4" in md and (out / "closed_forms.html").is_file()
     assert {"example", "five_types", "five_types_sqrt", "ms_fifo", "ms_delay_links", "ms_delay_server"} <= set(
         results["scenarios"])
+    # one record per (scenario, law) and per delay-law system, with its settings and code version
+    ids = [i for i, _ in jobs_of(quick=True, seed=0)]
+    assert len(ids) == 14 and sorted(p.stem for p in (out / "cells").glob("*.json")) == sorted(ids)
+    rec = read_json(out / "cells" / "example__lognormal_cv1.5__quick__s0.json")
+    assert rec["settings"]["updates"] == 100_000 and rec["settings"]["law"] == "lognormal:cv=1.5"
+    assert rec["code_version"]["source"] and "sim_seconds" not in rec  # timings live in timings/
+    assert results["scenarios"]["example"]["runs"][0]["sim_seconds"] >= 0  # merged back for the report
     for stem in ("closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law"):
         for ext in ("png", "pdf"):
             f = figs / f"{stem}.{ext}"
@@ -49,7 +59,7 @@ def test_outputs_exist(quick_run):
 
 def test_exponential_closed_forms_within_4_standard_errors(quick_run):
     _, out, _ = quick_run
-    results = json.loads((out / "closed_forms.json").read_text())
+    results = load_results(out / "closed_forms.json")
     checked = 0
     for name, sc in results["scenarios"].items():
         for run in sc["runs"]:
@@ -58,7 +68,7 @@ def test_exponential_closed_forms_within_4_standard_errors(quick_run):
             for row in run["comparisons"] + run["group_comparisons"]:
                 assert row["z"] is not None and abs(row["z"]) <= 4, (name, row)
                 checked += 1
-            if sc["multistage"]:  # the section-4 formula itself, as evaluated by the script
+            if sc["multistage"]:  # the section-4 formula itself
                 assert run["delay_formulas"]["theory"]["max_abs_z"] <= 4
     for name, rec in results["delay_distribution"].items():
         for c in rec["clients"]:
@@ -73,16 +83,27 @@ def test_non_exponential_deviation_is_detected(quick_run):
     # deterministic service is far from exponential: the closed-form throughput is off by
     # several standard errors (otherwise the comparison would have no power)
     _, out, _ = quick_run
-    results = json.loads((out / "closed_forms.json").read_text())
+    results = load_results(out / "closed_forms.json")
     run = next(r for r in results["scenarios"]["example"]["runs"] if r["law"]["family"] == "deterministic")
     assert abs(run["summary"]["z_throughput"]) > 4
 
 
-def test_restart_skips_saved_scenarios_and_figures_only(quick_run, capsys):
+def test_restart_skips_saved_jobs_and_figures_only(quick_run):
     script, out, figs = quick_run
-    capsys.readouterr()
-    script.run(out, quick=True, seed=0)
-    log = capsys.readouterr().out
-    assert log.count("[skip]") == 8, log  # 6 scenarios + 2 delay-law systems
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    lines: list[str] = []
+    again = run_closed_forms(out, quick=True, seed=0, progress=lines.append)
+    assert lines == ["0 job(s) to run (serial), 14 already done"]
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
+    assert again["scenarios"] == load_results(out / "closed_forms.json")["scenarios"]
     assert script.main(["--out", str(out), "--figures", str(figs / "again"), "--figures-only"]) == 0
     assert (figs / "again" / "closed_forms_delay_scatter.pdf").is_file()
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    script = _load_script()
+    assert script.main(["--out", str(tmp_path), "--figures-only"]) == 2
+    assert "no results" in capsys.readouterr().err
+    (tmp_path / "closed_forms.json").write_text("{")
+    assert script.main(["--out", str(tmp_path), "--figures-only"]) == 2
+    assert "cannot read" in capsys.readouterr().err
