@@ -877,8 +877,8 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
         lines += ["", "Targets (test accuracy): " + ", ".join(f"{d}: {t:.2f}" for d, t in sel["targets"].items()), ""]
     if ev and sel is not None:
         summary = summarize_paper(preset, sel, ev)
-        lines += _headline(summary, preset)
-        lines += _verdicts(summary, preset)
+        lines += _paper_headline(summary, preset)
+        lines += _paper_verdicts(summary, preset)
         if figures_dir is not None:
             from ..plots import paper_figures
 
@@ -890,7 +890,7 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
     return path
 
 
-def _headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
+def _paper_headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
     out = ["## Results per scenario", "",
            f"Time ratio: geometric mean of t(treatment) / t(AsyncSGD), paired by seed, 95% interval on the log scale "
            f"(and the Bonferroni interval over all {summary['comparisons']} comparisons in the last column). Accuracy "
@@ -914,7 +914,7 @@ def _headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
     return out
 
 
-def _verdicts(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
+def _paper_verdicts(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
     rows = [(sc, r) for sc in summary["scenarios"] for r in sc["rows"] if r["treatment"] != "asyncsgd"]
     out = ["## Verdicts", ""]
     for name in preset.treatments:
