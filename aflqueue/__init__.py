@@ -30,7 +30,7 @@ from .laws import law_from_spec
 from .system import Availability, Client, Stage, System, example_system, load_system
 
 if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs
-    from . import optimize as optimize
+    from .api import optimize as optimize  # at run time the callable module aflqueue.optimize
     from .api import train as train
     from .bounds import EnergyModel as EnergyModel
     from .bounds import ProxyConstants as ProxyConstants

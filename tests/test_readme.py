@@ -113,21 +113,18 @@ def test_every_marker_gives_a_reason_and_belongs_to_a_block():
         assert b.skip is None or b.skip, f"README line {b.line}: a skip marker needs a reason: skip (why)"
 
 
-def test_system_file_blocks_load():
+def test_system_file_blocks_load(tmp_path: Path):
     import aflqueue as aq
     from aflqueue.system import read_mapping
 
     systems = [b for b in BLOCKS if b.lang == "toml" and ("rates" in b.code or "[[clients]]" in b.code)]
     assert systems, "the README shows no system file"
     for b in systems:
-        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"aflqueue-readme-{os.getpid()}-{b.line}.toml"
+        path = tmp_path / f"line{b.line}.toml"
         path.write_text(b.code + "\n")
-        try:
-            system = aq.load_system(path)
-            assert system.n == len(read_mapping(path).get("rates") or read_mapping(path)["clients"])
-            assert aq.analyze(system).throughput > 0
-        finally:
-            path.unlink()
+        system = aq.load_system(path)
+        assert system.n == len(read_mapping(path).get("rates") or read_mapping(path)["clients"])
+        assert aq.analyze(system).throughput > 0
 
 
 @pytest.fixture
@@ -176,3 +173,19 @@ def test_readme_block_runs(block: Block, sandbox: tuple[Path, dict[str, str]]):
                                   f"{block.code}\n--- stdout ---\n{proc.stdout[-3000:]}\n"
                                   f"--- stderr ---\n{proc.stderr[-3000:]}")
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_theory_sections_cited_anywhere_exist():
+    """docs/theory.md keeps the numbering that docstrings, scripts and the README cite."""
+    theory = (ROOT / "docs" / "theory.md").read_text(encoding="utf-8")
+    numbers = [int(m) for m in re.findall(r"^## (\d+) ", theory, flags=re.M)]
+    assert numbers == list(range(1, 11))
+    cite = re.compile(r"docs/theory\.md,? sections? (\d+)(?:\s*(?:-|and)\s*(\d+))?")
+    files = [README] + [p for d in ("aflqueue", "validation", "examples", "tests", "analysis")
+                        for p in (ROOT / d).rglob("*.py")]
+    cited = set()
+    for f in files:
+        for a, b in cite.findall(f.read_text(encoding="utf-8")):
+            cited |= set(range(int(a), int(b or a) + 1))
+    assert cited and cited <= set(numbers), sorted(cited - set(numbers))
+    assert "docs/theory.md" in README.read_text(encoding="utf-8")

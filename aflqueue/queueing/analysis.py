@@ -1,4 +1,4 @@
-"""Exact steady-state metrics of a :class:`~aflqueue.system.System` (THEORY.md sections 2-4).
+"""Exact steady-state metrics of a :class:`~aflqueue.system.System` (docs/theory.md sections 2-4).
 
 ``analyze(system)`` returns an :class:`Analysis`: throughput, per-client queue lengths,
 utilisation, response times and mean relative delay ``E[D_i]``, and the same per station.
