@@ -1,20 +1,56 @@
 """aflqueue: asynchronous federated learning as a closed queueing network.
 
-Describe a system (:class:`System`), compute exact metrics (:func:`analyze`), simulate it,
-optimise routing and concurrency, and replay the schedule with real training.
+Describe a system (:class:`System`), compute exact metrics (:func:`analyze`), simulate it
+(:func:`simulate`, :func:`estimate`), optimise routing and concurrency (:func:`optimize`), and
+replay the schedule with real training (:func:`train`)::
+
+    import aflqueue as aq
+
+    system = aq.System.from_rates([1, 1, 0.1], routing=[0.3, 0.3, 0.4], concurrency=5)
+    exact = aq.analyze(system)                          # Analysis
+    est = aq.estimate(aq.simulate(system, 20_000, seed=1))  # SimulationEstimates with CIs
+    best = aq.optimize(system, "wallclock", p_min=1e-3)     # OptimizationResult
+    exact.to_frame()                                    # pandas, if installed
 
 Heavy subpackages (simulation, optimisation, torch-based training) are imported lazily so that
-``import aflqueue`` and the analysis commands stay fast and never import torch.
+``import aflqueue`` and the analysis commands stay fast: importing the package imports neither
+torch, numba, scipy.optimize, matplotlib nor pandas.
+
+``aflqueue.optimize`` is the optimisation module and, called, the convenience entry
+:func:`aflqueue.api.optimize`.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
 from .laws import law_from_spec
 from .system import Availability, Client, Stage, System, example_system, load_system
+
+if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs
+    from .api import optimize as optimize  # at run time the callable module aflqueue.optimize
+    from .api import train as train
+    from .bounds import EnergyModel as EnergyModel
+    from .bounds import ProxyConstants as ProxyConstants
+    from .config import TrainConfig as TrainConfig
+    from .config import load_config as load_config
+    from .fl.engine import TrainResult as TrainResult
+    from .optimize import OptimizationProblem as OptimizationProblem
+    from .optimize import OptimizationResult as OptimizationResult
+    from .optimize import pareto_front as pareto_front
+    from .queueing.analysis import Analysis as Analysis
+    from .queueing.analysis import analyze as analyze
+    from .queueing.gradients import metrics_vjp as metrics_vjp
+    from .queueing.gradients import routing_gradients as routing_gradients
+    from .queueing.gradients import routing_jacobians as routing_jacobians
+    from .sim import simulate as simulate
+    from .sim.estimate import SimulationEstimates as SimulationEstimates
+    from .sim.estimate import estimate as estimate
+    from .sim.trace import Trace as Trace
+    from .stats import Estimate as Estimate
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -27,20 +63,54 @@ def _version() -> str:
 
 __version__ = _version()
 
-_LAZY = {
-    "analyze": ("aflqueue.queueing.analysis", "analyze"),
-    "Analysis": ("aflqueue.queueing.analysis", "Analysis"),
-    "routing_gradients": ("aflqueue.queueing.gradients", "routing_gradients"),
-    "routing_jacobians": ("aflqueue.queueing.gradients", "routing_jacobians"),
-    "metrics_vjp": ("aflqueue.queueing.gradients", "metrics_vjp"),
+#: Functions whose first argument is checked (a System, or a Trace for ``estimate``):
+#: name -> (module, attribute, check).
+_CHECKED = {
+    "analyze": ("aflqueue.queueing.analysis", "analyze", "check_system"),
+    "simulate": ("aflqueue.sim", "simulate", "check_system"),
+    "estimate": ("aflqueue.sim.estimate", "estimate", "check_trace"),
+    "routing_gradients": ("aflqueue.queueing.gradients", "routing_gradients", "check_system"),
+    "routing_jacobians": ("aflqueue.queueing.gradients", "routing_jacobians", "check_system"),
+    "metrics_vjp": ("aflqueue.queueing.gradients", "metrics_vjp", "check_system"),
 }
 
-__all__ = ["ValidationError", "law_from_spec", "Availability", "Client", "Stage", "System",
-           "example_system", "load_system", *_LAZY]
+#: Classes and functions re-exported as they are: name -> (module, attribute).
+_LAZY = {
+    "train": ("aflqueue.api", "train"),
+    "Analysis": ("aflqueue.queueing.analysis", "Analysis"),
+    "Trace": ("aflqueue.sim.trace", "Trace"),
+    "SimulationEstimates": ("aflqueue.sim.estimate", "SimulationEstimates"),
+    "Estimate": ("aflqueue.stats", "Estimate"),
+    "OptimizationProblem": ("aflqueue.optimize", "OptimizationProblem"),
+    "OptimizationResult": ("aflqueue.optimize", "OptimizationResult"),
+    "pareto_front": ("aflqueue.optimize", "pareto_front"),
+    "ProxyConstants": ("aflqueue.bounds", "ProxyConstants"),
+    "EnergyModel": ("aflqueue.bounds", "EnergyModel"),
+    "TrainConfig": ("aflqueue.config", "TrainConfig"),
+    "load_config": ("aflqueue.config", "load_config"),
+    "TrainResult": ("aflqueue.fl.engine", "TrainResult"),  # imports torch
+}
+
+__all__ = ["ValidationError", "law_from_spec", "Availability", "Client", "Stage", "System", "example_system",
+           "load_system", "optimize", *_CHECKED, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _CHECKED:
+        from . import api
+
+        mod, attr, check = _CHECKED[name]
+        value = api.checked(mod, attr, getattr(api, check))
+    elif name in _LAZY:
         mod, attr = _LAZY[name]
-        return getattr(import_module(mod), attr)
-    raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
+        value = getattr(import_module(mod), attr)
+    elif name == "optimize":  # the submodule, callable (see aflqueue.optimize)
+        return import_module("aflqueue.optimize")
+    else:
+        raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

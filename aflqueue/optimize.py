@@ -1,4 +1,8 @@
-"""Routing and concurrency optimisation (THEORY.md section 6).
+"""Routing and concurrency optimisation (docs/theory.md section 6).
+
+The module itself is callable: ``aflqueue.optimize(system, objective="wallclock", **fields)`` is
+:func:`aflqueue.api.optimize`, which builds the :class:`OptimizationProblem` and calls
+:func:`optimize` (``aflqueue.optimize.optimize(problem)``) on it.
 
 Problems, all over ``p`` in the capped simplex ``{p_min <= p_i <= p_max, sum p = 1}`` and an
 integer concurrency ``m`` in a range:
@@ -32,15 +36,19 @@ programme, which are solved with cvxpy.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._results import require_pandas, result_repr
 from .bounds import (EnergyModel, ProxyConstants, per_update_proxy, power, s1, s2_gradient, s2_weights,
                      time_to_accuracy_proxy, wallclock_proxy)
 from .errors import require
+from .io import json_safe
 from .queueing.gradients import delay_objective
 from .system import System
 
@@ -433,22 +441,67 @@ class OptimizationResult:
     baseline: dict[str, Any] | None = None
     problem: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        def num(x):
-            return None if x is None or not math.isfinite(float(x)) else float(x)
+    @property
+    def n(self) -> int:
+        """Number of clients."""
+        return int(self.routing.size)
 
-        return {
-            "objective": self.objective, "objective_value": num(self.objective_value),
-            "routing": [float(x) for x in self.routing], "concurrency": self.concurrency, "eta": num(self.eta),
-            "throughput": num(self.throughput), "relative_delay": [num(x) for x in self.relative_delay],
-            "mean_relative_delay": num(np.nansum(self.routing * self.relative_delay)),
-            "proxies": {k: num(v) for k, v in self.proxies.items()},
+    @property
+    def mean_relative_delay(self) -> float:
+        """``sum_i p_i E[D_i]`` at the solution (``= m - 1``)."""
+        return float(np.nansum(self.routing * self.relative_delay))
+
+    def __repr__(self) -> str:
+        base = self.baseline or {}
+        return result_repr(f"OptimizationResult ({self.objective}): n = {self.n}", [
+            ("success", self.success), ("message", self.message), ("objective_value", self.objective_value),
+            ("baseline_value", base.get("objective_value")), ("routing", self.routing),
+            ("concurrency", self.concurrency), ("eta", self.eta), ("throughput", self.throughput),
+            ("relative_delay", self.relative_delay), ("mean_relative_delay", self.mean_relative_delay),
+            ("iterations", self.iterations), ("evaluations", self.evaluations),
+            ("kkt_residual", self.kkt_residual), ("wall_time", self.wall_time)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON dict (NaN and inf become ``null``); keys as the attributes, plus
+        ``mean_relative_delay``; ``routing``, ``concurrency``, ``throughput``, ``relative_delay``
+        mean what they mean in :meth:`Analysis.to_dict <aflqueue.queueing.analysis.Analysis.to_dict>`."""
+        return json_safe({
+            "objective": self.objective, "objective_value": self.objective_value,
+            "routing": self.routing, "concurrency": self.concurrency, "eta": self.eta,
+            "throughput": self.throughput, "relative_delay": self.relative_delay,
+            "mean_relative_delay": self.mean_relative_delay,
+            "proxies": dict(self.proxies),
             "constants": self.constants.to_dict(), "success": self.success, "status": self.status,
             "message": self.message, "iterations": self.iterations, "evaluations": self.evaluations,
             "wall_time": self.wall_time, "kkt_residual": self.kkt_residual, "starts": self.starts,
-            "method": self.method, "concurrency_profile": [[int(m), num(v)] for m, v in self.concurrency_profile],
+            "method": self.method, "concurrency_profile": [[int(m), v] for m, v in self.concurrency_profile],
             "baseline": self.baseline, "problem": self.problem,
-        }
+        })
+
+    def to_frame(self) -> Any:
+        """Per-client :class:`pandas.DataFrame` (index ``client``): ``routing`` and
+        ``relative_delay`` at the solution, ``baseline_routing`` and ``baseline_relative_delay``
+        for AsyncSGD. Scalars (``objective``, ``objective_value``, ``concurrency``, ``eta``,
+        ``throughput``, ``success``, ``baseline``...) are in ``df.attrs``. Needs pandas."""
+        pd = require_pandas("OptimizationResult.to_frame()")
+        cols = {"routing": np.asarray(self.routing, dtype=float),
+                "relative_delay": np.asarray(self.relative_delay, dtype=float)}
+        if self.baseline is not None:
+            cols["baseline_routing"] = np.asarray(self.baseline["routing"], dtype=float)
+            cols["baseline_relative_delay"] = np.asarray(self.baseline["relative_delay"], dtype=float)
+        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
+        d = self.to_dict()
+        df.attrs.update({k: d[k] for k in ("objective", "objective_value", "concurrency", "eta", "throughput",
+                                           "mean_relative_delay", "proxies", "success", "message", "baseline")})
+        return df
+
+    def profile_frame(self) -> Any:
+        """The concurrency profile as a :class:`pandas.DataFrame`: index ``concurrency`` (every
+        ``m`` examined), column ``objective_value`` (the best value found at that ``m``). Needs pandas."""
+        pd = require_pandas("OptimizationResult.profile_frame()")
+        ms = [int(m) for m, _ in self.concurrency_profile]
+        vals = np.array([v for _, v in self.concurrency_profile], dtype=float)
+        return pd.DataFrame({"objective_value": vals}, index=pd.Index(ms, name="concurrency"))
 
 
 def _starts(system: System, lo: float, hi: float, count: int, seed: int) -> list[np.ndarray]:
@@ -620,3 +673,18 @@ def pareto_front(problem: OptimizationProblem, weights: Sequence[float] = tuple(
     t = optimize(replace(problem, objective="time-to-accuracy"), **kw)
     ref = (e.objective_value, t.objective_value)
     return [optimize(replace(problem, objective="tradeoff", weight=float(r), reference=ref), **kw) for r in weights]
+
+
+# --------------------------------------------------------------------------- aflqueue.optimize(...)
+class _CallableModule(types.ModuleType):
+    """``aflqueue.optimize`` is both this module and, called, the convenience entry
+    :func:`aflqueue.api.optimize` (the package attribute ``aflqueue.optimize`` is the submodule
+    once it is imported, so the function could not keep that name)."""
+
+    def __call__(self, system: Any, objective: str | None = None, **kwargs: Any) -> OptimizationResult:
+        from .api import optimize as entry
+
+        return entry(system, objective, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -308,8 +308,24 @@ class System:
         return d
 
     def __repr__(self) -> str:
-        extra = ", multistage" if self.is_multistage else ""
-        return f"System(n={self.n}, concurrency={self.concurrency}{extra})"
+        from ._results import summarize_array
+
+        p = self.routing
+        routing = "uniform" if bool(np.all(p == p[0])) else summarize_array(p)
+        parts = [f"n={self.n}", f"rates={summarize_array(self.rates)}", f"routing={routing}",
+                 f"concurrency={self.concurrency}"]
+        laws = sorted({c.compute.law.name for c in self.clients} - {"exponential"})
+        if laws:
+            parts.append(f"service={'/'.join(laws)}")
+        links = [nm for nm in ("downlink", "uplink") if any(getattr(c, nm) is not None for c in self.clients)]
+        if links:
+            parts.append(f"links={'+'.join(links)}")
+        if self.server is not None:
+            parts.append(f"server_rate={self.server.rate:.6g}")
+        k = sum(c.availability is not None for c in self.clients)
+        if k:
+            parts.append(f"availability={k} of {self.n} clients")
+        return f"System({', '.join(parts)})"
 
 
 # --------------------------------------------------------------------------- validation helpers

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._results import require_pandas, result_repr
 from ..errors import ValidationError, require
-from ..io import atomic_write, dumps_json
+from ..io import atomic_write, dumps_json, json_safe
 from ..sim.trace import Trace
 from .algorithms import AlgorithmContext, Arrival, make_algorithm
 from .local import (ClientData, LocalConfig, ParamSpec, activation_statistics, evaluate, task_batches, train_batched,
@@ -125,15 +126,69 @@ class TrainResult:
     diverged_at: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def routing(self) -> np.ndarray | None:
+        """The routing ``p`` the schedule was drawn with (from ``meta``; None if not recorded)."""
+        p = self.meta.get("routing")
+        return None if p is None else np.asarray(p, dtype=float)
+
+    @property
+    def concurrency(self) -> int | None:
+        """``m`` of the schedule (from ``meta``; None if not recorded)."""
+        m = self.meta.get("concurrency")
+        return None if m is None else int(m)
+
+    def __repr__(self) -> str:
+        c = self.curves
+        return result_repr(f"TrainResult ({self.meta.get('algorithm', 'unknown algorithm')}"
+                           f"{'' if self.complete else ', partial'})", [
+            ("final_accuracy", self.final_accuracy), ("final_loss", self.final_loss),
+            ("arrivals", self.arrivals), ("simulated_time", self.simulated_time),
+            ("routing", self.routing), ("concurrency", self.concurrency),
+            ("curves", f"{len(c.get('time', []))} evaluations of {', '.join(c)} (see .to_frame())"),
+            ("log", f"{len(self.log.get('arrival', []))} arrivals (see .log_frame())"),
+            ("wall_time", self.wall_time), ("complete", self.complete)])
+
     def to_dict(self) -> dict[str, Any]:
-        return {"final_accuracy": self.final_accuracy, "final_loss": self.final_loss,
-                "time": self.curves["time"], "updates": self.curves["updates"],
-                "test_accuracy": self.curves["test_accuracy"], "test_loss": self.curves["test_loss"],
-                "model_version": self.curves["model_version"], "arrivals": self.arrivals,
-                "simulated_time": self.simulated_time, "costs": self.costs, "wall_time": self.wall_time,
-                "arrivals_per_second": self.arrivals / self.wall_time if self.wall_time > 0 else None,
-                "complete": self.complete, "stopped_by": self.stopped_by, "diverged": self.diverged,
-                "diverged_at": self.diverged_at, **self.meta}
+        """Strict-JSON dict (NaN and inf become ``null``): the final metrics, the curves as
+        parallel lists (``time``, ``updates``, ``test_accuracy``, ``test_loss``,
+        ``model_version``), ``arrivals``, ``simulated_time``, ``costs``, ``wall_time``,
+        ``arrivals_per_second``, ``complete``, ``stopped_by``, ``diverged``, ``diverged_at`` and the entries of ``meta`` (``routing``,
+        ``concurrency``, ``algorithm`` ...). This is ``results.json``."""
+        return json_safe({"final_accuracy": self.final_accuracy, "final_loss": self.final_loss,
+                          "time": self.curves["time"], "updates": self.curves["updates"],
+                          "test_accuracy": self.curves["test_accuracy"], "test_loss": self.curves["test_loss"],
+                          "model_version": self.curves["model_version"], "arrivals": self.arrivals,
+                          "simulated_time": self.simulated_time, "costs": self.costs, "wall_time": self.wall_time,
+                          "arrivals_per_second": self.arrivals / self.wall_time if self.wall_time > 0 else None,
+                          "complete": self.complete, "stopped_by": self.stopped_by, "diverged": self.diverged,
+                          "diverged_at": self.diverged_at, **self.meta})
+
+    def to_frame(self) -> Any:
+        """The learning curves as a :class:`pandas.DataFrame`, one row per evaluation, columns
+        ``time`` (simulated), ``updates`` (arrivals applied), ``model_version``, ``test_accuracy``,
+        ``test_loss``. ``final_accuracy``, ``final_loss``, ``arrivals``, ``simulated_time``,
+        ``routing``, ``concurrency`` and ``algorithm`` are in ``df.attrs``. Needs pandas."""
+        pd = require_pandas("TrainResult.to_frame()")
+        df = pd.DataFrame({k: list(v) for k, v in self.curves.items()})
+        df.index.name = "evaluation"
+        df.attrs.update(json_safe({"final_accuracy": self.final_accuracy, "final_loss": self.final_loss,
+                                   "arrivals": self.arrivals, "simulated_time": self.simulated_time,
+                                   "routing": self.routing, "concurrency": self.concurrency,
+                                   "algorithm": self.meta.get("algorithm"), "complete": self.complete}))
+        return df
+
+    def log_frame(self) -> Any:
+        """The per-arrival log as a :class:`pandas.DataFrame` (the rows of ``updates.csv``): index
+        ``arrival`` (1, 2, ...), columns ``time``, ``client``, ``relative_delay`` (arrivals between the
+        task's dispatch and its own), ``staleness`` (server model versions created between the
+        task's start and its arrival: equal to ``relative_delay`` when every arrival makes a new
+        version, smaller for buffered algorithms such as FedBuff) and ``model_version`` (after the
+        arrival). Needs pandas."""
+        pd = require_pandas("TrainResult.log_frame()")
+        log = dict(self.log)
+        arrival = log.pop("arrival", [])
+        return pd.DataFrame(log, index=pd.Index(arrival, name="arrival"))
 
 
 @dataclass

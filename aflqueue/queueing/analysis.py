@@ -1,4 +1,4 @@
-"""Exact steady-state metrics of a :class:`~aflqueue.system.System` (THEORY.md sections 2-4).
+"""Exact steady-state metrics of a :class:`~aflqueue.system.System` (docs/theory.md sections 2-4).
 
 ``analyze(system)`` returns an :class:`Analysis`: throughput, per-client queue lengths,
 utilisation, response times and mean relative delay ``E[D_i]``, and the same per station.
@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._results import require_pandas, result_repr
+from ..io import json_safe
 from ..system import System
 from . import convolution
 from .mva import mva
@@ -99,8 +101,17 @@ class Analysis:
     def n(self) -> int:
         return int(self.routing.size)
 
+    def __repr__(self) -> str:
+        return result_repr(f"Analysis ({self.method}, exact): n = {self.n}, m = {self.concurrency}", [
+            ("throughput", self.throughput), ("routing", self.routing), ("relative_delay", self.relative_delay),
+            ("mean_relative_delay", self.mean_relative_delay), ("mean_queue_lengths", self.mean_queue_lengths),
+            ("utilization", self.utilization), ("mean_response_times", self.mean_response_times),
+            ("server", self.server), ("gradients", None if self.gradients is None else "d_throughput, "
+                                      "d_log_normalizing_constant (see .gradients)")])
+
     def to_dict(self, stations: bool = True) -> dict[str, Any]:
-        """JSON-serialisable dict; undefined values (NaN) become ``null``."""
+        """Strict-JSON dict (undefined values, NaN, become ``null``); ``stations=False`` leaves out
+        the per-station list. Per-client lists are in client order."""
         d: dict[str, Any] = {
             "concurrency": self.concurrency,
             "routing": _json_list(self.routing),
@@ -119,7 +130,45 @@ class Analysis:
             d["server"] = {k: float(v) for k, v in self.server.items()}
         if stations:
             d["stations"] = self.stations.to_list()
-        return d
+        return json_safe(d)
+
+    def to_frame(self) -> Any:
+        """Per-client :class:`pandas.DataFrame` (index ``client``; columns named as in :meth:`to_dict`:
+        ``routing``, ``client_throughput``, ``mean_queue_lengths``, ``utilization``,
+        ``mean_response_times``, ``mean_round_trip_times``, ``relative_delay``,
+        ``queue_lengths_prev``, plus ``d_throughput`` and ``d_log_normalizing_constant`` when the
+        analysis has gradients). Scalars (``concurrency``, ``throughput``, ``mean_relative_delay``,
+        ``log_normalizing_constant``, ``method``, ``server``) are in ``df.attrs``. Needs pandas."""
+        pd = require_pandas("Analysis.to_frame()")
+        cols = {name: np.asarray(getattr(self, name), dtype=float) for name in (
+            "routing", "client_throughput", "mean_queue_lengths", "utilization", "mean_response_times",
+            "mean_round_trip_times", "relative_delay", "queue_lengths_prev")}
+        if self.gradients is not None:
+            cols["d_throughput"] = np.asarray(self.gradients.d_throughput, dtype=float)
+            cols["d_log_normalizing_constant"] = np.asarray(self.gradients.d_log_normalizing_constant, dtype=float)
+        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
+        df.attrs.update(concurrency=self.concurrency, throughput=float(self.throughput),
+                        mean_relative_delay=float(self.mean_relative_delay),
+                        log_normalizing_constant=float(self.log_normalizing_constant), method=self.method,
+                        server=None if self.server is None else dict(self.server))
+        return df
+
+    def stations_frame(self) -> Any:
+        """Per-station :class:`pandas.DataFrame` (multi-stage systems: one row per downlink,
+        compute and uplink stage of every client with ``p_i > 0``, then the central server).
+        Columns: ``client`` (nullable integer, missing for the server), ``stage``, ``discipline``,
+        ``rate``, ``visit``, ``demand``, ``mean_queue_length``, ``utilization``,
+        ``mean_response_time``. Needs pandas."""
+        pd = require_pandas("Analysis.stations_frame()")
+        st = self.stations
+        client = pd.array([int(c) if c >= 0 else None for c in st.client], dtype="Int64")
+        df = pd.DataFrame({"client": client, "stage": list(st.stage), "discipline": list(st.discipline),
+                           "rate": st.rate, "visit": st.visit, "demand": st.demand,
+                           "mean_queue_length": st.mean_queue_length, "utilization": st.utilization,
+                           "mean_response_time": st.mean_response_time},
+                          index=pd.RangeIndex(st.rate.size, name="station"))
+        df.attrs.update(concurrency=self.concurrency, throughput=float(self.throughput))
+        return df
 
 
 def relative_delay_from_queues(net: Network, q_prev: np.ndarray, routing: np.ndarray) -> np.ndarray:

@@ -23,7 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._results import require_pandas, result_repr
 from ..errors import require
+from ..io import json_safe
 from ..stats import Estimate, batch_means, t_interval
 from .trace import Trace
 
@@ -53,7 +55,28 @@ class SimulationEstimates:
     confidence: float
     method: str
 
+    @property
+    def n(self) -> int:
+        """Number of clients."""
+        return len(self.relative_delay)
+
+    def __repr__(self) -> str:
+        how = (f"batch means over {self.batches} batches" if self.method == "batch_means"
+               else f"{self.batches} replications")
+        return result_repr(
+            f"SimulationEstimates ({how}, {self.confidence:.0%} intervals): n = {self.n}, "
+            f"{self.updates_used} updates after {self.warmup_updates} warm-up", [
+                ("throughput", self.throughput),
+                ("relative_delay", [e.mean for e in self.relative_delay]),
+                ("mean_relative_delay", self.mean_relative_delay),
+                ("mean_queue_lengths", [e.mean for e in self.mean_queue_lengths]),
+                ("utilization", [e.mean for e in self.utilization]),
+                ("mean_response_times", [e.mean for e in self.mean_response_times]),
+                ("server", self.server)])
+
     def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON dict: each estimate as ``{"mean", "ci": [lo, hi], "n"}`` (``null`` if undefined),
+        per-client lists in client order, keys as in :meth:`Analysis.to_dict`."""
         d: dict[str, Any] = {
             "throughput": self.throughput.to_dict(),
             "mean_queue_lengths": [e.to_dict() for e in self.mean_queue_lengths],
@@ -70,7 +93,32 @@ class SimulationEstimates:
         }
         if self.server is not None:
             d["server"] = {k: v.to_dict() for k, v in self.server.items()}
-        return d
+        return json_safe(d)
+
+    def to_frame(self) -> Any:
+        """Per-client :class:`pandas.DataFrame` (index ``client``). For each of
+        ``mean_queue_lengths``, ``utilization``, ``mean_response_times`` and ``relative_delay`` the
+        point estimate under the same name as in :meth:`Analysis.to_frame` (so the two frames
+        line up column by column) and the interval bounds as ``<name>_lo``, ``<name>_hi``; then the
+        empirical relative-delay quantiles ``delay_p50``, ``delay_p90``, ``delay_p99``, ``delay_max``.
+        Scalar estimates (``throughput``, ``mean_relative_delay``, ``server``) are in ``df.attrs``
+        as ``{"mean", "ci", "n"}``, with ``confidence``, ``estimation``, ``updates_used``,
+        ``warmup_updates`` and ``batches``. Needs pandas."""
+        pd = require_pandas("SimulationEstimates.to_frame()")
+        cols: dict[str, np.ndarray] = {}
+        for name in ("mean_queue_lengths", "utilization", "mean_response_times", "relative_delay"):
+            est = getattr(self, name)
+            cols[name] = np.array([e.mean for e in est], dtype=float)
+            cols[f"{name}_lo"] = np.array([e.lo for e in est], dtype=float)
+            cols[f"{name}_hi"] = np.array([e.hi for e in est], dtype=float)
+        for q in ("p50", "p90", "p99", "max"):
+            cols[f"delay_{q}"] = np.array([np.nan if d is None else d[q] for d in self.delay_quantiles], dtype=float)
+        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
+        full = self.to_dict()
+        df.attrs.update({k: full[k] for k in ("throughput", "mean_relative_delay", "confidence", "estimation",
+                                              "updates_used", "warmup_updates", "batches")})
+        df.attrs["server"] = full.get("server")
+        return df
 
 
 def _warmup_count(trace: Trace, warmup: float) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._results import require_pandas, result_repr
 from ..errors import ValidationError, require
 from ..io import atomic_write
 
@@ -135,6 +136,26 @@ class Trace:
             h.update(str(a.dtype).encode())
             h.update(a.tobytes())
         return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return result_repr(f"Trace: {len(self)} tasks, {self.num_updates} updates applied", [
+            ("n_clients", self.n_clients), ("concurrency", self.concurrency), ("horizon", self.horizon),
+            ("routing", "unknown" if self.routing is None else self.routing),
+            ("updates_per_client", np.bincount(self.client[self.completed], minlength=self.n_clients)),
+            ("engine", self.meta.get("engine")), ("seed", self.meta.get("seed"))])
+
+    def to_frame(self) -> Any:
+        """One row per task, index ``task`` (dispatch order), the columns of :meth:`columns` (as in
+        :meth:`to_csv`): ``client``, the stage timestamps, ``dispatch_version``, ``applied_version``
+        and ``relative_delay`` (-1 and NaN times for tasks still in flight). ``n_clients``,
+        ``concurrency`` and ``routing`` are in ``df.attrs``. Needs pandas."""
+        pd = require_pandas("Trace.to_frame()")
+        cols = self.columns()
+        task = cols.pop("task")
+        df = pd.DataFrame(cols, index=pd.Index(task, name="task"))
+        df.attrs.update(n_clients=self.n_clients, concurrency=self.concurrency,
+                        routing=None if self.routing is None else self.routing.tolist())
+        return df
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | Path) -> Path:
