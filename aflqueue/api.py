@@ -5,7 +5,7 @@
 * ``aq.simulate(system, updates, seed=0)`` -> :class:`~aflqueue.sim.trace.Trace`
   (:func:`aflqueue.sim.simulate`), and ``aq.estimate(trace)`` ->
   :class:`~aflqueue.sim.estimate.SimulationEstimates` (:func:`aflqueue.sim.estimate.estimate`);
-* ``aq.optimize(system, objective="wallclock", **problem_fields)`` ->
+* ``aq.optimize(system, objective="wall-clock", **problem_fields)`` ->
   :class:`~aflqueue.optimize.OptimizationResult` (:func:`optimize` below);
 * ``aq.train(config=None, **overrides)`` -> :class:`~aflqueue.fl.engine.TrainResult` (:func:`train` below);
 * ``aq.routing_gradients``, ``aq.routing_jacobians``, ``aq.metrics_vjp``: exact gradients
@@ -73,7 +73,7 @@ def checked(module: str, name: str, check: Callable[[Any], Any] = check_system) 
 
 
 # --------------------------------------------------------------------------- optimisation
-def make_problem(system: System, objective: str = "wallclock", **problem_fields: Any) -> "OptimizationProblem":
+def make_problem(system: System, objective: str = "wall-clock", **problem_fields: Any) -> "OptimizationProblem":
     """An :class:`~aflqueue.optimize.OptimizationProblem` from keyword fields.
 
     Conveniences: ``constants`` may be a mapping (``{"Delta": 2.3, "L": 0.5, ...}``, see
@@ -99,7 +99,7 @@ def make_problem(system: System, objective: str = "wallclock", **problem_fields:
         else:
             raise ValidationError("concurrency", f"must be an integer m or a range (lo, hi) (got {m!r})")
     if not isinstance(objective, str):
-        raise ValidationError("objective", f"must be a string such as 'wallclock' (got {objective!r})")
+        raise ValidationError("objective", f"must be a string such as 'wall-clock' (got {objective!r})")
     return OptimizationProblem(system, objective, **kw)
 
 
@@ -108,15 +108,15 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
              **problem_fields: Any) -> "OptimizationResult":
     """Optimal routing (and concurrency, given a range) for a convergence proxy.
 
-    ``aq.optimize(system, "wallclock", p_min=1e-3, concurrency=(1, 30))`` builds the problem with
-    :func:`make_problem` (``objective`` defaults to ``"wallclock"``; the fields are those of
+    ``aq.optimize(system, "wall-clock", p_min=1e-3, concurrency=(1, 30))`` builds the problem with
+    :func:`make_problem` (``objective`` defaults to ``"wall-clock"``; the fields are those of
     :class:`~aflqueue.optimize.OptimizationProblem`: ``constants``, ``updates``, ``time_budget``,
     ``epsilon``, ``energy``, ``weight``, ``p_min``, ``p_max``, ``concurrency``, ``dispersion``,
     ``reference``) and solves it with :func:`aflqueue.optimize.optimize` (``starts``, ``seed``,
     ``scan_limit``, ``max_iter``, ``tol``). An ``OptimizationProblem`` may be passed instead of
     the system, then without ``objective`` or fields.
 
-    Objectives: ``per-update`` (P1), ``wallclock`` (P2), ``time-to-accuracy`` (P3), ``energy``,
+    Objectives: ``per-update`` (P1), ``wall-clock`` (P2; ``wallclock`` is accepted too), ``time-to-accuracy`` (P3), ``energy``,
     ``tradeoff`` (P4) and ``max-throughput`` (P5); see docs/theory.md sections 5-6."""
     from .optimize import OptimizationProblem
     from .optimize import optimize as solve
@@ -134,7 +134,7 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
         problem = system
     else:
         check_system(system, "system")
-        problem = make_problem(system, "wallclock" if objective is None else objective, **problem_fields)
+        problem = make_problem(system, "wall-clock" if objective is None else objective, **problem_fields)
     return solve(problem, starts=starts, seed=seed, scan_limit=scan_limit, max_iter=max_iter, tol=tol)
 
 
@@ -145,24 +145,22 @@ _SECTIONS = ("data", "model", "system", "routing", "local", "algorithm", "run")
 def train_config(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None,
                  **overrides: Any) -> "TrainConfig":
     """The :class:`~aflqueue.config.TrainConfig` that :func:`train` runs (arguments as there)."""
-    from .config import TrainConfig, _deep_update, load_config
+    from .config import TrainConfig, apply_overrides, load_config
 
-    if config is None or isinstance(config, (str, os.PathLike)):
-        base = load_config(config).to_dict()
-    elif isinstance(config, TrainConfig):
-        base = config.to_dict()
-    elif isinstance(config, Mapping):
-        base = TrainConfig().to_dict()
-        _deep_update(base, config, "")
-    else:
-        raise ValidationError("config", "expected a path to a run configuration, a TrainConfig, a mapping or None "
-                                        f"(the embedded default), got {type(config).__name__}")
     for name, value in overrides.items():
         if name in _SECTIONS and not isinstance(value, Mapping):
             raise ValidationError(name, f"a section: give a mapping of its fields, e.g. {name}={{...}} "
                                         f"(got {type(value).__name__})")
-    _deep_update(base, overrides, "")
-    return TrainConfig.from_dict(base)
+    if config is None or isinstance(config, (str, os.PathLike)):
+        return load_config(config, mapping=overrides)
+    if isinstance(config, TrainConfig):
+        return apply_overrides(config, mapping=overrides)
+    if isinstance(config, Mapping):
+        merged = {**config, **{k: ({**config.get(k, {}), **v} if isinstance(v, Mapping) else v)
+                               for k, v in overrides.items()}}
+        return load_config(mapping=merged)
+    raise ValidationError("config", "expected a path to a run configuration, a TrainConfig, a mapping or None "
+                                    f"(the embedded default), got {type(config).__name__}")
 
 
 def train(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,

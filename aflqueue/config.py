@@ -366,17 +366,22 @@ def _raw_defaults() -> dict[str, Any]:
     return {**top, **sections}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """The embedded default, updated by a TOML/YAML/JSON file and by ``key=value`` overrides.
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                mapping: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The embedded default, updated by a TOML/YAML/JSON file, then by ``mapping`` (nested like
+    the file: ``{"local": {"lr": 0.1}}``), then by ``key=value`` overrides.
 
-    Values given in the file or the overrides that their mode would ignore are refused
-    (:func:`check_explicit`)."""
+    Values given in the file, the mapping or the overrides that their mode would ignore are
+    refused (:func:`check_explicit`)."""
     base = _raw_defaults()
     explicit: set[str] = set()
     if path is not None:
         from .system import read_mapping
 
         _deep_update(base, read_mapping(path), "", explicit)
+    if mapping is not None:
+        require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
+        _deep_update(base, mapping, "", explicit)
     _apply(base, overrides or [], explicit)
     cfg = TrainConfig.from_dict(base)
     check_explicit(cfg, explicit)
@@ -423,11 +428,16 @@ def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
         explicit.add(key.strip() if not free else ".".join(parts[:-1]))
 
 
-def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``section.key=value`` strings (values parsed as JSON when possible) to ``cfg``."""
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | None = None,
+                    mapping: Mapping[str, Any] | None = None) -> TrainConfig:
+    """``cfg`` updated by a nested ``mapping`` and then by ``section.key=value`` strings (values
+    parsed as JSON when possible), with the same checks as :func:`load_config`."""
     d = cfg.to_dict()
     explicit: set[str] = set()
-    _apply(d, overrides, explicit)
+    if mapping is not None:
+        require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
+        _deep_update(d, mapping, "", explicit)
+    _apply(d, overrides or [], explicit)
     if "run.time_budget" in explicit and "run.updates" not in explicit and cfg.run.updates == DEFAULT_UPDATES:
         # the default update budget must not cut short the time budget the user now gives
         d["run"]["updates"] = None

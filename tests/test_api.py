@@ -114,7 +114,7 @@ def test_optimize_convenience_builds_the_same_problem():
     same(got.routing, ref.routing)
     assert got.concurrency == ref.concurrency and got.objective_value == ref.objective_value
     fixed = aq.optimize(SYSTEM, concurrency=7)  # default objective wallclock, m fixed at 7
-    assert fixed.objective == "wallclock" and fixed.concurrency == 7 and fixed.problem["concurrency_range"] == [7, 7]
+    assert fixed.objective == "wall-clock" and fixed.concurrency == 7 and fixed.problem["concurrency_range"] == [7, 7]
     problem = OptimizationProblem(SYSTEM, "max-throughput")
     same(aq.optimize(problem).routing, solve(problem).routing)
 
@@ -203,7 +203,7 @@ def test_optimization_frames_equal_the_result():
     same(df["routing"], r.routing)
     same(df["relative_delay"], r.relative_delay)
     same(df["baseline_routing"], np.full(3, 1 / 3))
-    assert df.attrs["concurrency"] == r.concurrency and df.attrs["objective"] == "wallclock"
+    assert df.attrs["concurrency"] == r.concurrency and df.attrs["objective"] == "wall-clock"
     prof = r.profile_frame()
     assert list(prof.index) == [2, 3, 4, 5, 6] and prof.index.name == "concurrency"
     assert prof["objective_value"].min() == r.objective_value == prof.loc[r.concurrency, "objective_value"]
