@@ -448,7 +448,7 @@ def config_from_args(args: argparse.Namespace):
     from .config import load_config
 
     sets = list(args.set or [])
-    pairs = [("output", args.output), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
+    pairs = [("output", getattr(args, "output", None)), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
              ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
              ("data.clients", args.clients), ("run.updates", args.updates), ("run.time_budget", args.time_budget),
              ("device", args.device), ("seed", args.seed), ("system.concurrency", args.concurrency)]
@@ -512,6 +512,64 @@ def _parser_train(sub) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the results JSON")
     t.set_defaults(func=_cmd_train)
+
+
+# --------------------------------------------------------------------------- tune
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .experiments.tuning import log_grid, tune
+
+    check_backend(args)
+    cfg = config_from_args(args)
+    if args.lr_grid is not None:
+        lrs = sorted(set(args.lr_grid))
+        for x in lrs:
+            _finite(x, "lr-grid", 0.0, 100.0, lo_open=True)
+        _check(len(lrs) >= 2, "lr-grid", "needs at least 2 distinct rates")
+    else:
+        lrs = log_grid(cfg.local.lr / 10, cfg.local.lr * 10, 7)
+    seeds = args.pilot_seeds if args.pilot_seeds is not None else [1000, 1001]
+    for s in seeds:
+        _check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
+    out = Path(args.output or "runs/tune")
+    res = tune(cfg, lrs, [int(s) for s in seeds], out, backend=args.backend, workers=args.workers,
+               address=args.address, progress=None if args.quiet else print)
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        for row in res.table:
+            mark = " <- best" if row["lr"] == res.best_lr else ""
+            div = f"; {row['diverged']} diverged" if row["diverged"] else ""
+            seeds_txt = ", ".join(f"{x:.4f}" for x in row["scores"])
+            print(f"lr {row['lr']:<8g} score {row['score']:.4f} (seeds: {seeds_txt}{div}){mark}")
+        edge = " (at the edge of the grid: widen it)" if res.at_edge else ""
+        print(f"best learning rate {res.best_lr:g}{edge}; results in {out}/tune.json")
+    return 0
+
+
+def _parser_tune(sub) -> None:
+    t = sub.add_parser("tune", help="tune the learning rate of a run configuration on a validation split",
+                       description="Train the configuration at each learning rate of a log grid on pilot seeds, "
+                                   "score each run by its mean validation accuracy over the budget (the test set is "
+                                   "never used) and report the best rate. Needs data.validation_fraction > 0 (set "
+                                   "with --set). Runs are saved as they finish; an interrupted tuning resumes.")
+    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (default: the embedded one)")
+    t.add_argument("--lr-grid", type=float_list, metavar="LR1,LR2,..",
+                   help="learning rates to try (default: 7 values from local.lr/10 to local.lr*10, log-spaced)")
+    t.add_argument("--pilot-seeds", type=float_list, metavar="S1,S2,..",
+                   help="seeds of the tuning runs, kept apart from evaluation seeds (default 1000,1001)")
+    t.add_argument("--output", "-o", type=nonempty_path, help="folder for the runs and tune.json (default runs/tune)")
+    for flag, kw in (("--algorithm", {}), ("--routing", {"choices": ["uniform", "optimal", "explicit"]}),
+                     ("--objective", {"choices": OBJECTIVE_CHOICES + ("wallclock",), "metavar": "OBJECTIVE"}),
+                     ("--dataset", {}), ("--data-root", {}), ("--clients", {"type": int}),
+                     ("--rates", {"type": float_list, "metavar": "R1,R2,.."}),
+                     ("--concurrency", {"type": int, "metavar": "M"}), ("--updates", {"type": int}),
+                     ("--time-budget", {"type": float}), ("--device", {})):
+        t.add_argument(flag, **kw, help=f"as for train ({flag[2:]})")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. data.validation_fraction=0.1")
+    add_backend_arguments(t, "the tuning runs")
+    t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    t.set_defaults(func=_cmd_tune, seed=None, serial=False, batched=False)
 
 
 # --------------------------------------------------------------------------- run (main job)
@@ -681,8 +739,8 @@ def _parser_figures(sub) -> None:
 
 
 # --------------------------------------------------------------------------- main
-PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_run, _parser_validate,
-           _parser_figures)
+PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
+           _parser_validate, _parser_figures)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -725,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
-    "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
+    "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,10 @@ def log_grid(lo: float, hi: float, count: int) -> list[float]:
     return [float(f"{x:.3g}") for x in np.geomspace(lo, hi, count)]
 
 
-def score_curves(curves: dict[str, list], horizon: float, points: int = 50) -> float:
+SCORE_POINTS = 50
+
+
+def score_curves(curves: dict[str, list], horizon: float, points: int = SCORE_POINTS) -> float:
     """Mean accuracy over ``points`` equally spaced times in ``(0, horizon]`` (the pre-registered
     tuning score, module docstring); the accuracy at a time is the last evaluation before it."""
     from .outcomes import accuracy_at
@@ -60,8 +63,10 @@ def tuning_run(args: tuple) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig.from_dict(config)
+        # the score reads the accuracy at 50 equally spaced times: evaluate exactly there
         cfg = with_updates(cfg, output=tmp, seed=int(seed), local={"lr": float(lr)},
-                           run={"evaluate_on": "validation", "checkpoint_every": 0})
+                           run={"evaluate_on": "validation", "checkpoint_every": 0, "eval_every": 0,
+                                "eval_times": max(cfg.run.eval_times, SCORE_POINTS)})
         pr = prepare(cfg)
         res = train(cfg, prepared=pr)
     horizon = cfg.run.time_budget if cfg.run.time_budget is not None else res.simulated_time

@@ -1,0 +1,147 @@
+"""Paper-scale validation machinery: tuning, selection before evaluation, the pre-registered
+statistics (checked by hand on synthetic records), the report, and `aflqueue tune`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from aflqueue import ValidationError
+from aflqueue.cli import main
+from aflqueue.experiments.paper import (PAPER_PRESETS, PaperPreset, load_paper, run_paper, select,
+                                        summarize_paper)
+from aflqueue.experiments.report import write_paper_report
+from aflqueue.experiments.tuning import best_learning_rate, log_grid, score_curves
+
+TINY = PAPER_PRESETS["paper-tiny"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper")
+    first = run_paper(TINY, out, stage="tune", progress=None)
+    return out, first
+
+
+def test_stages_selection_and_resume(tiny_run):
+    out, first = tiny_run
+    assert len(first["tuning"]) == 3 * 2 * 1 and not first["evaluation"]  # 3 tuned treatments x 2 rates x 1 seed
+    sel = json.loads((out / "selection.json").read_text())  # written before any evaluation run
+    assert set(sel["learning_rates"]["synthetic__n6__iid"]) == {"asyncsgd", "p2", "p3"}
+    assert 0 < sel["targets"]["synthetic"] < 1
+    # the target follows the pre-registered rule from the pilot runs alone
+    best = sel["learning_rates"]["synthetic__n6__iid"]["asyncsgd"]["best_lr"]
+    pilot = [r["measured"]["final_accuracy"] for r in first["tuning"]
+             if r["treatment"] == "asyncsgd" and r["lr_base"] == best]
+    assert sel["targets"]["synthetic"] == math.floor(100 * 0.9 * np.mean(pilot)) / 100
+    for r in first["tuning"]:  # tuning never looks at the test set
+        assert r["stage"] == "tune" and r["measured"]["tuning_score"] is not None
+    done = run_paper(TINY, out, stage="all", progress=None)
+    ev = done["evaluation"]
+    assert len(ev) == 4 * 2 + 2  # 4 treatments + one safeguard, 2 seeds each
+    assert {r["seed"] for r in ev} == {0, 1} and all(r["stage"] == "eval" for r in ev)
+    op = [r for r in ev if r["treatment"] == "op"]
+    p3 = {r["seed"]: r for r in ev if r["treatment"] == "p3"}
+    for r in op:  # the operating point: P3's routing and m, the rule's rate from tuned AsyncSGD
+        assert r["lr_base"] == best and r["step_size"]["rule"] == "optimal"
+        assert r["lr"] == pytest.approx(best * r["step_size"]["ratio"])
+        assert r["routing"] == p3[r["seed"]]["routing"] and r["concurrency"] == p3[r["seed"]]["concurrency"]
+    capped = [r for r in ev if r["treatment"] == "p2-pmin4"]
+    assert all(r["max_importance_weight"] <= 4 + 1e-9 for r in capped)
+    assert len({json.dumps(r["code_version"]) for r in [*done["tuning"], *ev]}) == 1
+    again = run_paper(TINY, out, stage="all", progress=None)  # nothing left to run
+    assert len(again["evaluation"]) == len(ev)
+
+
+def test_report_from_saved_runs(tiny_run, tmp_path):
+    out, _ = tiny_run
+    run_paper(TINY, out, stage="all", progress=None)
+    md = write_paper_report(TINY, load_paper(out), tmp_path / "report.md", tmp_path / "fig").read_text()
+    assert "one code version" in md and "Primary criterion" in md and "geometric mean" in md
+    assert (tmp_path / "fig" / "paper-tiny_accuracy.png").is_file()
+    assert (tmp_path / "fig" / "paper-tiny_time_ratios.pdf").is_file()
+
+
+def _rec(treatment, seed, t_reach, acc, tau=100.0, diverged=False, pred=10.0):
+    """A synthetic evaluation record whose accuracy crosses 0.5 at ``t_reach`` (None: never)."""
+    times = list(np.linspace(10, tau, 10))
+    curve = [0.0 if t_reach is None or t < t_reach else 1.0 for t in times]
+    return {"scenario": {"dataset": "synthetic", "partition": "iid", "clients": 6, "spread": 30.0},
+            "treatment": treatment, "seed": seed, "lr": 0.1, "concurrency": 6, "max_importance_weight": 1.0,
+            "time_budget": tau, "predicted": {"time_to_accuracy": pred},
+            "measured": {"final_accuracy": acc, "diverged": diverged, "diverged_at_time": None,
+                         "curves": {"time": times, "test_accuracy": curve}}}
+
+
+def test_criterion_by_hand():
+    preset = PaperPreset("hand", ("synthetic",), partitions=("iid",), clients=6, treatments=("asyncsgd", "p2"))
+    sel = {"targets": {"synthetic": 0.5}}
+    # interpolation: the accuracy jumps 0 -> 1 between two evaluations; t = first time + half a step
+    base = [_rec("asyncsgd", s, 55.0, 0.8) for s in range(4)]
+    fast = [_rec("p2", s, 25.0, 0.9, pred=5.0) for s in range(4)]
+    rows = summarize_paper(preset, sel, base + fast)["scenarios"][0]["rows"]
+    p2 = next(r for r in rows if r["treatment"] == "p2")
+    # evaluations at 10, 20, ..., 100: crossings interpolated at 25 (20 -> 30) and 55 (50 -> 60)
+    assert p2["time_ratio"]["mean"] == pytest.approx(25 / 55)
+    assert p2["time_ratio"]["ci"] == pytest.approx([25 / 55, 25 / 55])  # no spread: a point
+    assert p2["criterion_met"] and p2["accuracy_difference"]["mean"] == pytest.approx(0.1)
+    assert p2["predicted_time_ratio"]["mean"] == pytest.approx(0.5)
+    # one censored treatment run: never met, whatever the ratio
+    cens = fast[:3] + [_rec("p2", 3, None, 0.2)]
+    p2c = next(r for r in summarize_paper(preset, sel, base + cens)["scenarios"][0]["rows"] if r["treatment"] == "p2")
+    assert p2c["censored_treatment"] == 1 and not p2c["criterion_met"] and p2c["reached"] == 3
+    # log-scale interval by hand: ratios 0.4, 0.5, 0.6, 0.45
+    spread = [_rec("p2", s, t, 0.9) for s, t in enumerate([22.0, 27.5, 33.0, 24.75])]
+    r = next(r for r in summarize_paper(preset, sel, base + spread)["scenarios"][0]["rows"] if r["treatment"] == "p2")
+    from scipy.stats import t as student
+
+    logs = np.log([_ratio(22.0), _ratio(27.5), _ratio(33.0), _ratio(24.75)])
+    h = student.ppf(0.975, 3) * logs.std(ddof=1) / 2
+    assert r["time_ratio"]["ci"] == pytest.approx([math.exp(logs.mean() - h), math.exp(logs.mean() + h)])
+
+
+def _ratio(t_reach: float) -> float:
+    from aflqueue.experiments.outcomes import time_to_target
+
+    times = list(np.linspace(10, 100.0, 10))
+    t = time_to_target({"time": times, "test_accuracy": [0.0 if x < t_reach else 1.0 for x in times]}, 0.5)
+    return t / 55.0
+
+
+def test_tuning_helpers():
+    g = log_grid(0.01, 0.5, 6)
+    assert g[0] == 0.01 and g[-1] == 0.5 and len(g) == 6 and g[-1] / g[0] >= 30
+    assert np.allclose(np.diff(np.log(g)), np.log(50) / 5, rtol=0.01)
+    curves = {"time": [25.0, 50.0, 75.0, 100.0], "test_accuracy": [0.2, 0.4, 0.6, 0.8]}
+    # accuracy at 50 equally spaced times in (0, 100], each the last evaluation before it
+    expect = np.mean([0.0] * 12 + [0.2] * 12 + [0.4] * 13 + [0.6] * 12 + [0.8] * 1)  # grid 2, 4, ..., 100
+    assert score_curves(curves, 100.0) == pytest.approx(expect)
+    recs = [{"lr": lr, "seed": s, "score": sc, "diverged": False} for lr, s, sc in
+            [(0.1, 0, 0.5), (0.1, 1, 0.7), (0.3, 0, 0.65), (0.3, 1, 0.55), (1.0, 0, 0.1), (1.0, 1, 0.1)]]
+    res = best_learning_rate(recs)  # 0.1 and 0.3 tie at 0.6: the smaller rate wins
+    assert res.best_lr == 0.1 and res.at_edge and [row["score"] for row in res.table] == pytest.approx([0.6, 0.6, 0.1])
+    with pytest.raises(ValidationError, match="lr-grid"):
+        log_grid(0.5, 0.1, 3)
+
+
+def test_selection_refuses_incomplete_tuning(tiny_run):
+    out, first = tiny_run
+    with pytest.raises(ValidationError, match="tuning runs finished"):
+        select(TINY, first["tuning"][:-1])
+
+
+def test_tune_cli(tmp_path, capsys):
+    argv = ["tune", "--dataset", "synthetic", "--clients", "4", "--updates", "120", "--set",
+            "data.validation_fraction=0.1", "--set",
+            'data.options={"num_samples": 300, "num_features": 6, "num_classes": 3}', "--lr-grid", "0.02,0.2",
+            "--pilot-seeds", "1", "-o", str(tmp_path), "--quiet", "--json"]
+    assert main(argv) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["best_lr"] in (0.02, 0.2) and len(d["table"]) == 2
+    saved = json.loads((tmp_path / "tune.json").read_text())
+    assert saved["best_lr"] == d["best_lr"] and saved["seeds"] == [1]
+    assert main(["tune", "--dataset", "synthetic", "--updates", "50", "-o", str(tmp_path / "x")]) == 2
+    assert "validation_fraction" in capsys.readouterr().err
