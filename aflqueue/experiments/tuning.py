@@ -107,7 +107,7 @@ def best_learning_rate(records: Sequence[dict[str, Any]]) -> TuningResult:
     table = [{"lr": lr, "score": float(np.mean([r["score"] for r in rs])),
               "scores": [r["score"] for r in sorted(rs, key=lambda r: r["seed"])],
               "diverged": int(sum(bool(r["diverged"]) for r in rs))} for lr, rs in sorted(by.items())]
-    best = max(table, key=lambda row: (row["score"], -row["lr"]))
+    best = max(table, key=lambda row: (round(row["score"], 12), -row["lr"]))  # ties within rounding: smaller
     lrs = [row["lr"] for row in table]
     return TuningResult(best["lr"], table, best["lr"] in (lrs[0], lrs[-1]))
 
