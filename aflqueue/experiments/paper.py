@@ -116,7 +116,7 @@ class PaperDataset:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-LR_GRID = tuple(log_grid(0.01, 0.5, 6))  # 50x span
+LR_GRID = tuple(log_grid(0.01, 0.3, 5))  # 30x span
 DATASETS = {
     "digits": PaperDataset("digits", "mlp", 2000, LR_GRID),
     "mnist1d": PaperDataset("mnist1d", "cnn1d", 4000, LR_GRID, {"num_samples": 8000}),

@@ -336,3 +336,21 @@ def test_stopped_by_names_the_binding_limit(setup):
     assert (a.stopped_by, a.arrivals) == ("updates", 100)
     assert (b.stopped_by, b.arrivals) == ("time_budget", 200)
     assert (c.stopped_by, c.arrivals) == ("trace", 400)
+
+
+def test_weight_cap_clips_importance_weights(setup):
+    data, system, trace = setup
+    model = model_for(data)
+    from aflqueue.fl.local import ParamSpec
+
+    spec = ParamSpec(model)
+    ctx = AlgorithmContext(n_clients=6, routing=system.routing, concurrency=5, model=model, spec=spec,
+                           num_classes=data.num_classes, input_shape=tuple(data.input_shape))
+    w0 = spec.flatten(model)
+    free = make_algorithm("generalized-asyncsgd", w0, ctx)
+    capped = make_algorithm("generalized-asyncsgd", w0, ctx, weight_cap=1.2)
+    n, p = 6, np.asarray(system.routing)
+    assert free.weights == pytest.approx(list(1 / (n * p)))
+    assert capped.weights == pytest.approx(list(np.minimum(1 / (n * p), 1.2)))
+    with pytest.raises(ValidationError, match="weight_cap"):
+        make_algorithm("generalized-asyncsgd", w0, ctx, weight_cap=0)

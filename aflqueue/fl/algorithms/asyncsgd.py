@@ -15,10 +15,13 @@ class GeneralizedAsyncSGD(ServerAlgorithm):
 
     The weight ``1 / (n p_i)`` makes the update unbiased for ``f = (1/n) sum f_i`` under any
     routing (a fraction ``p_i`` of updates comes from client i); ``weighting="uniform"`` drops it.
+    ``weight_cap = c`` clips the weights at ``c``: it bounds the variance that rarely routed
+    clients' large weights add, at the price of a bias toward frequently routed clients (the
+    update then descends ``sum_i p_i min(1/(n p_i), c) f_i`` instead of ``f``).
     """
 
     name = "generalized-asyncsgd"
-    defaults = {"eta_g": 1.0, "weighting": "importance"}
+    defaults = {"eta_g": 1.0, "weighting": "importance", "weight_cap": None}
 
     def __init__(self, params: torch.Tensor, ctx: AlgorithmContext, **hp):
         super().__init__(params, ctx)
@@ -29,6 +32,9 @@ class GeneralizedAsyncSGD(ServerAlgorithm):
         self.weighting = hp["weighting"]
         p = torch.tensor(list(ctx.routing), dtype=torch.float64)
         self.weights = (1.0 / (ctx.n_clients * p)).tolist() if self.weighting == "importance" else [1.0] * ctx.n_clients
+        if hp["weight_cap"] is not None:
+            cap = finite_positive(hp["weight_cap"], "algorithm.weight_cap")
+            self.weights = [min(w, cap) for w in self.weights]
 
     def on_arrival(self, a: Arrival) -> None:
         t = time.perf_counter()
@@ -43,4 +49,4 @@ class AsyncSGD(GeneralizedAsyncSGD):
     uniform routing and ``m = n`` for the classical algorithm."""
 
     name = "asyncsgd"
-    defaults = {"eta_g": 1.0, "weighting": "uniform"}
+    defaults = {"eta_g": 1.0, "weighting": "uniform", "weight_cap": None}
