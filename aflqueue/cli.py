@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from .errors import ValidationError
 
 EXIT_USAGE = 2
+ANALYSES = ("product-form", "approx")  # as aflqueue.optimize.ANALYSES, without importing it at start-up
 
 
 class UsageError(Exception):
@@ -104,6 +105,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .report import analysis_table
 
     system = system_from_args(args)
+    if args.analysis == "approx":
+        return _analyze_approx(args, system)
     res = analyze(system, method=args.method, gradient=args.gradient)
     if args.json:
         d = res.to_dict(stations=system.is_multistage or args.stations)
@@ -118,6 +121,40 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print_json(d)
     else:
         analysis_table(system, res, show_stations=args.stations or system.is_multistage)
+    return 0
+
+
+def _analyze_approx(args: argparse.Namespace, system) -> int:
+    """``analyze --analysis approx``: the approximation for general service laws."""
+    from .queueing.approx import approx_analyze, approx_metrics_vjp
+    from .report import fmt
+
+    if args.method != "mva":
+        raise ValidationError("method", "--method applies to the product form; drop it with --analysis approx")
+    res = approx_analyze(system)
+    grad = approx_metrics_vjp(system, d_throughput=1.0) if args.gradient else None
+    if args.json:
+        d = res.to_dict(stations=system.is_multistage or args.stations)
+        d.update(n=system.n, rates=system.rates.tolist())
+        if grad is not None:
+            d["gradient"] = {"d_throughput_d_routing": [float(x) for x in grad]}
+        print_json(d)
+        return 0
+    what = (f"approximation for general service at {len(res.approximated)} FIFO station(s): "
+            + ", ".join(res.approximated[:6]) + (" ..." if len(res.approximated) > 6 else "")
+            if res.approximated else "exact: every FIFO station is exponential (product form)")
+    print(f"Approximate analysis (docs/approx_analysis.md), n = {system.n}, concurrency m = {res.concurrency}; {what}")
+    print("client  mu_i  p_i  E[X_i]  util  resp_time  E[D_i]")
+    for i, cl in enumerate(system.clients):
+        print("  ".join([cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
+                         fmt(res.utilization[i]), fmt(res.mean_response_times[i]), fmt(res.relative_delay[i])]))
+    print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
+    print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
+    if res.server is not None:
+        print(f"central server: utilisation {fmt(res.server['utilization'])}, "
+              f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
+    if grad is not None:
+        print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in grad) + "]")
     return 0
 
 
@@ -221,7 +258,8 @@ def problem_from_args(args: argparse.Namespace, system):
     return OptimizationProblem(
         system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
         updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
-        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion)
+        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion,
+        analysis=args.analysis)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
@@ -234,9 +272,11 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
     if args.json:
-        print_json(res.to_dict())
+        print_json({**res.to_dict(), "analysis": problem.analysis})
     else:
         optimization_table(system, res)
+        if problem.analysis == "approx":
+            print("analysis: approximation for general service laws (docs/approx_analysis.md)")
     return 0
 
 
@@ -354,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
     a.add_argument("--stations", action="store_true", help="show per-station detail")
     a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--analysis", choices=ANALYSES, default="product-form",
+                   help="product-form (exact for exponential service) or approx (general service laws)")
     a.set_defaults(func=_cmd_analyze)
 
     s = sub.add_parser("simulate", help="discrete-event simulation with confidence intervals",
@@ -399,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--starts", type=int, default=4, help="starting points (default 4)")
     o.add_argument("--seed", type=int, default=0, help="seed of the random starting points")
     o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--analysis", choices=ANALYSES, default="product-form",
+                   help="analysis behind the objective: product-form or approx (general service laws)")
     o.set_defaults(func=_cmd_optimize)
 
     t = sub.add_parser("train", help="trace-driven FL training (real model and data)",
