@@ -39,6 +39,7 @@ BYTES_PER_SIMULATED_UPDATE = 160
 #: Post-warm-up updates per batch below which batch means are too short to be trusted.
 MIN_UPDATES_PER_BATCH = 50
 OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
+ANALYSES = ("product-form", "approx")  # as aflqueue.optimize.ANALYSES, without importing it at start-up
 
 
 class UsageError(Exception):
@@ -200,6 +201,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from .console import analysis_table
 
     system = system_from_args(args)
+    if args.analysis == "approx":
+        return _analyze_approx(args, system)
     res = analyze(system, method=args.method, gradient=args.gradient)
     if args.json:
         d = res.to_dict(stations=system.is_multistage or args.stations)
@@ -218,6 +221,40 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_approx(args: argparse.Namespace, system) -> int:
+    """``analyze --analysis approx``: the approximation for general service laws."""
+    from .queueing.approx import approx_analyze, approx_metrics_vjp
+    from .console import fmt
+
+    if args.method != "mva":
+        raise ValidationError("method", "--method applies to the product form; drop it with --analysis approx")
+    res = approx_analyze(system)
+    grad = approx_metrics_vjp(system, d_throughput=1.0) if args.gradient else None
+    if args.json:
+        d = res.to_dict(stations=system.is_multistage or args.stations)
+        d.update(n=system.n, rates=system.rates.tolist())
+        if grad is not None:
+            d["gradient"] = {"d_throughput_d_routing": [float(x) for x in grad]}
+        print_json(d)
+        return 0
+    what = (f"approximation for general service at {len(res.approximated)} FIFO station(s): "
+            + ", ".join(res.approximated[:6]) + (" ..." if len(res.approximated) > 6 else "")
+            if res.approximated else "exact: every FIFO station is exponential (product form)")
+    print(f"Approximate analysis (docs/approx_analysis.md), n = {system.n}, concurrency m = {res.concurrency}; {what}")
+    print("client  mu_i  p_i  E[X_i]  util  resp_time  E[D_i]")
+    for i, cl in enumerate(system.clients):
+        print("  ".join([cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
+                         fmt(res.utilization[i]), fmt(res.mean_response_times[i]), fmt(res.relative_delay[i])]))
+    print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
+    print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
+    if res.server is not None:
+        print(f"central server: utilisation {fmt(res.server['utilization'])}, "
+              f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
+    if grad is not None:
+        print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in grad) + "]")
+    return 0
+
+
 def _parser_analyze(sub) -> None:
     a = sub.add_parser("analyze", help="closed-form metrics of a system (throughput, queues, delays)",
                        description="Closed-network analysis (MVA or log-space convolution): exact for product-form "
@@ -226,6 +263,9 @@ def _parser_analyze(sub) -> None:
                                    "the built-in example (5 fast clients at rate 1, 5 slow at 0.1, uniform, m = 10).")
     add_system_arguments(a)
     a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="algorithm (default mva)")
+    a.add_argument("--analysis", choices=ANALYSES, default="product-form",
+                   help="product-form (default; exact for product-form systems) or approx (the approximation for "
+                        "general service laws, docs/approx_analysis.md)")
     a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
     a.add_argument("--stations", action="store_true", help="show per-station detail")
     a.add_argument("--json", action="store_true", help="print one JSON object")
@@ -384,7 +424,8 @@ def problem_from_args(args: argparse.Namespace, system):
     return OptimizationProblem(
         system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
         updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
-        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion)
+        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion,
+        analysis=args.analysis)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
@@ -392,9 +433,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     from .console import optimization_table
 
     _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
-    _check(args.service is None, "service",
-           "the optimiser's product-form proxies use mean service times only, so a service law would be ignored; "
-           "give the rates as 1 / mean service time")
+    _check(args.service is None or args.analysis == "approx", "service",
+           "the product-form proxies use mean service times only, so a service law would be ignored; add "
+           "--analysis approx to account for it, or give the rates as 1 / mean service time")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
     _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
@@ -403,13 +444,15 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
     if args.json:
-        d = res.to_dict()
+        d = {**res.to_dict(), "analysis": problem.analysis}
         if not math.isfinite(res.objective_value):
             d["note"] = ("the objective is infinite at every routing examined: the target epsilon is below what a "
                          "fixed step size can reach, or a client gets no task")
         print_json(d)
     else:
         optimization_table(system, res)
+        if problem.analysis == "approx":
+            print("analysis: approximation for general service laws (docs/approx_analysis.md)")
     return 0
 
 
@@ -423,6 +466,9 @@ def _parser_optimize(sub) -> None:
                    metavar="{" + ",".join(OBJECTIVE_CHOICES) + "}",
                    help="what to minimise (default wall-clock; 'wallclock' is accepted too)")
     o.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI", help="optimise m jointly over LO..HI")
+    o.add_argument("--analysis", choices=ANALYSES, default="product-form",
+                   help="analysis behind the objective: product-form (default) or approx (general service laws; "
+                        "then --service is used)")
     o.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
     o.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
     o.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")

@@ -58,6 +58,9 @@ __all__ = ["OBJECTIVES", "OptimizationProblem", "OptimizationResult", "Evaluatio
 OBJECTIVES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
 #: Old spellings still accepted.
 OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
+#: Analyses the objective can use: the exact product form, or the approximation for general service
+#: laws (``aflqueue.queueing.approx``; equal to the product form when every FIFO station is exponential).
+ANALYSES = ("product-form", "approx")
 _USES_S = {"per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff"}
 
 
@@ -82,6 +85,8 @@ class OptimizationProblem:
         dispersion: renewal correction of ``wallclock``: ``K = N / (1 + d / N)`` with
             ``N = lambda tau`` and ``d`` the dispersion of the update count (0 = none).
         reference: ``(E*, T*)`` for ``tradeoff``; computed if None.
+        analysis: ``"product-form"`` (exact for exponential service) or ``"approx"`` (general service
+            laws, docs/approx_analysis.md); the default ``time_budget`` is computed with the product form.
     """
 
     system: System
@@ -97,11 +102,14 @@ class OptimizationProblem:
     concurrency: tuple[int, int] | None = None
     dispersion: float = 0.0
     reference: tuple[float, float] | None = None
+    analysis: str = "product-form"
 
     def __post_init__(self):
         object.__setattr__(self, "objective", OBJECTIVE_ALIASES.get(self.objective, self.objective))
         require(self.objective in OBJECTIVES, "objective",
                 f"unknown objective {self.objective!r}; allowed: {', '.join(OBJECTIVES)}")
+        require(self.analysis in ANALYSES, "analysis",
+                f"unknown analysis {self.analysis!r}; allowed: {', '.join(ANALYSES)}")
         require(isinstance(self.constants, ProxyConstants), "constants", "must be a ProxyConstants")
         n = self.system.n
         for name in ("p_min", "p_max"):
@@ -188,7 +196,13 @@ class _Objective:
         pb, kind, n = self.pb, self.kind, self.pb.system.n
         uses_s = kind in _USES_S
         starved = uses_s and bool(np.any(p <= 0))
-        d = delay_objective(pb.system, p, m, None if (starved or not uses_s) else s2_weights(p), backend="numba")
+        weights = None if (starved or not uses_s) else s2_weights(p)
+        if pb.analysis == "approx":
+            from .queueing.approx import approx_delay_objective
+
+            d = approx_delay_objective(pb.system, p, m, weights)
+        else:
+            d = delay_objective(pb.system, p, m, weights, backend="numba")
         lam, g_lam = d.throughput, d.d_throughput
         prox: dict[str, float] = {"throughput": lam}
         if not uses_s:

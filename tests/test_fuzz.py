@@ -63,15 +63,15 @@ def assert_clean(code, err, argv):
 NUMBERS = ["0", "1", "-1", "2", "0.5", "-0.5", "1e9", "1e-9", "nan", "inf", "-inf", "1e308", "100000000", "3.7",
            "abc", "", "true", "null", "[1,2]", "1,2", "-1,1", "0,0", "1,1,0.1", "0.3,0.3,0.4", "1:3", "3:1", "1:2:3",
            "x=1", "Delta=2", "Delta=abc", "/nonexistent/file.toml", "lognormal", "lognormal:cv=2", "gamma:cv=-1",
-           "pareto:shape=0.5", "weibull:shape=0.7", "fifo", "delay", "exotic"]
+           "pareto:shape=0.5", "weibull:shape=0.7", "fifo", "delay", "exotic", "approx", "product-form"]
 FLAGS = {
-    "analyze": ["--rates", "--routing", "--concurrency", "-m", "--service", "--downlink-rates", "--uplink-rates",
+    "analyze": ["--rates", "--routing", "--concurrency", "-m", "--service", "--analysis", "--downlink-rates", "--uplink-rates",
                 "--downlink-discipline", "--uplink-discipline", "--server-rate", "--method", "--gradient", "--stations",
                 "--json"],
     "simulate": ["--rates", "--routing", "--concurrency", "--service", "--updates", "--seed", "--engine", "--warmup",
                  "--batches", "--replications", "--confidence", "--backend", "--workers", "--address", "--json",
                  "--uplink-rates", "--uplink-discipline", "--max-memory"],
-    "optimize": ["--rates", "--routing", "--concurrency", "--service", "--objective", "--concurrency-range", "--p-min",
+    "optimize": ["--rates", "--routing", "--concurrency", "--service", "--analysis", "--objective", "--concurrency-range", "--p-min",
                  "--p-max", "--updates", "--time-budget", "--epsilon", "--weight", "--constants", "--eta", "--eta-max",
                  "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json"],
     "train": ["--output", "-o", "--algorithm", "--routing", "--objective", "--dataset", "--clients", "--rates",
