@@ -119,7 +119,7 @@ class PaperDataset:
 LR_GRID = tuple(log_grid(0.01, 0.3, 5))  # 30x span
 DATASETS = {
     "digits": PaperDataset("digits", "mlp", 2000, LR_GRID),
-    "mnist1d": PaperDataset("mnist1d", "cnn1d", 4000, LR_GRID, {"num_samples": 8000}),
+    "mnist1d": PaperDataset("mnist1d", "mlp", 4000, LR_GRID, {"num_samples": 8000}),
     "synthetic": PaperDataset("synthetic", "mlp", 150, (0.05, 0.2),
                               {"num_samples": 600, "num_features": 8, "num_classes": 3}),
 }
