@@ -1,4 +1,4 @@
-"""Convergence proxies of Generalized AsyncSGD (THEORY.md section 5).
+"""Convergence proxies of Generalized AsyncSGD (docs/theory.md section 5).
 
 With ``S1(p) = (1/n^2) sum_i 1/p_i`` and ``S2(p, m) = (1/n^2) sum_i E[D_i] / p_i`` the per-update
 proxy after ``K`` updates is
@@ -43,7 +43,7 @@ CONSTANT_NAMES = ("Delta", "L", "sigma2", "M2", "G2")
 
 @dataclass(frozen=True)
 class ProxyConstants:
-    """Problem constants and proxy coefficients (JSON-serialisable; names as in THEORY.md).
+    """Problem constants and proxy coefficients (JSON-serialisable; names as in docs/theory.md).
 
     Attributes:
         Delta: ``f(w_0) - f*`` (loss units), > 0.

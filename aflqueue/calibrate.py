@@ -1,4 +1,4 @@
-"""Estimate the proxy constants (THEORY.md section 7) from a model and the clients' data.
+"""Estimate the proxy constants (docs/theory.md section 7) from a model and the clients' data.
 
 At the model's current parameters ``w`` (normally the initial model ``w_0``):
 

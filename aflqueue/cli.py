@@ -240,7 +240,7 @@ def _analyze_approx(args: argparse.Namespace, system) -> int:
     what = (f"approximation for general service at {len(res.approximated)} FIFO station(s): "
             + ", ".join(res.approximated[:6]) + (" ..." if len(res.approximated) > 6 else "")
             if res.approximated else "exact: every FIFO station is exponential (product form)")
-    print(f"Approximate analysis (docs/approx_analysis.md), n = {system.n}, concurrency m = {res.concurrency}; {what}")
+    print(f"Approximate analysis (docs/theory.md section 9), n = {system.n}, concurrency m = {res.concurrency}; {what}")
     print("client  mu_i  p_i  E[X_i]  util  resp_time  E[D_i]")
     for i, cl in enumerate(system.clients):
         print("  ".join([cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
@@ -265,7 +265,7 @@ def _parser_analyze(sub) -> None:
     a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="algorithm (default mva)")
     a.add_argument("--analysis", choices=ANALYSES, default="product-form",
                    help="product-form (default; exact for product-form systems) or approx (the approximation for "
-                        "general service laws, docs/approx_analysis.md)")
+                        "general service laws, docs/theory.md section 9)")
     a.add_argument("--gradient", action="store_true", help="also report d throughput / d routing and d log G / d routing")
     a.add_argument("--stations", action="store_true", help="show per-station detail")
     a.add_argument("--json", action="store_true", help="print one JSON object")
@@ -452,7 +452,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     else:
         optimization_table(system, res)
         if problem.analysis == "approx":
-            print("analysis: approximation for general service laws (docs/approx_analysis.md)")
+            print("analysis: approximation for general service laws (docs/theory.md section 9)")
     return 0
 
 

@@ -86,7 +86,7 @@ class OptimizationProblem:
             ``N = lambda tau`` and ``d`` the dispersion of the update count (0 = none).
         reference: ``(E*, T*)`` for ``tradeoff``; computed if None.
         analysis: ``"product-form"`` (exact for exponential service) or ``"approx"`` (general service
-            laws, docs/approx_analysis.md); the default ``time_budget`` is computed with the product form.
+            laws, docs/theory.md section 9); the default ``time_budget`` is computed with the product form.
     """
 
     system: System

@@ -1,6 +1,6 @@
 """Validated, immutable description of an asynchronous FL system as a closed queueing network.
 
-Notation (THEORY.md section 1): ``n`` clients, routing ``p`` (probability that a new task goes to
+Notation (docs/theory.md section 1): ``n`` clients, routing ``p`` (probability that a new task goes to
 client ``i``), concurrency ``m`` (tasks in flight). Each client has a compute stage and optional
 downlink/uplink stages; an optional central-server (CS) stage processes every returned task.
 Rates are in tasks per time unit; the time unit is whatever the user's rates use.

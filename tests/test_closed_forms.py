@@ -41,7 +41,7 @@ def test_outputs_exist(quick_run):
     _, out, figs = quick_run
     results = load_results(out / "closed_forms.json")
     md = (out / "closed_forms.md").read_text()
-    assert "| scenario | law |" in md and "THEORY section 4" in md and (out / "closed_forms.html").is_file()
+    assert "| scenario | law |" in md and "docs/theory.md section 4" in md and (out / "closed_forms.html").is_file()
     assert {"example", "five_types", "five_types_sqrt", "ms_fifo", "ms_delay_links", "ms_delay_server"} <= set(
         results["scenarios"])
     # one record per (scenario, law) and per delay-law system, with its settings and code version

@@ -63,7 +63,7 @@ def test_tails_and_marginals_against_brute_force(system):
 
 @pytest.mark.parametrize("system", SINGLE + MULTI)
 def test_relative_delay_against_tagged_task_chain(system):
-    """E[D_i] formula (THEORY 3-4) vs the exact law of D from a tagged-task CTMC built on the
+    """E[D_i] formula (docs/theory.md sections 3-4) vs the exact law of D from a tagged-task CTMC built on the
     brute-force stationary distribution (no arrival theorem, no Little's law)."""
     dist = ctmc.relative_delay_distribution(system, max_delay=600)
     assert np.allclose(dist.sum(axis=1), 1.0, atol=1e-9)  # truncation negligible

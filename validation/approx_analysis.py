@@ -570,7 +570,7 @@ def write_report(results: dict[str, Any], path: Path) -> Path:
                     f"({results['generated']}; {len(records)} grid points, "
                     f"{sum(r['simulation']['updates_used'] for r in records):,} simulated updates after warm-up, "
                     f"{results['simulation_seconds'] / 60:.1f} min of simulation on one core). Method: "
-                    "`aflqueue.queueing.approx` (docs/approx_analysis.md). PF = product form (the exact analysis "
+                    "`aflqueue.queueing.approx` (docs/theory.md section 9). PF = product form (the exact analysis "
                     "for exponential service, which uses only the means).", "", PROTOCOL, "", "## Results", ""]
     if results.get("quick"):
         L += ["**Quick mode: a smoke test with 50x fewer updates, not a validation.**", ""]
@@ -680,7 +680,7 @@ def write_report(results: dict[str, Any], path: Path) -> Path:
             res_ = abs(a_["simulated_objective_point"] - p_["simulated_objective_point"]) > hw
             L.append(f"| {o['id']} | {_pct(diff, 2)} | {'yes' if res_ else 'no'} |")
         L.append("")
-    L += ["## Reading", "", results.get("reading", "(see docs/approx_analysis.md)"), ""]
+    L += ["## Reading", "", results.get("reading", "(see docs/theory.md section 9)"), ""]
     path.write_text("\n".join(L))
     return path
 

@@ -1,4 +1,4 @@
-"""Closed forms vs discrete-event simulation (THEORY.md sections 2-4 and 8, step 2).
+"""Closed forms vs discrete-event simulation (docs/theory.md sections 2-4 and 8, step 2).
 
 A thin entry point: the experiment is :mod:`aflqueue.experiments.closed_forms` (scenarios, laws,
 one resumable job per scenario and law, the delay-formula and delay-law checks), the report

@@ -1,4 +1,4 @@
-"""Closed forms vs discrete-event simulation (THEORY.md sections 2-4 and 8, step 2).
+"""Closed forms vs discrete-event simulation (docs/theory.md sections 2-4 and 8, step 2).
 
 For a list of named systems (scenarios) and service-time laws, simulate the network, estimate
 every steady-state metric with a 95% batch-means confidence interval and compare it with the
@@ -9,7 +9,7 @@ exact product-form value of :func:`aflqueue.queueing.analyze`:
 * deterministic, gamma, lognormal and Weibull compute times: the closed forms only use the
   mean, and the deviation is quantified (relative deviation and z-score);
 * multi-stage systems (FIFO and delay communication stages, FIFO and delay central server):
-  the per-client delay formula of THEORY section 4,
+  the per-client delay formula of docs/theory.md section 4,
   ``E[D_i] = E_{m-1}[Y_i] / p_i + E_{m-1}[X_cs]``, is checked against simulation next to three
   plausible wrong variants, to show the check has the power to reject a wrong formula;
 * two small exponential systems: the whole law of the relative delay ``D`` against the exact
@@ -251,7 +251,7 @@ def run_law(system: System, updates: int, seed: int, groups: dict[str, list[int]
 
 def delay_formula_check(system: System, a: Any, e: Any, group_rows: list[dict[str, Any]],
                         groups: dict[str, list[int]]) -> dict[str, Any]:
-    """THEORY section 4's E[D_i] next to three plausible wrong variants, each vs simulation.
+    """docs/theory.md section 4's E[D_i] next to three plausible wrong variants, each vs simulation.
 
     * ``theory``: ``(E_{m-1}[X_d] + E_{m-1}[X_c] + E_{m-1}[X_u]) / p_i + E_{m-1}[X_cs]`` (implemented);
     * ``no_server_term``: drops ``E_{m-1}[X_cs]`` (tasks waiting at the CS update first);

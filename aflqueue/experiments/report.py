@@ -136,7 +136,7 @@ def _chance(rec: dict[str, Any]) -> float:
 
 def trainer_eta(rec: dict[str, Any]) -> float:
     """The step size the trainer applied, in the proxy's units: with K local SGD steps of rate lr
-    and a server step eta_g = 1, an update moves w by about K lr times a gradient (THEORY's eta)."""
+    and a server step eta_g = 1, an update moves w by about K lr times a gradient (the eta of docs/theory.md section 5)."""
     from .grid import DATASETS
 
     spec = DATASETS[rec["cell"]["dataset"]]
@@ -591,7 +591,7 @@ def _closed_forms_multistage(scen: dict[str, Any], dof: int) -> list[str]:
     ms = [(n, sc["runs"][0]) for n, sc in scen.items() if sc["multistage"] and sc["runs"]]
     if not ms:
         return []
-    L = ["## THEORY section 4: the multi-stage delay formula\n", _MULTISTAGE_INTRO]
+    L = ["## docs/theory.md section 4: the multi-stage delay formula\n", _MULTISTAGE_INTRO]
     L.append("| scenario | type | simulated E[D] | theory | no_server_term | compute_only | time_average |")
     L.append("|---|---|---|---|---|---|---|")
     for n, r in ms:

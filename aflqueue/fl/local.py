@@ -53,7 +53,7 @@ class LocalConfig:
     """Local training of one task.
 
     Attributes:
-        steps: ``K`` optimiser steps per task (THEORY's analysis: ``K = 1`` with SGD).
+        steps: ``K`` optimiser steps per task (the analysis of docs/theory.md section 1: ``K = 1`` with SGD).
         lr: local learning rate.
         batch_size: minibatch size (capped by the client's data size).
         optimizer: ``"sgd"`` or ``"adam"`` (fresh Adam state per task).

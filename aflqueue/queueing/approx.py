@@ -1,7 +1,7 @@
 """Approximate analysis of the closed network under general service-time laws.
 
 Implements docs/theory.md section 9 (general service); the derivation, references, assumptions
-and limits are in ``docs/approx_analysis.md``. Summary of the method:
+and limits are in ``docs/theory.md section 9``. Summary of the method:
 
 * **Recursion.** An MVA-type recursion over populations ``N = 1..m``. For a FIFO station the mean
   number of tasks is split as ``E_N[X] = P_N(X >= 1) + E_N[(X - 1)^+]``. The first term is
@@ -135,7 +135,7 @@ def truncated_residual(law: ServiceLaw, x: np.ndarray) -> tuple[np.ndarray, np.n
 
     Returns ``(X, dX/dx)`` with ``X = r(tau) / E[S]`` and ``r(tau) = E[S c - c^2 / 2] / E[c]``,
     ``c = min(S, tau)``: the mean remaining service seen by arrivals spread uniformly over the
-    first ``tau`` time units of a service (docs/approx_analysis.md, "finite population").
+    first ``tau`` time units of a service (docs/theory.md section 9, "finite population").
     ``X(0) = 1``, ``X(inf) = E[S^2] / (2 E[S]^2)``, and ``X = 1`` for the exponential law. The
     derivative needs no density: ``dr/dtau = (E[(S - tau)^+] - r P(S > tau)) / E[c]``.
     """

@@ -2,7 +2,7 @@
 
 Station ``s`` has visit ratio ``v_s`` (``p_i`` for every stage of client ``i``, 1 for the central
 server), rate ``mu_s`` and *demand* ``rho_s = v_s / mu_s`` (time units per update). FIFO stations
-contribute ``rho^x`` to the product form, delay stations ``rho^x / x!`` (THEORY.md section 4).
+contribute ``rho^x`` to the product form, delay stations ``rho^x / x!`` (docs/theory.md section 4).
 Clients with ``p_i = 0`` are left out: they never receive a task.
 """
 
