@@ -40,8 +40,17 @@ __all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report", 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
     """``(mean, lo, hi, n)`` of :func:`aflqueue.stats.t_interval` (NaN bounds below 2 values)."""
-    e = t_interval(x, confidence)
+    return _tuple(t_interval(x, confidence))
+
+
+def _tuple(e: Estimate) -> tuple[float, float, float, int]:
     return e.mean, e.lo, e.hi, e.n_batches
+
+
+def _gain(ratios: Iterable[float]) -> tuple[float, float, float, int]:
+    """Relative gain ``ratio - 1`` from the log-scale interval of the ratios (never below -100%)."""
+    m, lo, hi, k = _tuple(log_ratio_interval(ratios))
+    return m - 1, lo - 1, hi - 1, k
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -75,7 +84,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             gains, ratios, censored = [], [], 0
             for s, rr in runs.items():
                 if s in base:
-                    gains.append(rr["measured"]["final_accuracy"] / base[s]["measured"]["final_accuracy"] - 1)
+                    gains.append(rr["measured"]["final_accuracy"] / base[s]["measured"]["final_accuracy"])
                     tb, tr = base[s]["measured"]["time_to_target"], rr["measured"]["time_to_target"]
                     if tb is not None and tr is not None:
                         ratios.append(tr / tb)
@@ -95,10 +104,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "predicted_wallclock_trainer_eta": w_fixed, "diverged": diverged,
                 "trainer_eta": float(np.mean([trainer_eta(runs[s]) for s in runs])),
                 "concurrency": float(np.mean([runs[s]["concurrency"] for s in runs])),
-                "accuracy": mean_ci(acc), "loss": mean_ci(loss),
-                "reached": sum(t is not None for t in ttt), "time_to_target": mean_ci([t for t in ttt if t is not None]),
+                # intervals that respect the quantities: accuracies and losses stay in the range of the
+                # data (bootstrap), ratios and relative gains come from the log scale
+                "accuracy": _tuple(bootstrap_interval(acc)), "loss": _tuple(bootstrap_interval(loss)),
+                "reached": sum(t is not None for t in ttt),
+                "time_to_target": _tuple(bootstrap_interval([t for t in ttt if t is not None])),
                 "arrivals": float(np.mean([runs[s]["measured"]["arrivals"] for s in runs])),
-                "accuracy_gain": mean_ci(gains), "time_ratio": mean_ci(ratios), "time_ratio_pairs": len(ratios),
+                "accuracy_gain": _gain(gains), "time_ratio": _tuple(log_ratio_interval(ratios)),
+                "time_ratio_pairs": len(ratios),
                 "censored_against": censored,
                 "predicted_wallclock": pm("wallclock"), "predicted_time": pm("time_to_accuracy"),
                 "predicted_throughput": pm("throughput"),
