@@ -81,6 +81,15 @@ def _check(cond: bool, field: str, detail: str) -> None:
         raise ValidationError(field, detail)
 
 
+def require_fl(command: str) -> None:
+    """Training commands need the ``fl`` extra (torch...): one line and exit 2 when it is missing."""
+    from .errors import FL_EXTRA_MESSAGE, missing_fl_modules
+
+    missing = missing_fl_modules()
+    if missing:
+        raise UsageError(f"aflqueue {command}: {FL_EXTRA_MESSAGE} (missing: {', '.join(missing)})")
+
+
 def _finite(x: float | None, field: str, lo: float | None = None, hi: float | None = None,
             lo_open: bool = False) -> None:
     if x is None:
@@ -472,6 +481,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
     from .console import training_summary
 
+    require_fl("train")
     cfg = config_from_args(args)
     res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet)
     if args.json:
@@ -518,6 +528,7 @@ def _parser_train(sub) -> None:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .experiments.tuning import log_grid, tune
 
+    require_fl("tune")
     check_backend(args)
     cfg = config_from_args(args)
     if args.lr_grid is not None:
@@ -576,6 +587,7 @@ def _parser_tune(sub) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .mainjob import main_job
 
+    require_fl("run")
     check_backend(args)
     _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
@@ -647,6 +659,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .experiments.paper import PAPER_PRESETS
     from .experiments.report import write_report
 
+    if not args.report_only:
+        require_fl("validate")
     check_backend(args)
     if args.preset not in PRESETS and args.preset not in PAPER_PRESETS:
         raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *PRESETS])} "
