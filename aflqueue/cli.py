@@ -752,9 +752,101 @@ def _parser_figures(sub) -> None:
     f.set_defaults(func=_cmd_figures)
 
 
+# --------------------------------------------------------------------------- sweep
+#: Largest concurrency a sweep examines (uniform routing is analysed at up to 256 values of m).
+MAX_SWEEP_CONCURRENCY = 10_000
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
+
+    _check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
+    _check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
+                                            "1 / mean service time")
+    _check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
+                                                    "concurrency is AsyncSGD's baseline")
+    if args.updates is not None and args.time_budget is not None:
+        raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
+    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    _check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
+    objectives: list[str] = []
+    for item in args.objective or [",".join(SWEEP_OBJECTIVES)]:
+        for o in filter(None, (x.strip() for x in item.split(","))):
+            o = "wall-clock" if o == "wallclock" else o
+            _check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
+                                                       "trade-off is drawn as the Pareto front, --pareto-points)")
+            objectives.append(o)
+    system = system_from_args(args, require_system=True)
+    if args.concurrency_range is None:
+        args.concurrency_range = (1, max(2 * system.n, system.concurrency))
+    lo, hi = args.concurrency_range
+    _check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
+           f"must be LO:HI with 1 <= LO <= HI <= {MAX_SWEEP_CONCURRENCY} (got {lo}:{hi})")
+    args.objective = objectives[0]
+    pb = problem_from_args(args, system)  # the settings aflqueue optimize would use, validated
+    fields = {"constants": pb.constants, "updates": pb.updates, "time_budget": args.time_budget,
+              "epsilon": pb.epsilon, "energy": pb.energy, "p_min": args.p_min, "p_max": args.p_max,
+              "dispersion": pb.dispersion}
+    name = Path(args.file).stem if args.file else "system"
+    res = sweep(system, (lo, hi), objectives, name=name, pareto_points=args.pareto_points, starts=args.starts,
+                seed=args.seed, progress=None if (args.quiet or args.json) else (lambda s: print(s, file=sys.stderr)),
+                **fields)
+    paths = res.save(args.output)
+    if args.json:
+        print_json({**res.to_dict(), "files": [str(p) for p in paths]})
+        return 0
+    print(f"{'objective':<18} {'m*':>6} {'optimum':>12} {'uniform':>12}  (uniform: AsyncSGD at m = "
+          f"{min(max(system.concurrency, lo), hi)})")
+    for o, r in res.optima.items():
+        base = r["baseline"]
+        print(f"{o:<18} {r['concurrency']:>6} {r['objective_value']:>12.5g} "
+              f"{(f'{base:.5g}' if base is not None else '-'):>12}")
+    print(f"{len(paths)} files written to {args.output}/ (sweep.csv: one row per m; columns "
+          f"{', '.join(PROXY_KEYS[o] + '_optimal' for o in objectives)} hold the best value at each m)")
+    return 0
+
+
+def _parser_sweep(sub) -> None:
+    s = sub.add_parser("sweep", help="sweep your own system over the concurrency: figures and CSV",
+                       description="For a system file (or --rates): throughput, relative delays and each convergence "
+                                   "proxy against the concurrency m under uniform routing and the best routing at "
+                                   "each m, each objective's optimum (the same problem and answer as aflqueue "
+                                   "optimize with the same flags), optimal routing against client speed, the "
+                                   "time/energy Pareto front, and the delays as routing mass moves to the slower "
+                                   "clients. Writes sweep.csv, sweep_optima.csv, sweep_routing.csv, sweep.json and "
+                                   "the figures (PNG and PDF).")
+    add_system_arguments(s)
+    s.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI",
+                   help=f"concurrencies to sweep (default 1:max(2n, m); at most {MAX_SWEEP_CONCURRENCY})")
+    s.add_argument("--objective", action="append", metavar="OBJ[,OBJ..]",
+                   help=f"objectives to optimise (repeatable or comma-separated; default all of "
+                        f"per-update, wall-clock, time-to-accuracy, energy, max-throughput)")
+    s.add_argument("--output", "-o", type=nonempty_path, default="sweep", help="output folder (default sweep/)")
+    s.add_argument("--pareto-points", type=int, default=11,
+                   help="trade-off weights on the time/energy Pareto front, 0 to skip (default 11)")
+    s.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
+    s.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
+    s.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
+    s.add_argument("--time-budget", type=float, metavar="TAU",
+                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
+    s.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy (default 0.1)")
+    s.add_argument("--constants", metavar="K=V,..|FILE", help="proxy constants, as for optimize")
+    s.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
+    s.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
+    s.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
+    s.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
+    s.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
+    s.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
+    s.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_sweep, weight=0.5)
+
+
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
-           _parser_validate, _parser_figures)
+           _parser_validate, _parser_figures, _parser_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -797,7 +889,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
-    "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
+    "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures, "sweep": _cmd_sweep}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,7 @@ class Reached(BaseException):
 
 @pytest.fixture
 def stop_heavy_work(monkeypatch):
-    """Stop train/run/validate/figures at the point where real work would start."""
+    """Stop train/run/validate/figures/sweep at the point where real work would start."""
 
     def stop(*a, **k):
         raise Reached()
@@ -40,6 +40,7 @@ def stop_heavy_work(monkeypatch):
     monkeypatch.setattr("aflqueue.mainjob.main_job", stop)
     monkeypatch.setattr("aflqueue.experiments.grid.run_grid", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
+    monkeypatch.setattr("aflqueue.sweep.sweep", stop)
 
 
 def run_cli(argv, capsys):
@@ -82,6 +83,9 @@ FLAGS = {
     "validate": ["--preset", "--output", "--seeds", "--datasets", "--device", "--backend", "--workers", "--address",
                  "--gpus-per-cell", "--report-only", "--quiet"],
     "figures": ["--output", "--closed-forms", "--grid"],
+    "sweep": ["--rates", "--routing", "--concurrency", "--service", "--concurrency-range", "--objective", "--output",
+              "--pareto-points", "--p-min", "--p-max", "--updates", "--time-budget", "--epsilon", "--constants",
+              "--eta", "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json", "--quiet"],
 }
 SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only"}
 SET_VALUES = ["local.lr=abc", "local.lr=[1,2]", "local.lr=", "output=null", "device=3", 'model.options="x"',
