@@ -548,11 +548,9 @@ def sweep_delay_routing_figure(data: Mapping[str, Any], out_dir: str | Path,
 # --------------------------------------------------------------------------- training curves
 def _band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and a seeded percentile-bootstrap 95% band of the mean, per time point."""
-    A = np.asarray(curves, dtype=float)
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, A.shape[0], size=(2000, A.shape[0]))
-    boot = A[idx].mean(axis=1)
-    return A.mean(0), np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
+    from .stats import bootstrap_band
+
+    return bootstrap_band(curves)
 
 
 def _mean_band(ax: Any, t: np.ndarray, curves: list[list[float]], col: str, label: str, ls: Any = "-",

@@ -86,6 +86,8 @@ FLAGS = {
     "sweep": ["--rates", "--routing", "--concurrency", "--service", "--concurrency-range", "--objective", "--output",
               "--pareto-points", "--p-min", "--p-max", "--updates", "--time-budget", "--epsilon", "--constants",
               "--eta", "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json", "--quiet"],
+    "plot": ["--output", "--target", "--title"],
+    "compare": ["--target", "--time", "--reference", "--json"],
 }
 SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only"}
 SET_VALUES = ["local.lr=abc", "local.lr=[1,2]", "local.lr=", "output=null", "device=3", 'model.options="x"',
