@@ -908,9 +908,60 @@ def _parser_compare(sub) -> None:
     c.set_defaults(func=_cmd_compare)
 
 
+# --------------------------------------------------------------------------- schedule
+def parse_window(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like START:END (simulated times)") from None
+    return lo, hi
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from .schedule import schedule_figures
+
+    if args.window is not None:
+        lo, hi = args.window
+        _finite(lo, "window", 0.0)
+        _finite(hi, "window", 0.0)
+        _check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
+    clients = None
+    if args.clients is not None:
+        clients = []
+        for c in args.clients:
+            _check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
+            clients.append(int(c))
+    paths, data = schedule_figures(args.source, args.output, window=args.window, clients=clients,
+                                   exact=not args.no_exact)
+    note = data["delays"]["note"]
+    print(f"{data['updates']:,} updates of {data['n_clients']} clients, m = {data['concurrency']}"
+          + (f"; {note}" if note else "") + ("; exact delay law drawn" if data["delays"]["exact"] else ""))
+    print(f"{len(paths)} files written to {args.output}/ ({', '.join(Path(p).name for p in paths)})")
+    return 0
+
+
+def _parser_schedule(sub) -> None:
+    s = sub.add_parser("schedule", help="see a schedule: timeline, per-client delays, arrival share",
+                       description="From a trace (.npz, aflqueue simulate --trace) or a run folder (its trace.npz, "
+                                   "up to the arrivals the run applied): a timeline of each client's tasks (waiting, "
+                                   "in service, in transit) and of the m tasks in flight; per-client histograms of "
+                                   "the relative delay with the closed-form mean E[D_i] and, for small exponential "
+                                   "systems, the exact law on top; each client's share of the arrivals against its "
+                                   "routing probability. Writes schedule_*.png/.pdf and schedule.json.")
+    s.add_argument("source", type=nonempty_path, metavar="TRACE_OR_RUN", help="trace .npz or run folder")
+    s.add_argument("--output", "-o", type=nonempty_path, default="schedule", help="output folder (default schedule/)")
+    s.add_argument("--window", type=parse_window, metavar="START:END",
+                   help="simulated-time window of the timeline (default: the first few hundred arrivals)")
+    s.add_argument("--clients", type=float_list, metavar="I,J,..",
+                   help=f"clients of the timeline (default: all, or 24 spread over the speeds)")
+    s.add_argument("--no-exact", action="store_true", help="skip the exact delay law (closed-form mean only)")
+    s.set_defaults(func=_cmd_schedule)
+
+
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
-           _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare)
+           _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare,
+           _parser_schedule)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -954,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
     "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures, "sweep": _cmd_sweep,
-    "plot": _cmd_plot, "compare": _cmd_compare}
+    "plot": _cmd_plot, "compare": _cmd_compare, "schedule": _cmd_schedule}
 
 if __name__ == "__main__":
     sys.exit(main())

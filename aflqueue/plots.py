@@ -801,46 +801,55 @@ def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_
 
 # --------------------------------------------------------------------------- schedules
 def schedule_timeline_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "schedule_timeline") -> list[Path]:
-    """Tasks per client over simulated time (waiting in the client's queue, in service, in
-    transit) and, below, how many of the ``m`` tasks in flight are in each state.
-    ``data``: ``timeline`` of :func:`aflqueue.schedule.schedule_data`."""
+    """Tasks per client over simulated time -- the task in service (bar) and how many wait in the
+    client's queue (shaded height) -- and, below, how many of the ``m`` tasks in flight wait,
+    compute or travel at each moment. ``data``: ``timeline`` of :func:`aflqueue.schedule.schedule_data`."""
     from matplotlib.patches import Patch
 
     tl = data["timeline"]
     lanes = tl["clients"]
     t0, t1 = tl["window"]
-    states = (("queue", "waiting in the client's queue", colour(5)), ("service", "in service (computing)", colour(0)),
-              ("transit", "in transit (links, server)", colour(4)))
+    states = (("queue", "waiting in a client's queue", colour(5)), ("service", "in service (computing)", colour(0)),
+              ("transit", "in transit (links, central server)", colour(4)))
+    top_h = max(1.4, 0.42 * len(lanes))
     with styled():
-        fig, axes = _subplots(2, 1, panel=(7.0, 1.6 + 0.14 * len(lanes)), sharex=True,
-                              gridspec_kw={"height_ratios": [max(2.0, 0.22 * len(lanes)), 1.6]})
+        plt = pyplot()
+        fig, axes = plt.subplots(2, 1, figsize=(7.2, top_h + 2.3), sharex=True, layout="constrained", squeeze=False,
+                                 gridspec_kw={"height_ratios": [top_h, 1.9]})
         ax = axes[0][0]
+        wmax = max([max(w["count"]) for w in tl["waiting"].values() if w["count"]] + [1])
         for lane, i in enumerate(lanes):
-            for key, _, col in states:
-                segs = tl["segments"][key][str(i)]
-                if segs:
-                    ax.broken_barh([(a, b - a) for a, b in segs], (lane - 0.38, 0.76), facecolors=col,
-                                   edgecolors="none", alpha=0.95 if key == "service" else 0.8)
+            segs = tl["segments"]["service"][str(i)]
+            if segs:
+                ax.broken_barh([(a, b - a) for a, b in segs], (lane - 0.42, 0.42), facecolors=colour(0),
+                               edgecolors="none")
+            w = tl["waiting"][str(i)]
+            if w["time"]:
+                tt = np.asarray(w["time"] + [t1])
+                cc = np.asarray(w["count"] + w["count"][-1:], dtype=float)
+                ax.fill_between(tt, lane + 0.02, lane + 0.02 + 0.4 * cc / wmax, step="post", color=colour(5), lw=0)
         ax.set_yticks(range(len(lanes)), [f"{tl['names'][i]} (μ = {tl['rates'][i]:g})" for i in lanes], fontsize=7)
         ax.set_ylim(len(lanes) - 0.5, -0.5)
         ax.set_ylabel("client (compute rate, tasks / time unit)")
-        ax.set_title("each client serves its tasks one at a time, first come first served")
+        ax.set_xlabel(SIM_TIME)
+        ax.tick_params(labelbottom=True)
+        ax.set_title(f"per client: the task in service (bar) and the tasks waiting (height, up to {wmax})")
         ax.grid(False, axis="y")
         b = axes[1][0]
         cnt = tl["counts"]
-        t = np.asarray(cnt["time"], dtype=float)
-        stack = [np.asarray(cnt[k], dtype=float) for k, _, _ in states]
-        b.stackplot(t, *stack, step="post", colors=[c for _, _, c in states], alpha=0.85, lw=0)
+        t = np.asarray(cnt["time"] + [t1], dtype=float)
+        stack = [np.asarray(cnt[k] + cnt[k][-1:], dtype=float) for k, _, _ in states]
+        b.stackplot(t, *stack, step="post", colors=[c for _, _, c in states], lw=0)
         b.set_ylabel("tasks in flight (count)")
         b.set_xlabel(SIM_TIME)
         b.set_ylim(0, tl["concurrency"] * 1.05)
-        b.set_title(f"the m = {tl['concurrency']} tasks in flight: how many wait, compute or travel")
+        b.set_title(f"all clients: the m = {tl['concurrency']} tasks in flight, waiting, computing or travelling")
         b.set_xlim(t0, t1)
         # a state that never occurs (no links: nothing in transit) gets no legend entry
-        present = [(lab, c) for k, lab, c in states if k == "service" or any(tl["segments"][k][str(i)] for i in lanes)]
+        present = [(lab, c) for k, lab, c in states if k == "service" or max(cnt[k] or [0]) > 0]
         _legend_below(fig, [Patch(facecolor=c) for _, c in present], [lab for lab, _ in present], ncol=3)
         shown = "" if len(lanes) == tl["n_clients"] else f" ({len(lanes)} of {tl['n_clients']} clients shown)"
-        fig.suptitle(f"Schedule from t = {t0:g} to {t1:g}{shown}")
+        fig.suptitle(f"Schedule from t = {t0:g} to {t1:g} (time units){shown}")
         return save_figure(fig, out_dir, stem)
 
 
@@ -852,14 +861,14 @@ def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
     clients = dl["clients"]
     nrows, ncols = _grid(len(clients), 4)
     with styled():
-        fig, axes = _subplots(nrows, ncols, panel=(2.4, 1.9))
+        fig, axes = _subplots(nrows, ncols, panel=(2.9, 2.5))
         for ax, c in zip(axes.flat, clients):
             counts = np.asarray(c["counts"], dtype=float)
             total = counts.sum()
             if total == 0:
                 ax.set_title(f"{c['name']}: no update")
                 ax.set_xlabel("relative delay (updates)")
-                ax.set_ylabel("share of its updates")
+                ax.set_ylabel("share of its updates (fraction)")
                 continue
             hi = int(c["display_max"])
             shown = counts[: hi + 1].copy()
@@ -876,7 +885,7 @@ def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
                 ax.axvline(c["closed_form_mean"], color=colour(1), lw=1.2, ls="--", label="closed-form mean $E[D_i]$")
             ax.set_title(f"{c['name']} (μ = {c['rate']:g}, p = {c['p']:.3g})", fontsize=8)
             ax.set_xlabel("relative delay (updates)")
-            ax.set_ylabel("share of its updates")
+            ax.set_ylabel("share of its updates (fraction)")
         for ax in list(axes.flat)[len(clients):]:
             ax.set_visible(False)
         _legend_below(fig, *_collect(axes), ncol=4)
@@ -906,6 +915,6 @@ def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
         ax.set_ylim(0, top)
         ax.set_xlabel("routing probability $p_i$ (share of tasks sent)")
         ax.set_ylabel("share of the arrivals (fraction of updates)")
-        ax.set_title(f"arrivals follow the routing ({sh['updates']:,} updates)")
+        ax.set_title(f"each client's share of the arrivals against p ({sh['updates']:,} updates)")
         _legend_below(fig, *_collect(axes), ncol=1)
         return save_figure(fig, out_dir, stem)

@@ -88,8 +88,9 @@ FLAGS = {
               "--eta", "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json", "--quiet"],
     "plot": ["--output", "--target", "--title"],
     "compare": ["--target", "--time", "--reference", "--json"],
+    "schedule": ["--output", "--window", "--clients", "--no-exact"],
 }
-SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only"}
+SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only", "--no-exact"}
 SET_VALUES = ["local.lr=abc", "local.lr=[1,2]", "local.lr=", "output=null", "device=3", 'model.options="x"',
               "algorithm.params=[1]", 'routing.values="abc"', "run.updates=true", "run.threads=100000",
               "local.lr=1e300", "run.time_budget=5000", "nonsense", "local.steps=0", "seed=-1",
