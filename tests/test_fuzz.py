@@ -77,7 +77,7 @@ FLAGS = {
                  "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json"],
     "train": ["--output", "-o", "--algorithm", "--routing", "--objective", "--dataset", "--clients", "--rates",
               "--concurrency", "--updates", "--time-budget", "--device", "--seed", "--serial", "--batched", "--set",
-              "--json", "--quiet"],
+              "--json", "--quiet", "--tensorboard"],
     "run": ["--output", "--seed", "--seeds", "--budget-updates", "--updates", "--backend", "--workers", "--address",
             "--quiet"],
     "validate": ["--preset", "--output", "--seeds", "--datasets", "--device", "--backend", "--workers", "--address",
