@@ -38,7 +38,7 @@ from .errors import ValidationError, require
 from .io import json_safe, read_json
 
 __all__ = ["IGNORED_KEYS", "Run", "RunGroup", "load_run", "load_runs", "flatten", "group_runs", "curves_data",
-           "compare", "plot_runs"]
+           "compare", "compare_paths", "compare_table", "plot_runs", "default_target"]
 
 #: Configuration keys that never distinguish groups.
 IGNORED_KEYS = ("output", "seed")
@@ -309,6 +309,13 @@ def compare(groups: Sequence[RunGroup], target: float | None = None, at_time: fl
         rows.append(row)
     return json_safe({"target": target, "time": at_time, "reference": reference,
                       "differing_keys": sorted({k for g in groups for k in g.differing}), "rows": rows})
+
+
+def compare_paths(paths: Iterable[str | Path], target: float | None = None, at_time: float | None = None,
+                  reference: int = 0) -> dict[str, Any]:
+    """:func:`compare` of run folders (grouped as in :func:`plot_runs`); ``print(compare_table(...))``
+    renders it as ``aflqueue compare`` does."""
+    return compare(group_runs(load_runs(paths)), target=target, at_time=at_time, reference=reference)
 
 
 def compare_table(result: Mapping[str, Any]) -> str:
