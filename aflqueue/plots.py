@@ -181,12 +181,16 @@ def _fit_text(fig: Any) -> None:
     """Wrap axis labels and titles that are longer than their panel (constrained layout can make
     room around a panel, but not for a label longer than the panel itself)."""
     W, H = fig.get_size_inches()
+    fig.draw_without_rendering()  # lay the panels out: their real sizes, after legends and titles took room
     for ax in fig.axes:
         if not ax.get_visible() or ax.get_subplotspec() is None:
             continue
-        pos = ax.get_subplotspec().get_position(fig)
-        for text, inches in ((ax.xaxis.label, pos.width * W * 0.9), (ax.yaxis.label, pos.height * H * 0.85),
-                             (ax.title, pos.width * W * 0.95)):
+        pos = ax.get_position()
+        nominal = ax.get_subplotspec().get_position(fig)
+        width = max(pos.width, 0.6 * nominal.width) * W
+        height = max(pos.height, 0.5 * nominal.height) * H
+        for text, inches in ((ax.xaxis.label, width * 0.95), (ax.yaxis.label, height * 0.95),
+                             (ax.title, width * 1.05)):
             s = text.get_text()
             if s:
                 per_char = text.get_fontsize() * 0.55 / 72.0  # inches per character, roughly
@@ -501,13 +505,16 @@ def sweep_pareto_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str 
     pf = data["pareto"]
     T, E, w, ms = pf["time"], pf["energy"], pf["weights"], pf["concurrency"]
     with styled():
-        fig, axes = _subplots(1, 1, panel=(4.4, 3.2))
+        fig, axes = _subplots(1, 1, panel=(4.8, 3.6))
         ax = axes[0][0]
         ax.plot(T, E, "o-", color=colour(0), mfc="none", label="optimum for weight r (r = 0: time, 1: energy)")
-        step = max(1, len(w) // 5)
-        for i in list(range(0, len(w), step)) + ([len(w) - 1] if (len(w) - 1) % step else []):
-            ax.annotate(f"r = {w[i]:.1f}, m = {ms[i]}", (T[i], E[i]), textcoords="offset points", xytext=(5, 4),
-                        fontsize=7)
+        for i, what in ((0, "fastest"), (len(w) - 1, "least energy")):
+            ax.annotate(f"r = {w[i]:g} ({what}), m = {ms[i]}", (T[i], E[i]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=7)
+        vals_t, vals_e = _arr(T), _arr(E)
+        if np.nanmax(vals_t) / np.nanmin(vals_t) > 5 or np.nanmax(vals_e) / np.nanmin(vals_e) > 5:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         if _finite(pf.get("uniform_time")) and _finite(pf.get("uniform_energy")):
             ax.plot([pf["uniform_time"]], [pf["uniform_energy"]], "*", color="black", ms=10,
                     label=f"uniform (AsyncSGD), m = {pf.get('uniform_concurrency')}")

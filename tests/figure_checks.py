@@ -1,8 +1,9 @@
 """What every figure of the toolkit must satisfy (issue "publishable figures"), checked on the
 matplotlib figure itself, captured right before it is saved.
 
-* every visible panel has an x and a y label, each naming its unit (or kind) in parentheses;
-* no legend sits on a panel's data area, and panels (with their labels) do not overlap;
+* every visible panel has an x and a y label (its own, or that of a panel sharing the axis), each
+  naming its unit (or kind) in parentheses;
+* no legend sits on a panel's data area, and panels (with their labels) and the title do not overlap;
 * every coloured line, marker, band and bar uses the Okabe-Ito palette or a grey;
 * panel titles use words, not internal names (no ``__``, no ``wallclock-eta``/``dir0.1``-style keys);
 * PNG and PDF are written, and the PDF carries no creation date (same data, same bytes).
@@ -61,6 +62,10 @@ def check_figure(fig: Any) -> dict[str, Any]:
     assert axes, "no visible panel"
     for ax in axes:
         for which, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())):
+            if not label.strip():  # a panel sharing the axis of a labelled panel (same row or column) may omit it
+                group = (ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()).get_siblings(ax)
+                label = next((getattr(s, f"get_{which}label")() for s in group if getattr(s, f"get_{which}label")()),
+                             "")
             assert label.strip(), f"panel {ax.get_title()!r}: no {which} label"
             assert "(" in label and ")" in label, f"panel {ax.get_title()!r}: {which} label {label!r} names no unit"
         assert not INTERNAL.search(ax.get_title()), f"internal name in title {ax.get_title()!r}"
@@ -76,6 +81,11 @@ def check_figure(fig: Any) -> dict[str, Any]:
             inter = boxes[i].intersection(boxes[i], boxes[j])
             if inter is not None:  # tolerate a couple of pixels of touching
                 assert inter.width < 3 or inter.height < 3, "two panels (with their labels) overlap"
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        sb = fig._suptitle.get_window_extent(renderer)
+        for box in boxes:
+            inter = box.intersection(box, sb)
+            assert inter is None or inter.width < 3 or inter.height < 3, "the figure title overlaps a panel"
     colours = _colours(fig)
     assert colours <= ALLOWED, f"colours outside the Okabe-Ito palette: {sorted(colours - ALLOWED)}"
     texts = [t.get_text() for leg in legends for t in leg.get_texts()]
