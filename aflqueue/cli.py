@@ -745,8 +745,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 def _parser_figures(sub) -> None:
     f = sub.add_parser("figures", help="regenerate all figures from saved results",
-                       description="Analytic figures (exact analysis and optimiser), closed form vs simulation, and "
-                                   "accuracy against simulated time from validation grids; PNG and PDF.")
+                       description="Every figure, from saved results: the analytic ones (sweeps of the bundled "
+                                   "example systems, as aflqueue sweep), closed form vs simulation, accuracy against "
+                                   "simulated time from validation grids, and the paper experiment when its runs "
+                                   "exist; PNG and PDF, in one publishable style.")
     f.add_argument("--output", "-o", type=nonempty_path, default="figures", help="folder (default figures/)")
     f.add_argument("--closed-forms", type=nonempty_path,
                    help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
