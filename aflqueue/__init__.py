@@ -2,7 +2,9 @@
 
 Describe a system (:class:`System`), compute exact metrics (:func:`analyze`), simulate it
 (:func:`simulate`, :func:`estimate`), optimise routing and concurrency (:func:`optimize`), and
-replay the schedule with real training (:func:`train`)::
+replay the schedule with real training (:func:`train`); then look at it: :func:`sweep_system`
+(a system against the concurrency, as ``aflqueue sweep``), :func:`schedule_figures` (a trace or
+run's schedule), :func:`plot_runs` and :func:`compare_runs` (your own run folders)::
 
     import aflqueue as aq
 
@@ -48,8 +50,12 @@ if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checker
     from .sim import simulate as simulate
     from .sim.estimate import SimulationEstimates as SimulationEstimates
     from .sim.estimate import estimate as estimate
+    from .runs import compare_paths as compare_runs
+    from .runs import plot_runs as plot_runs
+    from .schedule import schedule_figures as schedule_figures
     from .sim.trace import Trace as Trace
     from .stats import Estimate as Estimate
+    from .sweep import sweep as sweep_system
 
 
 def _version() -> str:
@@ -89,6 +95,11 @@ _LAZY = {
     "TrainConfig": ("aflqueue.config", "TrainConfig"),
     "load_config": ("aflqueue.config", "load_config"),
     "TrainResult": ("aflqueue.fl.engine", "TrainResult"),  # imports torch
+    # researcher tools (figures and CSV files; no torch)
+    "sweep_system": ("aflqueue.sweep", "sweep"),
+    "plot_runs": ("aflqueue.runs", "plot_runs"),
+    "compare_runs": ("aflqueue.runs", "compare_paths"),
+    "schedule_figures": ("aflqueue.schedule", "schedule_figures"),
 }
 
 __all__ = ["ValidationError", "law_from_spec", "Availability", "Client", "Stage", "System", "example_system",

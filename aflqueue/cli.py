@@ -82,6 +82,15 @@ def _check(cond: bool, field: str, detail: str) -> None:
         raise ValidationError(field, detail)
 
 
+def require_fl(command: str) -> None:
+    """Training commands need the ``fl`` extra (torch...): one line and exit 2 when it is missing."""
+    from .errors import FL_EXTRA_MESSAGE, missing_fl_modules
+
+    missing = missing_fl_modules()
+    if missing:
+        raise UsageError(f"aflqueue {command}: {FL_EXTRA_MESSAGE} (missing: {', '.join(missing)})")
+
+
 def _finite(x: float | None, field: str, lo: float | None = None, hi: float | None = None,
             lo_open: bool = False) -> None:
     if x is None:
@@ -518,8 +527,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
     from .console import training_summary
 
+    require_fl("train")
     cfg = config_from_args(args)
-    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet)
+    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet, tensorboard=args.tensorboard)
     if args.json:
         print_json(res.to_dict())
     else:
@@ -554,6 +564,9 @@ def _parser_train(sub) -> None:
     t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
     t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--tensorboard", type=nonempty_path, metavar="DIR",
+                   help="also log the curves and per-arrival staleness as TensorBoard events in DIR (off by default; "
+                        "needs pip install 'aflqueue[tensorboard]')")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the results JSON")
@@ -564,6 +577,7 @@ def _parser_train(sub) -> None:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from .experiments.tuning import log_grid, tune
 
+    require_fl("tune")
     check_backend(args)
     cfg = config_from_args(args)
     if args.lr_grid is not None:
@@ -622,6 +636,7 @@ def _parser_tune(sub) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .mainjob import main_job
 
+    require_fl("run")
     check_backend(args)
     _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
@@ -693,6 +708,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .experiments.paper import PAPER_PRESETS
     from .experiments.report import write_report
 
+    if not args.report_only:
+        require_fl("validate")
     check_backend(args)
     if args.preset not in PRESETS and args.preset not in PAPER_PRESETS:
         raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *PRESETS])} "
@@ -774,8 +791,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 def _parser_figures(sub) -> None:
     f = sub.add_parser("figures", help="regenerate all figures from saved results",
-                       description="Analytic figures (exact analysis and optimiser), closed form vs simulation, and "
-                                   "accuracy against simulated time from validation grids; PNG and PDF.")
+                       description="Every figure, from saved results: the analytic ones (sweeps of the bundled "
+                                   "example systems, as aflqueue sweep), closed form vs simulation, accuracy against "
+                                   "simulated time from validation grids, and the paper experiment when its runs "
+                                   "exist; PNG and PDF, in one publishable style.")
     f.add_argument("--output", "-o", type=nonempty_path, default="figures", help="folder (default figures/)")
     f.add_argument("--closed-forms", type=nonempty_path,
                    help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
@@ -784,9 +803,216 @@ def _parser_figures(sub) -> None:
     f.set_defaults(func=_cmd_figures)
 
 
+# --------------------------------------------------------------------------- sweep
+#: Largest concurrency a sweep examines (uniform routing is analysed at up to 256 values of m).
+MAX_SWEEP_CONCURRENCY = 10_000
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
+
+    _check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
+    _check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
+                                            "1 / mean service time")
+    _check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
+                                                    "concurrency is AsyncSGD's baseline")
+    if args.updates is not None and args.time_budget is not None:
+        raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
+    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    _check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
+    objectives: list[str] = []
+    for item in args.objective or [",".join(SWEEP_OBJECTIVES)]:
+        for o in filter(None, (x.strip() for x in item.split(","))):
+            o = "wall-clock" if o == "wallclock" else o
+            _check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
+                                                       "trade-off is drawn as the Pareto front, --pareto-points)")
+            objectives.append(o)
+    system = system_from_args(args, require_system=True)
+    if args.concurrency_range is None:
+        args.concurrency_range = (1, max(2 * system.n, system.concurrency))
+    lo, hi = args.concurrency_range
+    _check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
+           f"must be LO:HI with 1 <= LO <= HI <= {MAX_SWEEP_CONCURRENCY} (got {lo}:{hi})")
+    args.objective = objectives[0]
+    pb = problem_from_args(args, system)  # the settings aflqueue optimize would use, validated
+    fields = {"constants": pb.constants, "updates": pb.updates, "time_budget": args.time_budget,
+              "epsilon": pb.epsilon, "energy": pb.energy, "p_min": args.p_min, "p_max": args.p_max,
+              "dispersion": pb.dispersion}
+    name = Path(args.file).stem if args.file else "system"
+    res = sweep(system, (lo, hi), objectives, name=name, pareto_points=args.pareto_points, starts=args.starts,
+                seed=args.seed, progress=None if (args.quiet or args.json) else (lambda s: print(s, file=sys.stderr)),
+                **fields)
+    paths = res.save(args.output)
+    if args.json:
+        print_json({**res.to_dict(), "files": [str(p) for p in paths]})
+        return 0
+    print(f"{'objective':<18} {'m*':>6} {'optimum':>12} {'uniform':>12}  (uniform: AsyncSGD at m = "
+          f"{min(max(system.concurrency, lo), hi)})")
+    for o, r in res.optima.items():
+        base = r["baseline"]
+        print(f"{o:<18} {r['concurrency']:>6} {r['objective_value']:>12.5g} "
+              f"{(f'{base:.5g}' if base is not None else '-'):>12}")
+    print(f"{len(paths)} files written to {args.output}/ (sweep.csv: one row per m; columns "
+          f"{', '.join(PROXY_KEYS[o] + '_optimal' for o in objectives)} hold the best value at each m)")
+    return 0
+
+
+def _parser_sweep(sub) -> None:
+    s = sub.add_parser("sweep", help="sweep your own system over the concurrency: figures and CSV",
+                       description="For a system file (or --rates): throughput, relative delays and each convergence "
+                                   "proxy against the concurrency m under uniform routing and the best routing at "
+                                   "each m, each objective's optimum (the same problem and answer as aflqueue "
+                                   "optimize with the same flags), optimal routing against client speed, the "
+                                   "time/energy Pareto front, and the delays as routing mass moves to the slower "
+                                   "clients. Writes sweep.csv, sweep_optima.csv, sweep_routing.csv, sweep.json and "
+                                   "the figures (PNG and PDF).")
+    add_system_arguments(s)
+    s.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI",
+                   help=f"concurrencies to sweep (default 1:max(2n, m); at most {MAX_SWEEP_CONCURRENCY})")
+    s.add_argument("--objective", action="append", metavar="OBJ[,OBJ..]",
+                   help=f"objectives to optimise (repeatable or comma-separated; default all of "
+                        f"per-update, wall-clock, time-to-accuracy, energy, max-throughput)")
+    s.add_argument("--output", "-o", type=nonempty_path, default="sweep", help="output folder (default sweep/)")
+    s.add_argument("--pareto-points", type=int, default=11,
+                   help="trade-off weights on the time/energy Pareto front, 0 to skip (default 11)")
+    s.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
+    s.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
+    s.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
+    s.add_argument("--time-budget", type=float, metavar="TAU",
+                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
+    s.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy (default 0.1)")
+    s.add_argument("--constants", metavar="K=V,..|FILE", help="proxy constants, as for optimize")
+    s.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
+    s.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
+    s.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
+    s.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
+    s.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
+    s.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
+    s.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
+    s.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=_cmd_sweep, weight=0.5)
+
+
+# --------------------------------------------------------------------------- plot / compare
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .runs import plot_runs
+
+    _finite(args.target, "target", 0.0, 1.0)
+    paths, data = plot_runs(args.runs, args.output, target=args.target, title=args.title)
+    for g in data["groups"]:
+        print(f"{g['legend']}: {len(g['seeds'])} run(s), seeds {', '.join(str(s) for s in g['seeds'])}")
+    print(f"{len(paths)} files written to {args.output}/ ({', '.join(Path(p).name for p in paths)})")
+    return 0
+
+
+def _parser_plot(sub) -> None:
+    p = sub.add_parser("plot", help="plot your own runs: accuracy and loss against time and updates",
+                       description="Draw test accuracy and loss against simulated time and against updates for "
+                                   "one or many run folders (written by aflqueue train). Runs whose configurations "
+                                   "differ only in the seed are one group: their mean with a 95% bootstrap band; "
+                                   "the legend names the settings that differ between groups. A folder holding run "
+                                   "folders stands for all of them. Writes runs_curves.png, .pdf and .json.")
+    p.add_argument("runs", nargs="+", type=nonempty_path, metavar="RUN_DIR", help="run folders (or folders of them)")
+    p.add_argument("--output", "-o", type=nonempty_path, default="plots", help="output folder (default plots/)")
+    p.add_argument("--target", type=float, help="draw a target accuracy line, in [0, 1]")
+    p.add_argument("--title", help="figure title (default: how many configurations and runs)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .runs import compare, compare_table, group_runs, load_runs
+
+    _finite(args.target, "target", 0.0, 1.0)
+    _finite(args.time, "time", 0.0, lo_open=True)
+    groups = group_runs(load_runs(args.runs))
+    reference = 0
+    if args.reference is not None:
+        from .runs import load_run
+
+        ref = load_run(args.reference).path.resolve()
+        hits = [k for k, g in enumerate(groups) if any(r.path.resolve() == ref for r in g.runs)]
+        _check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
+        reference = hits[0]
+    res = compare(groups, target=args.target, at_time=args.time, reference=reference)
+    if args.json:
+        print_json(res)
+    else:
+        print(compare_table(res))
+    return 0
+
+
+def _parser_compare(sub) -> None:
+    c = sub.add_parser("compare", help="paired table of your own runs: time to a target, accuracy at equal time",
+                       description="For run folders grouped as in aflqueue plot (seeds of one configuration): "
+                                   "test accuracy at an equal simulated time, time to a target accuracy, and against "
+                                   "a reference group, paired by seed, the accuracy difference (bootstrap interval) "
+                                   "and the time ratio (log-scale interval).")
+    c.add_argument("runs", nargs="+", type=nonempty_path, metavar="RUN_DIR", help="run folders (or folders of them)")
+    c.add_argument("--target", type=float, help="target test accuracy in [0, 1] (default: 90%% of the best accuracy "
+                                                "the weakest run reached)")
+    c.add_argument("--time", type=float, help="the equal simulated time (default: the shortest run's last evaluation)")
+    c.add_argument("--reference", type=nonempty_path, metavar="RUN_DIR",
+                   help="a run of the reference group (default: the first group)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=_cmd_compare)
+
+
+# --------------------------------------------------------------------------- schedule
+def parse_window(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like START:END (simulated times)") from None
+    return lo, hi
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from .schedule import schedule_figures
+
+    if args.window is not None:
+        lo, hi = args.window
+        _finite(lo, "window", 0.0)
+        _finite(hi, "window", 0.0)
+        _check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
+    clients = None
+    if args.clients is not None:
+        clients = []
+        for c in args.clients:
+            _check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
+            clients.append(int(c))
+    paths, data = schedule_figures(args.source, args.output, window=args.window, clients=clients,
+                                   exact=not args.no_exact)
+    note = data["delays"]["note"]
+    print(f"{data['updates']:,} updates of {data['n_clients']} clients, m = {data['concurrency']}"
+          + (f"; {note}" if note else "") + ("; exact delay law drawn" if data["delays"]["exact"] else ""))
+    print(f"{len(paths)} files written to {args.output}/ ({', '.join(Path(p).name for p in paths)})")
+    return 0
+
+
+def _parser_schedule(sub) -> None:
+    s = sub.add_parser("schedule", help="see a schedule: timeline, per-client delays, arrival share",
+                       description="From a trace (.npz, aflqueue simulate --trace) or a run folder (its trace.npz, "
+                                   "up to the arrivals the run applied): a timeline of each client's tasks (waiting, "
+                                   "in service, in transit) and of the m tasks in flight; per-client histograms of "
+                                   "the relative delay with the closed-form mean E[D_i] and, for small exponential "
+                                   "systems, the exact law on top; each client's share of the arrivals against its "
+                                   "routing probability. Writes schedule_*.png/.pdf and schedule.json.")
+    s.add_argument("source", type=nonempty_path, metavar="TRACE_OR_RUN", help="trace .npz or run folder")
+    s.add_argument("--output", "-o", type=nonempty_path, default="schedule", help="output folder (default schedule/)")
+    s.add_argument("--window", type=parse_window, metavar="START:END",
+                   help="simulated-time window of the timeline (default: the first few hundred arrivals)")
+    s.add_argument("--clients", type=float_list, metavar="I,J,..",
+                   help=f"clients of the timeline (default: all, or 24 spread over the speeds)")
+    s.add_argument("--no-exact", action="store_true", help="skip the exact delay law (closed-form mean only)")
+    s.set_defaults(func=_cmd_schedule)
+
+
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
-           _parser_validate, _parser_figures)
+           _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare,
+           _parser_schedule)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -829,7 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
-    "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures}
+    "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures, "sweep": _cmd_sweep,
+    "plot": _cmd_plot, "compare": _cmd_compare, "schedule": _cmd_schedule}
 
 if __name__ == "__main__":
     sys.exit(main())

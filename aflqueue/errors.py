@@ -12,7 +12,8 @@ import math
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["ValidationError", "require", "check_number", "check_positive", "check_integer", "check_fraction"]
+__all__ = ["ValidationError", "require", "check_number", "check_positive", "check_integer", "check_fraction",
+           "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
 
 
 class ValidationError(ValueError):
@@ -93,3 +94,31 @@ def check_integer(value: Any, field: str, minimum: int | None = None, maximum: i
 def check_fraction(value: Any, field: str, *, allow_zero: bool = True, allow_one: bool = False) -> float:
     """A number in ``[0, 1)`` (by default), ``(0, 1)``, ``[0, 1]`` or ``(0, 1]``."""
     return check_number(value, field, 0.0, 1.0, lo_open=not allow_zero, hi_open=not allow_one)
+
+
+# --------------------------------------------------------------------------- optional extras
+#: The one-line message for training without the ``fl`` extra (``pip install aflqueue`` is the
+#: torch-free core: analysis, simulation, optimisation, figures).
+FL_EXTRA_MESSAGE = "training needs the fl extra: pip install 'aflqueue[fl]'"
+#: What the ``fl`` extra installs (import names).
+FL_MODULES = ("torch", "torchvision", "sklearn", "mnist1d")
+
+
+def missing_fl_modules() -> list[str]:
+    """The modules of the ``fl`` extra that cannot be imported, found without importing them."""
+    import importlib.util
+    import sys
+
+    missing = []
+    for name in FL_MODULES:
+        if name in sys.modules:
+            if sys.modules[name] is None:  # blocked on purpose (``sys.modules[name] = None``)
+                missing.append(name)
+            continue
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing

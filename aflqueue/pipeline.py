@@ -197,8 +197,26 @@ def _default_constants():
     return ProxyConstants()
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepared: Prepared | None = None):
-    """Prepare (unless given) and train; write outputs under ``cfg.output``; return the result."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepared: Prepared | None = None,
+          tensorboard: str | Path | None = None):
+    """Prepare (unless given) and train; write outputs under ``cfg.output``; return the result.
+    ``tensorboard``: a folder for TensorBoard event files of the curves and per-arrival staleness
+    (:mod:`aflqueue.fl.tensorboard`; off by default)."""
+    import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
+
+    logger = None
+    if tensorboard is not None:
+        from .fl.tensorboard import TensorBoardLogger
+
+        logger = TensorBoardLogger(tensorboard)  # fails before any work if tensorboard is missing
+    try:
+        return _train(cfg, resume, progress, prepared, logger)
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any):
     from .fl.engine import EngineSettings, TraceTrainer
     from .fl.local import LocalConfig
 
@@ -235,7 +253,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
                            local=LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size,
                                              optimizer=lc.optimizer, weight_decay=lc.weight_decay),
                            settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress,
-                           inputs={k: v for k, v in cfg.to_dict().items() if k != "output"})
+                           inputs={k: v for k, v in cfg.to_dict().items() if k != "output"},
+                           callbacks=() if logger is None else (logger,))
     threads = torch.get_num_threads()
     torch.set_num_threads(run.threads)
     try:

@@ -1,14 +1,22 @@
 """Every figure of the toolkit is drawn here, from data already computed or saved.
 
-No function here runs an analysis, a simulation or a training: each takes data (the dict saved
-next to an analytic figure, a closed-forms results dict, grid or comparison records) and an
-output folder, writes the figure as PNG and PDF (file names starting with the figure's family,
-e.g. ``closed_forms_``) and returns the paths. :mod:`aflqueue.figures` computes or loads the data
-for ``aflqueue figures``; the experiment reports call the record-based figures directly.
+No function here runs an analysis, a simulation or a training: each takes data (a sweep's dict,
+a closed-forms results dict, grid or comparison records, run groups, a schedule summary) and an
+output folder, writes the figure as PNG and PDF (file names starting with the figure's family)
+and returns the paths. :mod:`aflqueue.figures` computes or loads the data for
+``aflqueue figures``; the experiment reports call the record-based figures directly.
 
-Families: analytic (``delay_vs_routing``, ``concurrency_sweep``, ``routing_vs_speed``,
-``energy_pareto``), closed forms vs simulation (``closed_forms_*``), validation grid
-(``grid_accuracy_*``) and algorithm comparison (``comparison_accuracy_*``).
+Families: sweeps of a system (``sweep_*``; the built-in analytic figures ``delay_vs_routing``,
+``concurrency_sweep``, ``routing_vs_speed`` and ``energy_pareto`` are sweeps of the bundled
+examples), closed forms vs simulation (``closed_forms_*``), validation grid (``grid_accuracy_*``),
+algorithm comparison (``comparison_accuracy_*``), the paper experiment (``<preset>_*``), a
+researcher's own runs (``runs_curves``) and schedules (``schedule_*``).
+
+One style for all (:data:`STYLE`, applied with ``rc_context``, never globally): every axis is
+labelled with its unit, legends sit outside the data (below the panels, or to the right), colours
+come from the colour-blind-safe Okabe-Ito palette (:data:`PALETTE`, with line styles or markers as
+a second cue), each panel carries one message and its title says it in words (no internal
+names), and PDFs carry no creation date, so the same data give the same files.
 
 matplotlib is imported inside the functions (Agg backend) so that ``import aflqueue`` stays light;
 :func:`pyplot`, :func:`save_figure` and :data:`STYLE` are the shared style helpers.
@@ -17,15 +25,28 @@ matplotlib is imported inside the functions (Agg backend) so that ``import aflqu
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["STYLE", "pyplot", "save_figure", "closed_forms_delay_scatter", "closed_forms_cv_deviation",
-           "closed_forms_delay_law", "closed_forms_figures", "delay_vs_routing_figure", "concurrency_sweep_figure",
-           "routing_vs_speed_figure", "energy_pareto_figure", "grid_accuracy_figures", "comparison_accuracy_figure"]
+__all__ = ["STYLE", "PALETTE", "OKABE_ITO", "pyplot", "save_figure", "human", "closed_forms_delay_scatter",
+           "closed_forms_cv_deviation", "closed_forms_delay_law", "closed_forms_figures", "sweep_concurrency_figure",
+           "sweep_routing_figure", "sweep_pareto_figure", "sweep_delay_routing_figure", "grid_accuracy_figures",
+           "comparison_accuracy_figure", "paper_figures", "runs_figure", "schedule_timeline_figure",
+           "schedule_delay_figure", "schedule_share_figure"]
+
+#: The Okabe & Ito (2008) palette, distinguishable with the common colour-vision deficiencies, in
+#: the order figures use it (black is kept for references such as AsyncSGD; yellow comes last: it
+#: is faint on white).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+#: Greys for references (diagonals, targets, uniform routing).
+GREY, LIGHT_GREY = "#555555", "#999999"
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1.5)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 #: Shared paper style (applied with ``rc_context``, never globally).
 STYLE: dict[str, Any] = {
@@ -38,18 +59,57 @@ STYLE: dict[str, Any] = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "grid.linewidth": 0.5,
-    "lines.linewidth": 1.2,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": "cycler(color=[" + ", ".join(repr(c) for c in PALETTE) + "])",
+    "lines.linewidth": 1.3,
     "lines.markersize": 4,
+    "legend.frameon": False,
     "savefig.dpi": 200,
     "pdf.fonttype": 42,  # embed TrueType: text stays editable/searchable in the PDF
+    "ps.fonttype": 42,
 }
+
+#: Okabe-Ito colours of the paper experiment's treatments.
+OKABE_ITO = {"asyncsgd": "#000000", "p2": "#E69F00", "p3": "#0072B2", "op": "#D55E00", "p2-pmin4": "#009E73",
+             "p2-clip4": "#CC79A7"}
+
+# Display names of the toolkit's internal names (scenarios, partitions, algorithms, data sets).
+_HUMAN = {"two-groups": "two speed groups (10x)", "five-types": "five device types (30x)",
+          "homogeneous": "equal speeds", "custom": "custom speeds", "iid": "IID split",
+          "generalized-asyncsgd": "Generalized AsyncSGD", "asyncsgd": "AsyncSGD", "fedasync": "FedAsync",
+          "fedbuff": "FedBuff", "fedecho": "FedEcho", "fedrevive": "FedRevive", "digits": "digits",
+          "mnist1d": "MNIST-1D", "mnist": "MNIST", "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST",
+          "emnist": "EMNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic data",
+          "per-update": "P1 per-update", "wall-clock": "P2 wall-clock", "wallclock": "P2 wall-clock",
+          "time-to-accuracy": "P3 time to accuracy", "energy": "energy to accuracy",
+          "max-throughput": "P5 max-throughput", "uniform": "uniform (AsyncSGD)"}
 
 # One marker/colour per service law (by label), stable across figures.
 _LAW_ORDER = ("exponential", "deterministic", "gamma cv=0.5", "lognormal cv=0.5", "lognormal cv=1.5",
               "lognormal cv=3", "weibull k=0.7")
-_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h")
 _FAMILY_MARKERS = {"exponential": "o", "deterministic": "s", "gamma": "D", "lognormal": "^", "weibull": "X",
                    "pareto": "P"}
+
+ACCURACY = "test accuracy (%)"
+LOSS = "test loss (cross-entropy, nats)"
+SIM_TIME = "simulated time (time units)"
+UPDATES = "updates applied (server model versions)"
+
+
+def human(name: str) -> str:
+    """Display name of an internal name (``dir0.5`` -> ``Dirichlet α = 0.5``); unknown names unchanged."""
+    if name in _HUMAN:
+        return _HUMAN[name]
+    if name.startswith("dir") and name[3:].replace(".", "", 1).isdigit():
+        return f"Dirichlet α = {name[3:]}"
+    if name.startswith("k") and name[1:].isdigit():
+        return f"{name[1:]} classes per client"
+    return name
+
+
+def colour(k: int) -> str:
+    return PALETTE[k % len(PALETTE)]
 
 
 def pyplot():
@@ -62,24 +122,99 @@ def pyplot():
     return plt
 
 
-def _law_style(label: str, index_hint: int = 0) -> tuple[str, Any]:
-    """(marker, colour) of a law label; unknown labels get the next free style."""
+@contextmanager
+def styled() -> Iterator[Any]:
+    """``pyplot`` with :data:`STYLE` in force (for drawing and saving)."""
     plt = pyplot()
-    colours = plt.get_cmap("tab10").colors
-    k = _LAW_ORDER.index(label) if label in _LAW_ORDER else len(_LAW_ORDER) + index_hint
-    return _MARKERS[k % len(_MARKERS)], colours[k % len(colours)]
+    with plt.rc_context(STYLE):
+        yield plt
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (3.3, 2.8), **kw: Any):
+    """A constrained-layout figure of ``nrows x ncols`` panels (axes always 2-D); call inside :func:`styled`."""
+    plt = pyplot()
+    return plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False,
+                        layout="constrained", **kw)
+
+
+def _legend_below(fig: Any, handles: Sequence[Any], labels: Sequence[str], ncol: int | None = None,
+                  title: str | None = None) -> Any:
+    """One legend for the figure, below the panels (outside every data area)."""
+    if not handles:
+        return None
+    ncol = ncol or min(len(labels), 3)
+    return fig.legend(handles, labels, loc="outside lower center", ncol=ncol, title=title)
+
+
+def _collect(axes: Any) -> tuple[list[Any], list[str]]:
+    """Legend handles and labels of all axes, first occurrence of each label kept."""
+    seen: dict[str, Any] = {}
+    for ax in np.asarray(axes).flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if not lab.startswith("_"):
+                seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _wrap_words(text: str, width: int) -> str:
+    """Wrap ``text`` at spaces to lines of about ``width`` characters, never inside ``$...$``."""
+    words: list[str] = []
+    for tok in text.split(" "):
+        if words and words[-1].count("$") % 2 == 1:  # inside mathtext: glue to the previous word
+            words[-1] += " " + tok
+        else:
+            words.append(tok)
+    lines: list[str] = []
+    for w in words:
+        if lines and len(lines[-1]) + 1 + len(w) <= width:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return "\n".join(lines)
+
+
+def _fit_text(fig: Any) -> None:
+    """Wrap axis labels and titles that are longer than their panel (constrained layout can make
+    room around a panel, but not for a label longer than the panel itself)."""
+    W, H = fig.get_size_inches()
+    fig.draw_without_rendering()  # lay the panels out: their real sizes, after legends and titles took room
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_subplotspec() is None:
+            continue
+        pos = ax.get_position()
+        nominal = ax.get_subplotspec().get_position(fig)
+        width = max(pos.width, 0.6 * nominal.width) * W
+        height = max(pos.height, 0.5 * nominal.height) * H
+        for text, inches in ((ax.xaxis.label, width * 0.95), (ax.yaxis.label, height * 0.95),
+                             (ax.title, width * 1.05)):
+            s = text.get_text()
+            if s:
+                per_char = text.get_fontsize() * 0.55 / 72.0  # inches per character, roughly
+                text.set_text(_wrap_words(s.replace("\n", " "), max(14, int(inches / per_char))))
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        s = fig._suptitle
+        s.set_text(_wrap_words(s.get_text().replace("\n", " "), max(30, int(W * 0.95 * 72 / (s.get_fontsize() * 0.55)))))
 
 
 def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     """Write ``fig`` as ``out_dir/stem.png`` and ``.pdf`` (no creation date: the same data give the
-    same files), close it and return both paths."""
+    same files), close it and return both paths. Labels and titles longer than their panel are
+    wrapped first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for p in paths:
-        # no creation date in the PDF: regenerating a figure from the same results gives the same file
-        fig.savefig(p, bbox_inches="tight", metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
-    pyplot().close(fig)
+    plt = pyplot()
+    with plt.rc_context(STYLE):
+        _fit_text(fig)
+        for p in paths:
+            # no creation date in the PDF: regenerating a figure from the same results gives the same file
+            fig.savefig(p, bbox_inches="tight",
+                        metadata={"CreationDate": None, "Creator": "aflqueue"} if p.suffix == ".pdf" else None)
+    plt.close(fig)
     return paths
 
 
@@ -92,6 +227,16 @@ def _finite(x: Any) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
+def _arr(x: Sequence[Any]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in x], dtype=float)
+
+
+def _law_style(label: str, index_hint: int = 0) -> tuple[str, Any]:
+    """(marker, colour) of a law label; unknown labels get the next free style."""
+    k = _LAW_ORDER.index(label) if label in _LAW_ORDER else len(_LAW_ORDER) + index_hint
+    return MARKERS[k % len(MARKERS)], colour(k)
+
+
 # --------------------------------------------------------------------------- closed forms
 def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """Simulated vs closed-form ``E[D_i]`` (updates), log-log, one panel per scenario.
@@ -99,8 +244,6 @@ def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) 
     Error bars are the 95% confidence intervals; the diagonal is exact agreement. One marker and
     colour per compute-time law. Reads ``results["scenarios"][name]["runs"][k]["comparisons"]``.
     """
-    plt = pyplot()
-    import numpy as np
     from matplotlib.ticker import NullFormatter
 
     scen = results["scenarios"]
@@ -108,9 +251,8 @@ def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) 
     if not names:
         raise ValueError("closed_forms_delay_scatter: no scenario with runs in the results")
     nrows, ncols = _grid(len(names))
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.5 * nrows), squeeze=False)
-        handles: dict[str, Any] = {}
+    with styled():
+        fig, axes = _subplots(nrows, ncols, panel=(2.8, 2.7))
         for ax, name in zip(axes.flat, names):
             lo_all, hi_all = math.inf, 0.0
             for k, run in enumerate(scen[name]["runs"]):
@@ -124,35 +266,30 @@ def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) 
                 lo = np.array([r["ci"][0] if r["ci"] and _finite(r["ci"][0]) else r["sim_mean"] for r in rows])
                 hi = np.array([r["ci"][1] if r["ci"] and _finite(r["ci"][1]) else r["sim_mean"] for r in rows])
                 lo = np.maximum(lo, 0.5 * y)  # a log axis cannot show a non-positive lower bound
-                marker, colour = _law_style(label, k)
-                h = ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt=marker, color=colour, ms=3.5, mfc="none",
-                                mew=0.9, elinewidth=0.7, capsize=0, label=label)
-                handles.setdefault(label, h)
+                marker, col = _law_style(label, k)
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt=marker, color=col, ms=3.5, mfc="none", mew=0.9,
+                            elinewidth=0.7, capsize=0, label=label)
                 lo_all, hi_all = min(lo_all, x.min(), lo.min()), max(hi_all, x.max(), hi.max())
             if hi_all > 0:
                 # at least ~1.5 decades so that log ticks stay readable on narrow ranges
                 centre = math.sqrt(lo_all * hi_all)
                 half = max(math.sqrt(hi_all / lo_all) * 1.5, 10 ** 0.75)
                 span = np.array([centre / half, centre * half])
-                ax.plot(span, span, color="0.4", lw=0.8, ls="--", zorder=0)
+                ax.plot(span, span, color=GREY, lw=0.8, ls="--", zorder=0, label="simulation = closed form")
                 ax.set_xlim(*span)
                 ax.set_ylim(*span)
             ax.set_xscale("log")
             ax.set_yscale("log")
             for axis in (ax.xaxis, ax.yaxis):
                 axis.set_minor_formatter(NullFormatter())
-            ax.set_title(name)
+            ax.set_title(_wrap(scen[name].get("title") or name, 42), fontsize=8)
             ax.set_xlabel("closed-form $E[D_i]$ (updates)")
             ax.set_ylabel("simulated $E[D_i]$ (updates)")
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
-        ncol = min(len(handles), 4)
-        legend_rows = max(1, math.ceil(len(handles) / ncol))
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol,
-                   frameon=False, bbox_to_anchor=(0.5, 0.0))
-        fig.suptitle("Relative delay per client: simulation (95% CI) vs closed form")
-        # reserve room for the legend below the panels (in figure-height fractions)
-        fig.tight_layout(rect=(0, (0.1 + 0.2 * legend_rows) / fig.get_figheight(), 1, 1))
+        handles, labels = _collect(axes)
+        _legend_below(fig, handles, labels, ncol=4, title="compute-time law (bars: 95% confidence intervals)")
+        fig.suptitle("Relative delay per client: simulation against the closed form")
         return save_figure(fig, out_dir, "closed_forms_delay_scatter")
 
 
@@ -173,18 +310,16 @@ def closed_forms_cv_deviation(results: Mapping[str, Any], out_dir: str | Path) -
     dotted line) is the exact reference. "Slowest clients" = the client type with the lowest
     compute rate, delay pooled over its clients (task-weighted).
     """
-    plt = pyplot()
-
     scen = {n: sc for n, sc in results["scenarios"].items() if not sc.get("multistage") and sc.get("runs")}
     if not scen:
         raise ValueError("closed_forms_cv_deviation: no single-stage scenario in the results")
-    colours = plt.get_cmap("tab10").colors
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.9))
+    with styled():
+        fig, axes = _subplots(1, 2, panel=(3.7, 3.4))
+        axes = axes[0]
         fam_handles: dict[str, Any] = {}
         scen_handles: dict[str, Any] = {}
         for c, (name, sc) in enumerate(scen.items()):
-            colour = colours[c % len(colours)]
+            col = colour(c)
             pts: list[list[tuple[float, float, float, float, str]]] = [[], []]
             for run in sc["runs"]:
                 cv = run["law"]["cv"]
@@ -197,26 +332,26 @@ def closed_forms_cv_deviation(results: Mapping[str, Any], out_dir: str | Path) -
             for k, ax in enumerate(axes):
                 for cv, mid, lo, hi, fam in pts[k]:
                     ax.errorbar([cv], [mid], yerr=[[mid - lo], [hi - mid]], fmt=_FAMILY_MARKERS.get(fam, "o"),
-                                    color=colour, mfc="none" if fam != "exponential" else colour, ms=4.5,
-                                    mew=0.9, elinewidth=0.8, capsize=1.5)
-                    fam_handles.setdefault(fam, ax.plot([], [], _FAMILY_MARKERS.get(fam, "o"), color="0.3",
-                                                        mfc="none", label=fam)[0])
+                                color=col, mfc="none" if fam != "exponential" else col, ms=4.5,
+                                mew=0.9, elinewidth=0.8, capsize=1.5)
+                    fam_handles.setdefault(fam, ax.plot([], [], _FAMILY_MARKERS.get(fam, "o"), color=GREY,
+                                                        mfc="none")[0])
                 line = sorted((p for p in pts[k] if p[4] in ("deterministic", "exponential", "lognormal")),
                               key=lambda p: p[0])
                 if line:
-                    h = ax.plot([p[0] for p in line], [p[1] for p in line], color=colour, lw=0.9, alpha=0.8)[0]
-                    scen_handles.setdefault(name, h)
+                    h = ax.plot([p[0] for p in line], [p[1] for p in line], color=col, lw=0.9, alpha=0.8)[0]
+                    scen_handles.setdefault(_wrap(sc.get("title") or name, 40), h)
         for ax, title in zip(axes, ("throughput", "mean $E[D]$ of the slowest clients")):
-            ax.axhline(0.0, color="0.3", lw=0.8)
-            ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
-            ax.set_xlabel("compute-time CV (std / mean)")
-            ax.set_ylabel("(simulated - closed form) / closed form (%)")
-            ax.set_title(title)
+            ax.axhline(0.0, color=GREY, lw=0.8)
+            ax.axvline(1.0, color=LIGHT_GREY, lw=0.8, ls=":")
+            ax.set_xlabel("compute-time CV (std / mean, dimensionless)")
+            ax.set_ylabel("deviation from closed form (%)")
+            ax.set_title(f"{title}: simulated vs closed form")
             ax.set_xlim(left=-0.15)
-        axes[0].legend(list(scen_handles.values()), list(scen_handles), loc="lower left", frameon=False,
-                       title="scenario")
-        axes[1].legend(list(fam_handles.values()), list(fam_handles), loc="lower left", frameon=False, title="law")
-        fig.tight_layout()
+        handles = list(scen_handles.values()) + list(fam_handles.values())
+        labels = list(scen_handles) + [f"law: {f}" for f in fam_handles]
+        _legend_below(fig, handles, labels, ncol=2)
+        fig.suptitle("Product form is exact at CV = 1 (dotted); other laws bias it")
         return save_figure(fig, out_dir, "closed_forms_cv_deviation")
 
 
@@ -226,35 +361,32 @@ def closed_forms_delay_law(results: Mapping[str, Any], out_dir: str | Path) -> l
     Reads ``results["delay_distribution"][name]["clients"][k]["exact_pmf" / "empirical_pmf"]``;
     the last pmf bin holds the mass of ``D >= max_delay``.
     """
-    plt = pyplot()
-    import numpy as np
-
     dd = results.get("delay_distribution") or {}
     if not dd:
         raise ValueError("closed_forms_delay_law: no delay_distribution entry in the results")
-    colours = plt.get_cmap("tab10").colors
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(dd), figsize=(3.4 * len(dd), 2.8), squeeze=False)
+    with styled():
+        fig, axes = _subplots(1, len(dd), panel=(3.4, 2.8))
         for ax, (name, rec) in zip(axes.flat, dd.items()):
             for k, c in enumerate(rec["clients"]):
-                colour = colours[k % len(colours)]
+                col = colour(k)
                 ex = np.asarray(c["exact_pmf"], dtype=float)
-                em = np.asarray([np.nan if v is None else v for v in c["empirical_pmf"]], dtype=float)
+                em = _arr(c["empirical_pmf"])
                 d = np.arange(ex.size)
                 tail_ex = ex[::-1].cumsum()[::-1]
                 tail_em = em[::-1].cumsum()[::-1]
                 keep = tail_ex > 1e-7
-                ax.plot(d[keep], tail_ex[keep], color=colour, lw=1.0, label=c["name"])
+                ax.plot(d[keep], tail_ex[keep], color=col, lw=1.0, ls=LINESTYLES[k % len(LINESTYLES)],
+                        label=f"client {c['name']}")
                 ok = tail_em > 0
-                ax.plot(d[ok], tail_em[ok], "o", color=colour, ms=2.5, mfc="none", mew=0.7)
-            ax.plot([], [], "-", color="0.3", lw=1.0, label="exact (CTMC)")
-            ax.plot([], [], "o", color="0.3", ms=2.5, mfc="none", mew=0.7, label="simulated")
+                ax.plot(d[ok], tail_em[ok], MARKERS[k % len(MARKERS)], color=col, ms=2.5, mfc="none", mew=0.7)
+            ax.plot([], [], "-", color=GREY, lw=1.0, label="exact (tagged-task CTMC)")
+            ax.plot([], [], "o", color=GREY, ms=2.5, mfc="none", mew=0.7, label="simulated")
             ax.set_yscale("log")
             ax.set_xlabel("relative delay $d$ (updates)")
-            ax.set_ylabel(r"$P(D_i \geq d)$")
-            ax.set_title(f"{name} ({rec['updates']:,} updates)")
-            ax.legend(frameon=False, ncol=1)
-        fig.tight_layout()
+            ax.set_ylabel(r"tail $P(D_i \geq d)$ (probability)")
+            ax.set_title(_wrap(f"{rec.get('title') or name} ({rec['updates']:,} updates)", 46), fontsize=8)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+        fig.suptitle("Law of the relative delay: exact chain vs simulation")
         return save_figure(fig, out_dir, "closed_forms_delay_law")
 
 
@@ -266,165 +398,234 @@ def closed_forms_figures(results: Mapping[str, Any], out_dir: str | Path) -> lis
     return paths
 
 
-# --------------------------------------------------------------------------- analytic figures
-def delay_vs_routing_figure(data: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """``E[D]`` of a fast and a slow client, and the throughput, against the routing mass on the
-    slow half. ``data``: ``slow_mass``, ``delay_fast``, ``delay_slow``, ``mean_delay``,
-    ``throughput`` (equal-length lists; delays in updates, throughput in updates per time unit)."""
-    plt = pyplot()
-    q = data["slow_mass"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.semilogy(q, data["delay_fast"], label="fast client (rate 1)")
-    a1.semilogy(q, data["delay_slow"], label="slow client (rate 0.1)")
-    a1.semilogy(q, data["mean_delay"], "k--", lw=1, label=r"$\sum_i p_i E[D_i] = m-1$")
-    a1.axvline(0.5, color="grey", ls=":", lw=0.8)
-    a1.set_xlabel("routing mass on the 5 slow clients")
-    a1.set_ylabel(r"relative delay $E[D_i]$ (updates)")
-    a1.legend(fontsize=8)
-    a2.plot(q, data["throughput"])
-    a2.axvline(0.5, color="grey", ls=":", lw=0.8)
-    a2.set_xlabel("routing mass on the 5 slow clients")
-    a2.set_ylabel(r"throughput $\lambda$ (updates / time)")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-    fig.suptitle("Exact analysis, 5 fast + 5 slow clients (10x), m = 10 (dotted: uniform)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out_dir, "delay_vs_routing")
+# --------------------------------------------------------------------------- sweeps of a system
+_PROXY_PANELS = (("per_update", "per-update", "P1: per-update proxy $U$", "proxy $U(p, m; K)$ (loss units)"),
+                 ("wallclock", "wall-clock", r"P2: wall-clock proxy $W$", r"proxy $W(p, m; \tau)$ (loss units)"),
+                 ("time_to_accuracy", "time-to-accuracy", r"P3: time to accuracy $E[T_\epsilon]$",
+                  r"$E[T_\epsilon]$ (time units)"),
+                 ("energy", "energy", "energy to accuracy", r"energy $P \cdot E[T_\epsilon]$ (energy units)"))
 
 
-def concurrency_sweep_figure(data: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Throughput and proxies against ``m`` for uniform and optimal routing (the U shape of time
-    against ``m``). ``data``: ``m``, ``throughput_uniform``, ``time_to_accuracy_{uniform,optimal}``,
-    ``wallclock_{uniform,optimal}`` (lists over ``m``), ``m_star_time``, ``m_star_wallclock``."""
-    plt = pyplot()
-    ms = data["m"]
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(12, 3.4))
-    a1.plot(ms, data["throughput_uniform"], label="uniform routing")
-    a1.set_ylabel(r"throughput $\lambda(m)$")
-    a2.plot(ms, data["time_to_accuracy_uniform"], label="uniform routing")
-    a2.plot(ms, data["time_to_accuracy_optimal"], label="optimal routing at each m")
-    a2.axvline(data["m_star_time"], color="tab:orange", ls=":", lw=1)
-    a2.set_ylabel(r"time to accuracy $E[T_\epsilon] \approx K_\epsilon / \lambda$")
-    a3.plot(ms, data["wallclock_uniform"], label="uniform routing")
-    a3.plot(ms, data["wallclock_optimal"], label="optimal routing at each m")
-    a3.axvline(data["m_star_wallclock"], color="tab:orange", ls=":", lw=1)
-    a3.set_ylabel(r"wall-clock proxy $W(\tau)$")
-    for a in (a1, a2, a3):
-        a.set_xlabel("concurrency m")
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    fig.suptitle(f"5 fast + 5 slow clients: the U shape of time against m (optimal m* = {data['m_star_time']} for "
-                 f"time to accuracy, {data['m_star_wallclock']} for W)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out_dir, "concurrency_sweep")
+def _system_name(data: Mapping[str, Any]) -> str:
+    rates = np.asarray(data["rates"])
+    return f"{data.get('name') or 'system'} (n = {rates.size}, speeds {rates.min():g}-{rates.max():g} tasks / time unit)"
 
 
-_OBJECTIVES = {"per-update": ("P1 per-update", "o"), "wallclock": ("P2 wall-clock", "s"),
-               "time-to-accuracy": ("P3 time-to-accuracy", "^"), "max-throughput": ("P5 max-throughput", "x")}
+def sweep_concurrency_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "sweep_concurrency",
+                             objectives: Sequence[str] | None = None) -> list[Path]:
+    """Throughput, relative delays and each proxy against the concurrency ``m``: uniform routing
+    (AsyncSGD) and the best routing at each ``m``, the optimum ``m*`` marked (one panel each).
+    ``data``: :meth:`aflqueue.sweep.SweepResult.to_dict`; ``objectives`` limits the proxy panels."""
+    rows = data["rows"]
+    ms = np.array([r["m"] for r in rows], dtype=float)
+    objs = [o for o in data["objectives"] if objectives is None or o in objectives]
+    panels = [p for p in _PROXY_PANELS if p[1] in objs]
+    n_pan = 2 + len(panels)
+    nrows, ncols = _grid(n_pan, 2 if n_pan <= 4 else 3)
+    with styled():
+        fig, axes = _subplots(nrows, ncols, panel=(3.4, 2.7))
+        flat = list(axes.flat)
+        a = flat[0]
+        a.plot(ms, _arr([r["throughput_uniform"] for r in rows]), color="black", label="uniform routing (AsyncSGD)")
+        if "max-throughput" in data["optima"]:
+            o = data["optima"]["max-throughput"]
+            a.plot([o["concurrency"]], [o["objective_value"]], "*", color=colour(1), ms=9,
+                   label="optimum of the objective")
+        a.set_title("throughput" + (f", P5 optimum at m* = {data['optima']['max-throughput']['concurrency']}"
+                                    if "max-throughput" in data["optima"] else " under uniform routing"))
+        a.set_ylabel(r"throughput $\lambda$ (updates / time unit)")
+        a = flat[1]
+        a.plot(ms, _arr([r["relative_delay_slowest_uniform"] for r in rows]), color=colour(1), ls="--",
+               label="slowest client, uniform")
+        a.plot(ms, _arr([r["relative_delay_fastest_uniform"] for r in rows]), color=colour(0), ls="-.",
+               label="fastest client, uniform")
+        a.plot(ms, _arr([r["mean_relative_delay_uniform"] for r in rows]), color=GREY, ls=":",
+               label=r"mean $\Sigma_i\, p_i E[D_i] = m - 1$ (any routing)")
+        a.set_title("relative delay (staleness) under uniform routing")
+        a.set_ylabel(r"relative delay $E[D_i]$ (updates)")
+        for ax, (key, obj, title, ylabel) in zip(flat[2:], panels):
+            ax.plot(ms, _arr([r.get(f"{key}_uniform") for r in rows]), color="black",
+                    label="uniform routing (AsyncSGD)")
+            prof = [(r["m"], r.get(f"{key}_optimal")) for r in rows if _finite(r.get(f"{key}_optimal"))]
+            if prof:
+                ax.plot([p[0] for p in prof], [p[1] for p in prof], color=colour(0), ls="--",
+                        label="best routing at each m")
+            o = data["optima"][obj]
+            ax.plot([o["concurrency"]], [o["objective_value"]], "*", color=colour(1), ms=9,
+                    label="optimum of the objective")
+            ax.set_title(f"{title}, optimum at m* = {o['concurrency']}")
+            ax.set_ylabel(ylabel)
+            vals = _arr([r.get(f"{key}_uniform") for r in rows] + [p[1] for p in prof])
+            vals = vals[np.isfinite(vals) & (vals > 0)]
+            if vals.size and vals.max() / vals.min() > 30:
+                ax.set_yscale("log")
+        for ax in flat[:n_pan]:
+            ax.set_xlabel("concurrency m (tasks in flight)")
+            if ms.max() / max(ms.min(), 1) > 50:
+                ax.set_xscale("log")
+        for ax in flat[n_pan:]:
+            ax.set_visible(False)
+        handles, labels = _collect(axes)
+        _legend_below(fig, handles, labels, ncol=3)
+        fig.suptitle(f"Against concurrency, {_system_name(data)}")
+        return save_figure(fig, out_dir, stem)
 
 
-def routing_vs_speed_figure(data: Mapping[str, Any], out_dir: str | Path, group: int = 4) -> list[Path]:
-    """Optimal ``p_i`` against ``mu_i`` per objective. ``data``: ``rates`` (``n``) and, per objective
-    name, its routing (``n``); clients come in consecutive groups of ``group`` equal ones, one point
-    per group is drawn."""
-    import numpy as np
-
-    plt = pyplot()
+def sweep_routing_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "sweep_routing_vs_speed",
+                         objectives: Sequence[str] | None = None) -> list[Path]:
+    """Optimal routing ``p_i`` against client speed ``mu_i`` for each objective (at its optimum
+    ``m*``): one marker per client, the line through the mean ``p`` of each speed."""
     rates = np.asarray(data["rates"], dtype=float)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for obj, (label, marker) in _OBJECTIVES.items():
-        if obj in data:
-            pts = np.maximum(np.asarray(data[obj], dtype=float), 1e-6)
-            ax.loglog(rates[::group], pts[::group], marker=marker, label=label)
-    ax.axhline(1 / rates.size, color="k", ls="--", lw=1, label="uniform (AsyncSGD)")
-    ax.set_xlabel(r"client speed $\mu_i$ (tasks / time)")
-    ax.set_ylabel(r"routing probability $p_i$ (floor 1e-6)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title(f"Optimal routing against speed (5 types x {group} clients, m = 20)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out_dir, "routing_vs_speed")
+    speeds = np.unique(rates)
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(4.4, 3.3))
+        ax = axes[0][0]
+        for k, (obj, o) in enumerate(data["optima"].items()):
+            if objectives is not None and obj not in objectives:
+                continue
+            p = np.maximum(np.asarray(o["routing"], dtype=float), 1e-6)
+            col, mk, ls = colour(k), MARKERS[k % len(MARKERS)], LINESTYLES[k % len(LINESTYLES)]
+            ax.plot(rates, p, mk, color=col, mfc="none", ls="none")
+            ax.plot(speeds, [p[rates == s].mean() for s in speeds], color=col, ls=ls, marker=mk, mfc="none",
+                    label=f"{human(obj)} (m* = {o['concurrency']})")
+        ax.axhline(1 / rates.size, color="black", ls="--", lw=1, label="uniform (AsyncSGD)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"client speed $\mu_i$ (tasks / time unit)")
+        ax.set_ylabel(r"routing probability $p_i$ (share of tasks; floor $10^{-6}$)")
+        ax.set_title("routing of each objective's optimum against client speed")
+        _legend_below(fig, *_collect(axes), ncol=2, title="objective (markers: clients, line: mean per speed)")
+        fig.suptitle(_system_name(data))
+        return save_figure(fig, out_dir, stem)
 
 
-def energy_pareto_figure(data: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Time to accuracy against energy to accuracy over the trade-off weight ``r`` (P4).
-    ``data``: ``weights``, ``time``, ``energy`` (lists over ``r``), ``uniform_time``, ``uniform_energy``."""
-    plt = pyplot()
-    T, E, w = data["time"], data["energy"], data["weights"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(T, E, "o-", label="optimum for weight r (r = 0 ... 1)")
-    for r, t, e in zip(w[::5], T[::5], E[::5]):
-        ax.annotate(f"r={r:.1f}", (t, e), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.plot([data["uniform_time"]], [data["uniform_energy"]], "k*", ms=10, label="uniform (AsyncSGD)")
-    ax.set_xlabel(r"time to accuracy $E[T_\epsilon]$")
-    ax.set_ylabel(r"energy to accuracy (busy power $\kappa \mu^3$)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("Time/energy Pareto front (P4), 5 device types", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out_dir, "energy_pareto")
+def sweep_pareto_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "sweep_pareto") -> list[Path]:
+    """Time to accuracy against energy to accuracy along the trade-off weight ``r`` (P4), and the
+    uniform routing (AsyncSGD)."""
+    pf = data["pareto"]
+    T, E, w, ms = pf["time"], pf["energy"], pf["weights"], pf["concurrency"]
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(4.8, 3.6))
+        ax = axes[0][0]
+        ax.plot(T, E, "o-", color=colour(0), mfc="none", label="optimum for weight r (r = 0: time, 1: energy)")
+        for i, what in ((0, "fastest"), (len(w) - 1, "least energy")):
+            ax.annotate(f"r = {w[i]:g} ({what}), m = {ms[i]}", (T[i], E[i]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=7)
+        vals_t, vals_e = _arr(T), _arr(E)
+        if np.nanmax(vals_t) / np.nanmin(vals_t) > 5 or np.nanmax(vals_e) / np.nanmin(vals_e) > 5:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        if _finite(pf.get("uniform_time")) and _finite(pf.get("uniform_energy")):
+            ax.plot([pf["uniform_time"]], [pf["uniform_energy"]], "*", color="black", ms=10,
+                    label=f"uniform (AsyncSGD), m = {pf.get('uniform_concurrency')}")
+        ax.set_xlabel(r"time to accuracy $E[T_\epsilon]$ (time units)")
+        ax.set_ylabel(r"energy to accuracy (energy units, busy power $\kappa \mu^3$)")
+        ax.set_title("time/energy Pareto front (P4) and uniform routing")
+        _legend_below(fig, *_collect(axes), ncol=1)
+        fig.suptitle(_system_name(data))
+        return save_figure(fig, out_dir, stem)
+
+
+def sweep_delay_routing_figure(data: Mapping[str, Any], out_dir: str | Path,
+                               stem: str = "sweep_delay_vs_routing") -> list[Path]:
+    """Relative delays of the fastest and slowest client and the throughput as routing mass moves
+    to the slower clients, at the system's concurrency; the uniform routing dotted."""
+    d = data["delay_routing"]
+    q = np.asarray(d["slow_mass"])
+    with styled():
+        fig, axes = _subplots(1, 2, panel=(3.4, 2.9))
+        a1, a2 = axes[0]
+        a1.plot(q, d["delay_fast"], color=colour(0), ls="-.", label=f"fastest client (rate {d['fast_rate']:g})")
+        a1.plot(q, d["delay_slow"], color=colour(1), ls="--", label=f"slowest client (rate {d['slow_rate']:g})")
+        a1.plot(q, d["mean_delay"], color=GREY, ls=":", lw=1, label=r"mean $\Sigma_i\, p_i E[D_i] = m - 1$")
+        a1.set_yscale("log")
+        a1.set_ylabel(r"relative delay $E[D_i]$ (updates)")
+        a1.set_title("relative delay of the fastest and slowest client")
+        a2.plot(q, d["throughput"], color=colour(2), label=r"throughput $\lambda$")
+        a2.set_ylabel(r"throughput $\lambda$ (updates / time unit)")
+        a2.set_title("throughput")
+        for a in (a1, a2):
+            a.axvline(d["uniform_mass"], color=LIGHT_GREY, ls=":", lw=1, label="uniform routing")
+            a.set_xlabel(f"routing mass on the {d['slow_clients']} slower clients (share of tasks)")
+        _legend_below(fig, *_collect(axes), ncol=3)
+        fig.suptitle(f"Exact analysis at m = {d['concurrency']}, {_system_name(data)}")
+        return save_figure(fig, out_dir, stem)
 
 
 # --------------------------------------------------------------------------- training curves
-def _accuracy_band(ax: Any, curves: list[Mapping[str, list]], colour: Any, label: str) -> None:
-    """Mean test accuracy over seeds against simulated time, with a 95% t-band clipped to
-    ``[0, 1]`` (accuracy lives there; few seeds make t-bands wider). Curves of another length than
-    the first (an unfinished run) are left out."""
-    import numpy as np
+def _band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and a seeded percentile-bootstrap 95% band of the mean, per time point."""
+    from .stats import bootstrap_band
 
-    from .stats import t_quantile
+    return bootstrap_band(curves)
 
-    t = np.asarray(curves[0]["time"])
-    A = np.asarray([c["test_accuracy"] for c in curves if len(c["test_accuracy"]) == t.size])
-    mean = A.mean(0)
-    ax.plot(t, mean, color=colour, label=label, lw=1.4)
-    if A.shape[0] > 1:
-        h = t_quantile(0.95, A.shape[0] - 1) * A.std(0, ddof=1) / math.sqrt(A.shape[0])
-        ax.fill_between(t, np.clip(mean - h, 0, 1), np.clip(mean + h, 0, 1), color=colour, alpha=0.15, lw=0)
+
+def _mean_band(ax: Any, t: np.ndarray, curves: list[list[float]], col: str, label: str, ls: Any = "-",
+               scale: float = 100.0) -> None:
+    """Mean over seeds (in %) and its 95% bootstrap band (several seeds only)."""
+    mean, lo, hi = _band(curves)
+    ax.plot(t, scale * mean, color=col, ls=ls, label=label)
+    if len(curves) > 1:
+        ax.fill_between(t, scale * lo, scale * hi, color=col, alpha=0.18, lw=0)
+
+
+#: Routing groups of a grid figure: one message per figure (P2 vs AsyncSGD; the other proxies).
+_GRID_GROUPS = (("", ("uniform", "wallclock", "wallclock-eta")),
+                ("_other_proxies", ("uniform", "per-update", "time-to-accuracy", "max-throughput")))
 
 
 def grid_accuracy_figures(records: list[Mapping[str, Any]], out_dir: str | Path) -> list[tuple[Path, str]]:
-    """Validation grid: accuracy against simulated time (mean and 95% band over seeds), per routing
-    for each (data set, algorithm), one panel per (speeds, partition). Returns ``[(png, caption)]``."""
-    from collections import defaultdict
+    """Validation grid: accuracy against simulated time (mean and 95% bootstrap band over seeds),
+    per routing for each (data set, algorithm), one panel per (speeds, partition). The wall-clock
+    routings (P2, with and without its step size) and the other proxies go to separate figures
+    so that a panel compares at most three routings with AsyncSGD. Returns ``[(png, caption)]``."""
+    from .experiments.grid import ROUTING_LABELS
 
-    from .experiments.grid import ROUTING_LABELS, ROUTINGS
-
-    plt = pyplot()
     made: list[tuple[Path, str]] = []
     by: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         c = r["cell"]
         by[(c["dataset"], c["algorithm"])][(c["speed"], c["partition"], c["routing"])].append(r)
-    colors = {"uniform": "k", "per-update": "tab:blue", "wallclock": "tab:red", "wallclock-eta": "tab:purple",
-              "time-to-accuracy": "tab:orange", "max-throughput": "tab:green"}
+    style = {"uniform": ("black", "-"), "wallclock": (colour(1), "--"), "wallclock-eta": (colour(0), "-."),
+             "per-update": (colour(2), "--"), "time-to-accuracy": (colour(3), "-."),
+             "max-throughput": (colour(4), ":")}
     order = ("iid", "dir0.5", "dir0.1")
     for (dataset, algorithm), cells in sorted(by.items()):
-        scen = sorted({(s, p) for s, p, _ in cells})
-        speeds = sorted({s for s, _ in scen})
-        parts = sorted({p for _, p in scen}, key=lambda x: order.index(x) if x in order else 9)
-        fig, axes = plt.subplots(len(speeds), len(parts), figsize=(4.2 * len(parts), 3.2 * len(speeds)),
-                                 squeeze=False, sharey=True)
-        for sp, pa in scen:
-            ax = axes[speeds.index(sp)][parts.index(pa)]
-            target = next(rr for (s2, p2, _), v in cells.items() if (s2, p2) == (sp, pa) for rr in v)["target"]
-            for routing in ROUTINGS:
-                runs = cells.get((sp, pa, routing))
-                if runs:
-                    _accuracy_band(ax, [r["measured"]["curves"] for r in runs], colors[routing],
-                                   ROUTING_LABELS[routing])
-            ax.axhline(target, color="grey", ls=":", lw=0.8)
-            ax.set_title(f"{sp}, {pa}", fontsize=9)
-            ax.set_ylim(0, 1)
-            ax.set_xlabel("simulated time")
-            ax.grid(alpha=0.3)
-        for row in axes:
-            row[0].set_ylabel("test accuracy")
-        axes[0][0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{dataset}: {algorithm}, accuracy against simulated time (mean, 95% band over seeds)", fontsize=10)
-        fig.tight_layout()
-        paths = save_figure(fig, out_dir, f"grid_accuracy_{dataset}_{algorithm}")
-        made.append((Path(paths[0]), f"{dataset}, {algorithm}: test accuracy against simulated time per routing"))
+        for suffix, routings in _GRID_GROUPS:
+            present = [rt for rt in routings if any(k[2] == rt for k in cells)]
+            if not [rt for rt in present if rt != "uniform"]:
+                continue
+            scen = sorted({(s, p) for s, p, _ in cells})
+            speeds = sorted({s for s, _ in scen})
+            parts = sorted({p for _, p in scen}, key=lambda x: order.index(x) if x in order else 9)
+            with styled():
+                fig, axes = _subplots(len(speeds), len(parts), panel=(3.0, 2.3), sharey=True)
+                for sp, pa in scen:
+                    ax = axes[speeds.index(sp)][parts.index(pa)]
+                    target = next(rr for (s2, p2, _), v in cells.items() if (s2, p2) == (sp, pa) for rr in v)["target"]
+                    for routing in present:
+                        runs = cells.get((sp, pa, routing))
+                        if not runs:
+                            continue
+                        t = np.asarray(runs[0]["measured"]["curves"]["time"])
+                        curves = [r["measured"]["curves"]["test_accuracy"] for r in runs
+                                  if len(r["measured"]["curves"]["test_accuracy"]) == t.size]
+                        col, ls = style.get(routing, (GREY, "-"))
+                        _mean_band(ax, t, curves, col, ROUTING_LABELS.get(routing, routing), ls)
+                    ax.axhline(100 * target, color=GREY, ls=":", lw=0.8, label=f"target accuracy ({100 * target:.0f}%)")
+                    ax.set_title(f"{human(sp)}, {human(pa)}")
+                    ax.set_ylim(0, 100)
+                    ax.set_xlabel(SIM_TIME)
+                for row in axes:
+                    row[0].set_ylabel(ACCURACY)
+                handles, labels = _collect(axes)
+                _legend_below(fig, handles, labels, ncol=min(len(labels), 3),
+                              title="routing (mean over seeds, band: 95% bootstrap interval of the mean)")
+                what = "the wall-clock routing" if not suffix else "the other proxies' routings"
+                fig.suptitle(f"{human(dataset)}, {human(algorithm)}: {what} against AsyncSGD at equal time")
+                paths = save_figure(fig, out_dir, f"grid_accuracy_{dataset}_{algorithm}{suffix}")
+            made.append((Path(paths[0]), f"{human(dataset)}, {human(algorithm)}: test accuracy against simulated "
+                                         f"time, {what} vs AsyncSGD (mean, 95% bootstrap band over seeds)"))
     return made
 
 
@@ -435,57 +636,40 @@ def comparison_accuracy_figure(records: list[Mapping[str, Any]], out_dir: str | 
     ``[0, 1]``; the report gives the bootstrap intervals), the preset's target dotted.
     ``records``: the comparison's run records (``algorithm``, ``seed``, ``curve``, ``target``).
     Returns ``[(png, caption)]`` (empty without records)."""
-    import numpy as np
-
     if not records:
         return []
-    plt = pyplot()
-    colours = plt.get_cmap("tab10").colors
     algorithms = list(dict.fromkeys(r["algorithm"] for r in records))
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(4.6, 3.2))
+        ax = axes[0][0]
         for k, alg in enumerate(algorithms):
-            colour = colours[k % len(colours)]
+            col, ls = colour(k), LINESTYLES[k % len(LINESTYLES)]
             curves = [r["curve"] for r in records if r["algorithm"] == alg]
             for c in curves:
-                ax.plot(c["time"], c["test_accuracy"], color=colour, lw=0.6, alpha=0.45)
+                ax.plot(c["time"], 100 * _arr(c["test_accuracy"]), color=col, ls=ls, lw=0.5, alpha=0.4)
             t = curves[0]["time"]
-            A = np.asarray([c["test_accuracy"] for c in curves if len(c["test_accuracy"]) == len(t)])
-            ax.plot(t, A.mean(0), color=colour, lw=1.8, label=f"{alg} ({A.shape[0]} seeds)")
-        ax.axhline(records[0]["target"], color="grey", ls=":", lw=0.8)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("simulated time")
-        ax.set_ylabel("test accuracy")
-        ax.legend(loc="best", frameon=False)
-        ax.set_title(f"{preset}: accuracy against simulated time (bold: mean over seeds)")
-        fig.tight_layout()
+            A = np.asarray([c["test_accuracy"] for c in curves if len(c["test_accuracy"]) == len(t)], dtype=float)
+            ax.plot(t, 100 * A.mean(0), color=col, ls=ls, lw=1.8, label=f"{human(alg)} ({A.shape[0]} seeds)")
+        tgt = records[0]["target"]
+        ax.axhline(100 * tgt, color=GREY, ls=":", lw=0.8, label=f"target accuracy ({100 * tgt:.0f}%)")
+        ax.set_ylim(0, 100)
+        ax.set_xlabel(SIM_TIME)
+        ax.set_ylabel(ACCURACY)
+        ax.set_title("accuracy at equal simulated time (bold: mean, thin: one seed)")
+        _legend_below(fig, *_collect(axes), ncol=2, title="server algorithm")
+        fig.suptitle(f"Server algorithms compared, scenario {preset}")
         paths = save_figure(fig, out_dir, f"comparison_accuracy_{preset}")
     return [(Path(paths[0]), f"{preset}: test accuracy against simulated time per algorithm (thin: one seed; "
                              f"bold: mean over seeds)")]
 
 
 # --------------------------------------------------------------------------- paper-scale validation
-#: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
-OKABE_ITO = {"asyncsgd": "#000000", "p2": "#E69F00", "p3": "#0072B2", "op": "#D55E00", "p2-pmin4": "#009E73",
-             "p2-clip4": "#CC79A7"}
-
-
-def _band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and a seeded percentile-bootstrap 95% band of the mean, per time point."""
-    A = np.asarray(curves, dtype=float)
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, A.shape[0], size=(2000, A.shape[0]))
-    boot = A[idx].mean(axis=1)
-    return A.mean(0), np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
-
-
 def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                   summary: Mapping[str, Any], out_dir: str | Path) -> list[tuple[Path, str]]:
     """Accuracy against simulated time (bootstrap bands), per-seed paired time ratios, and
     predicted against measured time ratios; PNG and PDF, returns ``[(png path, caption)]``."""
     from .experiments.paper import SAFEGUARDS, TREATMENTS, Scenario, run_times
 
-    plt = pyplot()
     out = Path(out_dir)
     made: list[tuple[Path, str]] = []
     scen = summary["scenarios"]
@@ -493,85 +677,251 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
     for r in records:
         by[Scenario(**r["scenario"]).id][r["treatment"]].append(r)
     names = [*preset.treatments, *preset.safeguards]
+    label = lambda name: (TREATMENTS.get(name) or SAFEGUARDS[name]).label  # noqa: E731
+    styles = {name: LINESTYLES[i % len(LINESTYLES)] for i, name in enumerate(names)}
     # 1. accuracy against simulated time
     ncol = len(preset.partitions)
     nrow = int(math.ceil(len(scen) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False, sharey="row")
-    for k, sc in enumerate(scen):
-        ax = axes[k // ncol][k % ncol]
-        for name in names:
-            runs = [r for r in by[sc["scenario"]].get(name, []) if len(r["measured"]["curves"]["time"]) > 1]
-            if not runs:
-                continue
-            t = np.asarray(runs[0]["measured"]["curves"]["time"])
-            curves = [r["measured"]["curves"]["test_accuracy"] for r in runs if
-                      len(r["measured"]["curves"]["test_accuracy"]) == t.size]
-            if not curves:
-                continue
-            mean, lo, hi = _band(curves)
-            ax.plot(t, mean, color=OKABE_ITO.get(name, "grey"), lw=1.3,
-                    label=(TREATMENTS.get(name) or SAFEGUARDS[name]).label)
-            ax.fill_between(t, lo, hi, color=OKABE_ITO.get(name, "grey"), alpha=0.15, lw=0)
-        ax.axhline(sc["target"], color="grey", ls=":", lw=0.8)
-        ax.set_title(f"{sc['dataset']}, {sc['partition']} (n = {sc['clients']})", fontsize=9)
-        ax.set_xlabel("simulated time (time units)")
-        if k % ncol == 0:
-            ax.set_ylabel("test accuracy")
-    for k in range(len(scen), nrow * ncol):
-        axes[k // ncol][k % ncol].axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(labels) / 3)))
-    fig.tight_layout()
-    p = save_figure(fig, out, f"{preset.name}_accuracy")[0]
+    with styled():
+        fig, axes = _subplots(nrow, ncol, panel=(3.0, 2.4), sharey="row")
+        for k, sc in enumerate(scen):
+            ax = axes[k // ncol][k % ncol]
+            for name in names:
+                runs = [r for r in by[sc["scenario"]].get(name, []) if len(r["measured"]["curves"]["time"]) > 1]
+                if not runs:
+                    continue
+                t = np.asarray(runs[0]["measured"]["curves"]["time"])
+                curves = [r["measured"]["curves"]["test_accuracy"] for r in runs if
+                          len(r["measured"]["curves"]["test_accuracy"]) == t.size]
+                if curves:
+                    _mean_band(ax, t, curves, OKABE_ITO.get(name, GREY), label(name), styles[name])
+            ax.axhline(100 * sc["target"], color=GREY, ls=":", lw=0.8, label="target accuracy")
+            ax.set_title(f"{human(sc['dataset'])}, {human(sc['partition'])}, n = {sc['clients']}")
+            ax.set_xlabel(SIM_TIME)
+            if k % ncol == 0:
+                ax.set_ylabel(ACCURACY)
+        for k in range(len(scen), nrow * ncol):
+            axes[k // ncol][k % ncol].set_visible(False)
+        _legend_below(fig, *_collect(axes), ncol=3, title="mean over evaluation seeds, band: 95% bootstrap interval")
+        fig.suptitle("Accuracy at equal simulated time, tuned baselines vs the operating point")
+        p = save_figure(fig, out, f"{preset.name}_accuracy")[0]
     made.append((p, "Test accuracy against simulated time: mean over evaluation seeds with a 95% bootstrap band; "
                     "dotted line: the target"))
     # 2. per-seed paired time ratios
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(scen), 3.0))
-    offs = {n: (i - (len(names) - 2) / 2) * 0.14 for i, n in enumerate(n for n in names if n != "asyncsgd")}
-    for k, sc in enumerate(scen):
-        base = {r["seed"]: r for r in by[sc["scenario"]].get("asyncsgd", [])}
-        for name, dx in offs.items():
-            rr = {r["seed"]: r for r in by[sc["scenario"]].get(name, [])}
-            ratios = [run_times(rr[s], sc["target"])[0] / run_times(base[s], sc["target"])[0] for s in rr if s in base]
-            if not ratios:
-                continue
-            ax.scatter(np.full(len(ratios), k + dx), ratios, s=9, color=OKABE_ITO.get(name, "grey"), alpha=0.7,
-                       label=(TREATMENTS.get(name) or SAFEGUARDS[name]).label if k == 0 else None)
-            row = next((r for r in sc["rows"] if r["treatment"] == name), None)
-            if row and row["time_ratio"] and row["time_ratio"]["ci"]:
-                lo, hi = row["time_ratio"]["ci"]
-                ax.errorbar(k + dx, row["time_ratio"]["mean"], yerr=[[row["time_ratio"]["mean"] - lo],
-                                                                    [hi - row["time_ratio"]["mean"]]],
-                            color=OKABE_ITO.get(name, "grey"), fmt="_", ms=10, lw=1.2, capsize=2)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.axhline(preset.criterion_ratio, color="grey", ls="--", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(scen)), [f"{sc['dataset']}\n{sc['partition']}" for sc in scen], fontsize=8)
-    ax.set_ylabel("time to target, treatment / AsyncSGD")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
-    p = save_figure(fig, out, f"{preset.name}_time_ratios")[0]
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(1.2 + 0.9 * len(scen), 3.0))
+        ax = axes[0][0]
+        offs = {n: (i - (len(names) - 2) / 2) * 0.14 for i, n in enumerate(n for n in names if n != "asyncsgd")}
+        for k, sc in enumerate(scen):
+            base = {r["seed"]: r for r in by[sc["scenario"]].get("asyncsgd", [])}
+            for name, dx in offs.items():
+                rr = {r["seed"]: r for r in by[sc["scenario"]].get(name, [])}
+                ratios = [run_times(rr[s], sc["target"])[0] / run_times(base[s], sc["target"])[0] for s in rr
+                          if s in base]
+                if not ratios:
+                    continue
+                ax.scatter(np.full(len(ratios), k + dx), ratios, s=9, color=OKABE_ITO.get(name, GREY), alpha=0.7,
+                           marker=MARKERS[list(offs).index(name) % len(MARKERS)], label=label(name) if k == 0 else None)
+                row = next((r for r in sc["rows"] if r["treatment"] == name), None)
+                if row and row["time_ratio"] and row["time_ratio"]["ci"]:
+                    lo, hi = row["time_ratio"]["ci"]
+                    ax.errorbar(k + dx, row["time_ratio"]["mean"], yerr=[[row["time_ratio"]["mean"] - lo],
+                                                                        [hi - row["time_ratio"]["mean"]]],
+                                color=OKABE_ITO.get(name, GREY), fmt="_", ms=10, lw=1.2, capsize=2)
+        ax.axhline(1.0, color=GREY, lw=0.8, label="no gain (ratio 1)")
+        ax.axhline(preset.criterion_ratio, color=GREY, ls="--", lw=0.8,
+                   label=f"criterion (ratio {preset.criterion_ratio})")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(scen)), [f"{human(sc['dataset'])}\n{human(sc['partition'])}" for sc in scen],
+                      fontsize=7)
+        ax.set_xlabel("scenario (data set, split)")
+        ax.set_ylabel("time to target, treatment / AsyncSGD (ratio)")
+        ax.set_title("paired time-to-target ratios per seed")
+        _legend_below(fig, *_collect(axes), ncol=2)
+        p = save_figure(fig, out, f"{preset.name}_time_ratios")[0]
     made.append((p, f"Per-seed paired time-to-target ratios (dots), geometric mean and 95% log-scale interval "
                     f"(bars); dashed: the criterion {preset.criterion_ratio}, solid: no gain"))
     # 3. predicted against measured
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    for sc in scen:
-        for r in sc["rows"]:
-            if r["treatment"] == "asyncsgd" or not r["time_ratio"] or not r["predicted_time_ratio"]:
-                continue
-            ax.scatter(r["predicted_time_ratio"]["mean"], r["time_ratio"]["mean"], s=18,
-                       color=OKABE_ITO.get(r["treatment"], "grey"), marker="o" if sc["dataset"] == "digits" else "s")
-    lims = [0.05, 5]
-    ax.plot(lims, lims, color="grey", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("predicted time ratio (proxy T_eps)")
-    ax.set_ylabel("measured time ratio (geometric mean)")
-    fig.tight_layout()
-    p = save_figure(fig, out, f"{preset.name}_predicted_vs_measured")[0]
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(3.4, 3.0))
+        ax = axes[0][0]
+        for sc in scen:
+            for r in sc["rows"]:
+                if r["treatment"] == "asyncsgd" or not r["time_ratio"] or not r["predicted_time_ratio"]:
+                    continue
+                ax.scatter(r["predicted_time_ratio"]["mean"], r["time_ratio"]["mean"], s=18,
+                           color=OKABE_ITO.get(r["treatment"], GREY),
+                           marker="o" if sc["dataset"] == "digits" else "s",
+                           label=f"{label(r['treatment'])}, {human(sc['dataset'])}")
+        lims = [0.05, 5]
+        ax.plot(lims, lims, color=GREY, lw=0.8, label="perfect prediction")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"predicted time ratio (proxy $E[T_\epsilon]$, ratio)")
+        ax.set_ylabel("measured time ratio (geometric mean, ratio)")
+        ax.set_title("does the proxy predict the measured gain?")
+        _legend_below(fig, *_collect(axes), ncol=1)
+        p = save_figure(fig, out, f"{preset.name}_predicted_vs_measured")[0]
     made.append((p, "Predicted (proxy) against measured time-to-target ratio vs AsyncSGD, one point per scenario "
                     "and treatment (circles: digits, squares: MNIST-1D); diagonal: perfect prediction"))
     return made
 
 
+# --------------------------------------------------------------------------- a researcher's own runs
+def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_curves") -> list[Path]:
+    """Accuracy and loss against simulated time and against updates for groups of runs (one
+    panel each): the mean over the seeds of a group with its 95% bootstrap band, legends from what
+    differs between the groups' configurations. ``data``: :func:`aflqueue.runs.curves_data`."""
+    groups = data["groups"]
+    panels = (("time", "accuracy", SIM_TIME, ACCURACY, "accuracy against simulated time"),
+              ("updates", "accuracy", UPDATES, ACCURACY, "accuracy against updates"),
+              ("time", "loss", SIM_TIME, LOSS, "loss against simulated time"),
+              ("updates", "loss", UPDATES, LOSS, "loss against updates"))
+    with styled():
+        fig, axes = _subplots(2, 2, panel=(3.3, 2.5))
+        for ax, (axis, metric, xlabel, ylabel, title) in zip(axes.flat, panels):
+            scale = 100.0 if metric == "accuracy" else 1.0
+            for k, g in enumerate(groups):
+                c = g[axis]
+                x = np.asarray(c["x"], dtype=float)
+                if not x.size:
+                    continue
+                col, ls = colour(k), LINESTYLES[k % len(LINESTYLES)]
+                band = c[metric]
+                ax.plot(x, scale * _arr(band["mean"]), color=col, ls=ls, label=g["legend"])
+                if band.get("lo") is not None and len(g["seeds"]) > 1:
+                    ax.fill_between(x, scale * _arr(band["lo"]), scale * _arr(band["hi"]), color=col, alpha=0.18, lw=0)
+            if metric == "accuracy" and data.get("target") is not None:
+                ax.axhline(100 * data["target"], color=GREY, ls=":", lw=0.8,
+                           label=f"target accuracy ({100 * data['target']:.0f}%)")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+        several = any(len(g["seeds"]) > 1 for g in groups)
+        title = data.get("legend_title") or "runs"
+        if several:
+            title += " (mean over seeds, band: 95% bootstrap interval of the mean)"
+        _legend_below(fig, *_collect(axes), ncol=min(2, len(groups) + 1), title=title)
+        fig.suptitle(data.get("title") or "Training curves")
+        return save_figure(fig, out_dir, stem)
+
+
+# --------------------------------------------------------------------------- schedules
+def schedule_timeline_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "schedule_timeline") -> list[Path]:
+    """Tasks per client over simulated time -- the task in service (bar) and how many wait in the
+    client's queue (shaded height) -- and, below, how many of the ``m`` tasks in flight wait,
+    compute or travel at each moment. ``data``: ``timeline`` of :func:`aflqueue.schedule.schedule_data`."""
+    from matplotlib.patches import Patch
+
+    tl = data["timeline"]
+    lanes = tl["clients"]
+    t0, t1 = tl["window"]
+    states = (("queue", "waiting in a client's queue", colour(5)), ("service", "in service (computing)", colour(0)),
+              ("transit", "in transit (links, central server)", colour(4)))
+    top_h = max(1.4, 0.42 * len(lanes))
+    with styled():
+        plt = pyplot()
+        fig, axes = plt.subplots(2, 1, figsize=(7.2, top_h + 2.3), sharex=True, layout="constrained", squeeze=False,
+                                 gridspec_kw={"height_ratios": [top_h, 1.9]})
+        ax = axes[0][0]
+        wmax = max([max(w["count"]) for w in tl["waiting"].values() if w["count"]] + [1])
+        for lane, i in enumerate(lanes):
+            segs = tl["segments"]["service"][str(i)]
+            if segs:
+                ax.broken_barh([(a, b - a) for a, b in segs], (lane - 0.42, 0.42), facecolors=colour(0),
+                               edgecolors="none")
+            w = tl["waiting"][str(i)]
+            if w["time"]:
+                tt = np.asarray(w["time"] + [t1])
+                cc = np.asarray(w["count"] + w["count"][-1:], dtype=float)
+                ax.fill_between(tt, lane + 0.02, lane + 0.02 + 0.4 * cc / wmax, step="post", color=colour(5), lw=0)
+        ax.set_yticks(range(len(lanes)), [f"{tl['names'][i]} (μ = {tl['rates'][i]:g})" for i in lanes], fontsize=7)
+        ax.set_ylim(len(lanes) - 0.5, -0.5)
+        ax.set_ylabel("client (compute rate, tasks / time unit)")
+        ax.set_xlabel(SIM_TIME)
+        ax.tick_params(labelbottom=True)
+        ax.set_title(f"per client: the task in service (bar) and the tasks waiting (height, up to {wmax})")
+        ax.grid(False, axis="y")
+        b = axes[1][0]
+        cnt = tl["counts"]
+        t = np.asarray(cnt["time"] + [t1], dtype=float)
+        stack = [np.asarray(cnt[k] + cnt[k][-1:], dtype=float) for k, _, _ in states]
+        b.stackplot(t, *stack, step="post", colors=[c for _, _, c in states], lw=0)
+        b.set_ylabel("tasks in flight (count)")
+        b.set_xlabel(SIM_TIME)
+        b.set_ylim(0, tl["concurrency"] * 1.05)
+        b.set_title(f"all clients: the m = {tl['concurrency']} tasks in flight, waiting, computing or travelling")
+        b.set_xlim(t0, t1)
+        # a state that never occurs (no links: nothing in transit) gets no legend entry
+        present = [(lab, c) for k, lab, c in states if k == "service" or max(cnt[k] or [0]) > 0]
+        _legend_below(fig, [Patch(facecolor=c) for _, c in present], [lab for lab, _ in present], ncol=3)
+        shown = "" if len(lanes) == tl["n_clients"] else f" ({len(lanes)} of {tl['n_clients']} clients shown)"
+        fig.suptitle(f"Schedule from t = {t0:g} to {t1:g} (time units){shown}")
+        return save_figure(fig, out_dir, stem)
+
+
+def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "schedule_delays") -> list[Path]:
+    """Per-client histograms of the relative delay (updates) with the empirical mean, the
+    closed-form mean ``E[D_i]`` and, where available, the exact law drawn on top.
+    ``data``: ``delays`` of :func:`aflqueue.schedule.schedule_data`."""
+    dl = data["delays"]
+    clients = dl["clients"]
+    nrows, ncols = _grid(len(clients), 4)
+    with styled():
+        fig, axes = _subplots(nrows, ncols, panel=(2.9, 2.5))
+        for ax, c in zip(axes.flat, clients):
+            counts = np.asarray(c["counts"], dtype=float)
+            total = counts.sum()
+            if total == 0:
+                ax.set_title(f"{c['name']}: no update")
+                ax.set_xlabel("relative delay (updates)")
+                ax.set_ylabel("share of its updates (fraction)")
+                continue
+            hi = int(c["display_max"])
+            shown = counts[: hi + 1].copy()
+            shown[-1] += counts[hi + 1:].sum()  # last bar: D >= hi
+            d = np.arange(hi + 1)
+            ax.bar(d, shown / total, width=1.0, color=colour(5), alpha=0.7, lw=0, label="simulated share")
+            if c.get("exact_pmf") is not None:
+                pmf = _arr(c["exact_pmf"])
+                ex = pmf[: hi + 1].copy()
+                ex[-1] += np.nansum(pmf[hi + 1:])
+                ax.step(d, ex, where="mid", color=colour(0), lw=1.0, label="exact law (CTMC)")
+            ax.axvline(c["mean"], color="black", lw=1.0, label="simulated mean")
+            if c.get("closed_form_mean") is not None:
+                ax.axvline(c["closed_form_mean"], color=colour(1), lw=1.2, ls="--", label="closed-form mean $E[D_i]$")
+            ax.set_title(f"{c['name']} (μ = {c['rate']:g}, p = {c['p']:.3g})", fontsize=8)
+            ax.set_xlabel("relative delay (updates)")
+            ax.set_ylabel("share of its updates (fraction)")
+        for ax in list(axes.flat)[len(clients):]:
+            ax.set_visible(False)
+        _legend_below(fig, *_collect(axes), ncol=4)
+        note = dl.get("note")
+        fig.suptitle("Relative delay of each client's updates" + (f"\n{_wrap(note, 110)}" if note else ""),
+                     fontsize=9)
+        return save_figure(fig, out_dir, stem)
+
+
+def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "schedule_arrival_share") -> list[Path]:
+    """Each client's share of the arrivals against its routing probability ``p_i``; the bars are the
+    95% range of a client's share of the dispatches (multinomial with ``p``), the diagonal the
+    long-run expectation. ``data``: ``share`` of :func:`aflqueue.schedule.schedule_data`."""
+    sh = data["share"]
+    p = np.asarray(sh["p"], dtype=float)
+    s = np.asarray(sh["share"], dtype=float)
+    lo, hi = np.asarray(sh["expected_lo"], dtype=float), np.asarray(sh["expected_hi"], dtype=float)
+    with styled():
+        fig, axes = _subplots(1, 1, panel=(3.8, 3.2))
+        ax = axes[0][0]
+        top = max(p.max(), s.max()) * 1.08
+        ax.plot([0, top], [0, top], color=GREY, lw=0.8, ls="--", label="share = p (long run)")
+        ax.errorbar(p, p, yerr=[p - lo, hi - p], fmt="none", ecolor=LIGHT_GREY, elinewidth=3, alpha=0.6,
+                    label="95% range of the dispatch share")
+        ax.plot(p, s, "o", color=colour(0), mfc="none", label="measured arrival share")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("routing probability $p_i$ (share of tasks sent)")
+        ax.set_ylabel("share of the arrivals (fraction of updates)")
+        ax.set_title(f"each client's share of the arrivals against p ({sh['updates']:,} updates)")
+        _legend_below(fig, *_collect(axes), ncol=1)
+        return save_figure(fig, out_dir, stem)

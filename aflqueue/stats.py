@@ -22,7 +22,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "batch_means",
+__all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
+           "batch_means",
            "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score"]
 
 
@@ -156,6 +157,20 @@ def bootstrap_interval(x: Iterable[Any], confidence: float = 0.95, resamples: in
     # BCa can extrapolate a hair beyond the data on tiny samples; a mean never leaves them
     lo, hi = max(lo, float(v.min())), min(hi, float(v.max()))
     return Estimate(mean, lo, hi, int(v.size))
+
+
+def bootstrap_band(curves: Any, confidence: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean curve over seeds and a seeded percentile-bootstrap band of the mean, per point.
+
+    ``curves``: shape ``(seeds, points)``. The same ``resamples`` draws of seeds are used at every
+    point (a band of curves, not of independent points); with one seed the band is the curve."""
+    A = np.asarray(curves, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, A.shape[0], size=(resamples, A.shape[0]))
+    boot = A[idx].mean(axis=1)
+    a = (1.0 - confidence) / 2.0
+    return A.mean(0), np.quantile(boot, a, axis=0), np.quantile(boot, 1.0 - a, axis=0)
 
 
 def batch_means(values: np.ndarray, batches: int) -> np.ndarray:

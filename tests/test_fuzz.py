@@ -31,7 +31,7 @@ class Reached(BaseException):
 
 @pytest.fixture
 def stop_heavy_work(monkeypatch):
-    """Stop train/run/validate/figures at the point where real work would start."""
+    """Stop train/run/validate/figures/sweep at the point where real work would start."""
 
     def stop(*a, **k):
         raise Reached()
@@ -40,6 +40,7 @@ def stop_heavy_work(monkeypatch):
     monkeypatch.setattr("aflqueue.mainjob.main_job", stop)
     monkeypatch.setattr("aflqueue.experiments.grid.run_grid", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
+    monkeypatch.setattr("aflqueue.sweep.sweep", stop)
 
 
 def run_cli(argv, capsys):
@@ -76,14 +77,20 @@ FLAGS = {
                  "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json"],
     "train": ["--output", "-o", "--algorithm", "--routing", "--objective", "--dataset", "--clients", "--rates",
               "--concurrency", "--updates", "--time-budget", "--device", "--seed", "--serial", "--batched", "--set",
-              "--json", "--quiet"],
+              "--json", "--quiet", "--tensorboard"],
     "run": ["--output", "--seed", "--seeds", "--budget-updates", "--updates", "--backend", "--workers", "--address",
             "--quiet"],
     "validate": ["--preset", "--output", "--seeds", "--datasets", "--device", "--backend", "--workers", "--address",
                  "--gpus-per-cell", "--report-only", "--quiet"],
     "figures": ["--output", "--closed-forms", "--grid"],
+    "sweep": ["--rates", "--routing", "--concurrency", "--service", "--concurrency-range", "--objective", "--output",
+              "--pareto-points", "--p-min", "--p-max", "--updates", "--time-budget", "--epsilon", "--constants",
+              "--eta", "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json", "--quiet"],
+    "plot": ["--output", "--target", "--title"],
+    "compare": ["--target", "--time", "--reference", "--json"],
+    "schedule": ["--output", "--window", "--clients", "--no-exact"],
 }
-SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only"}
+SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only", "--no-exact"}
 SET_VALUES = ["local.lr=abc", "local.lr=[1,2]", "local.lr=", "output=null", "device=3", 'model.options="x"',
               "algorithm.params=[1]", 'routing.values="abc"', "run.updates=true", "run.threads=100000",
               "local.lr=1e300", "run.time_budget=5000", "nonsense", "local.steps=0", "seed=-1",

@@ -24,7 +24,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -233,7 +233,7 @@ class TraceTrainer:
                  algorithm_params: dict[str, Any] | None = None, local: LocalConfig = LocalConfig(),
                  settings: EngineSettings = EngineSettings(), device: str | torch.device = "auto",
                  output_dir: str | Path | None = None, meta: dict[str, Any] | None = None,
-                 progress: bool = False, inputs: dict[str, Any] | None = None):
+                 progress: bool = False, inputs: dict[str, Any] | None = None, callbacks: Sequence[Any] = ()):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         require(len(data.clients) == trace.n_clients, "data.clients",
                 f"the trace has {trace.n_clients} clients but the data is split among {len(data.clients)}")
@@ -248,6 +248,10 @@ class TraceTrainer:
         self.meta = dict(meta or {})
         self.inputs = dict(inputs or {})
         self.progress = progress
+        # observers (e.g. aflqueue.fl.tensorboard.TensorBoardLogger): on_arrival(arrival, time, client,
+        # relative_delay, staleness, model_version) and on_evaluate(time, updates, test_accuracy,
+        # test_loss); they never change the run, and none means no cost
+        self.callbacks = tuple(callbacks)
         self.algorithm_name = algorithm
         self.algorithm_params = dict(algorithm_params or {})
         self.routing = np.asarray(routing, dtype=float)
@@ -359,6 +363,8 @@ class TraceTrainer:
             if not bool(torch.isfinite(alg.params).all()):
                 # a non-finite model stays non-finite: stop, and say where it happened
                 state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+                for cb in self.callbacks:
+                    cb.on_arrival(*state.log[-1])
                 state.diverged_at, state.k, state.time = k, k, now
                 self._evaluate(state, alg, now, k)
                 break
@@ -372,6 +378,8 @@ class TraceTrainer:
             state.refs[alg.version] += 1
             self._drop_unreferenced(state, alg.version)
             state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+            for cb in self.callbacks:
+                cb.on_arrival(*state.log[-1])
             state.time = now
             state.k = k
             if k in eval_ks:
@@ -452,6 +460,8 @@ class TraceTrainer:
         c["model_version"].append(int(alg.version))
         c["test_accuracy"].append(float(acc))
         c["test_loss"].append(float(loss))
+        for cb in self.callbacks:
+            cb.on_evaluate(float(when), int(k), float(acc), float(loss))
 
     def _result(self, state, complete: bool) -> TrainResult:
         c = state.curves

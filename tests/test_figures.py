@@ -1,0 +1,83 @@
+"""Every figure family of aflqueue.plots follows the publishing rules (tests/figure_checks.py):
+closed forms and the validation grid from the committed results, the algorithm comparison and the
+paper experiment from synthetic records; and the same data give byte-identical files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aflqueue import plots
+
+sys.path.insert(0, str(Path(__file__).parent))
+from figure_checks import captured  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "validation" / "results"
+
+
+@pytest.mark.skipif(not (RESULTS / "closed_forms" / "closed_forms.json").is_file(), reason="no saved results")
+def test_closed_forms_figures(tmp_path, monkeypatch):
+    from aflqueue.experiments.closed_forms import load_results
+
+    with captured(monkeypatch) as figs:
+        plots.closed_forms_figures(load_results(RESULTS / "closed_forms" / "closed_forms.json"), tmp_path)
+    assert set(figs) == {"closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law"}
+
+
+@pytest.mark.skipif(not (RESULTS / "grid_default" / "cells").is_dir(), reason="no saved grid")
+def test_grid_figures_compare_at_most_three_routings_with_asyncsgd(tmp_path, monkeypatch):
+    from aflqueue.experiments.grid import load_cells
+
+    recs = [r for r in load_cells(RESULTS / "grid_default") if r["cell"]["dataset"] == "mnist1d"]
+    with captured(monkeypatch) as figs:
+        made = plots.grid_accuracy_figures(recs, tmp_path)
+    assert set(figs) == {"grid_accuracy_mnist1d_generalized-asyncsgd",
+                         "grid_accuracy_mnist1d_generalized-asyncsgd_other_proxies"} and len(made) == 2
+    for f in figs.values():
+        curves = [t for t in f["legend"] if not t.startswith("target")]
+        assert len(curves) <= 4 and "AsyncSGD (uniform)" in curves  # AsyncSGD and at most three routings
+        assert any(t.startswith("target accuracy (60%)") for t in f["legend"])  # the target line is labelled
+        assert all(n <= 4 for n in f["bands"].values())
+
+
+def _curve(seed: int, shift: float) -> dict:
+    t = np.linspace(10, 100, 10)
+    return {"time": t.tolist(), "test_accuracy": (1 - np.exp(-(t + shift * seed) / 40)).tolist()}
+
+
+def test_comparison_figure_and_reproducible_files(tmp_path, monkeypatch):
+    recs = [{"algorithm": a, "seed": s, "curve": _curve(s, k), "target": 0.8}
+            for k, a in enumerate(("fedbuff", "fedecho", "fedrevive")) for s in range(3)]
+    with captured(monkeypatch) as figs:
+        plots.comparison_accuracy_figure(recs, tmp_path / "a", "stale")
+    assert "FedBuff (3 seeds)" in figs["comparison_accuracy_stale"]["legend"]
+    monkeypatch.undo()
+    plots.comparison_accuracy_figure(recs, tmp_path / "b", "stale")
+    for ext in ("png", "pdf"):  # the same data give the same bytes
+        assert (tmp_path / "a" / f"comparison_accuracy_stale.{ext}").read_bytes() == \
+            (tmp_path / "b" / f"comparison_accuracy_stale.{ext}").read_bytes()
+
+
+def test_paper_figures(tmp_path, monkeypatch):
+    from aflqueue.experiments.paper import PaperPreset, summarize_paper
+
+    preset = PaperPreset("hand", ("synthetic",), partitions=("iid",), clients=6, treatments=("asyncsgd", "p2"))
+    sel = {"targets": {"synthetic": 0.5}}
+    recs = []
+    for treatment, reach, pred in (("asyncsgd", 55.0, 10.0), ("p2", 25.0, 5.0)):
+        for s in range(4):
+            times = list(np.linspace(10, 100, 10))
+            recs.append({"scenario": {"dataset": "synthetic", "partition": "iid", "clients": 6, "spread": 30.0},
+                         "treatment": treatment, "seed": s, "lr": 0.1, "concurrency": 6, "max_importance_weight": 1.0,
+                         "time_budget": 100.0, "predicted": {"time_to_accuracy": pred},
+                         "measured": {"final_accuracy": 0.8, "diverged": False, "diverged_at_time": None,
+                                      "curves": {"time": times,
+                                                 "test_accuracy": [0.2 if t < reach + s else 0.9 for t in times]}}})
+    with captured(monkeypatch) as figs:
+        made = plots.paper_figures(preset, sel, recs, summarize_paper(preset, sel, recs), tmp_path)
+    assert set(figs) == {"hand_accuracy", "hand_time_ratios", "hand_predicted_vs_measured"} and len(made) == 3
+    assert figs["hand_accuracy"]["bands"] == {"synthetic data, IID split, n = 6": 2}
