@@ -50,12 +50,12 @@ if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checker
     from .sim import simulate as simulate
     from .sim.estimate import SimulationEstimates as SimulationEstimates
     from .sim.estimate import estimate as estimate
-    from .runs import compare_paths as compare_runs
+    from .runs import compare_paths as compare_runs  # noqa: F401 (TYPE_CHECKING re-export)
     from .runs import plot_runs as plot_runs
     from .schedule import schedule_figures as schedule_figures
     from .sim.trace import Trace as Trace
     from .stats import Estimate as Estimate
-    from .sweep import sweep as sweep_system
+    from .sweep import sweep as sweep_system  # noqa: F401 (TYPE_CHECKING re-export)
 
 
 def _version() -> str:

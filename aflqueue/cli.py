@@ -871,8 +871,8 @@ def _parser_sweep(sub) -> None:
     s.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI",
                    help=f"concurrencies to sweep (default 1:max(2n, m); at most {MAX_SWEEP_CONCURRENCY})")
     s.add_argument("--objective", action="append", metavar="OBJ[,OBJ..]",
-                   help=f"objectives to optimise (repeatable or comma-separated; default all of "
-                        f"per-update, wall-clock, time-to-accuracy, energy, max-throughput)")
+                   help="objectives to optimise (repeatable or comma-separated; default all of "
+                        "per-update, wall-clock, time-to-accuracy, energy, max-throughput)")
     s.add_argument("--output", "-o", type=nonempty_path, default="sweep", help="output folder (default sweep/)")
     s.add_argument("--pareto-points", type=int, default=11,
                    help="trade-off weights on the time/energy Pareto front, 0 to skip (default 11)")
@@ -1004,7 +1004,7 @@ def _parser_schedule(sub) -> None:
     s.add_argument("--window", type=parse_window, metavar="START:END",
                    help="simulated-time window of the timeline (default: the first few hundred arrivals)")
     s.add_argument("--clients", type=float_list, metavar="I,J,..",
-                   help=f"clients of the timeline (default: all, or 24 spread over the speeds)")
+                   help="clients of the timeline (default: all, or 24 spread over the speeds)")
     s.add_argument("--no-exact", action="store_true", help="skip the exact delay law (closed-form mean only)")
     s.set_defaults(func=_cmd_schedule)
 

@@ -330,7 +330,7 @@ def compare_table(result: Mapping[str, Any]) -> str:
     T, tgt = result["time"], result["target"]
     lines = [f"accuracy at equal simulated time t = {T:g}; time to target accuracy {100 * tgt:.1f}%; 95% intervals "
              "(accuracy: bootstrap; times and ratios: log scale); paired by seed with the reference (*)", ""]
-    head = ["group", "seeds", f"accuracy @ t (%)", "updates @ t", "reached", "time to target",
+    head = ["group", "seeds", "accuracy @ t (%)", "updates @ t", "reached", "time to target",
             "accuracy diff (points)", "time ratio"]
     table = []
     for r in result["rows"]:

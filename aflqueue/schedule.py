@@ -26,7 +26,6 @@ schedule SOURCE`` calls it.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -17,7 +17,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from aflqueue.errors import FL_EXTRA_MESSAGE
 
