@@ -25,7 +25,7 @@ from . import convolution
 from .mva import mva
 from .network import Network, network_of
 
-__all__ = ["Analysis", "StationMetrics", "analyze", "relative_delay_from_queues"]
+__all__ = ["Analysis", "StationMetrics", "analyze", "relative_delay_from_queues", "metrics_from_stations"]
 
 
 def _json_list(a: np.ndarray) -> list[Any]:
@@ -78,6 +78,8 @@ class Analysis:
         method: ``"mva"`` or ``"convolution"``.
         gradients: exact :class:`~aflqueue.queueing.gradients.RoutingGradients` when asked for
             (``analyze(..., gradient=True)``), else None.
+        approximated: for ``method="approx"`` (:func:`aflqueue.queueing.approx.approx_analyze`),
+            the stations whose service law is approximated (empty: the result is exact).
     """
 
     routing: np.ndarray
@@ -96,6 +98,12 @@ class Analysis:
     server: dict[str, float] | None = None
     method: str = "mva"
     gradients: Any = None
+    approximated: tuple[str, ...] = ()
+
+    @property
+    def exact(self) -> bool:
+        """False for an approximation of a system whose product form is not exact."""
+        return not self.approximated
 
     @property
     def n(self) -> int:
@@ -126,6 +134,8 @@ class Analysis:
             "log_normalizing_constant": float(self.log_normalizing_constant),
             "method": self.method,
         }
+        if self.method == "approx":
+            d.update(exact=self.exact, approximated=list(self.approximated))
         if self.server is not None:
             d["server"] = {k: float(v) for k, v in self.server.items()}
         if stations:
@@ -228,10 +238,21 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
 
 def _metrics(system: System, net: Network, lam: float, logG: float, q: np.ndarray, q_prev: np.ndarray,
              method: str) -> Analysis:
-    p = system.routing
-    n = system.n
     # arrival theorem: an arriving task sees E_{m-1}[X]; a delay station never queues
     resp = np.where(net.is_delay, 1.0 / net.rates, (1.0 + q_prev) / net.rates)
+    return metrics_from_stations(system, net, lam, q, q_prev, resp, method, log_normalizing_constant=logG)
+
+
+def metrics_from_stations(system: System, net: Network, lam: float, q: np.ndarray, q_prev: np.ndarray,
+                          resp: np.ndarray, method: str, log_normalizing_constant: float = math.nan,
+                          approximated: tuple[str, ...] = ()) -> Analysis:
+    """Per-client metrics from per-station ones (shapes ``(S,)``): ``q = E_m[X_s]``,
+    ``q_prev = E_{m-1}[X_s]``, ``resp`` mean response times (time units), throughput ``lam``.
+
+    Utilisation is ``lambda d_s`` (exact accounting for any law); delays follow
+    :func:`relative_delay_from_queues` (docs/theory.md sections 3-4)."""
+    p = system.routing
+    n = system.n
     util = lam * net.demands  # busy fraction (FIFO) or mean busy servers (delay)
     stations = StationMetrics(
         client=net.owner.copy(), stage=net.stage,
@@ -257,6 +278,6 @@ def _metrics(system: System, net: Network, lam: float, logG: float, q: np.ndarra
         mean_response_times=np.where(active, resp_client, np.nan),
         mean_round_trip_times=np.where(active, resp_client + cs_resp, np.nan),
         relative_delay=delay, mean_relative_delay=float(np.nansum(p * delay)),
-        log_normalizing_constant=logG, queue_lengths_prev=net.per_client(q_prev),
-        stations=stations, server=server, method=method,
+        log_normalizing_constant=log_normalizing_constant, queue_lengths_prev=net.per_client(q_prev),
+        stations=stations, server=server, method=method, approximated=tuple(approximated),
     )

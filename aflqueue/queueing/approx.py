@@ -59,7 +59,7 @@ from scipy import special
 from ..errors import ValidationError
 from ..laws import Deterministic, Empirical, Exponential, Gamma, LogNormal, Mixture, Pareto, ServiceLaw, Weibull
 from ..system import System
-from .analysis import StationMetrics, relative_delay_from_queues
+from .analysis import Analysis, metrics_from_stations, relative_delay_from_queues
 from .gradients import DelayObjective
 from .network import SERVER, network_of
 
@@ -519,57 +519,9 @@ def _solve(system: System, routing: np.ndarray, concurrency: int, tape: bool) ->
     return st, res
 
 
-@dataclass(frozen=True, eq=False)
-class ApproxAnalysis:
-    """Approximate steady-state metrics (field names as in :class:`~aflqueue.queueing.analysis.Analysis`).
-
-    Per-client arrays have shape ``(n,)``. Attributes: routing, concurrency, throughput (updates
-    per time unit), client_throughput, mean_queue_lengths (``E_m[Y_i]``), utilization (compute
-    stage busy fraction), mean_response_times and mean_round_trip_times (time units; NaN if
-    ``p_i = 0``), relative_delay (``E[D_i]`` in updates; NaN if ``p_i = 0``), mean_relative_delay
-    (``= m - 1``), queue_lengths_prev (``E_{m-1}[Y_i]``), stations, server, method (``"approx"``),
-    approximated (stations approximated; empty: the result is the exact product form).
-    """
-
-    routing: np.ndarray
-    concurrency: int
-    throughput: float
-    client_throughput: np.ndarray
-    mean_queue_lengths: np.ndarray
-    utilization: np.ndarray
-    mean_response_times: np.ndarray
-    mean_round_trip_times: np.ndarray
-    relative_delay: np.ndarray
-    mean_relative_delay: float
-    queue_lengths_prev: np.ndarray
-    stations: StationMetrics
-    server: dict[str, float] | None = None
-    method: str = METHOD
-    approximated: tuple[str, ...] = ()
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exact(self) -> bool:
-        return not self.approximated
-
-    def to_dict(self, stations: bool = True) -> dict[str, Any]:
-        """JSON-serialisable dict; undefined values (NaN) become ``null``."""
-        from .analysis import _json_list
-
-        d: dict[str, Any] = {
-            "concurrency": self.concurrency, "routing": _json_list(self.routing),
-            "throughput": float(self.throughput), "client_throughput": _json_list(self.client_throughput),
-            "mean_queue_lengths": _json_list(self.mean_queue_lengths), "utilization": _json_list(self.utilization),
-            "mean_response_times": _json_list(self.mean_response_times),
-            "mean_round_trip_times": _json_list(self.mean_round_trip_times),
-            "relative_delay": _json_list(self.relative_delay), "mean_relative_delay": float(self.mean_relative_delay),
-            "method": self.method, "exact": self.exact, "approximated": list(self.approximated),
-        }
-        if self.server is not None:
-            d["server"] = {k: float(v) for k, v in self.server.items()}
-        if stations:
-            d["stations"] = self.stations.to_list()
-        return d
+#: Approximate results are :class:`~aflqueue.queueing.analysis.Analysis` objects with
+#: ``method = "approx"`` and the approximated stations listed (empty: exact product form).
+ApproxAnalysis = Analysis
 
 
 def approx_analyze(system: System) -> ApproxAnalysis:
@@ -581,33 +533,9 @@ def approx_analyze(system: System) -> ApproxAnalysis:
     net = network_of(system)
     keep = _active(st, p)
     q, q_prev, R = res.queue_lengths[keep], res.queue_lengths_prev[keep], res.residence_times[keep]
-    lam = float(res.throughput[m])
     resp = R / net.visits  # Little: E[X] = v lambda W and R = E[X] / lambda
-    util = lam * net.demands
-    stations = StationMetrics(client=net.owner.copy(), stage=net.stage,
-                              discipline=tuple("delay" if x else "fifo" for x in net.is_delay), rate=net.rates,
-                              visit=net.visits, demand=net.demands, mean_queue_length=q, utilization=util,
-                              mean_response_time=resp)
-    n = system.n
-    active = p > 0
-    compute = np.array([s == "compute" for s in net.stage], dtype=bool)
-    util_client = np.zeros(n)
-    util_client[net.owner[compute]] = util[compute]
-    resp_client = net.per_client(resp, fill=np.nan)
-    cs = net.server_index
-    server, cs_resp = None, 0.0
-    if cs is not None:
-        cs_resp = float(resp[cs])
-        server = {"utilization": float(util[cs]), "mean_queue_length": float(q[cs]), "mean_response_time": cs_resp}
-    delay = relative_delay_from_queues(net, q_prev, p)
-    return ApproxAnalysis(
-        routing=p.copy(), concurrency=m, throughput=lam, client_throughput=p * lam,
-        mean_queue_lengths=net.per_client(q), utilization=util_client,
-        mean_response_times=np.where(active, resp_client, np.nan),
-        mean_round_trip_times=np.where(active, resp_client + cs_resp, np.nan),
-        relative_delay=delay, mean_relative_delay=float(np.nansum(p * delay)),
-        queue_lengths_prev=net.per_client(q_prev), stations=stations, server=server,
-        approximated=tuple(approximated_stations(system)))
+    return metrics_from_stations(system, net, float(res.throughput[m]), q, q_prev, resp, METHOD,
+                                 approximated=tuple(approximated_stations(system)))
 
 
 def _client_sum_matrix(st: _Stations, n: int) -> np.ndarray:
