@@ -68,6 +68,16 @@ def _heap_pop(ht, hs, hc, size):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
+def _start_service(t, j, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq):  # pragma: no cover
+    """Task t starts service at client j at ``now``: the client's next service-time draw, and its
+    completion enters the heap (ties broken by the sequence number)."""
+    s = svc_buf[j, svc_pos[j]]
+    svc_pos[j] += 1
+    compute_start[t] = now
+    return _heap_push(ht, hs, hc, hsize, now + s, seq, j), seq + 1
+
+
+@njit(cache=True, inline="always")
 def _dispatch(t, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time, compute_start,
               dispatch_version, ht, hs, hc, hsize, seq):  # pragma: no cover - compiled
     """Task t goes to client j at ``now``: it starts service at once if j is idle, else queues."""
@@ -77,11 +87,7 @@ def _dispatch(t, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dis
     if head[j] < 0:
         head[j] = t
         tail[j] = t
-        s = svc_buf[j, svc_pos[j]]
-        svc_pos[j] += 1
-        compute_start[t] = now
-        hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, j)
-        seq += 1
+        hsize, seq = _start_service(t, j, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq)
     else:
         nxt[tail[j]] = t
         tail[j] = t
@@ -150,11 +156,7 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
         # client i: start its next task
         head[i] = nxt_i
         if nxt_i >= 0:
-            s = svc_buf[i, svc_pos[i]]
-            svc_pos[i] += 1
-            compute_start[nxt_i] = now
-            hsize = _heap_push(ht, hs, hc, hsize, now + s, seq, i)
-            seq += 1
+            hsize, seq = _start_service(nxt_i, i, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq)
         else:
             tail[i] = -1
         # dispatch the replacement task to j
