@@ -835,6 +835,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     _check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
            f"must be LO:HI with 1 <= LO <= HI <= {MAX_SWEEP_CONCURRENCY} (got {lo}:{hi})")
     args.objective = objectives[0]
+    args.analysis = "product-form"  # the sweep's proxies are the product-form ones (no --analysis flag)
     pb = problem_from_args(args, system)  # the settings aflqueue optimize would use, validated
     fields = {"constants": pb.constants, "updates": pb.updates, "time_budget": args.time_budget,
               "epsilon": pb.epsilon, "energy": pb.energy, "p_min": args.p_min, "p_max": args.p_max,
