@@ -29,7 +29,7 @@ here touches torch's global RNG, so algorithms built on it checkpoint and resume
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -168,7 +168,8 @@ def masked_adversarial_loss(student_logits: torch.Tensor, teacher_logits: torch.
 class LossSpikeGuard:
     """The reference's loss stabiliser (``DFKDReviver._stabilize``), one window per loss name.
 
-    A non-finite loss becomes 0 (keeping the graph, so its gradient is 0); once a window holds 10
+    A non-finite loss becomes 0 through ``nan_to_num`` (the graph is kept, as in the reference);
+    once a window holds 10
     values, a loss more than ``factor`` (3) times their mean (when that mean is positive) is
     multiplied by 0 and not recorded; otherwise it is recorded, keeping the last 20. A zeroed
     loss still lets the optimiser step (Adam's momentum and weight decay act), as in the

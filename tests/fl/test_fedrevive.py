@@ -123,7 +123,6 @@ def test_warmup_schedule_and_blend_by_hand():
     alg = make_algorithm("fedrevive", w0, ctx, warmup_versions=3, kd_start_version=6, t_gen=2, s_max=5, eta_g=0.5,
                          **TINY)
     d = torch.linspace(-1, 1, spec.numel)
-    g = torch.Generator().manual_seed(0)
     rng_before = torch.random.get_rng_state()
     params, arrivals = [alg.params.clone()], []
     for k in range(1, 11):
