@@ -166,7 +166,7 @@ def test_outer_adam_step_by_hand():
     outer_adam_step(theta, [theta[0].detach() - torch.tensor(g1), torch.tensor([[1.0]], dtype=torch.float64)], opt)
     # first step: m_hat / sqrt(v_hat) = g / |g|, every coordinate moves by exactly lr against sign(g)
     np.testing.assert_allclose(theta[0].detach().numpy(), [1.0 + lr, 0.5 - lr], rtol=0, atol=1e-15)
-    assert float(theta[1]) == pytest.approx(2.0 - lr, abs=1e-15)  # theta_fast below theta: moves towards it
+    assert float(theta[1].detach()) == pytest.approx(2.0 - lr, abs=1e-15)  # theta_fast below theta: moves towards it
     outer_adam_step(theta, [theta[0].detach() - torch.tensor(g2), theta[1].detach()], opt)
     m = 0.5 * (0.5 * g1) + 0.5 * g2
     v = 0.999 * (0.001 * g1**2) + 0.001 * g2**2
@@ -174,7 +174,7 @@ def test_outer_adam_step_by_hand():
     np.testing.assert_allclose(theta[0].detach().numpy(), expect, rtol=0, atol=1e-15)
     # theta[1] had pseudo-gradient 0 on step 2: only the momentum of step 1 moves it
     m1, v1 = 0.5 * 0.5 * 1.0, 0.999 * 0.001 * 1.0
-    assert float(theta[1]) == pytest.approx(2.0 - lr - lr * (m1 / 0.75) / math.sqrt(v1 / (1 - 0.999**2)), abs=1e-15)
+    assert float(theta[1].detach()) == pytest.approx(2.0 - lr - lr * (m1 / 0.75) / math.sqrt(v1 / (1 - 0.999**2)), abs=1e-15)
     assert all(p.grad is None for p in theta)
 
 
