@@ -4,15 +4,23 @@ Pure functions and small modules, each checked by hand in ``tests/fl/test_distil
 
 * losses: :func:`temperature_kl` (``KL(teacher_T || student_T)``), :func:`normalized_entropy`,
   :func:`entropy_alpha` and :func:`uncertainty_weighted_loss` (FedEcho's entropy-weighted mix of
-  soft and hard labels), :func:`feature_matching_loss` (FedRevive's ``L_bn``);
-* update rules: :func:`clip_by_norm`, :func:`reptile_step`, :func:`staleness_beta` and
-  :func:`hybrid_delta` (FedRevive's staleness-dependent mix of raw and distilled updates);
+  soft and hard labels); FedRevive's synthesis terms :func:`feature_matching_loss` (one teacher's
+  ``L_feat``), :func:`weighted_feature_loss`, :func:`onehot_loss` (per-teacher cross-entropy,
+  sample-teacher weighted) and :func:`masked_adversarial_loss`; :class:`LossSpikeGuard` (the
+  reference's loss stabiliser);
+* update rules: :func:`clip_by_norm`, :func:`outer_adam_step` (the generator's meta-update),
+  :func:`staleness_beta` and :func:`hybrid_delta` (FedRevive's staleness-dependent mix of raw and
+  distilled updates);
 * probes and samplers: :func:`probe_class_proportions` (class mix a model predicts on Gaussian
   inputs), :func:`teacher_class_weights`, :func:`sample_by_class`;
 * :func:`feature_statistics`: a differentiable forward pass of a flat model that also returns the
   per-channel activation statistics in the layout of :func:`aflqueue.fl.local.activation_statistics`;
-* :class:`ClassConditionalGenerator` (noise + class embedding -> an input-shaped sample) and
-  :class:`TeacherBuffer` (the ``c`` most recently returned client models).
+* :class:`ClassConditionalGenerator` (latent + weighted class embedding -> an input-shaped sample)
+  and :class:`TeacherBuffer` (the ``c`` most recently returned client models).
+
+FedRevive's pieces follow the public reference implementation (NVIDIA NVFlare,
+``research/fedrevive/dfkd.py`` and ``fedrevive.py``, read at commit f1d470e); each says where it
+differs.
 
 Every random choice takes an explicit ``torch.Generator`` (see :func:`seeded_generator`); nothing
 here touches torch's global RNG, so algorithms built on it checkpoint and resume exactly.
@@ -21,7 +29,7 @@ here touches torch's global RNG, so algorithms built on it checkpoint and resume
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +41,8 @@ from ..errors import require
 from .local import STAT_LAYERS
 
 __all__ = ["seeded_generator", "temperature_kl", "normalized_entropy", "entropy_alpha", "uncertainty_weighted_loss",
-           "clip_by_norm", "reptile_step", "staleness_beta", "hybrid_delta", "flat_forward", "logits_in_chunks",
+           "onehot_loss", "masked_adversarial_loss", "weighted_feature_loss", "LossSpikeGuard", "clip_by_norm",
+           "outer_adam_step", "staleness_beta", "hybrid_delta", "flat_forward", "logits_in_chunks",
            "probe_class_proportions", "feature_statistics", "feature_matching_loss", "teacher_class_weights",
            "sample_by_class", "ClassConditionalGenerator", "TeacherBuffer", "tensor_bytes", "int_param", "float_param"]
 
@@ -75,18 +84,24 @@ def entropy_alpha(h: float | torch.Tensor, alpha_min: float, alpha_max: float):
 
 
 def uncertainty_weighted_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                              alpha_min: float, alpha_max: float) -> tuple[torch.Tensor, float]:
+                              alpha_min: float, alpha_max: float,
+                              hard_label_max_entropy: float = 1.0) -> tuple[torch.Tensor, float]:
     """FedEcho's distillation loss of one batch and its ``alpha``.
 
     ``H`` = :func:`normalized_entropy` of the teacher at temperature 1 (the teacher's own
     predictive uncertainty), ``alpha = alpha_min + (alpha_max - alpha_min) H`` and
     ``loss = alpha T^2 KL(teacher_T || student_T) + (1 - alpha) CE(student, argmax teacher)``:
-    uncertain teachers lean on soft labels, confident ones on hard labels. The teacher is a
-    constant (no gradient flows into it)."""
+    uncertain teachers lean on soft labels, confident ones on hard labels. When
+    ``H > hard_label_max_entropy`` the teacher's argmax is taken as uninformative and
+    ``alpha = 1`` (soft labels only; the default 1 never triggers: ``H <= 1``). The teacher is a
+    constant (no gradient flows into it). Shapes: logits ``(B, C)``; returns a scalar and a float."""
     teacher = teacher_logits.detach()
-    alpha = float(entropy_alpha(float(normalized_entropy(teacher)), alpha_min, alpha_max))
+    h = float(normalized_entropy(teacher))
+    alpha = 1.0 if h > hard_label_max_entropy else float(entropy_alpha(h, alpha_min, alpha_max))
     t = float(temperature)
     soft = temperature_kl(student_logits, teacher, t) * (t * t)
+    if alpha >= 1.0:
+        return soft, alpha
     hard = F.cross_entropy(student_logits, teacher.argmax(-1))
     return alpha * soft + (1.0 - alpha) * hard, alpha
 
@@ -108,6 +123,86 @@ def feature_matching_loss(stats: dict[str, tuple[torch.Tensor, torch.Tensor]],
     return total
 
 
+def weighted_feature_loss(per_teacher: Sequence[torch.Tensor | None], sample_weights: torch.Tensor) -> torch.Tensor:
+    """FedRevive's ``L_feat``: ``(1/B) sum_j (sum_b w_bj) L_j`` with ``L_j`` teacher ``j``'s
+    :func:`feature_matching_loss` (None: the teacher uploaded no statistics, it counts 0) and
+    ``sample_weights`` ``(B, J)`` from :func:`teacher_class_weights` (reference: ``_synthesize``)."""
+    B = sample_weights.shape[0]
+    total = sample_weights.new_zeros(())
+    for j, lj in enumerate(per_teacher):
+        if lj is not None:
+            total = total + sample_weights[:, j].sum() * lj
+    return total / B
+
+
+def onehot_loss(teacher_logits: torch.Tensor, targets: torch.Tensor, sample_weights: torch.Tensor) -> torch.Tensor:
+    """FedRevive's ``L_onehot``: ``(1/B) sum_b sum_j w_bj CE(f_j(x_b), y_b)``, each teacher's own
+    cross-entropy on the target label weighted per sample by its class share (not the CE of a
+    weighted ensemble). ``teacher_logits`` ``(J, B, C)``, ``targets`` ``(B,)``, ``sample_weights``
+    ``(B, J)``; returns a scalar."""
+    J, B, _ = teacher_logits.shape
+    ce = torch.stack([F.cross_entropy(teacher_logits[j], targets, reduction="none") for j in range(J)])  # (J, B)
+    return (sample_weights * ce.T).sum() / B
+
+
+def masked_adversarial_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                            sample_weights: torch.Tensor) -> torch.Tensor:
+    """FedRevive's ``L_adv``: ``-(1/B) sum_b sum_j w_bj m_bj KL(f_j(x_b) || s(x_b))`` with
+    ``m_bj = 1`` where the student's and teacher ``j``'s argmax agree, else 0. Minimising it seeks
+    samples where the student's confidence departs from a teacher's while both still predict the
+    same label (reference behaviour: samples on which they already disagree get no push).
+    Temperature 1 (reference ``_kldiv(..., 1.0)``).
+    ``student_logits`` ``(B, C)``, ``teacher_logits`` ``(J, B, C)``, ``sample_weights`` ``(B, J)``."""
+    J, B, _ = teacher_logits.shape
+    log_q = F.log_softmax(student_logits, dim=-1)
+    s_arg = student_logits.argmax(-1)
+    per = []
+    for j in range(J):
+        log_p = F.log_softmax(teacher_logits[j], dim=-1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)  # (B,)
+        mask = s_arg.eq(teacher_logits[j].argmax(-1)).to(kl.dtype)
+        per.append(-(kl * mask))
+    return (sample_weights * torch.stack(per).T).sum() / B
+
+
+class LossSpikeGuard:
+    """The reference's loss stabiliser (``DFKDReviver._stabilize``), one window per loss name.
+
+    A non-finite loss becomes 0 through ``nan_to_num`` (the graph is kept, as in the reference);
+    once a window holds 10
+    values, a loss more than ``factor`` (3) times their mean (when that mean is positive) is
+    multiplied by 0 and not recorded; otherwise it is recorded, keeping the last 20. A zeroed
+    loss still lets the optimiser step (Adam's momentum and weight decay act), as in the
+    reference. State (:meth:`state_dict`): plain lists of floats and spike counts."""
+
+    def __init__(self, min_values: int = 10, keep: int = 20, factor: float = 3.0):
+        self.min_values, self.keep, self.factor = int(min_values), int(keep), float(factor)
+        self.windows: dict[str, list[float]] = {}
+        self.spikes: dict[str, int] = {}
+
+    def __call__(self, loss: torch.Tensor, name: str) -> torch.Tensor:
+        if not bool(torch.isfinite(loss)):
+            self.spikes[name] = self.spikes.get(name, 0) + 1
+            return torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+        w = self.windows.setdefault(name, [])
+        value = float(loss.detach())
+        if len(w) >= self.min_values:
+            mean = sum(w) / len(w)
+            if mean > 0 and value > self.factor * mean:
+                self.spikes[name] = self.spikes.get(name, 0) + 1
+                return loss * 0.0
+        w.append(value)
+        del w[:-self.keep]
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"windows": {k: list(v) for k, v in self.windows.items()}, "spikes": dict(self.spikes)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.windows = {str(k): [float(x) for x in v] for k, v in d["windows"].items()}
+        self.spikes = {str(k): int(v) for k, v in d["spikes"].items()}
+
+
 # ---------------------------------------------------------------------------------------------- update rules
 def clip_by_norm(g: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]:
     """``g * min(1, max_norm / ||g||)`` and the norm before clipping."""
@@ -117,11 +212,16 @@ def clip_by_norm(g: torch.Tensor, max_norm: float) -> tuple[torch.Tensor, float]
     return g, norm
 
 
-@torch.no_grad()
-def reptile_step(theta: Iterable[torch.Tensor], theta_fast: Iterable[torch.Tensor], lam: float) -> None:
-    """Reptile meta-update in place: ``theta <- theta + lam (theta_fast - theta)``."""
+def outer_adam_step(theta: Sequence[torch.Tensor], theta_fast: Sequence[torch.Tensor],
+                    optimizer: torch.optim.Optimizer) -> None:
+    """The generator's Reptile meta-update as the reference does it: the pseudo-gradient
+    ``theta - theta_fast`` becomes the gradient of ``theta`` and ``optimizer`` takes one step (the
+    reference: a persistent ``Adam(theta, lr=3e-3, betas=(0.5, 0.999), eps=0)``, so the first step
+    moves every coordinate by exactly ``lr`` towards ``theta_fast``)."""
     for p, q in zip(theta, theta_fast, strict=True):
-        p.add_(q.detach() - p, alpha=float(lam))
+        p.grad = (p.detach() - q.detach()).clone()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def staleness_beta(tau: float, s_max: float) -> float:
@@ -202,57 +302,56 @@ def teacher_class_weights(proportions: torch.Tensor, labels: torch.Tensor, eps: 
 
 
 def sample_by_class(pool_labels: torch.Tensor, probs: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of ``n`` pool samples whose classes are drawn from ``probs`` (renormalised over the
-    classes present in the pool; uniform over them if ``probs`` puts no mass there), each sample
-    drawn uniformly within its class."""
+    """Indices of ``n`` pool samples for one teacher, as the reference's ``SyntheticPool.sample``:
+    each draw picks a class from ``probs`` (normalised; with replacement), then a sample of that
+    class uniformly; a class absent from the pool falls back to a uniformly drawn pool sample.
+    ``pool_labels`` ``(N,)`` int, ``probs`` ``(C,)``; returns ``(n,)`` int64 (CPU)."""
     labels = pool_labels.detach().cpu()
+    require(len(labels) > 0, "pool", "the synthetic pool is empty")
     c = probs.shape[0]
     counts = torch.bincount(labels, minlength=c)[:c]
-    present = counts > 0
-    require(bool(present.any()), "pool", "the synthetic pool is empty")
-    p = probs.detach().cpu().double().clamp_min(0.0) * present
-    if float(p.sum()) <= 0.0:
-        p = present.double()
+    p = probs.detach().cpu().double().clamp_min(0.0)
     cls = torch.multinomial(p / p.sum(), int(n), replacement=True, generator=generator)
+    u = torch.rand(int(n), generator=generator, dtype=torch.float64)
     order = torch.argsort(labels, stable=True)
     offsets = torch.cumsum(counts, 0) - counts
-    u = torch.rand(int(n), generator=generator, dtype=torch.float64)
-    within = torch.minimum((u * counts[cls]).long(), counts[cls] - 1)
-    return order[offsets[cls] + within]
+    k = counts[cls]
+    within = torch.minimum((u * k.clamp_min(1)).long(), (k - 1).clamp_min(0))
+    anywhere = torch.minimum((u * len(labels)).long(), torch.tensor(len(labels) - 1))
+    return torch.where(k > 0, order[(offsets[cls] + within).clamp_max(len(labels) - 1)], anywhere)
 
 
 class ClassConditionalGenerator(nn.Module):
-    """``G(z, y)``: noise ``z`` (``noise_dim``) concatenated with a learned class embedding
-    (``noise_dim``), two hidden layers (Linear, LayerNorm, LeakyReLU 0.2) of width ``hidden`` and a
-    linear read-out reshaped to ``input_shape``; works for any input shape (images ``(C, H, W)``,
-    sequences ``(C, L)``, vectors ``(D,)``). LayerNorm instead of BatchNorm keeps it free of
-    buffers and of batch-dependent outputs. The read-out is linear (no tanh/sigmoid): data sets
-    here differ in range (images in [0, 1], standardised features), and ``L_bn`` pulls the
-    samples' statistics towards those of real data."""
+    """``G(z + w e_y)``: a latent ``z`` (``latent_dim``) plus ``w`` (the reference: 0.2) times the
+    embedding ``e_y`` of the target class, through two hidden layers (Linear, LayerNorm,
+    LeakyReLU 0.2) of width ``hidden`` and a linear read-out reshaped to ``input_shape``.
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, noise_dim: int = 64, hidden: int = 256):
+    As in the reference, the class embeddings ``(C, latent_dim)`` and the latents are *not*
+    generator parameters: each synthesis round draws them afresh and optimises them next to a
+    copy of the generator (:class:`aflqueue.fl.algorithms.fedrevive.FedRevive`).
+    Deviation from the reference (a CIFAR-only DCGAN: Linear to 8x8, two upsampling convolutions
+    with BatchNorm, Sigmoid, then the data set's normalisation): an MLP works for every input shape
+    here (images ``(C, H, W)``, sequences ``(C, L)``, vectors ``(D,)``); LayerNorm instead of
+    BatchNorm keeps it free of buffers and batch-dependent outputs; the linear read-out (no
+    Sigmoid + normalisation) lets the samples take any range, which ``L_feat`` pulls towards the
+    statistics of real data (data sets here differ in range)."""
+
+    def __init__(self, input_shape: Sequence[int], latent_dim: int = 256, hidden: int = 256):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
-        self.num_classes = int(num_classes)
-        self.noise_dim = int(noise_dim)
+        self.latent_dim = int(latent_dim)
         out = int(np.prod(self.input_shape))
-        self.embed = nn.Embedding(self.num_classes, self.noise_dim)
         self.net = nn.Sequential(
-            nn.Linear(2 * self.noise_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
+            nn.Linear(self.latent_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, out),
         )
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([z, self.embed(y)], dim=1)
-        return self.net(h).view(len(z), *self.input_shape)
-
-    def sample_inputs(self, n: int, generator: torch.Generator,
-                      device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise ``(n, noise_dim)`` and uniformly drawn labels ``(n,)`` from ``generator``."""
-        z = torch.randn(int(n), self.noise_dim, generator=generator).to(device)
-        y = torch.randint(0, self.num_classes, (int(n),), generator=generator).to(device)
-        return z, y
+    def forward(self, z: torch.Tensor, y: torch.Tensor, embeddings: torch.Tensor,
+                embedding_weight: float = 0.2) -> torch.Tensor:
+        """``z`` ``(B, latent_dim)``, ``y`` ``(B,)`` class indices, ``embeddings``
+        ``(C, latent_dim)``; returns ``(B, *input_shape)``."""
+        return self.net(z + float(embedding_weight) * embeddings[y]).view(len(z), *self.input_shape)
 
 
 # ---------------------------------------------------------------------------------------------- teachers
@@ -260,12 +359,13 @@ class TeacherBuffer:
     """The ``capacity`` most recently returned client models, oldest first.
 
     Each entry: ``{"client", "params" (P,), "stats"}`` (``stats``: the activation statistics the
-    client uploaded with that model, or None). With ``distinct=True`` a client holds at most one
-    entry (its newest model, moved to the newest position), so a fast client's near-identical
-    consecutive models do not crowd out the others; with ``distinct=False`` the buffer is exactly
-    the last ``capacity`` arrivals."""
+    client uploaded with that model, or None). With ``distinct=False`` (the reference's
+    ``deque(maxlen=c)``) the buffer is exactly the last ``capacity`` arrivals and a client may
+    occupy several slots; with ``distinct=True`` a client holds at most one entry (its newest
+    model, moved to the newest position), so a fast client's near-identical consecutive models do
+    not crowd out the others."""
 
-    def __init__(self, capacity: int, distinct: bool = True):
+    def __init__(self, capacity: int, distinct: bool = False):
         require(int(capacity) >= 1, "algorithm.teachers", f"must be an integer >= 1 (got {capacity!r})")
         self.capacity = int(capacity)
         self.distinct = bool(distinct)

@@ -130,7 +130,27 @@ def test_unlabeled_sources_and_errors():
 def test_defaults_follow_the_spec():
     d = FedEcho.defaults
     assert (d["buffer"], d["distill_steps"], d["alpha_min"], d["alpha_max"], d["nu"]) == (10, 5, 0.2, 0.8, 5.0)
-    assert d["unlabeled"] == "heldout"
+    assert d["unlabeled"] == "heldout" and d["hard_label_max_entropy"] == 0.9
+
+
+def test_uninformative_teacher_no_longer_sharpens_the_student():
+    # the collapse mechanism: the clients' models barely differ from the server's, so the teacher is
+    # the student itself, near uniform (H = 0.99998) with a slight preference for class 0; the hard
+    # label CE(student, argmax teacher) then pushes every input towards class 0, round after round
+    ctx, spec = linear_ctx()
+    w = bias_params(spec, [0.01, 0.0, 0.0])
+    before = make_algorithm("fedecho", w, ctx, buffer=100, hard_label_max_entropy=1.0)  # the code before the fix
+    before.on_arrival(arrival(1, 0, torch.zeros(spec.numel), w))
+    w1 = before.distill(w)
+    margin = lambda v: float(v[-3] - v[-2])  # noqa: E731  (bias of class 0 minus class 1)
+    # alpha = 0.2 + 0.6 H ~ 0.79999: 5 steps of 0.2 (softmax - e_0) = (-0.133, 0.067, 0.067) per step
+    assert margin(w1) == pytest.approx(0.01 + 5 * 0.01 * (1 - 0.79999) * 1.0, abs=2e-4)  # 0.02: doubled
+    # with the fix the hard label of a teacher above H = 0.9 is dropped; the soft term's gradient
+    # vanishes where student == teacher, so the student does not move (but for float rounding)
+    after = make_algorithm("fedecho", w, ctx, buffer=100)
+    after.on_arrival(arrival(1, 0, torch.zeros(spec.numel), w))
+    torch.testing.assert_close(after.distill(w), w, rtol=0, atol=1e-7)
+    assert after.cost["alpha_sum"] == 5.0  # alpha = 1 on each of the 5 steps
 
 
 # ---------------------------------------------------------------------------------------------- end to end

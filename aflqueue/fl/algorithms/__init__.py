@@ -1,4 +1,5 @@
-"""Server algorithms behind one narrow interface (:class:`base.ServerAlgorithm`)."""
+"""Server algorithms behind one narrow, abstract interface (:class:`base.ServerAlgorithm`: its module
+docstring states the hooks, call order and invariants), one module per algorithm."""
 
 from __future__ import annotations
 

@@ -1,26 +1,56 @@
-"""The server-algorithm interface: one narrow protocol, independent of how clients run.
+"""The server-algorithm interface: one narrow, abstract protocol, independent of how clients run.
 
-The engine calls :meth:`ServerAlgorithm.on_arrival` once per completed task, in simulated
-wall-clock order, and reads :attr:`ServerAlgorithm.params` whenever it dispatches a new task.
-An algorithm owns the server model (a flat float32 vector) and its *model version*, which
-advances when the model changes (every arrival for AsyncSGD, every ``B`` arrivals for FedBuff).
-Rule: whenever ``params`` changes, ``version`` must change too (the engine snapshots one model
-per version for the tasks it dispatches). Updating ``params`` in place is allowed: snapshots
-are copies.
-Staleness as algorithms see it is ``tau = version - arrival.start_version``.
+Modelled on Flower's ``Strategy`` (the server logic is an object with a few hooks, separate from
+client execution) and SimPy's core (a small documented contract, everything else in plain code).
+
+**Who calls what.** The engine (:mod:`aflqueue.fl.engine`) builds an algorithm with
+:func:`aflqueue.fl.algorithms.make_algorithm`, then, for every completed task in simulated
+wall-clock order, calls :meth:`ServerAlgorithm.on_arrival` exactly once and afterwards reads
+:attr:`~ServerAlgorithm.params` and :attr:`~ServerAlgorithm.version` to dispatch the next task. At
+checkpoints it stores :meth:`~ServerAlgorithm.state_dict`; on resume it builds a fresh instance
+with the same arguments and calls :meth:`~ServerAlgorithm.load_state_dict`. At the end it reads
+:meth:`~ServerAlgorithm.costs`.
+
+**What a subclass implements.** ``name``, ``defaults`` (every hyper-parameter with its default:
+unknown names are rejected, see :func:`check_params`), :meth:`~ServerAlgorithm.apply` (the
+update rule for one arrival), and, when it holds state besides the model, ``state_dict`` /
+``load_state_dict`` / ``costs`` extending the base ones. It does not time itself:
+:meth:`~ServerAlgorithm.on_arrival` wraps ``apply`` with the common cost accounting (arrival
+count and ``server_seconds``); finer timers go through :meth:`~ServerAlgorithm.timed`.
+
+**Invariants.**
+
+* ``params`` is a flat float32 tensor of shape ``(P,)`` on ``ctx.device``; it may be replaced or
+  updated in place (the engine snapshots copies).
+* ``version`` is an int that never decreases and changes whenever ``params`` changes (the engine
+  keeps one snapshot per version referenced by a task in flight). Staleness as algorithms see it
+  is ``tau = version - arrival.start_version`` (:meth:`~ServerAlgorithm.staleness`).
+* ``state_dict()`` holds only tensors, Python numbers, strings, booleans, None and plain
+  dict/list/tuple (checkpoints are read with ``torch.load(weights_only=True)``); after
+  ``load_state_dict`` the instance continues exactly as the saved one would have (bit for bit),
+  which includes the state of every ``torch.Generator`` it draws from.
+* ``costs()``: wall-clock measurements are exactly the keys containing ``"seconds"``; every other
+  value is deterministic (counts, bytes, means of deterministic quantities), so two identical runs
+  give identical cost dicts but for those keys.
+* Randomness only from explicit generators seeded from ``ctx.seed``
+  (:func:`aflqueue.fl.distill.seeded_generator`); torch's global RNG is left untouched.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Iterator
 
 import torch
 
 from ...errors import ValidationError, require
 
-__all__ = ["Arrival", "AlgorithmContext", "ServerAlgorithm", "staleness_weight", "STALENESS_FUNCTIONS"]
+__all__ = ["Arrival", "AlgorithmContext", "ServerAlgorithm", "staleness_weight", "STALENESS_FUNCTIONS",
+           "WEIGHTINGS", "client_weights", "check_params", "finite_positive"]
 
 
 @dataclass
@@ -57,7 +87,7 @@ class AlgorithmContext:
     """What an algorithm may know about the run (shapes, routing, data for server-side work).
 
     Attributes:
-        n_clients, routing (shape ``(n,)``), concurrency: the queueing side.
+        n_clients, routing (shape ``(n,)``, sums to 1), concurrency: the queueing side.
         model: an ``nn.Module`` template (architecture only); spec: its ``ParamSpec``.
         num_classes, input_shape: the task.
         unlabeled: server-held inputs without labels (tensor ``(N, *input_shape)``) or None.
@@ -77,30 +107,68 @@ class AlgorithmContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class ServerAlgorithm:
-    """Base class. Subclasses set ``name``, implement :meth:`on_arrival`, and list the tensors and
-    scalars of their state in :meth:`state_dict` so that checkpoints resume exactly."""
+class ServerAlgorithm(ABC):
+    """Abstract server algorithm (module docstring: call order, hooks and invariants).
 
-    name = "base"
+    Args:
+        params: the initial model, flat ``(P,)`` (copied).
+        ctx: the run's :class:`AlgorithmContext`.
+        **hyper: hyper-parameters; merged over :attr:`defaults` (unknown names raise a
+            ``ValidationError`` naming ``algorithm.<name>``) into :attr:`hp`.
+    """
+
+    #: registered name (also names the algorithm in error messages and results)
+    name: ClassVar[str] = "base"
+    #: every hyper-parameter with its default
+    defaults: ClassVar[dict[str, Any]] = {}
     #: ask clients to upload activation statistics with each update (see :class:`Arrival`)
-    client_statistics = False
+    client_statistics: ClassVar[bool] = False
 
-    def __init__(self, params: torch.Tensor, ctx: AlgorithmContext):
+    def __init__(self, params: torch.Tensor, ctx: AlgorithmContext, **hyper: Any):
+        self.hp: dict[str, Any] = check_params(self.name, hyper, self.defaults)
         self.params = params.detach().clone()
         self.version = 0
         self.ctx = ctx
-        self.cost = {"server_seconds": 0.0, "arrivals": 0}
+        self.cost: dict[str, Any] = {"server_seconds": 0.0, "arrivals": 0}
 
-    def on_arrival(self, a: Arrival) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    # ------------------------------------------------------------------ the engine's entry point
+    def on_arrival(self, a: Arrival) -> None:
+        """Handle one arrival: :meth:`apply` it, count it, and add its server time to
+        ``cost["server_seconds"]``. Called by the engine once per arrival, in arrival order."""
+        t = time.perf_counter()
+        self.apply(a)
+        self.cost["arrivals"] += 1
+        self.cost["server_seconds"] += time.perf_counter() - t
 
+    @abstractmethod
+    def apply(self, a: Arrival) -> None:
+        """The update rule for one arrival: may change ``params`` (then also ``version``) and the
+        algorithm's own state; must not modify ``a.start`` or ``a.delta``."""
+
+    # ------------------------------------------------------------------ helpers for subclasses
     def staleness(self, a: Arrival) -> int:
+        """``tau = version - a.start_version`` (server versions since the task's start model)."""
         return self.version - a.start_version
 
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        """Add the wall-clock time of the ``with`` block to ``cost[key]`` (``key`` must contain
+        ``"seconds"``: the cost convention of the module docstring)."""
+        if "seconds" not in key:
+            raise ValueError(f"timer keys must contain 'seconds' (got {key!r})")
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cost[key] = self.cost.get(key, 0.0) + (time.perf_counter() - t)
+
+    # ------------------------------------------------------------------ checkpoints and costs
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (types: module docstring). Subclasses extend it."""
         return {"params": self.params, "version": self.version, "cost": dict(self.cost)}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output into an instance built with the same arguments."""
         self.params = d["params"].to(self.params.device)
         self.version = int(d["version"])
         self.cost = dict(d["cost"])
@@ -112,7 +180,10 @@ class ServerAlgorithm:
         return c
 
 
+# ---------------------------------------------------------------------------------------------- shared rules
 STALENESS_FUNCTIONS = ("constant", "polynomial", "hinge")
+#: aggregation weights of a client's update: ``importance`` = ``1/(n p_i)``, ``uniform`` = 1
+WEIGHTINGS = ("importance", "uniform")
 
 
 def staleness_weight(tau: int, kind: str = "polynomial", b: float = 0.5, hinge_a: float = 10.0,
@@ -128,12 +199,28 @@ def staleness_weight(tau: int, kind: str = "polynomial", b: float = 0.5, hinge_a
     raise ValidationError("staleness", f"must be one of {', '.join(STALENESS_FUNCTIONS)} (got {kind!r})")
 
 
+def client_weights(ctx: AlgorithmContext, weighting: str) -> list[float]:
+    """Per-client aggregation weights, a list of ``n`` floats.
+
+    ``importance``: ``1 / (n p_i)``. Client ``i`` sends a fraction ``p_i`` of the updates, so
+    the weighted mean of updates estimates the average over clients ``(1/n) sum_i`` of their
+    updates, the direction of ``f = (1/n) sum f_i``, under any routing (equal to 1 for uniform
+    routing). ``uniform``: 1 for every client, i.e. the mean over *updates*, which under
+    non-uniform routing favours the frequently routed clients.
+    """
+    require(weighting in WEIGHTINGS, "algorithm.weighting",
+            f"must be one of {', '.join(WEIGHTINGS)} (got {weighting!r})")
+    if weighting == "uniform":
+        return [1.0] * ctx.n_clients
+    p = torch.tensor(list(ctx.routing), dtype=torch.float64)
+    return (1.0 / (ctx.n_clients * p)).tolist()
+
+
 def check_params(name: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
     """Merge ``given`` hyper-parameters over defaults, rejecting unknown names."""
     unknown = set(given) - set(allowed)
     require(not unknown, f"algorithm.{name}", f"unknown parameter(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    out = {**allowed, **given}
-    return out
+    return {**allowed, **given}
 
 
 def finite_positive(value: Any, field_name: str, allow_zero: bool = False) -> float:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from ...errors import require
-from .base import STALENESS_FUNCTIONS, AlgorithmContext, Arrival, ServerAlgorithm, check_params, staleness_weight
+from .base import STALENESS_FUNCTIONS, AlgorithmContext, Arrival, ServerAlgorithm, staleness_weight
 
 
 class FedAsync(ServerAlgorithm):
@@ -17,23 +15,19 @@ class FedAsync(ServerAlgorithm):
     defaults = {"a": 0.5, "staleness": "polynomial", "b": 0.5, "hinge_a": 10.0, "hinge_b": 4.0}
 
     def __init__(self, params: torch.Tensor, ctx: AlgorithmContext, **hp):
-        super().__init__(params, ctx)
-        hp = check_params(self.name, hp, self.defaults)
-        require(0 < float(hp["a"]) <= 1, "algorithm.a", f"must be in (0, 1] (got {hp['a']})")
-        require(hp["staleness"] in STALENESS_FUNCTIONS, "algorithm.staleness",
-                f"must be one of {', '.join(STALENESS_FUNCTIONS)} (got {hp['staleness']!r})")
-        require(float(hp["b"]) >= 0, "algorithm.b", f"must be >= 0 (got {hp['b']})")
-        self.hp = hp
+        super().__init__(params, ctx, **hp)
+        h = self.hp
+        require(0 < float(h["a"]) <= 1, "algorithm.a", f"must be in (0, 1] (got {h['a']})")
+        require(h["staleness"] in STALENESS_FUNCTIONS, "algorithm.staleness",
+                f"must be one of {', '.join(STALENESS_FUNCTIONS)} (got {h['staleness']!r})")
+        require(float(h["b"]) >= 0, "algorithm.b", f"must be >= 0 (got {h['b']})")
 
     def mixing(self, tau: int) -> float:
         h = self.hp
         return float(h["a"]) * staleness_weight(tau, h["staleness"], float(h["b"]), float(h["hinge_a"]), float(h["hinge_b"]))
 
-    def on_arrival(self, a: Arrival) -> None:
-        t = time.perf_counter()
+    def apply(self, a: Arrival) -> None:
         alpha = self.mixing(self.staleness(a))
         w_local = a.start + a.delta
         self.params = (1.0 - alpha) * self.params + alpha * w_local
         self.version += 1
-        self.cost["arrivals"] += 1
-        self.cost["server_seconds"] += time.perf_counter() - t
