@@ -158,7 +158,7 @@ def cells_of(preset: Preset, seeds: int | None = None, datasets: Sequence[str] |
 
 
 # --------------------------------------------------------------------------- one cell
-def _base_config(cell: Cell, spec: DatasetSpec, preset: Preset, data_root: str | None, device: str, output: str):
+def cell_config(cell: Cell, spec: DatasetSpec, preset: Preset, data_root: str | None, device: str, output: str):
     from ..config import load_config
 
     kind, alpha = PARTITIONS[cell.partition]
@@ -195,7 +195,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
     torch.set_num_threads(1)
     spec = DATASETS[cell.dataset]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        cfg = _base_config(cell, spec, preset, data_root, device, tmp)  # time budget set below
+        cfg = cell_config(cell, spec, preset, data_root, device, tmp)  # time budget set below
         # calibrate the constants at the initial model on the clients' data (same for every routing)
         d = cfg.data
         data, model = build_data_and_model(cfg)
