@@ -24,11 +24,14 @@ updates is computed from the initial model); diverged runs (a non-finite loss) a
 M2 = theta2, G2 = theta3, c_var = c_stale = 1``: ``a = theta1, b = theta2, c = theta3``, so every
 proxy, optimiser and step-size rule of the toolkit works on the fitted constants unchanged.
 
-**Uncertainty.** A seeded bootstrap over pilot runs, by default the wild cluster bootstrap (the
-runs are the clusters: each refit adds every run's residual curve, multiplied by one random
-Webb weight, back to the fitted curves; with few clusters it is the reliable choice, Cameron,
-Gelbach and Miller 2008, Webb 2023), or resampling the runs with replacement (``method="cases"``).
-Every prediction is read off each refit; intervals are percentiles.
+**Uncertainty.** A seeded bootstrap over pilot runs: by default the runs are resampled with
+replacement and refitted (``method="cases"``); every prediction is read off each refit and
+intervals are percentiles. With a handful of runs a resample can miss a whole routing or rate,
+which widens the intervals: on curves drawn from the family itself (tests/test_pilot.py) the 95%
+intervals of the case bootstrap covered the true ``theta`` in 93-100% of 40 repetitions. The wild
+cluster bootstrap (``method="wild"``: each run's residual curve times one random Webb weight) keeps
+the design fixed but covered only 55-68% there (6 clusters, 4 parameters), so it is not the
+default.
 
 **Accuracy.** Accuracy is mapped from loss by a non-increasing (isotonic) fit on the pilots'
 ``(validation loss, validation accuracy)`` pairs, piecewise linear between its knots.
@@ -332,19 +335,17 @@ BOOTSTRAP_METHODS = ("wild", "cases")
 
 
 def fit_pilots(curves: Sequence[PilotCurve], *, bootstrap: int = 200, seed: int = 0, skip_fraction: float = 0.5,
-               terms: Sequence[str] = TERMS, eta_max: float | None = None, method: str = "wild") -> PilotFit:
+               terms: Sequence[str] = TERMS, eta_max: float | None = None, method: str = "cases") -> PilotFit:
     """Fit the family (module docstring) to pilot curves, with a seeded bootstrap over runs.
 
     Args:
         curves: the pilot runs; diverged ones (non-finite loss) only set ``eta_max``.
         bootstrap: number of bootstrap refits (0: none).
         seed: seeds the resampling.
-        method: ``"wild"`` (default): the wild cluster bootstrap with the pilot runs as clusters
-            -- every run's residual curve is multiplied by one random Webb weight and added back
-            to the fit, which keeps the pilot design fixed (each refit sees every routing and
-            rate; with a handful of runs the case bootstrap often drops a whole routing or rate,
-            and the terms it separates are then not identified); ``"cases"``: resample the runs
-            with replacement.
+        method: ``"cases"`` (default): resample the runs with replacement and refit;
+            ``"wild"``: the wild cluster bootstrap with the runs as clusters (every run's residual
+            curve times one random Webb weight, added back to the fit; the design stays fixed, but
+            with a handful of runs its intervals are too narrow, see the module docstring).
         skip_fraction: share of each curve's first evaluations left out (:func:`select_points`).
         terms: which of :data:`TERMS` to fit (the others are held at 0; for ablations).
         eta_max: the step-size cap (default: the largest pilot rate with no divergence).
@@ -754,7 +755,8 @@ def pilot_jobs(prefix: str, config: Mapping[str, Any], routings: Mapping[str, np
 
 def calibrate_pilot(cfg, output: str | Path, *, routings: Sequence[str] = ("uniform", "p2", "mid"),
                     lrs: Sequence[float] = (0.03, 0.1), seed: int = 1000, budget_fraction: float = 0.5,
-                    bootstrap: int = 200, skip_fraction: float = 0.5, eval_times: int = 20, backend: str = "serial",
+                    bootstrap: int = 200, skip_fraction: float = 0.5, method: str = "cases", eval_times: int = 20,
+                    backend: str = "serial",
                     workers: int | None = None, address: str | None = None, progress: Callable[[str], None] | None = print) -> PilotFit:
     """Run the pilots of a configuration (saved under ``output``, resumable) and fit them.
 
@@ -783,7 +785,8 @@ def calibrate_pilot(cfg, output: str | Path, *, routings: Sequence[str] = ("unif
                        progress=progress, describe=lambda r: f"final validation loss {r['measured']['final_loss']}")
     wanted = {j for j, _ in jobs}
     records = [r for r in records if r["id"] in wanted]
-    fit = fit_pilots([curve_of(r) for r in records], bootstrap=bootstrap, seed=seed, skip_fraction=skip_fraction)
+    fit = fit_pilots([curve_of(r) for r in records], bootstrap=bootstrap, seed=seed, skip_fraction=skip_fraction,
+                     method=method)
     cost = sum(r.get("timing", {}).get("wall_time", 0.0) for r in records)
     fit.settings.update({"routings": list(routings), "lrs": [float(x) for x in lrs], "pilot_seed": int(seed),
                          "budget_fraction": budget_fraction, "time_budget": tau, "pilot_time_budget": budget_fraction * tau,

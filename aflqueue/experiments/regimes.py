@@ -29,6 +29,10 @@ Stages (each frozen to a file before the next starts; every training run is a re
 6. *evaluation* (``cells/``): every routing at its rate on ``eval_seeds`` (test set), and
    ``op-fit`` untuned at the tuned AsyncSGD rate times its step ratio.
 
+Stages 4-6 run regime by regime (:func:`run_order`): a regime's selection is frozen once its
+tuning runs exist and before its first evaluation run, so an interrupted map consists of whole
+regimes, balanced over the axes.
+
 The fitted predictor never sees a run of a regime of the map before it is scored: transfer
 pilots run on the pilot system only, local pilots on a pilot seed and half the budget, and the
 predictions are frozen before stage 4.
@@ -49,7 +53,8 @@ from ..errors import ValidationError, require
 from ..io import atomic_write_json, read_json
 from .runner import JobStore, code_version, run_jobs
 
-__all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes",
+__all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
+           "select", "select_regime",
            "load_regimes", "summarize_regimes", "PREDICTORS"]
 
 PARTITIONS = {"iid": {"partition": "iid"}, "dir0.5": {"partition": "dirichlet", "alpha": 0.5},
@@ -104,6 +109,7 @@ class RegimePreset:
     interpolations: tuple[float, ...] = (1 / 3, 2 / 3)
     p_min: float = 1e-3
     bootstrap: int = 200
+    bootstrap_method: str = "cases"
     fit_seed: int = 0
     target_fraction: float = 0.9
     confidence: float = 0.95
@@ -136,8 +142,8 @@ REGIME_PRESETS = {
     "regimes": RegimePreset("regimes"),
     # seconds: the machinery end to end (tests)
     "regimes-tiny": RegimePreset("regimes-tiny", dataset="synthetic", model="mlp",
-                                 options={"num_samples": 400, "num_features": 6, "num_classes": 3}, clients=6,
-                                 updates=60, spreads=(3.0, 30.0), partitions=("iid", "dir0.5"),
+                                 options={"num_samples": 300, "num_features": 6, "num_classes": 3}, clients=6,
+                                 updates=50, spreads=(3.0, 30.0), partitions=("iid",),
                                  concurrency_points=((30.0, "iid"),), concurrency_factors=(2.0,), pilot_lrs=(0.05, 0.2),
                                  tuning_lrs=(0.05, 0.2), eval_seeds=(0, 1), eval_times=6, bootstrap=10,
                                  sim_seeds=(5000,), boundary_spreads=(3.0, 30.0), permutations=199,
@@ -288,7 +294,7 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
         require(len(curves) == len(preset.pilot_routings) * len(preset.pilot_lrs), "pilots",
                 f"{part}: {len(curves)} transfer pilots finished; run the pilot stage to the end")
         fits[part] = fit_pilots(curves, bootstrap=preset.bootstrap, seed=preset.fit_seed,
-                                skip_fraction=preset.skip_fraction)
+                                skip_fraction=preset.skip_fraction, method=preset.bootstrap_method)
         for name, terms in (("transfer-opt", ("optimisation",)), ("transfer-opt+var", ("optimisation", "variance")),
                             ("transfer-opt+stale", ("optimisation", "staleness"))):
             ablations[(name, part)] = fit_pilots(curves, bootstrap=0, seed=preset.fit_seed, terms=terms,
@@ -320,7 +326,7 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
                     f"{rg.id}: {len(curves)} local pilots finished; run the pilot stage to the end")
             try:
                 local_fit = fit_pilots(curves, bootstrap=preset.bootstrap, seed=preset.fit_seed,
-                                       skip_fraction=preset.skip_fraction)
+                                       skip_fraction=preset.skip_fraction, method=preset.bootstrap_method)
                 out["fits"]["local"][rg.id] = _fit_summary(local_fit)
             except ValidationError as e:  # recorded; the local predictor then has no prediction here
                 out["fits"]["local"][rg.id] = {"error": str(e)}
@@ -387,9 +393,10 @@ def _eps_time(c0, op, eps: float) -> float:
 
 
 # --------------------------------------------------------------------------- stages 4-6
-def tuning_stage_jobs(preset: RegimePreset, des: dict[str, Any]) -> list[tuple[str, Any]]:
+def tuning_stage_jobs(preset: RegimePreset, des: dict[str, Any],
+                      regimes: Sequence["Regime"] | None = None) -> list[tuple[str, Any]]:
     jobs = []
-    for rg in preset.regimes():
+    for rg in (preset.regimes() if regimes is None else regimes):
         d = des["regimes"][rg.id]
         cfg = base_config(preset, rg.partition, rg.spread)
         for name in routing_names(preset):
@@ -403,38 +410,75 @@ def tuning_stage_jobs(preset: RegimePreset, des: dict[str, Any]) -> list[tuple[s
     return jobs
 
 
-def select(preset: RegimePreset, des: dict[str, Any], tuning: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stage 5: the tuned rate per regime and routing and the regime's target accuracy."""
+SELECTION_RULE = ("best validation score (mean accuracy over the evaluation times) on the tuning seed, ties to the "
+                  "smaller rate; target = target_fraction x tuned AsyncSGD's final validation accuracy, rounded "
+                  "down to 0.01")
+
+
+def select_regime(preset: RegimePreset, des: dict[str, Any], regime: "Regime",
+                  tuning: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stage 5 for one regime: the tuned rate per routing and the target accuracy, from that
+    regime's tuning runs only."""
     from .tuning import best_learning_rate, score_curves
 
-    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in tuning:
-        by[(r["tags"]["regime"], r["tags"]["routing"])].append(r)
-    lrs: dict[str, dict[str, Any]] = {}
-    targets: dict[str, float] = {}
+        if r["tags"]["regime"] == regime.id:
+            by[r["tags"]["routing"]].append(r)
+    tau = des["regimes"][regime.id]["time_budget"]
+    lrs: dict[str, Any] = {}
+    for name in routing_names(preset):
+        recs = by.get(name, [])
+        require(len(recs) == len(preset.tuning_lrs), "tuning",
+                f"{regime.id} / {name}: {len(recs)} tuning runs finished; run the tuning stage to the end")
+        rows = [{"lr": r["lr"], "seed": r["seed"], "diverged": r["measured"]["diverged"],
+                 "score": score_curves(r["measured"]["curves"], tau, points=preset.eval_times)} for r in recs]
+        lrs[name] = best_learning_rate(rows).to_dict()
+    best = lrs["uniform"]["best_lr"]
+    acc = next(r["measured"]["final_accuracy"] for r in by["uniform"] if r["lr"] == best)
+    return {"learning_rates": lrs, "target": math.floor(100 * preset.target_fraction * float(acc or 0.0)) / 100}
+
+
+def select(preset: RegimePreset, des: dict[str, Any], tuning: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stage 5 for every regime (:func:`select_regime`)."""
+    sel = {"preset": preset.name, "learning_rates": {}, "targets": {}, "rule": SELECTION_RULE}
     for rg in preset.regimes():
-        tau = des["regimes"][rg.id]["time_budget"]
-        lrs[rg.id] = {}
-        for name in routing_names(preset):
-            recs = by.get((rg.id, name), [])
-            require(len(recs) == len(preset.tuning_lrs), "tuning",
-                    f"{rg.id} / {name}: {len(recs)} tuning runs finished; run the tuning stage to the end")
-            rows = [{"lr": r["lr"], "seed": r["seed"], "diverged": r["measured"]["diverged"],
-                     "score": score_curves(r["measured"]["curves"], tau, points=preset.eval_times)} for r in recs]
-            lrs[rg.id][name] = best_learning_rate(rows).to_dict()
-        best = lrs[rg.id]["uniform"]["best_lr"]
-        acc = next(r["measured"]["final_accuracy"] for r in by[(rg.id, "uniform")] if r["lr"] == best)
-        targets[rg.id] = math.floor(100 * preset.target_fraction * float(acc or 0.0)) / 100
-    return {"preset": preset.name, "learning_rates": lrs, "targets": targets,
-            "rule": f"best validation score (mean accuracy over {preset.eval_times} evaluation times) on tuning seed "
-                    f"{preset.tuning_seed}, ties to the smaller rate; target = {preset.target_fraction} x tuned "
-                    "AsyncSGD's final validation accuracy, rounded down to 0.01"}
+        one = select_regime(preset, des, rg, tuning)
+        sel["learning_rates"][rg.id] = one["learning_rates"]
+        sel["targets"][rg.id] = one["target"]
+    return sel
+
+
+def run_order(preset: RegimePreset) -> list["Regime"]:
+    """The regimes in the order they are tuned and evaluated: blocks of the m = n map that each
+    cover every spread and every heterogeneity once (a Latin square), the concurrency regimes
+    after the first two blocks; an interrupted map is then balanced over the axes."""
+    regs = preset.regimes()
+    n = preset.clients
+    main = {(r.spread, r.partition): r for r in regs if r.concurrency == n}
+    other = [r for r in regs if r.concurrency != n]
+    S, P = list(preset.spreads), list(preset.partitions)
+    blocks = [[main[(S[j], P[(j + b) % len(P)])] for j in range(len(S)) if (S[j], P[(j + b) % len(P)]) in main]
+              for b in range(max(len(P), 1))]
+    order: list[Regime] = []
+    for k, blk in enumerate(blocks):
+        order += blk
+        if k == 1:
+            order += other
+    if len(blocks) < 2:
+        order += other
+    seen, out = set(), []
+    for r in order + regs:  # anything the blocks missed (non-square grids) at the end
+        if r.id not in seen:
+            seen.add(r.id)
+            out.append(r)
+    return out
 
 
 def evaluation_stage_jobs(preset: RegimePreset, des: dict[str, Any], pred: dict[str, Any],
-                          sel: dict[str, Any]) -> list[tuple[str, Any]]:
+                          sel: dict[str, Any], regimes: Sequence["Regime"] | None = None) -> list[tuple[str, Any]]:
     jobs = []
-    for rg in preset.regimes():
+    for rg in (preset.regimes() if regimes is None else regimes):
         d = des["regimes"][rg.id]
         cfg = base_config(preset, rg.partition, rg.spread)
         chosen = sel["learning_rates"][rg.id]
@@ -487,19 +531,30 @@ def run_regimes(preset: RegimePreset, output: str | Path, *, stage: str = "all",
         say(f"predictions frozen in {pred_p}")
     if upto < 3:
         return load_regimes(out)
-    tjobs = tuning_stage_jobs(preset, des)
-    tuning = run_jobs(tjobs, pilot_run, JobStore(out / "tuning"),
-                      describe=lambda r: f"final validation accuracy {r['measured']['final_accuracy']}", **common)
-    if upto < 4 or len(tuning) < len(tjobs):
-        return load_regimes(out)
+    # stages 4-6 regime by regime (run_order): tune, freeze the regime's selection, evaluate
     sel_p = out / "selection.json"
-    if sel_p.is_file():
-        sel = read_json(sel_p)
-    else:
-        sel = select(preset, des, tuning)
-        atomic_write_json(sel_p, sel)
-    run_jobs(evaluation_stage_jobs(preset, des, pred, sel), pilot_run, JobStore(out / "cells"),
-             describe=lambda r: f"test accuracy {r['measured']['final_accuracy']}", **common)
+    sel = read_json(sel_p) if sel_p.is_file() else {"preset": preset.name, "learning_rates": {}, "targets": {},
+                                                     "rule": SELECTION_RULE}
+    tstore, estore = JobStore(out / "tuning"), JobStore(out / "cells")
+    for rg in run_order(preset):
+        tjobs = tuning_stage_jobs(preset, des, [rg])
+        tuning = run_jobs(tjobs, pilot_run, tstore,
+                          describe=lambda r: f"final validation accuracy {r['measured']['final_accuracy']}", **common)
+        ids = {j for j, _ in tjobs}
+        mine = [r for r in tuning if r["id"] in ids]
+        if upto < 4 or len(mine) < len(tjobs):
+            if len(mine) < len(tjobs):
+                break
+            continue
+        if rg.id not in sel["learning_rates"]:
+            one = select_regime(preset, des, rg, mine)
+            sel["learning_rates"][rg.id] = one["learning_rates"]
+            sel["targets"][rg.id] = one["target"]
+            atomic_write_json(sel_p, sel)
+            say(f"selection of {rg.id} frozen: target {one['target']:.2f}, rates "
+                + ", ".join(f"{k} {v['best_lr']:g}" for k, v in one["learning_rates"].items()))
+        run_jobs(evaluation_stage_jobs(preset, des, pred, sel, [rg]), pilot_run, estore,
+                 describe=lambda r: f"test accuracy {r['measured']['final_accuracy']}", **common)
     return load_regimes(out)
 
 
