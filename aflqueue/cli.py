@@ -671,7 +671,7 @@ def _parser_calibrate(sub) -> None:
     mode = c.add_mutually_exclusive_group()
     mode.add_argument("--pilot", action="store_true", help="fit pilot training runs")
     mode.add_argument("--initial", action="store_true", help="estimate at the initial model (no training)")
-    c.add_argument("--output", "-o", dest="constants_out", type=nonempty_path, default="constants.toml",
+    c.add_argument("--output", "-o", dest="constants_out", type=nonempty_path, default="constants.toml", metavar="FILE",
                    help="constants file to write (.toml, .json, .yaml; default constants.toml)")
     c.add_argument("--routings", metavar="R1,R2,..",
                    help="pilot routings: uniform, p2 (the initial-model wall-clock optimum), mid (their midpoint), "
@@ -683,7 +683,7 @@ def _parser_calibrate(sub) -> None:
     c.add_argument("--bootstrap", type=int, help="bootstrap refits for the intervals (default 200)")
     c.add_argument("--bootstrap-method", choices=["cases", "wild"],
                    help="resample the pilot runs (default) or the wild cluster bootstrap over runs")
-    c.add_argument("--runs", type=nonempty_path, help="folder for the pilot runs (default: next to the output)")
+    c.add_argument("--runs", type=nonempty_path, metavar="FOLDER", help="folder for the pilot runs (default: next to the output)")
     add_backend_arguments(c, "the pilot runs")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_argument("--json", action="store_true", help="print the written file as one JSON object")

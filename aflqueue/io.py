@@ -128,7 +128,11 @@ def dumps_toml(obj: dict[str, Any]) -> str:
         if path and (scalars or not subs):
             lines.append(("\n" if lines else "") + "[" + ".".join(_toml_key(p) for p in path) + "]")
         for k, v in scalars:
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+            if isinstance(v, (list, tuple)) and len(v) > 1 and all(isinstance(x, (list, tuple, dict)) for x in v):
+                rows = ",\n".join(f"  {_toml_value(x)}" for x in v)  # one row per line
+                lines.append(f"{_toml_key(k)} = [\n{rows},\n]")
+            else:
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
         for k, v in subs:
             table(v, path + [k])
 

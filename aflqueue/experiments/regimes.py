@@ -637,6 +637,7 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                           "accuracy": bootstrap_interval([r["measured"]["final_accuracy"] for r in rr.values()]).to_dict(),
                           "accuracy_difference": bootstrap_interval(diffs).to_dict(),
                           "loss_difference": t_interval(ldiffs).to_dict(),
+                          "final_loss": t_interval([r["measured"]["final_loss"] for r in rr.values()]).to_dict(),
                           "measured_pays": bool(ratio.to_dict() and ratio.to_dict()["ci"] and ratio.hi < 1),
                           "predicted": {k: v.get(name) for k, v in prg["predicted"].items()}}
             # held-out check of the fitted family itself: its loss at the rate the run used
@@ -700,6 +701,27 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                 per[sc["regime"]] = spearman(xs, ys)
             res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
             within[f"{label}|{p}"] = {**res, "per_regime": per}
+    # ---- additional (not pre-registered): the quantity the 0.50 refers to -- predicted
+    # loss (pilot fits) or wall-clock proxy W (initial-model constants) against the measured final
+    # test loss, within regimes
+    for label, rset in (("nontrivial", nontrivial(preset)), ("with_p1", routing_names(preset))):
+        for p in ("transfer", "local", "initial"):
+            groups = []
+            for sc in regimes:
+                xs, ys = [], []
+                for name in rset:
+                    row = sc["rows"].get(name)
+                    if not row or not row["predicted"].get(p) or not row["final_loss"]:
+                        continue
+                    pr = row["predicted"][p]
+                    pv = pr.get("wallclock_ratio") if p == "initial" else (pr.get("loss") or {}).get("routing")
+                    if pv is None:
+                        continue
+                    xs.append(pv)
+                    ys.append(row["final_loss"]["mean"])
+                groups.append((xs, ys))
+            res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
+            within[f"loss|{label}|{p}"] = res
     # ---- verdicts: predicted pays / not against measured
     verdicts = {}
     for p in ("transfer", "local"):

@@ -1034,6 +1034,13 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
                  f"{_rho(s['across'].get(f'p3|time_ratio|{p}'))} | {_rho(s['across'].get(f'op-fit|time_ratio|{p}'))} | "
                  f"{_rho(s['across'].get(f'p2|accuracy_difference|{p}'))} |")
     L.append("")
+    extra = [(p, s["within"].get(f"loss|nontrivial|{p}"), s["within"].get(f"loss|with_p1|{p}"))
+             for p in ("initial", "transfer", "local")]
+    if any(e[1] for e in extra):
+        L += ["Additional, not pre-registered (the quantity of the issue's 0.50 and 0.13-0.19): within regimes, the "
+              "predicted loss at the budget (pilot fits) or the wall-clock proxy W (initial-model constants) "
+              "against the measured final test loss: " + "; ".join(
+                  f"{p}: without P1 {_rho(a)}, with P1 {_rho(b)}" for p, a, b in extra if a) + ".", ""]
     if target_met is not None:
         L.append(f"**Primary (pre-registered): across-regime Spearman of the transfer fit = {prim['statistic']:.2f} "
                  f"(p = {prim['p_value']:.3g}); target >= 0.8 {'met' if target_met else 'not met'}.** Before "
