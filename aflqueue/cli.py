@@ -632,6 +632,229 @@ def _parser_tune(sub) -> None:
     t.set_defaults(func=_cmd_tune, seed=None, serial=False, batched=False)
 
 
+# --------------------------------------------------------------------------- calibrate
+_TASK_FLAGS = (("--dataset", {}), ("--data-root", {}), ("--clients", {"type": int}),
+               ("--rates", {"type": float_list, "metavar": "R1,R2,.."}),
+               ("--concurrency", {"type": int, "metavar": "M"}), ("--updates", {"type": int}),
+               ("--time-budget", {"type": float}), ("--device", {}))
+
+
+def _add_task_arguments(p: argparse.ArgumentParser, what: str = "TOML/YAML/JSON run configuration") -> None:
+    """The run-configuration options shared by calibrate and predict (as for train)."""
+    p.add_argument("config", nargs="?", help=f"{what} (default: the embedded configuration)")
+    for flag, kw in _TASK_FLAGS:
+        p.add_argument(flag, **kw, help=f"as for train ({flag[2:]})")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .pilot import calibrate_pilot, write_constants
+
+    _check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
+                                                "(zero-cost initial-model estimate)")
+    out = Path(args.constants_out)
+    _check(out.suffix.lower() in (".toml", ".json", ".yaml", ".yml"), "output",
+           f"must end in .toml, .json, .yaml or .yml (got {str(out)!r})")
+    _check(not out.is_dir(), "output", f"{str(out)!r} is a folder; give a file name")
+    if not args.pilot:
+        for flag in ("routings", "lrs", "pilot_seed", "budget_fraction", "bootstrap", "bootstrap_method", "runs"):
+            _check(getattr(args, flag) is None, flag.replace("_", "-"), "is used only with --pilot")
+    check_backend(args)
+    cfg = config_from_args(args)
+    if args.initial:
+        from .calibrate import calibrate
+        from .pipeline import build_data_and_model
+
+        data, model = build_data_and_model(cfg)
+        cal = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4)
+        write_constants(out, {"constants": {k: v for k, v in cal.constants.to_dict().items() if v is not None},
+                              "initial": {"settings": cal.settings,
+                                          "spread": {k: {kk: vv for kk, vv in v.items() if kk != "values"}
+                                                     for k, v in cal.spread.items()}}})
+        if args.json:
+            print_json({"constants": cal.constants.to_dict(), "output": str(out)})
+        else:
+            c = cal.constants
+            print(f"initial-model constants (seed {cfg.seed}): Delta {c.Delta:.4g}, L {c.L:.4g}, sigma2 {c.sigma2:.4g}, "
+                  f"M2 {c.M2:.4g}, G2 {c.G2:.4g}; written to {out}")
+        return 0
+    routings = [r.strip() for r in (args.routings or "uniform,p2,mid").split(",") if r.strip()]
+    _check(bool(routings), "routings", "needs at least one routing (uniform, p2, mid or mix:T)")
+    for r in routings:
+        ok = r in ("uniform", "p2", "mid")
+        if r.startswith("mix:"):
+            try:
+                ok = 0 <= float(r[4:]) <= 1
+            except ValueError:
+                ok = False
+        _check(ok, "routings", f"unknown pilot routing {r!r}; use uniform, p2, mid or mix:T with T in [0, 1]")
+    lrs = args.lrs if args.lrs is not None else [0.03, 0.1]
+    for x in lrs:
+        _finite(x, "lrs", 0.0, 100.0, lo_open=True)
+    seed = 1000 if args.pilot_seed is None else args.pilot_seed
+    _check(0 <= seed <= 2**32 - 1, "pilot-seed", f"must be an integer in [0, 2^32 - 1] (got {seed})")
+    frac = 0.5 if args.budget_fraction is None else args.budget_fraction
+    _finite(frac, "budget-fraction", 0.0, 1.0, lo_open=True)
+    boot = 200 if args.bootstrap is None else args.bootstrap
+    _check(0 <= boot <= 100_000, "bootstrap", f"must be an integer in [0, 100000] (got {boot})")
+    runs = Path(args.runs or (str(out.with_suffix("")) + "_pilots"))
+    fit = calibrate_pilot(cfg, runs, routings=routings, lrs=sorted(set(lrs)), seed=seed, budget_fraction=frac,
+                          bootstrap=boot, backend=args.backend, workers=args.workers, address=args.address,
+                          progress=None if args.quiet or args.json else print,
+                          **({"method": args.bootstrap_method} if args.bootstrap_method else {}))
+    write_constants(out, fit)
+    if args.json:
+        print_json(fit.to_dict())
+    else:
+        t = fit.theta
+        d = fit.diagnostics
+        st = fit.settings
+        print(f"fitted {st['pilot_runs']} pilot runs ({st['pilot_wall_time_s']:.0f} s of training): theta0 {t[0]:.4g}, "
+              f"optimisation {t[1]:.4g}, variance {t[2]:.4g}, staleness {t[3]:.4g}; eta_max {fit.eta_max:g}; "
+              f"R^2 {d['r2'] if d['r2'] is None else round(d['r2'], 3)} over {d['points']} points")
+        if d.get("degenerate"):
+            print(f"terms fitted to zero: {', '.join(d['degenerate'])}")
+        print(f"constants written to {out} (pilot runs in {runs}/); use them with optimize --constants {out}, "
+              f"predict --constants {out}, or train --set routing.constants=\"{out}\"")
+    return 0
+
+
+def _parser_calibrate(sub) -> None:
+    c = sub.add_parser("calibrate", help="estimate the proxy constants: from pilot runs, or at the initial model",
+                       description="--pilot: train the configuration briefly (a few routings x learning rates, one "
+                                   "pilot seed, a fraction of the budget, on a validation split), fit the bound's "
+                                   "three terms to the loss curves with a bootstrap over the runs, and write a "
+                                   "constants file that optimize --constants, predict --constants and "
+                                   "train --set routing.constants=FILE accept (docs/theory.md section 10). "
+                                   "--initial: the zero-cost estimate at the initial model (section 7).")
+    _add_task_arguments(c)
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--pilot", action="store_true", help="fit pilot training runs")
+    mode.add_argument("--initial", action="store_true", help="estimate at the initial model (no training)")
+    c.add_argument("--output", "-o", dest="constants_out", type=nonempty_path, default="constants.toml", metavar="FILE",
+                   help="constants file to write (.toml, .json, .yaml; default constants.toml)")
+    c.add_argument("--routings", metavar="R1,R2,..",
+                   help="pilot routings: uniform, p2 (the initial-model wall-clock optimum), mid (their midpoint), "
+                        "mix:T (default uniform,p2,mid)")
+    c.add_argument("--lrs", type=float_list, metavar="LR1,LR2,..", help="pilot learning rates (default 0.03,0.1)")
+    c.add_argument("--pilot-seed", type=int, help="seed of the pilot runs (default 1000; keep it apart from "
+                                                  "evaluation seeds)")
+    c.add_argument("--budget-fraction", type=float, help="share of the budget each pilot trains for (default 0.5)")
+    c.add_argument("--bootstrap", type=int, help="bootstrap refits for the intervals (default 200)")
+    c.add_argument("--bootstrap-method", choices=["cases", "wild"],
+                   help="resample the pilot runs (default) or the wild cluster bootstrap over runs")
+    c.add_argument("--runs", type=nonempty_path, metavar="FOLDER", help="folder for the pilot runs (default: next to the output)")
+    add_backend_arguments(c, "the pilot runs")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
+    c.add_argument("--json", action="store_true", help="print the written file as one JSON object")
+    c.set_defaults(func=_cmd_calibrate, seed=None, serial=False, batched=False, output=None, algorithm=None,
+                   routing=None, objective=None)
+
+
+# --------------------------------------------------------------------------- predict
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .optimize import OptimizationProblem, optimize
+    from .pilot import budget_of, operating_point, predict_gain, read_constants, verdict
+    from .pipeline import build_system
+
+    _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
+    _finite(args.confidence, "confidence", 0.0, 1.0)
+    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
+    _finite(args.target_fraction, "target-fraction", 0.0, 1.0, lo_open=True)
+    _check(args.starts >= 1 and args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    consts, fit = read_constants(args.constants)
+    if args.config:  # a system file instead of a run configuration: its clients replace the speed profile
+        from .system import load_system, read_mapping
+
+        if {"rates", "clients"} & set(read_mapping(args.config)):
+            sysm = load_system(args.config)
+            args.set = list(args.set or []) + [f"system.file={json.dumps(str(args.config))}",
+                                               f"data.clients={sysm.n}"]
+            args.config = None
+    cfg = config_from_args(args)
+    tau, U0 = budget_of(cfg)
+    system = build_system(cfg, cfg.data.clients)
+    n, m = system.n, system.concurrency
+    rng = args.concurrency_range
+    if rng is not None:
+        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
+               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
+    p_min = cfg.routing.p_min if args.p_min is None else args.p_min
+    _finite(p_min, "p-min", 0.0, 1.0 / n)
+    res = optimize(OptimizationProblem(system, args.predict_objective, constants=consts, p_min=p_min, time_budget=tau,
+                                       concurrency=rng, updates=float(U0)), starts=args.starts)
+    out: dict[str, Any] = {"objective": res.objective, "time_budget": tau, "reference_updates": U0, "n": n,
+                           "concurrency_uniform": m, "concurrency": res.concurrency,
+                           "routing": res.routing.tolist(),
+                           "max_importance_weight": float(1.0 / (n * res.routing.min())),
+                           "step_ratio": (res.eta / res.baseline["eta"]) if res.baseline and res.baseline.get("eta")
+                           else None, "constants_file": str(args.constants)}
+    if fit is not None:
+        u = np.full(n, 1.0 / n)
+        op_u = operating_point(system, u, m, 3 * tau)
+        op_c = operating_point(system, res.routing, res.concurrency, 3 * tau)
+        g = predict_gain(fit, op_c, op_u, tau, target_fraction=args.target_fraction, confidence=args.confidence)
+        out.update({"prediction": g.to_dict(), "verdict": g.verdict, "source": "pilot fit"})
+    else:  # initial-model (or hand-set) constants: the proxy's own ratio, no interval
+        base_value = (res.baseline or {}).get("objective_value")
+        ratio = res.objective_value / base_value if base_value else None
+        out.update({"prediction": {"proxy_ratio": ratio}, "verdict": verdict({"point": None}),
+                    "source": "constants without a pilot fit: the proxy ranks routings but predicts no time or "
+                              "accuracy, and carries no interval (run aflqueue calibrate --pilot)"})
+    if args.json:
+        print_json(out)
+        return 0
+    print(f"system: n = {n}, m = {m}; budget tau = {tau:.4g} time units (AsyncSGD's expected time for {U0} updates)")
+    print(f"optimum ({res.objective}, constants from {args.constants}): m = {res.concurrency}, largest importance "
+          f"weight {out['max_importance_weight']:.1f}, step size {out['step_ratio'] or float('nan'):.3g} x AsyncSGD's")
+    if fit is None:
+        r = out["prediction"]["proxy_ratio"]
+        print(f"proxy ratio (optimum / AsyncSGD): {'-' if r is None else f'{r:.3f}'}; {out['source']}")
+        return 0
+    g = out["prediction"]
+    pct = f"{100 * args.confidence:g}%"
+
+    def iv(d, scale=1.0, fmt="{:.3f}", sign=""):
+        f = (lambda x: "-" if x is None else (fmt.format(scale * x) if not sign else f"{scale * x:+.1f}"))
+        return f"{f(d['point'])} [{f(d['lo'])}, {f(d['hi'])}]" if d.get("lo") is not None else f(d["point"])
+
+    tgt = g["target_accuracy"]
+    print(f"predicted time to {'the target' if tgt is None else f'accuracy {tgt:.3f}'} (optimum / AsyncSGD): "
+          f"{iv(g['time_ratio'])} ({pct})")
+    print(f"predicted accuracy difference at the budget (points): {iv(g['accuracy_difference'], 100, sign='+')} ({pct})")
+    if g["verdict"] == "pays":
+        print("verdict: optimisation pays (the whole interval of the time ratio is below 1)")
+    elif "lose" in g["verdict"]:
+        print("verdict: optimisation not expected to pay: expected to lose (the interval is above 1)")
+    else:
+        print("verdict: optimisation not expected to pay (the interval of the time ratio covers 1)")
+    return 0
+
+
+def _parser_predict(sub) -> None:
+    p = sub.add_parser("predict", help="predict what optimising the routing gains over AsyncSGD, with intervals",
+                       description="Optimise the routing for the constants of a file written by aflqueue calibrate "
+                                   "and predict, from the pilot fit, the optimum's time to a target accuracy and its "
+                                   "accuracy at the budget relative to AsyncSGD (uniform routing), with bootstrap "
+                                   "intervals; says 'optimisation not expected to pay' when the time ratio's "
+                                   "interval covers 1 (docs/theory.md section 10).")
+    _add_task_arguments(p, "run configuration, or a system file (its clients replace the speed profile)")
+    p.add_argument("--constants", metavar="FILE", help="constants file from aflqueue calibrate --pilot (required)")
+    p.add_argument("--objective", dest="predict_objective", choices=("wall-clock", "time-to-accuracy", "wallclock"),
+                   default="wall-clock", help="which optimum to predict (default wall-clock)")
+    p.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI", help="optimise m jointly over LO..HI")
+    p.add_argument("--p-min", type=float, help="lower bound on every p_i (default routing.p_min, 0.001)")
+    p.add_argument("--target-fraction", type=float, default=0.9,
+                   help="target accuracy = this x AsyncSGD's predicted accuracy at the budget (default 0.9)")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals (default 0.95)")
+    p.add_argument("--starts", type=int, default=4, help="optimiser starting points (default 4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_predict, seed=None, serial=False, batched=False, output=None, algorithm=None,
+                   routing=None, objective=None)
+
+
 # --------------------------------------------------------------------------- run (main job)
 def _cmd_run(args: argparse.Namespace) -> int:
     from .mainjob import main_job
@@ -703,17 +926,45 @@ def _cmd_validate_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_validate_regimes(args: argparse.Namespace) -> int:
+    from .experiments.regimes import REGIME_PRESETS, load_regimes, run_regimes
+    from .experiments.report import write_regimes_report
+
+    preset = REGIME_PRESETS[args.preset]
+    _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot, tuning, evaluation) in advance")
+    _check(not args.datasets and not args.data_root, "datasets", f"the {args.preset} preset fixes its data set in advance")
+    _check(args.gpus_per_cell == 0, "gpus-per-cell", f"is not used by the {args.preset} preset")
+    output = Path(args.output or f"validation/results/{args.preset}")
+    report = Path(args.report) if args.report else output / "report.md"
+    figures = Path(args.figures) if args.figures else (Path("figures") if args.preset == "regimes" else output / "figures")
+    if args.report_only:
+        data = load_regimes(output)
+    else:
+        data = run_regimes(preset, output, stage=args.stage, backend=args.backend, workers=args.workers,
+                           address=args.address, progress=None if args.quiet else print)
+    if not data["pilots"] and data["design"] is None:
+        raise ValidationError("output", f"no finished runs under {str(output)!r}")
+    md = write_regimes_report(preset, data, report, figures)
+    print(f"report: {md} ({len(data['pilots'])} pilot, {len(data['tuning'])} tuning and {len(data['evaluation'])} "
+          f"evaluation runs); runs in {output}/")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .experiments.grid import PRESETS, run_grid
     from .experiments.paper import PAPER_PRESETS
+    from .experiments.regimes import REGIME_PRESETS
     from .experiments.report import write_report
 
     if not args.report_only:
         require_fl("validate")
     check_backend(args)
-    if args.preset not in PRESETS and args.preset not in PAPER_PRESETS:
-        raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *PRESETS])} "
+    if args.preset not in PRESETS and args.preset not in PAPER_PRESETS and args.preset not in REGIME_PRESETS:
+        raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *REGIME_PRESETS, *PRESETS])} "
                                         f"(got {args.preset!r})")
+    if args.preset in REGIME_PRESETS:
+        return _cmd_validate_regimes(args)
+    _check(args.stage in ("tune", "eval", "all"), "stage", "design, pilots and predict are stages of the regimes presets")
     if args.preset in PAPER_PRESETS:
         return _cmd_validate_paper(args)
     _check(args.stage == "all", "stage", "is used only with the paper presets")
@@ -749,16 +1000,21 @@ def _parser_validate(sub) -> None:
     from .experiments.grid import PRESETS
     from .experiments.paper import PAPER_PRESETS
 
-    names = [*PAPER_PRESETS, *PRESETS]
+    from .experiments.regimes import REGIME_PRESETS
+
+    names = [*PAPER_PRESETS, *REGIME_PRESETS, *PRESETS]
     v = sub.add_parser("validate", help="validation experiments: predicted vs measured gains, report with intervals",
                        description="Run a validation experiment, saving every run as it finishes (an interrupted "
                                    "experiment resumes), then write its report. Paper presets (paper, paper-n20, "
                                    "paper-tiny): tuned baselines vs the optimiser's operating point, pre-registered "
-                                   "criterion (validation/PROTOCOL.md); grid presets (tiny, small, default, full): "
+                                   "criterion (validation/PROTOCOL.md); regimes presets (regimes, regimes-tiny): the "
+                                   "pilot-calibrated predictor scored on held-out regimes "
+                                   "(validation/REGIMES_PROTOCOL.md); grid presets (tiny, small, default, full): "
                                    f"routings x algorithms. Presets: {', '.join(names)}.")
     v.add_argument("--preset", default="small", help=f"one of {', '.join(names)} (default small)")
-    v.add_argument("--stage", choices=["tune", "eval", "all"], default="all",
-                   help="paper presets: run only the tuning stage, only the evaluation stage, or both (default)")
+    v.add_argument("--stage", choices=["design", "pilots", "predict", "tune", "eval", "all"], default="all",
+                   help="paper presets: run only the tuning stage, only the evaluation stage, or both (default); "
+                        "regimes presets: run up to design, pilots, predict, tune or eval")
     v.add_argument("--output", "-o", type=nonempty_path, help="results folder (default validation/results/grid_<preset>)")
     v.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     v.add_argument("--datasets", help="comma-separated data sets (default: the preset's; with --data-root: the "
@@ -1013,7 +1269,7 @@ def _parser_schedule(sub) -> None:
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
            _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare,
-           _parser_schedule)
+           _parser_schedule, _parser_calibrate, _parser_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1057,7 +1313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _cmd_analyze, "simulate": _cmd_simulate, "optimize": _cmd_optimize, "train": _cmd_train,
     "tune": _cmd_tune, "run": _cmd_run, "validate": _cmd_validate, "figures": _cmd_figures, "sweep": _cmd_sweep,
-    "plot": _cmd_plot, "compare": _cmd_compare, "schedule": _cmd_schedule}
+    "plot": _cmd_plot, "compare": _cmd_compare, "schedule": _cmd_schedule, "calibrate": _cmd_calibrate,
+    "predict": _cmd_predict}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -88,7 +88,8 @@ class SystemConfig:
 class RoutingConfig:
     """``kind``: ``uniform``, ``optimal`` (minimise ``objective`` with ``aflqueue.optimize``) or
     ``explicit`` (``values``). ``concurrency_range = [lo, hi]`` also optimises ``m``.
-    ``constants``: proxy constants, or ``"calibrate"`` to estimate them from the initial model.
+    ``constants``: proxy constants, ``"calibrate"`` to estimate them from the initial model, or the
+    path of a constants file (its table ``constants``; e.g. written by ``aflqueue calibrate``).
 
     ``step_size`` (``optimal`` only): ``"optimal"`` (default) trains with the optimiser's whole
     operating point -- routing, concurrency and step size: the local learning rate becomes
@@ -283,8 +284,9 @@ def validate(c: TrainConfig) -> None:
         check_positive(r.epsilon, "routing.epsilon")
     require(r.step_size in STEP_SIZE_RULES, "routing.step_size",
             f"must be one of {', '.join(STEP_SIZE_RULES)} (got {r.step_size!r})")
-    require(isinstance(r.constants, dict) or r.constants == "calibrate", "routing.constants",
-            f"must be a table of constants or \"calibrate\" (got {r.constants!r})")
+    require(isinstance(r.constants, dict) or r.constants == "calibrate" or _is_constants_file(r.constants),
+            "routing.constants", f"must be a table of constants, \"calibrate\" or a constants file (.toml, .json, "
+                                 f".yaml; e.g. from aflqueue calibrate) (got {r.constants!r})")
     if r.concurrency_range:
         require(len(r.concurrency_range) == 2, "routing.concurrency_range",
                 f"must be [lo, hi] (got {r.concurrency_range})")
@@ -315,6 +317,11 @@ def validate(c: TrainConfig) -> None:
             f"must be test or validation (got {run.evaluate_on!r})")
     require(run.evaluate_on == "test" or d.validation_fraction > 0, "run.evaluate_on",
             "validation needs data.validation_fraction > 0 (the slice of the training set to evaluate on)")
+
+
+def _is_constants_file(value: Any) -> bool:
+    """A string naming a constants file (by extension; read where it is used)."""
+    return isinstance(value, str) and Path(value).suffix.lower() in (".toml", ".json", ".yaml", ".yml")
 
 
 # Keys whose value the chosen mode would ignore: (key, condition under which it is used).

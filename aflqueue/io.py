@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .errors import ValidationError
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "dumps_json", "read_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "dumps_json", "read_json", "dumps_toml"]
 
 
 def json_safe(obj: Any) -> Any:
@@ -86,3 +86,68 @@ def read_json(path: str | Path, field: str = "file") -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
         raise ValidationError(field, f"cannot read {str(p)!r} as JSON ({reason})") from None
+
+
+_BARE_KEY = __import__("re").compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else json.dumps(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, dict):  # an inline table (inside arrays)
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def dumps_toml(obj: dict[str, Any]) -> str:
+    """TOML text of a nested dict (tables, arrays, numbers, strings, booleans; ``None`` values are
+    left out, since TOML has no null; numpy values become Python values first). Enough for the
+    files the toolkit writes; :mod:`tomllib` reads them back."""
+    obj = json_safe(obj) if not isinstance(obj, dict) else {str(k): _plain(v) for k, v in obj.items()}
+    lines: list[str] = []
+
+    def table(d: dict[str, Any], path: list[str]) -> None:
+        scalars = [(k, v) for k, v in d.items() if v is not None and not isinstance(v, dict)]
+        subs = [(k, v) for k, v in d.items() if isinstance(v, dict)]
+        if path and (scalars or not subs):
+            lines.append(("\n" if lines else "") + "[" + ".".join(_toml_key(p) for p in path) + "]")
+        for k, v in scalars:
+            if isinstance(v, (list, tuple)) and len(v) > 1 and all(isinstance(x, (list, tuple, dict)) for x in v):
+                rows = ",\n".join(f"  {_toml_value(x)}" for x in v)  # one row per line
+                lines.append(f"{_toml_key(k)} = [\n{rows},\n]")
+            else:
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        for k, v in subs:
+            table(v, path + [k])
+
+    table(obj, [])
+    return "\n".join(lines) + "\n"
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars/arrays and tuples as Python values; floats kept (NaN/inf are valid TOML)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if hasattr(v, "tolist") and callable(v.tolist):
+        return _plain(v.tolist())
+    if isinstance(v, Path):
+        return str(v)
+    return v

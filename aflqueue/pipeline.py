@@ -133,6 +133,13 @@ def _routing(cfg: TrainConfig, system: System, data, model):
         from .calibrate import calibrate
 
         constants = calibrate(model, data.clients, seed=cfg.seed).constants
+    elif isinstance(r.constants, str):  # a constants file (aflqueue calibrate)
+        from .pilot import read_constants
+
+        try:
+            constants, _ = read_constants(r.constants)
+        except ValidationError as e:
+            raise ValidationError("routing.constants", e.detail) from None
     else:
         constants = ProxyConstants.from_dict(r.constants)
     rng = tuple(r.concurrency_range) if r.concurrency_range else None

@@ -23,8 +23,8 @@ from typing import Any, Iterable
 import numpy as np
 
 __all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
-           "batch_means",
-           "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score"]
+           "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score", "spearman",
+           "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,126 @@ def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
     if b == 0:
         return np.zeros(0)
     return np.array([chunk.mean() for chunk in np.array_split(values, b)])
+
+
+# --------------------------------------------------------------------------- rank correlation
+def spearman(x: Iterable[Any], y: Iterable[Any]) -> float:
+    """Spearman rank correlation of paired values (average ranks for ties; ``+inf`` ranks last).
+
+    Pairs with a None/NaN on either side are dropped; NaN when fewer than 3 pairs remain or when
+    either side is constant (the correlation is undefined)."""
+    from scipy.stats import rankdata
+
+    a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
+    b = np.asarray([np.nan if v is None else float(v) for v in y], dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"spearman: {a.size} values against {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if a.size < 3:
+        return math.nan
+    ra, rb = rankdata(a), rankdata(b)
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """A statistic with its permutation p-value.
+
+    Attributes:
+        statistic: the observed value (a Spearman correlation, or a mean of them).
+        p_value: ``(1 + #{permuted >= observed}) / (1 + resamples)`` for ``alternative =
+            "greater"`` (``<=`` for ``"less"``, ``|.| >=`` for ``"two-sided"``); NaN when the
+            statistic is undefined.
+        n: number of pairs (or of groups, for the stratified test) it rests on.
+        resamples: permutations drawn (seeded).
+        alternative: ``"greater"``, ``"less"`` or ``"two-sided"``.
+    """
+
+    statistic: float
+    p_value: float
+    n: int
+    resamples: int
+    alternative: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statistic": self.statistic if math.isfinite(self.statistic) else None,
+                "p_value": self.p_value if math.isfinite(self.p_value) else None, "n": self.n,
+                "resamples": self.resamples, "alternative": self.alternative}
+
+
+def _p_value(observed: float, null: np.ndarray, alternative: str) -> float:
+    null = null[np.isfinite(null)]
+    if not math.isfinite(observed) or null.size == 0:
+        return math.nan
+    tol = 1e-12  # ties with the observed value count against it (a conservative test)
+    if alternative == "greater":
+        hits = int(np.sum(null >= observed - tol))
+    elif alternative == "less":
+        hits = int(np.sum(null <= observed + tol))
+    else:
+        hits = int(np.sum(np.abs(null) >= abs(observed) - tol))
+    return (1 + hits) / (1 + null.size)
+
+
+def _permuted_correlations(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Spearman correlations of ``a`` with ``resamples`` random permutations of ``b`` (shape
+    ``(resamples,)``): Pearson correlations of the ranks, the ranks of ``b`` permuted."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a), rankdata(b)
+    ra = (ra - ra.mean()) / np.linalg.norm(ra - ra.mean())
+    rb = rb - rb.mean()
+    perms = np.argsort(rng.random((resamples, rb.size)), axis=1)
+    pb = rb[perms]
+    return (pb @ ra) / np.linalg.norm(pb, axis=1)
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"alternative must be greater, less or two-sided (got {alternative!r})")
+
+
+def spearman_permutation_test(x: Iterable[Any], y: Iterable[Any], resamples: int = 9999, seed: int = 0,
+                              alternative: str = "greater") -> PermutationTest:
+    """Spearman correlation of ``(x, y)`` and its seeded permutation p-value.
+
+    Under the null hypothesis (no association) every pairing of the ``y`` values with the ``x``
+    values is equally likely; the p-value is the share of ``resamples`` random pairings (plus the
+    observed one) whose correlation is at least as extreme as the observed one. Pairs with a
+    missing side are dropped first."""
+    _check_alternative(alternative)
+    a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
+    b = np.asarray([np.nan if v is None else float(v) for v in y], dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    rho = spearman(a, b)
+    if not math.isfinite(rho):
+        return PermutationTest(rho, math.nan, int(a.size), 0, alternative)
+    rng = np.random.default_rng(seed)
+    null = _permuted_correlations(a, b, resamples, rng)
+    return PermutationTest(rho, _p_value(rho, null, alternative), int(a.size), int(resamples), alternative)
+
+
+def stratified_spearman_permutation_test(groups: Iterable[tuple[Iterable[Any], Iterable[Any]]],
+                                         resamples: int = 9999, seed: int = 0,
+                                         alternative: str = "greater") -> PermutationTest:
+    """Mean over groups of the within-group Spearman correlation, with a stratified permutation
+    p-value (the ``y`` values are permuted within each group, independently; groups whose
+    correlation is undefined are left out)."""
+    _check_alternative(alternative)
+    clean = []
+    for x, y in groups:
+        a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
+        b = np.asarray([np.nan if v is None else float(v) for v in y], dtype=float)
+        keep = ~(np.isnan(a) | np.isnan(b))
+        if math.isfinite(spearman(a[keep], b[keep])):
+            clean.append((a[keep], b[keep]))
+    if not clean:
+        return PermutationTest(math.nan, math.nan, 0, 0, alternative)
+    observed = float(np.mean([spearman(a, b) for a, b in clean]))
+    rng = np.random.default_rng(seed)
+    null = np.mean([_permuted_correlations(a, b, resamples, rng) for a, b in clean], axis=0)
+    return PermutationTest(observed, _p_value(observed, null, alternative), len(clean), int(resamples), alternative)

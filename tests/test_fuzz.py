@@ -41,6 +41,8 @@ def stop_heavy_work(monkeypatch):
     monkeypatch.setattr("aflqueue.experiments.grid.run_grid", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
     monkeypatch.setattr("aflqueue.sweep.sweep", stop)
+    monkeypatch.setattr("aflqueue.pilot.calibrate_pilot", stop)
+    monkeypatch.setattr("aflqueue.pipeline.build_data_and_model", stop)
 
 
 def run_cli(argv, capsys):
@@ -89,8 +91,15 @@ FLAGS = {
     "plot": ["--output", "--target", "--title"],
     "compare": ["--target", "--time", "--reference", "--json"],
     "schedule": ["--output", "--window", "--clients", "--no-exact"],
+    "calibrate": ["--pilot", "--initial", "--output", "-o", "--routings", "--lrs", "--pilot-seed", "--budget-fraction",
+                  "--bootstrap", "--bootstrap-method", "--runs", "--dataset", "--clients", "--rates", "--concurrency",
+                  "--updates", "--time-budget", "--set", "--backend", "--workers", "--json", "--quiet"],
+    "predict": ["--constants", "--objective", "--concurrency-range", "--p-min", "--target-fraction", "--confidence",
+                "--starts", "--dataset", "--clients", "--rates", "--concurrency", "--updates", "--time-budget", "--set",
+                "--json"],
 }
-SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only", "--no-exact"}
+SWITCHES = {"--gradient", "--stations", "--json", "--serial", "--batched", "--quiet", "--report-only", "--no-exact",
+            "--pilot", "--initial"}
 SET_VALUES = ["local.lr=abc", "local.lr=[1,2]", "local.lr=", "output=null", "device=3", 'model.options="x"',
               "algorithm.params=[1]", 'routing.values="abc"', "run.updates=true", "run.threads=100000",
               "local.lr=1e300", "run.time_budget=5000", "nonsense", "local.steps=0", "seed=-1",

@@ -1,0 +1,91 @@
+"""The regime map's machinery end to end on its tiny preset: frozen stages (predictions before any
+tuning run, a regime's selection before its evaluation), the held-out split, resumption, the
+statistics, the report and the figures, and `aflqueue validate --preset regimes-tiny`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aflqueue.cli import main
+from aflqueue.experiments.regimes import (REGIME_PRESETS, run_order, run_regimes, summarize_regimes)
+from aflqueue.experiments.report import write_regimes_report
+
+TINY = REGIME_PRESETS["regimes-tiny"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("regimes")
+    early = run_regimes(TINY, out, stage="predict", progress=None)
+    full = run_regimes(TINY, out, stage="all", progress=None)
+    return out, early, full
+
+
+def test_stages_are_frozen_in_order(tiny):
+    out, early, full = tiny
+    # after the predict stage: predictions exist, and no tuning or evaluation run does
+    assert early["predictions"] is not None and not early["tuning"] and not early["evaluation"]
+    assert json.loads((out / "predictions.json").read_text()) == full["predictions"]  # never recomputed
+    regs = TINY.regimes()
+    n_routings = 4 + len(TINY.interpolations)  # uniform, interpolations, P2, P3, P1
+    assert len(full["tuning"]) == len(regs) * n_routings * len(TINY.tuning_lrs)
+    assert len(full["evaluation"]) == len(regs) * (n_routings + 1) * len(TINY.eval_seeds)
+    assert set(full["selection"]["targets"]) == {r.id for r in regs}
+    assert [r.id for r in run_order(TINY)] and len(run_order(TINY)) == len(regs)
+    again = run_regimes(TINY, out, stage="all", progress=None)  # nothing left to run
+    assert len(again["evaluation"]) == len(full["evaluation"])
+    versions = {json.dumps(r["code_version"]) for r in [*full["pilots"], *full["tuning"], *full["evaluation"]]}
+    assert len(versions) == 1
+
+
+def test_the_split_keeps_regimes_held_out(tiny):
+    _, _, full = tiny
+    pilots, tuning, ev = full["pilots"], full["tuning"], full["evaluation"]
+    transfer = [r for r in pilots if r["tags"]["kind"] == "transfer"]
+    assert transfer and len(transfer) == len(TINY.partitions) * len(TINY.pilot_routings) * len(TINY.pilot_lrs)
+    # pilots: their own seed, validation split, shorter budgets than any evaluation of the same system
+    assert {r["seed"] for r in pilots} == {TINY.pilot_seed}
+    assert not {r["seed"] for r in pilots} & {r["seed"] for r in ev} and not {r["seed"] for r in tuning} & {
+        r["seed"] for r in ev}
+    assert all(r["evaluate_on"] == "validation" for r in [*pilots, *tuning])
+    assert all(r["evaluate_on"] == "test" for r in ev)
+    budgets = {r["tags"]["regime"]: r["time_budget"] for r in ev}
+    for r in pilots:
+        if r["tags"]["kind"] == "local":
+            assert r["time_budget"] < budgets[r["tags"]["regime"]]
+    # transfer pilots run on a system that is not a regime of the map
+    assert TINY.pilot_spread not in TINY.spreads
+    des = full["design"]
+    assert all(d["spread"] != TINY.pilot_spread for d in des["regimes"].values())
+
+
+def test_summary_report_and_figures(tiny, tmp_path):
+    out, _, full = tiny
+    s = summarize_regimes(TINY, full)
+    assert len(s["regimes"]) == len(TINY.regimes())
+    key = "p2|time_ratio|transfer"
+    assert key in s["across"] and s["across"][key]["n"] == len(TINY.regimes())
+    assert -1 <= s["across"][key]["statistic"] <= 1 and 0 < s["across"][key]["p_value"] <= 1
+    assert {"nontrivial|transfer", "with_p1|transfer", "nontrivial|initial"} <= set(s["within"])
+    assert s["cost"]["transfer_pilots"]["runs"] == 6 and s["cost"]["evaluation"]["runs"] == len(full["evaluation"])
+    for sc in s["regimes"]:
+        row = sc["rows"]["p2"]
+        assert row["time_ratio"]["n"] == len(TINY.eval_seeds)
+        assert {"transfer", "local", "initial", "initial-sim"} <= set(row["predicted"])
+    md = write_regimes_report(TINY, full, tmp_path / "report.md", tmp_path / "fig")
+    text = md.read_text()
+    assert "Held-out rank correlations" in text and "Which term fails" in text and "Cost of the pilots" in text
+    assert (tmp_path / "fig" / "regimes_map_p2.png").is_file()
+    assert (tmp_path / "fig" / "regimes_predicted_vs_measured_p2.pdf").is_file()
+
+
+def test_validate_cli_report_only(tiny, tmp_path, capsys):
+    out, _, _ = tiny
+    rep = tmp_path / "r.md"
+    assert main(["validate", "--preset", "regimes-tiny", "--output", str(out), "--report-only", "--report", str(rep),
+                 "--figures", str(tmp_path / "f")]) == 0
+    assert rep.is_file() and "report:" in capsys.readouterr().out
+    assert main(["validate", "--preset", "regimes-tiny", "--seeds", "3"]) == 2
+    assert "fixes its seeds" in capsys.readouterr().err
