@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from .errors import ValidationError
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "dumps_json", "read_json", "dumps_toml"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "json_safe", "dumps_json", "json_digest",
+           "read_json", "dumps_toml"]
 
 
 def json_safe(obj: Any) -> Any:
@@ -39,6 +40,14 @@ def json_safe(obj: Any) -> Any:
 def dumps_json(obj: Any, indent: int | None = 1) -> str:
     """Strict JSON text of ``obj`` (see :func:`json_safe`)."""
     return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
+def json_digest(obj: Any, chars: int = 16) -> str:
+    """The first ``chars`` hex digits of the SHA-256 of ``obj``'s compact strict JSON: a short,
+    stable name for a (possibly large) description, e.g. a system in a record's settings."""
+    import hashlib
+
+    return hashlib.sha256(dumps_json(obj, None).encode()).hexdigest()[:chars]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

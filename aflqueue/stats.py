@@ -61,6 +61,14 @@ class Estimate:
         ci = [float(self.lo), float(self.hi)] if math.isfinite(self.lo) and math.isfinite(self.hi) else None
         return {"mean": float(self.mean), "ci": ci, "n": int(self.n_batches)}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Estimate":
+        """The estimate saved by :meth:`to_dict` (an undefined one for None; NaN bounds without ``ci``)."""
+        if d is None:
+            return cls(math.nan, math.nan, math.nan, 0)
+        lo, hi = d.get("ci") or (math.nan, math.nan)
+        return cls(float(d["mean"]), float(lo), float(hi), int(d.get("n", 0)))
+
 
 def finite_values(x: Iterable[Any]) -> np.ndarray:
     """The finite numbers of ``x`` (None, NaN and inf dropped) as float64."""

@@ -48,7 +48,6 @@ report are :func:`aflqueue.experiments.report.summarize_comparison` and
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import time
@@ -59,7 +58,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import check_integer, check_positive, require
-from ..io import atomic_write_json, dumps_json
+from ..io import atomic_write_json, dumps_json, json_digest
 from .outcomes import split_timings, time_to_target
 from .runner import JobStore, run_jobs
 
@@ -203,7 +202,7 @@ def _settings(preset: ComparisonPreset, system: dict[str, Any] | None) -> dict[s
     s: dict[str, Any] = {"format": FORMAT_VERSION, "preset": preset.name, "config": preset.config,
                          "target": preset.target, "algorithm_params": preset.algorithm_params}
     if system is not None:
-        s["system_sha256"] = hashlib.sha256(dumps_json(system, None).encode()).hexdigest()[:16]
+        s["system_sha256"] = json_digest(system)
     return s
 
 
@@ -216,7 +215,7 @@ def jobs_of(preset: ComparisonPreset, seeds: list[int], runs_dir: str | Path) ->
         require(a in ALGORITHM_NAMES, "algorithms", f"unknown algorithm {a!r}; allowed: {', '.join(ALGORITHM_NAMES)}")
     system = _system_mapping(preset)
     settings = _settings(preset, system)
-    tag = hashlib.sha256(dumps_json(settings, None).encode()).hexdigest()[:8]
+    tag = json_digest(settings, 8)
     out = []
     for seed in seeds:
         for alg in preset.algorithms:

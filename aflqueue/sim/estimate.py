@@ -129,8 +129,8 @@ def _warmup_count(trace: Trace, warmup: float) -> int:
     return k
 
 
-def _interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n: int,
-                        edges: np.ndarray) -> np.ndarray:
+def interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n: int,
+                       edges: np.ndarray) -> np.ndarray:
     """``out[b, g] = integral over [edges[b], edges[b+1]) of #{intervals of group g open at t}``.
 
     Intervals are ``[start, end)``; NaN ``end`` means still open at the end of the trace.
@@ -162,8 +162,8 @@ def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: f
     counts = np.histogram(up["time"][k0:], bins=edges)[0]
     thr = t_interval(counts / width, confidence)
     client = trace.client
-    queue = _interval_integrals(trace.dispatch_time, trace.uplink_end, client, n, edges) / width
-    busy = _interval_integrals(trace.compute_start, trace.compute_end, client, n, edges) / width
+    queue = interval_integrals(trace.dispatch_time, trace.uplink_end, client, n, edges) / width
+    busy = interval_integrals(trace.compute_start, trace.compute_end, client, n, edges) / width
     mean_q = [t_interval(queue[:, i], confidence) for i in range(n)]
     util = [t_interval(busy[:, i], confidence) for i in range(n)]
     # per-task quantities, post warm-up updates only
@@ -180,7 +180,7 @@ def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: f
     mean_d = t_interval(batch_means(delays, batches), confidence)
     server = None
     if np.any(trace.completion_time[trace.completed] > trace.uplink_end[trace.completed]):
-        cs = _interval_integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1,
+        cs = interval_integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1,
                                  edges)[:, 0] / width
         server = {"mean_queue_length": t_interval(cs, confidence)}
     return SimulationEstimates(
