@@ -69,56 +69,49 @@ def _version() -> str:
 
 __version__ = _version()
 
-#: Functions whose first argument is checked (a System, or a Trace for ``estimate``):
-#: name -> (module, attribute, check).
-_CHECKED = {
-    "analyze": ("aflqueue.queueing.analysis", "analyze", "check_system"),
-    "simulate": ("aflqueue.sim", "simulate", "check_system"),
-    "estimate": ("aflqueue.sim.estimate", "estimate", "check_trace"),
-    "routing_gradients": ("aflqueue.queueing.gradients", "routing_gradients", "check_system"),
-    "routing_jacobians": ("aflqueue.queueing.gradients", "routing_jacobians", "check_system"),
-    "metrics_vjp": ("aflqueue.queueing.gradients", "metrics_vjp", "check_system"),
-}
-
-#: Classes and functions re-exported as they are: name -> (module, attribute).
-_LAZY = {
-    "train": ("aflqueue.api", "train"),
-    "Analysis": ("aflqueue.queueing.analysis", "Analysis"),
-    "Trace": ("aflqueue.sim.trace", "Trace"),
-    "SimulationEstimates": ("aflqueue.sim.estimate", "SimulationEstimates"),
-    "Estimate": ("aflqueue.stats", "Estimate"),
-    "OptimizationProblem": ("aflqueue.optimize", "OptimizationProblem"),
-    "OptimizationResult": ("aflqueue.optimize", "OptimizationResult"),
-    "pareto_front": ("aflqueue.optimize", "pareto_front"),
-    "ProxyConstants": ("aflqueue.bounds", "ProxyConstants"),
-    "EnergyModel": ("aflqueue.bounds", "EnergyModel"),
-    "TrainConfig": ("aflqueue.config", "TrainConfig"),
-    "load_config": ("aflqueue.config", "load_config"),
-    "TrainResult": ("aflqueue.fl.engine", "TrainResult"),  # imports torch
+#: Attributes resolved on first use (importing ``aflqueue`` imports none of these modules):
+#: module -> the names the package takes from it.
+_LAZY_MODULES: dict[str, tuple[str, ...]] = {
+    "aflqueue.api": ("train",),
+    "aflqueue.queueing.analysis": ("analyze", "Analysis"),
+    "aflqueue.queueing.gradients": ("routing_gradients", "routing_jacobians", "metrics_vjp"),
+    "aflqueue.sim": ("simulate",),
+    "aflqueue.sim.estimate": ("estimate", "SimulationEstimates"),
+    "aflqueue.sim.trace": ("Trace",),
+    "aflqueue.stats": ("Estimate",),
+    "aflqueue.optimize": ("OptimizationProblem", "OptimizationResult", "pareto_front"),
+    "aflqueue.bounds": ("ProxyConstants", "EnergyModel"),
+    "aflqueue.config": ("TrainConfig", "load_config"),
+    "aflqueue.fl.engine": ("TrainResult",),  # imports torch
     # researcher tools (figures and CSV files; no torch)
-    "sweep_system": ("aflqueue.sweep", "sweep"),
-    "plot_runs": ("aflqueue.runs", "plot_runs"),
-    "compare_runs": ("aflqueue.runs", "compare_paths"),
-    "schedule_figures": ("aflqueue.schedule", "schedule_figures"),
+    "aflqueue.sweep": ("sweep_system",),
+    "aflqueue.runs": ("plot_runs", "compare_runs"),
+    "aflqueue.schedule": ("schedule_figures",),
 }
+_LAZY = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+#: Names the package gives to attributes called otherwise in their module.
+_RENAMED = {"sweep_system": "sweep", "compare_runs": "compare_paths"}
+#: Functions whose first argument is checked (a System, or a Trace for ``estimate``): name -> check
+#: of :mod:`aflqueue.api`.
+_CHECKED = {"analyze": "check_system", "simulate": "check_system", "estimate": "check_trace",
+            "routing_gradients": "check_system", "routing_jacobians": "check_system", "metrics_vjp": "check_system"}
 
 __all__ = ["ValidationError", "law_from_spec", "Availability", "Client", "Stage", "System", "example_system",
-           "load_system", "optimize", *_CHECKED, *_LAZY]
+           "load_system", "optimize", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "optimize":  # the submodule, callable (see aflqueue.optimize)
+        return import_module("aflqueue.optimize")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
+    module, attr = _LAZY[name], _RENAMED.get(name, name)
     if name in _CHECKED:
         from . import api
 
-        mod, attr, check = _CHECKED[name]
-        value = api.checked(mod, attr, getattr(api, check))
-    elif name in _LAZY:
-        mod, attr = _LAZY[name]
-        value = getattr(import_module(mod), attr)
-    elif name == "optimize":  # the submodule, callable (see aflqueue.optimize)
-        return import_module("aflqueue.optimize")
+        value = api.checked(module, attr, getattr(api, _CHECKED[name]))
     else:
-        raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
+        value = getattr(import_module(module), attr)
     globals()[name] = value  # resolve once
     return value
 

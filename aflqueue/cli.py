@@ -69,12 +69,18 @@ def nonempty_path(text: str) -> str:
     return text
 
 
-def parse_range(text: str) -> tuple[int, int]:
+def _colon_pair(text: str, number: Callable[[str], Any], form: str) -> tuple[Any, Any]:
+    """``"A:B"`` as two numbers of type ``number``; ``form`` says what it must look like."""
     try:
-        lo, hi = (int(x) for x in text.split(":"))
+        lo, hi = (number(x) for x in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like LO:HI (integers)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} must look like {form}") from None
     return lo, hi
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """``"LO:HI"``: a range of concurrencies."""
+    return _colon_pair(text, int, "LO:HI (integers)")
 
 
 def _check(cond: bool, field: str, detail: str) -> None:
@@ -266,10 +272,10 @@ def _analyze_approx(args: argparse.Namespace, system) -> int:
 
 def _parser_analyze(sub) -> None:
     a = sub.add_parser("analyze", help="closed-form metrics of a system (throughput, queues, delays)",
-                       description="Closed-network analysis (MVA or log-space convolution): exact for product-form "
-                                   "systems (exponential FIFO stations, delay stations, no availability windows), "
-                                   "an approximation otherwise, and labelled so. Without FILE or --rates it analyses "
-                                   "the built-in example (5 fast clients at rate 1, 5 slow at 0.1, uniform, m = 10).")
+                       description="""Closed-network analysis (MVA or log-space convolution): exact for product-form
+                                   systems (exponential FIFO stations, delay stations, no availability windows), an
+                                   approximation otherwise, and labelled so. Without FILE or --rates it analyses the
+                                   built-in example (5 fast clients at rate 1, 5 slow at 0.1, uniform, m = 10).""")
     add_system_arguments(a)
     a.add_argument("--method", choices=["mva", "convolution"], default="mva", help="algorithm (default mva)")
     a.add_argument("--analysis", choices=ANALYSES, default="product-form",
@@ -359,9 +365,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _parser_simulate(sub) -> None:
     s = sub.add_parser("simulate", help="discrete-event simulation with confidence intervals",
-                       description="Simulate the closed network (SimPy model, or the compiled fast path for "
-                                   "single-stage systems) and estimate steady-state metrics with confidence "
-                                   "intervals, next to the closed-form values (labelled exact only when they are).")
+                       description="""Simulate the closed network (SimPy model, or the compiled fast path for
+                                   single-stage systems) and estimate steady-state metrics with confidence intervals,
+                                   next to the closed-form values (labelled exact only when they are).""")
     add_system_arguments(s)
     s.add_argument("--updates", type=int, default=100_000, help="updates to simulate per run (default 100000)")
     s.add_argument("--seed", type=int, default=0, help="random seed >= 0 (same seed, identical trace)")
@@ -404,6 +410,26 @@ def parse_constants(text: str | None) -> dict[str, float]:
         except ValueError:
             raise ValidationError(f"constants.{k.strip()}", f"must be a number (got {v!r})") from None
     return out
+
+
+def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> None:
+    """Options of the convergence proxies and of the optimiser's search, read by :func:`problem_from_args`
+    (optimize and sweep: the same flags pose the same problem)."""
+    p.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
+    p.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
+    p.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
+    p.add_argument("--time-budget", type=float, metavar="TAU",
+                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
+    p.add_argument("--epsilon", type=float, help=f"target proxy value for {epsilon_objectives} (default 0.1)")
+    p.add_argument("--constants", metavar="K=V,..|FILE",
+                   help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1), or a file")
+    p.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
+    p.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
+    p.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
+    p.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
+    p.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
+    p.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
 
 
 def problem_from_args(args: argparse.Namespace, system):
@@ -467,8 +493,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 def _parser_optimize(sub) -> None:
     o = sub.add_parser("optimize", help="optimal routing (and concurrency) for a convergence proxy",
-                       description="Optimise routing p (and concurrency m over a range) for a convergence proxy "
-                                   "of Generalized AsyncSGD, and compare with uniform routing (AsyncSGD).")
+                       description="""Optimise routing p (and concurrency m over a range) for a convergence proxy of
+                                   Generalized AsyncSGD, and compare with uniform routing (AsyncSGD).""")
     add_system_arguments(o, concurrency_help=f"fixed concurrency m (default: the system's, n; at most "
                                              f"{MAX_OPTIMIZE_CONCURRENCY})")
     o.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), default="wall-clock",
@@ -478,27 +504,36 @@ def _parser_optimize(sub) -> None:
     o.add_argument("--analysis", choices=ANALYSES, default="product-form",
                    help="analysis behind the objective: product-form (default) or approx (general service laws; "
                         "then --service is used)")
-    o.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
-    o.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
-    o.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
-    o.add_argument("--time-budget", type=float, metavar="TAU",
-                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
-    o.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy/tradeoff (default 0.1)")
+    add_proxy_arguments(o, epsilon_objectives="time-to-accuracy/energy/tradeoff")
     o.add_argument("--weight", type=float, default=0.5, help="r in [0, 1] in r E/E* + (1-r) T/T* for tradeoff")
-    o.add_argument("--constants", metavar="K=V,..|FILE",
-                   help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1), or a file")
-    o.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
-    o.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
-    o.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
-    o.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
-    o.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
-    o.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
-    o.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(func=_cmd_optimize)
 
 
 # --------------------------------------------------------------------------- train
+def add_run_config_arguments(p: argparse.ArgumentParser, config_help: str, *, algorithm: bool = True,
+                             set_example: str = "local.lr=0.1",
+                             concurrency_flags: tuple[str, ...] = ("--concurrency",)) -> None:
+    """A run configuration CONFIG and the options that override its fields, read by :func:`config_from_args`
+    (train, tune, calibrate, predict). ``algorithm``: also --algorithm, --routing and --objective (calibrate
+    and predict choose those themselves); ``concurrency_flags``: train alone also takes ``-m``."""
+    p.add_argument("config", nargs="?", help=config_help)
+    if algorithm:
+        p.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
+        p.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
+        p.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), metavar="OBJECTIVE",
+                       help="proxy for --routing optimal (default wall-clock)")
+    p.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
+    p.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
+    p.add_argument("--clients", type=int, help="number of clients")
+    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates of the clients (custom profile)")
+    p.add_argument(*concurrency_flags, dest="concurrency", type=int, metavar="M", help="tasks in flight (default n)")
+    p.add_argument("--updates", type=int, help="updates (arrivals) to apply")
+    p.add_argument("--time-budget", type=float, help="simulated time budget")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override any field, e.g. {set_example}")
+
+
 def config_from_args(args: argparse.Namespace):
     from .config import load_config
 
@@ -539,27 +574,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _parser_train(sub) -> None:
     t = sub.add_parser("train", help="trace-driven FL training (real model and data)",
-                       description="Train with a real model and data set, replaying the simulated schedule of the "
-                                   "queueing model. Without CONFIG the embedded default runs (digits, 10 clients, "
-                                   "two speed groups 10x apart, Generalized AsyncSGD, 1500 updates); options override "
-                                   "it. With a time budget and no update budget the time budget binds; the output "
-                                   "says which limit ended the run.")
-    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (sections data, model, system, "
-                                             "routing, local, algorithm, run)")
+                       description="""Train with a real model and data set, replaying the simulated schedule of the
+                                   queueing model. Without CONFIG the embedded default runs (digits, 10 clients, two
+                                   speed groups 10x apart, Generalized AsyncSGD, 1500 updates); options override it.
+                                   With a time budget and no update budget the time budget binds; the output says
+                                   which limit ended the run.""")
+    add_run_config_arguments(t, "TOML/YAML/JSON run configuration (sections data, model, system, routing, local, "
+                                "algorithm, run)", concurrency_flags=("--concurrency", "-m"))
     t.add_argument("--output", "-o", type=nonempty_path, help="output folder (results.json, updates.csv, "
                                                               "checkpoint.pt, trace.npz, config.json)")
-    t.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
-    t.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
-    t.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), metavar="OBJECTIVE",
-                   help="proxy for --routing optimal (default wall-clock)")
-    t.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
-    t.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
-    t.add_argument("--clients", type=int, help="number of clients")
-    t.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates of the clients (custom profile)")
-    t.add_argument("--concurrency", "-m", type=int, metavar="M", help="tasks in flight (default n)")
-    t.add_argument("--updates", type=int, help="updates (arrivals) to apply")
-    t.add_argument("--time-budget", type=float, help="simulated time budget")
-    t.add_argument("--device", help="auto (default), cpu or cuda")
     t.add_argument("--seed", type=int, help="seed of data split, model init, schedule and minibatches")
     t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
     t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
@@ -567,7 +590,6 @@ def _parser_train(sub) -> None:
     t.add_argument("--tensorboard", type=nonempty_path, metavar="DIR",
                    help="also log the curves and per-arrival staleness as TensorBoard events in DIR (off by default; "
                         "needs pip install 'aflqueue[tensorboard]')")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the results JSON")
     t.set_defaults(func=_cmd_train)
@@ -608,24 +630,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 def _parser_tune(sub) -> None:
     t = sub.add_parser("tune", help="tune the learning rate of a run configuration on a validation split",
-                       description="Train the configuration at each learning rate of a log grid on pilot seeds, "
-                                   "score each run by its mean validation accuracy over the budget (the test set is "
-                                   "never used) and report the best rate. Needs data.validation_fraction > 0 (set "
-                                   "with --set). Runs are saved as they finish; an interrupted tuning resumes.")
-    t.add_argument("config", nargs="?", help="TOML/YAML/JSON run configuration (default: the embedded one)")
+                       description="""Train the configuration at each learning rate of a log grid on pilot seeds,
+                                   score each run by its mean validation accuracy over the budget (the test set is
+                                   never used) and report the best rate. Needs data.validation_fraction > 0 (set with
+                                   --set). Runs are saved as they finish; an interrupted tuning resumes.""")
+    add_run_config_arguments(t, "TOML/YAML/JSON run configuration (default: the embedded one)",
+                             set_example="data.validation_fraction=0.1")
     t.add_argument("--lr-grid", type=float_list, metavar="LR1,LR2,..",
                    help="learning rates to try (default: 7 values from local.lr/10 to local.lr*10, log-spaced)")
     t.add_argument("--pilot-seeds", type=float_list, metavar="S1,S2,..",
                    help="seeds of the tuning runs, kept apart from evaluation seeds (default 1000,1001)")
     t.add_argument("--output", "-o", type=nonempty_path, help="folder for the runs and tune.json (default runs/tune)")
-    for flag, kw in (("--algorithm", {}), ("--routing", {"choices": ["uniform", "optimal", "explicit"]}),
-                     ("--objective", {"choices": OBJECTIVE_CHOICES + ("wallclock",), "metavar": "OBJECTIVE"}),
-                     ("--dataset", {}), ("--data-root", {}), ("--clients", {"type": int}),
-                     ("--rates", {"type": float_list, "metavar": "R1,R2,.."}),
-                     ("--concurrency", {"type": int, "metavar": "M"}), ("--updates", {"type": int}),
-                     ("--time-budget", {"type": float}), ("--device", {})):
-        t.add_argument(flag, **kw, help=f"as for train ({flag[2:]})")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. data.validation_fraction=0.1")
     add_backend_arguments(t, "the tuning runs")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -633,20 +648,6 @@ def _parser_tune(sub) -> None:
 
 
 # --------------------------------------------------------------------------- calibrate
-_TASK_FLAGS = (("--dataset", {}), ("--data-root", {}), ("--clients", {"type": int}),
-               ("--rates", {"type": float_list, "metavar": "R1,R2,.."}),
-               ("--concurrency", {"type": int, "metavar": "M"}), ("--updates", {"type": int}),
-               ("--time-budget", {"type": float}), ("--device", {}))
-
-
-def _add_task_arguments(p: argparse.ArgumentParser, what: str = "TOML/YAML/JSON run configuration") -> None:
-    """The run-configuration options shared by calibrate and predict (as for train)."""
-    p.add_argument("config", nargs="?", help=f"{what} (default: the embedded configuration)")
-    for flag, kw in _TASK_FLAGS:
-        p.add_argument(flag, **kw, help=f"as for train ({flag[2:]})")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. local.lr=0.1")
-
-
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .pilot import calibrate_pilot, write_constants
 
@@ -721,13 +722,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _parser_calibrate(sub) -> None:
     c = sub.add_parser("calibrate", help="estimate the proxy constants: from pilot runs, or at the initial model",
-                       description="--pilot: train the configuration briefly (a few routings x learning rates, one "
-                                   "pilot seed, a fraction of the budget, on a validation split), fit the bound's "
-                                   "three terms to the loss curves with a bootstrap over the runs, and write a "
-                                   "constants file that optimize --constants, predict --constants and "
-                                   "train --set routing.constants=FILE accept (docs/theory.md section 10). "
-                                   "--initial: the zero-cost estimate at the initial model (section 7).")
-    _add_task_arguments(c)
+                       description="""--pilot: train the configuration briefly (a few routings x learning rates, one
+                                   pilot seed, a fraction of the budget, on a validation split), fit the bound's three
+                                   terms to the loss curves with a bootstrap over the runs, and write a constants file
+                                   that optimize --constants, predict --constants and train --set
+                                   routing.constants=FILE accept (docs/theory.md section 10). --initial: the zero-cost
+                                   estimate at the initial model (section 7).""")
+    add_run_config_arguments(c, "TOML/YAML/JSON run configuration (default: the embedded configuration)",
+                             algorithm=False)
     mode = c.add_mutually_exclusive_group()
     mode.add_argument("--pilot", action="store_true", help="fit pilot training runs")
     mode.add_argument("--initial", action="store_true", help="estimate at the initial model (no training)")
@@ -835,12 +837,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _parser_predict(sub) -> None:
     p = sub.add_parser("predict", help="predict what optimising the routing gains over AsyncSGD, with intervals",
-                       description="Optimise the routing for the constants of a file written by aflqueue calibrate "
-                                   "and predict, from the pilot fit, the optimum's time to a target accuracy and its "
-                                   "accuracy at the budget relative to AsyncSGD (uniform routing), with bootstrap "
-                                   "intervals; says 'optimisation not expected to pay' when the time ratio's "
-                                   "interval covers 1 (docs/theory.md section 10).")
-    _add_task_arguments(p, "run configuration, or a system file (its clients replace the speed profile)")
+                       description="""Optimise the routing for the constants of a file written by aflqueue calibrate
+                                   and predict, from the pilot fit, the optimum's time to a target accuracy and its
+                                   accuracy at the budget relative to AsyncSGD (uniform routing), with bootstrap
+                                   intervals; says 'optimisation not expected to pay' when the time ratio's interval
+                                   covers 1 (docs/theory.md section 10).""")
+    add_run_config_arguments(p, "run configuration, or a system file (its clients replace the speed profile) "
+                                "(default: the embedded configuration)", algorithm=False)
     p.add_argument("--constants", metavar="FILE", help="constants file from aflqueue calibrate --pilot (required)")
     p.add_argument("--objective", dest="predict_objective", choices=("wall-clock", "time-to-accuracy", "wallclock"),
                    default="wall-clock", help="which optimum to predict (default wall-clock)")
@@ -872,11 +875,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _parser_run(sub) -> None:
     r = sub.add_parser("run", help="the main job: analyse -> optimise -> simulate -> train, and compare",
-                       description="On the embedded default (10 clients, two speed groups 10x apart, digits): exact "
-                                   "analysis, the wall-clock optimiser's operating point (routing and step size), "
-                                   "simulation, and training of AsyncSGD (uniform routing) vs that operating point "
-                                   "at an equal simulated-time budget, over several seeds; prints predicted and "
-                                   "measured gains with intervals, and where the outputs are.")
+                       description="""On the embedded default (10 clients, two speed groups 10x apart, digits): exact
+                                   analysis, the wall-clock optimiser's operating point (routing and step size),
+                                   simulation, and training of AsyncSGD (uniform routing) vs that operating point at
+                                   an equal simulated-time budget, over several seeds; prints predicted and measured
+                                   gains with intervals, and where the outputs are.""")
     r.add_argument("--output", "-o", type=nonempty_path, default="runs/main", help="output folder (default runs/main)")
     r.add_argument("--seed", type=int, default=0, help="first seed >= 0 (default 0)")
     r.add_argument("--seeds", type=int, default=5, help="number of seeds, paired across the two routings (default 5)")
@@ -901,6 +904,16 @@ def _torchvision_sets_under(root: str) -> list[str]:
     return found
 
 
+def _report_paths(args: argparse.Namespace, output: Path, in_repository: bool,
+                  figures_in_repository: bool) -> tuple[Path, Path]:
+    """Where ``validate`` writes its report and figures: --report and --figures, else the repository's own
+    validation/report.md and figures/ for a headline preset, else inside the results folder."""
+    report = Path(args.report) if args.report else (Path("validation/report.md") if in_repository
+                                                    else output / "report.md")
+    figures = Path(args.figures) if args.figures else (Path("figures") if figures_in_repository else output / "figures")
+    return report, figures
+
+
 def _cmd_validate_paper(args: argparse.Namespace) -> int:
     from .experiments.paper import PAPER_PRESETS, load_paper, run_paper
     from .experiments.report import write_paper_report
@@ -910,16 +923,14 @@ def _cmd_validate_paper(args: argparse.Namespace) -> int:
     _check(not args.datasets, "datasets", f"the {args.preset} preset fixes its data sets in advance")
     output = Path(args.output or f"validation/results/{args.preset}")
     headline = args.preset == "paper"
-    report = Path(args.report) if args.report else (Path("validation/report.md") if headline else output / "report.md")
-    figures = Path(args.figures) if args.figures else (Path("figures") if headline else output / "figures")
+    report, figures = _report_paths(args, output, in_repository=headline, figures_in_repository=headline)
     if args.report_only:
         data = load_paper(output)
     else:
         data = run_paper(preset, output, stage=args.stage, device=args.device, data_root=args.data_root,
                          backend=args.backend, workers=args.workers, address=args.address,
                          progress=None if args.quiet else print)
-    if not data["tuning"] and not data["evaluation"]:
-        raise ValidationError("output", f"no finished runs under {str(output)!r}")
+    _check(bool(data["tuning"] or data["evaluation"]), "output", f"no finished runs under {str(output)!r}")
     md = write_paper_report(preset, data, report, figures)
     print(f"report: {md} ({len(data['tuning'])} tuning runs, {len(data['evaluation'])} evaluation runs); runs in "
           f"{output}/")
@@ -935,15 +946,14 @@ def _cmd_validate_regimes(args: argparse.Namespace) -> int:
     _check(not args.datasets and not args.data_root, "datasets", f"the {args.preset} preset fixes its data set in advance")
     _check(args.gpus_per_cell == 0, "gpus-per-cell", f"is not used by the {args.preset} preset")
     output = Path(args.output or f"validation/results/{args.preset}")
-    report = Path(args.report) if args.report else output / "report.md"
-    figures = Path(args.figures) if args.figures else (Path("figures") if args.preset == "regimes" else output / "figures")
+    # validation/report.md is the paper's; the regimes report stays beside its runs
+    report, figures = _report_paths(args, output, in_repository=False, figures_in_repository=args.preset == "regimes")
     if args.report_only:
         data = load_regimes(output)
     else:
         data = run_regimes(preset, output, stage=args.stage, backend=args.backend, workers=args.workers,
                            address=args.address, progress=None if args.quiet else print)
-    if not data["pilots"] and data["design"] is None:
-        raise ValidationError("output", f"no finished runs under {str(output)!r}")
+    _check(bool(data["pilots"]) or data["design"] is not None, "output", f"no finished runs under {str(output)!r}")
     md = write_regimes_report(preset, data, report, figures)
     print(f"report: {md} ({len(data['pilots'])} pilot, {len(data['tuning'])} tuning and {len(data['evaluation'])} "
           f"evaluation runs); runs in {output}/")
@@ -979,8 +989,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     tag = args.preset + ("_" + "_".join(datasets) if datasets else "")
     output = Path(args.output or f"validation/results/grid_{tag}")
     default = args.preset == "default" and not datasets
-    report = Path(args.report) if args.report else (Path("validation/report.md") if default else output / "report.md")
-    figures = Path(args.figures) if args.figures else (Path("figures") if default else output / "figures")
+    report, figures = _report_paths(args, output, in_repository=default, figures_in_repository=default)
     if not args.report_only:
         records = run_grid(preset, output, seeds=args.seeds, datasets=datasets, data_root=args.data_root,
                            device=args.device, backend=args.backend, workers=args.workers, address=args.address,
@@ -989,8 +998,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         from .experiments.grid import load_cells
 
         records = load_cells(output)
-    if not records:
-        raise ValidationError("output", f"no finished cells under {str(output)!r}")
+    _check(bool(records), "output", f"no finished cells under {str(output)!r}")
     md, html = write_report(records, report, figures)
     print(f"report: {md} and {html} ({len(records)} runs); cells in {output}/cells")
     return 0
@@ -1004,13 +1012,13 @@ def _parser_validate(sub) -> None:
 
     names = [*PAPER_PRESETS, *REGIME_PRESETS, *PRESETS]
     v = sub.add_parser("validate", help="validation experiments: predicted vs measured gains, report with intervals",
-                       description="Run a validation experiment, saving every run as it finishes (an interrupted "
-                                   "experiment resumes), then write its report. Paper presets (paper, paper-n20, "
-                                   "paper-tiny): tuned baselines vs the optimiser's operating point, pre-registered "
-                                   "criterion (validation/PROTOCOL.md); regimes presets (regimes, regimes-tiny): the "
-                                   "pilot-calibrated predictor scored on held-out regimes "
-                                   "(validation/REGIMES_PROTOCOL.md); grid presets (tiny, small, default, full): "
-                                   f"routings x algorithms. Presets: {', '.join(names)}.")
+                       description=f"""Run a validation experiment, saving every run as it finishes (an
+                                   interrupted experiment resumes), then write its report. Paper presets (paper,
+                                   paper-n20, paper-tiny): tuned baselines vs the optimiser's operating point,
+                                   pre-registered criterion (validation/PROTOCOL.md); regimes presets (regimes,
+                                   regimes-tiny): the pilot-calibrated predictor scored on held-out regimes
+                                   (validation/REGIMES_PROTOCOL.md); grid presets (tiny, small, default, full):
+                                   routings x algorithms. Presets: {', '.join(names)}.""")
     v.add_argument("--preset", default="small", help=f"one of {', '.join(names)} (default small)")
     v.add_argument("--stage", choices=["design", "pilots", "predict", "tune", "eval", "all"], default="all",
                    help="paper presets: run only the tuning stage, only the evaluation stage, or both (default); "
@@ -1047,10 +1055,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 def _parser_figures(sub) -> None:
     f = sub.add_parser("figures", help="regenerate all figures from saved results",
-                       description="Every figure, from saved results: the analytic ones (sweeps of the bundled "
-                                   "example systems, as aflqueue sweep), closed form vs simulation, accuracy against "
-                                   "simulated time from validation grids, and the paper experiment when its runs "
-                                   "exist; PNG and PDF, in one publishable style.")
+                       description="""Every figure, from saved results: the analytic ones (sweeps of the bundled
+                                   example systems, as aflqueue sweep), closed form vs simulation, accuracy against
+                                   simulated time from validation grids, and the paper experiment when its runs exist;
+                                   PNG and PDF, in one publishable style.""")
     f.add_argument("--output", "-o", type=nonempty_path, default="figures", help="folder (default figures/)")
     f.add_argument("--closed-forms", type=nonempty_path,
                    help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
@@ -1117,13 +1125,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _parser_sweep(sub) -> None:
     s = sub.add_parser("sweep", help="sweep your own system over the concurrency: figures and CSV",
-                       description="For a system file (or --rates): throughput, relative delays and each convergence "
-                                   "proxy against the concurrency m under uniform routing and the best routing at "
-                                   "each m, each objective's optimum (the same problem and answer as aflqueue "
-                                   "optimize with the same flags), optimal routing against client speed, the "
-                                   "time/energy Pareto front, and the delays as routing mass moves to the slower "
-                                   "clients. Writes sweep.csv, sweep_optima.csv, sweep_routing.csv, sweep.json and "
-                                   "the figures (PNG and PDF).")
+                       description="""For a system file (or --rates): throughput, relative delays and each convergence
+                                   proxy against the concurrency m under uniform routing and the best routing at each
+                                   m, each objective's optimum (the same problem and answer as aflqueue optimize with
+                                   the same flags), optimal routing against client speed, the time/energy Pareto
+                                   front, and the delays as routing mass moves to the slower clients. Writes
+                                   sweep.csv, sweep_optima.csv, sweep_routing.csv, sweep.json and the figures (PNG and
+                                   PDF).""")
     add_system_arguments(s)
     s.add_argument("--concurrency-range", type=parse_range, metavar="LO:HI",
                    help=f"concurrencies to sweep (default 1:max(2n, m); at most {MAX_SWEEP_CONCURRENCY})")
@@ -1133,20 +1141,8 @@ def _parser_sweep(sub) -> None:
     s.add_argument("--output", "-o", type=nonempty_path, default="sweep", help="output folder (default sweep/)")
     s.add_argument("--pareto-points", type=int, default=11,
                    help="trade-off weights on the time/energy Pareto front, 0 to skip (default 11)")
-    s.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
-    s.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
-    s.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
-    s.add_argument("--time-budget", type=float, metavar="TAU",
-                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
-    s.add_argument("--epsilon", type=float, help="target proxy value for time-to-accuracy/energy (default 0.1)")
-    s.add_argument("--constants", metavar="K=V,..|FILE", help="proxy constants, as for optimize")
-    s.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
-    s.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
-    s.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
-    s.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
-    s.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
-    s.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
-    s.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
+    # the sweep draws the trade-off as the Pareto front (--pareto-points), so epsilon serves two objectives
+    add_proxy_arguments(s, epsilon_objectives="time-to-accuracy/energy")
     s.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.set_defaults(func=_cmd_sweep, weight=0.5)
@@ -1166,11 +1162,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _parser_plot(sub) -> None:
     p = sub.add_parser("plot", help="plot your own runs: accuracy and loss against time and updates",
-                       description="Draw test accuracy and loss against simulated time and against updates for "
-                                   "one or many run folders (written by aflqueue train). Runs whose configurations "
-                                   "differ only in the seed are one group: their mean with a 95% bootstrap band; "
-                                   "the legend names the settings that differ between groups. A folder holding run "
-                                   "folders stands for all of them. Writes runs_curves.png, .pdf and .json.")
+                       description="""Draw test accuracy and loss against simulated time and against updates for one
+                                   or many run folders (written by aflqueue train). Runs whose configurations differ
+                                   only in the seed are one group: their mean with a 95% bootstrap band; the legend
+                                   names the settings that differ between groups. A folder holding run folders stands
+                                   for all of them. Writes runs_curves.png, .pdf and .json.""")
     p.add_argument("runs", nargs="+", type=nonempty_path, metavar="RUN_DIR", help="run folders (or folders of them)")
     p.add_argument("--output", "-o", type=nonempty_path, default="plots", help="output folder (default plots/)")
     p.add_argument("--target", type=float, help="draw a target accuracy line, in [0, 1]")
@@ -1202,10 +1198,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _parser_compare(sub) -> None:
     c = sub.add_parser("compare", help="paired table of your own runs: time to a target, accuracy at equal time",
-                       description="For run folders grouped as in aflqueue plot (seeds of one configuration): "
-                                   "test accuracy at an equal simulated time, time to a target accuracy, and against "
-                                   "a reference group, paired by seed, the accuracy difference (bootstrap interval) "
-                                   "and the time ratio (log-scale interval).")
+                       description="""For run folders grouped as in aflqueue plot (seeds of one configuration): test
+                                   accuracy at an equal simulated time, time to a target accuracy, and against a
+                                   reference group, paired by seed, the accuracy difference (bootstrap interval) and
+                                   the time ratio (log-scale interval).""")
     c.add_argument("runs", nargs="+", type=nonempty_path, metavar="RUN_DIR", help="run folders (or folders of them)")
     c.add_argument("--target", type=float, help="target test accuracy in [0, 1] (default: 90%% of the best accuracy "
                                                 "the weakest run reached)")
@@ -1218,11 +1214,8 @@ def _parser_compare(sub) -> None:
 
 # --------------------------------------------------------------------------- schedule
 def parse_window(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like START:END (simulated times)") from None
-    return lo, hi
+    """``"START:END"``: a window of simulated time."""
+    return _colon_pair(text, float, "START:END (simulated times)")
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -1250,12 +1243,12 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 def _parser_schedule(sub) -> None:
     s = sub.add_parser("schedule", help="see a schedule: timeline, per-client delays, arrival share",
-                       description="From a trace (.npz, aflqueue simulate --trace) or a run folder (its trace.npz, "
-                                   "up to the arrivals the run applied): a timeline of each client's tasks (waiting, "
-                                   "in service, in transit) and of the m tasks in flight; per-client histograms of "
-                                   "the relative delay with the closed-form mean E[D_i] and, for small exponential "
-                                   "systems, the exact law on top; each client's share of the arrivals against its "
-                                   "routing probability. Writes schedule_*.png/.pdf and schedule.json.")
+                       description="""From a trace (.npz, aflqueue simulate --trace) or a run folder (its trace.npz,
+                                   up to the arrivals the run applied): a timeline of each client's tasks (waiting, in
+                                   service, in transit) and of the m tasks in flight; per-client histograms of the
+                                   relative delay with the closed-form mean E[D_i] and, for small exponential systems,
+                                   the exact law on top; each client's share of the arrivals against its routing
+                                   probability. Writes schedule_*.png/.pdf and schedule.json.""")
     s.add_argument("source", type=nonempty_path, metavar="TRACE_OR_RUN", help="trace .npz or run folder")
     s.add_argument("--output", "-o", type=nonempty_path, default="schedule", help="output folder (default schedule/)")
     s.add_argument("--window", type=parse_window, metavar="START:END",

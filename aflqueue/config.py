@@ -324,22 +324,18 @@ def _is_constants_file(value: Any) -> bool:
     return isinstance(value, str) and Path(value).suffix.lower() in (".toml", ".json", ".yaml", ".yml")
 
 
-# Keys whose value the chosen mode would ignore: (key, condition under which it is used).
-_ONLY_WHEN: tuple[tuple[str, str, Any], ...] = (
-    ("routing.values", "routing.kind", "explicit"),
-    ("routing.objective", "routing.kind", "optimal"),
-    ("routing.p_min", "routing.kind", "optimal"),
-    ("routing.concurrency_range", "routing.kind", "optimal"),
-    ("routing.constants", "routing.kind", "optimal"),
-    ("routing.epsilon", "routing.kind", "optimal"),
-    ("routing.step_size", "routing.kind", "optimal"),
-    ("system.rates", "system.profile", "custom"),
-    ("system.slow_factor", "system.profile", "two-groups"),
-    ("system.spread", "system.profile", "five-types"),
-    ("data.alpha", "data.partition", "dirichlet"),
-    ("data.classes_per_client", "data.partition", "k_classes"),
-    ("data.quantity_alpha", "data.partition", "quantity_skew"),
-)
+# Keys that only one mode uses (any other would silently ignore them): (mode key, mode) -> keys.
+_ONLY_WHEN: dict[tuple[str, Any], tuple[str, ...]] = {
+    ("routing.kind", "explicit"): ("routing.values",),
+    ("routing.kind", "optimal"): ("routing.objective", "routing.p_min", "routing.concurrency_range",
+                                  "routing.constants", "routing.epsilon", "routing.step_size"),
+    ("system.profile", "custom"): ("system.rates",),
+    ("system.profile", "two-groups"): ("system.slow_factor",),
+    ("system.profile", "five-types"): ("system.spread",),
+    ("data.partition", "dirichlet"): ("data.alpha",),
+    ("data.partition", "k_classes"): ("data.classes_per_client",),
+    ("data.partition", "quantity_skew"): ("data.quantity_alpha",),
+}
 
 
 def _get(cfg: TrainConfig, dotted: str) -> Any:
@@ -351,8 +347,9 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
 
 def check_explicit(cfg: TrainConfig, explicit: set[str]) -> None:
     """Refuse a user-given value that the configuration's mode would silently ignore."""
-    for key, mode_key, mode in _ONLY_WHEN:
-        if key in explicit and _get(cfg, mode_key) != mode:
+    for (mode_key, mode), keys in _ONLY_WHEN.items():
+        key = next((k for k in keys if k in explicit), None)
+        if key is not None and _get(cfg, mode_key) != mode:
             raise ValidationError(key, f"is used only with {mode_key} = {mode!r} (it is {_get(cfg, mode_key)!r}); "
                                        f"set {mode_key} = {json.dumps(mode)} or drop {key}")
     if "system.file" in explicit and cfg.system.file:

@@ -12,7 +12,7 @@ for delay stations under any law, by BCMP insensitivity); the simulator samples 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +22,7 @@ from .errors import ValidationError, check_number, check_positive, require
 
 __all__ = [
     "ServiceLaw",
+    "ParametricLaw",
     "Exponential",
     "Deterministic",
     "LogNormal",
@@ -70,12 +71,31 @@ class ServiceLaw:
 
 
 @dataclass(frozen=True)
-class Exponential(ServiceLaw):
+class ParametricLaw(ServiceLaw):
+    """A law given by its ``mean`` and shape parameters: the dataclass fields, ``mean`` first, each
+    checked by :meth:`check_parameter` (> 0 unless a subclass says otherwise). Rescaling keeps the
+    shape parameters, and :meth:`to_dict` writes every field."""
+
     mean: float = 1.0
-    name = "exponential"
 
     def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
+        for f in fields(self):  # in declaration order: an error names the first bad field
+            object.__setattr__(self, f.name, self.check_parameter(f.name, getattr(self, f.name)))
+
+    def check_parameter(self, name: str, value: Any) -> float:
+        """The validated value of field ``name`` (raises :class:`ValidationError` naming it)."""
+        return check_positive(value, name)
+
+    def with_mean(self, mean: float) -> "ParametricLaw":
+        return replace(self, mean=mean)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"law": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True)
+class Exponential(ParametricLaw):
+    name = "exponential"
 
     @property
     def cv(self) -> float:
@@ -85,98 +105,55 @@ class Exponential(ServiceLaw):
     def is_exponential(self) -> bool:
         return True
 
-    def with_mean(self, mean: float) -> "Exponential":
-        return Exponential(mean)
-
     def sample(self, rng, size):
         return rng.exponential(self.mean, size)
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean}
-
 
 @dataclass(frozen=True)
-class Deterministic(ServiceLaw):
-    mean: float = 1.0
+class Deterministic(ParametricLaw):
     name = "deterministic"
-
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
 
     @property
     def cv(self) -> float:
         return 0.0
 
-    def with_mean(self, mean):
-        return Deterministic(mean)
-
     def sample(self, rng, size):
         return np.full(size, self.mean, dtype=np.float64)
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean}
-
 
 @dataclass(frozen=True)
-class LogNormal(ServiceLaw):
+class LogNormal(ParametricLaw):
     """Lognormal with given mean and coefficient of variation ``cv`` (> 0)."""
 
-    mean: float = 1.0
     cv: float = 1.0  # type: ignore[assignment]
     name = "lognormal"
-
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
-        object.__setattr__(self, "cv", check_positive(self.cv, "cv"))
-
-    def with_mean(self, mean):
-        return LogNormal(mean, self.cv)
 
     def sample(self, rng, size):
         s2 = math.log1p(self.cv**2)
         return rng.lognormal(math.log(self.mean) - 0.5 * s2, math.sqrt(s2), size)
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean, "cv": self.cv}
-
 
 @dataclass(frozen=True)
-class Gamma(ServiceLaw):
+class Gamma(ParametricLaw):
     """Gamma with given mean and shape ``k`` (cv = 1/sqrt(k))."""
 
-    mean: float = 1.0
     shape: float = 1.0
     name = "gamma"
-
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
-        object.__setattr__(self, "shape", check_positive(self.shape, "shape"))
 
     @property
     def cv(self) -> float:
         return 1.0 / math.sqrt(self.shape)
 
-    def with_mean(self, mean):
-        return Gamma(mean, self.shape)
-
     def sample(self, rng, size):
         return rng.gamma(self.shape, self.mean / self.shape, size)
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean, "shape": self.shape}
-
 
 @dataclass(frozen=True)
-class Weibull(ServiceLaw):
+class Weibull(ParametricLaw):
     """Weibull with given mean and shape ``k`` (k < 1: heavier tail than exponential)."""
 
-    mean: float = 1.0
     shape: float = 1.0
     name = "weibull"
-
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
-        object.__setattr__(self, "shape", check_positive(self.shape, "shape"))
 
     @property
     def scale(self) -> float:
@@ -188,29 +165,22 @@ class Weibull(ServiceLaw):
         g1, g2 = math.gamma(1 + 1 / k), math.gamma(1 + 2 / k)
         return math.sqrt(max(g2 / g1**2 - 1.0, 0.0))
 
-    def with_mean(self, mean):
-        return Weibull(mean, self.shape)
-
     def sample(self, rng, size):
         return self.scale * rng.weibull(self.shape, size)
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean, "shape": self.shape}
-
 
 @dataclass(frozen=True)
-class Pareto(ServiceLaw):
+class Pareto(ParametricLaw):
     """Classical Pareto (support ``[x_m, inf)``) with given mean and tail index ``shape`` > 1."""
 
-    mean: float = 1.0
     shape: float = 3.0
     name = "pareto"
 
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
-        shape = check_positive(self.shape, "shape")
-        require(shape > 1.0, "shape", f"Pareto tail index must be > 1 for a finite mean (got {shape})")
-        object.__setattr__(self, "shape", shape)
+    def check_parameter(self, name: str, value: Any) -> float:
+        value = super().check_parameter(name, value)
+        if name == "shape":
+            require(value > 1.0, "shape", f"Pareto tail index must be > 1 for a finite mean (got {value})")
+        return value
 
     @property
     def minimum(self) -> float:
@@ -221,28 +191,22 @@ class Pareto(ServiceLaw):
         a = self.shape
         return math.inf if a <= 2 else 1.0 / math.sqrt(a * (a - 2.0))
 
-    def with_mean(self, mean):
-        return Pareto(mean, self.shape)
-
     def sample(self, rng, size):
         return self.minimum * (1.0 + rng.pareto(self.shape, size))
 
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean, "shape": self.shape}
-
 
 @dataclass(frozen=True)
-class Uniform(ServiceLaw):
+class Uniform(ParametricLaw):
     """Uniform on ``[mean (1 - spread), mean (1 + spread)]``: ``spread`` in ``[0, 1)`` is the
     half-width relative to the mean (so durations stay > 0); cv = spread / sqrt(3)."""
 
-    mean: float = 1.0
     spread: float = 0.5
     name = "uniform"
 
-    def __post_init__(self):
-        object.__setattr__(self, "mean", check_positive(self.mean, "mean"))
-        object.__setattr__(self, "spread", check_number(self.spread, "spread", 0.0, 1.0, hi_open=True))
+    def check_parameter(self, name: str, value: Any) -> float:
+        if name == "spread":  # durations stay > 0
+            return check_number(value, "spread", 0.0, 1.0, hi_open=True)
+        return super().check_parameter(name, value)
 
     @classmethod
     def between(cls, low: float, high: float) -> "Uniform":
@@ -263,14 +227,8 @@ class Uniform(ServiceLaw):
     def cv(self) -> float:
         return self.spread / math.sqrt(3.0)
 
-    def with_mean(self, mean):
-        return Uniform(mean, self.spread)
-
     def sample(self, rng, size):
         return rng.uniform(self.low, self.high, size)
-
-    def to_dict(self):
-        return {"law": self.name, "mean": self.mean, "spread": self.spread}
 
 
 @dataclass(frozen=True, eq=False)

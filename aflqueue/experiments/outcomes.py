@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["time_to_target", "accuracy_at", "split_timings"]
+__all__ = ["time_to_target", "run_times", "accuracy_at", "split_timings"]
 
 
 def time_to_target(curves: dict[str, list], target: float, interpolate: bool = True,
@@ -32,6 +32,14 @@ def time_to_target(curves: dict[str, list], target: float, interpolate: bool = T
         if a is not None and math.isfinite(a):
             prev_t, prev_a = t, a
     return None
+
+
+def run_times(rec: dict[str, Any], target: float) -> tuple[float, bool]:
+    """(time to target or the budget if not reached, reached?) of a run record (``measured`` curves
+    and ``time_budget``): a run that never reaches the target counts as censored at its budget."""
+    m = rec["measured"]
+    t = time_to_target(m["curves"], target, diverged_at_time=m.get("diverged_at_time"))
+    return (t, True) if t is not None else (rec["time_budget"], False)
 
 
 def accuracy_at(curves: dict[str, list], when: float) -> float | None:

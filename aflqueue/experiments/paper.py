@@ -46,7 +46,8 @@ from ..errors import ValidationError, require
 from ..io import atomic_write_json, read_json
 from ..stats import bootstrap_interval, log_ratio_interval
 from .runner import JobStore, run_jobs
-from .outcomes import time_to_target
+from .outcomes import run_times
+from .pairing import group_by_seed, paired_arms, with_baseline
 from .tuning import best_learning_rate, log_grid, score_curves
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
@@ -398,34 +399,17 @@ def code_versions(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(out)
 
 
-def run_times(rec: dict[str, Any], target: float) -> tuple[float, bool]:
-    """(time to target or the budget if not reached, reached?)."""
-    m = rec["measured"]
-    t = time_to_target(m["curves"], target, diverged_at_time=m.get("diverged_at_time"))
-    return (t, True) if t is not None else (rec["time_budget"], False)
-
-
 def summarize_paper(preset: PaperPreset, selection: dict[str, Any], records: Sequence[dict[str, Any]],
                     confidence: float = 0.95) -> dict[str, Any]:
     """Per scenario and treatment: reached counts, paired time ratios and accuracy differences
     against tuned AsyncSGD with their intervals, divergences, predicted ratios (module docstring)."""
-    by: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        by[Scenario(**r["scenario"]).id][r["treatment"]][r["seed"]] = r
+    by = group_by_seed(records, scenario=lambda r: Scenario(**r["scenario"]).id, arm=lambda r: r["treatment"])
     n_tests = sum(len([t for t in by[sc.id] if t != "asyncsgd"]) for sc in preset.scenarios() if sc.id in by)
     out = []
-    for sc in preset.scenarios():
-        runs = by.get(sc.id)
-        if not runs or "asyncsgd" not in runs:
-            continue
+    for sc, runs, base in with_baseline(preset.scenarios(), by, "asyncsgd"):
         target = selection["targets"][sc.dataset]
-        base = runs["asyncsgd"]
         rows = []
-        for name in [*preset.treatments, *preset.safeguards]:
-            if name not in runs:
-                continue
-            rr = runs[name]
-            seeds = sorted(set(rr) & set(base))
+        for name, rr, seeds in paired_arms(runs, base, [*preset.treatments, *preset.safeguards]):
             ratios, diffs, censored_t, censored_b = [], [], 0, 0
             for s in seeds:
                 tt, ok_t = run_times(rr[s], target)

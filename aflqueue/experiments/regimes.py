@@ -45,12 +45,14 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import ValidationError, require
 from ..io import atomic_write_json, read_json
+from .outcomes import run_times
+from .pairing import group_by_seed, paired_arms, with_baseline
 from .runner import JobStore, code_version, run_jobs
 
 __all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
@@ -571,14 +573,6 @@ def load_regimes(output: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- statistics
-def _run_time(rec: dict[str, Any], target: float) -> tuple[float, bool]:
-    from .outcomes import time_to_target
-
-    m = rec["measured"]
-    t = time_to_target(m["curves"], target, diverged_at_time=m.get("diverged_at_time"))
-    return (t, True) if t is not None else (rec["time_budget"], False)
-
-
 def _point(d: dict[str, Any] | None, key: str = "time_ratio") -> float | None:
     if not d or d.get(key) is None:
         return None
@@ -586,6 +580,22 @@ def _point(d: dict[str, Any] | None, key: str = "time_ratio") -> float | None:
     if v is None:
         return None
     return float(v) if math.isfinite(v) else 1e12  # never reaches the target: ranks last
+
+
+def _mean(estimate: dict[str, Any] | None) -> float | None:
+    """The point of a measured estimate (an interval's dict), None when there is none."""
+    return estimate["mean"] if estimate else None
+
+
+def _predicts(row: dict[str, Any] | None, predictor: str) -> bool:
+    """Whether a routing's row carries a prediction of ``predictor``."""
+    return bool(row) and bool(row["predicted"].get(predictor))
+
+
+def _known_pairs(points: Iterable[tuple[float | None, float | None]]) -> tuple[list[float], list[float]]:
+    """(xs, ys) of the points whose two coordinates are both known, in order."""
+    known = [(x, y) for x, y in points if x is not None and y is not None]
+    return [x for x, _ in known], [y for _, y in known]
 
 
 def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, Any]:
@@ -597,31 +607,21 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
 
     pred, sel = data["predictions"], data["selection"]
     require(pred is not None and sel is not None, "regimes", "no predictions or selection yet")
-    by: dict[str, dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-    for r in data["evaluation"]:
-        by[r["tags"]["regime"]][r["tags"]["routing"]][r["seed"]] = r
+    by = group_by_seed(data["evaluation"], scenario=lambda r: r["tags"]["regime"], arm=lambda r: r["tags"]["routing"])
     names = [*routing_names(preset), "op-fit"]
     regimes = []
     heldout_loss: list[tuple[float, float, dict[str, Any]]] = []
     map_pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for rg in preset.regimes():
-        runs = by.get(rg.id)
-        if not runs or "uniform" not in runs:
-            continue
+    for rg, runs, base in with_baseline(preset.regimes(), by, "uniform"):
         target = sel["targets"][rg.id]
-        base = runs["uniform"]
         prg = pred["regimes"][rg.id]
         fit = pred["fits"]["transfer"][rg.partition]
         rows = {}
-        for name in names:
-            rr = runs.get(name)
-            if not rr:
-                continue
-            seeds = sorted(set(rr) & set(base))
+        for name, rr, seeds in paired_arms(runs, base, names):
             ratios, diffs, ldiffs, cens = [], [], [], 0
             for s in seeds:
-                tt, ok = _run_time(rr[s], target)
-                tb, _ = _run_time(base[s], target)
+                tt, ok = run_times(rr[s], target)
+                tb, _ = run_times(base[s], target)
                 cens += not ok
                 ratios.append(tt / tb)
                 a, b = rr[s]["measured"]["final_accuracy"], base[s]["measured"]["final_accuracy"]
@@ -667,17 +667,8 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
     for routing in ("p2", "p3", "op-fit"):
         for measure in ("time_ratio", "accuracy_difference"):
             for p in preds:
-                xs, ys = [], []
-                for sc in regimes:
-                    row = sc["rows"].get(routing)
-                    if not row or not row["predicted"].get(p):
-                        continue
-                    pv = _point(row["predicted"][p], measure)
-                    mv = row[measure]["mean"] if row[measure] else None
-                    if pv is None or mv is None:
-                        continue
-                    xs.append(pv)
-                    ys.append(mv)
+                rows = [row for row in (sc["rows"].get(routing) for sc in regimes) if _predicts(row, p)]
+                xs, ys = _known_pairs((_point(row["predicted"][p], measure), _mean(row[measure])) for row in rows)
                 if len(xs) >= 3:
                     across[f"{routing}|{measure}|{p}"] = spearman_permutation_test(
                         xs, ys, resamples=preset.permutations, seed=seed).to_dict()
@@ -686,17 +677,11 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
         for p in preds:
             groups, per = [], {}
             for sc in regimes:
-                xs, ys = [], []
-                for name in rset:
-                    row = sc["rows"].get(name)
-                    if not row or not row["predicted"].get(p):
-                        continue
-                    pv = 1.0 if name == "uniform" else _point(row["predicted"][p])
-                    mv = 1.0 if name == "uniform" else (row["time_ratio"]["mean"] if row["time_ratio"] else None)
-                    if pv is None or mv is None:
-                        continue
-                    xs.append(pv)
-                    ys.append(mv)
+                named = [(name, sc["rows"].get(name)) for name in rset]
+                # AsyncSGD against itself: ratio 1, predicted and measured
+                xs, ys = _known_pairs((1.0, 1.0) if name == "uniform" else
+                                      (_point(row["predicted"][p]), _mean(row["time_ratio"]))
+                                      for name, row in named if _predicts(row, p))
                 groups.append((xs, ys))
                 per[sc["regime"]] = spearman(xs, ys)
             res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
@@ -729,7 +714,7 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
             agree, total = 0, 0
             for sc in regimes:
                 row = sc["rows"].get(routing)
-                if not row or not row["predicted"].get(p):
+                if not _predicts(row, p):
                     continue
                 total += 1
                 agree += (row["predicted"][p]["verdict"] == "pays") == row["measured_pays"]
