@@ -48,17 +48,30 @@ _OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
 
 @dataclass
 class DataConfig:
+    """The ``[data]`` section: which data set, and how it is split over the clients."""
+
+    #: ``digits``, ``mnist1d``, ``synthetic`` (offline) or a torchvision set read from ``data_root``.
     dataset: str = "digits"
+    #: Folder holding the torchvision sets' files (never downloaded); None for the offline sets.
     data_root: str | None = None
+    #: Number of clients n.
     clients: int = 10
+    #: ``iid``, ``dirichlet`` (labels ~ Dirichlet(alpha)), ``k_classes`` or ``quantity_skew``.
     partition: str = "dirichlet"
+    #: Concentration of the ``dirichlet`` label split (> 0; small = more heterogeneous).
     alpha: float = 0.5
+    #: Labels per client of the ``k_classes`` split.
     classes_per_client: int = 2
+    #: Concentration of the client sizes of the ``quantity_skew`` split (> 0).
     quantity_alpha: float = 1.0
+    #: Share of the training set held by the server, unlabeled (FedEcho, FedRevive), in [0, 1).
     unlabeled_fraction: float = 0.0
+    #: Share of the training set set aside for validation (tuning, pilots), in [0, 1).
     validation_fraction: float = 0.0
+    #: Caps on the training and test set sizes (None: all).
     max_train: int | None = None
     max_test: int | None = None
+    #: Data-set specific options (e.g. ``num_samples`` for mnist1d).
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -128,9 +128,15 @@ DATASETS = {
 
 @dataclass(frozen=True)
 class Scenario:
+    """One cell of the experiment's data x split x system grid (the treatments vary inside it)."""
+
+    #: Data set name (``aflqueue.experiments.grid.DATASETS``).
     dataset: str
+    #: ``iid``, ``dir<alpha>`` or ``k<classes per client>``.
     partition: str
+    #: Number of clients n (five device types, n/5 of each).
     clients: int
+    #: Fastest / slowest compute rate of the five device types.
     spread: float = 30.0
 
     @property
