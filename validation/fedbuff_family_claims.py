@@ -7,7 +7,7 @@ A thin entry point: the protocol, the stages and the statistics are
 Usage::
 
     OMP_NUM_THREADS=1 nice -n 10 python validation/fedbuff_family_claims.py [--stage all|tune|eval]
-                                                      [--quick] [--out DIR] [--runs DIR]
+                                                      [--posthoc] [--quick] [--out DIR] [--runs DIR]
 
 Results: ``validation/results/fedbuff_claims/`` (``--quick``: ``.../quick/``), per scenario
 ``<scenario>/tuning/`` and ``<scenario>/cells/`` (one record per run, saved as it finishes; a
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from aflqueue.errors import ValidationError
-from aflqueue.experiments.claims import CLAIMS_PRESETS, load_claims, run_claims
+from aflqueue.experiments.claims import CLAIMS_PRESETS, POSTHOC, extend_grid, load_claims, run_claims
 from aflqueue.experiments.report import write_claims_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the machinery on synthetic data in seconds (claims-tiny)")
     ap.add_argument("--out", default=None, help="results folder (default validation/results/fedbuff_claims[/quick])")
     ap.add_argument("--runs", default=None, help="per-run outputs and checkpoints (default runs/fedbuff_claims/...)")
+    ap.add_argument("--posthoc", action="store_true", help="also the post-hoc grid extensions (claims.POSTHOC; not "
+                                                          "pre-registered, reported apart) once evaluated")
     args = ap.parse_args(argv)
     name = "claims-tiny" if args.quick else "claims"
     sub = "quick" if args.quick else ""
@@ -43,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = Path(args.runs) if args.runs else REPO / "runs" / "fedbuff_claims" / (sub or "full")
     command = "python validation/fedbuff_family_claims.py" + (" --quick" if args.quick else "")
     preset = CLAIMS_PRESETS[name]
+    checks: list[dict] = []
 
     def report() -> Path:
-        md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", out / "figures", command=command)
+        md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", out / "figures",
+                                    command=command + (" --posthoc" if checks else ""), posthoc=checks)
         return md
 
     try:
@@ -55,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             if "job(s) to run" in line:  # a stage starts: its protocol and selection go on disk first
                 report()
 
-        run_claims(preset, out, runs, stage=args.stage, progress=progress)
+        data = run_claims(preset, out, runs, stage=args.stage, progress=progress)
+        if args.posthoc and data["evaluation"] and (data["selection"] or {}).get("complete"):
+            names = {sc.name for sc in preset.scenarios}
+            checks += [extend_grid(preset, out, runs, c["scenario"], c["algorithm"], c["routing"], c["etas"])
+                       for c in POSTHOC if c["scenario"] in names]
         md = report()
     except ValidationError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1512,8 +1512,42 @@ def _claims_caveats(preset: Any, sel: dict[str, Any] | None, summary: dict[str, 
     return (["## Caveats", ""] + [f"- {x}" for x in L] + [""]) if L else []
 
 
+def _claims_posthoc(preset: Any, data: dict[str, Any], checks: list[dict[str, Any]]) -> list[str]:
+    """The post-hoc grid extensions (claims.POSTHOC): the extended score table, the choice, and
+    the claims' verdicts recomputed against the re-tuned reference."""
+    from .claims import claim_verdicts, posthoc_summary
+
+    L = ["## Post-hoc check: extended grid (added after the evaluation; not pre-registered)", ""]
+    for c in checks:
+        recs = [*c["tuning"], *c["evaluation"]]
+        table = ", ".join(f"{row['lr']:g} -> {row['score']:.3f}" for row in c["table"]["table"])
+        L += [f"- {c['scenario']} {c['algorithm']}/{c['routing']} ({c['weighting']} weighting), steps {c['etas']} "
+              f"added on the pilot seeds; mean pilot score per eta_g: {table}. Frozen choice {c['frozen_eta']:g}, best "
+              f"over the extended grid {c['best_eta']:g}{' (grid edge)' if c['table']['at_edge'] else ''}. Code "
+              f"version of these {len(recs)} runs: " + ", ".join(f"`{k}`" for k in code_versions(recs)) + "."]
+        summary = posthoc_summary(preset, data["selection"], data["evaluation"], c)
+        if summary is None:
+            L.append("  The frozen choice stands: nothing re-evaluated.")
+            continue
+        row = next(r for sc in summary["scenarios"] if sc["scenario"] == c["scenario"] for r in sc["rows"]
+                   if r["key"] == f"{c['algorithm']}/{c['routing']}")
+        L.append(f"  Re-evaluated at eta_g {c['best_eta']:g} on the evaluation seeds: test accuracy at T "
+                 f"{_points(row['accuracy'], False)} %, reached the target {row['reached']}/{len(row['seeds'])}.")
+        L += ["", "  The claims of this scenario against the re-tuned reference:", ""]
+        for v in claim_verdicts(summary):
+            cl = v["claim"]
+            if cl.scenario != c["scenario"] or v["verdict"] == "not testable here":
+                continue
+            est = (f"{_points(v['estimate'])} points" if cl.kind == "accuracy" else
+                   f"time ratio {_ratio_text(v['estimate'])}, censored {v['comparison']['censored']}/"
+                   f"{v['comparison']['censored_reference']}")
+            L.append(f"  - {cl.paper}: {cl.text}: **{v['verdict']}** ({est}).")
+    return L + [""]
+
+
 def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
-                        figures_dir: str | Path | None = None, command: str = "") -> tuple[Path, Path]:
+                        figures_dir: str | Path | None = None, command: str = "",
+                        posthoc: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
     """Markdown (and HTML) report of :mod:`aflqueue.experiments.claims` from an experiment
     folder's data (:func:`~aflqueue.experiments.claims.load_claims`): provenance and code
     versions (mixed versions are flagged and the verdicts marked provisional), the protocol, the
@@ -1569,4 +1603,6 @@ def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
         L += ["## The papers' claims", "", "No evaluation records yet: verdicts follow the evaluation stage.", ""]
     L += _claims_gap(sel, summary)
     L += _claims_caveats(preset, sel, summary)
+    if posthoc and sel is not None and ev:
+        L += _claims_posthoc(preset, data, posthoc)
     return _write_pages(path, L, title, figs)
