@@ -16,8 +16,8 @@ import torch
 
 from aflqueue import ValidationError
 from aflqueue.experiments.claims import (CLAIMS_PRESETS, Claim, ClaimScenario, ClaimsPreset, claim_verdicts,
-                                         evaluation_jobs, load_claims, run_claims, select, summarize_claims,
-                                         tuning_jobs)
+                                         evaluation_jobs, load_claims, posthoc_summary, run_claims, select,
+                                         summarize_claims, tuning_jobs)
 from aflqueue.experiments.outcomes import time_to_target
 from aflqueue.experiments.report import write_claims_report
 from aflqueue.fl.algorithms import AlgorithmContext, make_algorithm
@@ -244,3 +244,18 @@ def test_state_bytes_measures_what_the_algorithm_holds():
     assert fb.state_bytes() == spec.numel * 4 == fb.costs()["memory_state_bytes"]  # the buffer only
     fe = make_algorithm("fedecho", torch.zeros(spec.numel), ctx)
     assert fe.state_bytes() >= spec.numel * 4
+
+
+def test_posthoc_summary_swaps_in_the_retuned_reference(tiny):
+    out, _ = tiny
+    data = load_claims(TINY, out)
+    retuned = [{**r, "final_accuracy": 0.0} for r in data["evaluation"] if r["id"].startswith("tiny__fedbuff__uniform")]
+    check = {"scenario": "tiny", "algorithm": "fedbuff", "routing": "uniform", "best_eta": 9.0,
+             "table": {"at_edge": True}, "evaluation": retuned}
+    summary = posthoc_summary(TINY, data["selection"], data["evaluation"], check)
+    rows = {r["key"]: r for r in summary["scenarios"][0]["rows"]}
+    assert rows["fedbuff/uniform"]["eta_g"] == 9.0 and rows["fedbuff/uniform"]["accuracy"]["mean"] == 0.0
+    echo = [r["final_accuracy"] for r in data["evaluation"] if r["id"].startswith("tiny__fedecho__uniform")]
+    assert rows["fedecho/uniform"]["vs_reference"]["accuracy_difference"]["mean"] == pytest.approx(np.mean(echo))
+    assert posthoc_summary(TINY, data["selection"], data["evaluation"], {**check, "evaluation": []}) is None
+    assert data["selection"]["scenarios"]["tiny"]["chosen"]["fedbuff/uniform"]["eta_g"] != 9.0  # not modified
