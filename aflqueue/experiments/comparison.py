@@ -62,8 +62,8 @@ from ..io import atomic_write_json, dumps_json, json_digest
 from .outcomes import split_timings, time_to_target
 from .runner import JobStore, run_jobs
 
-__all__ = ["ComparisonPreset", "PRESETS", "ALGORITHMS", "resolve", "jobs_of", "run_comparison",
-           "fedrevive_schedule_system", "memory_bytes"]
+__all__ = ["ComparisonPreset", "PRESETS", "ALGORITHMS", "resolve", "jobs_of", "run_comparison", "comparison_run",
+           "fedrevive_schedule_system", "memory_bytes", "apply_overrides"]
 
 ALGORITHMS = ("fedbuff", "fedecho", "fedrevive")
 FORMAT_VERSION = 2  # 1: validation/stale_algorithms.py's results.json; 2: one record per run
@@ -178,14 +178,19 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[leaf] = value
 
 
+def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``config`` with dotted-key ``overrides`` (``{"data.clients": 8}``) set."""
+    cfg = copy.deepcopy(dict(config))
+    for k, v in overrides.items():
+        _set(cfg, k, v)
+    return cfg
+
+
 def resolve(preset: ComparisonPreset, quick: bool = False, budget: float | None = None,
             seeds: int | None = None) -> tuple[ComparisonPreset, list[int]]:
     """The preset with its quick overrides and an explicit ``budget`` (simulated time units)
     applied, and the seeds to run (``seeds`` of them, default the preset's)."""
-    cfg = copy.deepcopy(dict(preset.config))
-    if quick:
-        for k, v in preset.quick.items():
-            _set(cfg, k, v)
+    cfg = apply_overrides(preset.config, preset.quick if quick else {})
     if budget is not None:
         _set(cfg, "run.time_budget", check_positive(budget, "budget"))
     s = (preset.quick_seeds if quick else preset.seeds) if seeds is None else check_integer(seeds, "seeds", 1)
@@ -232,8 +237,15 @@ def memory_bytes(costs: Mapping[str, Any], parameters: int) -> int:
     return int(costs.get("memory_total_bytes", 4 * parameters))
 
 
-def _run_job(args: tuple) -> dict[str, Any]:
-    """Train one (algorithm, seed) of a preset; resumes from the run folder's checkpoint."""
+def comparison_run(args: tuple) -> dict[str, Any]:
+    """Train one (algorithm, seed) of a preset; resumes from the run folder's checkpoint.
+
+    ``args = (preset name, settings, config, algorithm, params, seed, run folder, system, target)``:
+    ``config`` is the shared :class:`~aflqueue.config.TrainConfig` mapping (without ``output``,
+    ``seed``, ``algorithm``), ``params`` the algorithm's hyper-parameters, ``system`` a system
+    description or None, ``target`` the accuracy of ``time_to_target``; ``settings`` is not read
+    (it is what :func:`~aflqueue.experiments.runner.run_jobs` checks a saved record against).
+    The record's accuracies are on whatever ``run.evaluate_on`` names (test by default)."""
     import torch
 
     from ..config import TrainConfig
@@ -259,14 +271,21 @@ def _run_job(args: tuple) -> dict[str, Any]:
     acc_half = next((a for tt, a in zip(times, accs) if tt >= half - 1e-9), math.nan)
     stal = np.asarray(res.log["staleness"], dtype=float)
     counts, timings = split_timings(r["costs"])
+    # a diverged run stops; its last evaluation is of the diverged model, and nothing at or after
+    # that time counts as reaching a target
+    diverged_at_time = float(res.log["time"][-1]) if res.diverged else None
     return {"preset": preset, "algorithm": algorithm, "seed": seed, "target": target,
             "final_accuracy": r["final_accuracy"], "final_loss": r["final_loss"],
-            "accuracy_at_half_budget": acc_half, "time_to_target": time_to_target(res.curves, target),
+            "accuracy_at_half_budget": acc_half,
+            "time_to_target": time_to_target(res.curves, target, diverged_at_time=diverged_at_time),
+            "diverged": bool(res.diverged), "diverged_at_time": diverged_at_time,
+            "time_budget": cfg.run.time_budget, "evaluated_on": cfg.run.evaluate_on,
             "curve": {"time": times, "test_accuracy": accs}, "arrivals": r["arrivals"],
             "simulated_time": r["simulated_time"], "versions": int(res.log["model_version"][-1]),
             "staleness_mean": float(stal.mean()), "staleness_p90": float(np.quantile(stal, 0.9)),
             "staleness_max": int(stal.max()), "parameters": parameters,
-            "memory_bytes": memory_bytes(counts, parameters), "costs": counts,
+            "memory_bytes": memory_bytes(counts, parameters), "state_bytes": counts.get("memory_state_bytes"),
+            "costs": counts,
             "timing": {"wall_time": r["wall_time"], "wall_time_call": time.perf_counter() - t0, **timings}}
 
 
@@ -299,7 +318,7 @@ def run_comparison(preset: ComparisonPreset | str, out: str | Path, runs_dir: st
             shutil.rmtree(args[6], ignore_errors=True)
     atomic_write_json(out / "comparison.json", {"format": FORMAT_VERSION, "preset": preset.name, "quick": quick,
                                                  "seeds": seed_list, "settings": jobs[0][1][1] if jobs else None})
-    records = run_jobs(jobs, _run_job, JobStore(out), backend=backend, workers=workers, progress=progress,
+    records = run_jobs(jobs, comparison_run, JobStore(out), backend=backend, workers=workers, progress=progress,
                        limit=limit, describe=_describe, settings=lambda a: a[1], fresh=fresh)
     ids = {i for i, _ in jobs}
     return preset, [r for r in records if r["id"] in ids]

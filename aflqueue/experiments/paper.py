@@ -42,12 +42,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ValidationError, require
-from ..io import atomic_write_json, read_json
+from ..errors import require
+from ..io import read_json
 from ..stats import bootstrap_interval, log_ratio_interval
-from .runner import JobStore, run_jobs
 from .outcomes import run_times
 from .pairing import group_by_seed, paired_arms, with_baseline
+from .runner import JobStore, run_staged
 from .tuning import best_learning_rate, log_grid, score_curves
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
@@ -348,29 +348,12 @@ def run_paper(preset: PaperPreset, output: str | Path, *, stage: str = "all", de
 
     The selection is computed once all tuning runs exist and written to ``selection.json``
     before any evaluation run starts; later calls read it back, so the rates and the targets
-    cannot move once evaluation has begun."""
-    require(stage in ("tune", "eval", "all"), "stage", f"must be tune, eval or all (got {stage!r})")
-    out = Path(output)
-    common = dict(backend=backend, workers=workers, address=address, progress=progress)
-    tuning = JobStore(out / "tuning")
-    if stage in ("tune", "all"):
-        recs = run_jobs(tuning_jobs(preset, device, data_root), paper_run, tuning, limit=limit,
-                        describe=lambda r: f"score {r['measured']['tuning_score']:.4f}", **common)
-    else:
-        recs = tuning.load()
-    sel_path = out / "selection.json"
-    selection = read_json(sel_path) if sel_path.is_file() else None
-    if selection is None and len(recs) == len(tuning_jobs(preset, device, data_root)):
-        selection = select(preset, recs)
-        atomic_write_json(sel_path, selection)
-    evaluation: list[dict[str, Any]] = []
-    if stage in ("eval", "all") and selection is not None:
-        evaluation = run_jobs(evaluation_jobs(preset, selection, device, data_root), paper_run, JobStore(out / "cells"),
-                              limit=limit, describe=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}",
-                              **common)
-    elif stage == "eval":
-        raise ValidationError("stage", f"no selection yet in {str(out)!r}: finish the tuning stage first")
-    return {"tuning": recs, "selection": selection, "evaluation": evaluation}
+    cannot move once evaluation has begun (:func:`~aflqueue.experiments.runner.run_staged`)."""
+    return run_staged(output, tuning_jobs(preset, device, data_root), paper_run, lambda recs: select(preset, recs),
+                      lambda sel: evaluation_jobs(preset, sel, device, data_root), stage=stage,
+                      describe_tuning=lambda r: f"score {r['measured']['tuning_score']:.4f}",
+                      describe_evaluation=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}",
+                      backend=backend, workers=workers, address=address, progress=progress, limit=limit)
 
 
 def load_paper(output: str | Path) -> dict[str, Any]:

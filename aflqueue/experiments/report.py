@@ -14,7 +14,9 @@ and the HTML conversion:
   :mod:`aflqueue.experiments.closed_forms`;
 * the algorithm comparison (:func:`summarize_comparison`, :func:`write_comparison_report`), from
   the records of :mod:`aflqueue.experiments.comparison`: accuracies and paired accuracy
-  differences with bootstrap intervals, time ratios on the log scale.
+  differences with bootstrap intervals, time ratios on the log scale;
+* the FedBuff-family papers' claims with every algorithm tuned (:func:`write_claims_report`),
+  from :mod:`aflqueue.experiments.claims`.
 
 Figures are drawn by :mod:`aflqueue.plots`; a report only links (and in HTML embeds) them.
 """
@@ -35,7 +37,8 @@ from .grid import ROUTING_LABELS, ROUTINGS
 from .paper import DATASETS, SAFEGUARDS, TREATMENTS, PaperPreset, code_versions, summarize_paper
 
 __all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report", "summarize_comparison",
-           "write_comparison_report", "write_paper_report", "write_regimes_report", "write_approx_report"]
+           "write_comparison_report", "write_paper_report", "write_regimes_report", "write_approx_report",
+           "write_claims_report", "BEFORE_TUNING"]
 
 
 def mean_ci(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -1402,3 +1405,260 @@ def write_approx_report(results: dict[str, Any], path: str | Path, figures: list
     return _write_pages(path, L, title, list(figures))
 
 
+
+
+# --------------------------------------------------------------------------- the FedBuff-family claims
+#: the numbers before this experiment (untuned spec defaults), quoted from the issue and the
+#: committed reports: ``validation/results/stale_algorithms`` and ``validation/results/grid_default``
+BEFORE_TUNING = (
+    "FedRevive - FedBuff, `stale` scenario, spec defaults: -4.4 points [t -8.0, -0.8] (5 seeds; "
+    "validation/results/stale_algorithms/report.md)",
+    "FedEcho - FedBuff, `stale` scenario, spec defaults: +1.8 points [t -0.1, +3.8] (5 seeds; same report)",
+    "validation grid (digits, K = 1): FedBuff 0.28 vs Generalized AsyncSGD 0.91 at equal time, FedBuff's server "
+    "step eta_g = 1 untuned (issue 16)",
+)
+
+
+def _est(d: dict[str, Any] | None) -> Estimate:
+    return Estimate.from_dict(d)
+
+
+def _points(e: dict[str, Any] | None, signed: bool = True) -> str:
+    """An accuracy (or accuracy difference) estimate in percentage points."""
+    return _interval(_est(e), (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}"),
+                     show_n=True)
+
+
+def _ratio_text(e: dict[str, Any] | None) -> str:
+    return _interval(_est(e), lambda v: f"{v:.2f}", show_n=True)
+
+
+def _claims_selection(sel: dict[str, Any]) -> list[str]:
+    L = ["## Tuning and selection (frozen in each scenario's selection.json before its evaluation)", "",
+         f"Rule: {sel['rule']}.", ""]
+    if not sel.get("complete", True):
+        L += ["Not every scenario is tuned yet: the others follow.", ""]
+    for name, sc in sel["scenarios"].items():
+        L += [f"### {name}: target accuracy {sc['target']:.2f}", "",
+              "| algorithm / routing | chosen eta_g | chosen weighting | pilot score | pilot final val. accuracy | "
+              "mean pilot score per eta_g (weighting) |", "|---|---|---|---|---|---|"]
+        for key, c in sc["chosen"].items():
+            cells = "; ".join(f"{w}: " + ", ".join(f"{row['lr']:g} -> {row['score']:.3f}"
+                                                    + (f" ({row['diverged']} div.)" if row["diverged"] else "")
+                                                    for row in t["table"]) for w, t in c["tables"].items())
+            L.append(f"| {key} | {c['eta_g']:g}{' (grid edge)' if c['at_edge'] else ''} | {c['weighting']} | "
+                     f"{c['score']:.3f} | {100 * c['pilot_final_accuracy']:.1f} | {cells} |")
+        L.append("")
+    return L
+
+
+def _claims_results(summary: dict[str, Any]) -> list[str]:
+    L = ["## Results at equal simulated time (evaluation seeds, test set)", "",
+         "Accuracy: test accuracy at the budget, % (mean [95% BCa bootstrap interval], n = seeds; within [0, 100]). "
+         "Difference: paired by seed against tuned FedBuff-uniform, points (bootstrap). Time to target: geometric "
+         "mean over seeds and the geometric-mean paired ratio to FedBuff-uniform with a 95% t-interval on the log "
+         "scale; a run that never reaches the target enters with the budget and is counted in 'censored' (this "
+         "algorithm / FedBuff-uniform). Server ms per arrival: wall clock on a shared 2-core CPU, indicative only. "
+         "Memory: what the algorithm holds besides the model, as it reports it (with the start checkpoints the "
+         "engine keeps for FedEcho and FedRevive), and in brackets the bytes of its state measured on its "
+         "state_dict (ServerAlgorithm.state_bytes).", ""]
+    for sc in summary["scenarios"]:
+        L += [f"### {sc['scenario']} (budget {sc['time_budget']:g}, target {sc['target']:.2f})", "",
+              "| algorithm / routing | eta_g, weighting | accuracy at T | difference to FedBuff-uniform | reached | "
+              "time to target | time ratio to FedBuff-uniform (censored) | server ms/arrival | memory MiB (state) | "
+              "arrivals | diverged |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sc["rows"]:
+            v = r["vs_reference"]
+            diff = _points(v["accuracy_difference"]) if v else "-"
+            ratio = f"{_ratio_text(v['time_ratio'])} ({v['censored']}/{v['censored_reference']})" if v else "-"
+            ms = _interval(_est(r["server_ms_per_arrival"]), lambda x: f"{x:.2f}")
+            flag = f" (censored seeds {r['censored_seeds']})" if r["censored_seeds"] else ""
+            L.append(f"| {r['key']} | {r['eta_g']:g}, {r['weighting']} | {_points(r['accuracy'], False)} | {diff} | "
+                     f"{r['reached']}/{len(r['seeds'])}{flag} | {_ratio_text(r['time_to_target'])} | {ratio} | {ms} | "
+                     f"{r['memory_bytes'] / 2**20:.2f} ({r['state_bytes'] / 2**20:.2f}) | {r['arrivals']:.0f} | "
+                     f"{r['diverged']} |")
+        L += ["", "Per-seed test accuracy at T (%): " + "; ".join(
+            f"{r['key']} " + ", ".join(f"{100 * a:.1f}" for a in r["final_accuracies"]) for r in sc["rows"]), ""]
+        same = [r for r in sc["rows"] if r["vs_same_routing"]]
+        if same:
+            L += ["Against tuned FedBuff under the same (P2) routing: " + "; ".join(
+                f"{r['key']}: accuracy {_points(r['vs_same_routing']['accuracy_difference'])} points, time ratio "
+                f"{_ratio_text(r['vs_same_routing']['time_ratio'])} (censored {r['vs_same_routing']['censored']}/"
+                f"{r['vs_same_routing']['censored_reference']})" for r in same) + ".", ""]
+    return L
+
+
+def _claims_verdicts(verdicts: list[dict[str, Any]], mixed: bool) -> list[str]:
+    L = ["## The papers' claims", ""]
+    if mixed:
+        L += ["**Mixed code versions among the records: the verdicts below are provisional.**", ""]
+    L += ["| paper | claim | scenario | verdict | measured (95% interval) | paper's magnitude inside the interval? |",
+          "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        c = v["claim"]
+        if v["verdict"] == "not testable here":
+            L.append(f"| {c.paper} | {c.text} | {c.scenario or '-'} | **not testable here** | {v['why']} | - |")
+            continue
+        cmp = v["comparison"]
+        if c.kind == "accuracy":
+            got = (f"{c.algorithm} - FedBuff ({c.routing}): {_points(v['estimate'])} points (bootstrap; t-interval "
+                   f"{_points(cmp['accuracy_difference_t'])})")
+            mag = f"{100 * c.magnitude:+.2f} points" if c.magnitude is not None else "-"
+        else:
+            got = (f"time to target {c.algorithm} / FedBuff ({c.routing}): {_ratio_text(v['estimate'])}, censored "
+                   f"{cmp['censored']} ({c.algorithm}) / {cmp['censored_reference']} (FedBuff)")
+            mag = f"ratio {c.magnitude:.2f}" if c.magnitude is not None else "-"
+        inside = {None: "-", True: f"yes ({mag})", False: f"no ({mag})"}[v["magnitude_inside"]]
+        L.append(f"| {c.paper} | {c.text} | {c.scenario} | **{v['verdict']}** | {got} | {inside} |")
+    return L + [""]
+
+
+def _claims_gap(sel: dict[str, Any] | None, summary: dict[str, Any] | None) -> list[str]:
+    L = ["## Gap to FedBuff before and after tuning", "", "Before (untuned spec defaults, earlier experiments):", ""]
+    L += [f"- {b}" for b in BEFORE_TUNING] + [""]
+    if sel is not None:
+        L += ["In this experiment, uniform routing, pilot seeds, validation split (mean final validation accuracy, "
+              "%; the spec default is a point of each tuning grid):", "",
+              "| scenario | algorithm | spec default eta_g | default | tuned | default - FedBuff default | "
+              "tuned - FedBuff tuned |", "|---|---|---|---|---|---|---|"]
+        for name, sc in sel["scenarios"].items():
+            d, ch = sc["defaults"], sc["chosen"]
+            fb_d, fb_t = d.get("fedbuff"), ch.get("fedbuff/uniform")
+            for alg, dd in d.items():
+                t = ch[f"{alg}/uniform"]
+                gap_d = "-" if fb_d is None or alg == "fedbuff" else f"{100 * (dd['pilot_final_accuracy'] - fb_d['pilot_final_accuracy']):+.1f}"
+                gap_t = "-" if fb_t is None or alg == "fedbuff" else f"{100 * (t['pilot_final_accuracy'] - fb_t['pilot_final_accuracy']):+.1f}"
+                L.append(f"| {name} | {alg} | {dd['eta_g']:g} | {100 * dd['pilot_final_accuracy']:.1f} | "
+                         f"{100 * t['pilot_final_accuracy']:.1f} (eta_g {t['eta_g']:g}) | {gap_d} | {gap_t} |")
+        L.append("")
+    after = [f"{sc['scenario']} {r['algorithm']} {_points(r['vs_reference']['accuracy_difference'])} points"
+             for sc in (summary or {}).get("scenarios", []) for r in sc["rows"]
+             if r["routing"] == "uniform" and r["vs_reference"]]
+    if after:
+        L += ["After (tuned, evaluation seeds, test set, uniform routing), paired difference to tuned FedBuff: "
+              + "; ".join(after) + ".", ""]
+    return L
+
+
+def _claims_caveats(preset: Any, sel: dict[str, Any] | None, summary: dict[str, Any] | None) -> list[str]:
+    """What limits the reading, found in the data: choices at a grid edge (the best step may lie
+    outside the grid), censored and diverged evaluation runs, the number of pilot seeds."""
+    L = []
+    if sel is not None:
+        edge = []
+        for sc, v in sel["scenarios"].items():
+            for key, c in v["chosen"].items():
+                if c["at_edge"]:
+                    table = c["tables"][c["weighting"]]["table"]
+                    k = next(i for i, row in enumerate(table) if row["lr"] == c["eta_g"])
+                    inner = table[1 if k == 0 else k - 1]
+                    edge.append(f"{sc} {key} (eta_g {c['eta_g']:g}, score {c['score']:.3f}; inner neighbour "
+                                f"{inner['lr']:g}: {inner['score']:.3f})")
+        if edge:
+            L.append("Chosen at an edge of the eta_g grid (the best step may lie outside it): " + ", ".join(edge) + ".")
+        L.append(f"Tuning rests on {len(preset.pilot_seeds)} pilot seed(s) {list(preset.pilot_seeds)}: a choice "
+                 "between two neighbouring grid points whose scores differ by less than the seed-to-seed spread "
+                 "is not resolved.")
+    if summary is not None:
+        for sc in summary["scenarios"]:
+            for r in sc["rows"]:
+                if r["censored_seeds"] or r["diverged"]:
+                    L.append(f"{sc['scenario']} {r['key']}: {len(r['censored_seeds'])} evaluation run(s) never reached "
+                             f"the target (seeds {r['censored_seeds']}), {r['diverged']} diverged.")
+    return (["## Caveats", ""] + [f"- {x}" for x in L] + [""]) if L else []
+
+
+def _claims_posthoc(preset: Any, data: dict[str, Any], checks: list[dict[str, Any]]) -> list[str]:
+    """The post-hoc grid extensions (claims.POSTHOC): the extended score table, the choice, and
+    the claims' verdicts recomputed against the re-tuned reference."""
+    from .claims import claim_verdicts, posthoc_summary
+
+    L = ["## Post-hoc check: extended grid (added after the evaluation; not pre-registered)", ""]
+    for c in checks:
+        recs = [*c["tuning"], *c["evaluation"]]
+        table = ", ".join(f"{row['lr']:g} -> {row['score']:.3f}" for row in c["table"]["table"])
+        L += [f"- {c['scenario']} {c['algorithm']}/{c['routing']} ({c['weighting']} weighting), steps {c['etas']} "
+              f"added on the pilot seeds; mean pilot score per eta_g: {table}. Frozen choice {c['frozen_eta']:g}, best "
+              f"over the extended grid {c['best_eta']:g}{' (grid edge)' if c['table']['at_edge'] else ''}. Code "
+              f"version of these {len(recs)} runs: " + ", ".join(f"`{k}`" for k in code_versions(recs)) + "."]
+        summary = posthoc_summary(preset, data["selection"], data["evaluation"], c)
+        if summary is None:
+            L.append("  The frozen choice stands: nothing re-evaluated.")
+            continue
+        row = next(r for sc in summary["scenarios"] if sc["scenario"] == c["scenario"] for r in sc["rows"]
+                   if r["key"] == f"{c['algorithm']}/{c['routing']}")
+        L.append(f"  Re-evaluated at eta_g {c['best_eta']:g} on the evaluation seeds: test accuracy at T "
+                 f"{_points(row['accuracy'], False)} %, reached the target {row['reached']}/{len(row['seeds'])}.")
+        L += ["", "  The claims of this scenario against the re-tuned reference:", ""]
+        for v in claim_verdicts(summary):
+            cl = v["claim"]
+            if cl.scenario != c["scenario"] or v["verdict"] == "not testable here":
+                continue
+            est = (f"{_points(v['estimate'])} points" if cl.kind == "accuracy" else
+                   f"time ratio {_ratio_text(v['estimate'])}, censored {v['comparison']['censored']}/"
+                   f"{v['comparison']['censored_reference']}")
+            L.append(f"  - {cl.paper}: {cl.text}: **{v['verdict']}** ({est}).")
+    return L + [""]
+
+
+def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
+                        figures_dir: str | Path | None = None, command: str = "",
+                        posthoc: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Markdown (and HTML) report of :mod:`aflqueue.experiments.claims` from an experiment
+    folder's data (:func:`~aflqueue.experiments.claims.load_claims`): provenance and code
+    versions (mixed versions are flagged and the verdicts marked provisional), the protocol, the
+    selection, the results and the verdict on each claim. Writable at any stage: before the
+    evaluation it holds the protocol and (once tuned) the selection."""
+    from ..plots import comparison_accuracy_figure
+    from .claims import claim_verdicts, protocol_lines, summarize_claims
+
+    path = Path(path)
+    sel, ev, tun = data.get("selection"), data.get("evaluation") or [], data.get("tuning") or []
+    title = "The FedBuff-family papers' claims, every algorithm tuned"
+    L = [f"# {title}", ""]
+    if command:
+        L += [f"Generated by `{command}`.", ""]
+    versions = code_versions([*tun, *ev])
+    per_scenario: dict[str, dict[str, int]] = {}
+    for sc in preset.scenarios:
+        recs = [r for r in [*tun, *ev] if (r.get("settings") or {}).get("scenario") == sc.name]
+        if recs:
+            per_scenario[sc.name] = code_versions(recs)
+    mixed = any(len(v) > 1 for v in per_scenario.values())
+    L += ["## Provenance", ""]
+    if len(versions) <= 1:
+        L.append(f"All {len(tun) + len(ev)} records come from one code version: "
+                 f"`{next(iter(versions), 'none yet')}`.")
+    elif not mixed:
+        L.append("Each scenario's records come from one code version (every claim is tested within one scenario, so "
+                 "no comparison mixes versions); the scenarios differ: " + "; ".join(
+                     f"{k}: `{next(iter(v))}` ({sum(v.values())} records)" for k, v in per_scenario.items()) + ".")
+    else:
+        L.append("**Mixed code versions within a scenario: these records are not from one version of the code and must "
+                 "not be read as one experiment.** " + "; ".join(
+                     f"{k}: " + ", ".join(f"`{a}` {b} records" for a, b in v.items()) for k, v in per_scenario.items()))
+    wall = sum((r.get("timing") or {}).get("wall_time", 0.0) for r in [*tun, *ev])
+    L += [f"Compute: {len(tun)} tuning and {len(ev)} evaluation runs, {wall / 60:.1f} core-minutes of wall time "
+          "(sum over runs, one torch thread each).", "",
+          "## Protocol (fixed in aflqueue/experiments/claims.py before any evaluation run)", ""]
+    L += protocol_lines(preset) + [""]
+    summary, figs = None, []
+    if sel is not None:
+        L += _claims_selection(sel)
+    if sel is not None and ev:
+        summary = summarize_claims(preset, sel, ev)
+        L += _claims_verdicts(claim_verdicts(summary), mixed)
+        L += _claims_results(summary)
+        if figures_dir is not None:
+            for sc in summary["scenarios"]:
+                recs = [{**r, "algorithm": f"{r['settings']['algorithm']} / {r['settings']['routing']}"}
+                        for r in ev if r["settings"]["scenario"] == sc["scenario"]]
+                recs = [{**r, "target": sc["target"]} for r in recs]
+                figs += comparison_accuracy_figure(recs, figures_dir, f"claims_{sc['scenario']}")
+    else:
+        L += ["## The papers' claims", "", "No evaluation records yet: verdicts follow the evaluation stage.", ""]
+    L += _claims_gap(sel, summary)
+    L += _claims_caveats(preset, sel, summary)
+    if posthoc and sel is not None and ev:
+        L += _claims_posthoc(preset, data, posthoc)
+    return _write_pages(path, L, title, figs)

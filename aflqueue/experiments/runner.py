@@ -29,10 +29,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import ValidationError
-from ..io import atomic_write_json, json_safe, read_json
+from ..errors import ValidationError, require
+from ..io import atomic_write_json, json_digest, json_safe, read_json
 
-__all__ = ["JobStore", "run_jobs", "code_version"]
+__all__ = ["JobStore", "run_jobs", "run_staged", "code_version"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -191,3 +191,53 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     pmap(fn, [a for _, a in todo], backend=backend, workers=workers, address=address, num_gpus=num_gpus,
          on_result=on_result)
     return store.load()
+
+
+def run_staged(output: str | Path, tuning_jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]],
+               select: Callable[[list[dict[str, Any]]], dict[str, Any]],
+               evaluation_jobs: Callable[[dict[str, Any]], Sequence[tuple[str, Any]]], *, stage: str = "all",
+               settings: Callable[[Any], Any] | None = None,
+               describe_tuning: Callable[[dict[str, Any]], str] | None = None,
+               describe_evaluation: Callable[[dict[str, Any]], str] | None = None, backend: str = "serial",
+               workers: int | None = None, address: str | None = None, progress: Callable[[str], None] | None = print,
+               limit: int | None = None) -> dict[str, Any]:
+    """Tune, select, evaluate: the three stages of a tuned experiment, resumable.
+
+    Stage ``tune`` runs the missing ``tuning_jobs`` into ``output/tuning``. Once every one of
+    them has a record, ``select(records)`` is computed *once* and written to
+    ``output/selection.json`` (with ``tuning_plan``, a digest of the tuning job ids); later calls
+    read it back, so the choice cannot move once evaluation has begun, and a selection made for
+    another tuning plan is refused. Stage ``eval`` then runs ``evaluation_jobs(selection)`` into
+    ``output/cells``. ``stage``: ``tune``, ``eval`` or ``all``; ``settings``, ``limit`` and the
+    backend arguments as in :func:`run_jobs` (``limit`` per stage).
+
+    Returns ``{"tuning": records, "selection": dict or None, "evaluation": records}``."""
+    require(stage in ("tune", "eval", "all"), "stage", f"must be tune, eval or all (got {stage!r})")
+    out = Path(output)
+    common = dict(backend=backend, workers=workers, address=address, progress=progress, settings=settings,
+                  limit=limit)
+    store = JobStore(out / "tuning")
+    wanted = {i for i, _ in tuning_jobs}
+    if stage in ("tune", "all"):
+        records = run_jobs(tuning_jobs, fn, store, describe=describe_tuning, **common)
+    else:
+        records = store.load()
+    records = [r for r in records if r["id"] in wanted]
+    plan = json_digest(sorted(wanted))
+    path = out / "selection.json"
+    selection = read_json(path) if path.is_file() else None
+    if selection is not None and selection.get("tuning_plan", plan) != plan:
+        raise ValidationError("selection.json", f"{str(path)!r} was made for another tuning plan; use a new output "
+                                                "folder (or move the old selection aside to tune again)")
+    if selection is None and len(records) == len(wanted):
+        selection = {**select(records), "tuning_plan": plan}
+        atomic_write_json(path, selection)
+    evaluation: list[dict[str, Any]] = []
+    if stage in ("eval", "all") and selection is not None:
+        jobs = evaluation_jobs(selection)
+        ids = {i for i, _ in jobs}
+        evaluation = [r for r in run_jobs(jobs, fn, JobStore(out / "cells"), describe=describe_evaluation, **common)
+                      if r["id"] in ids]
+    elif stage == "eval":
+        raise ValidationError("stage", f"no selection yet in {str(out)!r}: finish the tuning stage first")
+    return {"tuning": records, "selection": selection, "evaluation": evaluation}

@@ -48,6 +48,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 
 from ...errors import ValidationError, require
+from ..distill import tensor_bytes
 
 __all__ = ["Arrival", "AlgorithmContext", "ServerAlgorithm", "staleness_weight", "STALENESS_FUNCTIONS",
            "WEIGHTINGS", "client_weights", "check_params", "finite_positive"]
@@ -173,10 +174,21 @@ class ServerAlgorithm(ABC):
         self.version = int(d["version"])
         self.cost = dict(d["cost"])
 
+    def state_bytes(self) -> int:
+        """Bytes of the tensors the algorithm holds besides the model, measured on
+        :meth:`state_dict` without ``params``: buffers, teachers and their logits, generator and
+        optimiser moments, synthetic pool, random-generator states. Start checkpoints that the
+        engine keeps for the tasks in flight are not the algorithm's and are not counted."""
+        d = self.state_dict()
+        d.pop("params", None)
+        return tensor_bytes(d)
+
     def costs(self) -> dict[str, Any]:
-        """Server-side overhead (seconds of compute, memory held) for the results file."""
+        """Server-side overhead (seconds of compute, memory held) for the results file;
+        ``memory_state_bytes`` is :meth:`state_bytes` at the time of the call."""
         c = dict(self.cost)
         c["server_seconds_per_arrival"] = c["server_seconds"] / max(c["arrivals"], 1)
+        c["memory_state_bytes"] = self.state_bytes()
         return c
 
 
