@@ -989,7 +989,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     tag = args.preset + ("_" + "_".join(datasets) if datasets else "")
     output = Path(args.output or f"validation/results/grid_{tag}")
     default = args.preset == "default" and not datasets
-    report, figures = _report_paths(args, output, in_repository=default, figures_in_repository=default)
+    # validation/report.md is the paper-scale validation's; a grid's report stays beside its cells
+    report, figures = _report_paths(args, output, in_repository=False, figures_in_repository=default)
     if not args.report_only:
         records = run_grid(preset, output, seeds=args.seeds, datasets=datasets, data_root=args.data_root,
                            device=args.device, backend=args.backend, workers=args.workers, address=args.address,
@@ -1031,7 +1032,7 @@ def _parser_validate(sub) -> None:
     v.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_backend_arguments(v, "cells")
     v.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs reserved per cell on Ray (default 0)")
-    v.add_argument("--report", type=nonempty_path, help="report path (default validation/report.md for the default preset)")
+    v.add_argument("--report", type=nonempty_path, help="report path (default validation/report.md for the paper preset, else inside --output)")
     v.add_argument("--figures", type=nonempty_path, help="folder for the report's figures (default figures/ for the "
                                                          "default preset)")
     v.add_argument("--report-only", action="store_true", help="only rebuild the report from saved cells")

@@ -150,7 +150,8 @@ def test_tune_cli(tmp_path, capsys):
 def _row(treatment, met=False, strict=False, acc=0.5, diff=None):
     return {"treatment": treatment, "criterion_met": met, "criterion_met_familywise": strict,
             "accuracy": {"mean": acc, "ci": [acc - 0.01, acc + 0.01], "n": 10},
-            "accuracy_difference": diff}
+            "accuracy_difference": diff,
+            "time_ratio": {"mean": 0.5, "ci": [0.4, 0.6], "n": 10} if met else {"mean": 0.9, "ci": [0.8, 1.1], "n": 10}}
 
 
 def test_claim_verdicts_follow_the_criteria():
@@ -170,5 +171,6 @@ def test_claim_verdicts_follow_the_criteria():
     text = "\n".join(report._paper_claims(summary, preset, rows))
     assert "**Partly reproduced**. The pre-registered criterion" in text and "holds in 1 of 3" in text
     assert "0 survive the Bonferroni" in text
+    assert "speed-up of any size (95% interval of the time ratio below 1) in 1 of 3 comparisons: p2 in a (0.50)" in text
     # scenario a: 0.06 >= 0.10 * 0.50 -> met for p2; p3's 0.04 < 0.05 -> not met; scenario b untestable
     assert "Testable in 2 of 3 comparisons" in text and "met in 1 (p2 in a)" in text
