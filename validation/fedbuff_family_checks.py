@@ -319,6 +319,18 @@ def _ci(d: dict[str, Any]) -> str:
     return f"{100 * d['mean']:+.1f} [t {100 * t[0]:+.1f}, {100 * t[1]:+.1f}; boot {100 * b[0]:+.1f}, {100 * b[1]:+.1f}]"
 
 
+def _weighting_rows(alg: str, suffix: str, table: list[dict[str, Any]], imu: dict[str, Any]) -> list[str]:
+    """Table rows of one algorithm: uniform and importance accuracy per setting, their paired
+    difference, and the pooled difference (``suffix`` names the server-step variant)."""
+    diffs = {(r["speed"], r["partition"]): r for r in imu["rows"]}
+    rows = []
+    for row in table:
+        k = (row["speed"], row["partition"])
+        rows.append(f"| {alg} | {k[0]} | {k[1]} | {_pct(row[f'{alg}-uniform{suffix}']['mean'])} | "
+                    f"{_pct(row[f'{alg}-importance{suffix}']['mean'])} | {_ci(diffs[k])} |")
+    return rows + [f"| {alg} | all | pooled | | | {_ci(imu['pooled'])} |"]
+
+
 def report(out: dict[str, Any]) -> str:
     ex = out["experiments"]
     L = ["# FedBuff family checks: FedEcho's collapse and the aggregation weights", "",
@@ -360,27 +372,16 @@ def report(out: dict[str, Any]) -> str:
           "Server step sizes at their defaults, equal for both weightings (FedBuff, FedEcho eta_g = 1; "
           "FedRevive 0.1).", "",
           "| algorithm | speeds | partition | uniform | importance | importance - uniform |", "|---|---|---|---|---|---|"]
-    imu = w["importance_minus_uniform"]
     for alg in ("fedbuff", "fedecho", "fedrevive"):
-        table = ex["weighting-fedrevive"]["table"] if alg == "fedrevive" else w["table"]
-        diffs = {(r["speed"], r["partition"]): r for r in imu[alg]["rows"]}
-        for row in table:
-            k = (row["speed"], row["partition"])
-            L.append(f"| {alg} | {k[0]} | {k[1]} | {_pct(row[f'{alg}-uniform']['mean'])} | "
-                     f"{_pct(row[f'{alg}-importance']['mean'])} | {_ci(diffs[k])} |")
-        L.append(f"| {alg} | all | pooled | | | {_ci(imu[alg]['pooled'])} |")
+        L += _weighting_rows(alg, "", ex["weighting-fedrevive"]["table"] if alg == "fedrevive" else w["table"],
+                             w["importance_minus_uniform"][alg])
     w10 = ex["weighting-eta10"]
     L += ["", "The same with a 10x larger server step, which per arrival equals Generalized AsyncSGD's "
           "(FedBuff, FedEcho eta_g = 10 = B; FedRevive eta_g = 1, B = 1):", "",
           "| algorithm | speeds | partition | uniform | importance | importance - uniform |", "|---|---|---|---|---|---|"]
     for alg, tag in (("fedbuff", "eta10"), ("fedecho", "eta10"), ("fedrevive", "eta1")):
-        table = ex["weighting-fedrevive-eta1"]["table"] if alg == "fedrevive" else w10["table"]
-        diffs = {(r["speed"], r["partition"]): r for r in w10["importance_minus_uniform"][alg]["rows"]}
-        for row in table:
-            k = (row["speed"], row["partition"])
-            L.append(f"| {alg} | {k[0]} | {k[1]} | {_pct(row[f'{alg}-uniform-{tag}']['mean'])} | "
-                     f"{_pct(row[f'{alg}-importance-{tag}']['mean'])} | {_ci(diffs[k])} |")
-        L.append(f"| {alg} | all | pooled | | | {_ci(w10['importance_minus_uniform'][alg]['pooled'])} |")
+        L += _weighting_rows(alg, f"-{tag}", ex["weighting-fedrevive-eta1"]["table"] if alg == "fedrevive"
+                             else w10["table"], w10["importance_minus_uniform"][alg])
     fab = w["fedecho_after_minus_before"]
     L += ["", "FedEcho after minus before the fix under this routing (uniform weights), where FedEcho did not "
           f"collapse: pooled {_ci(fab['pooled'])}; per setting "
