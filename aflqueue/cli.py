@@ -915,14 +915,17 @@ def _report_paths(args: argparse.Namespace, output: Path, in_repository: bool,
 
 
 def _cmd_validate_paper(args: argparse.Namespace) -> int:
-    from .experiments.paper import PAPER_PRESETS, load_paper, run_paper
+    from .experiments.paper import PAPER_PRESETS, load_paper, run_paper, with_torchvision
     from .experiments.report import write_paper_report
 
     preset = PAPER_PRESETS[args.preset]
     _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot and evaluation) in advance")
-    _check(not args.datasets, "datasets", f"the {args.preset} preset fixes its data sets in advance")
-    output = Path(args.output or f"validation/results/{args.preset}")
-    headline = args.preset == "paper"
+    _check(not args.datasets, "datasets", f"the {args.preset} preset fixes its data sets in advance (--data-root "
+                                          "runs it on the torchvision sets found there instead)")
+    if args.data_root:
+        preset = with_torchvision(preset, _torchvision_sets_under(args.data_root))
+    output = Path(args.output or f"validation/results/{preset.name}")
+    headline = preset.name == "paper"
     report, figures = _report_paths(args, output, in_repository=headline, figures_in_repository=headline)
     if args.report_only:
         data = load_paper(output)

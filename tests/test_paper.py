@@ -174,3 +174,30 @@ def test_claim_verdicts_follow_the_criteria():
     assert "speed-up of any size (95% interval of the time ratio below 1) in 1 of 3 comparisons: p2 in a (0.50)" in text
     # scenario a: 0.06 >= 0.10 * 0.50 -> met for p2; p3's 0.04 < 0.05 -> not met; scenario b untestable
     assert "Testable in 2 of 3 comparisons" in text and "met in 1 (p2 in a)" in text
+
+
+def test_data_root_puts_the_paper_preset_on_the_torchvision_sets(tmp_path, capsys):
+    """--data-root swaps the offline data sets for the torchvision sets found there (never the
+    others), keeps seeds, grids and criterion, and refuses a folder that holds none of them."""
+    from aflqueue.experiments.paper import TORCHVISION_DATASETS, tuning_jobs, with_torchvision
+
+    base = PAPER_PRESETS["paper"]
+    p = with_torchvision(base, ["cifar10", "kmnist", "mnist"])
+    assert p.datasets == ("mnist", "kmnist") and p.name == "paper-mnist-kmnist" and not p.safeguards
+    assert (p.eval_seeds, p.pilot_seeds, p.criterion_ratio, p.partitions) == \
+        (base.eval_seeds, base.pilot_seeds, base.criterion_ratio, base.partitions)
+    jobs = tuning_jobs(p, data_root=str(tmp_path))
+    assert {a[0]["dataset"] for _, a in jobs} == {"mnist", "kmnist"}
+    assert {a[2]["model"] for _, a in jobs} == {"cnn28"} and {a[-1] for _, a in jobs} == {str(tmp_path)}
+    assert set(TORCHVISION_DATASETS) >= set(p.datasets)
+    with pytest.raises(ValidationError, match="data-root"):
+        with_torchvision(base, ["cifar10"])
+    # the command line: a folder with only CIFAR-10 is refused; one with KMNIST runs the preset on it
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    assert main(["validate", "--preset", "paper", "--data-root", str(tmp_path), "--report-only"]) == 2
+    assert "data-root" in capsys.readouterr().err
+    (tmp_path / "KMNIST").mkdir()
+    out = tmp_path / "results"
+    assert main(["validate", "--preset", "paper", "--data-root", str(tmp_path), "--report-only",
+                 "--output", str(out)]) == 2
+    assert "no finished runs under" in capsys.readouterr().err

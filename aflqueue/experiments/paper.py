@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -51,7 +51,7 @@ from .runner import JobStore, run_staged
 from .tuning import best_learning_rate, log_grid, score_curves
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
-           "run_paper", "select", "paper_run", "load_paper", "summarize_paper", "code_versions", "run_times"]
+           "TORCHVISION_DATASETS", "with_torchvision", "run_paper", "select", "paper_run", "load_paper", "summarize_paper", "code_versions", "run_times"]
 
 PARTITIONS = {"iid": {"partition": "iid"}, "dir0.2": {"partition": "dirichlet", "alpha": 0.2},
               "k3": {"partition": "k_classes", "classes_per_client": 3}}
@@ -123,7 +123,24 @@ DATASETS = {
     "mnist1d": PaperDataset("mnist1d", "mlp", 4000, LR_GRID, {"num_samples": 8000}),
     "synthetic": PaperDataset("synthetic", "mlp", 150, (0.05, 0.2),
                               {"num_samples": 600, "num_features": 8, "num_classes": 3}),
+    # torchvision sets read from --data-root (never downloaded): the 28x28 CNN, as in the papers
+    "mnist": PaperDataset("mnist", "cnn28", 3000, LR_GRID),
+    "fashionmnist": PaperDataset("fashionmnist", "cnn28", 3000, LR_GRID),
+    "kmnist": PaperDataset("kmnist", "cnn28", 3000, LR_GRID),
+    "emnist": PaperDataset("emnist", "cnn28", 4000, LR_GRID),
 }
+#: The data sets a ``--data-root`` can add to a paper preset.
+TORCHVISION_DATASETS = ("mnist", "fashionmnist", "kmnist", "emnist")
+
+
+def with_torchvision(preset: "PaperPreset", found: Sequence[str]) -> "PaperPreset":
+    """``preset`` on the torchvision data sets in ``found`` (those of :data:`TORCHVISION_DATASETS`)
+    instead of its offline ones, named ``<preset>-<sets>``; the safeguards, defined on an
+    offline scenario, are left out. Seeds, grids, criterion and partitions are unchanged."""
+    sets = tuple(d for d in TORCHVISION_DATASETS if d in found)
+    require(bool(sets), "data-root", f"holds none of {', '.join(TORCHVISION_DATASETS)} (found {', '.join(found)})")
+    return replace(preset, name=f"{preset.name}-{'-'.join(sets)}", datasets=sets, safeguards=(),
+                   safeguard_scenario=None)
 
 
 @dataclass(frozen=True)
