@@ -55,6 +55,9 @@ from .system import System
 __all__ = ["OBJECTIVES", "OptimizationProblem", "OptimizationResult", "Evaluation", "evaluate", "assess", "optimize",
            "optimize_routing", "pareto_front", "project_capped_simplex", "kkt_residual"]
 
+#: Largest update or time budget a problem accepts (see OptimizationProblem's checks).
+MAX_BUDGET = 1e15
+
 OBJECTIVES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
 #: Old spellings still accepted.
 OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
@@ -132,10 +135,13 @@ class OptimizationProblem:
         object.__setattr__(self, "concurrency", (int(lo), int(hi)))
         if self.updates is None:
             object.__setattr__(self, "updates", 1000.0)
-        require(math.isfinite(self.updates) and self.updates > 0, "updates", f"must be > 0 (got {self.updates})")
+        # the proxies divide by K = updates (or lambda tau): beyond 1e15 the optimisation term a/K
+        # underflows against the others and the step-size root is lost
+        require(math.isfinite(self.updates) and 0 < self.updates <= MAX_BUDGET, "updates",
+                f"must be in (0, {MAX_BUDGET:g}] (got {self.updates})")
         if self.time_budget is not None:
-            require(math.isfinite(self.time_budget) and self.time_budget > 0, "time_budget",
-                    f"must be > 0 (got {self.time_budget})")
+            require(math.isfinite(self.time_budget) and 0 < self.time_budget <= MAX_BUDGET, "time_budget",
+                    f"must be in (0, {MAX_BUDGET:g}] time units (got {self.time_budget})")
         if self.epsilon is None:
             object.__setattr__(self, "epsilon", 0.1)
         require(math.isfinite(self.epsilon) and self.epsilon > 0, "epsilon", f"must be > 0 (got {self.epsilon})")

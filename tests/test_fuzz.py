@@ -155,6 +155,8 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
     (["analyze", "--rates", "-1,1"], "rates[0]"),
     (["optimize", "--rates", "1,1", "--constants", "/missing.toml"], "no such file"),
     (["optimize", "--rates", "1,1", "--starts", "0"], "starts"),
+    (["optimize", "--time-budget", "1e308"], "time_budget"),  # found by the fuzz: a/K underflowed to 0
+    (["sweep", "--rates", "1,0.1", "--updates", "1e300"], "updates"),
     (["optimize", "--rates", "1,1", "--routing", "0.5,0.5"], "routing"),
     (["optimize", "--rates", "1,1", "--service", "lognormal:cv=2"], "service"),
     (["simulate", "--rates", "1,1", "--seed", "-1"], "seed"),
