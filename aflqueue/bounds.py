@@ -38,6 +38,9 @@ __all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "ProxyValue", "s1", "s
            "s2_gradient", "optimal_eta_per_update", "per_update", "per_update_proxy", "wallclock_proxy",
            "time_to_accuracy_updates", "time_to_accuracy_proxy", "power", "CONSTANT_NAMES"]
 
+#: Largest value a proxy constant may take (the proxies multiply up to three of them).
+CONSTANT_RANGE = 1e12
+
 CONSTANT_NAMES = ("Delta", "L", "sigma2", "M2", "G2")
 
 
@@ -69,7 +72,8 @@ class ProxyConstants:
 
     def __post_init__(self):
         def num(name: str, positive: bool) -> float:
-            x = check_number(getattr(self, name), name, 0.0, lo_open=positive)
+            # beyond CONSTANT_RANGE the proxies' products over- or underflow in double precision
+            x = check_number(getattr(self, name), name, 0.0, CONSTANT_RANGE, lo_open=positive)
             object.__setattr__(self, name, x)
             return x
 

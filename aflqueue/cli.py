@@ -443,7 +443,7 @@ def problem_from_args(args: argparse.Namespace, system):
         consts["eta_max"] = args.eta_max
     energy = None
     if args.kappa is not None or args.idle_power is not None:
-        _finite(args.kappa, "kappa", 0.0, lo_open=True)
+        _finite(args.kappa, "kappa", 0.0, 1e12, lo_open=True)
         _finite(args.idle_power, "idle-power", 0.0, 1.0)
         energy = EnergyModel.dvfs(system.rates, kappa=args.kappa if args.kappa is not None else 1.0,
                                   idle_fraction=args.idle_power if args.idle_power is not None else 0.0)
@@ -478,14 +478,15 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     system = system_from_args(args)
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
+    note = None if math.isfinite(res.objective_value) else (
+        "the objective is infinite at every routing examined: the target epsilon is below what a fixed step size "
+        "can reach, or a client gets no task")
     if args.json:
-        d = {**res.to_dict(), "analysis": problem.analysis}
-        if not math.isfinite(res.objective_value):
-            d["note"] = ("the objective is infinite at every routing examined: the target epsilon is below what a "
-                         "fixed step size can reach, or a client gets no task")
-        print_json(d)
+        print_json({**res.to_dict(), "analysis": problem.analysis, **({"note": note} if note else {})})
     else:
         optimization_table(system, res)
+        if note:
+            print(f"note: {note}; no routing is better than another here")
         if problem.analysis == "approx":
             print("analysis: approximation for general service laws (docs/theory.md section 9)")
     return 0

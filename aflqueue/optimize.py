@@ -57,6 +57,8 @@ __all__ = ["OBJECTIVES", "OptimizationProblem", "OptimizationResult", "Evaluatio
 
 #: Largest update or time budget a problem accepts (see OptimizationProblem's checks).
 MAX_BUDGET = 1e15
+#: Smallest time budget and target, and reciprocal of the largest target and dispersion, a problem accepts.
+MIN_SCALE = 1e-9
 
 OBJECTIVES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
 #: Old spellings still accepted.
@@ -137,16 +139,18 @@ class OptimizationProblem:
             object.__setattr__(self, "updates", 1000.0)
         # the proxies divide by K = updates (or lambda tau): beyond 1e15 the optimisation term a/K
         # underflows against the others and the step-size root is lost
-        require(math.isfinite(self.updates) and 0 < self.updates <= MAX_BUDGET, "updates",
-                f"must be in (0, {MAX_BUDGET:g}] (got {self.updates})")
+        require(math.isfinite(self.updates) and 1 <= self.updates <= MAX_BUDGET, "updates",
+                f"must be in [1, {MAX_BUDGET:g}] (got {self.updates})")
         if self.time_budget is not None:
-            require(math.isfinite(self.time_budget) and 0 < self.time_budget <= MAX_BUDGET, "time_budget",
-                    f"must be in (0, {MAX_BUDGET:g}] time units (got {self.time_budget})")
+            require(math.isfinite(self.time_budget) and MIN_SCALE <= self.time_budget <= MAX_BUDGET, "time_budget",
+                    f"must be in [{MIN_SCALE:g}, {MAX_BUDGET:g}] time units (got {self.time_budget})")
         if self.epsilon is None:
             object.__setattr__(self, "epsilon", 0.1)
-        require(math.isfinite(self.epsilon) and self.epsilon > 0, "epsilon", f"must be > 0 (got {self.epsilon})")
+        require(math.isfinite(self.epsilon) and MIN_SCALE <= self.epsilon <= 1 / MIN_SCALE, "epsilon",
+                f"must be in [{MIN_SCALE:g}, {1 / MIN_SCALE:g}] (got {self.epsilon})")
         require(0 <= self.weight <= 1, "weight", f"must be in [0, 1] (got {self.weight})")
-        require(self.dispersion >= 0, "dispersion", f"must be >= 0 (got {self.dispersion})")
+        require(0 <= self.dispersion <= 1 / MIN_SCALE, "dispersion",
+                f"must be in [0, {1 / MIN_SCALE:g}] (got {self.dispersion})")
         if self.energy is None:
             object.__setattr__(self, "energy", EnergyModel.dvfs(self.system.rates))
         require(self.energy.busy_power.size == n, "energy", f"needs one power per client ({n})")

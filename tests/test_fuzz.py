@@ -157,6 +157,11 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
     (["optimize", "--rates", "1,1", "--starts", "0"], "starts"),
     (["optimize", "--time-budget", "1e308"], "time_budget"),  # found by the fuzz: a/K underflowed to 0
     (["sweep", "--rates", "1,0.1", "--updates", "1e300"], "updates"),
+    (["optimize", "--time-budget", "1e-300"], "time_budget"),
+    (["optimize", "--objective", "time-to-accuracy", "--epsilon", "1e308"], "epsilon"),
+    (["optimize", "--dispersion", "1e308"], "dispersion"),
+    (["optimize", "--constants", "L=1e308"], "L"),
+    (["optimize", "--objective", "energy", "--kappa", "1e308"], "kappa"),
     (["optimize", "--rates", "1,1", "--routing", "0.5,0.5"], "routing"),
     (["optimize", "--rates", "1,1", "--service", "lognormal:cv=2"], "service"),
     (["simulate", "--rates", "1,1", "--seed", "-1"], "seed"),
