@@ -5,6 +5,8 @@ statistics, the report and the figures, and `aflqueue validate --preset regimes-
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +81,11 @@ def test_summary_report_and_figures(tiny, tmp_path):
     assert "Held-out rank correlations" in text and "Which term fails" in text and "Cost of the pilots" in text
     assert (tmp_path / "fig" / "regimes_map_p2.png").is_file()
     assert (tmp_path / "fig" / "regimes_predicted_vs_measured_p2.pdf").is_file()
+    # figures two folders away from the report: every image link is relative and resolves from the report
+    deep = tmp_path / "a" / "b" / "report.md"
+    deep.parent.mkdir(parents=True)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", write_regimes_report(TINY, full, deep, tmp_path / "fig").read_text())
+    assert links and all(not Path(u).is_absolute() and (deep.parent / u).is_file() for u in links)
 
 
 def test_validate_cli_report_only(tiny, tmp_path, capsys):

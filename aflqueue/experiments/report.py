@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -333,10 +334,8 @@ def _analysis(summary: dict[str, Any], verdicts: list[dict[str, Any]]) -> list[s
 
 
 def _figure_md(path: Path, rel_to: Path, caption: str) -> str:
-    try:
-        rel = path.relative_to(rel_to)
-    except ValueError:
-        rel = Path("..") / path.relative_to(rel_to.parent) if path.is_relative_to(rel_to.parent) else path
+    # relative links, so that the report renders in any clone (and on a forge), wherever it was written from
+    rel = Path(os.path.relpath(Path(path).resolve(), Path(rel_to).resolve()))
     return f"![{caption}]({rel.as_posix()})\n\n*{caption}*\n"
 
 
@@ -899,9 +898,7 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
             from ..plots import paper_figures
 
             for p, caption in paper_figures(preset, sel, ev, summary, figures_dir):
-                rel = Path(p).resolve().relative_to(path.parent.resolve()) if Path(p).resolve().is_relative_to(
-                    path.parent.resolve()) else Path(p)
-                lines += [f"![{caption}]({rel.as_posix()})", "", f"*{caption}*", ""]
+                lines += _figure_md(Path(p), path.parent, caption).split("\n")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
