@@ -978,6 +978,14 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
             ax.set_title(_PREDICTOR_TITLES.get(p, p) + rho, fontsize=8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            # ratios read as plain numbers on a few round ticks; the default log labels overlap
+            from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
+
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(FixedLocator([0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.0]))
+                axis.set_major_formatter(FormatStrFormatter("%g"))
+                axis.set_minor_locator(NullLocator())
+                axis.set_minor_formatter(NullFormatter())
             ax.axhline(1.0, color="grey", lw=0.6, ls=":")
             ax.axvline(1.0, color="grey", lw=0.6, ls=":")
             ax.set_xlabel("predicted time ratio, P2 / AsyncSGD")

@@ -24,7 +24,8 @@ import numpy as np
 
 __all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
            "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score", "spearman",
-           "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test"]
+           "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test",
+           "NoiseCeiling", "spearman_noise_ceiling"]
 
 
 @dataclass(frozen=True)
@@ -314,3 +315,65 @@ def stratified_spearman_permutation_test(groups: Iterable[tuple[Iterable[Any], I
     rng = np.random.default_rng(seed)
     null = np.mean([_permuted_correlations(a, b, resamples, rng) for a, b in clean], axis=0)
     return PermutationTest(observed, _p_value(observed, null, alternative), len(clean), int(resamples), alternative)
+
+
+@dataclass(frozen=True)
+class NoiseCeiling:
+    """How high a rank correlation with *measured* values can be when the measurements are noisy.
+
+    Attributes:
+        reliability: estimated share of the measured values' variance that is real
+            (``var_true / var_observed``, in [0, 1]).
+        mean: expected Spearman correlation between the true values and their measurements, i.e.
+            what a perfect predictor would score on average.
+        lo, hi: 5% and 95% quantiles of that correlation over the simulated repetitions.
+        prob_at_least: ``{threshold: P(correlation >= threshold)}`` for the thresholds asked.
+        n: number of measured values; resamples: simulated repetitions (seeded).
+    """
+
+    reliability: float
+    mean: float
+    lo: float
+    hi: float
+    prob_at_least: dict[float, float]
+    n: int
+    resamples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reliability": self.reliability, "mean": self.mean, "lo": self.lo, "hi": self.hi,
+                "prob_at_least": {str(k): v for k, v in self.prob_at_least.items()}, "n": self.n,
+                "resamples": self.resamples}
+
+
+def spearman_noise_ceiling(estimates: Iterable[Any], standard_errors: Iterable[Any], thresholds: Iterable[float] = (),
+                           resamples: int = 20000, seed: int = 0) -> NoiseCeiling:
+    """The Spearman correlation a perfect predictor can expect against noisy measurements.
+
+    ``estimates`` are measured values (on the scale where their error is roughly normal, e.g. log
+    ratios) and ``standard_errors`` their standard errors (same shape ``(n,)``). Model:
+    ``estimate_k = true_k + e_k``, ``e_k ~ N(0, se_k^2)``, the true values spread as
+    ``N(0, var_true)`` with ``var_true = max(var(estimates) - mean(se^2), 0)`` (method of moments).
+    Simulated ``resamples`` times (seeded): the Spearman correlation between the true values and
+    fresh measurements of them. Measurement noise alone caps any predictor's expected correlation
+    near ``mean``; a target above it is out of reach of the design, not of the predictor."""
+    x = np.asarray([float(v) for v in estimates], dtype=float)
+    se = np.asarray([float(v) for v in standard_errors], dtype=float)
+    if x.shape != se.shape or x.size < 3 or not (np.all(np.isfinite(x)) and np.all(np.isfinite(se))) or np.any(se < 0):
+        raise ValueError("spearman_noise_ceiling: needs >= 3 finite estimates with as many finite standard errors >= 0")
+    var_obs = float(x.var(ddof=1))
+    var_true = max(var_obs - float(np.mean(se ** 2)), 0.0)
+    rng = np.random.default_rng(seed)
+    true = rng.normal(0.0, math.sqrt(var_true), (resamples, x.size))
+    meas = true + rng.normal(0.0, 1.0, (resamples, x.size)) * se
+    from scipy.stats import rankdata
+
+    rt, rm = rankdata(true, axis=1), rankdata(meas, axis=1)
+    rt -= rt.mean(axis=1, keepdims=True)
+    rm -= rm.mean(axis=1, keepdims=True)
+    den = np.linalg.norm(rt, axis=1) * np.linalg.norm(rm, axis=1)
+    # all-noise designs (var_true = 0) leave the true values tied: correlation undefined, counted as 0
+    rho = np.divide(np.sum(rt * rm, axis=1), den, out=np.zeros(resamples), where=den > 0)
+    return NoiseCeiling(reliability=var_true / var_obs if var_obs > 0 else 0.0, mean=float(rho.mean()),
+                        lo=float(np.quantile(rho, 0.05)), hi=float(np.quantile(rho, 0.95)),
+                        prob_at_least={float(t): float(np.mean(rho >= t)) for t in thresholds},
+                        n=int(x.size), resamples=int(resamples))

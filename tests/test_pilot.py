@@ -18,7 +18,8 @@ from aflqueue.cli import main, parse_constants
 from aflqueue.io import dumps_toml
 from aflqueue.pilot import (AccuracyMap, OperatingPoint, PilotCurve, PilotFit, constants_from_theta, features,
                             fit_pilots, loss_at, predict_gain, read_constants, verdict, write_constants)
-from aflqueue.stats import spearman, spearman_permutation_test, stratified_spearman_permutation_test
+from aflqueue.stats import (spearman, spearman_noise_ceiling, spearman_permutation_test,
+                            stratified_spearman_permutation_test)
 
 TRUTH = np.array([0.15, 20.0, 2.0, 0.02])  # offset, optimisation, variance, staleness
 DESIGN = [(1.0, 99.0, 100), (1.6, 140.0, 100), (3.0, 400.0, 100)]  # (S1, S2, m): uniform, mid, P2-like
@@ -180,6 +181,30 @@ def test_toml_writer_round_trips():
 
 
 # ------------------------------------------------------------------ statistics
+@pytest.mark.parametrize("n, var_true, se", [(20, 1.0, 0.6), (8, 0.5, 1.0)])
+def test_noise_ceiling_against_moran_formula(n, var_true, se):
+    # equal standard errors make (true, measured) bivariate normal with Pearson r = sqrt(vt / (vt + se^2));
+    # Moran (1948): E[Spearman] = 6 / (pi (n + 1)) (arcsin r + (n - 2) arcsin(r / 2)) exactly, for any n
+    x = np.random.default_rng(3).normal(size=n)
+    x = (x - x.mean()) / x.std(ddof=1) * math.sqrt(var_true + se ** 2)  # sample variance exactly vt + se^2
+    res = spearman_noise_ceiling(x, [se] * n, thresholds=(0.8,), resamples=40000, seed=2)
+    r = math.sqrt(var_true / (var_true + se ** 2))
+    moran = 6 / (math.pi * (n + 1)) * (math.asin(r) + (n - 2) * math.asin(r / 2))
+    assert res.mean == pytest.approx(moran, abs=0.006)
+    assert res.reliability == pytest.approx(var_true / (var_true + se ** 2), rel=1e-12)
+    assert res.lo < res.mean < res.hi and 0 < res.prob_at_least[0.8] < 1
+
+
+def test_noise_ceiling_limits():
+    x = np.arange(6.0)
+    exact = spearman_noise_ceiling(x, np.zeros(6), thresholds=(0.99,), resamples=500)
+    assert exact.mean == pytest.approx(1.0) and exact.prob_at_least[0.99] == 1.0  # no noise: a perfect score
+    noise = spearman_noise_ceiling(x, np.full(6, 10.0), resamples=500)  # measured spread is all noise
+    assert noise.reliability == 0.0 and noise.mean == 0.0
+    with pytest.raises(ValueError):
+        spearman_noise_ceiling([1.0, 2.0], [0.1, 0.1])
+
+
 def test_spearman_permutation_p_value_against_exhaustive_enumeration():
     x = np.arange(6.0)
     y = np.array([0.0, 2.0, 1.0, 3.0, 5.0, 4.0])

@@ -72,6 +72,10 @@ def test_summary_report_and_figures(tiny, tmp_path):
     assert -1 <= s["across"][key]["statistic"] <= 1 and 0 < s["across"][key]["p_value"] <= 1
     assert {"nontrivial|transfer", "with_p1|transfer", "nontrivial|initial"} <= set(s["within"])
     assert s["cost"]["transfer_pilots"]["runs"] == 6 and s["cost"]["evaluation"]["runs"] == len(full["evaluation"])
+    ceil = s["noise_ceiling"]["p2"]
+    assert ceil["n"] == len(TINY.regimes()) and 0 <= ceil["reliability"] <= 1 and -1 <= ceil["mean"] <= 1
+    for v in s["verdicts"].values():  # the counts behind each agreement add up
+        assert v["agree"] >= v["total"] - v["predicted_pays"] - v["measured_pays"] and v["agree"] <= v["total"]
     for sc in s["regimes"]:
         row = sc["rows"]["p2"]
         assert row["time_ratio"]["n"] == len(TINY.eval_seeds)
@@ -79,6 +83,7 @@ def test_summary_report_and_figures(tiny, tmp_path):
     md = write_regimes_report(TINY, full, tmp_path / "report.md", tmp_path / "fig")
     text = md.read_text()
     assert "Held-out rank correlations" in text and "Which term fails" in text and "Cost of the pilots" in text
+    assert "noise ceiling" in text and "predicted 'pays' in" in text
     assert (tmp_path / "fig" / "regimes_map_p2.png").is_file()
     assert (tmp_path / "fig" / "regimes_predicted_vs_measured_p2.pdf").is_file()
     # figures two folders away from the report: every image link is relative and resolves from the report

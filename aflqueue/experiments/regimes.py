@@ -82,6 +82,10 @@ PREDICTORS = {
 }
 
 
+# the issue's and the protocol's target for the held-out rank correlations
+TARGET_SPEARMAN = 0.8
+
+
 @dataclass(frozen=True)
 class RegimePreset:
     """Every setting of the experiment (fixed in ``validation/REGIMES_PROTOCOL.md``)."""
@@ -602,8 +606,8 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
     """Measured gains per regime and routing, every predictor's predictions beside them, and the
     pre-registered correlations with permutation p-values (``validation/REGIMES_PROTOCOL.md``)."""
     from ..pilot import AccuracyMap, loss_at
-    from ..stats import (bootstrap_interval, log_ratio_interval, spearman, spearman_permutation_test,
-                         stratified_spearman_permutation_test, t_interval)
+    from ..stats import (bootstrap_interval, log_ratio_interval, spearman, spearman_noise_ceiling,
+                         spearman_permutation_test, stratified_spearman_permutation_test, t_interval)
 
     pred, sel = data["predictions"], data["selection"]
     require(pred is not None and sel is not None, "regimes", "no predictions or selection yet")
@@ -634,6 +638,8 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                           "arrivals": float(np.mean([r["measured"]["arrivals"] for r in rr.values()])),
                           "diverged": int(sum(bool(r["measured"]["diverged"]) for r in rr.values())),
                           "censored": cens, "time_ratio": ratio.to_dict(),
+                          "log_ratio_se": float(np.std(np.log(ratios), ddof=1) / math.sqrt(len(ratios)))
+                          if len(ratios) >= 2 else None,
                           "accuracy": bootstrap_interval([r["measured"]["final_accuracy"] for r in rr.values()]).to_dict(),
                           "accuracy_difference": bootstrap_interval(diffs).to_dict(),
                           "loss_difference": t_interval(ldiffs).to_dict(),
@@ -707,19 +713,34 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                 groups.append((xs, ys))
             res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
             within[f"loss|{label}|{p}"] = res
+    # ---- added after the results (not pre-registered): the correlation a perfect predictor could
+    # expect against these measured ratios, given their seed-to-seed noise (a ceiling on the primary)
+    ceiling = {}
+    for routing in ("p2", "p3"):
+        rows = [sc["rows"].get(routing) for sc in regimes]
+        pts = [(math.log(r["time_ratio"]["mean"]), r["log_ratio_se"]) for r in rows
+               if r and r["time_ratio"] and r.get("log_ratio_se") is not None]
+        if len(pts) >= 3:
+            ceiling[routing] = spearman_noise_ceiling([a for a, _ in pts], [b for _, b in pts],
+                                                      thresholds=(TARGET_SPEARMAN,), seed=seed).to_dict()
     # ---- verdicts: predicted pays / not against measured
     verdicts = {}
     for p in ("transfer", "local"):
         for routing in ("p2", "p3", "op-fit"):
-            agree, total = 0, 0
+            agree, total, said, seen = 0, 0, 0, 0
             for sc in regimes:
                 row = sc["rows"].get(routing)
                 if not _predicts(row, p):
                     continue
                 total += 1
-                agree += (row["predicted"][p]["verdict"] == "pays") == row["measured_pays"]
+                says = row["predicted"][p]["verdict"] == "pays"
+                agree += says == row["measured_pays"]
+                said += says
+                seen += row["measured_pays"]
             if total:
-                verdicts[f"{routing}|{p}"] = {"agree": agree, "total": total}
+                # agreement means little when both sides say the same thing everywhere: keep the counts
+                verdicts[f"{routing}|{p}"] = {"agree": agree, "total": total, "predicted_pays": said,
+                                              "measured_pays": seen}
     # ---- held-out loss prediction of the family, and which term fails
     family = {}
     if heldout_loss:
@@ -763,5 +784,6 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
             "evaluation": {"runs": len(data["evaluation"]), "wall_time_s": wall(data["evaluation"]),
                            "arrivals": int(sum(r["measured"]["arrivals"] for r in data["evaluation"]))}}
     return {"regimes": regimes, "predictors": preds, "across": across, "within": within, "verdicts": verdicts,
+            "noise_ceiling": ceiling,
             "family": family, "accuracy_maps": maps, "cost": cost, "boundary": pred.get("boundary", {}),
             "fits": pred["fits"]}

@@ -1035,7 +1035,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
                          figures_dir: str | Path | None = None) -> Path:
     """Write the regime map's Markdown report (and its figures) from a saved experiment folder
     (:func:`aflqueue.experiments.regimes.load_regimes`)."""
-    from .regimes import PARTITION_LABELS, PREDICTORS, nontrivial, routing_names, summarize_regimes
+    from .regimes import PARTITION_LABELS, PREDICTORS, TARGET_SPEARMAN, nontrivial, routing_names, summarize_regimes
 
     path = Path(path)
     recs = [*data["pilots"], *data["tuning"], *data["evaluation"]]
@@ -1086,7 +1086,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     target_met = None
     prim = s["across"].get("p2|time_ratio|transfer")
     if prim and prim.get("statistic") is not None:
-        target_met = prim["statistic"] >= 0.8
+        target_met = prim["statistic"] >= TARGET_SPEARMAN
     L += ["## Held-out rank correlations", "",
           "Spearman correlation between predicted and measured gain; one-sided permutation p-values "
           f"({preset.permutations} seeded permutations; within regimes the routings are permuted inside each "
@@ -1110,20 +1110,33 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     if target_met is not None and len(regs) < n_regimes:
         # the pre-registered primary is over every regime: a part of the map is no test of it
         L.append(f"**Incomplete map: {len(regs)} of {n_regimes} regimes finished. The pre-registered primary "
-                 f"(across-regime Spearman over all {n_regimes} regimes, target >= 0.8) is not evaluable yet;** on the "
+                 f"(across-regime Spearman over all {n_regimes} regimes, target >= {TARGET_SPEARMAN:g}) is not evaluable "
+                 "yet;** on the "
                  f"finished regimes the transfer fit gives {_rho(prim)} and the initial-model proxy "
                  f"{_rho(s['across'].get('p2|time_ratio|initial'))}, which no conclusion can rest on.")
         L.append("")
     elif target_met is not None:
         L.append(f"**Primary (pre-registered): across-regime Spearman of the transfer fit = {prim['statistic']:.2f} "
-                 f"(p = {prim['p_value']:.3g}); target >= 0.8 {'met' if target_met else 'not met'}.** Before "
+                 f"(p = {prim['p_value']:.3g}); target >= {TARGET_SPEARMAN:g} {'met' if target_met else 'not met'}.** Before "
                  f"(initial-model proxy): {_rho(s['across'].get('p2|time_ratio|initial'))}.")
         L.append("")
     # ---- verdicts
     if s["verdicts"]:
         L += ["Predicted verdict ('pays': the predicted ratio's 95% interval below 1) against measured ('pays': the "
               "measured ratio's 95% interval below 1): " + "; ".join(
-                  f"{k.replace('|', ', ')}: {v['agree']}/{v['total']} agree" for k, v in s["verdicts"].items()), ""]
+                  f"{k.replace('|', ', ')}: {v['agree']}/{v['total']} agree"
+                  + (f" (predicted 'pays' in {v['predicted_pays']}, measured in {v['measured_pays']})"
+                     if "predicted_pays" in v else "") for k, v in s["verdicts"].items()), ""]
+    if s.get("noise_ceiling"):
+        L += ["Added after the results (not pre-registered): the **noise ceiling** of the across-regime correlation. "
+              "Seed-to-seed noise in the measured ratios caps the Spearman correlation that even a perfect predictor "
+              "can reach against them. Model: measured log ratio = true + normal noise with each regime's standard "
+              f"error ({len(preset.eval_seeds)} seeds), true log ratios spread with the variance that remains after the noise "
+              "(`aflqueue.stats.spearman_noise_ceiling`). " + "; ".join(
+                  f"{r.upper()}: share of the measured spread that is real {c['reliability']:.2f}, a perfect "
+                  f"predictor's expected Spearman {c['mean']:.2f} (90% of repetitions in [{c['lo']:.2f}, "
+                  f"{c['hi']:.2f}]), P(>= {TARGET_SPEARMAN:g}) = {c['prob_at_least'][str(TARGET_SPEARMAN)]:.2f}"
+                  for r, c in s["noise_ceiling"].items()) + ".", ""]
     # ---- per regime
     L += ["## Per regime", "",
           "Measured and predicted time ratios (routing / tuned AsyncSGD); transfer prediction with its 95% bootstrap "
