@@ -933,11 +933,13 @@ def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
 REGIME_COLOURS = {"iid": "#0072B2", "dir0.5": "#009E73", "dir0.2": "#E69F00", "dir0.05": "#D55E00"}
 _REGIME_MARKERS = {0.5: "v", 1.0: "o", 2.0: "^"}
 _PREDICTOR_TITLES = {"initial": "before: initial-model proxy", "transfer": "after: pilot fit (pilot system)",
-                     "local": "pilot fit on the regime's own system"}
+                     "local": "pilot fit on the regime's own system",
+                     "transfer-opt+var": "pilot fit without the staleness term"}
 
 
 def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str = "p2",
-                   predictors: Sequence[str] = ("initial", "transfer", "local")) -> list[tuple[Path, str]]:
+                   predictors: Sequence[str] = ("initial", "transfer", "transfer-opt+var", "local")
+                   ) -> list[tuple[Path, str]]:
     """The regime map's figures from :func:`aflqueue.experiments.regimes.summarize_regimes`:
     predicted against measured time-to-target ratio of ``routing`` (one panel per predictor), and
     the spread x heterogeneity map at ``m = n`` coloured by the measured ratio with the predicted

@@ -123,6 +123,8 @@ class RegimePreset:
     boundary_spreads: tuple[float, ...] = tuple(float(f"{x:.3g}") for x in np.geomspace(2, 150, 13))
     batch_size: int = 32
     permutations: int = 9999
+    # the predictor whose across-regime correlation is the pre-registered primary
+    primary: str = "transfer"
 
     def regimes(self) -> list["Regime"]:
         n = self.clients
@@ -146,6 +148,12 @@ class Regime:
 
 REGIME_PRESETS = {
     "regimes": RegimePreset("regimes"),
+    # confirmatory map (validation/REGIMES_CONFIRM_PROTOCOL.md): the frozen transfer pilots (same pilot
+    # system and seed) scored on spreads the first map did not have, at new evaluation seeds; primary:
+    # the no-staleness fit, the best of the first map's pre-registered ablations
+    "regimes-confirm": RegimePreset("regimes-confirm", spreads=(5.0, 15.0, 50.0), concurrency_points=(),
+                                    local_pilots=False, eval_seeds=(100, 101, 102, 103, 104),
+                                    boundary_spreads=(5.0, 15.0, 50.0), primary="transfer-opt+var"),
     # seconds: the machinery end to end (tests)
     "regimes-tiny": RegimePreset("regimes-tiny", dataset="synthetic", model="mlp",
                                  options={"num_samples": 300, "num_features": 6, "num_classes": 3}, clients=6,

@@ -1084,7 +1084,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
           "the regime's target accuracy (< 1: faster), 95% interval on the log scale.", ""]
     # ---- headline
     target_met = None
-    prim = s["across"].get("p2|time_ratio|transfer")
+    prim = s["across"].get(f"p2|time_ratio|{preset.primary}")
     if prim and prim.get("statistic") is not None:
         target_met = prim["statistic"] >= TARGET_SPEARMAN
     L += ["## Held-out rank correlations", "",
@@ -1112,11 +1112,12 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
         L.append(f"**Incomplete map: {len(regs)} of {n_regimes} regimes finished. The pre-registered primary "
                  f"(across-regime Spearman over all {n_regimes} regimes, target >= {TARGET_SPEARMAN:g}) is not evaluable "
                  "yet;** on the "
-                 f"finished regimes the transfer fit gives {_rho(prim)} and the initial-model proxy "
+                 f"finished regimes the {preset.primary} fit gives {_rho(prim)} and the initial-model proxy "
                  f"{_rho(s['across'].get('p2|time_ratio|initial'))}, which no conclusion can rest on.")
         L.append("")
     elif target_met is not None:
-        L.append(f"**Primary (pre-registered): across-regime Spearman of the transfer fit = {prim['statistic']:.2f} "
+        L.append(f"**Primary (pre-registered): across-regime Spearman of {preset.primary} "
+                 f"({PREDICTORS[preset.primary]}) = {prim['statistic']:.2f} "
                  f"(p = {prim['p_value']:.3g}); target >= {TARGET_SPEARMAN:g} {'met' if target_met else 'not met'}.** Before "
                  f"(initial-model proxy): {_rho(s['across'].get('p2|time_ratio|initial'))}.")
         L.append("")
