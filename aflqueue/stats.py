@@ -347,7 +347,8 @@ class NoiseCeiling:
 
 def spearman_noise_ceiling(estimates: Iterable[Any], standard_errors: Iterable[Any], thresholds: Iterable[float] = (),
                            resamples: int = 20000, seed: int = 0) -> NoiseCeiling:
-    """The Spearman correlation a perfect predictor can expect against noisy measurements.
+    """The Spearman correlation a perfect predictor can expect against noisy measurements
+    (docs/theory.md section 10, "Noise ceiling of a rank correlation").
 
     ``estimates`` are measured values (on the scale where their error is roughly normal, e.g. log
     ratios) and ``standard_errors`` their standard errors (same shape ``(n,)``). Model:
