@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from aflqueue.cli import main
-from aflqueue.experiments.regimes import (REGIME_PRESETS, run_order, run_regimes, summarize_regimes)
-from aflqueue.experiments.report import write_regimes_report
+from aflqueue.experiments.regimes import (REGIME_PRESETS, pool_regime_maps, run_order, run_regimes,
+                                          summarize_regimes)
+from aflqueue.experiments.report import write_regimes_pooled_report, write_regimes_report
 
 TINY = REGIME_PRESETS["regimes-tiny"]
 
@@ -91,6 +92,18 @@ def test_summary_report_and_figures(tiny, tmp_path):
     deep.parent.mkdir(parents=True)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", write_regimes_report(TINY, full, deep, tmp_path / "fig").read_text())
     assert links and all(not Path(u).is_absolute() and (deep.parent / u).is_file() for u in links)
+
+
+def test_pooled_maps_agree_with_each_map(tiny, tmp_path):
+    _, _, full = tiny
+    s = summarize_regimes(TINY, full)
+    one = pool_regime_maps([s])
+    for p, r in one["across"].items():  # one map pooled alone is that map's across-regime test
+        assert r["statistic"] == pytest.approx(s["across"][f"p2|time_ratio|{p}"]["statistic"], abs=1e-12)
+    two = pool_regime_maps([s, s])
+    assert two["regimes"] == 2 * len(TINY.regimes())
+    text = write_regimes_pooled_report([(TINY, full), (TINY, full)], tmp_path / "pooled.md").read_text()
+    assert f"Spearman over {2 * len(TINY.regimes())} regimes" in text
 
 
 def test_validate_cli_report_only(tiny, tmp_path, capsys):

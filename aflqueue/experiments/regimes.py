@@ -123,8 +123,9 @@ class RegimePreset:
     boundary_spreads: tuple[float, ...] = tuple(float(f"{x:.3g}") for x in np.geomspace(2, 150, 13))
     batch_size: int = 32
     permutations: int = 9999
-    # the predictor whose across-regime correlation is the pre-registered primary
+    # the predictor whose across-regime correlation is the pre-registered primary, and where that is written
     primary: str = "transfer"
+    protocol: str = "validation/REGIMES_PROTOCOL.md"
 
     def regimes(self) -> list["Regime"]:
         n = self.clients
@@ -153,7 +154,8 @@ REGIME_PRESETS = {
     # the no-staleness fit, the best of the first map's pre-registered ablations
     "regimes-confirm": RegimePreset("regimes-confirm", spreads=(5.0, 15.0, 50.0), concurrency_points=(),
                                     local_pilots=False, eval_seeds=(100, 101, 102, 103, 104),
-                                    boundary_spreads=(5.0, 15.0, 50.0), primary="transfer-opt+var"),
+                                    boundary_spreads=(5.0, 15.0, 50.0), primary="transfer-opt+var",
+                                    protocol="validation/REGIMES_CONFIRM_PROTOCOL.md"),
     # seconds: the machinery end to end (tests)
     "regimes-tiny": RegimePreset("regimes-tiny", dataset="synthetic", model="mlp",
                                  options={"num_samples": 300, "num_features": 6, "num_classes": 3}, clients=6,
@@ -795,3 +797,25 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
             "noise_ceiling": ceiling,
             "family": family, "accuracy_maps": maps, "cost": cost, "boundary": pred.get("boundary", {}),
             "fits": pred["fits"]}
+
+
+def pool_regime_maps(summaries: Sequence[dict[str, Any]], routing: str = "p2",
+                     predictors: Sequence[str] = ("transfer", "transfer-opt+var", "initial")) -> dict[str, Any]:
+    """Across-regime correlations over the union of several maps' regimes (each a
+    :func:`summarize_regimes` result): per predictor, the Spearman correlation between its predicted
+    and the measured time ratio of ``routing`` with a one-sided permutation p-value, and the noise
+    ceiling of the pooled measurements (docs/theory.md section 10)."""
+    from ..stats import spearman_noise_ceiling, spearman_permutation_test
+
+    rows = [sc["rows"][routing] for s in summaries for sc in s["regimes"] if sc["rows"].get(routing)]
+    out: dict[str, Any] = {"regimes": len(rows), "routing": routing, "across": {}}
+    for p in predictors:
+        xs, ys = _known_pairs((_point(r["predicted"].get(p)), _mean(r["time_ratio"])) for r in rows if _predicts(r, p))
+        if len(xs) >= 3:
+            out["across"][p] = spearman_permutation_test(xs, ys, resamples=9999, seed=0).to_dict()
+    pts = [(math.log(r["time_ratio"]["mean"]), r["log_ratio_se"]) for r in rows
+           if r["time_ratio"] and r.get("log_ratio_se") is not None]
+    if len(pts) >= 3:
+        out["noise_ceiling"] = spearman_noise_ceiling([a for a, _ in pts], [b for _, b in pts],
+                                                      thresholds=(TARGET_SPEARMAN,), seed=0).to_dict()
+    return out

@@ -1041,7 +1041,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     recs = [*data["pilots"], *data["tuning"], *data["evaluation"]]
     versions = code_versions(recs)
     L = ["# Regime map: does the pilot-calibrated predictor say where optimising the routing pays?", "",
-         "Protocol: `validation/REGIMES_PROTOCOL.md` (committed before the first run). Code: "
+         f"Protocol: `{preset.protocol}` (committed before the first run). Code: "
          "`aflqueue/pilot.py`, `aflqueue/experiments/regimes.py`.", "", "## Provenance", ""]
     if len(versions) == 1:
         L.append(f"All {len(recs)} training runs (pilots, tuning, evaluation) come from one code version: "
@@ -1069,14 +1069,16 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
           "updates in each regime.",
           f"- Held-out regimes ({len(regs)} of {n_regimes} finished): speed spread "
           f"{', '.join(f'{x:g}' for x in preset.spreads)} x heterogeneity "
-          f"{', '.join(PARTITION_LABELS[p] for p in preset.partitions)} at m = n, and m = "
-          + " and ".join(f"{f:g} n" for f in preset.concurrency_factors) + " at "
-          + ", ".join(f"(spread {sp:g}, {PARTITION_LABELS[p]})" for sp, p in preset.concurrency_points) + ".",
+          f"{', '.join(PARTITION_LABELS[p] for p in preset.partitions)} at m = n"
+          + ((", and m = " + " and ".join(f"{f:g} n" for f in preset.concurrency_factors) + " at "
+              + ", ".join(f"(spread {sp:g}, {PARTITION_LABELS[p]})" for sp, p in preset.concurrency_points))
+             if preset.concurrency_points else "") + ".",
           f"- Pilots (the only runs a fitted predictor sees): **transfer** -- per heterogeneity, on a pilot system "
           f"that is not a regime (spread {preset.pilot_spread:g}, m = n), routings "
           f"{', '.join(preset.pilot_routings)} x learning rates {', '.join(f'{x:g}' for x in preset.pilot_lrs)}, "
           f"pilot seed {preset.pilot_seed}, {preset.pilot_fraction:g} of the budget, validation split; "
-          "**local** -- the same on each regime's own system. Evaluation: tuned rates "
+          + ("**local** -- the same on each regime's own system. " if preset.local_pilots else "no local pilots. ")
+          + "Evaluation: tuned rates "
           f"({', '.join(f'{x:g}' for x in preset.tuning_lrs)} on tuning seed {preset.tuning_seed}), seeds "
           f"{', '.join(str(x) for x in preset.eval_seeds)}, test set. Predictions were frozen in "
           "`predictions.json` before the first tuning run.",
@@ -1220,18 +1222,53 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     for k, label in (("transfer_pilots", "transfer pilots (all regimes)"), ("local_pilots", "local pilots (all regimes)"),
                      ("tuning", "grid: tuning"), ("evaluation", "grid: evaluation")):
         v = c[k]
+        if k == "local_pilots" and not preset.local_pilots:
+            continue
         L.append(f"| {label} | {v['runs']} | {v['arrivals']:,} | {v['wall_time_s'] / 60:.1f} min | "
                  f"{(v['wall_time_s'] / grid if grid else float('nan')):.1%} |")
     L += ["", f"The grid (tuning + evaluation) took {grid_runs} runs and {grid / 3600:.2f} hours of wall time (sum "
-          f"over runs, on a shared 2-core machine). Per regime the local pilots cost "
-          f"{c['local_pilots']['runs'] / max(len(regs), 1):.0f} runs against "
-          f"{grid_runs / max(len(regs), 1):.0f} for measuring the gain directly.", ""]
+          f"over runs, on a shared 2-core machine). Per regime the "
+          + (f"local pilots cost {c['local_pilots']['runs'] / max(len(regs), 1):.0f}" if preset.local_pilots else
+             f"shared transfer pilots cost {c['transfer_pilots']['runs'] / max(len(regs), 1):.1f}")
+          + f" runs against {grid_runs / max(len(regs), 1):.0f} for measuring the gain directly.", ""]
     if figures_dir is not None:
         from ..plots import regime_figures
 
         L += ["## Figures", ""]
         for pth, cap in regime_figures(s, figures_dir):
             L.append(_figure_md(Path(pth).resolve(), path.parent.resolve(), cap))
+    atomic_write_text(path, "\n".join(L) + "\n")
+    return path
+
+
+def write_regimes_pooled_report(maps: Iterable[tuple[Any, dict[str, Any]]], path: str | Path) -> Path:
+    """The across-regime correlations over the union of several regime maps (each ``(preset,
+    load_regimes(...))``), with each map's code version; a secondary analysis of
+    ``validation/REGIMES_CONFIRM_PROTOCOL.md``."""
+    from .regimes import PREDICTORS, TARGET_SPEARMAN, pool_regime_maps, summarize_regimes
+
+    path = Path(path)
+    maps = list(maps)
+    sums = [summarize_regimes(pr, d) for pr, d in maps]
+    pooled = pool_regime_maps(sums)
+    L = ["# Regime maps pooled", "",
+         "Secondary analysis pre-registered in `validation/REGIMES_CONFIRM_PROTOCOL.md`: the across-regime rank "
+         "correlation between predicted and measured P2 time ratios (P2 / tuned AsyncSGD) over the regimes of "
+         "every map together. Each map's runs are at one code version; the maps are at different versions "
+         "(the confirmatory map retrained the same pilots at its own version: its fitted constants are close to the "
+         "first map's but not identical; compare the fit tables of the two reports).", ""]
+    for (pr, d), sm in zip(maps, sums):
+        recs = [*d["pilots"], *d["tuning"], *d["evaluation"]]
+        L.append(f"- `{pr.name}`: {len(sm['regimes'])} regimes, seeds {', '.join(str(x) for x in pr.eval_seeds)}, "
+                 f"code version " + ", ".join(f"`{k}`" for k in code_versions(recs)) + ".")
+    L += ["", f"| predictor | Spearman over {pooled['regimes']} regimes | one-sided permutation p |", "|---|---|---|"]
+    for p, r in pooled["across"].items():
+        L.append(f"| {p}: {PREDICTORS[p]} | {r['statistic']:+.2f} | {r['p_value']:.3g} |")
+    c = pooled.get("noise_ceiling")
+    if c:
+        L += ["", f"Noise ceiling of the pooled measurements: share of the spread that is real {c['reliability']:.2f}; "
+                  f"a perfect predictor's expected Spearman {c['mean']:.2f} (90% of repetitions in [{c['lo']:.2f}, "
+                  f"{c['hi']:.2f}]), P(>= {TARGET_SPEARMAN:g}) = {c['prob_at_least'][str(TARGET_SPEARMAN)]:.2f}."]
     atomic_write_text(path, "\n".join(L) + "\n")
     return path
 
