@@ -616,8 +616,8 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
     """Measured gains per regime and routing, every predictor's predictions beside them, and the
     pre-registered correlations with permutation p-values (``validation/REGIMES_PROTOCOL.md``)."""
     from ..pilot import AccuracyMap, loss_at
-    from ..stats import (bootstrap_interval, log_ratio_interval, spearman, spearman_noise_ceiling,
-                         spearman_permutation_test, stratified_spearman_permutation_test, t_interval)
+    from ..stats import (bootstrap_interval, log_ratio_interval, spearman, spearman_permutation_test,
+                         stratified_spearman_permutation_test, t_interval)
 
     pred, sel = data["predictions"], data["selection"]
     require(pred is not None and sel is not None, "regimes", "no predictions or selection yet")
@@ -727,12 +727,9 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
     # expect against these measured ratios, given their seed-to-seed noise (a ceiling on the primary)
     ceiling = {}
     for routing in ("p2", "p3"):
-        rows = [sc["rows"].get(routing) for sc in regimes]
-        pts = [(math.log(r["time_ratio"]["mean"]), r["log_ratio_se"]) for r in rows
-               if r and r["time_ratio"] and r.get("log_ratio_se") is not None]
-        if len(pts) >= 3:
-            ceiling[routing] = spearman_noise_ceiling([a for a, _ in pts], [b for _, b in pts],
-                                                      thresholds=(TARGET_SPEARMAN,), seed=seed).to_dict()
+        c = _ratio_noise_ceiling([sc["rows"].get(routing) for sc in regimes], seed)
+        if c is not None:
+            ceiling[routing] = c
     # ---- verdicts: predicted pays / not against measured
     verdicts = {}
     for p in ("transfer", "local"):
@@ -803,9 +800,9 @@ def pool_regime_maps(summaries: Sequence[dict[str, Any]], routing: str = "p2",
                      predictors: Sequence[str] = ("transfer", "transfer-opt+var", "initial")) -> dict[str, Any]:
     """Across-regime correlations over the union of several maps' regimes (each a
     :func:`summarize_regimes` result): per predictor, the Spearman correlation between its predicted
-    and the measured time ratio of ``routing`` with a one-sided permutation p-value, and the noise
-    ceiling of the pooled measurements (docs/theory.md section 10)."""
-    from ..stats import spearman_noise_ceiling, spearman_permutation_test
+    and the measured time ratio of ``routing`` with a one-sided permutation p-value (9999 permutations,
+    seed 0), and the noise ceiling of the pooled measurements (docs/theory.md section 10)."""
+    from ..stats import spearman_permutation_test
 
     rows = [sc["rows"][routing] for s in summaries for sc in s["regimes"] if sc["rows"].get(routing)]
     out: dict[str, Any] = {"regimes": len(rows), "routing": routing, "across": {}}
@@ -813,9 +810,20 @@ def pool_regime_maps(summaries: Sequence[dict[str, Any]], routing: str = "p2",
         xs, ys = _known_pairs((_point(r["predicted"].get(p)), _mean(r["time_ratio"])) for r in rows if _predicts(r, p))
         if len(xs) >= 3:
             out["across"][p] = spearman_permutation_test(xs, ys, resamples=9999, seed=0).to_dict()
-    pts = [(math.log(r["time_ratio"]["mean"]), r["log_ratio_se"]) for r in rows
-           if r["time_ratio"] and r.get("log_ratio_se") is not None]
-    if len(pts) >= 3:
-        out["noise_ceiling"] = spearman_noise_ceiling([a for a, _ in pts], [b for _, b in pts],
-                                                      thresholds=(TARGET_SPEARMAN,), seed=0).to_dict()
+    c = _ratio_noise_ceiling(rows, seed=0)
+    if c is not None:
+        out["noise_ceiling"] = c
     return out
+
+
+def _ratio_noise_ceiling(rows: Sequence[dict[str, Any] | None], seed: int) -> dict[str, Any] | None:
+    """Noise ceiling of the measured time ratios of summary rows (log scale, each with its standard
+    error over seeds); None below 3 rows."""
+    from ..stats import spearman_noise_ceiling
+
+    pts = [(math.log(r["time_ratio"]["mean"]), r["log_ratio_se"]) for r in rows
+           if r and r["time_ratio"] and r.get("log_ratio_se") is not None]
+    if len(pts) < 3:
+        return None
+    return spearman_noise_ceiling([a for a, _ in pts], [b for _, b in pts], thresholds=(TARGET_SPEARMAN,),
+                                  seed=seed).to_dict()
