@@ -1136,10 +1136,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
               "can reach against them. Model: measured log ratio = true + normal noise with each regime's standard "
               f"error ({len(preset.eval_seeds)} seeds), true log ratios spread with the variance that remains after the noise "
               "(`aflqueue.stats.spearman_noise_ceiling`). " + "; ".join(
-                  f"{r.upper()}: share of the measured spread that is real {c['reliability']:.2f}, a perfect "
-                  f"predictor's expected Spearman {c['mean']:.2f} (90% of repetitions in [{c['lo']:.2f}, "
-                  f"{c['hi']:.2f}]), P(>= {TARGET_SPEARMAN:g}) = {c['prob_at_least'][str(TARGET_SPEARMAN)]:.2f}"
-                  for r, c in s["noise_ceiling"].items()) + ".", ""]
+                  f"{r.upper()}: {_ceiling_text(c, TARGET_SPEARMAN)}" for r, c in s["noise_ceiling"].items()) + ".", ""]
     # ---- per regime
     L += ["## Per regime", "",
           "Measured and predicted time ratios (routing / tuned AsyncSGD); transfer prediction with its 95% bootstrap "
@@ -1241,6 +1238,13 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     return path
 
 
+def _ceiling_text(c: dict[str, Any], target: float) -> str:
+    """One noise ceiling (:meth:`aflqueue.stats.NoiseCeiling.to_dict`) in words."""
+    return (f"share of the measured spread that is real {c['reliability']:.2f}, a perfect predictor's expected "
+            f"Spearman {c['mean']:.2f} (90% of repetitions in [{c['lo']:.2f}, {c['hi']:.2f}]), P(>= {target:g}) = "
+            f"{c['prob_at_least'][str(target)]:.2f}")
+
+
 def write_regimes_pooled_report(maps: Iterable[tuple[Any, dict[str, Any]]], path: str | Path) -> Path:
     """The across-regime correlations over the union of several regime maps (each ``(preset,
     load_regimes(...))``), with each map's code version; a secondary analysis of
@@ -1266,9 +1270,7 @@ def write_regimes_pooled_report(maps: Iterable[tuple[Any, dict[str, Any]]], path
         L.append(f"| {p}: {PREDICTORS[p]} | {r['statistic']:+.2f} | {r['p_value']:.3g} |")
     c = pooled.get("noise_ceiling")
     if c:
-        L += ["", f"Noise ceiling of the pooled measurements: share of the spread that is real {c['reliability']:.2f}; "
-                  f"a perfect predictor's expected Spearman {c['mean']:.2f} (90% of repetitions in [{c['lo']:.2f}, "
-                  f"{c['hi']:.2f}]), P(>= {TARGET_SPEARMAN:g}) = {c['prob_at_least'][str(TARGET_SPEARMAN)]:.2f}."]
+        L += ["", f"Noise ceiling of the pooled measurements: {_ceiling_text(c, TARGET_SPEARMAN)}."]
     atomic_write_text(path, "\n".join(L) + "\n")
     return path
 
