@@ -29,7 +29,8 @@ from ..io import json_safe
 from ..stats import Estimate, batch_means, t_interval
 from .trace import Trace
 
-__all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications", "delay_distribution"]
+__all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications", "delay_distribution",
+           "departure_rates_by_queue"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,3 +237,40 @@ def delay_distribution(trace: Trace, warmup: float = 0.1, max_delay: int | None 
         if di.size:
             out[i] = np.bincount(np.minimum(di, top), minlength=top + 1)[: top + 1] / di.size
     return out
+
+
+def departure_rates_by_queue(trace: Trace, warmup: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Departures and time per client and number of tasks present, after the warm-up.
+
+    Returns ``(departures, time)``, each of shape ``(n, m + 1)`` (``m`` the trace's concurrency): ``time[i, k]`` is the
+    time client ``i`` held ``k`` tasks (dispatched, not yet arrived at the central server) and
+    ``departures[i, k]`` the tasks that left it when it held ``k`` (the departing one included).
+    ``departures / time`` estimates the departure rate given ``k`` tasks, ``r_i(k)`` of
+    :mod:`aflqueue.queueing.load_dependent` (Marie's method; docs/theory.md section 9.8).
+    Simultaneous events at one client are ordered departures first.
+    """
+    m = int(trace.concurrency)
+    k0 = _warmup_count(trace, warmup)
+    up = trace.updates()
+    t0, t1 = float(up["time"][k0 - 1]) if k0 > 0 else 0.0, float(up["time"][-1])
+    n = trace.n_clients
+    deps = np.zeros((n, m + 1))
+    held = np.zeros((n, m + 1))
+    start, end = trace.dispatch_time, trace.uplink_end
+    for i in range(n):
+        mine = trace.client == i
+        s_i = start[mine]
+        e_i = end[mine]
+        e_i = e_i[~np.isnan(e_i)]
+        t = np.concatenate([s_i, e_i])
+        step = np.concatenate([np.ones(s_i.size, dtype=np.int64), -np.ones(e_i.size, dtype=np.int64)])
+        order = np.lexsort((step, t))  # at equal times departures (-1) first
+        t, step = t[order], step[order]
+        before = np.concatenate([[0], np.cumsum(step)[:-1]])
+        after = before + step
+        nxt = np.append(t[1:], t1)
+        length = np.clip(nxt, t0, t1) - np.clip(t, t0, t1)
+        np.add.at(held[i], after, np.maximum(length, 0.0))
+        leave = (step < 0) & (t > t0) & (t <= t1)
+        np.add.at(deps[i], before[leave], 1.0)
+    return deps, held

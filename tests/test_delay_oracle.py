@@ -1,0 +1,114 @@
+"""The oracle test of the approximation's delay formula (aflqueue.experiments.delay_oracle)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from aflqueue.experiments.approx import Point, grid
+from aflqueue.experiments.delay_oracle import (
+    marie_rates,
+    oracle_delays,
+    oracle_jobs,
+    run_oracle_point,
+    summarize_oracle,
+)
+from aflqueue.queueing import analyze
+
+
+def _type_delays(pt: Point) -> np.ndarray:
+    """Product-form per-type delays (task-weighted), from exact MVA."""
+    s, types = pt.system(), pt.types()
+    res = analyze(s)
+    w = s.routing
+    return np.array([np.sum(w[types == g] * res.relative_delay[types == g]) / w[types == g].sum()
+                     for g in range(types.max() + 1)])
+
+
+@pytest.mark.parametrize("n,m,routing", [(5, 4, "uniform"), (10, 7, "proportional"), (3, 2, "uniform")])
+def test_oracle_formula_is_exact_for_exponential_service(n, m, routing):
+    # exponential service: the arrival theorem holds, so the formula fed the exact queues at m - 1
+    # (exact MVA of the smaller network) must give exact MVA's delays at m
+    pt = Point("x", "hetero", n, m, 1.0, "exponential", routing)
+    smaller = dataclasses.replace(pt, m=m - 1)
+    types = pt.types()
+    q = np.bincount(types, weights=analyze(smaller.system()).mean_queue_lengths) if m > 2 else None
+    np.testing.assert_allclose(oracle_delays(pt, q), _type_delays(pt), rtol=1e-12)
+
+
+def test_oracle_at_m2_needs_no_simulation_and_matches_the_one_task_network():
+    pt = next(p for p in grid() if p.m == 2 and p.cv == 3.0 and p.family == "hetero")
+    # the one-task network does not depend on the law: exponential MVA is exact there
+    np.testing.assert_allclose(oracle_delays(pt, None), _type_delays(dataclasses.replace(pt, law="exponential")),
+                               rtol=1e-12)
+    with pytest.raises(ValueError):
+        oracle_delays(dataclasses.replace(pt, m=3), None)
+
+
+def test_jobs_cover_every_delay_judged_point():
+    jobs = oracle_jobs()
+    judged = [p for p in grid() if p.family == "hetero" and not p.multistage and not p.id.startswith("other")
+              and p.m >= 2]
+    assert len(judged) == 240
+    for kind, smallest_m in (("oracle", 3), ("marie", 2)):
+        mine = [(i, a) for i, a in jobs if a[0] == kind]
+        assert {i.removeprefix(kind + "_") for i, _ in mine} == {p.id for p in judged if p.m >= smallest_m}
+        assert len({a[1] for _, a in mine}) == len(mine)  # one grid index (hence one seed) per job
+
+
+def test_marie_rates_fill_sparse_states_from_below():
+    deps = np.array([[0.0, 500, 300, 20, 150], [0.0, 50, 10, 0, 0]])
+    time = np.array([[9.0, 250, 100, 5, 30], [9.0, 10, 10, 1, 1]])
+    r = marie_rates(deps, time)
+    np.testing.assert_allclose(r[0, 1:], [2.0, 3.0, 3.0, 5.0])  # k = 3 has 20 < 100 departures
+    np.testing.assert_allclose(r[1, 1:], 60 / 22)  # no state has enough: the overall rate
+
+
+def test_simulated_queues_at_m_minus_1_conserve_tasks():
+    k = next(i for i, p in enumerate(grid()) if p.id == "hetero_n3_m3_uniform_cv3")
+    rec = run_oracle_point((k, 60_000))
+    q = np.array([e["mean"] for e in rec["queue_m_minus_1"]])
+    assert rec["m"] == 3
+    assert q.sum() == pytest.approx(2.0, abs=1e-9)  # single stage: every task is at a client
+    assert np.all(q > 0)
+
+
+def _fake(pt: Point, delays) -> dict:
+    est = [{"mean": float(d), "ci": [float(d), float(d)], "n": 20} for d in delays]
+    return {"id": pt.id, "kind": "point", "simulation": {"delay": est},
+            "approx": {"delay": list(delays)}, "product_form": {"delay": [2 * d for d in delays]}}
+
+
+def test_summary_scores_against_the_saved_simulation_and_counts_missing_points():
+    m2 = [p for p in grid() if p.family == "hetero" and not p.multistage and p.m == 2][:3]
+    # simulated delays equal to the oracle's: the oracle and the approximation pass, PF (x2) fails
+    approx_records = [_fake(p, oracle_delays(p, None)) for p in m2]
+    out = summarize_oracle([], approx_records)
+    assert out["all"]["points"] == 3
+    assert out["all"]["oracle"]["within_3pct"] == 1.0
+    assert out["all"]["product_form"]["within_3pct"] == 0.0
+    assert out["all"]["product_form"]["max"] == pytest.approx(1.0)
+    assert out["missing"] == 240 - 3
+
+
+def test_queue_state_projection_is_exact_for_exponential_service():
+    # memoryless service: the stochastic intensity of client l is mu_l 1{Y_l >= 1}, a function of
+    # its own queue, so the projection loses nothing and must reproduce the simulated delays
+    from aflqueue import System
+    from aflqueue.experiments.delay_oracle import projected_delays
+    from aflqueue.sim import simulate
+    from aflqueue.sim.estimate import departure_rates_by_queue
+
+    mu = np.array([3.0, 1.0, 0.3, 0.1] * 2)
+    tr = simulate(System.from_rates(mu.tolist(), None, 8), 300_000, seed=12)
+    deps, held = departure_rates_by_queue(tr, warmup=0.1)
+    up = tr.updates()
+    out = projected_delays(tr, marie_rates(deps, held), float(up["time"][int(0.1 * up["time"].size) - 1]))
+    for i in range(mu.size):
+        # per task, updates minus the integrated intensity is a martingale increment: mean zero;
+        # sojourns of one client barely overlap, so the plain standard error is a fair scale
+        d = (out["simulated"] - out["projected"])[out["client"] == i]
+        assert abs(d.mean()) < 4.5 * d.std() / np.sqrt(d.size)
+        assert abs(d.mean()) < 0.03 * max(out["simulated"][out["client"] == i].mean(), 1.0)
