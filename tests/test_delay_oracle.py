@@ -112,3 +112,5 @@ def test_queue_state_projection_is_exact_for_exponential_service():
         d = (out["simulated"] - out["projected"])[out["client"] == i]
         assert abs(d.mean()) < 4.5 * d.std() / np.sqrt(d.size)
         assert abs(d.mean()) < 0.03 * max(out["simulated"][out["client"] == i].mean(), 1.0)
+        c = (out["simulated"] - out["cross_projected"])[out["client"] == i]
+        assert abs(c.mean()) < 4.5 * c.std() / np.sqrt(c.size)

@@ -14,7 +14,7 @@ Usage::
 
 Results: ``<out>/cells/oracle_<point>.json`` (one record per simulated point, saved as it
 finishes; a restart skips those already saved), ``<out>/oracle.json`` (the summary) and
-``<out>/oracle.md`` (the report). Bad input: one line on stderr, exit status 2.
+``<out>/oracle.md`` (the report, with ``<out>/reading.md`` as its interpretation). Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     atomic_write_json(args.out / "oracle.json", summary)
-    report = write_delay_oracle_report(summary, args.out / "oracle.md")
+    reading = args.out / "reading.md"
+    report = write_delay_oracle_report(summary, args.out / "oracle.md",
+                                       reading.read_text() if reading.is_file() else None)
     print(f"{summary['meta']['simulated_points']} of {len(oracle_jobs())} systems simulated; "
           f"report {report} ({time.perf_counter() - t0:.0f} s)")
     return 0

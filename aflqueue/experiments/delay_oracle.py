@@ -40,14 +40,14 @@ from .runner import JobStore, run_jobs
 __all__ = ["ORACLE_PROTOCOL", "oracle_jobs", "run_oracle_point", "run_marie_point", "oracle_delays",
            "marie_rates", "summarize_oracle", "run_delay_oracle"]
 
-ORACLE_PROTOCOL_VERSION = 1
+ORACLE_PROTOCOL_VERSION = 2  # 2: the cross projection added (the first oracle's jobs are unchanged)
 ORACLE_SEED_BASE = 600_000  # point k of the approx grid: seed 600_000 + 100 k (disjoint from the grid's)
 MARIE_SEED_BASE = 700_000  # the second oracle's simulation of point k at m: 700_000 + 100 k
 MIN_DEPARTURES = 100  # a measured r_i(k) is used when it rests on at least this many departures
 PROFILE_STATES = 8  # the report keeps each type's r(k) / r(1) for k = 1..8
 
 ORACLE_PROTOCOL = """\
-**Protocol (`ORACLE_PROTOCOL_VERSION` 1; fixed after a look at 8 points, before the rest).**
+**Protocol (`ORACLE_PROTOCOL_VERSION` 2; version 1 fixed after a look at 8 points, before the rest).**
 Points: the 240 delay-judged points of the approx validation's main grid (heterogeneous family,
 single stage, m >= 2, deterministic and lognormal cv 0.5 to 3). For each, the same system (rates,
 routing, law) with m - 1 tasks is simulated once (updates per replication as in the approx
@@ -69,7 +69,12 @@ of load-dependent stations with these rates (arrival theorem: E_{m-1}[Y_i] of th
 p_i), pooled per type and scored as above. *Queue-state projection:* along the simulated path,
 each task's sojourn integral of sum_l r_l(Y_l(t)) minus 1 (its own update), averaged per type and
 scored against the delays simulated on the same path (the difference is then only the
-projection's error, not sampling noise between runs). Only the first oracle and the
+projection's error, not sampling noise between runs).
+
+*Version 2 (added after version 1's results, as a diagnostic of where the projection fails):*
+the *cross projection* counts the task's own client exactly (the tasks found ahead leave before
+it, FIFO) and projects only the other clients' terms; scored like the projection. The simulations
+and the other oracles are unchanged. Only the first oracle and the
 approximation are scored against the approx validation's records for the same systems.
 """
 
@@ -97,7 +102,7 @@ def _settings(args: tuple[str, int, int]) -> dict[str, Any]:
     kind, k, updates = args
     pt = grid()[k]
     seed = (ORACLE_SEED_BASE if kind == "oracle" else MARIE_SEED_BASE) + 100 * k
-    return {"protocol_version": ORACLE_PROTOCOL_VERSION, "kind": kind, "point": pt.id,
+    return {"protocol_version": 1 if kind == "oracle" else ORACLE_PROTOCOL_VERSION, "kind": kind, "point": pt.id,
             "m_simulated": pt.m - 1 if kind == "oracle" else pt.m, "law": pt.law, "updates": int(updates),
             "replications": 1, "seed": seed, "min_departures": MIN_DEPARTURES}
 
@@ -137,14 +142,17 @@ def marie_rates(departures: np.ndarray, time: np.ndarray) -> np.ndarray:
 
 def projected_delays(trace: Any, rates: np.ndarray, start: float) -> dict[str, np.ndarray]:
     """Per task dispatched after ``start`` and applied (single-stage traces): its client, its
-    simulated delay and the *queue-state projection* ``int_sojourn sum_l r_l(Y_l(t)) dt - 1``.
+    simulated delay, the *queue-state projection* ``int_sojourn sum_l r_l(Y_l(t)) dt - 1`` and the
+    *cross projection*, which counts the task's own client exactly (the ``A`` tasks found ahead)
+    and projects only the others: ``A + int_sojourn sum_{l != i} r_l(Y_l(t)) dt``.
 
     ``rates[l, k]``: client ``l``'s departure rate given ``k`` tasks, shape ``(n, m + 1)``;
     ``Y_l(t)``: the tasks it holds at ``t`` on the simulated path. Over a sojourn, the number of
     updates minus the integral of their true stochastic intensity has mean zero (optional
     stopping). The projection replaces that intensity, which depends on every client's service
     age, by its conditional mean given each client's own queue, so its error is exactly what
-    queue-length information cannot explain (docs/theory.md section 9.8).
+    queue-length information cannot explain (docs/theory.md section 9.8); the cross projection's
+    error is the part due to the other clients.
     """
     r = np.asarray(rates, dtype=float).copy()
     r[:, 0] = 0.0
@@ -175,9 +183,17 @@ def projected_delays(trace: Any, rates: np.ndarray, start: float) -> dict[str, n
     where[order] = np.arange(times.size)
     k = tasks.size
     integral = cum[where[k:2 * k]] - cum[where[:k]]
+    # the same integral of the task's own client's term alone, along that client's events
+    t_bc = times[by_client]
+    gap_bc = np.diff(t_bc, append=t_bc[-1])
+    gap_bc[np.r_[first[1:] - 1, t_bc.size - 1]] = 0.0  # a client's last event closes nothing
+    own_cum = np.empty(times.size)
+    own_cum[by_client] = np.r_[0.0, np.cumsum(r[who[by_client], after[by_client]] * gap_bc)[:-1]]
+    own = own_cum[where[k:2 * k]] - own_cum[where[:k]]
+    ahead = before[where[:k]]  # FIFO: exactly these leave before the task, then the task itself
     keep = t_in > start
     return {"client": cl[keep], "simulated": trace.relative_delay[tasks][keep].astype(float),
-            "projected": integral[keep] - 1.0}
+            "projected": integral[keep] - 1.0, "cross_projected": (ahead + integral - own)[keep]}
 
 
 def run_marie_point(args: tuple[int, int]) -> dict[str, Any]:
@@ -204,6 +220,7 @@ def run_marie_point(args: tuple[int, int]) -> dict[str, Any]:
     by_type = types[paths["client"]]
     sim_path = [float(paths["simulated"][by_type == g].mean()) for g in range(G)]
     projected = [float(paths["projected"][by_type == g].mean()) for g in range(G)]
+    cross = [float(paths["cross_projected"][by_type == g].mean()) for g in range(G)]
     p = system.routing
     _, q = load_dependent_mean_queues(p, r, pt.m - 1)
     lam_equivalent, _ = load_dependent_mean_queues(p, r, pt.m)
@@ -215,7 +232,7 @@ def run_marie_point(args: tuple[int, int]) -> dict[str, Any]:
         profile = (td[:, 1:top + 1] / th[:, 1:top + 1]) / (td[:, 1:2] / th[:, 1:2])
     return {"point": pt.id, "index": k, "n": pt.n, "m": pt.m, "cv": pt.cv, "routing": pt.routing,
             "delay": (np.bincount(types, weights=q, minlength=G) / mass).tolist(),
-            "path_delay": sim_path, "projected_delay": projected,
+            "path_delay": sim_path, "projected_delay": projected, "cross_projected_delay": cross,
             "rate_profile": [[None if not math.isfinite(x) else float(x) for x in row] for row in profile],
             "throughput_equivalent": lam_equivalent, "throughput_simulated": float(deps.sum() / window),
             "updates_used": int(deps.sum())}
@@ -272,6 +289,8 @@ def summarize_oracle(oracle_records: Sequence[dict[str, Any]], approx_records: S
                      "marie": None if mr is None else _max_rel(mr["delay"], sim),
                      "marie_delay": None if mr is None else mr["delay"],
                      "projection": None if mr is None else _max_rel(mr["projected_delay"], mr["path_delay"]),
+                     "cross_projection": None if mr is None else _max_rel(mr["cross_projected_delay"],
+                                                                          mr["path_delay"]),
                      "marie_throughput": None if mr is None else _rel_err(mr["throughput_equivalent"],
                                                                           mr["throughput_simulated"]),
                      "approx": _max_rel(rec["approx"]["delay"], sim),
@@ -279,7 +298,7 @@ def summarize_oracle(oracle_records: Sequence[dict[str, Any]], approx_records: S
 
     def share(sel: list[dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {"points": len(sel)}
-        for key in ("oracle", "marie", "projection", "approx", "product_form"):
+        for key in ("oracle", "marie", "projection", "cross_projection", "approx", "product_form"):
             x = np.array([r[key] for r in sel if r[key] is not None])
             out[key] = ({"count": int(x.size), "within_3pct": float(np.mean(x <= CRITERION)),
                          "median": float(np.median(x)),

@@ -1718,11 +1718,11 @@ def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
     return _write_pages(path, L, title, figs)
 
 
-def write_delay_oracle_report(summary: dict[str, Any], path: str | Path) -> Path:
+def write_delay_oracle_report(summary: dict[str, Any], path: str | Path, reading: str | None = None) -> Path:
     """Markdown report of :func:`aflqueue.experiments.delay_oracle.run_delay_oracle`'s summary:
     the protocol, then the share of points whose every type is within 3% for the three oracles,
     the approximation and the product form, overall, at m = 2 and m >= 3, per cv and per n, and
-    the points in full."""
+    the points in full; ``reading`` (the author's interpretation, Markdown) comes before them."""
     from .delay_oracle import ORACLE_PROTOCOL
 
     path = Path(path)
@@ -1738,10 +1738,11 @@ def write_delay_oracle_report(summary: dict[str, Any], path: str | Path) -> Path
          "**exact queues** = the arrival-theorem delay form fed the exact time-average queues at m - 1; "
          "**Marie** = the load-dependent product-form network fed each client's measured departure rate given "
          "its queue; **projection** = the simulated path's queue lengths with those rates (what queue-length "
-         "information can explain at best).", "", ORACLE_PROTOCOL, "", "## Results", ""]
+         "information can explain at best); **cross projection** = the same with the task's own client counted "
+         "exactly.", "", ORACLE_PROTOCOL, "", "## Results", ""]
     a = summary["all"]
-    keys = (("oracle", "exact queues"), ("marie", "Marie"), ("projection", "projection"), ("approx", "approx"),
-            ("product_form", "PF"))
+    keys = (("oracle", "exact queues"), ("marie", "Marie"), ("projection", "projection"),
+            ("cross_projection", "cross projection"), ("approx", "approx"), ("product_form", "PF"))
     L += ["Share of points with every type within 3% (" + ", ".join(
         f"{label} {_upct((a[k] or {}).get('within_3pct'), 0)} of {(a[k] or {}).get('count', 0)}" for k, label in keys)
           + " points).",
@@ -1756,13 +1757,16 @@ def write_delay_oracle_report(summary: dict[str, Any], path: str | Path) -> Path
         cells = [" | ".join(_upct((b[k] or {}).get(f)) if f != "within_3pct" else _upct((b[k] or {}).get(f), 0)
                             for f in ("within_3pct", "median", "p95")) for k, _ in keys]
         L.append(f"| {label} | {b['points']} | " + " | ".join(cells) + " |")
-    L += ["", "Worst-type |relative error| of each point and the simulated delays per type (updates, fastest type "
+    if reading:
+        L += ["", reading.strip()]
+    L += ["", "## Every point", "", "Worst-type |relative error| of each point and the simulated delays per type (updates, fastest type "
           "first); Marie thr = the Marie network's throughput error against its own simulation:", "",
-          "| point | exact queues | Marie | projection | approx | PF | Marie thr | simulated E[D] |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| point | exact queues | Marie | projection | cross projection | approx | PF | Marie thr | simulated E[D] |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         thr = r.get("marie_throughput")
         L.append(f"| {r['point']} | {_upct(r['oracle'])} | {_upct(r.get('marie'))} | {_upct(r.get('projection'))} | "
+                 f"{_upct(r.get('cross_projection'))} | "
                  f"{_upct(r['approx'])} | {_upct(r['product_form'])} | "
                  f"{'-' if thr is None else f'{100 * thr:+.1f}%'} | " + ", ".join(_g(x) for x in r["simulated"]) + " |")
     atomic_write_text(path, "\n".join(L) + "\n")
