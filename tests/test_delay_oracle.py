@@ -114,3 +114,59 @@ def test_queue_state_projection_is_exact_for_exponential_service():
         assert abs(d.mean()) < 0.03 * max(out["simulated"][out["client"] == i].mean(), 1.0)
         c = (out["simulated"] - out["cross_projected"])[out["client"] == i]
         assert abs(c.mean()) < 4.5 * c.std() / np.sqrt(c.size)
+
+
+def test_perfect_pass_probability_matches_a_simulated_perfect_analysis():
+    # independent truth: draw estimates around a known true value and count passes
+    from aflqueue.experiments.delay_oracle import perfect_pass_probability
+    from aflqueue.stats import t_interval
+
+    rng = np.random.default_rng(5)
+    truth, sd, batches = np.array([1.0, 0.2]), np.array([0.02, 0.004]), 20
+    passes, probs = [], []
+    for _ in range(3000):
+        est = [t_interval(rng.normal(mu, s_ * np.sqrt(batches), batches)).to_dict() for mu, s_ in zip(truth, sd)]
+        passes.append(all(abs(mu - e["mean"]) <= 0.03 * e["mean"] for mu, e in zip(truth, est)))
+        probs.append(perfect_pass_probability(est))
+    assert np.mean(probs) == pytest.approx(np.mean(passes), abs=0.03)
+    assert 0.5 < np.mean(passes) < 0.9  # an informative regime, not a trivial 0 or 1
+
+
+# --------------------------------------------------------------------------- run, resume, script
+def _script_main():
+    """``main`` of validation/approx_delay_oracle.py (a script, not a module of the package)."""
+    import runpy
+    from pathlib import Path
+
+    return runpy.run_path(str(Path(__file__).resolve().parent.parent / "validation" / "approx_delay_oracle.py"),
+                          run_name="approx_delay_oracle_script")["main"]
+
+
+def test_run_resume_and_report_on_one_point(tmp_path):
+    from pathlib import Path
+
+    from aflqueue.experiments.approx import load_records
+    from aflqueue.experiments.delay_oracle import run_delay_oracle
+    from aflqueue.experiments.report import write_delay_oracle_report
+
+    committed = Path(__file__).resolve().parent.parent / "validation" / "results" / "approx"
+    approx_records = [r for r in load_records(committed) if r.get("kind") == "point"]
+    first, second = [], []
+    out = run_delay_oracle(tmp_path, approx_records, only=["hetero_n3_m3_proportional_cv1"], progress=first.append)
+    run_delay_oracle(tmp_path, approx_records, only=["hetero_n3_m3_proportional_cv1"], progress=second.append)
+    assert any("2 job(s) to run" in s for s in first) and any("0 job(s) to run" in s for s in second)
+    row = next(r for r in out["rows"] if r["point"] == "hetero_n3_m3_proportional_cv1")
+    assert all(row[k] is not None for k in ("oracle", "marie", "projection", "cross_projection"))
+    assert out["meta"]["simulated_by_kind"] == {"oracle": 1, "marie": 1}
+    # the 48 m = 2 points need no simulation; every other point lacks its records here
+    assert out["all"]["points"] == 49 and out["missing"] == 240 - 49
+    text = write_delay_oracle_report(out, tmp_path / "oracle.md", "## Reading\n\nmine").read_text()
+    assert "hetero_n3_m3_proportional_cv1" in text and "## Reading" in text
+
+
+@pytest.mark.parametrize("argv,field", [(["--workers", "0"], "--workers"), (["--backend", "ray"], "arguments"),
+                                        (["--report-only"], "--out"), (["--approx", "."], "--approx")])
+def test_script_rejects_bad_input_with_one_line(argv, field, tmp_path, capsys):
+    code = _script_main()(["--out", str(tmp_path), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and field in err

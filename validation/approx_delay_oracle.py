@@ -1,10 +1,11 @@
-"""Oracle test of the approximation's delay formula (issue 18): exact time-average queues at
-m - 1 in the arrival-theorem form, scored against the delays the approx validation simulated.
+"""Oracle tests of the approximation's delay formula (issue 18): the arrival-theorem form fed
+exact time-average queues at m - 1, Marie's network fed measured queue-dependent rates, and the
+queue-state projection (docs/theory.md section 9.8).
 
 A thin entry point: the experiment is :mod:`aflqueue.experiments.delay_oracle`, the report
 :func:`aflqueue.experiments.report.write_delay_oracle_report`. It needs the approx validation's
-records (``validation/results/approx/cells``, committed); it simulates only the systems with
-m - 1 tasks.
+records (``validation/results/approx/cells``, committed) for the delays at m; it simulates the
+systems with m - 1 tasks, and each system again at m for the departure rates and the projection.
 
 Usage::
 
@@ -12,9 +13,11 @@ Usage::
                                              [--approx validation/results/approx] [--backend process]
                                              [--workers 2] [--report-only]
 
-Results: ``<out>/cells/oracle_<point>.json`` (one record per simulated point, saved as it
-finishes; a restart skips those already saved), ``<out>/oracle.json`` (the summary) and
-``<out>/oracle.md`` (the report, with ``<out>/reading.md`` as its interpretation). Bad input: one line on stderr, exit status 2.
+Results: ``<out>/cells/oracle_<point>.json`` and ``marie_<point>.json`` (one record per
+simulated system, saved as it finishes; a restart skips those already saved), ``<out>/oracle.json``
+(the summary) and ``<out>/oracle.md`` (the report, with ``<out>/reading.md`` as its
+interpretation). 432 systems, about 11 minutes with ``--backend process --workers 2``.
+Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations

@@ -18,10 +18,15 @@ holds, ``r_i(k)``, is *measured* in a simulation of the system itself (at ``m``;
 own), and the delays are the arrival-theorem delays of the load-dependent product-form network
 with those rates (:func:`aflqueue.queueing.load_dependent.load_dependent_mean_queues`).
 
+A third, the *queue-state projection* (:func:`projected_delays`), keeps the simulated path's
+queue lengths and replaces each client's true departure intensity by its mean given its queue:
+the best case of any method whose intensities are functions of queue lengths.
+
 Jobs: for the first oracle, one per main-grid point of the approx validation with ``m >= 3``
-(single stage, heterogeneous family); for the second, one per main-grid point. At ``m = 2`` the network with one task is exact for every law
-(``E_1[Y_i] = d_i / sum_j d_j``), so those points need no simulation: the oracle is computed in the
-summary. Records and their ``code_version`` are saved as each job finishes (:mod:`.runner`).
+(single stage, heterogeneous family); for the second and third, one per main-grid point. At
+``m = 2`` the network with one task is exact for every law (``E_1[Y_i] = d_i / sum_j d_j``), so
+the first oracle needs no simulation there: it is computed in the summary. Records and their
+``code_version`` are saved as each job finishes (:mod:`.runner`).
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..stats import Estimate
-from .approx import CRITERION, LAW_OF_CV, WARMUP, Point, grid, main_grid, simulate_point
+from ..stats import Estimate, t_quantile
+from .approx import CONFIDENCE, CRITERION, LAW_OF_CV, WARMUP, Point, grid, main_grid, simulate_point
 from .runner import JobStore, run_jobs
 
 __all__ = ["ORACLE_PROTOCOL", "oracle_jobs", "run_oracle_point", "run_marie_point", "oracle_delays",
-           "marie_rates", "summarize_oracle", "run_delay_oracle"]
+           "marie_rates", "perfect_pass_probability", "summarize_oracle", "run_delay_oracle"]
 
 ORACLE_PROTOCOL_VERSION = 2  # 2: the cross projection added (the first oracle's jobs are unchanged)
 ORACLE_SEED_BASE = 600_000  # point k of the approx grid: seed 600_000 + 100 k (disjoint from the grid's)
@@ -74,8 +79,9 @@ projection's error, not sampling noise between runs).
 *Version 2 (added after version 1's results, as a diagnostic of where the projection fails):*
 the *cross projection* counts the task's own client exactly (the tasks found ahead leave before
 it, FIFO) and projects only the other clients' terms; scored like the projection. The simulations
-and the other oracles are unchanged. Only the first oracle and the
-approximation are scored against the approx validation's records for the same systems.
+and the other oracles are unchanged. The two projections are scored on their own path; the
+first two oracles, the approximation and the product form against the approx validation's
+records of the same systems.
 """
 
 
@@ -255,6 +261,21 @@ def oracle_delays(pt: Point, queue_m_minus_1: Sequence[float] | None) -> np.ndar
     return q / mass
 
 
+def perfect_pass_probability(delays: Sequence[dict[str, Any]], criterion: float = CRITERION) -> float:
+    """Probability that an analysis equal to the true delays passes a point (every type within
+    ``criterion`` of the simulated mean), given each type's saved estimate
+    (:meth:`aflqueue.stats.Estimate.to_dict`, a 95% t-interval): its error is taken as normal with
+    the interval's standard error. The mean over points is the share a perfect analysis could reach."""
+    from scipy.stats import norm
+
+    prob = 1.0
+    for e in delays:
+        est = Estimate.from_dict(e)
+        se = est.half_width / t_quantile(CONFIDENCE, est.n - 1)
+        prob *= 1.0 if se == 0 else float(2 * norm.cdf(criterion * est.mean / se) - 1)
+    return prob
+
+
 def _rel_err(a: float, s: float) -> float:
     return (a - s) / s
 
@@ -294,6 +315,7 @@ def summarize_oracle(oracle_records: Sequence[dict[str, Any]], approx_records: S
                      "marie_throughput": None if mr is None else _rel_err(mr["throughput_equivalent"],
                                                                           mr["throughput_simulated"]),
                      "approx": _max_rel(rec["approx"]["delay"], sim),
+                     "perfect_pass": perfect_pass_probability(rec["simulation"]["delay"]),
                      "product_form": _max_rel(rec["product_form"]["delay"], sim)})
 
     def share(sel: list[dict[str, Any]]) -> dict[str, Any]:
@@ -306,6 +328,7 @@ def summarize_oracle(oracle_records: Sequence[dict[str, Any]], approx_records: S
         return out
 
     return {"all": share(rows),
+            "perfect_analysis_share": float(np.mean([r["perfect_pass"] for r in rows])) if rows else None,
             "by_cv": {f"{cv:g}": share([r for r in rows if r["cv"] == cv]) for cv in sorted(LAW_OF_CV)},
             "by_n": {str(n): share([r for r in rows if r["n"] == n]) for n in sorted({r["n"] for r in rows})},
             "m2": share([r for r in rows if r["m"] == 2]), "m3plus": share([r for r in rows if r["m"] >= 3]),
@@ -322,9 +345,13 @@ def run_delay_oracle(out: str | Path, approx_records: Sequence[dict[str, Any]], 
                        progress=progress, settings=_settings, limit=limit)
     mine = [r for r in records if r.get("id", "").startswith(("oracle_", "marie_"))]
     summary = summarize_oracle(mine, approx_records)
-    versions = sorted({(r["code_version"]["source"], r["code_version"].get("commit") or "") for r in mine})
-    summary["meta"] = {"protocol_version": ORACLE_PROTOCOL_VERSION,
-                       "code_versions": [{"source": s, "commit": c or None} for s, c in versions],
+    def versions(recs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen = sorted({(r["code_version"]["source"], r["code_version"].get("commit") or "") for r in recs})
+        return [{"source": s, "commit": c or None} for s, c in seen]
+
+    summary["meta"] = {"protocol_version": ORACLE_PROTOCOL_VERSION, "code_versions": versions(mine),
+                       "code_versions_by_kind": {kind: versions([r for r in mine if r["id"].startswith(kind + "_")])
+                                                 for kind in ("oracle", "marie")},
                        "updates_used": int(sum(r["updates_used"] for r in mine)),
                        "simulated_points": len(mine),
                        "simulated_by_kind": {kind: sum(r["id"].startswith(kind + "_") for r in mine)
