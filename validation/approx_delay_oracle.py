@@ -16,7 +16,7 @@ Usage::
 Results: ``<out>/cells/oracle_<point>.json`` and ``marie_<point>.json`` (one record per
 simulated system, saved as it finishes; a restart skips those already saved), ``<out>/oracle.json``
 (the summary) and ``<out>/oracle.md`` (the report, with ``<out>/reading.md`` as its
-interpretation). 432 systems, about 11 minutes with ``--backend process --workers 2``.
+interpretation). 432 systems, about 13 minutes with ``--backend process --workers 2``.
 Bad input: one line on stderr, exit status 2.
 """
 
