@@ -144,7 +144,12 @@ class EnergyModel:
         """``busy = kappa mu^3``, ``idle = idle_fraction * busy``."""
         require(kappa > 0, "kappa", f"must be > 0 (got {kappa})")
         require(0 <= idle_fraction <= 1, "idle_fraction", f"must be in [0, 1] (got {idle_fraction})")
-        busy = kappa * np.asarray(rates, dtype=float) ** 3
+        r = np.asarray(rates, dtype=float)
+        # kappa mu^3 must stay finite: name the rates, not the power they overflow into
+        limit = (np.finfo(float).max / kappa) ** (1.0 / 3.0)
+        require(bool(np.all(r < limit)), "rates",
+                f"must be below {limit:.3g} for the DVFS energy model (busy power kappa * rate^3; got {r.max():.3g})")
+        busy = kappa * r**3
         return cls(busy, idle_fraction * busy)
 
     def load_weights(self, rates: np.ndarray, comm_time: np.ndarray | None = None) -> np.ndarray:

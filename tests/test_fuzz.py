@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -162,6 +163,7 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
     (["optimize", "--dispersion", "1e308"], "dispersion"),
     (["optimize", "--constants", "L=1e308"], "L"),
     (["optimize", "--objective", "energy", "--kappa", "1e308"], "kappa"),
+    (["optimize", "--rates", "1e308,1"], "rates"),  # found by the fuzz: kappa * rate^3 overflowed (with warnings)
     (["optimize", "--rates", "1,1", "--routing", "0.5,0.5"], "routing"),
     (["optimize", "--rates", "1,1", "--service", "lognormal:cv=2"], "service"),
     (["simulate", "--rates", "1,1", "--seed", "-1"], "seed"),
@@ -178,7 +180,9 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
     (["figures", "--closed-forms", "/missing.json"], "closed-forms"),
 ])
 def test_each_class_names_its_field(argv, field, capsys, stop_heavy_work):
-    code, err = run_cli(argv, capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would be a second line on a user's terminal
+        code, err = run_cli(argv, capsys)
     assert code == 2 and field in err and err.count("\n") == 1, err
 
 
