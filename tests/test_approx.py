@@ -369,6 +369,9 @@ def test_cli_analyze_approx(capsys):
     assert len(d["gradient"]["d_throughput_d_routing"]) == 3
     code, out, _ = run_cli(capsys, *base, "--service", "lognormal:cv=2", "--analysis", "approx")
     assert code == 0 and "approximation for general service at 3 FIFO station(s)" in out
+    assert "accuracy: throughput within 3%" in out and "delays E[D_i] are approximate" in out
+    code, out, _ = run_cli(capsys, *base, "--analysis", "approx")  # exponential: exact, no caveat
+    assert code == 0 and "exact: every FIFO station is exponential" in out and "accuracy:" not in out
     for bad in (["--analysis", "exact"], ["--analysis", "approx", "--method", "convolution"]):
         code, out, err = run_cli(capsys, *base, *bad)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
@@ -380,6 +383,9 @@ def test_cli_optimize_approx(capsys):
     assert code == 0
     d = json.loads(out)
     assert d["analysis"] == "approx" and d["success"]
+    code, out, _ = run_cli(capsys, "optimize", "--rates", "1,1,0.1", "--service", "deterministic", "--analysis",
+                           "approx")
+    assert code == 0 and "delays E[D_i] are approximate" in out
     code, out, err = run_cli(capsys, "optimize", "--rates", "1,1,0.1", "--analysis", "nope")
     assert code == 2 and len(err.strip().splitlines()) == 1
 
