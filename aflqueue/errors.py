@@ -8,12 +8,13 @@ strings are never parsed implicitly, and NaN/inf are rejected unless a bound say
 
 from __future__ import annotations
 
+import argparse
 import math
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["ValidationError", "require", "check_number", "check_positive", "check_integer", "check_fraction",
-           "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
+__all__ = ["ValidationError", "OneLineArgumentParser", "require", "check_number", "check_positive", "check_integer",
+           "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
 
 
 class ValidationError(ValueError):
@@ -28,6 +29,15 @@ class ValidationError(ValueError):
         self.field = field
         self.detail = detail
         super().__init__(f"{field}: {detail}")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argument parser for scripts whose bad command lines must end as one line, exit status 2:
+    a parse error raises :class:`ValidationError` (field ``arguments``) for the script to print,
+    instead of argparse's usage block and ``SystemExit``."""
+
+    def error(self, message: str):
+        raise ValidationError("arguments", message)
 
 
 def require(condition: bool, field: str, detail: str) -> None:

@@ -284,3 +284,23 @@ def test_bad_files_end_cleanly(content, command, tmp_path, capsys, stop_heavy_wo
     folder.mkdir()
     code, err = run_cli([command, str(folder)], capsys)
     assert code == 2 and "not a file" in err
+
+
+# ------------------------------------------------------------------ validation scripts
+@pytest.mark.parametrize("script, argv, field", [
+    ("approx_analysis.py", ["--no-such-flag"], "arguments"),
+    ("approx_delay_oracle.py", ["--workers", "x"], "arguments"),
+    ("closed_forms.py", ["--seed", "-1"], "--seed"),
+    ("closed_forms.py", ["--seed", "x"], "arguments"),
+    ("stale_algorithms.py", ["--budget", "x"], "arguments"),
+    ("fedbuff_family_claims.py", ["--no-such-flag"], "arguments"),
+])
+def test_validation_scripts_refuse_bad_flags_in_one_line(script, argv, field, capsys):
+    import runpy
+    from pathlib import Path
+
+    main_ = runpy.run_path(str(Path(__file__).resolve().parent.parent / "validation" / script),
+                           run_name="validation_script")["main"]
+    code = main_(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and field in err, err

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from aflqueue.errors import ValidationError  # noqa: E402
+from aflqueue.errors import OneLineArgumentParser, ValidationError  # noqa: E402
 from aflqueue.experiments.approx import RESULTS_FILE, assemble, load_records, run_approx, save_summary  # noqa: E402
 from aflqueue.experiments.report import write_approx_report  # noqa: E402
 from aflqueue.plots import approx_error_figure  # noqa: E402
@@ -39,13 +39,9 @@ from aflqueue.plots import approx_error_figure  # noqa: E402
 RESULTS = REPO / "validation" / "results" / "approx"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        raise ValidationError("arguments", message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineArgumentParser(description=__doc__.split("\n\n")[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (cells/, approx.json, approx.md; default validation/results/approx, "
                          "its quick/ subfolder with --quick)")

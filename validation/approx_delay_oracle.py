@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from aflqueue.errors import ValidationError, require  # noqa: E402
+from aflqueue.errors import OneLineArgumentParser, ValidationError, require  # noqa: E402
 from aflqueue.experiments.approx import load_records  # noqa: E402
 from aflqueue.experiments.delay_oracle import oracle_jobs, run_delay_oracle  # noqa: E402
 from aflqueue.experiments.report import write_delay_oracle_report  # noqa: E402
@@ -41,13 +41,9 @@ from aflqueue.io import atomic_write_json  # noqa: E402
 RESULTS = REPO / "validation" / "results" / "approx"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        raise ValidationError("arguments", message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineArgumentParser(description=__doc__.split("\n\n")[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=RESULTS / "oracle", help="results folder (default %(default)s)")
     ap.add_argument("--approx", type=Path, default=RESULTS,
                     help="the approx validation's results folder, with cells/ (default %(default)s)")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import OneLineArgumentParser, ValidationError, require
 from aflqueue.experiments.closed_forms import RESULTS_FILE, SEED_STRIDE, load_results, run_closed_forms
 from aflqueue.experiments.report import write_closed_forms_report
 from aflqueue.plots import closed_forms_figures
@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineArgumentParser(description=__doc__.split("\n\n")[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "validation" / "results" / "closed_forms",
                     help="results folder (cells/, closed_forms.json, closed_forms.md)")
     ap.add_argument("--figures", type=Path, default=REPO / "figures", help="figures folder")
@@ -42,12 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help=f"base seed s; run k uses {SEED_STRIDE} * s + k")
     ap.add_argument("--fresh", action="store_true", help="recompute the jobs already saved")
     ap.add_argument("--figures-only", action="store_true", help="redraw figures and report from the saved JSON")
-    args = ap.parse_args(argv)
-    if args.seed < 0:
-        ap.error("--seed must be >= 0")
     t0 = time.perf_counter()
-    json_path = args.out / RESULTS_FILE
     try:
+        args = ap.parse_args(argv)
+        require(args.seed >= 0, "--seed", f"must be >= 0 (got {args.seed})")
+        json_path = args.out / RESULTS_FILE
         if args.figures_only:
             if not json_path.exists():
                 print(f"error: no results at {json_path}; run without --figures-only first", file=sys.stderr)

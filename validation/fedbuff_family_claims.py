@@ -19,11 +19,10 @@ before the first run), figures in ``figures/``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import OneLineArgumentParser, ValidationError
 from aflqueue.experiments.claims import CLAIMS_PRESETS, POSTHOC, extend_grid, load_claims, run_claims
 from aflqueue.experiments.report import write_claims_report
 
@@ -31,28 +30,28 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", default="all", help="tune, eval or all (default all)")
     ap.add_argument("--quick", action="store_true", help="the machinery on synthetic data in seconds (claims-tiny)")
     ap.add_argument("--out", default=None, help="results folder (default validation/results/fedbuff_claims[/quick])")
     ap.add_argument("--runs", default=None, help="per-run outputs and checkpoints (default runs/fedbuff_claims/...)")
     ap.add_argument("--posthoc", action="store_true", help="also the post-hoc grid extensions (claims.POSTHOC; not "
                                                           "pre-registered, reported apart) once evaluated")
-    args = ap.parse_args(argv)
-    name = "claims-tiny" if args.quick else "claims"
-    sub = "quick" if args.quick else ""
-    out = Path(args.out) if args.out else REPO / "validation" / "results" / "fedbuff_claims" / sub
-    runs = Path(args.runs) if args.runs else REPO / "runs" / "fedbuff_claims" / (sub or "full")
-    command = "python validation/fedbuff_family_claims.py" + (" --quick" if args.quick else "")
-    preset = CLAIMS_PRESETS[name]
-    checks: list[dict] = []
-
-    def report() -> Path:
-        md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", out / "figures",
-                                    command=command + (" --posthoc" if checks else ""), posthoc=checks)
-        return md
-
     try:
+        args = ap.parse_args(argv)
+        name = "claims-tiny" if args.quick else "claims"
+        sub = "quick" if args.quick else ""
+        out = Path(args.out) if args.out else REPO / "validation" / "results" / "fedbuff_claims" / sub
+        runs = Path(args.runs) if args.runs else REPO / "runs" / "fedbuff_claims" / (sub or "full")
+        command = "python validation/fedbuff_family_claims.py" + (" --quick" if args.quick else "")
+        preset = CLAIMS_PRESETS[name]
+        checks: list[dict] = []
+
+        def report() -> Path:
+            md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", out / "figures",
+                                        command=command + (" --posthoc" if checks else ""), posthoc=checks)
+            return md
+
         report()  # the protocol on disk before any run
         def progress(line: str) -> None:
             print(line, flush=True)

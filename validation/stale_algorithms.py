@@ -19,11 +19,10 @@ figures in ``figures/``. ``--quick`` is the preset's smoke version, written unde
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from aflqueue.errors import ValidationError
+from aflqueue.errors import OneLineArgumentParser, ValidationError
 from aflqueue.experiments.comparison import PRESETS, preset_summary, run_comparison
 from aflqueue.experiments.report import write_comparison_report
 
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="stale", help=f"scenario: {', '.join(PRESETS)} (default stale)")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...); default the preset's "
                                                             "(stale: 5, quick: 2)")
@@ -42,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=None, help="per-run outputs and checkpoints (default runs/<preset>_algorithms/"
                                                  "{quick,full})")
     ap.add_argument("--fresh", action="store_true", help="recompute finished runs and drop their checkpoints")
-    args = ap.parse_args(argv)
-    folder = f"{args.preset.replace('-', '_')}_algorithms"
-    out = Path(args.out) if args.out else REPO / "validation" / "results" / folder / ("quick" if args.quick else "")
-    runs = Path(args.runs) if args.runs else REPO / "runs" / folder / ("quick" if args.quick else "full")
     try:
+        args = ap.parse_args(argv)
+        folder = f"{args.preset.replace('-', '_')}_algorithms"
+        sub = "quick" if args.quick else ""
+        out = Path(args.out) if args.out else REPO / "validation" / "results" / folder / sub
+        runs = Path(args.runs) if args.runs else REPO / "runs" / folder / ("quick" if args.quick else "full")
         preset, records = run_comparison(args.preset, out, runs, quick=args.quick, budget=args.budget,
                                          seeds=args.seeds, fresh=args.fresh)
         md, _ = write_comparison_report(records, out / "report.md", preset_summary(preset), out / "figures",
