@@ -1742,7 +1742,11 @@ def write_delay_oracle_report(summary: dict[str, Any], path: str | Path, reading
          "**Marie** = the load-dependent product-form network fed each client's measured departure rate given "
          "its queue; **projection** = the simulated path's queue lengths with those rates (what queue-length "
          "information can explain at best); **cross projection** = the same with the task's own client counted "
-         "exactly.", "", ORACLE_PROTOCOL, "", "## Results", ""]
+         "exactly.", "",
+         "Seeds: every system is simulated once per oracle (one replication, its own seed: 600_000 + 100 k at m - 1 "
+         "and 700_000 + 100 k at m for grid point k); the delays at m it is scored against rest on the approx "
+         "validation's replications (1 for cv <= 1.5, 2 for cv 2, 3 for cv 3; seeds 18_000 + 100 k + r), each cut "
+         "into 20 batches for its 95% interval.", "", ORACLE_PROTOCOL, "", "## Results", ""]
     a = summary["all"]
     keys = (("oracle", "exact queues"), ("marie", "Marie"), ("projection", "projection"),
             ("cross_projection", "cross projection"), ("approx", "approx"), ("product_form", "PF"))
