@@ -226,6 +226,45 @@ class TrainerState:
                 "curves": self.curves, "wall": self.wall, "diverged_at": self.diverged_at}
 
 
+class FiniteGuard:
+    """Notices the first arrival after which the server model is non-finite.
+
+    On the CPU it checks after every arrival (:meth:`observe` returns False at once). On a GPU a
+    check per arrival would read a flag back to the host and stall the queue of kernels once per
+    arrival (measured by the GPU check: one synchronisation per arrival); there the guard records,
+    on the device, the first non-finite arrival and the model it left, and the engine asks
+    (:meth:`first_non_finite`) only where it reads results back anyway: before an evaluation, a
+    checkpoint and at the end. The run is then wound back to that arrival, so both modes give the
+    same result.
+    """
+
+    def __init__(self, device: torch.device, params: torch.Tensor, lazy: bool | None = None):
+        self.lazy = device.type == "cuda" if lazy is None else bool(lazy)
+        if self.lazy:
+            self.first = torch.zeros((), dtype=torch.int64, device=params.device)  # 0: none yet
+            self.params = torch.zeros_like(params)
+
+    def observe(self, params: torch.Tensor, k: int) -> bool:
+        """Record the model after arrival ``k``; False if it is known now to be non-finite."""
+        finite = torch.isfinite(params).all()
+        if not self.lazy:
+            return bool(finite)
+        first_now = (self.first == 0) & ~finite
+        self.first = torch.where(first_now, k, self.first)
+        self.params = torch.where(first_now, params, self.params)
+        return True
+
+    def first_non_finite(self) -> int | None:
+        """The first arrival that left a non-finite model, if any (lazy mode reads it back)."""
+        if not self.lazy:
+            return None
+        k = int(self.first)
+        return k or None
+
+    def params_at_first_non_finite(self) -> torch.Tensor:
+        return self.params
+
+
 class TraceTrainer:
     """Replays ``trace`` with ``model`` on ``data`` under a server algorithm (module docstring)."""
 
@@ -339,14 +378,29 @@ class TraceTrainer:
                        unit="upd")
         wall_before = state.wall
         k = state.k
+        guard = FiniteGuard(self.device, alg.params)
+
+        def diverged_before_now() -> bool:
+            """Whether an arrival so far left a non-finite model (lazy guard: read back here);
+            if so, the run is wound back to that arrival and stopped there."""
+            kb = guard.first_non_finite()
+            if kb is None:
+                return False
+            self._stop_diverged(state, alg, kb, guard.params_at_first_non_finite(), len(state.log))
+            return True
+
         while k < self.U and state.diverged_at is None:
             k += 1
             t = int(self.order[k - 1])
             now = float(tr.completion_time[t])
             while next_grid < len(eval_grid) and eval_grid[next_grid] < now:
                 # the model as it stood at that simulated time (no arrival in between)
+                if diverged_before_now():
+                    break
                 self._evaluate(state, alg, eval_grid[next_grid], k - 1)
                 next_grid += 1
+            if state.diverged_at is not None:
+                break
             if t not in state.pending:
                 self._compute(state, t, k)
             delta = state.pending.pop(t)
@@ -360,13 +414,12 @@ class TraceTrainer:
                           relative_delay=int(self.relative_delay[t]), time=now, extras=extras)
             tau = alg.version - v0
             alg.on_arrival(arr)
-            if not bool(torch.isfinite(alg.params).all()):
+            state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+            for cb in self.callbacks:
+                cb.on_arrival(*state.log[-1])
+            if not guard.observe(alg.params, k):
                 # a non-finite model stays non-finite: stop, and say where it happened
-                state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
-                for cb in self.callbacks:
-                    cb.on_arrival(*state.log[-1])
-                state.diverged_at, state.k, state.time = k, k, now
-                self._evaluate(state, alg, now, k)
+                self._stop_diverged(state, alg, k, alg.params, k)
                 break
             self._release(state, v0)
             # dispatch the task that the trace sends out after this arrival
@@ -377,18 +430,21 @@ class TraceTrainer:
             state.start_version[new_task] = alg.version
             state.refs[alg.version] += 1
             self._drop_unreferenced(state, alg.version)
-            state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
-            for cb in self.callbacks:
-                cb.on_arrival(*state.log[-1])
             state.time = now
             state.k = k
             if k in eval_ks:
+                if diverged_before_now():
+                    break
                 self._evaluate(state, alg, now, k)
             if bar is not None:
                 bar.update(1)
             if self.settings.checkpoint_every and k % self.settings.checkpoint_every == 0 and k < self.U and ckpt:
+                if diverged_before_now():
+                    break
                 state.wall = wall_before + time.perf_counter() - t_wall
                 self._save(ckpt, state)
+        if state.diverged_at is None:
+            diverged_before_now()
         while next_grid < len(eval_grid) and state.diverged_at is None:  # grid times after the last arrival
             self._evaluate(state, alg, eval_grid[next_grid], k)
             next_grid += 1
@@ -410,6 +466,20 @@ class TraceTrainer:
                             start_version={t: 0 for t in range(m)}, pending={}, log=[],
                             curves={"time": [], "updates": [], "model_version": [], "test_accuracy": [],
                                     "test_loss": []}, wall=0.0)
+
+    def _stop_diverged(self, state, alg, k: int, params: torch.Tensor, applied: int) -> None:
+        """End the run at arrival ``k``, the first after which the server model was non-finite:
+        the log ends with that arrival, the model is the one it left (``params``), and it is
+        evaluated at that arrival's time. ``applied`` arrivals were handed to the algorithm
+        (more than ``k`` when a lazy guard noticed late); the ones after ``k`` are undone from
+        the record, so that the result does not depend on when the divergence was noticed (the
+        algorithm's timers may include them)."""
+        del state.log[k:]
+        row = state.log[k - 1]
+        alg.params, alg.version = params, int(row[5])
+        alg.cost["arrivals"] -= applied - k
+        state.diverged_at, state.k, state.time = k, k, float(row[1])
+        self._evaluate(state, alg, state.time, k)
 
     def _release(self, state, version: int) -> None:
         state.refs[version] -= 1

@@ -12,6 +12,7 @@ from aflqueue.config import TrainConfig, load_config
 from aflqueue.fl.algorithms import ALGORITHM_NAMES, AlgorithmContext, Arrival, make_algorithm
 from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
+from aflqueue.fl import engine as engine_module
 from aflqueue.fl.local import LocalConfig
 from aflqueue.fl.models import build_model
 from aflqueue.pipeline import simulate_for_budget, train
@@ -325,6 +326,47 @@ def test_divergence_stops_the_run_and_is_reported(setup, tmp_path):
     _, again = run(data, system, trace, out=tmp_path, resume=True, local=LocalConfig(steps=2, lr=1e30, batch_size=16),
                    settings=EngineSettings(eval_every=50, checkpoint_every=50, seed=1))
     assert again.diverged_at == res.diverged_at and again.arrivals == res.arrivals  # resume does not train on
+
+
+@pytest.mark.parametrize("lr", [0.1, 10.0, 1e30], ids=["finite", "diverges-mid-run", "diverges-at-once"])
+def test_lazy_divergence_guard_gives_the_eager_result(setup, tmp_path, monkeypatch, lr):
+    """On a GPU the engine notices a non-finite model only where it reads results back (before an
+    evaluation, a checkpoint, at the end) and winds the run back to the arrival that diverged.
+    Forced on the CPU, that mode must give exactly the result of checking after every arrival:
+    the same arrival, log, curves, model and costs, with evaluations on both grids in between."""
+    data, system, trace = setup
+    horizon = float(trace.completion_time[trace.update_order[-1]])
+    kw = dict(local=LocalConfig(steps=2, lr=lr, batch_size=16),
+              settings=EngineSettings(time_budget=horizon, eval_every=7, eval_times=13, checkpoint_every=11, seed=1))
+    _, eager = run(data, system, trace, out=tmp_path / "eager", **kw)
+    lazy_init = engine_module.FiniteGuard.__init__
+    seen = []
+
+    def lazy(self, device, params, lazy=None):
+        lazy_init(self, device, params, lazy=True)
+        seen.append(self.lazy)
+
+    stops = []
+    stop = engine_module.TraceTrainer._stop_diverged
+
+    def recorded(self, state, alg, k, params, applied):
+        stops.append(applied - k)
+        return stop(self, state, alg, k, params, applied)
+
+    monkeypatch.setattr(engine_module.FiniteGuard, "__init__", lazy)
+    monkeypatch.setattr(engine_module.TraceTrainer, "_stop_diverged", recorded)
+    _, late = run(data, system, trace, out=tmp_path / "lazy", **kw)
+    assert seen == [True]
+    assert stops == ([] if lr == 0.1 else [stops[0]]) and (lr == 0.1 or stops[0] > 0)  # noticed late, wound back
+    assert (eager.diverged_at is None) == (lr == 0.1)
+    a, b = eager.to_dict(), late.to_dict()
+    for d in (a, b):
+        for key in ("wall_time", "arrivals_per_second", "costs"):
+            d.pop(key)
+    assert a == b
+    assert {k: v for k, v in eager.costs.items() if "seconds" not in k} == \
+           {k: v for k, v in late.costs.items() if "seconds" not in k}
+    assert (tmp_path / "eager" / "updates.csv").read_bytes() == (tmp_path / "lazy" / "updates.csv").read_bytes()
 
 
 def test_stopped_by_names_the_binding_limit(setup):
