@@ -609,7 +609,7 @@ def _parser_train(sub) -> None:
 
 # --------------------------------------------------------------------------- tune
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .experiments.tuning import log_grid, tune
+    from .tuning import log_grid, tune
 
     require_fl("tune")
     check_backend(args)
@@ -767,11 +767,10 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .optimize import OptimizationProblem, optimize
     from .pilot import budget_of, operating_point, predict_gain, read_constants, verdict
     from .pipeline import build_system
+    from .protocol import largest_importance_weight, step_ratio, uniform_routing
 
     _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
     _finite(args.confidence, "confidence", 0.0, 1.0)
@@ -802,11 +801,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"objective": res.objective, "time_budget": tau, "reference_updates": U0, "n": n,
                            "concurrency_uniform": m, "concurrency": res.concurrency,
                            "routing": res.routing.tolist(),
-                           "max_importance_weight": float(1.0 / (n * res.routing.min())),
-                           "step_ratio": (res.eta / res.baseline["eta"]) if res.baseline and res.baseline.get("eta")
-                           else None, "constants_file": str(args.constants)}
+                           "max_importance_weight": largest_importance_weight(res.routing),
+                           "step_ratio": step_ratio(res), "constants_file": str(args.constants)}
     if fit is not None:
-        u = np.full(n, 1.0 / n)
+        u = uniform_routing(n)
         op_u = operating_point(system, u, m, 3 * tau)
         op_c = operating_point(system, res.routing, res.concurrency, 3 * tau)
         g = predict_gain(fit, op_c, op_u, tau, target_fraction=args.target_fraction, confidence=args.confidence)

@@ -125,7 +125,7 @@ def make_all(out: str | Path = "figures", closed_forms: str | Path | None = None
         if recs:
             made += [p for p, _ in plots.grid_accuracy_figures(recs, out)]
     for c in comparisons or []:
-        from .experiments.runner import JobStore
+        from .jobs import JobStore
 
         recs = [r for r in JobStore(Path(c)).load() if "preset" in r]
         for preset in dict.fromkeys(r["preset"] for r in recs):

@@ -32,11 +32,11 @@ ROUTINGS = {"uniform": "AsyncSGD (uniform)", "optimal": "wall-clock operating po
 
 
 def _run(args: tuple) -> dict[str, Any]:
-    """One training run of the main job (a job of :func:`aflqueue.experiments.runner.run_jobs`)."""
+    """One training run of the main job (a job of :func:`aflqueue.jobs.run_jobs`)."""
     import time
 
     from .config import load_config
-    from .experiments.outcomes import time_to_target
+    from .outcomes import time_to_target
     from .io import atomic_write_json
     from .pipeline import prepare, train
     from .sim import estimate
@@ -103,17 +103,18 @@ def main_job(output: str = "runs/main", seed: int = 0, seeds: int = 5, updates: 
     """Run the main job (module docstring) on seeds ``seed .. seed + seeds - 1``; return the summary."""
     from rich.table import Table
 
-    from .experiments.runner import JobStore, run_jobs
-    from .io import atomic_write_json
-    from .queueing.analysis import analyze
     from .console import console, fmt
+    from .io import atomic_write_json
+    from .jobs import JobStore, run_jobs
+    from .protocol import time_budget
+    from .queueing.analysis import analyze
     from .system import example_system
 
     con = console()
     out = Path(output)
-    system = example_system()
+    system = example_system()  # uniform routing at m = n: AsyncSGD
     a = analyze(system)
-    tau = updates / a.throughput
+    tau = time_budget(system, updates)
     con.rule("1. exact analysis of AsyncSGD (uniform routing)")
     con.print(f"{system.n} clients (5 at rate 1, 5 at rate 0.1), m = {system.concurrency}: throughput "
               f"{fmt(a.throughput)} updates/time; E[D] fast {fmt(a.relative_delay[0])}, slow "

@@ -624,16 +624,18 @@ def read_constants(path: str | Path) -> tuple[ProxyConstants, PilotFit | None]:
 # --------------------------------------------------------------------------- running pilots
 def budget_of(cfg) -> tuple[float, int]:
     """``(tau, U0)``: the configuration's time budget, or AsyncSGD's expected time for its update
-    budget (``run.updates``; uniform routing at the system's concurrency, exact throughput)."""
+    budget (``run.updates``; :func:`aflqueue.protocol.time_budget`: uniform routing at the
+    system's concurrency, exact throughput)."""
     from .pipeline import build_system
+    from .protocol import time_budget, uniform_routing
     from .queueing.analysis import analyze
 
     system = build_system(cfg, cfg.data.clients)
-    lam = analyze(system.with_routing(np.full(system.n, 1.0 / system.n))).throughput
     if cfg.run.time_budget is not None:
+        lam = analyze(system.with_routing(uniform_routing(system.n))).throughput
         return float(cfg.run.time_budget), int(round(lam * cfg.run.time_budget))
     U0 = int(cfg.run.updates)
-    return float(U0 / lam), U0
+    return time_budget(system, U0), U0
 
 
 def initial_constants(cfg, seed: int | None = None, **kw: Any) -> ProxyConstants:
@@ -683,7 +685,7 @@ def pilot_routings(names: Sequence[str], system, constants: ProxyConstants, time
 
 
 def pilot_run(args: Mapping[str, Any]) -> dict[str, Any]:
-    """One pilot (or evaluation) training run, a job of :func:`aflqueue.experiments.runner.run_jobs`.
+    """One pilot (or evaluation) training run, a job of :func:`aflqueue.jobs.run_jobs`.
 
     ``args``: ``config`` (a :class:`~aflqueue.config.TrainConfig` dict), ``routing`` (list, or
     None for uniform), ``concurrency``, ``lr``, ``seed``, ``time_budget``, ``evaluate_on``
@@ -694,6 +696,7 @@ def pilot_run(args: Mapping[str, Any]) -> dict[str, Any]:
 
     from .config import TrainConfig, with_updates
     from .pipeline import prepare, train
+    from .protocol import largest_importance_weight
     from .queueing.analysis import analyze
 
     t0 = time.perf_counter()
@@ -715,7 +718,7 @@ def pilot_run(args: Mapping[str, Any]) -> dict[str, Any]:
             "concurrency": int(pr.system.concurrency), "time_budget": float(args["time_budget"]),
             "evaluate_on": args.get("evaluate_on", "validation"),
             "S1": s1(p)[0], "S2": s2(a.relative_delay, p), "throughput": float(a.throughput),
-            "max_importance_weight": float(1.0 / (p.size * p.min())),
+            "max_importance_weight": largest_importance_weight(p),
             "measured": {"final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "arrivals": res.arrivals,
                          "diverged": res.diverged,
                          "diverged_at_time": (float(res.log["time"][-1]) if res.diverged else None),
@@ -765,7 +768,7 @@ def calibrate_pilot(cfg, output: str | Path, *, routings: Sequence[str] = ("unif
     on one ``seed``, for ``budget_fraction`` of the budget (:func:`budget_of`), evaluated on a
     validation split (``data.validation_fraction``, 0.1 if unset)."""
     from .config import with_updates
-    from .experiments.runner import JobStore, run_jobs
+    from .jobs import JobStore, run_jobs
     from .pipeline import build_system
 
     require(0 < budget_fraction <= 1, "budget-fraction", f"must be in (0, 1] (got {budget_fraction})")

@@ -242,14 +242,14 @@ def plot_runs(paths: Iterable[str | Path], out: str | Path, target: float | None
 
 # --------------------------------------------------------------------------- compare
 def _time_to_target(run: Run, target: float) -> float | None:
-    from .experiments.outcomes import time_to_target
+    from .outcomes import time_to_target
 
     c = run.results
     return time_to_target({"time": c["time"], "test_accuracy": c["test_accuracy"]}, target)
 
 
 def _accuracy_at(run: Run, when: float) -> float | None:
-    from .experiments.outcomes import accuracy_at
+    from .outcomes import accuracy_at
 
     return accuracy_at({"time": run.results["time"], "test_accuracy": run.results["test_accuracy"]}, when)
 

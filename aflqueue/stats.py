@@ -11,6 +11,11 @@ fits depends on the quantity (docs/theory.md section 8):
   paired differences in ``[-1, 1]``: a seeded BCa bootstrap of the mean, whose bounds never
   leave the range the data live in (percentile fallback when BCa is undefined).
 
+Many comparisons at once: :func:`familywise_confidence` (the Bonferroni level of each interval)
+and :func:`bonferroni_threshold` (the matching family-wise quantile of a t statistic). Rank
+correlations: :func:`spearman`, its permutation tests and the noise ceiling of a correlation
+against noisy measurements (:func:`spearman_noise_ceiling`).
+
 All functions ignore non-finite and ``None`` values and say how many values they used.
 """
 
@@ -23,7 +28,8 @@ from typing import Any, Iterable
 import numpy as np
 
 __all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
-           "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "z_score", "spearman",
+           "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "familywise_confidence", "z_score",
+           "spearman",
            "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test",
            "NoiseCeiling", "spearman_noise_ceiling"]
 
@@ -92,10 +98,18 @@ def t_two_sided_p(z: float, dof: int) -> float:
 
 def bonferroni_threshold(n_tests: int, alpha: float, dof: int) -> float:
     """``|z|`` above which a Bonferroni test of ``n_tests`` t-statistics (``dof`` degrees of
-    freedom) rejects at family-wise level ``alpha``."""
+    freedom) rejects at family-wise level ``alpha``: the family-wise two-sided t quantile, i.e.
+    the half-width factor of intervals at :func:`familywise_confidence` ``(1 - alpha, n_tests)``."""
     from scipy.stats import t
 
     return float(t.isf(alpha / (2.0 * max(n_tests, 1)), dof))
+
+
+def familywise_confidence(confidence: float, comparisons: int) -> float:
+    """The confidence level of each of ``comparisons`` two-sided intervals that keeps them all
+    right at once with probability at least ``confidence`` (Bonferroni):
+    ``1 - (1 - confidence) / comparisons`` (``comparisons`` below 1 counts as 1)."""
+    return 1 - (1 - confidence) / max(comparisons, 1)
 
 
 def z_score(estimate: "Estimate", reference: float, confidence: float) -> float:
@@ -198,8 +212,9 @@ def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
 def spearman(x: Iterable[Any], y: Iterable[Any]) -> float:
     """Spearman rank correlation of paired values (average ranks for ties; ``+inf`` ranks last).
 
-    Pairs with a None/NaN on either side are dropped; NaN when fewer than 3 pairs remain or when
-    either side is constant (the correlation is undefined)."""
+    Pairs with a None/NaN on either side are dropped (a missing measurement says nothing about
+    the order of the others); NaN when fewer than 3 pairs remain or when either side is constant
+    (the correlation is undefined)."""
     from scipy.stats import rankdata
 
     a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)

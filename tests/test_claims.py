@@ -18,7 +18,7 @@ from aflqueue import ValidationError
 from aflqueue.experiments.claims import (CLAIMS_PRESETS, Claim, ClaimScenario, ClaimsPreset, claim_verdicts,
                                          evaluation_jobs, load_claims, posthoc_summary, run_claims, select,
                                          summarize_claims, tuning_jobs)
-from aflqueue.experiments.outcomes import time_to_target
+from aflqueue.outcomes import time_to_target
 from aflqueue.experiments.report import write_claims_report
 from aflqueue.fl.algorithms import AlgorithmContext, make_algorithm
 

@@ -14,7 +14,7 @@ from aflqueue.cli import main
 from aflqueue.experiments.paper import (PAPER_PRESETS, PaperPreset, load_paper, run_paper, select,
                                         summarize_paper)
 from aflqueue.experiments.report import write_paper_report
-from aflqueue.experiments.tuning import best_learning_rate, log_grid, score_curves
+from aflqueue.tuning import best_learning_rate, log_grid, score_curves
 
 TINY = PAPER_PRESETS["paper-tiny"]
 
@@ -104,7 +104,7 @@ def test_criterion_by_hand():
 
 
 def _ratio(t_reach: float) -> float:
-    from aflqueue.experiments.outcomes import time_to_target
+    from aflqueue.outcomes import time_to_target
 
     times = list(np.linspace(10, 100.0, 10))
     t = time_to_target({"time": times, "test_accuracy": [0.0 if x < t_reach else 1.0 for x in times]}, 0.5)

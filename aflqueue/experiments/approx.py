@@ -41,7 +41,7 @@ from ..errors import require
 from ..io import atomic_write_json, json_digest
 from ..stats import Estimate, batch_means, t_interval
 from ..system import System
-from .runner import JobStore, run_jobs
+from ..jobs import JobStore, run_jobs
 
 __all__ = ["PROTOCOL", "PROTOCOL_VERSION", "Point", "grid", "OPT_SYSTEMS", "jobs_of", "run_point",
            "run_optimisation", "simulate_point", "batch_values", "point_errors", "summarize", "main_grid",

@@ -71,9 +71,9 @@ from ..errors import require
 from ..io import json_digest, read_json
 from ..stats import bootstrap_interval, log_ratio_interval, t_interval
 from .comparison import ALGORITHMS, PRESETS, apply_overrides, comparison_run
-from .outcomes import time_to_target
-from .runner import JobStore, run_jobs, run_staged
-from .tuning import best_learning_rate, log_grid, score_curves
+from ..outcomes import time_to_target
+from ..jobs import JobStore, run_jobs, run_staged
+from ..tuning import best_learning_rate, log_grid, score_curves
 
 __all__ = ["ClaimScenario", "ClaimsPreset", "Claim", "CLAIMS", "CLAIMS_PRESETS", "ROUTINGS", "WEIGHTINGS",
            "weightings", "scenario_config", "tuning_jobs", "evaluation_jobs", "select", "run_claims",

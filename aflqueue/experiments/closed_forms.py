@@ -52,7 +52,7 @@ from ..io import atomic_write_json, read_json
 from ..laws import law_from_spec
 from ..stats import Estimate, batch_means, t_interval, z_score
 from ..system import System
-from .runner import JobStore, run_jobs
+from ..jobs import JobStore, run_jobs
 
 __all__ = ["Scenario", "scenarios", "small_systems", "client_types", "compare", "run_law", "delay_formula_check",
            "delay_law_check", "jobs_of", "run_closed_forms", "assemble", "load_results", "LAWS", "QUICK_LAWS",

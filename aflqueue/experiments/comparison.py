@@ -59,8 +59,8 @@ import numpy as np
 
 from ..errors import check_integer, check_positive, require
 from ..io import atomic_write_json, dumps_json, json_digest
-from .outcomes import split_timings, time_to_target
-from .runner import JobStore, run_jobs
+from ..outcomes import split_timings, time_to_target
+from ..jobs import JobStore, run_jobs
 
 __all__ = ["ComparisonPreset", "PRESETS", "ALGORITHMS", "resolve", "jobs_of", "run_comparison", "comparison_run",
            "fedrevive_schedule_system", "memory_bytes", "apply_overrides"]

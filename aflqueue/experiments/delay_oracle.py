@@ -40,7 +40,7 @@ import numpy as np
 
 from ..stats import Estimate, t_quantile
 from .approx import CONFIDENCE, CRITERION, LAW_OF_CV, WARMUP, Point, grid, main_grid, simulate_point
-from .runner import JobStore, run_jobs
+from ..jobs import JobStore, run_jobs
 
 __all__ = ["ORACLE_PROTOCOL", "oracle_jobs", "run_oracle_point", "run_marie_point", "oracle_delays",
            "marie_rates", "perfect_pass_probability", "summarize_oracle", "run_delay_oracle"]

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import require
 from ..io import atomic_write_json
-from .runner import JobStore, run_jobs
+from ..jobs import JobStore, run_jobs
 
 __all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "cells_of", "run_cell", "run_grid",
            "load_cells", "BACKENDS"]
@@ -187,7 +187,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
     from ..calibrate import calibrate
     from ..config import with_updates
     from ..pipeline import build_data_and_model, build_system, prepare, train
-    from .outcomes import split_timings, time_to_target
+    from ..outcomes import split_timings, time_to_target
     from ..optimize import OptimizationProblem, assess
     from ..queueing.analysis import analyze
 

@@ -45,10 +45,10 @@ import numpy as np
 from ..errors import require
 from ..io import read_json
 from ..stats import bootstrap_interval, log_ratio_interval
-from .outcomes import run_times
-from .pairing import group_by_seed, paired_arms, with_baseline
-from .runner import JobStore, run_staged
-from .tuning import best_learning_rate, log_grid, score_curves
+from ..outcomes import run_times
+from ..outcomes import group_by_seed, paired_arms, with_baseline
+from ..jobs import JobStore, run_staged
+from ..tuning import best_learning_rate, log_grid, score_curves
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
            "TORCHVISION_DATASETS", "with_torchvision", "run_paper", "select", "paper_run", "load_paper", "summarize_paper", "code_versions", "run_times"]

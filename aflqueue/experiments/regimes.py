@@ -51,9 +51,9 @@ import numpy as np
 
 from ..errors import ValidationError, require
 from ..io import atomic_write_json, read_json
-from .outcomes import run_times
-from .pairing import group_by_seed, paired_arms, with_baseline
-from .runner import JobStore, code_version, run_jobs
+from ..outcomes import run_times
+from ..outcomes import group_by_seed, paired_arms, with_baseline
+from ..jobs import JobStore, code_version, run_jobs
 
 __all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
            "select", "select_regime",
@@ -435,7 +435,7 @@ def select_regime(preset: RegimePreset, des: dict[str, Any], regime: "Regime",
                   tuning: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stage 5 for one regime: the tuned rate per routing and the target accuracy, from that
     regime's tuning runs only."""
-    from .tuning import best_learning_rate, score_curves
+    from ..tuning import best_learning_rate, score_curves
 
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in tuning:

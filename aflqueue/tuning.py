@@ -10,8 +10,8 @@ time-to-target and equal-time criteria measure. A run that diverges keeps the ac
 diverged model (about chance) for the rest of the grid.
 
 :func:`tuning_jobs` lists the runs, :func:`tuning_run` is one run (a job of
-:func:`aflqueue.experiments.runner.run_jobs`), :func:`best_learning_rate` reads the winner off
-the records; :func:`tune` does all three for one configuration (``aflqueue tune``).
+:func:`aflqueue.jobs.run_jobs`), :func:`best_learning_rate` reads the winner off the records;
+:func:`tune` does all three for one configuration (``aflqueue tune``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import require
-from .runner import JobStore, run_jobs
+from .errors import require
+from .jobs import JobStore, run_jobs
 
 __all__ = ["log_grid", "score_curves", "tuning_run", "tuning_jobs", "best_learning_rate", "TuningResult", "tune"]
 
@@ -56,8 +56,8 @@ def tuning_run(args: tuple) -> dict[str, Any]:
     ``lr`` with seed ``seed``, evaluating on the validation split; return the score and curves."""
     import tempfile
 
-    from ..config import TrainConfig, with_updates
-    from ..pipeline import prepare, train
+    from .config import TrainConfig, with_updates
+    from .pipeline import prepare, train
 
     config, lr, seed = args
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def tune(config, lrs: Sequence[float], seeds: Sequence[int], output: str | Path,
     """Tune the learning rate of ``config`` (a :class:`~aflqueue.config.TrainConfig`) on a
     validation split (module docstring); runs are saved under ``output`` as they finish, and
     ``output/tune.json`` holds the result."""
-    from ..io import atomic_write_json
+    from .io import atomic_write_json
 
     require(config.data.validation_fraction > 0, "data.validation_fraction",
             "tuning needs a validation split: set data.validation_fraction (e.g. 0.1)")

@@ -1,11 +1,12 @@
-"""Resumable experiment runner: records saved as jobs finish, resume skips them, unreadable
-records are moved aside and recomputed, identical bytes on every backend."""
+"""Resumable jobs (aflqueue.jobs): records saved as jobs finish, resume skips them, unreadable
+records are moved aside and recomputed, identical bytes on every backend; code versions."""
 
 import json
 
 import pytest
 
-from aflqueue.experiments.runner import JobStore, code_version, run_jobs
+from aflqueue import ValidationError
+from aflqueue.jobs import JobStore, code_version, code_versions, run_jobs
 
 
 def square_job(x):
@@ -50,6 +51,36 @@ def test_code_version_is_a_source_hash():
     v = code_version()
     assert len(v["source"]) == 16 and int(v["source"], 16) >= 0
     assert v["commit"] is None or len(v["commit"]) == 40
+
+
+def test_code_outside_the_package_is_stamped_too(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "experiment.py").write_text("x = 1\n")
+    (study / "notes.md").write_text("not code\n")
+    base, with_study = code_version(), code_version([study])
+    assert with_study["source"] != base["source"] and with_study["commit"] == base["commit"]
+    assert code_version([str(study)]) == with_study  # a path string names the same code
+    # the hash is of the .py files' names and contents, not of the folder's path (values are cached
+    # per path within a process: compare copies)
+    for k, (code, notes) in enumerate((("x = 1\n", "other notes\n"), ("x = 2\n", "not code\n"))):
+        other = tmp_path / f"copy{k}" / "study"
+        other.mkdir(parents=True)
+        (other / "experiment.py").write_text(code)
+        (other / "notes.md").write_text(notes)
+        assert (code_version([other])["source"] == with_study["source"]) == (k == 0)
+    single = code_version([study / "experiment.py"])
+    assert single["source"] not in (base["source"], with_study["source"])
+    with pytest.raises(ValidationError, match="code"):
+        code_version([tmp_path / "missing"])
+    recs = run_jobs(JOBS[:2], square_job, JobStore(tmp_path / "s"), progress=None, code=[study / "experiment.py"])
+    assert all(r["code_version"] == single for r in recs)
+
+
+def test_code_versions_counts_records_per_version():
+    a, b = {"source": "aaaa", "commit": "1" * 40}, {"source": "bbbb", "commit": None}
+    got = code_versions([{"code_version": a}, {"code_version": b}, {"code_version": a}, {}])
+    assert got == {f"aaaa (commit {'1' * 12})": 2, "bbbb (commit None)": 1, "None (commit None)": 1}
 
 
 def test_records_with_other_settings_are_set_aside_and_fresh_recomputes(tmp_path):

@@ -1,10 +1,9 @@
-"""Resumable experiments: one JSON record per job, saved the moment the job finishes.
+"""Resumable jobs: one JSON record per job, saved the moment the job finishes.
 
-Every experiment of the toolkit (validation grid, closed forms vs simulation, algorithm
-comparisons) is a list of *jobs* -- deterministic functions of their parameters, each with a
-string id -- run on a backend of :func:`aflqueue.parallel.pmap`. :func:`run_jobs` skips jobs
-whose record is already on disk, so an interrupted experiment resumes where it stopped, and any
-backend produces the same files.
+An experiment (pilot runs, learning-rate tuning, the main job, a study of one's own) is a list of
+*jobs* -- deterministic functions of their parameters, each with a string id -- run on a backend
+of :func:`aflqueue.parallel.pmap`. :func:`run_jobs` skips jobs whose record is already on disk,
+so an interrupted experiment resumes where it stopped, and any backend produces the same files.
 
 Layout of a :class:`JobStore` folder:
 
@@ -16,7 +15,9 @@ Layout of a :class:`JobStore` folder:
   aside (and recomputed) by :func:`run_jobs` when the experiment declares its ``settings``.
 
 Every record carries the :func:`code_version` it was computed with, so that a report can list
-(or refuse) results from mixed versions of the code.
+(or refuse) results from mixed versions of the code (:func:`code_versions`). Code that lives
+outside the package -- a study's own experiment module -- is named with ``code=`` (folders or
+files), so that its records are stamped with that code too.
 """
 
 from __future__ import annotations
@@ -27,25 +28,44 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import ValidationError, require
-from ..io import atomic_write_json, json_digest, json_safe, read_json
+from .errors import ValidationError, require
+from .io import atomic_write_json, json_digest, json_safe, read_json
 
-__all__ = ["JobStore", "run_jobs", "run_staged", "code_version"]
+__all__ = ["JobStore", "run_jobs", "run_staged", "code_version", "code_versions"]
 
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
 
 
-@lru_cache(maxsize=1)
-def code_version() -> dict[str, Any]:
+def code_version(extra: Iterable[str | Path] = ()) -> dict[str, Any]:
     """Identity of the code that computes results: ``source`` (SHA-256 over the package's ``.py``
     files, path and content, in sorted order: equal sources give equal hashes whatever the
     checkout) and ``commit`` (git HEAD of the checkout, None outside one; informative only,
-    since committing results moves HEAD without changing the code)."""
+    since committing results moves HEAD without changing the code).
+
+    ``extra``: code outside the package that the results also depend on (a study's folder, a
+    script): each folder adds its ``.py`` files (recursively, named relative to the folder's
+    parent), each file itself (named by its file name), in the order given after the package's.
+    A study stamps its records with ``code_version([its folder, ...])``, so that a change of the
+    study's own code shows in its records as a change of version."""
+    return _code_version(tuple(Path(x).resolve() for x in extra))
+
+
+@lru_cache(maxsize=16)
+def _code_version(extra: tuple[Path, ...]) -> dict[str, Any]:
     h = hashlib.sha256()
-    for p in sorted(_PACKAGE.rglob("*.py")):
-        h.update(p.relative_to(_PACKAGE).as_posix().encode())
+    files = [(p.relative_to(_PACKAGE).as_posix(), p) for p in sorted(_PACKAGE.rglob("*.py"))]
+    for root in extra:
+        if root.is_dir():
+            files += [(p.relative_to(root.parent).as_posix(), p) for p in sorted(root.rglob("*.py"))]
+        elif root.is_file():
+            files.append((root.name, root))
+        else:
+            raise ValidationError("code", f"{str(root)!r} is neither a folder nor a file")
+    for name, p in files:
+        h.update(name.encode())
         h.update(b"\0")
         h.update(p.read_bytes())
         h.update(b"\0")
@@ -58,6 +78,16 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"source": h.hexdigest()[:16], "commit": commit}
+
+
+def code_versions(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many records each code version produced: ``{"<source> (commit <12 digits>)": count}``
+    in order of first appearance (records without a stamp count under ``None``)."""
+    out: dict[str, int] = defaultdict(int)
+    for r in records:
+        v = r.get("code_version") or {}
+        out[f"{v.get('source')} (commit {str(v.get('commit'))[:12]})"] += 1
+    return dict(out)
 
 
 @dataclass(frozen=True)
@@ -142,7 +172,8 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
              backend: str = "serial", workers: int | None = None, address: str | None = None,
              num_gpus: float = 0.0, progress: Callable[[str], None] | None = print, limit: int | None = None,
              describe: Callable[[dict[str, Any]], str] | None = None,
-             settings: Callable[[Any], Any] | None = None, fresh: bool = False) -> list[dict[str, Any]]:
+             settings: Callable[[Any], Any] | None = None, fresh: bool = False,
+             code: Sequence[str | Path] = ()) -> list[dict[str, Any]]:
     """Run the jobs ``(id, args)`` whose record is missing and return every finished record.
 
     ``fn(args)`` must be a module-level function returning a JSON-serialisable dict; the record
@@ -153,11 +184,13 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     ``settings(args)``, when given, is what a record must have been computed with to count as
     done (e.g. budgets and the system description): it is saved in the record, and a record with
     other settings is moved to ``cells/stale/`` and its job runs again. ``fresh`` deletes the
-    records of these jobs first (records of other jobs in the store are kept).
+    records of these jobs first (records of other jobs in the store are kept). ``code``: code
+    outside the package that ``fn`` runs (folders or files), stamped into each record's
+    ``code_version`` with the package (:func:`code_version`).
 
     Returns every record of the store (not only these jobs'), in id order.
     """
-    from ..parallel import pmap
+    from .parallel import pmap
 
     say = progress or (lambda s: None)
     if fresh:
@@ -176,7 +209,7 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     say(f"{len(todo)} job(s) to run ({backend}), {len(have)} already done")
     t0 = time.perf_counter()
     count = [0]
-    version = code_version()
+    version = code_version(code)
 
     def on_result(k: int, rec: dict[str, Any]) -> None:
         job_id = todo[k][0]
@@ -200,7 +233,7 @@ def run_staged(output: str | Path, tuning_jobs: Sequence[tuple[str, Any]], fn: C
                describe_tuning: Callable[[dict[str, Any]], str] | None = None,
                describe_evaluation: Callable[[dict[str, Any]], str] | None = None, backend: str = "serial",
                workers: int | None = None, address: str | None = None, progress: Callable[[str], None] | None = print,
-               limit: int | None = None) -> dict[str, Any]:
+               limit: int | None = None, code: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Tune, select, evaluate: the three stages of a tuned experiment, resumable.
 
     Stage ``tune`` runs the missing ``tuning_jobs`` into ``output/tuning``. Once every one of
@@ -208,14 +241,14 @@ def run_staged(output: str | Path, tuning_jobs: Sequence[tuple[str, Any]], fn: C
     ``output/selection.json`` (with ``tuning_plan``, a digest of the tuning job ids); later calls
     read it back, so the choice cannot move once evaluation has begun, and a selection made for
     another tuning plan is refused. Stage ``eval`` then runs ``evaluation_jobs(selection)`` into
-    ``output/cells``. ``stage``: ``tune``, ``eval`` or ``all``; ``settings``, ``limit`` and the
-    backend arguments as in :func:`run_jobs` (``limit`` per stage).
+    ``output/cells``. ``stage``: ``tune``, ``eval`` or ``all``; ``settings``, ``limit``, ``code``
+    and the backend arguments as in :func:`run_jobs` (``limit`` per stage).
 
     Returns ``{"tuning": records, "selection": dict or None, "evaluation": records}``."""
     require(stage in ("tune", "eval", "all"), "stage", f"must be tune, eval or all (got {stage!r})")
     out = Path(output)
     common = dict(backend=backend, workers=workers, address=address, progress=progress, settings=settings,
-                  limit=limit)
+                  limit=limit, code=code)
     store = JobStore(out / "tuning")
     wanted = {i for i, _ in tuning_jobs}
     if stage in ("tune", "all"):
