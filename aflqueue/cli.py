@@ -1057,27 +1057,18 @@ def _parser_validate(sub) -> None:
 def _cmd_figures(args: argparse.Namespace) -> int:
     from .figures import make_all
 
-    for g in args.grid or []:
-        _check(Path(g).is_dir(), "grid", f"{g!r} is not a folder of grid results")
-    if args.closed_forms is not None:
-        _check(Path(args.closed_forms).is_file(), "closed-forms", f"no such results file: {args.closed_forms!r}")
-    grids = args.grid or ["validation/results/grid_default"]
-    paths = make_all(args.output, args.closed_forms, grids, comparisons=["validation/results/stale_algorithms"])
+    paths = make_all(args.output)
     print(f"{len(paths)} files written to {args.output}/")
     return 0
 
 
 def _parser_figures(sub) -> None:
-    f = sub.add_parser("figures", help="regenerate all figures from saved results",
-                       description="""Every figure, from saved results: the analytic ones (sweeps of the bundled
-                                   example systems, as aflqueue sweep), closed form vs simulation, accuracy against
-                                   simulated time from validation grids, and the paper experiment when its runs exist;
-                                   PNG and PDF, in one publishable style.""")
+    f = sub.add_parser("figures", help="draw the analytic figures of the bundled example systems",
+                       description="""The analytic figures: sweeps of the bundled example systems (as aflqueue sweep;
+                                   aflqueue/data/two_groups.toml and five_types.toml): delay against routing, time
+                                   against concurrency, optimal routing against speed, the time/energy Pareto front;
+                                   PNG and PDF in one publishable style, with their data under data/.""")
     f.add_argument("--output", "-o", type=nonempty_path, default="figures", help="folder (default figures/)")
-    f.add_argument("--closed-forms", type=nonempty_path,
-                   help="closed-forms results JSON (default validation/results/closed_forms/closed_forms.json)")
-    f.add_argument("--grid", action="append", type=nonempty_path,
-                   help="validation-grid results folder (repeatable; default validation/results/grid_default)")
     f.set_defaults(func=_cmd_figures)
 
 

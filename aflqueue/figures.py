@@ -1,16 +1,12 @@
-"""The ``aflqueue figures`` driver: computes or loads each figure's data and has
-:mod:`aflqueue.plots` draw it -- every figure of the toolkit in one command.
+"""The ``aflqueue figures`` driver: the analytic figures of the bundled example systems, drawn by
+:mod:`aflqueue.plots`.
 
-* Analytic figures are sweeps (:func:`aflqueue.sweep.sweep`, what ``aflqueue sweep`` runs on a
-  user's system) of the bundled example systems ``aflqueue/data/two_groups.toml`` (relative
-  delay against routing, the U shape of time against concurrency) and
-  ``aflqueue/data/five_types.toml`` (optimal routing against client speed, the time/energy
-  Pareto front): deterministic, a few seconds. Their data are saved next to them
-  (``figures/data/<system>/sweep.csv``, ``sweep.json``, ...).
-* Simulation and training figures are drawn from saved results only: closed form vs simulation
-  (``validation/results/closed_forms/closed_forms.json``), accuracy against simulated time per
-  routing and algorithm (validation-grid cells), algorithm comparisons, and the paper experiment
-  (``validation/results/paper``, when its runs exist).
+They are sweeps (:func:`aflqueue.sweep.sweep`, what ``aflqueue sweep`` runs on a user's system)
+of ``aflqueue/data/two_groups.toml`` (relative delay against routing, the U shape of time against
+concurrency) and ``aflqueue/data/five_types.toml`` (optimal routing against client speed, the
+time/energy Pareto front): deterministic, a few seconds. Their data are saved next to them
+(``<out>/data/<system>/sweep.csv``, ``sweep.json``, ...). The figures of a study are drawn by the
+study's own command from its saved records.
 """
 
 from __future__ import annotations
@@ -86,51 +82,6 @@ def analytic_figures(out: str | Path) -> list[Path]:
             + energy_pareto(out, five))
 
 
-def paper_results(out: Path) -> list[Path]:
-    """Figures of the paper experiment from its saved runs (``validation/results/<preset>``)."""
-    from .experiments.paper import PAPER_PRESETS, load_paper, summarize_paper
-
-    made: list[Path] = []
-    for name, preset in PAPER_PRESETS.items():
-        folder = Path(f"validation/results/{name}")
-        if not (folder / "cells").is_dir():
-            continue
-        data = load_paper(folder)
-        sel, ev = data["selection"], data["evaluation"]
-        if sel is None or not ev:
-            continue
-        summary = summarize_paper(preset, sel, ev)
-        dest = out if name == "paper" else folder / "figures"
-        made += [p for p, _ in plots.paper_figures(preset, sel, ev, summary, dest)]
-    return made
-
-
-def make_all(out: str | Path = "figures", closed_forms: str | Path | None = None,
-             grids: list[str | Path] | None = None, comparisons: list[str | Path] | None = None,
-             paper: bool = True) -> list[Path]:
-    """Regenerate every figure: analytic ones, closed forms (if results exist), validation grids,
-    algorithm comparisons (results folders of :mod:`aflqueue.experiments.comparison`) and the
-    paper experiment (if its runs exist)."""
-    out = Path(out)
-    made = analytic_figures(out)
-    cf = Path(closed_forms) if closed_forms else Path("validation/results/closed_forms/closed_forms.json")
-    if cf.is_file():
-        from .experiments.closed_forms import load_results
-
-        made += plots.closed_forms_figures(load_results(cf), out)
-    for g in grids or []:
-        from .experiments.grid import load_cells
-
-        recs = load_cells(g)
-        if recs:
-            made += [p for p, _ in plots.grid_accuracy_figures(recs, out)]
-    for c in comparisons or []:
-        from .jobs import JobStore
-
-        recs = [r for r in JobStore(Path(c)).load() if "preset" in r]
-        for preset in dict.fromkeys(r["preset"] for r in recs):
-            made += [p for p, _ in plots.comparison_accuracy_figure([r for r in recs if r["preset"] == preset],
-                                                                    out, preset)]
-    if paper:
-        made += paper_results(out)
-    return made
+def make_all(out: str | Path) -> list[Path]:
+    """Every figure of the ``aflqueue figures`` command: the analytic ones (:func:`analytic_figures`)."""
+    return analytic_figures(out)

@@ -86,12 +86,6 @@ _HUMAN = {"two-groups": "two speed groups (10x)", "five-types": "five device typ
           "time-to-accuracy": "P3 time to accuracy", "energy": "energy to accuracy",
           "max-throughput": "P5 max-throughput", "uniform": "uniform (AsyncSGD)"}
 
-# One marker/colour per service law (by label), stable across figures.
-_LAW_ORDER = ("exponential", "deterministic", "gamma cv=0.5", "lognormal cv=0.5", "lognormal cv=1.5",
-              "lognormal cv=3", "weibull k=0.7")
-_FAMILY_MARKERS = {"exponential": "o", "deterministic": "s", "gamma": "D", "lognormal": "^", "weibull": "X",
-                   "pareto": "P"}
-
 ACCURACY = "test accuracy (%)"
 LOSS = "test loss (cross-entropy, nats)"
 SIM_TIME = "simulated time (time units)"
@@ -110,6 +104,7 @@ def human(name: str) -> str:
 
 
 def colour(k: int) -> str:
+    """The ``k``-th colour of :data:`PALETTE` (cycling)."""
     return PALETTE[k % len(PALETTE)]
 
 
@@ -131,14 +126,14 @@ def styled() -> Iterator[Any]:
         yield plt
 
 
-def _subplots(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (3.3, 2.8), **kw: Any):
+def subplots(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (3.3, 2.8), **kw: Any):
     """A constrained-layout figure of ``nrows x ncols`` panels (axes always 2-D); call inside :func:`styled`."""
     plt = pyplot()
     return plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False,
                         layout="constrained", **kw)
 
 
-def _legend_below(fig: Any, handles: Sequence[Any], labels: Sequence[str], ncol: int | None = None,
+def legend_below(fig: Any, handles: Sequence[Any], labels: Sequence[str], ncol: int | None = None,
                   title: str | None = None) -> Any:
     """One legend for the figure, below the panels (outside every data area)."""
     if not handles:
@@ -147,7 +142,7 @@ def _legend_below(fig: Any, handles: Sequence[Any], labels: Sequence[str], ncol:
     return fig.legend(handles, labels, loc="outside lower center", ncol=ncol, title=title)
 
 
-def _collect(axes: Any) -> tuple[list[Any], list[str]]:
+def legend_entries(axes: Any) -> tuple[list[Any], list[str]]:
     """Legend handles and labels of all axes, first occurrence of each label kept."""
     seen: dict[str, Any] = {}
     for ax in np.asarray(axes).flat:
@@ -157,7 +152,8 @@ def _collect(axes: Any) -> tuple[list[Any], list[str]]:
     return list(seen.values()), list(seen)
 
 
-def _wrap(text: str, width: int = 48) -> str:
+def wrap(text: str, width: int = 48) -> str:
+    """``text`` wrapped at spaces to lines of at most ``width`` characters (a title, a legend entry)."""
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
@@ -219,184 +215,20 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
     return paths
 
 
-def _grid(n: int, ncols: int = 3) -> tuple[int, int]:
+def panel_grid(n: int, ncols: int = 3) -> tuple[int, int]:
+    """``(rows, columns)`` of a grid of panels for ``n`` panels, at most ``ncols`` per row."""
     ncols = max(1, min(ncols, n))
     return int(math.ceil(n / ncols)), ncols
 
 
-def _finite(x: Any) -> bool:
+def finite(x: Any) -> bool:
+    """Whether ``x`` is a finite number (None is not)."""
     return x is not None and math.isfinite(float(x))
 
 
-def _arr(x: Sequence[Any]) -> np.ndarray:
+def as_array(x: Sequence[Any]) -> np.ndarray:
+    """``x`` as a float array, None as NaN (saved curves hold None where a value was undefined)."""
     return np.asarray([np.nan if v is None else v for v in x], dtype=float)
-
-
-def _law_style(label: str, index_hint: int = 0) -> tuple[str, Any]:
-    """(marker, colour) of a law label; unknown labels get the next free style."""
-    k = _LAW_ORDER.index(label) if label in _LAW_ORDER else len(_LAW_ORDER) + index_hint
-    return MARKERS[k % len(MARKERS)], colour(k)
-
-
-# --------------------------------------------------------------------------- closed forms
-def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Simulated vs closed-form ``E[D_i]`` (updates), log-log, one panel per scenario.
-
-    Error bars are the 95% confidence intervals; the diagonal is exact agreement. One marker and
-    colour per compute-time law. Reads ``results["scenarios"][name]["runs"][k]["comparisons"]``.
-    """
-    from matplotlib.ticker import NullFormatter
-
-    scen = results["scenarios"]
-    names = [n for n, sc in scen.items() if sc.get("runs")]
-    if not names:
-        raise ValueError("closed_forms_delay_scatter: no scenario with runs in the results")
-    nrows, ncols = _grid(len(names))
-    with styled():
-        fig, axes = _subplots(nrows, ncols, panel=(2.8, 2.7))
-        for ax, name in zip(axes.flat, names):
-            lo_all, hi_all = math.inf, 0.0
-            for k, run in enumerate(scen[name]["runs"]):
-                label = run["law"]["label"]
-                rows = [r for r in run["comparisons"] if r["metric"] == "relative_delay"
-                        and _finite(r["closed_form"]) and _finite(r["sim_mean"]) and r["closed_form"] > 0]
-                if not rows:
-                    continue
-                x = np.array([r["closed_form"] for r in rows])
-                y = np.array([r["sim_mean"] for r in rows])
-                lo = np.array([r["ci"][0] if r["ci"] and _finite(r["ci"][0]) else r["sim_mean"] for r in rows])
-                hi = np.array([r["ci"][1] if r["ci"] and _finite(r["ci"][1]) else r["sim_mean"] for r in rows])
-                lo = np.maximum(lo, 0.5 * y)  # a log axis cannot show a non-positive lower bound
-                marker, col = _law_style(label, k)
-                ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt=marker, color=col, ms=3.5, mfc="none", mew=0.9,
-                            elinewidth=0.7, capsize=0, label=label)
-                lo_all, hi_all = min(lo_all, x.min(), lo.min()), max(hi_all, x.max(), hi.max())
-            if hi_all > 0:
-                # at least ~1.5 decades so that log ticks stay readable on narrow ranges
-                centre = math.sqrt(lo_all * hi_all)
-                half = max(math.sqrt(hi_all / lo_all) * 1.5, 10 ** 0.75)
-                span = np.array([centre / half, centre * half])
-                ax.plot(span, span, color=GREY, lw=0.8, ls="--", zorder=0, label="simulation = closed form")
-                ax.set_xlim(*span)
-                ax.set_ylim(*span)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_minor_formatter(NullFormatter())
-            ax.set_title(_wrap(scen[name].get("title") or name, 42), fontsize=8)
-            ax.set_xlabel("closed-form $E[D_i]$ (updates)")
-            ax.set_ylabel("simulated $E[D_i]$ (updates)")
-        for ax in list(axes.flat)[len(names):]:
-            ax.set_visible(False)
-        handles, labels = _collect(axes)
-        _legend_below(fig, handles, labels, ncol=4, title="compute-time law (bars: 95% confidence intervals)")
-        fig.suptitle("Relative delay per client: simulation against the closed form")
-        return save_figure(fig, out_dir, "closed_forms_delay_scatter")
-
-
-def _deviation(row: Mapping[str, Any]) -> tuple[float, float, float]:
-    """(relative deviation, lower, upper) in percent, the bounds from the CI."""
-    cf = row["closed_form"]
-    mid = 100.0 * (row["sim_mean"] - cf) / cf
-    if row.get("ci") and _finite(row["ci"][0]) and _finite(row["ci"][1]):
-        return mid, 100.0 * (row["ci"][0] - cf) / cf, 100.0 * (row["ci"][1] - cf) / cf
-    return mid, mid, mid
-
-
-def closed_forms_cv_deviation(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Relative deviation (%) of throughput and of the slowest clients' mean ``E[D]`` vs the CV.
-
-    One colour per single-stage scenario, one marker per law family; the line joins the
-    deterministic, exponential and lognormal points (in CV order). Exponential service (CV = 1,
-    dotted line) is the exact reference. "Slowest clients" = the client type with the lowest
-    compute rate, delay pooled over its clients (task-weighted).
-    """
-    scen = {n: sc for n, sc in results["scenarios"].items() if not sc.get("multistage") and sc.get("runs")}
-    if not scen:
-        raise ValueError("closed_forms_cv_deviation: no single-stage scenario in the results")
-    with styled():
-        fig, axes = _subplots(1, 2, panel=(3.7, 3.4))
-        axes = axes[0]
-        fam_handles: dict[str, Any] = {}
-        scen_handles: dict[str, Any] = {}
-        for c, (name, sc) in enumerate(scen.items()):
-            col = colour(c)
-            pts: list[list[tuple[float, float, float, float, str]]] = [[], []]
-            for run in sc["runs"]:
-                cv = run["law"]["cv"]
-                if not _finite(cv):
-                    continue
-                thr = next(r for r in run["comparisons"] if r["metric"] == "throughput")
-                slow = min(run["group_comparisons"], key=lambda r: r["rate"])
-                for k, row in enumerate((thr, slow)):
-                    pts[k].append((float(cv), *_deviation(row), run["law"]["family"]))
-            for k, ax in enumerate(axes):
-                for cv, mid, lo, hi, fam in pts[k]:
-                    ax.errorbar([cv], [mid], yerr=[[mid - lo], [hi - mid]], fmt=_FAMILY_MARKERS.get(fam, "o"),
-                                color=col, mfc="none" if fam != "exponential" else col, ms=4.5,
-                                mew=0.9, elinewidth=0.8, capsize=1.5)
-                    fam_handles.setdefault(fam, ax.plot([], [], _FAMILY_MARKERS.get(fam, "o"), color=GREY,
-                                                        mfc="none")[0])
-                line = sorted((p for p in pts[k] if p[4] in ("deterministic", "exponential", "lognormal")),
-                              key=lambda p: p[0])
-                if line:
-                    h = ax.plot([p[0] for p in line], [p[1] for p in line], color=col, lw=0.9, alpha=0.8)[0]
-                    scen_handles.setdefault(_wrap(sc.get("title") or name, 40), h)
-        for ax, title in zip(axes, ("throughput", "mean $E[D]$ of the slowest clients")):
-            ax.axhline(0.0, color=GREY, lw=0.8)
-            ax.axvline(1.0, color=LIGHT_GREY, lw=0.8, ls=":")
-            ax.set_xlabel("compute-time CV (std / mean, dimensionless)")
-            ax.set_ylabel("deviation from closed form (%)")
-            ax.set_title(f"{title}: simulated vs closed form")
-            ax.set_xlim(left=-0.15)
-        handles = list(scen_handles.values()) + list(fam_handles.values())
-        labels = list(scen_handles) + [f"law: {f}" for f in fam_handles]
-        _legend_below(fig, handles, labels, ncol=2)
-        fig.suptitle("Product form is exact at CV = 1 (dotted); other laws bias it")
-        return save_figure(fig, out_dir, "closed_forms_cv_deviation")
-
-
-def closed_forms_delay_law(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Tail ``P(D >= d)`` of the relative delay per client: exact chain (lines) vs simulation (markers).
-
-    Reads ``results["delay_distribution"][name]["clients"][k]["exact_pmf" / "empirical_pmf"]``;
-    the last pmf bin holds the mass of ``D >= max_delay``.
-    """
-    dd = results.get("delay_distribution") or {}
-    if not dd:
-        raise ValueError("closed_forms_delay_law: no delay_distribution entry in the results")
-    with styled():
-        fig, axes = _subplots(1, len(dd), panel=(3.4, 2.8))
-        for ax, (name, rec) in zip(axes.flat, dd.items()):
-            for k, c in enumerate(rec["clients"]):
-                col = colour(k)
-                ex = np.asarray(c["exact_pmf"], dtype=float)
-                em = _arr(c["empirical_pmf"])
-                d = np.arange(ex.size)
-                tail_ex = ex[::-1].cumsum()[::-1]
-                tail_em = em[::-1].cumsum()[::-1]
-                keep = tail_ex > 1e-7
-                ax.plot(d[keep], tail_ex[keep], color=col, lw=1.0, ls=LINESTYLES[k % len(LINESTYLES)],
-                        label=f"client {c['name']}")
-                ok = tail_em > 0
-                ax.plot(d[ok], tail_em[ok], MARKERS[k % len(MARKERS)], color=col, ms=2.5, mfc="none", mew=0.7)
-            ax.plot([], [], "-", color=GREY, lw=1.0, label="exact (tagged-task CTMC)")
-            ax.plot([], [], "o", color=GREY, ms=2.5, mfc="none", mew=0.7, label="simulated")
-            ax.set_yscale("log")
-            ax.set_xlabel("relative delay $d$ (updates)")
-            ax.set_ylabel(r"tail $P(D_i \geq d)$ (probability)")
-            ax.set_title(_wrap(f"{rec.get('title') or name} ({rec['updates']:,} updates)", 46), fontsize=8)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-        fig.suptitle("Law of the relative delay: exact chain vs simulation")
-        return save_figure(fig, out_dir, "closed_forms_delay_law")
-
-
-def closed_forms_figures(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """All closed-forms figures that the results support; returns every written path."""
-    paths = closed_forms_delay_scatter(results, out_dir) + closed_forms_cv_deviation(results, out_dir)
-    if results.get("delay_distribution"):
-        paths += closed_forms_delay_law(results, out_dir)
-    return paths
 
 
 # --------------------------------------------------------------------------- sweeps of a system
@@ -422,12 +254,12 @@ def sweep_concurrency_figure(data: Mapping[str, Any], out_dir: str | Path, stem:
     objs = [o for o in data["objectives"] if objectives is None or o in objectives]
     panels = [p for p in _PROXY_PANELS if p[1] in objs]
     n_pan = 2 + len(panels)
-    nrows, ncols = _grid(n_pan, 2 if n_pan <= 4 else 3)
+    nrows, ncols = panel_grid(n_pan, 2 if n_pan <= 4 else 3)
     with styled():
-        fig, axes = _subplots(nrows, ncols, panel=(3.4, 2.7))
+        fig, axes = subplots(nrows, ncols, panel=(3.4, 2.7))
         flat = list(axes.flat)
         a = flat[0]
-        a.plot(ms, _arr([r["throughput_uniform"] for r in rows]), color="black", label="uniform routing (AsyncSGD)")
+        a.plot(ms, as_array([r["throughput_uniform"] for r in rows]), color="black", label="uniform routing (AsyncSGD)")
         if "max-throughput" in data["optima"]:
             o = data["optima"]["max-throughput"]
             a.plot([o["concurrency"]], [o["objective_value"]], "*", color=colour(1), ms=9,
@@ -436,18 +268,18 @@ def sweep_concurrency_figure(data: Mapping[str, Any], out_dir: str | Path, stem:
                                     if "max-throughput" in data["optima"] else " under uniform routing"))
         a.set_ylabel(r"throughput $\lambda$ (updates / time unit)")
         a = flat[1]
-        a.plot(ms, _arr([r["relative_delay_slowest_uniform"] for r in rows]), color=colour(1), ls="--",
+        a.plot(ms, as_array([r["relative_delay_slowest_uniform"] for r in rows]), color=colour(1), ls="--",
                label="slowest client, uniform")
-        a.plot(ms, _arr([r["relative_delay_fastest_uniform"] for r in rows]), color=colour(0), ls="-.",
+        a.plot(ms, as_array([r["relative_delay_fastest_uniform"] for r in rows]), color=colour(0), ls="-.",
                label="fastest client, uniform")
-        a.plot(ms, _arr([r["mean_relative_delay_uniform"] for r in rows]), color=GREY, ls=":",
+        a.plot(ms, as_array([r["mean_relative_delay_uniform"] for r in rows]), color=GREY, ls=":",
                label=r"mean $\Sigma_i\, p_i E[D_i] = m - 1$ (any routing)")
         a.set_title("relative delay (staleness) under uniform routing")
         a.set_ylabel(r"relative delay $E[D_i]$ (updates)")
         for ax, (key, obj, title, ylabel) in zip(flat[2:], panels):
-            ax.plot(ms, _arr([r.get(f"{key}_uniform") for r in rows]), color="black",
+            ax.plot(ms, as_array([r.get(f"{key}_uniform") for r in rows]), color="black",
                     label="uniform routing (AsyncSGD)")
-            prof = [(r["m"], r.get(f"{key}_optimal")) for r in rows if _finite(r.get(f"{key}_optimal"))]
+            prof = [(r["m"], r.get(f"{key}_optimal")) for r in rows if finite(r.get(f"{key}_optimal"))]
             if prof:
                 ax.plot([p[0] for p in prof], [p[1] for p in prof], color=colour(0), ls="--",
                         label="best routing at each m")
@@ -456,7 +288,7 @@ def sweep_concurrency_figure(data: Mapping[str, Any], out_dir: str | Path, stem:
                     label="optimum of the objective")
             ax.set_title(f"{title}, optimum at m* = {o['concurrency']}")
             ax.set_ylabel(ylabel)
-            vals = _arr([r.get(f"{key}_uniform") for r in rows] + [p[1] for p in prof])
+            vals = as_array([r.get(f"{key}_uniform") for r in rows] + [p[1] for p in prof])
             vals = vals[np.isfinite(vals) & (vals > 0)]
             if vals.size and vals.max() / vals.min() > 30:
                 ax.set_yscale("log")
@@ -466,8 +298,8 @@ def sweep_concurrency_figure(data: Mapping[str, Any], out_dir: str | Path, stem:
                 ax.set_xscale("log")
         for ax in flat[n_pan:]:
             ax.set_visible(False)
-        handles, labels = _collect(axes)
-        _legend_below(fig, handles, labels, ncol=3)
+        handles, labels = legend_entries(axes)
+        legend_below(fig, handles, labels, ncol=3)
         fig.suptitle(f"Against concurrency, {_system_name(data)}")
         return save_figure(fig, out_dir, stem)
 
@@ -479,7 +311,7 @@ def sweep_routing_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str
     rates = np.asarray(data["rates"], dtype=float)
     speeds = np.unique(rates)
     with styled():
-        fig, axes = _subplots(1, 1, panel=(4.4, 3.3))
+        fig, axes = subplots(1, 1, panel=(4.4, 3.3))
         ax = axes[0][0]
         for k, (obj, o) in enumerate(data["optima"].items()):
             if objectives is not None and obj not in objectives:
@@ -495,7 +327,7 @@ def sweep_routing_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str
         ax.set_xlabel(r"client speed $\mu_i$ (tasks / time unit)")
         ax.set_ylabel(r"routing probability $p_i$ (share of tasks; floor $10^{-6}$)")
         ax.set_title("routing of each objective's optimum against client speed")
-        _legend_below(fig, *_collect(axes), ncol=2, title="objective (markers: clients, line: mean per speed)")
+        legend_below(fig, *legend_entries(axes), ncol=2, title="objective (markers: clients, line: mean per speed)")
         fig.suptitle(_system_name(data))
         return save_figure(fig, out_dir, stem)
 
@@ -506,23 +338,23 @@ def sweep_pareto_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str 
     pf = data["pareto"]
     T, E, w, ms = pf["time"], pf["energy"], pf["weights"], pf["concurrency"]
     with styled():
-        fig, axes = _subplots(1, 1, panel=(4.8, 3.6))
+        fig, axes = subplots(1, 1, panel=(4.8, 3.6))
         ax = axes[0][0]
         ax.plot(T, E, "o-", color=colour(0), mfc="none", label="optimum for weight r (r = 0: time, 1: energy)")
         for i, what in ((0, "fastest"), (len(w) - 1, "least energy")):
             ax.annotate(f"r = {w[i]:g} ({what}), m = {ms[i]}", (T[i], E[i]), textcoords="offset points",
                         xytext=(6, 4), fontsize=7)
-        vals_t, vals_e = _arr(T), _arr(E)
+        vals_t, vals_e = as_array(T), as_array(E)
         if np.nanmax(vals_t) / np.nanmin(vals_t) > 5 or np.nanmax(vals_e) / np.nanmin(vals_e) > 5:
             ax.set_xscale("log")
             ax.set_yscale("log")
-        if _finite(pf.get("uniform_time")) and _finite(pf.get("uniform_energy")):
+        if finite(pf.get("uniform_time")) and finite(pf.get("uniform_energy")):
             ax.plot([pf["uniform_time"]], [pf["uniform_energy"]], "*", color="black", ms=10,
                     label=f"uniform (AsyncSGD), m = {pf.get('uniform_concurrency')}")
         ax.set_xlabel(r"time to accuracy $E[T_\epsilon]$ (time units)")
         ax.set_ylabel(r"energy to accuracy (energy units, busy power $\kappa \mu^3$)")
         ax.set_title("time/energy Pareto front (P4) and uniform routing")
-        _legend_below(fig, *_collect(axes), ncol=1)
+        legend_below(fig, *legend_entries(axes), ncol=1)
         fig.suptitle(_system_name(data))
         return save_figure(fig, out_dir, stem)
 
@@ -534,7 +366,7 @@ def sweep_delay_routing_figure(data: Mapping[str, Any], out_dir: str | Path,
     d = data["delay_routing"]
     q = np.asarray(d["slow_mass"])
     with styled():
-        fig, axes = _subplots(1, 2, panel=(3.4, 2.9))
+        fig, axes = subplots(1, 2, panel=(3.4, 2.9))
         a1, a2 = axes[0]
         a1.plot(q, d["delay_fast"], color=colour(0), ls="-.", label=f"fastest client (rate {d['fast_rate']:g})")
         a1.plot(q, d["delay_slow"], color=colour(1), ls="--", label=f"slowest client (rate {d['slow_rate']:g})")
@@ -548,7 +380,7 @@ def sweep_delay_routing_figure(data: Mapping[str, Any], out_dir: str | Path,
         for a in (a1, a2):
             a.axvline(d["uniform_mass"], color=LIGHT_GREY, ls=":", lw=1, label="uniform routing")
             a.set_xlabel(f"routing mass on the {d['slow_clients']} slower clients (share of tasks)")
-        _legend_below(fig, *_collect(axes), ncol=3)
+        legend_below(fig, *legend_entries(axes), ncol=3)
         fig.suptitle(f"Exact analysis at m = {d['concurrency']}, {_system_name(data)}")
         return save_figure(fig, out_dir, stem)
 
@@ -561,7 +393,7 @@ def _band(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return bootstrap_band(curves)
 
 
-def _mean_band(ax: Any, t: np.ndarray, curves: list[list[float]], col: str, label: str, ls: Any = "-",
+def mean_band(ax: Any, t: np.ndarray, curves: list[list[float]], col: str, label: str, ls: Any = "-",
                scale: float = 100.0) -> None:
     """Mean over seeds (in %) and its 95% bootstrap band (several seeds only)."""
     mean, lo, hi = _band(curves)
@@ -600,7 +432,7 @@ def grid_accuracy_figures(records: list[Mapping[str, Any]], out_dir: str | Path)
             speeds = sorted({s for s, _ in scen})
             parts = sorted({p for _, p in scen}, key=lambda x: order.index(x) if x in order else 9)
             with styled():
-                fig, axes = _subplots(len(speeds), len(parts), panel=(3.0, 2.3), sharey=True)
+                fig, axes = subplots(len(speeds), len(parts), panel=(3.0, 2.3), sharey=True)
                 for sp, pa in scen:
                     ax = axes[speeds.index(sp)][parts.index(pa)]
                     target = next(rr for (s2, p2, _), v in cells.items() if (s2, p2) == (sp, pa) for rr in v)["target"]
@@ -612,15 +444,15 @@ def grid_accuracy_figures(records: list[Mapping[str, Any]], out_dir: str | Path)
                         curves = [r["measured"]["curves"]["test_accuracy"] for r in runs
                                   if len(r["measured"]["curves"]["test_accuracy"]) == t.size]
                         col, ls = style.get(routing, (GREY, "-"))
-                        _mean_band(ax, t, curves, col, ROUTING_LABELS.get(routing, routing), ls)
+                        mean_band(ax, t, curves, col, ROUTING_LABELS.get(routing, routing), ls)
                     ax.axhline(100 * target, color=GREY, ls=":", lw=0.8, label=f"target accuracy ({100 * target:.0f}%)")
                     ax.set_title(f"{human(sp)}, {human(pa)}")
                     ax.set_ylim(0, 100)
                     ax.set_xlabel(SIM_TIME)
                 for row in axes:
                     row[0].set_ylabel(ACCURACY)
-                handles, labels = _collect(axes)
-                _legend_below(fig, handles, labels, ncol=min(len(labels), 3),
+                handles, labels = legend_entries(axes)
+                legend_below(fig, handles, labels, ncol=min(len(labels), 3),
                               title="routing (mean over seeds, band: 95% bootstrap interval of the mean)")
                 what = "the wall-clock routing" if not suffix else "the other proxies' routings"
                 fig.suptitle(f"{human(dataset)}, {human(algorithm)}: {what} against AsyncSGD at equal time")
@@ -641,13 +473,13 @@ def comparison_accuracy_figure(records: list[Mapping[str, Any]], out_dir: str | 
         return []
     algorithms = list(dict.fromkeys(r["algorithm"] for r in records))
     with styled():
-        fig, axes = _subplots(1, 1, panel=(4.6, 3.2))
+        fig, axes = subplots(1, 1, panel=(4.6, 3.2))
         ax = axes[0][0]
         for k, alg in enumerate(algorithms):
             col, ls = colour(k), LINESTYLES[k % len(LINESTYLES)]
             curves = [r["curve"] for r in records if r["algorithm"] == alg]
             for c in curves:
-                ax.plot(c["time"], 100 * _arr(c["test_accuracy"]), color=col, ls=ls, lw=0.5, alpha=0.4)
+                ax.plot(c["time"], 100 * as_array(c["test_accuracy"]), color=col, ls=ls, lw=0.5, alpha=0.4)
             t = curves[0]["time"]
             A = np.asarray([c["test_accuracy"] for c in curves if len(c["test_accuracy"]) == len(t)], dtype=float)
             ax.plot(t, 100 * A.mean(0), color=col, ls=ls, lw=1.8, label=f"{human(alg)} ({A.shape[0]} seeds)")
@@ -657,7 +489,7 @@ def comparison_accuracy_figure(records: list[Mapping[str, Any]], out_dir: str | 
         ax.set_xlabel(SIM_TIME)
         ax.set_ylabel(ACCURACY)
         ax.set_title("accuracy at equal simulated time (bold: mean, thin: one seed)")
-        _legend_below(fig, *_collect(axes), ncol=2, title="server algorithm")
+        legend_below(fig, *legend_entries(axes), ncol=2, title="server algorithm")
         fig.suptitle(f"Server algorithms compared, scenario {preset}")
         paths = save_figure(fig, out_dir, f"comparison_accuracy_{preset}")
     return [(Path(paths[0]), f"{preset}: test accuracy against simulated time per algorithm (thin: one seed; "
@@ -684,7 +516,7 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
     ncol = len(preset.partitions)
     nrow = int(math.ceil(len(scen) / ncol))
     with styled():
-        fig, axes = _subplots(nrow, ncol, panel=(3.0, 2.4), sharey="row")
+        fig, axes = subplots(nrow, ncol, panel=(3.0, 2.4), sharey="row")
         for k, sc in enumerate(scen):
             ax = axes[k // ncol][k % ncol]
             for name in names:
@@ -695,7 +527,7 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
                 curves = [r["measured"]["curves"]["test_accuracy"] for r in runs if
                           len(r["measured"]["curves"]["test_accuracy"]) == t.size]
                 if curves:
-                    _mean_band(ax, t, curves, OKABE_ITO.get(name, GREY), label(name), styles[name])
+                    mean_band(ax, t, curves, OKABE_ITO.get(name, GREY), label(name), styles[name])
             ax.axhline(100 * sc["target"], color=GREY, ls=":", lw=0.8, label="target accuracy")
             ax.set_title(f"{human(sc['dataset'])}, {human(sc['partition'])}, n = {sc['clients']}")
             ax.set_xlabel(SIM_TIME)
@@ -703,14 +535,14 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
                 ax.set_ylabel(ACCURACY)
         for k in range(len(scen), nrow * ncol):
             axes[k // ncol][k % ncol].set_visible(False)
-        _legend_below(fig, *_collect(axes), ncol=3, title="mean over evaluation seeds, band: 95% bootstrap interval")
+        legend_below(fig, *legend_entries(axes), ncol=3, title="mean over evaluation seeds, band: 95% bootstrap interval")
         fig.suptitle("Accuracy at equal simulated time, tuned baselines vs the operating point")
         p = save_figure(fig, out, f"{preset.name}_accuracy")[0]
     made.append((p, "Test accuracy against simulated time: mean over evaluation seeds with a 95% bootstrap band; "
                     "dotted line: the target"))
     # 2. per-seed paired time ratios
     with styled():
-        fig, axes = _subplots(1, 1, panel=(1.2 + 0.9 * len(scen), 3.0))
+        fig, axes = subplots(1, 1, panel=(1.2 + 0.9 * len(scen), 3.0))
         ax = axes[0][0]
         offs = {n: (i - (len(names) - 2) / 2) * 0.14 for i, n in enumerate(n for n in names if n != "asyncsgd")}
         for k, sc in enumerate(scen):
@@ -738,13 +570,13 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
         ax.set_xlabel("scenario (data set, split)")
         ax.set_ylabel("time to target, treatment / AsyncSGD (ratio)")
         ax.set_title("paired time-to-target ratios per seed")
-        _legend_below(fig, *_collect(axes), ncol=2)
+        legend_below(fig, *legend_entries(axes), ncol=2)
         p = save_figure(fig, out, f"{preset.name}_time_ratios")[0]
     made.append((p, f"Per-seed paired time-to-target ratios (dots), geometric mean and 95% log-scale interval "
                     f"(bars); dashed: the criterion {preset.criterion_ratio}, solid: no gain"))
     # 3. predicted against measured
     with styled():
-        fig, axes = _subplots(1, 1, panel=(3.4, 3.0))
+        fig, axes = subplots(1, 1, panel=(3.4, 3.0))
         ax = axes[0][0]
         for sc in scen:
             for r in sc["rows"]:
@@ -761,7 +593,7 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
         ax.set_xlabel(r"predicted time ratio (proxy $E[T_\epsilon]$, ratio)")
         ax.set_ylabel("measured time ratio (geometric mean, ratio)")
         ax.set_title("does the proxy predict the measured gain?")
-        _legend_below(fig, *_collect(axes), ncol=1)
+        legend_below(fig, *legend_entries(axes), ncol=1)
         p = save_figure(fig, out, f"{preset.name}_predicted_vs_measured")[0]
     made.append((p, "Predicted (proxy) against measured time-to-target ratio vs AsyncSGD, one point per scenario "
                     "and treatment (circles: digits, squares: MNIST-1D); diagonal: perfect prediction"))
@@ -779,7 +611,7 @@ def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_
               ("time", "loss", SIM_TIME, LOSS, "loss against simulated time"),
               ("updates", "loss", UPDATES, LOSS, "loss against updates"))
     with styled():
-        fig, axes = _subplots(2, 2, panel=(3.3, 2.5))
+        fig, axes = subplots(2, 2, panel=(3.3, 2.5))
         for ax, (axis, metric, xlabel, ylabel, title) in zip(axes.flat, panels):
             scale = 100.0 if metric == "accuracy" else 1.0
             for k, g in enumerate(groups):
@@ -789,9 +621,9 @@ def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_
                     continue
                 col, ls = colour(k), LINESTYLES[k % len(LINESTYLES)]
                 band = c[metric]
-                ax.plot(x, scale * _arr(band["mean"]), color=col, ls=ls, label=g["legend"])
+                ax.plot(x, scale * as_array(band["mean"]), color=col, ls=ls, label=g["legend"])
                 if band.get("lo") is not None and len(g["seeds"]) > 1:
-                    ax.fill_between(x, scale * _arr(band["lo"]), scale * _arr(band["hi"]), color=col, alpha=0.18, lw=0)
+                    ax.fill_between(x, scale * as_array(band["lo"]), scale * as_array(band["hi"]), color=col, alpha=0.18, lw=0)
             if metric == "accuracy" and data.get("target") is not None:
                 ax.axhline(100 * data["target"], color=GREY, ls=":", lw=0.8,
                            label=f"target accuracy ({100 * data['target']:.0f}%)")
@@ -802,7 +634,7 @@ def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_
         title = data.get("legend_title") or "runs"
         if several:
             title += " (mean over seeds, band: 95% bootstrap interval of the mean)"
-        _legend_below(fig, *_collect(axes), ncol=min(2, len(groups) + 1), title=title)
+        legend_below(fig, *legend_entries(axes), ncol=min(2, len(groups) + 1), title=title)
         fig.suptitle(data.get("title") or "Training curves")
         return save_figure(fig, out_dir, stem)
 
@@ -855,7 +687,7 @@ def schedule_timeline_figure(data: Mapping[str, Any], out_dir: str | Path, stem:
         b.set_xlim(t0, t1)
         # a state that never occurs (no links: nothing in transit) gets no legend entry
         present = [(lab, c) for k, lab, c in states if k == "service" or max(cnt[k] or [0]) > 0]
-        _legend_below(fig, [Patch(facecolor=c) for _, c in present], [lab for lab, _ in present], ncol=3)
+        legend_below(fig, [Patch(facecolor=c) for _, c in present], [lab for lab, _ in present], ncol=3)
         shown = "" if len(lanes) == tl["n_clients"] else f" ({len(lanes)} of {tl['n_clients']} clients shown)"
         fig.suptitle(f"Schedule from t = {t0:g} to {t1:g} (time units){shown}")
         return save_figure(fig, out_dir, stem)
@@ -867,9 +699,9 @@ def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
     ``data``: ``delays`` of :func:`aflqueue.schedule.schedule_data`."""
     dl = data["delays"]
     clients = dl["clients"]
-    nrows, ncols = _grid(len(clients), 4)
+    nrows, ncols = panel_grid(len(clients), 4)
     with styled():
-        fig, axes = _subplots(nrows, ncols, panel=(2.9, 2.5))
+        fig, axes = subplots(nrows, ncols, panel=(2.9, 2.5))
         for ax, c in zip(axes.flat, clients):
             counts = np.asarray(c["counts"], dtype=float)
             total = counts.sum()
@@ -884,7 +716,7 @@ def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
             d = np.arange(hi + 1)
             ax.bar(d, shown / total, width=1.0, color=colour(5), alpha=0.7, lw=0, label="simulated share")
             if c.get("exact_pmf") is not None:
-                pmf = _arr(c["exact_pmf"])
+                pmf = as_array(c["exact_pmf"])
                 ex = pmf[: hi + 1].copy()
                 ex[-1] += np.nansum(pmf[hi + 1:])
                 ax.step(d, ex, where="mid", color=colour(0), lw=1.0, label="exact law (CTMC)")
@@ -896,9 +728,9 @@ def schedule_delay_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
             ax.set_ylabel("share of its updates (fraction)")
         for ax in list(axes.flat)[len(clients):]:
             ax.set_visible(False)
-        _legend_below(fig, *_collect(axes), ncol=4)
+        legend_below(fig, *legend_entries(axes), ncol=4)
         note = dl.get("note")
-        fig.suptitle("Relative delay of each client's updates" + (f"\n{_wrap(note, 110)}" if note else ""),
+        fig.suptitle("Relative delay of each client's updates" + (f"\n{wrap(note, 110)}" if note else ""),
                      fontsize=9)
         return save_figure(fig, out_dir, stem)
 
@@ -912,7 +744,7 @@ def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
     s = np.asarray(sh["share"], dtype=float)
     lo, hi = np.asarray(sh["expected_lo"], dtype=float), np.asarray(sh["expected_hi"], dtype=float)
     with styled():
-        fig, axes = _subplots(1, 1, panel=(3.8, 3.2))
+        fig, axes = subplots(1, 1, panel=(3.8, 3.2))
         ax = axes[0][0]
         top = max(p.max(), s.max()) * 1.08
         ax.plot([0, top], [0, top], color=GREY, lw=0.8, ls="--", label="share = p (long run)")
@@ -924,7 +756,7 @@ def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
         ax.set_xlabel("routing probability $p_i$ (share of tasks sent)")
         ax.set_ylabel("share of the arrivals (fraction of updates)")
         ax.set_title(f"each client's share of the arrivals against p ({sh['updates']:,} updates)")
-        _legend_below(fig, *_collect(axes), ncol=1)
+        legend_below(fig, *legend_entries(axes), ncol=1)
         return save_figure(fig, out_dir, stem)
 
 

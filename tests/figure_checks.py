@@ -98,8 +98,9 @@ def check_figure(fig: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def captured(monkeypatch) -> Iterator[dict[str, dict[str, Any]]]:
-    """Check every figure saved inside the block; yields ``{stem: check_figure(...)}``."""
+def captured(monkeypatch, *modules: Any) -> Iterator[dict[str, dict[str, Any]]]:
+    """Check every figure saved inside the block; yields ``{stem: check_figure(...)}``. ``modules``:
+    modules that imported :func:`aflqueue.plots.save_figure` by name (a study's figures)."""
     seen: dict[str, dict[str, Any]] = {}
     original = plots.save_figure
 
@@ -113,5 +114,6 @@ def captured(monkeypatch) -> Iterator[dict[str, dict[str, Any]]]:
         assert b"CreationDate" not in Path(paths[1]).read_bytes()
         return paths
 
-    monkeypatch.setattr(plots, "save_figure", spy)
+    for mod in (plots, *modules):
+        monkeypatch.setattr(mod, "save_figure", spy)
     yield seen

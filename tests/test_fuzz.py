@@ -85,7 +85,7 @@ FLAGS = {
             "--quiet"],
     "validate": ["--preset", "--output", "--seeds", "--datasets", "--device", "--backend", "--workers", "--address",
                  "--gpus-per-cell", "--report-only", "--quiet"],
-    "figures": ["--output", "--closed-forms", "--grid"],
+    "figures": ["--output"],
     "sweep": ["--rates", "--routing", "--concurrency", "--service", "--concurrency-range", "--objective", "--output",
               "--pareto-points", "--p-min", "--p-max", "--updates", "--time-budget", "--epsilon", "--constants",
               "--eta", "--kappa", "--idle-power", "--dispersion", "--starts", "--seed", "--json", "--quiet"],
@@ -177,7 +177,6 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
     (["optimize", "--rates", "1,1", "--time-budget", "nan"], "time-budget"),
     (["train", "--set", "run.threads=100000"], "run.threads"),
     (["train", "-o", ""], "output"),
-    (["figures", "--closed-forms", "/missing.json"], "closed-forms"),
 ])
 def test_each_class_names_its_field(argv, field, capsys, stop_heavy_work):
     with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aflqueue.experiments.claims import CLAIMS_PRESETS, evaluation_jobs
 from aflqueue.experiments.comparison import comparison_run
-from aflqueue.experiments.runner import code_version
+from aflqueue.jobs import code_version
 from aflqueue.io import read_json
 
 p = CLAIMS_PRESETS["claims"]

@@ -156,8 +156,8 @@ def run_one(routing: str, speed: str, partition: str, algorithm: str, params: di
             label: str) -> dict[str, Any]:
     """Train one cell with ``algorithm(**params)``; saved as ``runs/<id>.json`` (skipped if present)."""
     from aflqueue.config import with_updates
-    from aflqueue.experiments.outcomes import split_timings
-    from aflqueue.experiments.runner import code_version
+    from aflqueue.outcomes import split_timings
+    from aflqueue.jobs import code_version
     from aflqueue.io import atomic_write_json
     from aflqueue.pipeline import train
 

@@ -1,30 +1,31 @@
-"""Every figure family of aflqueue.plots follows the publishing rules (tests/figure_checks.py):
+"""The studies' figures follow the publishing rules of aflqueue.plots (tests/figure_checks.py):
 closed forms and the validation grid from the committed results, the algorithm comparison and the
 paper experiment from synthetic records; and the same data give byte-identical files."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aflqueue import plots
+from tests.figure_checks import captured
 
-sys.path.insert(0, str(Path(__file__).parent))
-from figure_checks import captured  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "validation" / "results"
+VALIDATION = ROOT / "validation"
 
 
-@pytest.mark.skipif(not (RESULTS / "closed_forms" / "closed_forms.json").is_file(), reason="no saved results")
+@pytest.mark.skipif(not (VALIDATION / "closed_forms" / "results" / "closed_forms.json").is_file(),
+                    reason="no saved results")
 def test_closed_forms_figures(tmp_path, monkeypatch):
-    from aflqueue.experiments.closed_forms import load_results
+    from validation.closed_forms import figures
+    from validation.closed_forms.experiment import load_results
 
-    with captured(monkeypatch) as figs:
-        plots.closed_forms_figures(load_results(RESULTS / "closed_forms" / "closed_forms.json"), tmp_path)
+    with captured(monkeypatch, figures) as figs:
+        figures.closed_forms_figures(load_results(VALIDATION / "closed_forms" / "results" / "closed_forms.json"),
+                                     tmp_path)
     assert set(figs) == {"closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law"}
 
 

@@ -1,5 +1,5 @@
-"""Closed forms vs simulation (aflqueue.experiments.closed_forms) in quick mode: a real
-statistical check, run through the thin script validation/closed_forms.py.
+"""Closed forms vs simulation (validation/closed_forms) in quick mode: a real statistical check,
+run through the study's command validation/closed_forms/run.py.
 
 With exponential service the product-form closed forms are exact, so every simulated metric
 (throughput, E[X_i], utilisation, response times, E[D_i], central-server queue, delay tails)
@@ -8,24 +8,16 @@ must lie within 4 standard errors of its closed form. The run is seeded, hence d
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-from aflqueue.experiments.closed_forms import jobs_of, load_results, run_closed_forms
 from aflqueue.io import read_json
-
-SCRIPT = Path(__file__).resolve().parent.parent / "validation" / "closed_forms.py"
+from aflqueue.jobs import code_version
+from validation.closed_forms import run as script_module
+from validation.closed_forms.experiment import CODE, jobs_of, load_results, run_closed_forms
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("closed_forms_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return script_module
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,8 @@ def test_outputs_exist(quick_run):
     assert len(ids) == 14 and sorted(p.stem for p in (out / "cells").glob("*.json")) == sorted(ids)
     rec = read_json(out / "cells" / "example__lognormal_cv1.5__quick__s0.json")
     assert rec["settings"]["updates"] == 100_000 and rec["settings"]["law"] == "lognormal:cv=1.5"
-    assert rec["code_version"]["source"] and "sim_seconds" not in rec  # timings live in timings/
+    assert rec["code_version"] == code_version(CODE) and "sim_seconds" not in rec  # timings live in timings/
+    assert code_version(CODE)["source"] != code_version()["source"]  # the study's own code is stamped too
     assert results["scenarios"]["example"]["runs"][0]["sim_seconds"] >= 0  # merged back for the report
     for stem in ("closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law"):
         for ext in ("png", "pdf"):
@@ -88,7 +81,7 @@ def test_non_exponential_deviation_is_detected(quick_run):
     assert abs(run["summary"]["z_throughput"]) > 4
 
 
-def test_restart_skips_saved_jobs_and_figures_only(quick_run):
+def test_restart_skips_saved_jobs_and_report_only(quick_run):
     script, out, figs = quick_run
     before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     lines: list[str] = []
@@ -96,14 +89,14 @@ def test_restart_skips_saved_jobs_and_figures_only(quick_run):
     assert lines == ["0 job(s) to run (serial), 14 already done"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
     assert again["scenarios"] == load_results(out / "closed_forms.json")["scenarios"]
-    assert script.main(["--out", str(out), "--figures", str(figs / "again"), "--figures-only"]) == 0
+    assert script.main(["--out", str(out), "--figures", str(figs / "again"), "--report-only"]) == 0
     assert (figs / "again" / "closed_forms_delay_scatter.pdf").is_file()
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
     script = _load_script()
-    assert script.main(["--out", str(tmp_path), "--figures-only"]) == 2
+    assert script.main(["--out", str(tmp_path), "--report-only"]) == 2
     assert "no results" in capsys.readouterr().err
     (tmp_path / "closed_forms.json").write_text("{")
-    assert script.main(["--out", str(tmp_path), "--figures-only"]) == 2
+    assert script.main(["--out", str(tmp_path), "--report-only"]) == 2
     assert "cannot read" in capsys.readouterr().err

@@ -16,7 +16,8 @@ exact product-form value of :func:`aflqueue.queueing.analyze`:
   tagged-task CTMC (total variation distance and tail probabilities).
 
 Every (scenario, law) pair and every delay-law system is one job of
-:func:`~aflqueue.experiments.runner.run_jobs`, so an interrupted experiment resumes job by job.
+:func:`aflqueue.jobs.run_jobs`, so an interrupted experiment resumes job by job (records stamped
+with the package's and this study's code, :data:`CODE`).
 
 Results folder (``out``):
 
@@ -27,8 +28,8 @@ Results folder (``out``):
 * ``closed_forms.json`` -- the records of one invocation (quick or full, one base seed)
   assembled into ``{"meta", "scenarios": {name: {"title", "multistage", "groups", "runs"}},
   "delay_distribution": {name: record}}``, timings merged back under ``sim_seconds`` and
-  ``estimate_seconds``; the report (:func:`aflqueue.experiments.report.write_closed_forms_report`)
-  and the figures (:func:`aflqueue.plots.closed_forms_figures`) read only this file.
+  ``estimate_seconds``; the report (:func:`validation.closed_forms.report.write_closed_forms_report`)
+  and the figures (:func:`validation.closed_forms.figures.closed_forms_figures`) read only this file.
 
 Conventions: relative deviation = (simulated - closed form) / closed form, so "+2%" means the
 simulation is 2% above the formula. z = (simulated - closed form) / se with
@@ -47,19 +48,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import check_integer
-from ..io import atomic_write_json, read_json
-from ..laws import law_from_spec
-from ..stats import Estimate, batch_means, t_interval, z_score
-from ..system import System
-from ..jobs import JobStore, run_jobs
+from aflqueue.errors import check_integer
+from aflqueue.io import atomic_write_json, read_json
+from aflqueue.jobs import JobStore, run_jobs
+from aflqueue.laws import law_from_spec
+from aflqueue.stats import Estimate, batch_means, t_interval, z_score
+from aflqueue.system import System
+from validation import code
 
 __all__ = ["Scenario", "scenarios", "small_systems", "client_types", "compare", "run_law", "delay_formula_check",
            "delay_law_check", "jobs_of", "run_closed_forms", "assemble", "load_results", "LAWS", "QUICK_LAWS",
-           "SEED_STRIDE", "UPDATES", "UPDATES_QUICK", "RESULTS_FILE"]
+           "SEED_STRIDE", "UPDATES", "UPDATES_QUICK", "RESULTS_FILE", "CODE"]
 
 FORMAT_VERSION = 2  # 1: one JSON file rewritten per scenario; 2: one record per job (module docstring)
 RESULTS_FILE = "closed_forms.json"
+#: The code outside the package that computes this study's records (stamped into them).
+CODE = code("closed_forms")
 WARMUP = 0.1  # fraction of updates discarded as warm-up
 BATCHES = 20
 CONFIDENCE = 0.95
@@ -206,8 +210,8 @@ def run_law(system: System, updates: int, seed: int, groups: dict[str, list[int]
     per-type delay rows and, for multi-stage systems, the alternative delay formulas; wall-clock
     seconds under ``timing``.
     """
-    from ..queueing import analyze
-    from ..sim import estimate, simulate
+    from aflqueue.queueing import analyze
+    from aflqueue.sim import estimate, simulate
 
     a = analyze(system)
     t0 = time.perf_counter()
@@ -260,7 +264,7 @@ def delay_formula_check(system: System, a: Any, e: Any, group_rows: list[dict[st
 
     ``a``/``e``: the closed form and the simulated estimates of ``system``.
     """
-    from ..queueing import analyze
+    from aflqueue.queueing import analyze
 
     m = system.concurrency
     prev = analyze(system.with_concurrency(m - 1)) if m > 1 else None
@@ -310,8 +314,8 @@ def delay_law_check(name: str, title: str, system: System, updates: int, seed: i
     ``P(D = d)``, tail probabilities ``P(D >= d)`` with batch-means CIs, and both pmfs (the last
     bin holds ``D >= max_delay``; the exact tail beyond it is below 1e-9).
     """
-    from ..queueing import analyze, ctmc
-    from ..sim import delay_distribution, simulate
+    from aflqueue.queueing import analyze, ctmc
+    from aflqueue.sim import delay_distribution, simulate
 
     exact_full = ctmc.relative_delay_distribution(system, max_delay=400)
     # truncate where the exact tail mass is negligible; the last bin then means "D >= top"
@@ -481,7 +485,7 @@ def run_closed_forms(out: str | Path, quick: bool = False, seed: int = 0, fresh:
     out = Path(out)
     jobs = jobs_of(quick, seed)
     records = run_jobs(jobs, _run_job, JobStore(out), backend=backend, workers=workers, progress=progress,
-                       limit=limit, describe=_describe, settings=_job_settings, fresh=fresh)
+                       limit=limit, describe=_describe, settings=_job_settings, fresh=fresh, code=CODE)
     results = assemble(records, quick, seed)
     atomic_write_json(out / RESULTS_FILE, results)
     return results
