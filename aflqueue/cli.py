@@ -902,154 +902,24 @@ def _parser_run(sub) -> None:
 
 
 # --------------------------------------------------------------------------- validate
-def _torchvision_sets_under(root: str) -> list[str]:
-    """Torchvision data sets whose folders exist under ``root`` (the loader checks the files)."""
-    folders = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "emnist": "EMNIST",
-               "cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-    _check(Path(root).is_dir(), "data-root", f"{root!r} is not an existing folder")
-    found = [k for k, f in folders.items() if (Path(root) / f).is_dir()]
-    if not found:
-        raise ValidationError("data-root", f"no torchvision data set folder under {root!r} (expected one of "
-                                           f"{', '.join(folders.values())})")
-    return found
-
-
-def _report_paths(args: argparse.Namespace, output: Path, in_repository: bool,
-                  figures_in_repository: bool) -> tuple[Path, Path]:
-    """Where ``validate`` writes its report and figures: --report and --figures, else the repository's own
-    validation/report.md and figures/ for a headline preset, else inside the results folder."""
-    report = Path(args.report) if args.report else (Path("validation/report.md") if in_repository
-                                                    else output / "report.md")
-    figures = Path(args.figures) if args.figures else (Path("figures") if figures_in_repository else output / "figures")
-    return report, figures
-
-
-def _cmd_validate_paper(args: argparse.Namespace) -> int:
-    from .experiments.paper import PAPER_PRESETS, load_paper, run_paper, with_torchvision
-    from .experiments.report import write_paper_report
-
-    preset = PAPER_PRESETS[args.preset]
-    _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot and evaluation) in advance")
-    _check(not args.datasets, "datasets", f"the {args.preset} preset fixes its data sets in advance (--data-root "
-                                          "runs it on the torchvision sets found there instead)")
-    if args.data_root:
-        preset = with_torchvision(preset, _torchvision_sets_under(args.data_root))
-    output = Path(args.output or f"validation/results/{preset.name}")
-    headline = preset.name == "paper"
-    report, figures = _report_paths(args, output, in_repository=headline, figures_in_repository=headline)
-    if args.report_only:
-        data = load_paper(output)
-    else:
-        data = run_paper(preset, output, stage=args.stage, device=args.device, data_root=args.data_root,
-                         backend=args.backend, workers=args.workers, address=args.address,
-                         progress=None if args.quiet else print)
-    _check(bool(data["tuning"] or data["evaluation"]), "output", f"no finished runs under {str(output)!r}")
-    md = write_paper_report(preset, data, report, figures)
-    print(f"report: {md} ({len(data['tuning'])} tuning runs, {len(data['evaluation'])} evaluation runs); runs in "
-          f"{output}/")
-    return 0
-
-
-def _cmd_validate_regimes(args: argparse.Namespace) -> int:
-    from .experiments.regimes import REGIME_PRESETS, load_regimes, run_regimes
-    from .experiments.report import write_regimes_report
-
-    preset = REGIME_PRESETS[args.preset]
-    _check(args.seeds is None, "seeds", f"the {args.preset} preset fixes its seeds (pilot, tuning, evaluation) in advance")
-    _check(not args.datasets and not args.data_root, "datasets", f"the {args.preset} preset fixes its data set in advance")
-    _check(args.gpus_per_cell == 0, "gpus-per-cell", f"is not used by the {args.preset} preset")
-    output = Path(args.output or f"validation/results/{args.preset}")
-    # validation/report.md is the paper's; the regimes report stays beside its runs
-    report, figures = _report_paths(args, output, in_repository=False, figures_in_repository=args.preset == "regimes")
-    if args.report_only:
-        data = load_regimes(output)
-    else:
-        data = run_regimes(preset, output, stage=args.stage, backend=args.backend, workers=args.workers,
-                           address=args.address, progress=None if args.quiet else print)
-    _check(bool(data["pilots"]) or data["design"] is not None, "output", f"no finished runs under {str(output)!r}")
-    md = write_regimes_report(preset, data, report, figures)
-    print(f"report: {md} ({len(data['pilots'])} pilot, {len(data['tuning'])} tuning and {len(data['evaluation'])} "
-          f"evaluation runs); runs in {output}/")
-    return 0
+#: What ``aflqueue validate`` says: the study presets it used to run left the package.
+STUDIES_MOVED = ("the validation studies (presets paper, paper-n20, regimes, regimes-confirm, tiny, small, default, "
+                 "full...) left the package: each study is run by its own command in the source repository, "
+                 "python validation/<study>/run.py (paper, regimes, grid, approx, closed_forms, fedbuff_family)")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .experiments.grid import PRESETS, run_grid
-    from .experiments.paper import PAPER_PRESETS
-    from .experiments.regimes import REGIME_PRESETS
-    from .experiments.report import write_report
-
-    if not args.report_only:
-        require_fl("validate")
-    check_backend(args)
-    if args.preset not in PRESETS and args.preset not in PAPER_PRESETS and args.preset not in REGIME_PRESETS:
-        raise ValidationError("preset", f"must be one of {', '.join([*PAPER_PRESETS, *REGIME_PRESETS, *PRESETS])} "
-                                        f"(got {args.preset!r})")
-    if args.preset in REGIME_PRESETS:
-        return _cmd_validate_regimes(args)
-    _check(args.stage in ("tune", "eval", "all"), "stage", "design, pilots and predict are stages of the regimes presets")
-    if args.preset in PAPER_PRESETS:
-        return _cmd_validate_paper(args)
-    _check(args.stage == "all", "stage", "is used only with the paper presets")
-    if args.seeds is not None:
-        _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
-    _finite(args.gpus_per_cell, "gpus-per-cell", 0.0)
-    if args.gpus_per_cell:
-        _check(args.backend == "ray", "gpus-per-cell", "is used only with --backend ray")
-    preset = PRESETS[args.preset]
-    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else (
-        _torchvision_sets_under(args.data_root) if args.data_root else None)
-    tag = args.preset + ("_" + "_".join(datasets) if datasets else "")
-    output = Path(args.output or f"validation/results/grid_{tag}")
-    default = args.preset == "default" and not datasets
-    # validation/report.md is the paper-scale validation's; a grid's report stays beside its cells
-    report, figures = _report_paths(args, output, in_repository=False, figures_in_repository=default)
-    if not args.report_only:
-        records = run_grid(preset, output, seeds=args.seeds, datasets=datasets, data_root=args.data_root,
-                           device=args.device, backend=args.backend, workers=args.workers, address=args.address,
-                           gpus_per_cell=args.gpus_per_cell, progress=None if args.quiet else print)
-    else:
-        from .experiments.grid import load_cells
-
-        records = load_cells(output)
-    _check(bool(records), "output", f"no finished cells under {str(output)!r}")
-    md, html = write_report(records, report, figures)
-    print(f"report: {md} and {html} ({len(records)} runs); cells in {output}/cells")
+    require_fl("validate")
+    if args.preset is not None:
+        raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
+    print(f"aflqueue validate: {STUDIES_MOVED}")
     return 0
 
 
 def _parser_validate(sub) -> None:
-    from .experiments.grid import PRESETS
-    from .experiments.paper import PAPER_PRESETS
-
-    from .experiments.regimes import REGIME_PRESETS
-
-    names = [*PAPER_PRESETS, *REGIME_PRESETS, *PRESETS]
-    v = sub.add_parser("validate", help="validation experiments: predicted vs measured gains, report with intervals",
-                       description=f"""Run a validation experiment, saving every run as it finishes (an
-                                   interrupted experiment resumes), then write its report. Paper presets (paper,
-                                   paper-n20, paper-tiny): tuned baselines vs the optimiser's operating point,
-                                   pre-registered criterion (validation/PROTOCOL.md); regimes presets (regimes,
-                                   regimes-tiny): the pilot-calibrated predictor scored on held-out regimes
-                                   (validation/REGIMES_PROTOCOL.md); grid presets (tiny, small, default, full):
-                                   routings x algorithms. Presets: {', '.join(names)}.""")
-    v.add_argument("--preset", default="small", help=f"one of {', '.join(names)} (default small)")
-    v.add_argument("--stage", choices=["design", "pilots", "predict", "tune", "eval", "all"], default="all",
-                   help="paper presets: run only the tuning stage, only the evaluation stage, or both (default); "
-                        "regimes presets: run up to design, pilots, predict, tune or eval")
-    v.add_argument("--output", "-o", type=nonempty_path, help="results folder (default validation/results/grid_<preset>)")
-    v.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
-    v.add_argument("--datasets", help="comma-separated data sets (default: the preset's; with --data-root: the "
-                                      "torchvision sets found there)")
-    v.add_argument("--data-root", help="folder with torchvision data sets (MNIST/, cifar-10-batches-py/, ...)")
-    v.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    add_backend_arguments(v, "cells")
-    v.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs reserved per cell on Ray (default 0)")
-    v.add_argument("--report", type=nonempty_path, help="report path (default validation/report.md for the paper preset, else inside --output)")
-    v.add_argument("--figures", type=nonempty_path, help="folder for the report's figures (default figures/ for the "
-                                                         "default preset)")
-    v.add_argument("--report-only", action="store_true", help="only rebuild the report from saved cells")
-    v.add_argument("--quiet", action="store_true", help="no progress lines")
+    v = sub.add_parser("validate", help="(moved) the validation studies: python validation/<study>/run.py",
+                       description=f"""Nothing to run here yet: {STUDIES_MOVED}.""")
+    v.add_argument("--preset", help="no longer accepted: names the study command that replaces it")
     v.set_defaults(func=_cmd_validate)
 
 

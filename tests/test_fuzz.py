@@ -39,7 +39,6 @@ def stop_heavy_work(monkeypatch):
 
     monkeypatch.setattr("aflqueue.pipeline.train", stop)
     monkeypatch.setattr("aflqueue.mainjob.main_job", stop)
-    monkeypatch.setattr("aflqueue.experiments.grid.run_grid", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
     monkeypatch.setattr("aflqueue.sweep.sweep", stop)
     monkeypatch.setattr("aflqueue.pilot.calibrate_pilot", stop)
@@ -83,8 +82,7 @@ FLAGS = {
               "--json", "--quiet", "--tensorboard"],
     "run": ["--output", "--seed", "--seeds", "--budget-updates", "--updates", "--backend", "--workers", "--address",
             "--quiet"],
-    "validate": ["--preset", "--output", "--seeds", "--datasets", "--device", "--backend", "--workers", "--address",
-                 "--gpus-per-cell", "--report-only", "--quiet"],
+    "validate": ["--preset"],
     "figures": ["--output"],
     "sweep": ["--rates", "--routing", "--concurrency", "--service", "--concurrency-range", "--objective", "--output",
               "--pareto-points", "--p-min", "--p-max", "--updates", "--time-budget", "--epsilon", "--constants",
@@ -289,8 +287,10 @@ def test_bad_files_end_cleanly(content, command, tmp_path, capsys, stop_heavy_wo
 @pytest.mark.parametrize("script, argv, field", [
     ("approx_analysis.py", ["--no-such-flag"], "arguments"),
     ("approx_delay_oracle.py", ["--workers", "x"], "arguments"),
-    ("closed_forms.py", ["--seed", "-1"], "--seed"),
-    ("closed_forms.py", ["--seed", "x"], "arguments"),
+    ("closed_forms/run.py", ["--seed", "-1"], "--seed"),
+    ("closed_forms/run.py", ["--seed", "x"], "arguments"),
+    ("grid/run.py", ["--preset", "huge", "--report-only"], "preset"),
+    ("grid/run.py", ["--seeds", "x"], "arguments"),
     ("stale_algorithms.py", ["--budget", "x"], "arguments"),
     ("fedbuff_family_claims.py", ["--no-such-flag"], "arguments"),
 ])

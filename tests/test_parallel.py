@@ -6,14 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aflqueue import System, ValidationError
-from aflqueue.experiments.grid import PRESETS, load_cells, run_grid
 from aflqueue.parallel import pmap
 from aflqueue.sim import simulate_replications
+from validation.grid.experiment import PRESETS, load_cells, run_grid
 
 S = System.from_rates([1.0, 0.5, 0.2], [0.5, 0.3, 0.2], 4)
 
@@ -57,7 +58,9 @@ def measured(records):
 
 def test_killed_sweep_resumes_to_the_same_results(tmp_path):
     out = tmp_path / "grid"
-    cmd = [sys.executable, "-m", "aflqueue.cli", "validate", "--preset", "tiny", "--seeds", "1", "--output", str(out),
+    # the grid study's command (validation/grid/run.py) as the workload of a resumable sweep
+    script = Path(__file__).resolve().parents[1] / "validation" / "grid" / "run.py"
+    cmd = [sys.executable, str(script), "--preset", "tiny", "--seeds", "1", "--output", str(out),
            "--report", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f"), "--backend", "process",
            "--workers", "2", "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

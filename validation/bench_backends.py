@@ -1,4 +1,5 @@
-"""Benchmark: validation-grid wall time with the serial, process and Ray backends.
+"""Benchmark: validation-grid wall time with the serial, process and Ray backends (the grid study,
+validation/grid, as the workload).
 
 Runs the same grid (default: the 'tiny' preset with 2 seeds, 8 cells) from scratch with each
 backend into separate folders, checks that the results are identical, and reports wall times
@@ -13,11 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from aflqueue.experiments.grid import PRESETS, run_grid
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation.grid.experiment import PRESETS, run_grid  # noqa: E402
 
 
 def main() -> None:

@@ -29,13 +29,14 @@ def test_closed_forms_figures(tmp_path, monkeypatch):
     assert set(figs) == {"closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law"}
 
 
-@pytest.mark.skipif(not (RESULTS / "grid_default" / "cells").is_dir(), reason="no saved grid")
+@pytest.mark.skipif(not (VALIDATION / "grid" / "results" / "default" / "cells").is_dir(), reason="no saved grid")
 def test_grid_figures_compare_at_most_three_routings_with_asyncsgd(tmp_path, monkeypatch):
-    from aflqueue.experiments.grid import load_cells
+    from validation.grid import figures
+    from validation.grid.experiment import load_cells
 
-    recs = [r for r in load_cells(RESULTS / "grid_default") if r["cell"]["dataset"] == "mnist1d"]
-    with captured(monkeypatch) as figs:
-        made = plots.grid_accuracy_figures(recs, tmp_path)
+    recs = [r for r in load_cells(VALIDATION / "grid" / "results" / "default") if r["cell"]["dataset"] == "mnist1d"]
+    with captured(monkeypatch, figures) as figs:
+        made = figures.grid_accuracy_figures(recs, tmp_path)
     assert set(figs) == {"grid_accuracy_mnist1d_generalized-asyncsgd",
                          "grid_accuracy_mnist1d_generalized-asyncsgd_other_proxies"} and len(made) == 2
     for f in figs.values():

@@ -1,4 +1,5 @@
-"""Validation grid: does the routing chosen by the queueing optimiser deliver its predicted gain?
+"""Validation grid (superseded by the paper study): does the routing chosen by the queueing
+optimiser deliver its predicted gain?
 
 A *cell* is one training run: (data set, speed scenario, data partition, routing, algorithm,
 seed). Every cell is a pure function of its parameters: it calibrates the proxy constants at the
@@ -17,9 +18,11 @@ on every backend; wall-clock measurements (run time, server seconds per arrival)
 next to it in ``timings/<id>.json`` and merged back by :func:`load_cells`.
 
 Budgets are fixed per data set *before* any comparison, from AsyncSGD alone: ``tau`` is the
-time uniform routing needs for ``U0`` updates (exact throughput), the target accuracy is one
-AsyncSGD typically reaches within ``tau``, and P3's target ``eps`` is the proxy value uniform
-routing reaches after ``U0`` updates.
+time uniform routing needs for ``U0`` updates (exact throughput, :func:`aflqueue.protocol.time_budget`),
+the target accuracy is one AsyncSGD typically reaches within ``tau``, and P3's target ``eps`` is
+the proxy value uniform routing reaches after ``U0`` updates (:func:`aflqueue.protocol.target_epsilon`).
+Every cell is a job of :func:`aflqueue.jobs.run_jobs`, stamped with the package's and this
+study's code (:data:`CODE`).
 """
 
 from __future__ import annotations
@@ -33,19 +36,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import require
-from ..io import atomic_write_json
-from ..jobs import JobStore, run_jobs
+from aflqueue.errors import require
+from aflqueue.io import atomic_write_json
+from aflqueue.jobs import JobStore, run_jobs
+from aflqueue.parallel import BACKENDS
+from validation import code
 
-__all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "cells_of", "run_cell", "run_grid",
-           "load_cells", "BACKENDS"]
+__all__ = ["Cell", "DatasetSpec", "Preset", "PRESETS", "ROUTINGS", "ROUTING_LABELS", "DATASETS", "cells_of",
+           "cell_config", "run_cell", "run_grid", "load_cells", "BACKENDS", "CODE"]
+
+#: The code outside the package that computes this study's records (stamped into them).
+CODE = code("grid")
 
 ROUTINGS = ("uniform", "per-update", "wallclock", "wallclock-eta", "time-to-accuracy", "max-throughput")
 ROUTING_LABELS = {"uniform": "AsyncSGD (uniform)", "per-update": "P1 per-update", "wallclock": "P2 wall-clock",
                   "wallclock-eta": "P2 + its step size", "time-to-accuracy": "P3 time-to-accuracy",
                   "max-throughput": "P5 max-throughput"}
 PARTITIONS = {"iid": ("iid", None), "dir0.5": ("dirichlet", 0.5), "dir0.1": ("dirichlet", 0.1)}
-from ..parallel import BACKENDS  # noqa: E402  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ PRESETS = {
     # under 15 minutes on a 2-core CPU
     "small": Preset("small", datasets=("digits",), partitions=("iid", "dir0.1"), algorithm_partitions=("dir0.1",),
                     algorithm_speeds=("two-groups",)),
-    # the committed report (validation/report.md)
+    # the committed cells (results/default): 324 runs, superseded by the paper study
     "default": Preset("default", datasets=("digits", "mnist1d"), algorithm_datasets=("digits",)),
     "full": Preset("full", datasets=("digits", "mnist1d"), seeds=5),
 }
@@ -159,7 +166,9 @@ def cells_of(preset: Preset, seeds: int | None = None, datasets: Sequence[str] |
 
 # --------------------------------------------------------------------------- one cell
 def cell_config(cell: Cell, spec: DatasetSpec, preset: Preset, data_root: str | None, device: str, output: str):
-    from ..config import load_config
+    """The :class:`~aflqueue.config.TrainConfig` of a cell (routing and time budget are set by
+    :func:`run_cell`)."""
+    from aflqueue.config import load_config
 
     kind, alpha = PARTITIONS[cell.partition]
     sets = [f"output={json.dumps(output)}", f"seed={cell.seed}", f"device={json.dumps(device)}",
@@ -183,13 +192,12 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
 
     import torch
 
-    from ..bounds import per_update, s1, s2
-    from ..calibrate import calibrate
-    from ..config import with_updates
-    from ..pipeline import build_data_and_model, build_system, prepare, train
-    from ..outcomes import split_timings, time_to_target
-    from ..optimize import OptimizationProblem, assess
-    from ..queueing.analysis import analyze
+    from aflqueue.calibrate import calibrate
+    from aflqueue.config import with_updates
+    from aflqueue.optimize import OptimizationProblem, assess
+    from aflqueue.outcomes import split_timings, time_to_target
+    from aflqueue.pipeline import build_data_and_model, build_system, prepare, train
+    from aflqueue.protocol import target_epsilon, time_budget
 
     t0 = time.perf_counter()
     torch.set_num_threads(1)
@@ -203,12 +211,9 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
         constants = cal.constants
         system = build_system(cfg, d.clients)
         n = system.n
-        uniform = np.full(n, 1.0 / n)
-        lam_u = analyze(system.with_routing(uniform)).throughput
-        tau = spec.updates / lam_u
+        tau = time_budget(system, spec.updates)
         # P3's target: the proxy value AsyncSGD reaches after U0 updates
-        a_u = analyze(system.with_routing(uniform))
-        eps = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), spec.updates).total
+        eps = target_epsilon(system, constants, spec.updates)
         objective = "wallclock" if cell.routing == "wallclock-eta" else cell.routing
         routing = {"kind": "uniform"} if cell.routing == "uniform" else {
             "kind": "optimal", "objective": objective, "constants": constants.to_dict(), "epsilon": eps,
@@ -246,7 +251,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
 
 # --------------------------------------------------------------------------- the grid
 def load_cells(output: str | Path) -> list[dict[str, Any]]:
-    """All finished cell records under ``output`` (see :class:`~aflqueue.experiments.runner.JobStore`)."""
+    """All finished cell records under ``output`` (see :class:`aflqueue.jobs.JobStore`)."""
     return JobStore(Path(output)).load()
 
 
@@ -273,5 +278,5 @@ def run_grid(preset: Preset, output: str | Path, *, seeds: int | None = None, da
     atomic_write_json(out / "grid.json", {"preset": asdict(preset), "seeds": seeds, "datasets": datasets,
                                           "data_root": data_root, "device": device})
     return run_jobs(jobs, _cell_worker, store, backend=backend, workers=workers, address=address,
-                    num_gpus=gpus_per_cell, progress=progress, limit=limit,
+                    num_gpus=gpus_per_cell, progress=progress, limit=limit, code=CODE,
                     describe=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}")

@@ -1,14 +1,16 @@
-"""Validation grid: cells saved as they finish, interruption and resume, identical results across
-backends, and the report (tiny preset on the synthetic data set)."""
+"""The validation grid study (validation/grid): cells saved as they finish, interruption and resume,
+identical results across backends, the budget and P3 target from aflqueue.protocol, and the report
+(tiny preset on the synthetic data set)."""
 
 from dataclasses import replace
 
 import pytest
 
 from aflqueue import ValidationError
-from aflqueue.cli import main
-from aflqueue.experiments.grid import PRESETS, cells_of, run_grid
-from aflqueue.experiments.report import summarize, write_report
+from aflqueue.jobs import code_version
+from validation.grid.experiment import CODE, DATASETS, PRESETS, cells_of, run_grid
+from validation.grid.report import summarize, write_report
+from validation.grid.run import main
 
 TINY = replace(PRESETS["tiny"], routings=("uniform", "wallclock"), algorithms=(), seeds=2)
 
@@ -37,11 +39,15 @@ def test_cells_and_records(serial_grid):
         c = r["measured"]["curves"]
         assert len(c["time"]) == 20 and c["time"][-1] == pytest.approx(r["time_budget"])
         assert abs(sum(r["routing"]) - 1) < 1e-9 and r["constants"]["Delta"] > 0
+        assert r["code_version"] == code_version(CODE)
     # paired by seed: the same budget for both routings; P2 moves mass to the fast half
     by = {(r["cell"]["routing"], r["cell"]["seed"]): r for r in recs}
     for s in (0, 1):
         u, w = by[("uniform", s)], by[("wallclock", s)]
         assert u["time_budget"] == w["time_budget"]
+        # tau = U0 / lambda(uniform): AsyncSGD's predicted throughput times the budget gives U0 updates
+        assert u["predicted"]["throughput"] * u["time_budget"] == pytest.approx(DATASETS["synthetic"].updates, rel=1e-12)
+        assert u["epsilon"] == pytest.approx(u["predicted"]["per_update"], rel=1e-9)  # P3's target: U of AsyncSGD
         assert sum(w["routing"][:3]) > sum(u["routing"][:3])
         assert w["measured"]["arrivals"] > u["measured"]["arrivals"]
 
@@ -86,16 +92,17 @@ def test_report(serial_grid, tmp_path):
         assert not (lo < 0 or hi > 1)  # an accuracy interval stays in [0, 1]
 
 
-def test_validate_cli_report_only_and_errors(serial_grid, tmp_path, capsys):
+def test_run_report_only_and_errors(serial_grid, tmp_path, capsys):
     out, _ = serial_grid
-    assert main(["validate", "--preset", "tiny", "--output", str(out), "--report-only",
+    assert main(["--preset", "tiny", "--output", str(out), "--report-only",
                  "--report", str(tmp_path / "r.md"), "--figures", str(tmp_path / "f")]) == 0
     assert (tmp_path / "r.md").is_file()
-    assert main(["validate", "--preset", "huge", "--report-only"]) == 2
-    assert "preset" in capsys.readouterr().err
+    assert main(["--preset", "huge", "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "preset" in err and err.count("\n") == 1
     with pytest.raises(ValidationError, match="backend"):
         run_grid(TINY, tmp_path, backend="mpi", progress=None)
-    assert main(["validate", "--preset", "tiny", "--data-root", str(tmp_path), "--report-only"]) == 2
+    assert main(["--preset", "tiny", "--data-root", str(tmp_path), "--report-only"]) == 2
 
 
 @pytest.mark.ray
