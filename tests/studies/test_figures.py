@@ -65,7 +65,8 @@ def test_comparison_figure_and_reproducible_files(tmp_path, monkeypatch):
 
 
 def test_paper_figures(tmp_path, monkeypatch):
-    from aflqueue.experiments.paper import PaperPreset, summarize_paper
+    from validation.paper import figures
+    from validation.paper.experiment import PaperPreset, summarize_paper
 
     preset = PaperPreset("hand", ("synthetic",), partitions=("iid",), clients=6, treatments=("asyncsgd", "p2"))
     sel = {"targets": {"synthetic": 0.5}}
@@ -79,7 +80,7 @@ def test_paper_figures(tmp_path, monkeypatch):
                          "measured": {"final_accuracy": 0.8, "diverged": False, "diverged_at_time": None,
                                       "curves": {"time": times,
                                                  "test_accuracy": [0.2 if t < reach + s else 0.9 for t in times]}}})
-    with captured(monkeypatch) as figs:
-        made = plots.paper_figures(preset, sel, recs, summarize_paper(preset, sel, recs), tmp_path)
+    with captured(monkeypatch, figures) as figs:
+        made = figures.paper_figures(preset, sel, recs, summarize_paper(preset, sel, recs), tmp_path)
     assert set(figs) == {"hand_accuracy", "hand_time_ratios", "hand_predicted_vs_measured"} and len(made) == 3
     assert figs["hand_accuracy"]["bands"] == {"synthetic data, IID split, n = 6": 2}

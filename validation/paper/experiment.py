@@ -1,14 +1,14 @@
 """Paper-scale validation: the optimiser's operating point against tuned baselines.
 
-The question (issue "rigorous validation"): on n = 100 clients of five device types, does the
+The question: on n = 100 clients of five device types, does the
 routing, concurrency and step size the toolkit recommends reach a target accuracy sooner than
 AsyncSGD, when every treatment gets its own tuned learning rate? The protocol below is fixed in
-code and in ``validation/PROTOCOL.md`` before any evaluation run.
+code and in ``validation/paper/PROTOCOL.md`` before any evaluation run.
 
 *Scenarios*: data set x partition (IID, Dirichlet 0.2, 3 classes per client) on ``clients``
 clients with the five device types (rates 3, 1.5, 0.6, 0.25, 0.1: 30x apart), ``m = n`` for
 AsyncSGD. *Budget*: ``tau`` = AsyncSGD's expected time for ``updates`` updates (exact
-throughput), the same for every treatment.
+throughput, :func:`aflqueue.protocol.time_budget`), the same for every treatment.
 
 *Treatments* (:data:`TREATMENTS`):
 
@@ -22,36 +22,40 @@ Optional safeguards against large importance weights ``1/(n p_i)`` (:data:`SAFEG
 extra treatments at P2's tuned rate on one scenario.
 
 *Stages*: (1) tuning -- each tuned treatment at every rate of ``lr_grid`` on ``pilot_seeds``,
-scored on a validation split (:mod:`aflqueue.experiments.tuning`); (2) selection -- the best
+scored on a validation split (:mod:`aflqueue.tuning`); (2) selection -- the best
 rate per scenario and treatment, and the target accuracy per data set, both from the pilot runs
 only; (3) evaluation -- every treatment at its rate on ``eval_seeds`` (never used in tuning),
 evaluated on the test set at ``eval_times`` equally spaced times.
 
-Every run is a job of :func:`~aflqueue.experiments.runner.run_jobs`: saved as it finishes,
-resumable across sessions, identical on every backend, stamped with the code version.
+Every run is a job of :func:`aflqueue.jobs.run_jobs`: saved as it finishes, resumable across
+sessions, identical on every backend, stamped with the code version (the package's and, from
+this study's move out of the package on, this study's own code: :data:`CODE`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import require
-from ..io import read_json
-from ..stats import bootstrap_interval, log_ratio_interval
-from ..outcomes import run_times
-from ..outcomes import group_by_seed, paired_arms, with_baseline
-from ..jobs import JobStore, run_staged
-from ..tuning import best_learning_rate, log_grid, score_curves
+from aflqueue.errors import require
+from aflqueue.io import read_json
+from aflqueue.jobs import JobStore, run_staged
+from aflqueue.outcomes import group_by_seed, paired_arms, run_times, with_baseline
+from aflqueue.stats import bootstrap_interval, familywise_confidence, log_ratio_interval
+from aflqueue.tuning import best_learning_rate, log_grid, score_curves
+from validation import code
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
-           "TORCHVISION_DATASETS", "with_torchvision", "run_paper", "select", "paper_run", "load_paper", "summarize_paper", "code_versions", "run_times"]
+           "TORCHVISION_DATASETS", "with_torchvision", "run_paper", "select", "paper_run", "load_paper", "summarize_paper",
+           "run_times", "CODE", "DATASETS"]
+
+#: The code outside the package that computes this study's records (stamped into them).
+CODE = code("paper")
 
 PARTITIONS = {"iid": {"partition": "iid"}, "dir0.2": {"partition": "dirichlet", "alpha": 0.2},
               "k3": {"partition": "k_classes", "classes_per_client": 3}}
@@ -147,7 +151,7 @@ def with_torchvision(preset: "PaperPreset", found: Sequence[str]) -> "PaperPrese
 class Scenario:
     """One cell of the experiment's data x split x system grid (the treatments vary inside it)."""
 
-    #: Data set name (``aflqueue.experiments.grid.DATASETS``).
+    #: Data set name (:data:`DATASETS`).
     dataset: str
     #: ``iid``, ``dir<alpha>`` or ``k<classes per client>``.
     partition: str
@@ -222,12 +226,11 @@ def paper_run(args: tuple) -> dict[str, Any]:
 
     import torch
 
-    from ..bounds import per_update, s1, s2
-    from ..calibrate import calibrate
-    from ..config import TrainConfig, with_updates
-    from ..optimize import OptimizationProblem, assess
-    from ..pipeline import build_data_and_model, build_system, prepare, train
-    from ..queueing.analysis import analyze
+    from aflqueue.calibrate import calibrate
+    from aflqueue.config import TrainConfig, with_updates
+    from aflqueue.optimize import OptimizationProblem, assess
+    from aflqueue.pipeline import build_data_and_model, build_system, prepare, train
+    from aflqueue.protocol import largest_importance_weight, target_epsilon, time_budget
 
     sc_d, tr_d, spec_d, preset_d, seed, lr, stage, device, data_root = args
     scenario, treatment = Scenario(**sc_d), Treatment(**tr_d)
@@ -244,11 +247,9 @@ def paper_run(args: tuple) -> dict[str, Any]:
         constants = cal.constants
         system = build_system(cfg, cfg.data.clients)
         n = system.n
-        uniform = np.full(n, 1.0 / n)
-        a_u = analyze(system.with_routing(uniform))
-        tau = spec.updates / a_u.throughput
+        tau = time_budget(system, spec.updates)
         # P3's target: the proxy value AsyncSGD reaches after U0 updates
-        eps = per_update(constants, s1(uniform)[0], s2(a_u.relative_delay, uniform), spec.updates).total
+        eps = target_epsilon(system, constants, spec.updates)
         routing = dict(treatment.routing)
         if routing["kind"] == "optimal":
             if routing.get("concurrency_range") == "1:2n":
@@ -273,7 +274,7 @@ def paper_run(args: tuple) -> dict[str, Any]:
         "scenario": asdict(scenario), "treatment": treatment.name, "stage": stage, "seed": int(seed),
         "lr_base": float(lr), "lr": pr.lr, "step_size": pr.step_size, "time_budget": tau, "epsilon": eps,
         "routing": p.tolist(), "concurrency": int(pr.system.concurrency),
-        "max_importance_weight": float(1.0 / (n * p[p > 0].min())),
+        "max_importance_weight": largest_importance_weight(p),
         "constants": constants.to_dict(), "predicted": {k: v for k, v in pred.items() if k != "routing"},
         "measured": {"final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "arrivals": res.arrivals,
                      "diverged": res.diverged, "diverged_at": res.diverged_at, "stopped_by": res.stopped_by,
@@ -365,12 +366,13 @@ def run_paper(preset: PaperPreset, output: str | Path, *, stage: str = "all", de
 
     The selection is computed once all tuning runs exist and written to ``selection.json``
     before any evaluation run starts; later calls read it back, so the rates and the targets
-    cannot move once evaluation has begun (:func:`~aflqueue.experiments.runner.run_staged`)."""
+    cannot move once evaluation has begun (:func:`aflqueue.jobs.run_staged`)."""
     return run_staged(output, tuning_jobs(preset, device, data_root), paper_run, lambda recs: select(preset, recs),
                       lambda sel: evaluation_jobs(preset, sel, device, data_root), stage=stage,
                       describe_tuning=lambda r: f"score {r['measured']['tuning_score']:.4f}",
                       describe_evaluation=lambda r: f"accuracy {r['measured']['final_accuracy']:.4f}",
-                      backend=backend, workers=workers, address=address, progress=progress, limit=limit)
+                      backend=backend, workers=workers, address=address, progress=progress, limit=limit,
+                      code=CODE)
 
 
 def load_paper(output: str | Path) -> dict[str, Any]:
@@ -382,8 +384,7 @@ def load_paper(output: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- statistics
-# The pre-registered criterion (validation/PROTOCOL.md).
-# The pre-registered criterion (``validation/PROTOCOL.md``): per scenario and treatment, the
+# The pre-registered criterion (``validation/paper/PROTOCOL.md``): per scenario and treatment, the
 # geometric mean over evaluation seeds of the paired time ratio ``t_treatment / t_asyncsgd`` to
 # reach the data set's target accuracy, with a 95% t-interval on the log scale; the criterion is
 # met when the whole interval lies below ``criterion_ratio`` (0.71: at least 29% less time) and no
@@ -394,15 +395,6 @@ def load_paper(output: str | Path) -> dict[str, Any]:
 # is unfavourable to the treatment, hence conservative. Secondary: the paired difference of test
 # accuracy at the end of the budget (equal time), with a bootstrap interval (accuracies live in
 # [0, 1]). Every number says how many seeds it rests on.
-
-
-def code_versions(records: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """How many records each code version (source hash) produced."""
-    out: dict[str, int] = defaultdict(int)
-    for r in records:
-        v = r.get("code_version") or {}
-        out[f"{v.get('source')} (commit {str(v.get('commit'))[:12]})"] += 1
-    return dict(out)
 
 
 def summarize_paper(preset: PaperPreset, selection: dict[str, Any], records: Sequence[dict[str, Any]],
@@ -426,7 +418,7 @@ def summarize_paper(preset: PaperPreset, selection: dict[str, Any], records: Seq
                 diffs.append(rr[s]["measured"]["final_accuracy"] - base[s]["measured"]["final_accuracy"])
             ratio = log_ratio_interval(ratios, confidence)
             # a family-wise (Bonferroni) interval over every treatment-vs-AsyncSGD comparison
-            strict = log_ratio_interval(ratios, 1 - (1 - confidence) / max(n_tests, 1))
+            strict = log_ratio_interval(ratios, familywise_confidence(confidence, n_tests))
             acc = [rr[s]["measured"]["final_accuracy"] for s in sorted(rr)]
             pred_ratio = [_pred(rr[s]) / _pred(base[s]) for s in seeds if _pred(rr[s]) and _pred(base[s])]
             met = name != "asyncsgd" and math.isfinite(ratio.hi) and ratio.hi < preset.criterion_ratio \

@@ -1,5 +1,5 @@
-"""Paper-scale validation machinery: tuning, selection before evaluation, the pre-registered
-statistics (checked by hand on synthetic records), the report, and `aflqueue tune`."""
+"""The paper study (validation/paper): tuning, selection before evaluation, the pre-registered
+statistics (checked by hand on synthetic records), the report and its command."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from aflqueue import ValidationError
-from aflqueue.cli import main
-from aflqueue.experiments.paper import (PAPER_PRESETS, PaperPreset, load_paper, run_paper, select,
-                                        summarize_paper)
-from aflqueue.experiments.report import write_paper_report
-from aflqueue.tuning import best_learning_rate, log_grid, score_curves
+from aflqueue.jobs import code_version
+from validation.paper.experiment import (CODE, PAPER_PRESETS, PaperPreset, load_paper, run_paper, select,
+                                         summarize_paper)
+from validation.paper.report import write_paper_report
+from validation.paper.run import main
 
 TINY = PAPER_PRESETS["paper-tiny"]
 
@@ -51,7 +51,7 @@ def test_stages_selection_and_resume(tiny_run):
         assert r["routing"] == p3[r["seed"]]["routing"] and r["concurrency"] == p3[r["seed"]]["concurrency"]
     capped = [r for r in ev if r["treatment"] == "p2-pmin4"]
     assert all(r["max_importance_weight"] <= 4 + 1e-9 for r in capped)
-    assert len({json.dumps(r["code_version"]) for r in [*done["tuning"], *ev]}) == 1
+    assert {json.dumps(r["code_version"]) for r in [*done["tuning"], *ev]} == {json.dumps(code_version(CODE))}
     again = run_paper(TINY, out, stage="all", progress=None)  # nothing left to run
     assert len(again["evaluation"]) == len(ev)
 
@@ -111,40 +111,10 @@ def _ratio(t_reach: float) -> float:
     return t / 55.0
 
 
-def test_tuning_helpers():
-    g = log_grid(0.01, 0.5, 6)
-    assert g[0] == 0.01 and g[-1] == 0.5 and len(g) == 6 and g[-1] / g[0] >= 30
-    assert np.allclose(np.diff(np.log(g)), np.log(50) / 5, rtol=0.01)
-    curves = {"time": [25.0, 50.0, 75.0, 100.0], "test_accuracy": [0.2, 0.4, 0.6, 0.8]}
-    # accuracy at 50 equally spaced times in (0, 100], each the last evaluation before it
-    expect = np.mean([0.0] * 12 + [0.2] * 12 + [0.4] * 13 + [0.6] * 12 + [0.8] * 1)  # grid 2, 4, ..., 100
-    assert score_curves(curves, 100.0) == pytest.approx(expect)
-    recs = [{"lr": lr, "seed": s, "score": sc, "diverged": False} for lr, s, sc in
-            [(0.1, 0, 0.5), (0.1, 1, 0.7), (0.3, 0, 0.65), (0.3, 1, 0.55), (1.0, 0, 0.1), (1.0, 1, 0.1)]]
-    res = best_learning_rate(recs)  # 0.1 and 0.3 tie at 0.6: the smaller rate wins
-    assert res.best_lr == 0.1 and res.at_edge and [row["score"] for row in res.table] == pytest.approx([0.6, 0.6, 0.1])
-    with pytest.raises(ValidationError, match="lr-grid"):
-        log_grid(0.5, 0.1, 3)
-
-
 def test_selection_refuses_incomplete_tuning(tiny_run):
     out, first = tiny_run
     with pytest.raises(ValidationError, match="tuning runs finished"):
         select(TINY, first["tuning"][:-1])
-
-
-def test_tune_cli(tmp_path, capsys):
-    argv = ["tune", "--dataset", "synthetic", "--clients", "4", "--updates", "120", "--set",
-            "data.validation_fraction=0.1", "--set",
-            'data.options={"num_samples": 300, "num_features": 6, "num_classes": 3}', "--lr-grid", "0.02,0.2",
-            "--pilot-seeds", "1", "-o", str(tmp_path), "--quiet", "--json"]
-    assert main(argv) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["best_lr"] in (0.02, 0.2) and len(d["table"]) == 2
-    saved = json.loads((tmp_path / "tune.json").read_text())
-    assert saved["best_lr"] == d["best_lr"] and saved["seeds"] == [1]
-    assert main(["tune", "--dataset", "synthetic", "--updates", "50", "-o", str(tmp_path / "x")]) == 2
-    assert "validation_fraction" in capsys.readouterr().err
 
 
 def _row(treatment, met=False, strict=False, acc=0.5, diff=None):
@@ -158,7 +128,7 @@ def test_claim_verdicts_follow_the_criteria():
     """Hand-built summary: one comparison meets the time criterion (partly reproduced); the +10%
     accuracy reading is testable only where AsyncSGD is below 1/1.1 and met only when the paired
     interval's lower end clears +10% of AsyncSGD's accuracy."""
-    from aflqueue.experiments import report
+    from validation.paper import report
 
     preset = PAPER_PRESETS["paper-tiny"]
     low = {"scenario": "a", "rows": [_row("asyncsgd", acc=0.50), _row("p2", met=True, acc=0.60,
@@ -179,7 +149,7 @@ def test_claim_verdicts_follow_the_criteria():
 def test_data_root_puts_the_paper_preset_on_the_torchvision_sets(tmp_path, capsys):
     """--data-root swaps the offline data sets for the torchvision sets found there (never the
     others), keeps seeds, grids and criterion, and refuses a folder that holds none of them."""
-    from aflqueue.experiments.paper import TORCHVISION_DATASETS, tuning_jobs, with_torchvision
+    from validation.paper.experiment import TORCHVISION_DATASETS, tuning_jobs, with_torchvision
 
     base = PAPER_PRESETS["paper"]
     p = with_torchvision(base, ["cifar10", "kmnist", "mnist"])
@@ -194,10 +164,10 @@ def test_data_root_puts_the_paper_preset_on_the_torchvision_sets(tmp_path, capsy
         with_torchvision(base, ["cifar10"])
     # the command line: a folder with only CIFAR-10 is refused; one with KMNIST runs the preset on it
     (tmp_path / "cifar-10-batches-py").mkdir()
-    assert main(["validate", "--preset", "paper", "--data-root", str(tmp_path), "--report-only"]) == 2
+    assert main(["--preset", "paper", "--data-root", str(tmp_path), "--report-only"]) == 2
     assert "data-root" in capsys.readouterr().err
     (tmp_path / "KMNIST").mkdir()
     out = tmp_path / "results"
-    assert main(["validate", "--preset", "paper", "--data-root", str(tmp_path), "--report-only",
+    assert main(["--preset", "paper", "--data-root", str(tmp_path), "--report-only",
                  "--output", str(out)]) == 2
     assert "no finished runs under" in capsys.readouterr().err

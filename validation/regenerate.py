@@ -1,0 +1,233 @@
+"""Rebuild every committed report and figure of the studies from their committed records, and diff.
+
+Each study's results are copied to a scratch tree laid out like the repository (so that figure
+links come out as in the committed reports), every report, JSON summary and figure is rebuilt
+there by the study's own report code, and each file is compared with the committed one:
+
+* by default with the file committed at the same path (the working tree);
+* with ``--against REV``, with the file as committed at git revision ``REV`` under its path there
+  (:data:`MOVES` maps the paths that have moved since: this is how the move of the studies out of
+  the package was shown not to change any result).
+
+Before comparing text, three things are normalised, each only where it occurs, and reported:
+*stamps* (a generation date and the platform, written when a summary is assembled), *figure
+links* (the folder part of a Markdown image link or an HTML image source: figures moved, and a
+link is relative to the report) and, with ``--against``, *moved paths* (:data:`MOVES`: a path
+named in a report that has moved). Anything else is a difference: the script prints it and exits
+with status 1.
+
+Usage (from anywhere)::
+
+    python validation/regenerate.py                       # every study, against the working tree
+    python validation/regenerate.py --against 831af09     # against the layout before the move
+    python validation/regenerate.py paper regimes --keep /tmp/regen   # some studies; keep the scratch tree
+
+Reports that cannot be rebuilt are listed with the reason (their records are not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+#: ``(old, new)``: paths (files, folders, modules named in reports) that moved when the studies left
+#: the package (commits after 831af09); the longer of two overlapping entries is applied first.
+MOVES: tuple[tuple[str, str], ...] = (
+    ("validation/report.md", "validation/paper/results/report.md"),
+    ("validation/PROTOCOL.md", "validation/paper/PROTOCOL.md"),
+    ("validation/results/paper", "validation/paper/results"),
+    ("figures/paper_", "validation/paper/figures/paper_"),
+    ("aflqueue/experiments/paper.py", "validation/paper/experiment.py"),
+    ("validation/REGIMES_PROTOCOL.md", "validation/regimes/PROTOCOL.md"),
+    ("validation/REGIMES_CONFIRM_PROTOCOL.md", "validation/regimes/CONFIRM_PROTOCOL.md"),
+    ("validation/results/regimes-confirm/figures/", "validation/regimes/figures/regimes-confirm/"),
+    ("validation/results/regimes-confirm", "validation/regimes/results/regimes-confirm"),
+    ("validation/results/regimes", "validation/regimes/results/regimes"),
+    ("figures/regimes_", "validation/regimes/figures/regimes/regimes_"),
+    ("aflqueue/experiments/regimes.py", "validation/regimes/experiment.py"),
+    ("validation/regimes_pooled.py", "validation/regimes/pooled.py"),
+    ("validation/results/approx/figures/", "validation/approx/figures/"),
+    ("validation/results/approx", "validation/approx/results"),
+    ("validation/approx_analysis.py", "validation/approx/run.py"),
+    ("validation/approx_delay_oracle.py", "validation/approx/oracle.py"),
+    ("aflqueue.experiments.delay_oracle", "validation.approx.delay_oracle"),
+    ("validation/results/closed_forms", "validation/closed_forms/results"),
+    ("figures/closed_forms_", "validation/closed_forms/figures/closed_forms_"),
+    ("validation/closed_forms.py", "validation/closed_forms/run.py"),
+    ("validation/results/fedbuff_claims/figures/", "validation/fedbuff_family/figures/"),
+    ("validation/results/fedbuff_claims", "validation/fedbuff_family/results/claims"),
+    ("validation/results/fedbuff_family", "validation/fedbuff_family/results/checks"),
+    ("validation/results/stale_algorithms", "validation/fedbuff_family/results/stale_algorithms"),
+    ("validation/fedbuff_family_claims.py", "validation/fedbuff_family/claims_run.py"),
+    ("validation/fedbuff_family_checks.py", "validation/fedbuff_family/checks.py"),
+    ("validation/stale_algorithms.py", "validation/fedbuff_family/stale_algorithms.py"),
+    ("aflqueue/experiments/claims.py", "validation/fedbuff_family/claims.py"),
+    ("validation/results/grid_default", "validation/grid/results/default"),
+    ("figures/grid_accuracy_", "validation/grid/figures/grid_accuracy_"),
+)
+
+#: Generation stamps written when a summary is assembled: ``(pattern, replacement)``.
+STAMPS = ((re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00"), "<date>"),
+          (re.compile(r'"platform": "[^"]*"'), '"platform": "<platform>"'))
+
+#: A figure link (Markdown image or HTML image source that is not embedded): its folder part.
+FIGURE_LINKS = (re.compile(r"(!\[[^\]]*\]\()[^)]*/([^/)]+\))"), re.compile(r'(<img [^>]*src=")(?!data:)[^"]*/([^/"]+")'))
+
+#: Committed reports that cannot be rebuilt, and why.
+NOT_REBUILT = {
+    "validation/fedbuff_family/results/stale_algorithms/": "its run records were never committed (only results.json "
+                                                           "and report.md, written by an earlier script)",
+    "validation/fedbuff_family/results/checks/results.json": "its runs (runs/*.json) were never committed; report.md "
+                                                             "is rebuilt from this file",
+    "validation/fedbuff_family/results/claims/REPRODUCTION.md": "written by hand",
+    "reading.md": "written by hand (every reading.md)",
+}
+
+
+# --------------------------------------------------------------------------- rebuilding, study by study
+def _copy(tree: Path, *rel: str) -> None:
+    for r in rel:
+        src = REPO / r
+        if src.is_dir():
+            shutil.copytree(src, tree / r, dirs_exist_ok=True)
+        elif src.is_file():
+            (tree / r).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tree / r)
+
+
+def paper(tree: Path) -> list[str]:
+    from validation.paper.experiment import PAPER_PRESETS, load_paper
+    from validation.paper.report import write_paper_report
+
+    _copy(tree, "validation/paper/results")
+    out = tree / "validation/paper/results"
+    write_paper_report(PAPER_PRESETS["paper"], load_paper(out), out / "report.md", tree / "validation/paper/figures")
+    return ["validation/paper/results/report.md", "validation/paper/figures"]
+
+
+#: The studies this script rebuilds: name -> function(scratch tree) -> the files and folders it wrote
+#: (relative to the repository root).
+STUDIES: dict[str, Callable[[Path], list[str]]] = {"paper": paper}
+
+
+# --------------------------------------------------------------------------- comparing
+def old_path(new: str) -> str:
+    """Where the file at ``new`` was before the moves of :data:`MOVES` (itself if it did not move)."""
+    for old, nw in sorted(MOVES, key=lambda m: -len(m[1])):
+        if new.startswith(nw) and (Path(old).suffix == Path(nw).suffix or nw.endswith(("/", "_"))
+                                   or new == nw or new[len(nw)] == "/"):
+            return old + new[len(nw):]
+    return new
+
+
+def committed(rel: str, against: str | None) -> bytes | None:
+    """The committed bytes of ``rel`` (working tree, or git revision ``against`` at its old path)."""
+    if against is None:
+        p = REPO / rel
+        return p.read_bytes() if p.is_file() else None
+    r = subprocess.run(["git", "-C", str(REPO), "show", f"{against}:{old_path(rel)}"], capture_output=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def normalise(text: str, moved: bool) -> tuple[str, list[str]]:
+    """``text`` with stamps (and, if ``moved``, old paths) replaced; the kinds that occurred."""
+    kinds = []
+    for pattern, repl in STAMPS:
+        text, k = pattern.subn(repl, text)
+        if k:
+            kinds.append("stamps")
+    for pattern in FIGURE_LINKS:
+        text, k = pattern.subn(r"\1<figures>/\2", text)
+        if k:
+            kinds.append("figure links")
+    if moved:
+        for old, new in sorted(MOVES, key=lambda m: -len(m[0])):
+            if old in text:
+                # a placeholder first, so that a new path is never rewritten by a shorter old one
+                text = text.replace(old, f"\0{MOVES.index((old, new))}\0")
+                kinds.append(f"moved path {old}")
+        text = re.sub("\0(\\d+)\0", lambda m: MOVES[int(m.group(1))][1], text)
+    return text, sorted(set(kinds))
+
+
+def compare(tree: Path, rel: str, against: str | None) -> tuple[str, str]:
+    """``(verdict, detail)`` for one rebuilt file."""
+    new = (tree / rel).read_bytes()
+    old = committed(rel, against)
+    if old is None:
+        return "NEW", "no committed file to compare with"
+    if new == old:
+        return "identical", ""
+    if rel.endswith((".png", ".pdf")):
+        return "DIFFERENT", "binary files differ"
+    a, ka = normalise(old.decode("utf-8"), against is not None)
+    b, kb = normalise(new.decode("utf-8"), False)
+    if a == b:
+        return "identical after normalising", ", ".join(sorted(set(ka + kb)))
+    diff = difflib.unified_diff(a.splitlines(), b.splitlines(), "committed", "rebuilt", lineterm="", n=0)
+    return "DIFFERENT", "\n".join(list(diff)[:40])
+
+
+def files_under(tree: Path, written: Sequence[str]) -> list[str]:
+    out = []
+    for w in written:
+        p = tree / w
+        out += [str(f.relative_to(tree)) for f in sorted(p.rglob("*")) if f.is_file()] if p.is_dir() else [w]
+    return out
+
+
+def reports_of(files: Sequence[str]) -> list[str]:
+    """The rebuilt reports and figures among ``files`` (records copied along are left out)."""
+    keep = (".md", ".html", ".png", ".pdf", ".csv")
+    return [f for f in files if f.endswith(keep) or (f.endswith(".json") and "/cells/" not in f
+            and "/tuning/" not in f and "/pilots/" not in f and "/timings/" not in f and "/posthoc/" not in f
+            and not f.endswith(("selection.json", "design.json", "predictions.json", "grid.json",
+                                "selection_digits_only.json")))]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("studies", nargs="*", help=f"studies to rebuild (default all: {', '.join(STUDIES)})")
+    ap.add_argument("--against", metavar="REV", help="compare with the files at this git revision (old paths)")
+    ap.add_argument("--keep", type=Path, help="scratch tree to write into and keep (default: a temporary one)")
+    args = ap.parse_args(argv)
+    names = args.studies or list(STUDIES)
+    bad = [n for n in names if n not in STUDIES]
+    if bad:
+        ap.error(f"unknown studies {bad}; known: {', '.join(STUDIES)}")
+    tree = args.keep or Path(tempfile.mkdtemp(prefix="regenerate_"))
+    failures = 0
+    counts: dict[str, int] = {}
+    try:
+        for name in names:
+            written = STUDIES[name](tree)
+            for rel in reports_of(files_under(tree, written)):
+                verdict, detail = compare(tree, rel, args.against)
+                counts[verdict] = counts.get(verdict, 0) + 1
+                failures += verdict == "DIFFERENT"
+                print(f"{verdict:<28} {rel}" + (f"  ({detail})" if detail and verdict != "DIFFERENT" else ""))
+                if verdict == "DIFFERENT":
+                    print("    " + detail.replace("\n", "\n    "))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tree, ignore_errors=True)
+    for where, why in NOT_REBUILT.items():
+        print(f"{'not rebuilt':<28} {where}: {why}")
+    print("summary: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
