@@ -1,6 +1,6 @@
 """The regime map's machinery end to end on its tiny preset: frozen stages (predictions before any
 tuning run, a regime's selection before its evaluation), the held-out split, resumption, the
-statistics, the report and the figures, and `aflqueue validate --preset regimes-tiny`."""
+statistics, the report and the figures, and the study's command (validation/regimes/run.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from aflqueue.cli import main
-from aflqueue.experiments.regimes import (REGIME_PRESETS, pool_regime_maps, run_order, run_regimes,
-                                          summarize_regimes)
-from aflqueue.experiments.report import write_regimes_pooled_report, write_regimes_report
+from aflqueue.jobs import code_version
+from validation.regimes.experiment import (CODE, REGIME_PRESETS, pool_regime_maps, run_order, run_regimes,
+                                           summarize_regimes)
+from validation.regimes.report import write_regimes_pooled_report, write_regimes_report
+from validation.regimes.run import main
 
 TINY = REGIME_PRESETS["regimes-tiny"]
 
@@ -40,7 +41,8 @@ def test_stages_are_frozen_in_order(tiny):
     again = run_regimes(TINY, out, stage="all", progress=None)  # nothing left to run
     assert len(again["evaluation"]) == len(full["evaluation"])
     versions = {json.dumps(r["code_version"]) for r in [*full["pilots"], *full["tuning"], *full["evaluation"]]}
-    assert len(versions) == 1
+    assert versions == {json.dumps(code_version(CODE))}  # the package's and the study's code
+    assert full["design"]["code_version"] == full["predictions"]["code_version"] == code_version(CODE)
 
 
 def test_the_split_keeps_regimes_held_out(tiny):
@@ -106,11 +108,15 @@ def test_pooled_maps_agree_with_each_map(tiny, tmp_path):
     assert f"Spearman over {2 * len(TINY.regimes())} regimes" in text
 
 
-def test_validate_cli_report_only(tiny, tmp_path, capsys):
+def test_run_report_only(tiny, tmp_path, capsys):
     out, _, _ = tiny
     rep = tmp_path / "r.md"
-    assert main(["validate", "--preset", "regimes-tiny", "--output", str(out), "--report-only", "--report", str(rep),
+    assert main(["--preset", "regimes-tiny", "--output", str(out), "--report-only", "--report", str(rep),
                  "--figures", str(tmp_path / "f")]) == 0
     assert rep.is_file() and "report:" in capsys.readouterr().out
-    assert main(["validate", "--preset", "regimes-tiny", "--seeds", "3"]) == 2
-    assert "fixes its seeds" in capsys.readouterr().err
+    assert (tmp_path / "f" / "regimes_map_p2.png").is_file()
+    assert main(["--preset", "regimes-tiny", "--seeds", "3"]) == 2  # the preset fixes its seeds: no such flag
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --seeds 3" in err and err.count("\n") == 1
+    assert main(["--preset", "regimes-huge", "--report-only"]) == 2
+    assert "preset" in capsys.readouterr().err
