@@ -285,8 +285,8 @@ def test_bad_files_end_cleanly(content, command, tmp_path, capsys, stop_heavy_wo
 
 # ------------------------------------------------------------------ validation scripts
 @pytest.mark.parametrize("script, argv, field", [
-    ("approx_analysis.py", ["--no-such-flag"], "arguments"),
-    ("approx_delay_oracle.py", ["--workers", "x"], "arguments"),
+    ("approx/run.py", ["--no-such-flag"], "arguments"),
+    ("approx/oracle.py", ["--workers", "x"], "arguments"),
     ("closed_forms/run.py", ["--seed", "-1"], "--seed"),
     ("closed_forms/run.py", ["--seed", "x"], "arguments"),
     ("grid/run.py", ["--preset", "huge", "--report-only"], "preset"),

@@ -117,9 +117,45 @@ def paper(tree: Path) -> list[str]:
     return ["validation/paper/results/report.md", "validation/paper/figures"]
 
 
+def regimes(tree: Path) -> list[str]:
+    from validation.regimes.experiment import REGIME_PRESETS, load_regimes
+    from validation.regimes.report import write_regimes_pooled_report, write_regimes_report
+
+    _copy(tree, "validation/regimes/results")
+    res, figs = tree / "validation/regimes/results", tree / "validation/regimes/figures"
+    data = {name: load_regimes(res / name) for name in ("regimes", "regimes-confirm")}
+    for name, d in data.items():
+        write_regimes_report(REGIME_PRESETS[name], d, res / name / "report.md", figs / name)
+    write_regimes_pooled_report([(REGIME_PRESETS[n], d) for n, d in data.items()], res / "regimes-confirm" / "pooled.md")
+    return ["validation/regimes/results/regimes/report.md", "validation/regimes/results/regimes-confirm/report.md",
+            "validation/regimes/results/regimes-confirm/pooled.md", "validation/regimes/figures"]
+
+
+def approx(tree: Path) -> list[str]:
+    from aflqueue.io import atomic_write_json
+    from validation.approx.delay_oracle import run_delay_oracle
+    from validation.approx.experiment import assemble, load_records, save_summary
+    from validation.approx.figures import approx_error_figure
+    from validation.approx.report import write_approx_report, write_delay_oracle_report
+
+    _copy(tree, "validation/approx/results")
+    out = tree / "validation/approx/results"
+    records = load_records(out)
+    results = assemble(records)
+    save_summary(results, out)
+    figs = approx_error_figure(results, tree / "validation/approx/figures")
+    write_approx_report(results, out / "approx.md", figs, (out / "reading.md").read_text(encoding="utf-8").strip())
+    summary = run_delay_oracle(out / "oracle", [r for r in records if r.get("kind") == "point"], progress=None, only=[])
+    atomic_write_json(out / "oracle" / "oracle.json", summary)
+    write_delay_oracle_report(summary, out / "oracle" / "oracle.md", (out / "oracle" / "reading.md").read_text())
+    return ["validation/approx/results/approx.json", "validation/approx/results/approx.md",
+            "validation/approx/results/approx.html", "validation/approx/results/oracle/oracle.json",
+            "validation/approx/results/oracle/oracle.md", "validation/approx/figures"]
+
+
 #: The studies this script rebuilds: name -> function(scratch tree) -> the files and folders it wrote
 #: (relative to the repository root).
-STUDIES: dict[str, Callable[[Path], list[str]]] = {"paper": paper}
+STUDIES: dict[str, Callable[[Path], list[str]]] = {"paper": paper, "regimes": regimes, "approx": approx}
 
 
 # --------------------------------------------------------------------------- comparing

@@ -1,13 +1,13 @@
-"""Is the delay formula or the queue approximation the limit? An oracle test (issue 18).
+"""Is the delay formula or the queue approximation the limit? An oracle test.
 
 The approximate analysis (docs/theory.md section 9.3, "Delays") computes per-client relative delays
 with the arrival-theorem form ``E[D_i] = E_{m-1}[Y_i] / p_i`` (single-stage systems), feeding it
 the approximate time-average queues of the network with ``m - 1`` tasks. On the validation grid
-of :mod:`aflqueue.experiments.approx` its delays are within 3% at only about a third of the points.
+of :mod:`validation.approx.experiment` its delays are within 3% at only about a third of the points.
 Two things could be at fault: the approximate queues, or the formula itself. This experiment
 separates them: it replaces the approximate ``E_{m-1}[Y_i]`` by the *simulated* time-average
 queues of the same system with ``m - 1`` tasks (the oracle) and scores the formula against the
-delays simulated at ``m`` that the approx validation already saved (``validation/results/approx/
+delays simulated at ``m`` that the approx validation already saved (``validation/approx/results/
 cells``; nothing at ``m`` is re-simulated). If the oracle fails as often as the approximation, no
 better queue approximation can rescue the formula: the update-epoch (Palm) state of the network
 must be modelled (docs/theory.md section 9.7).
@@ -26,7 +26,8 @@ Jobs: for the first oracle, one per main-grid point of the approx validation wit
 (single stage, heterogeneous family); for the second and third, one per main-grid point. At
 ``m = 2`` the network with one task is exact for every law (``E_1[Y_i] = d_i / sum_j d_j``), so
 the first oracle needs no simulation there: it is computed in the summary. Records and their
-``code_version`` are saved as each job finishes (:mod:`.runner`).
+``code_version`` (the package's and this study's code, :data:`CODE`) are saved as each job
+finishes (:func:`aflqueue.jobs.run_jobs`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..stats import Estimate, t_quantile
-from .approx import CONFIDENCE, CRITERION, LAW_OF_CV, WARMUP, Point, grid, main_grid, simulate_point
-from ..jobs import JobStore, run_jobs
+from aflqueue.jobs import JobStore, run_jobs
+from aflqueue.stats import Estimate, t_quantile
+from validation.approx.experiment import (CODE, CONFIDENCE, CRITERION, LAW_OF_CV, WARMUP, Point, grid, main_grid,
+                                          simulate_point)
 
 __all__ = ["ORACLE_PROTOCOL", "oracle_jobs", "run_oracle_point", "run_marie_point", "oracle_delays",
-           "marie_rates", "perfect_pass_probability", "summarize_oracle", "run_delay_oracle"]
+           "marie_rates", "perfect_pass_probability", "summarize_oracle", "run_delay_oracle", "CODE"]
 
 ORACLE_PROTOCOL_VERSION = 2  # 2: the cross projection added (the first oracle's jobs are unchanged)
 ORACLE_SEED_BASE = 600_000  # point k of the approx grid: seed 600_000 + 100 k (disjoint from the grid's)
@@ -208,9 +210,9 @@ def run_marie_point(args: tuple[int, int]) -> dict[str, Any]:
     projection along the simulated path (``projected_delay``, :func:`projected_delays`) and the
     delays simulated on that path (``path_delay``); each type's rate profile ``r(k) / r(1)``
     (pooled over the type's clients) and both throughputs."""
-    from ..queueing.load_dependent import load_dependent_mean_queues
-    from ..sim import simulate
-    from ..sim.estimate import departure_rates_by_queue
+    from aflqueue.queueing.load_dependent import load_dependent_mean_queues
+    from aflqueue.sim import simulate
+    from aflqueue.sim.estimate import departure_rates_by_queue
 
     k, updates = args
     pt = grid()[k]
@@ -342,7 +344,7 @@ def run_delay_oracle(out: str | Path, approx_records: Sequence[dict[str, Any]], 
     with ``meta`` (code versions, updates simulated)."""
     jobs = oracle_jobs(only)
     records = run_jobs(jobs, _run_job, JobStore(Path(out)), backend=backend, workers=workers,
-                       progress=progress, settings=_settings, limit=limit)
+                       progress=progress, settings=_settings, limit=limit, code=CODE)
     mine = [r for r in records if r.get("id", "").startswith(("oracle_", "marie_"))]
     summary = summarize_oracle(mine, approx_records)
     def versions(recs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The oracle test of the approximation's delay formula (aflqueue.experiments.delay_oracle)."""
+"""The oracle test of the approximation's delay formula (validation/approx/delay_oracle.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from aflqueue.experiments.approx import Point, grid
-from aflqueue.experiments.delay_oracle import (
+from validation.approx.experiment import Point, grid
+from validation.approx.delay_oracle import (
     marie_rates,
     oracle_delays,
     oracle_jobs,
@@ -97,7 +97,7 @@ def test_queue_state_projection_is_exact_for_exponential_service():
     # memoryless service: the stochastic intensity of client l is mu_l 1{Y_l >= 1}, a function of
     # its own queue, so the projection loses nothing and must reproduce the simulated delays
     from aflqueue import System
-    from aflqueue.experiments.delay_oracle import projected_delays
+    from validation.approx.delay_oracle import projected_delays
     from aflqueue.sim import simulate
     from aflqueue.sim.estimate import departure_rates_by_queue
 
@@ -118,7 +118,7 @@ def test_queue_state_projection_is_exact_for_exponential_service():
 
 def test_perfect_pass_probability_matches_a_simulated_perfect_analysis():
     # independent truth: draw estimates around a known true value and count passes
-    from aflqueue.experiments.delay_oracle import perfect_pass_probability
+    from validation.approx.delay_oracle import perfect_pass_probability
     from aflqueue.stats import t_interval
 
     rng = np.random.default_rng(5)
@@ -134,22 +134,21 @@ def test_perfect_pass_probability_matches_a_simulated_perfect_analysis():
 
 # --------------------------------------------------------------------------- run, resume, script
 def _script_main():
-    """``main`` of validation/approx_delay_oracle.py (a script, not a module of the package)."""
-    import runpy
-    from pathlib import Path
+    """``main`` of the oracle's command, validation/approx/oracle.py."""
+    from validation.approx.oracle import main
 
-    return runpy.run_path(str(Path(__file__).resolve().parent.parent / "validation" / "approx_delay_oracle.py"),
-                          run_name="approx_delay_oracle_script")["main"]
+    return main
 
 
 def test_run_resume_and_report_on_one_point(tmp_path):
     from pathlib import Path
 
-    from aflqueue.experiments.approx import load_records
-    from aflqueue.experiments.delay_oracle import run_delay_oracle
-    from aflqueue.experiments.report import write_delay_oracle_report
+    from aflqueue.jobs import code_version
+    from validation.approx.delay_oracle import CODE, run_delay_oracle
+    from validation.approx.experiment import load_records
+    from validation.approx.report import write_delay_oracle_report
 
-    committed = Path(__file__).resolve().parent.parent / "validation" / "results" / "approx"
+    committed = Path(__file__).resolve().parents[2] / "validation" / "approx" / "results"
     approx_records = [r for r in load_records(committed) if r.get("kind") == "point"]
     first, second = [], []
     out = run_delay_oracle(tmp_path, approx_records, only=["hetero_n3_m3_proportional_cv1"], progress=first.append)
@@ -158,6 +157,7 @@ def test_run_resume_and_report_on_one_point(tmp_path):
     row = next(r for r in out["rows"] if r["point"] == "hetero_n3_m3_proportional_cv1")
     assert all(row[k] is not None for k in ("oracle", "marie", "projection", "cross_projection"))
     assert out["meta"]["simulated_by_kind"] == {"oracle": 1, "marie": 1}
+    assert out["meta"]["code_versions"] == [code_version(CODE)]
     # the 48 m = 2 points need no simulation; every other point lacks its records here
     assert out["all"]["points"] == 49 and out["missing"] == 240 - 49
     text = write_delay_oracle_report(out, tmp_path / "oracle.md", "## Reading\n\nmine").read_text()

@@ -1,17 +1,18 @@
-"""Oracle tests of the approximation's delay formula (issue 18): the arrival-theorem form fed
+"""Oracle tests of the approximation's delay formula: the arrival-theorem form fed
 exact time-average queues at m - 1, Marie's network fed measured queue-dependent rates, and the
 queue-state projection (docs/theory.md section 9.8).
 
-A thin entry point: the experiment is :mod:`aflqueue.experiments.delay_oracle`, the report
-:func:`aflqueue.experiments.report.write_delay_oracle_report`. It needs the approx validation's
-records (``validation/results/approx/cells``, committed) for the delays at m; it simulates the
+The second command of the approximation study (the first, ``run.py``, makes the records this
+one needs): the experiment is :mod:`validation.approx.delay_oracle`, the report
+:func:`validation.approx.report.write_delay_oracle_report`. It needs the approx validation's
+records (``validation/approx/results/cells``, committed) for the delays at m; it simulates the
 systems with m - 1 tasks, and each system again at m for the departure rates and the projection.
 
-Usage::
+Usage (from anywhere)::
 
-    python validation/approx_delay_oracle.py [--out validation/results/approx/oracle]
-                                             [--approx validation/results/approx] [--backend process]
-                                             [--workers 2] [--report-only]
+    python validation/approx/oracle.py [--out validation/approx/results/oracle]
+                                       [--approx validation/approx/results] [--backend process]
+                                       [--workers 2] [--report-only]
 
 Results: ``<out>/cells/oracle_<point>.json`` and ``marie_<point>.json`` (one record per
 simulated system, saved as it finishes; a restart skips those already saved), ``<out>/oracle.json``
@@ -28,17 +29,17 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import OneLineArgumentParser, ValidationError, require  # noqa: E402
-from aflqueue.experiments.approx import load_records  # noqa: E402
-from aflqueue.experiments.delay_oracle import oracle_jobs, run_delay_oracle  # noqa: E402
-from aflqueue.experiments.report import write_delay_oracle_report  # noqa: E402
 from aflqueue.io import atomic_write_json  # noqa: E402
+from validation.approx.delay_oracle import oracle_jobs, run_delay_oracle  # noqa: E402
+from validation.approx.experiment import load_records  # noqa: E402
+from validation.approx.report import write_delay_oracle_report  # noqa: E402
 
-RESULTS = REPO / "validation" / "results" / "approx"
+RESULTS = HERE / "results"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

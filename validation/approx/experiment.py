@@ -4,10 +4,11 @@ A fixed protocol (:data:`PROTOCOL`, stated at the top of the report) over a grid
 each grid point is simulated and analysed with both the product form
 (:func:`aflqueue.queueing.analyze`, exact for exponential service) and the approximation
 (:func:`aflqueue.queueing.approx.approx_analyze`); for a few systems, the routings that the
-wall-clock optimiser finds with each analysis are both simulated (item 3 of the issue).
+wall-clock optimiser finds with each analysis are both simulated ("item 3" of the protocol).
 
-Every grid point and every optimisation comparison is one job of
-:func:`~aflqueue.experiments.runner.run_jobs`, so an interrupted experiment resumes job by job.
+Every grid point and every optimisation comparison is one job of :func:`aflqueue.jobs.run_jobs`,
+so an interrupted experiment resumes job by job (records stamped with the package's and, from this
+study's move out of the package on, this study's own code: :data:`CODE`).
 Results folder (``out``):
 
 * ``cells/<id>.json`` -- one record per job, id the point's id (``hetero_n10_m20_uniform_cv1.5``,
@@ -18,8 +19,9 @@ Results folder (``out``):
 * ``approx.json`` -- the summary of one invocation (:func:`assemble` without the records, which
   stay in ``cells/``): metadata, error distributions per subset, optimisation records.
 
-The report is :func:`aflqueue.experiments.report.write_approx_report` and the figure
-:func:`aflqueue.plots.approx_error_figure`.
+The report is :func:`validation.approx.report.write_approx_report` and the figure
+:func:`validation.approx.figures.approx_error_figure`; the oracle tests of the delay formula that
+build on these records are :mod:`validation.approx.delay_oracle`.
 
 Conventions: relative error = (analysis - simulation) / simulation; intervals are 95%
 t-intervals over pooled batch means (:mod:`aflqueue.stats`).
@@ -37,18 +39,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import require
-from ..io import atomic_write_json, json_digest
-from ..stats import Estimate, batch_means, t_interval
-from ..system import System
-from ..jobs import JobStore, run_jobs
+from aflqueue.errors import require
+from aflqueue.io import atomic_write_json, json_digest
+from aflqueue.stats import Estimate, batch_means, t_interval
+from aflqueue.jobs import JobStore, run_jobs
+from aflqueue.system import System
+from validation import code
 
 __all__ = ["PROTOCOL", "PROTOCOL_VERSION", "Point", "grid", "OPT_SYSTEMS", "jobs_of", "run_point",
            "run_optimisation", "simulate_point", "batch_values", "point_errors", "summarize", "main_grid",
-           "assemble", "run_approx", "load_records", "RESULTS_FILE", "LAW_OF_CV", "CRITERION"]
+           "assemble", "run_approx", "load_records", "RESULTS_FILE", "LAW_OF_CV", "CRITERION", "CODE"]
+
+#: The code outside the package that computes this study's records (stamped into them).
+CODE = code("approx")
 
 PROTOCOL_VERSION = 1
-FORMAT_VERSION = 2  # 1: validation/approx_analysis.py's points/ and optimisation/ files; 2: one record per job
+FORMAT_VERSION = 2  # 1: the first script's points/ and optimisation/ files; 2: one record per job
 RESULTS_FILE = "approx.json"
 
 PROTOCOL = """\
@@ -166,8 +172,8 @@ def _rates(family: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _multistage(kind: str, rates: np.ndarray, m: int, law: str) -> System:
     """Multi-stage systems: slow clients (types >= 2) also have slow links."""
-    from ..laws import law_from_spec
-    from ..system import Client, Stage
+    from aflqueue.laws import law_from_spec
+    from aflqueue.system import Client, Stage
 
     n = rates.size
     slow = rates < 0.4
@@ -226,7 +232,7 @@ def main_grid(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def batch_values(trace: Any, types: np.ndarray, G: int) -> dict[str, Any]:
     """Per-batch throughput, per-type delay, per-type tasks at client stages, per-type compute
     utilisation and central-server queue of one replication (warm-up removed)."""
-    from ..sim.estimate import interval_integrals
+    from aflqueue.sim.estimate import interval_integrals
 
     up = trace.updates()
     U = up["time"].size
@@ -255,7 +261,7 @@ def batch_values(trace: Any, types: np.ndarray, G: int) -> dict[str, Any]:
 
 def _replications(system: System, types: np.ndarray, reps: int, updates: int, seed0: int) -> list[dict[str, Any]]:
     """:func:`batch_values` of ``reps`` replications seeded ``seed0, seed0 + 1, ...``."""
-    from ..sim import simulate
+    from aflqueue.sim import simulate
 
     G = int(types.max()) + 1
     parts = []
@@ -319,8 +325,8 @@ def _best_time(fun: Callable[[], Any], repeat: int = 3) -> float:
 
 def run_point(pt: Point, index: int, quick: bool) -> dict[str, Any]:
     """Simulate and analyse grid point ``index`` (the record; seconds under ``timing``)."""
-    from ..queueing import analyze
-    from ..queueing.approx import approx_analyze
+    from aflqueue.queueing import analyze
+    from aflqueue.queueing.approx import approx_analyze
 
     system = pt.system()
     types = pt.types()
@@ -360,16 +366,16 @@ def _opt_system(spec: tuple) -> System:
 
 def _proxy(problem: Any, p: np.ndarray, lam: float, delays: np.ndarray, tau: float) -> float:
     """Wall-clock proxy W at routing ``p`` with throughput ``lam`` and per-client delays ``delays``."""
-    from ..bounds import per_update, s1, s2
+    from aflqueue.bounds import per_update, s1, s2
 
     return float(per_update(problem.constants, s1(p)[0], s2(delays, p), lam * tau).total)
 
 
 def run_optimisation(spec: tuple, index: int, quick: bool) -> dict[str, Any]:
     """Optimise the wall-clock proxy with each analysis and simulate both routings (item 3)."""
-    from ..optimize import OptimizationProblem, optimize
-    from ..queueing import analyze
-    from ..queueing.approx import approx_analyze
+    from aflqueue.optimize import OptimizationProblem, optimize
+    from aflqueue.queueing import analyze
+    from aflqueue.queueing.approx import approx_analyze
 
     _, family, n, m, cv = spec
     system = _opt_system(spec)
@@ -582,7 +588,7 @@ def run_approx(out: str | Path, quick: bool = False, fresh: bool = False, optimi
     out = Path(out)
     jobs = jobs_of(quick, optimisation, only)
     records = run_jobs(jobs, _run_job, JobStore(out), backend=backend, workers=workers, progress=progress,
-                       limit=limit, describe=_describe, settings=_job_settings, fresh=fresh)
+                       limit=limit, describe=_describe, settings=_job_settings, fresh=fresh, code=CODE)
     results = assemble(records, quick)
     save_summary(results, out)
     return results

@@ -1,22 +1,24 @@
-"""Approximate analysis for general service vs simulation, next to the product form (issue 18).
+"""Approximate analysis for general service vs simulation, next to the product form.
 
-A thin entry point: the experiment (protocol, grid, one resumable job per grid point and per
-optimisation comparison) is :mod:`aflqueue.experiments.approx`, the report
-:func:`aflqueue.experiments.report.write_approx_report` and the figure
-:func:`aflqueue.plots.approx_error_figure`.
+The one command of this study (its protocol: ``PROTOCOL.md``): the experiment (protocol, grid,
+one resumable job per grid point and per optimisation comparison) is
+:mod:`validation.approx.experiment`, the report :func:`validation.approx.report.write_approx_report`
+and the figure :func:`validation.approx.figures.approx_error_figure`. The oracle tests of the
+delay formula, built on these records, are the second command, ``validation/approx/oracle.py``.
 
-Usage::
+Usage (from anywhere)::
 
-    python validation/approx_analysis.py [--out validation/results/approx] [--figures DIR] [--quick]
-                                         [--fresh] [--report-only] [--skip-optimisation]
+    python validation/approx/run.py [--out validation/approx/results] [--figures DIR] [--quick]
+                                    [--fresh] [--report-only] [--skip-optimisation]
 
 Results: ``<out>/cells/<id>.json`` (one record per job, saved as it finishes; a restart skips
 the jobs already saved with the same settings unless ``--fresh``), ``<out>/timings/``,
 ``<out>/approx.json`` (the summary), ``<out>/approx.md`` and ``.html`` (the report, with
 ``reading.md`` from ``<out>`` as its last section) and the figure ``approx_errors.png``/``.pdf``
-(in ``<out>/figures`` unless ``--figures``). ``--quick`` runs five points and one optimisation
-system with 50x fewer updates (a smoke test, < 1 min; results in ``validation/results/approx/quick``
-unless ``--out``); its results are not a validation. Bad input: one line on stderr, exit status 2.
+(in ``validation/approx/figures`` for the default results, else in ``<out>/figures``, unless
+``--figures``). ``--quick`` runs five points and one optimisation system with 50x fewer updates
+(a smoke test, < 1 min; results in ``validation/approx/results/quick`` unless ``--out``); its
+results are not a validation. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -27,25 +29,27 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import OneLineArgumentParser, ValidationError  # noqa: E402
-from aflqueue.experiments.approx import RESULTS_FILE, assemble, load_records, run_approx, save_summary  # noqa: E402
-from aflqueue.experiments.report import write_approx_report  # noqa: E402
-from aflqueue.plots import approx_error_figure  # noqa: E402
+from validation.approx.experiment import RESULTS_FILE, assemble, load_records, run_approx, save_summary  # noqa: E402
+from validation.approx.figures import approx_error_figure  # noqa: E402
+from validation.approx.report import write_approx_report  # noqa: E402
 
-RESULTS = REPO / "validation" / "results" / "approx"
+RESULTS = HERE / "results"
+FIGURES = HERE / "figures"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = OneLineArgumentParser(description=__doc__.split("\n\n")[0],
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None,
-                    help="results folder (cells/, approx.json, approx.md; default validation/results/approx, "
+                    help="results folder (cells/, approx.json, approx.md; default validation/approx/results, "
                          "its quick/ subfolder with --quick)")
-    ap.add_argument("--figures", type=Path, default=None, help="figures folder (default: <out>/figures)")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="figures folder (default: validation/approx/figures for the default results, else <out>/figures)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 5 points, 50x fewer updates")
     ap.add_argument("--fresh", action="store_true", help="recompute the jobs already saved")
     ap.add_argument("--report-only", action="store_true", help="rebuild the report from saved records")
@@ -69,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = run_approx(args.out, quick=args.quick, fresh=args.fresh,
                                  optimisation=not args.skip_optimisation)
         reading = args.out / "reading.md"
-        figs = approx_error_figure(results, args.figures or args.out / "figures")
+        figures = args.figures or (FIGURES if args.out == RESULTS else args.out / "figures")
+        figs = approx_error_figure(results, figures)
         md, _ = write_approx_report(results, args.out / "approx.md", figs,
                                     reading.read_text(encoding="utf-8").strip() if reading.is_file() else None)
     except ValidationError as e:
