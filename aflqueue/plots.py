@@ -1,16 +1,16 @@
-"""Every figure of the toolkit is drawn here, from data already computed or saved.
+"""The figures any researcher draws from their own results, and the one style of every figure.
 
 No function here runs an analysis, a simulation or a training: each takes data (a sweep's dict,
-a closed-forms results dict, grid or comparison records, run groups, a schedule summary) and an
-output folder, writes the figure as PNG and PDF (file names starting with the figure's family)
-and returns the paths. :mod:`aflqueue.figures` computes or loads the data for
-``aflqueue figures``; the experiment reports call the record-based figures directly.
+run groups, a schedule summary) and an output folder, writes the figure as PNG and PDF (file
+names starting with the figure's family) and returns the paths. :mod:`aflqueue.figures` computes
+the data of ``aflqueue figures``.
 
 Families: sweeps of a system (``sweep_*``; the built-in analytic figures ``delay_vs_routing``,
 ``concurrency_sweep``, ``routing_vs_speed`` and ``energy_pareto`` are sweeps of the bundled
-examples), closed forms vs simulation (``closed_forms_*``), validation grid (``grid_accuracy_*``),
-algorithm comparison (``comparison_accuracy_*``), the paper experiment (``<preset>_*``), a
-researcher's own runs (``runs_curves``) and schedules (``schedule_*``).
+examples), a researcher's own runs (``runs_curves``) and schedules (``schedule_*``). A study's own
+figures live in its folder (``validation/<study>/figures.py``, in the source repository) and use
+the style helpers below: :func:`styled`, :func:`subplots`, :func:`legend_below`,
+:func:`legend_entries`, :func:`mean_band`, :func:`save_figure`.
 
 One style for all (:data:`STYLE`, applied with ``rc_context``, never globally): every axis is
 labelled with its unit, legends sit outside the data (below the panels, or to the right), colours
@@ -18,27 +18,24 @@ come from the colour-blind-safe Okabe-Ito palette (:data:`PALETTE`, with line st
 a second cue), each panel carries one message and its title says it in words (no internal
 names), and PDFs carry no creation date, so the same data give the same files.
 
-matplotlib is imported inside the functions (Agg backend) so that ``import aflqueue`` stays light;
-:func:`pyplot`, :func:`save_figure` and :data:`STYLE` are the shared style helpers.
+matplotlib is imported inside the functions (Agg backend) so that ``import aflqueue`` stays light.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["STYLE", "PALETTE", "OKABE_ITO", "pyplot", "save_figure", "human", "closed_forms_delay_scatter",
-           "closed_forms_cv_deviation", "closed_forms_delay_law", "closed_forms_figures", "sweep_concurrency_figure",
-           "sweep_routing_figure", "sweep_pareto_figure", "sweep_delay_routing_figure", "grid_accuracy_figures",
-           "comparison_accuracy_figure", "paper_figures", "runs_figure", "schedule_timeline_figure",
-           "schedule_delay_figure", "schedule_share_figure", "regime_figures",
-           "approx_error_figure"]
+__all__ = ["STYLE", "PALETTE", "GREY", "LIGHT_GREY", "LINESTYLES", "MARKERS", "ACCURACY", "LOSS", "SIM_TIME", "UPDATES",
+           "pyplot", "styled", "subplots", "legend_below", "legend_entries", "wrap", "save_figure", "panel_grid",
+           "finite", "as_array", "human", "colour", "mean_band", "sweep_concurrency_figure", "sweep_routing_figure",
+           "sweep_pareto_figure", "sweep_delay_routing_figure", "runs_figure", "schedule_timeline_figure",
+           "schedule_delay_figure", "schedule_share_figure"]
 
 #: The Okabe & Ito (2008) palette, distinguishable with the common colour-vision deficiencies, in
 #: the order figures use it (black is kept for references such as AsyncSGD; yellow comes last: it
@@ -398,41 +395,6 @@ def mean_band(ax: Any, t: np.ndarray, curves: list[list[float]], col: str, label
         ax.fill_between(t, scale * lo, scale * hi, color=col, alpha=0.18, lw=0)
 
 
-def comparison_accuracy_figure(records: list[Mapping[str, Any]], out_dir: str | Path,
-                               preset: str) -> list[tuple[Path, str]]:
-    """Algorithm comparison: test accuracy against simulated time per algorithm, every seed as a
-    thin line and the mean over seeds bold (a t-band over a handful of seeds would cover most of
-    ``[0, 1]``; the report gives the bootstrap intervals), the preset's target dotted.
-    ``records``: the comparison's run records (``algorithm``, ``seed``, ``curve``, ``target``).
-    Returns ``[(png, caption)]`` (empty without records)."""
-    if not records:
-        return []
-    algorithms = list(dict.fromkeys(r["algorithm"] for r in records))
-    with styled():
-        fig, axes = subplots(1, 1, panel=(4.6, 3.2))
-        ax = axes[0][0]
-        for k, alg in enumerate(algorithms):
-            col, ls = colour(k), LINESTYLES[k % len(LINESTYLES)]
-            curves = [r["curve"] for r in records if r["algorithm"] == alg]
-            for c in curves:
-                ax.plot(c["time"], 100 * as_array(c["test_accuracy"]), color=col, ls=ls, lw=0.5, alpha=0.4)
-            t = curves[0]["time"]
-            A = np.asarray([c["test_accuracy"] for c in curves if len(c["test_accuracy"]) == len(t)], dtype=float)
-            ax.plot(t, 100 * A.mean(0), color=col, ls=ls, lw=1.8, label=f"{human(alg)} ({A.shape[0]} seeds)")
-        tgt = records[0]["target"]
-        ax.axhline(100 * tgt, color=GREY, ls=":", lw=0.8, label=f"target accuracy ({100 * tgt:.0f}%)")
-        ax.set_ylim(0, 100)
-        ax.set_xlabel(SIM_TIME)
-        ax.set_ylabel(ACCURACY)
-        ax.set_title("accuracy at equal simulated time (bold: mean, thin: one seed)")
-        legend_below(fig, *legend_entries(axes), ncol=2, title="server algorithm")
-        fig.suptitle(f"Server algorithms compared, scenario {preset}")
-        paths = save_figure(fig, out_dir, f"comparison_accuracy_{preset}")
-    return [(Path(paths[0]), f"{preset}: test accuracy against simulated time per algorithm (thin: one seed; "
-                             f"bold: mean over seeds)")]
-
-
-# --------------------------------------------------------------------------- paper-scale validation
 # --------------------------------------------------------------------------- a researcher's own runs
 def runs_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str = "runs_curves") -> list[Path]:
     """Accuracy and loss against simulated time and against updates for groups of runs (one
@@ -591,7 +553,3 @@ def schedule_share_figure(data: Mapping[str, Any], out_dir: str | Path, stem: st
         ax.set_title(f"each client's share of the arrivals against p ({sh['updates']:,} updates)")
         legend_below(fig, *legend_entries(axes), ncol=1)
         return save_figure(fig, out_dir, stem)
-
-
-# --------------------------------------------------------------------------- regime map (pilot calibration)
-# --------------------------------------------------------------------------- approximation for general service

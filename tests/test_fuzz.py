@@ -291,8 +291,11 @@ def test_bad_files_end_cleanly(content, command, tmp_path, capsys, stop_heavy_wo
     ("closed_forms/run.py", ["--seed", "x"], "arguments"),
     ("grid/run.py", ["--preset", "huge", "--report-only"], "preset"),
     ("grid/run.py", ["--seeds", "x"], "arguments"),
-    ("stale_algorithms.py", ["--budget", "x"], "arguments"),
-    ("fedbuff_family_claims.py", ["--no-such-flag"], "arguments"),
+    ("fedbuff_family/stale_algorithms.py", ["--budget", "x"], "arguments"),
+    ("fedbuff_family/run.py", ["--no-such-flag"], "arguments"),
+    ("fedbuff_family/checks.py", ["--seeds", "x"], "arguments"),
+    ("paper/run.py", ["--preset", "nope", "--report-only"], "preset"),
+    ("regimes/run.py", ["--stage", "nope"], "arguments"),
 ])
 def test_validation_scripts_refuse_bad_flags_in_one_line(script, argv, field, capsys):
     import runpy

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aflqueue import plots
 from tests.figure_checks import captured
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "validation" / "results"
+
 VALIDATION = ROOT / "validation"
 
 
@@ -52,13 +51,15 @@ def _curve(seed: int, shift: float) -> dict:
 
 
 def test_comparison_figure_and_reproducible_files(tmp_path, monkeypatch):
+    from validation.fedbuff_family import figures
+
     recs = [{"algorithm": a, "seed": s, "curve": _curve(s, k), "target": 0.8}
             for k, a in enumerate(("fedbuff", "fedecho", "fedrevive")) for s in range(3)]
-    with captured(monkeypatch) as figs:
-        plots.comparison_accuracy_figure(recs, tmp_path / "a", "stale")
+    with captured(monkeypatch, figures) as figs:
+        figures.comparison_accuracy_figure(recs, tmp_path / "a", "stale")
     assert "FedBuff (3 seeds)" in figs["comparison_accuracy_stale"]["legend"]
     monkeypatch.undo()
-    plots.comparison_accuracy_figure(recs, tmp_path / "b", "stale")
+    figures.comparison_accuracy_figure(recs, tmp_path / "b", "stale")
     for ext in ("png", "pdf"):  # the same data give the same bytes
         assert (tmp_path / "a" / f"comparison_accuracy_stale.{ext}").read_bytes() == \
             (tmp_path / "b" / f"comparison_accuracy_stale.{ext}").read_bytes()

@@ -48,7 +48,8 @@ from validation import code
 
 __all__ = ["PROTOCOL", "PROTOCOL_VERSION", "Point", "grid", "OPT_SYSTEMS", "jobs_of", "run_point",
            "run_optimisation", "simulate_point", "batch_values", "point_errors", "summarize", "main_grid",
-           "assemble", "run_approx", "load_records", "RESULTS_FILE", "LAW_OF_CV", "CRITERION", "CODE"]
+           "assemble", "keep_stamps", "save_summary", "run_approx", "load_records", "RESULTS_FILE", "LAW_OF_CV",
+           "CRITERION", "CODE"]
 
 #: The code outside the package that computes this study's records (stamped into them).
 CODE = code("approx")
@@ -591,6 +592,21 @@ def run_approx(out: str | Path, quick: bool = False, fresh: bool = False, optimi
                        limit=limit, describe=_describe, settings=_job_settings, fresh=fresh, code=CODE)
     results = assemble(records, quick)
     save_summary(results, out)
+    return results
+
+
+def keep_stamps(results: dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """``results`` with the generation date and platform of the summary already saved in ``out``
+    when that summary rests on the same records (same code versions, updates and simulation
+    time): rebuilding the report from saved records then leaves the summary as it was."""
+    saved = Path(out) / RESULTS_FILE
+    if saved.is_file():
+        from aflqueue.io import read_json
+
+        old = read_json(saved, "approx.json").get("meta") or {}
+        if all(old.get(k) == results["meta"].get(k) for k in ("code_versions", "updates_used", "simulation_seconds",
+                                                               "quick")):
+            results["meta"].update({k: old[k] for k in ("date", "platform") if k in old})
     return results
 
 

@@ -34,7 +34,8 @@ if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import OneLineArgumentParser, ValidationError  # noqa: E402
-from validation.approx.experiment import RESULTS_FILE, assemble, load_records, run_approx, save_summary  # noqa: E402
+from validation.approx.experiment import (RESULTS_FILE, assemble, keep_stamps, load_records, run_approx,  # noqa: E402
+                                          save_summary)
 from validation.approx.figures import approx_error_figure  # noqa: E402
 from validation.approx.report import write_approx_report  # noqa: E402
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out.exists() and not args.out.is_dir():
             raise ValidationError("out", f"{str(args.out)!r} is not a folder")
         if args.report_only:
-            results = assemble(load_records(args.out), quick=args.quick)
+            results = keep_stamps(assemble(load_records(args.out), quick=args.quick), args.out)
             if not results["points"]:
                 raise ValidationError("out", f"no {'quick ' if args.quick else ''}results in {str(args.out)!r}; "
                                              "run without --report-only first")

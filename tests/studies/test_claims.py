@@ -1,4 +1,4 @@
-"""The FedBuff-family claims experiment (aflqueue.experiments.claims) on the claims-tiny preset
+"""The FedBuff-family claims experiment (validation/fedbuff_family/claims.py) on the claims-tiny preset
 (synthetic data, seconds): stages end to end, the selection frozen before evaluation, tuning's
 argmax against a hand computation, resume, verdict rules, and the report's numbers against an
 independent recomputation from the records."""
@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from aflqueue import ValidationError
-from aflqueue.experiments.claims import (CLAIMS_PRESETS, Claim, ClaimScenario, ClaimsPreset, claim_verdicts,
-                                         evaluation_jobs, load_claims, posthoc_summary, run_claims, select,
-                                         summarize_claims, tuning_jobs)
-from aflqueue.outcomes import time_to_target
-from aflqueue.experiments.report import write_claims_report
 from aflqueue.fl.algorithms import AlgorithmContext, make_algorithm
+from aflqueue.outcomes import time_to_target
+from validation.fedbuff_family.claims import (CLAIMS_PRESETS, Claim, ClaimScenario, ClaimsPreset, claim_verdicts,
+                                              evaluation_jobs, load_claims, posthoc_summary, run_claims, select,
+                                              summarize_claims, tuning_jobs)
+from validation.fedbuff_family.report import write_claims_report
 
 TINY = CLAIMS_PRESETS["claims-tiny"]
 

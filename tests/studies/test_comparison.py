@@ -1,4 +1,4 @@
-"""Algorithm comparison (aflqueue.experiments.comparison) on the tiny preset (synthetic data, a
+"""Algorithm comparison (validation/fedbuff_family/comparison.py) on the tiny preset (synthetic data, a
 few hundred arrivals): records saved per run, resume skips them, an interrupted comparison
 resumes to the same numbers, and the report's intervals respect the quantities."""
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from aflqueue import ValidationError
-from aflqueue.experiments.comparison import PRESETS, fedrevive_schedule_system, preset_summary, resolve, run_comparison
-from aflqueue.experiments.report import summarize_comparison, write_comparison_report
+from validation.fedbuff_family.comparison import (PRESETS, fedrevive_schedule_system, preset_summary, resolve,
+                                                  run_comparison)
+from validation.fedbuff_family.report import summarize_comparison, write_comparison_report
 from aflqueue.system import System
 
 TINY = PRESETS["tiny"]

@@ -5,7 +5,8 @@ system, local training, time budget) and the algorithms to compare. For each see
 model initialisation, schedule and minibatches all follow it) every algorithm replays the same
 simulated schedule up to the same ``run.time_budget``, with its spec defaults (ALGORITHMS.md;
 nothing tuned here) unless the preset says otherwise. One run is one job of
-:func:`~aflqueue.experiments.runner.run_jobs`; a long run also checkpoints, so an interrupted
+:func:`aflqueue.jobs.run_jobs` (stamped with the package's and this study's code, :data:`CODE`);
+a long run also checkpoints, so an interrupted
 job resumes from its last checkpoint.
 
 Presets (:data:`PRESETS`):
@@ -41,8 +42,9 @@ Records (``<out>/cells/<preset>__<algorithm>__s<seed>.json``) hold what the inpu
 final accuracy and loss, accuracy at half the budget, the evaluation curve, time to the
 preset's target accuracy, arrivals, model versions, staleness, the algorithm's counts and
 memory (bytes besides the model); wall-clock seconds go to ``timings/``. The statistics and the
-report are :func:`aflqueue.experiments.report.summarize_comparison` and
-:func:`~aflqueue.experiments.report.write_comparison_report`.
+report are :func:`validation.fedbuff_family.report.summarize_comparison` and
+:func:`validation.fedbuff_family.report.write_comparison_report`; the command is
+``validation/fedbuff_family/stale_algorithms.py``.
 """
 
 from __future__ import annotations
@@ -57,16 +59,20 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import check_integer, check_positive, require
-from ..io import atomic_write_json, dumps_json, json_digest
-from ..outcomes import split_timings, time_to_target
-from ..jobs import JobStore, run_jobs
+from aflqueue.errors import check_integer, check_positive, require
+from aflqueue.io import atomic_write_json, dumps_json, json_digest
+from aflqueue.jobs import JobStore, run_jobs
+from aflqueue.outcomes import split_timings, time_to_target
+from validation import code
 
 __all__ = ["ComparisonPreset", "PRESETS", "ALGORITHMS", "resolve", "jobs_of", "run_comparison", "comparison_run",
-           "fedrevive_schedule_system", "memory_bytes", "apply_overrides"]
+           "fedrevive_schedule_system", "memory_bytes", "apply_overrides", "CODE"]
+
+#: The code outside the package that computes this study's records (stamped into them).
+CODE = code("fedbuff_family")
 
 ALGORITHMS = ("fedbuff", "fedecho", "fedrevive")
-FORMAT_VERSION = 2  # 1: validation/stale_algorithms.py's results.json; 2: one record per run
+FORMAT_VERSION = 2  # 1: the first script's results.json (results/stale_algorithms); 2: one record per run
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,7 @@ def _settings(preset: ComparisonPreset, system: dict[str, Any] | None) -> dict[s
 def jobs_of(preset: ComparisonPreset, seeds: list[int], runs_dir: str | Path) -> list[tuple[str, tuple]]:
     """Jobs ``(id, args)``, seed-major (every algorithm of seed 0 first). A run's checkpoints live
     in ``runs_dir/<id>-<settings hash>``, so changed settings never meet an old checkpoint."""
-    from ..fl.algorithms import ALGORITHM_NAMES
+    from aflqueue.fl.algorithms import ALGORITHM_NAMES
 
     for a in preset.algorithms:
         require(a in ALGORITHM_NAMES, "algorithms", f"unknown algorithm {a!r}; allowed: {', '.join(ALGORITHM_NAMES)}")
@@ -244,13 +250,13 @@ def comparison_run(args: tuple) -> dict[str, Any]:
     ``config`` is the shared :class:`~aflqueue.config.TrainConfig` mapping (without ``output``,
     ``seed``, ``algorithm``), ``params`` the algorithm's hyper-parameters, ``system`` a system
     description or None, ``target`` the accuracy of ``time_to_target``; ``settings`` is not read
-    (it is what :func:`~aflqueue.experiments.runner.run_jobs` checks a saved record against).
+    (it is what :func:`aflqueue.jobs.run_jobs` checks a saved record against).
     The record's accuracies are on whatever ``run.evaluate_on`` names (test by default)."""
     import torch
 
-    from ..config import TrainConfig
-    from ..fl.models import count_parameters
-    from ..pipeline import prepare, train
+    from aflqueue.config import TrainConfig
+    from aflqueue.fl.models import count_parameters
+    from aflqueue.pipeline import prepare, train
 
     preset, _, base, algorithm, params, seed, run_dir, system, target = args
     t0 = time.perf_counter()
@@ -319,7 +325,7 @@ def run_comparison(preset: ComparisonPreset | str, out: str | Path, runs_dir: st
     atomic_write_json(out / "comparison.json", {"format": FORMAT_VERSION, "preset": preset.name, "quick": quick,
                                                  "seeds": seed_list, "settings": jobs[0][1][1] if jobs else None})
     records = run_jobs(jobs, comparison_run, JobStore(out), backend=backend, workers=workers, progress=progress,
-                       limit=limit, describe=_describe, settings=lambda a: a[1], fresh=fresh)
+                       limit=limit, describe=_describe, settings=lambda a: a[1], fresh=fresh, code=CODE)
     ids = {i for i, _ in jobs}
     return preset, [r for r in records if r["id"] in ids]
 

@@ -1,4 +1,4 @@
-"""The FedBuff-family papers' claims, tested with every algorithm tuned (issue 16, item 4).
+"""The FedBuff-family papers' claims, tested with every algorithm tuned.
 
 The question: in the papers' own kind of setting, at equal simulated time and with each
 algorithm's server step tuned, does FedRevive beat FedBuff (its paper: up to +16.5% final
@@ -6,15 +6,15 @@ accuracy and 38% less time to a target accuracy) and does FedEcho beat FedBuff u
 Dirichlet(0.1) labels and large delays (its paper: CIFAR-10 75.39% vs 74.14%)? The protocol
 below is fixed in code, and printed into the report, before any evaluation run.
 
-*Scenarios* (:class:`ClaimScenario`): a preset of :mod:`aflqueue.experiments.comparison`
+*Scenarios* (:class:`ClaimScenario`): a preset of :mod:`validation.fedbuff_family.comparison`
 (data, system, local training, time budget) with dotted-key overrides, and the algorithms run
 on it. Each scenario is run under two routings (:data:`ROUTINGS`): ``uniform`` (the papers'
 setting) and ``p2``, the optimiser's wall-clock routing exactly as ``routing.kind = "optimal"``
 produces it in :func:`aflqueue.pipeline.prepare` (objective ``wall-clock``, constants calibrated
 at the seed's initial model, ``p_min = 1e-3``, ``m`` unchanged, local learning rate fixed).
 
-*Stages* (shared with :mod:`aflqueue.experiments.paper` through
-:func:`aflqueue.experiments.runner.run_staged`):
+*Stages* (shared with the paper study, :mod:`validation.paper.experiment`, through
+:func:`aflqueue.jobs.run_staged`):
 
 1. **Tuning.** For every scenario, algorithm and routing: the server step ``eta_g`` on the
    algorithm's log grid (:attr:`ClaimsPreset.eta_grids`: 4 values spanning 30x, each grid
@@ -23,12 +23,12 @@ at the seed's initial model, ``p_min = 1e-3``, ``m`` unchanged, local learning r
    algorithm (``1/(n p_i) = 1``), so only ``uniform`` is tried there. Every candidate runs on the
    pilot seeds (never evaluation seeds) and is scored on the validation split
    (``data.validation_fraction``; the test set is never looked at) by the pre-registered score
-   of :func:`aflqueue.experiments.tuning.score_curves`: mean validation accuracy at 50 equally
+   of :func:`aflqueue.tuning.score_curves`: mean validation accuracy at 50 equally
    spaced times of the budget.
 2. **Selection** (:func:`select`, written to the scenario's ``selection.json`` once every tuning
    run of the scenario exists and read back afterwards, so evaluation cannot move it): per (scenario, algorithm, routing) the
    candidate with the highest mean pilot score; ties (within 1e-12) go to the smaller ``eta_g``
-   (:func:`~aflqueue.experiments.tuning.best_learning_rate`), then to ``uniform`` weighting. The
+   (:func:`aflqueue.tuning.best_learning_rate`), then to ``uniform`` weighting. The
    target accuracy of a scenario is ``target_fraction`` (0.9) times the mean final validation
    accuracy of the tuned FedBuff-uniform pilots, rounded down to 0.01.
 3. **Evaluation.** Every tuned (algorithm, routing) on the evaluation seeds (``0..4``), test set,
@@ -53,8 +53,10 @@ algorithm is censored; otherwise *not reproduced*. The report also says whether 
 magnitude lies inside the interval. A claim whose setting this machine cannot run is *not
 testable here*; so is one whose scenario has no evaluation records.
 
-Every run is a job of :func:`~aflqueue.experiments.runner.run_jobs` (one record per run, saved
-as it finishes, resumable, stamped with the code version).
+Every run is a job of :func:`aflqueue.jobs.run_jobs` (one record per run, saved as it finishes,
+resumable, stamped with the code version: the package's and, from this study's move out of the
+package on, this study's own code, :data:`~validation.fedbuff_family.comparison.CODE`). The
+command is ``validation/fedbuff_family/run.py``.
 """
 
 from __future__ import annotations
@@ -67,13 +69,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import require
-from ..io import json_digest, read_json
-from ..stats import bootstrap_interval, log_ratio_interval, t_interval
-from .comparison import ALGORITHMS, PRESETS, apply_overrides, comparison_run
-from ..outcomes import time_to_target
-from ..jobs import JobStore, run_jobs, run_staged
-from ..tuning import best_learning_rate, log_grid, score_curves
+from aflqueue.errors import require
+from aflqueue.io import json_digest, read_json
+from aflqueue.jobs import JobStore, run_jobs, run_staged
+from aflqueue.outcomes import time_to_target
+from aflqueue.stats import bootstrap_interval, log_ratio_interval, t_interval
+from aflqueue.tuning import best_learning_rate, log_grid, score_curves
+from validation.fedbuff_family.comparison import ALGORITHMS, CODE, PRESETS, apply_overrides, comparison_run
 
 __all__ = ["ClaimScenario", "ClaimsPreset", "Claim", "CLAIMS", "CLAIMS_PRESETS", "ROUTINGS", "WEIGHTINGS",
            "weightings", "scenario_config", "tuning_jobs", "evaluation_jobs", "select", "run_claims",
@@ -106,7 +108,7 @@ class ClaimScenario:
 
     Attributes:
         name: id (job ids start with it).
-        preset: name of the :data:`aflqueue.experiments.comparison.PRESETS` entry it starts from.
+        preset: name of the :data:`validation.fedbuff_family.comparison.PRESETS` entry it starts from.
         overrides: dotted-key overrides of the preset's configuration (``{"data.clients": 200}``).
         algorithms: algorithms run on it (FedBuff first: the reference).
         reduced: what differs from the paper's setting, and why (for the report).
@@ -273,7 +275,7 @@ def evaluation_jobs(preset: ClaimsPreset, selection: Mapping[str, Any], runs_dir
 # --------------------------------------------------------------------------- selection
 def tuning_score(rec: Mapping[str, Any]) -> float:
     """The pre-registered score of a tuning record: mean validation accuracy at 50 equally spaced
-    times of its budget (:func:`~aflqueue.experiments.tuning.score_curves`)."""
+    times of its budget (:func:`aflqueue.tuning.score_curves`)."""
     return score_curves(rec["curve"], float(rec["time_budget"]))
 
 
@@ -336,7 +338,7 @@ def run_claims(preset: ClaimsPreset | str, output: str | Path, runs_dir: str | P
     far; the selection merges the scenarios' selections, None until every scenario has one).
 
     Each scenario is its own three-stage experiment in ``output/<scenario>/`` (``tuning/``,
-    ``selection.json``, ``cells/``; :func:`~aflqueue.experiments.runner.run_staged`), so its
+    ``selection.json``, ``cells/``; :func:`aflqueue.jobs.run_staged`), so its
     evaluation can start once its own tuning is complete; its selection is written before any of
     its evaluation runs and read back afterwards. ``runs_dir``: per-run outputs and checkpoints
     (default ``output/runs``)."""
@@ -353,7 +355,7 @@ def run_claims(preset: ClaimsPreset | str, output: str | Path, runs_dir: str | P
             lambda sel, one=one: evaluation_jobs(one, sel, runs), stage=stage, settings=lambda a: a[1],
             describe_tuning=lambda r: f"score {tuning_score(r):.4f}",
             describe_evaluation=lambda r: f"accuracy {r['final_accuracy']:.4f}",
-            backend=backend, workers=workers, progress=progress, limit=limit))
+            backend=backend, workers=workers, progress=progress, limit=limit, code=CODE))
     return _merge(preset, parts)
 
 
@@ -530,14 +532,15 @@ POSTHOC: tuple[dict[str, Any], ...] = (
 
 
 def extend_grid(preset: ClaimsPreset, output: str | Path, runs_dir: str | Path, scenario: str, algorithm: str,
-                routing: str, etas: Sequence[float], *, progress: Callable[[str], None] | None = print
-                ) -> dict[str, Any]:
+                routing: str, etas: Sequence[float], *, progress: Callable[[str], None] | None = print,
+                limit: int | None = None) -> dict[str, Any]:
     """Post hoc: tune ``algorithm`` under ``routing`` on the extra steps ``etas`` too (pilot seeds,
     validation split, the frozen choice's weighting), pick the best over the original and the
     extra steps by the same rule, and, if that differs from the frozen choice, evaluate it on the
     evaluation seeds. Records go to ``output/<scenario>/posthoc/{tuning,cells}``; the frozen
     selection is not touched. Returns the extension's table, the two choices and the new
-    evaluation records (empty when the choice stands)."""
+    evaluation records (empty when the choice stands). ``limit``: run at most that many missing
+    jobs per stage (0: none, only read the saved records)."""
     sc = preset.scenario(scenario)
     one = replace(preset, scenarios=(sc,))
     out = Path(output) / scenario
@@ -548,7 +551,7 @@ def extend_grid(preset: ClaimsPreset, output: str | Path, runs_dir: str | Path, 
     jobs = [_job(one, sc, f"{scenario}__{algorithm}__{routing}__{w}__eta{eta:g}__s{s}", algorithm, routing,
                  _params(sc, algorithm, eta, w), s, "tune", 0.0, runs / "tuning")
             for eta in etas for s in preset.pilot_seeds]
-    common = dict(settings=lambda a: a[1], progress=progress)
+    common = dict(settings=lambda a: a[1], progress=progress, code=CODE, limit=limit)
     ids = {i for i, _ in jobs}
     extra = [r for r in run_jobs(jobs, comparison_run, JobStore(out / "posthoc" / "tuning"), **common)
              if r["id"] in ids]

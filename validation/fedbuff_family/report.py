@@ -1,113 +1,25 @@
-"""Every experiment report (Markdown, and the same page as standalone HTML).
-
-One module writes the reports of all experiments, sharing the number and interval formatting
-and the HTML conversion:
-
-* the validation grid (:func:`summarize`, :func:`write_report`): predicted vs measured gains of
-  the routings. Statistics are over seeds. A seed fixes the data split, the initial model and
-  the schedule's random streams for every routing and algorithm, so comparisons with AsyncSGD are
-  *paired* by seed: the gain of a routing is the mean of per-seed gains, with a t-interval. Time
-  to target is the first evaluation time (20 equally spaced points of the budget) at which test
-  accuracy reaches the data set's target; a run that never reaches it within the budget is
-  censored.
-* closed forms vs simulation (:func:`write_closed_forms_report`), from the results dict of
-  :mod:`aflqueue.experiments.closed_forms`;
-* the algorithm comparison (:func:`summarize_comparison`, :func:`write_comparison_report`), from
-  the records of :mod:`aflqueue.experiments.comparison`: accuracies and paired accuracy
-  differences with bootstrap intervals, time ratios on the log scale;
-* the FedBuff-family papers' claims with every algorithm tuned (:func:`write_claims_report`),
-  from :mod:`aflqueue.experiments.claims`.
-
-Figures are drawn by :mod:`aflqueue.plots`; a report only links (and in HTML embeds) them.
-"""
+"""The FedBuff-family study's reports (Markdown, and the same page as HTML): server algorithms
+compared at equal simulated time (:func:`summarize_comparison`, :func:`write_comparison_report`:
+accuracies and paired accuracy differences with bootstrap intervals, time ratios on the log scale)
+and the papers' claims with every algorithm tuned (:func:`write_claims_report`)."""
 
 from __future__ import annotations
 
-import base64
 import math
-import os
-from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write_text
-from ..stats import Estimate, bonferroni_threshold, t_quantile, bootstrap_interval, log_ratio_interval, t_interval, t_two_sided_p
-from .grid import ROUTING_LABELS, ROUTINGS
-from .paper import DATASETS, SAFEGUARDS, TREATMENTS, PaperPreset, code_versions, summarize_paper
+from aflqueue.jobs import code_versions
+from aflqueue.stats import Estimate, bootstrap_interval, log_ratio_interval
+from validation.fedbuff_family.claims import claim_verdicts, posthoc_summary, protocol_lines, summarize_claims
+from validation.fedbuff_family.figures import comparison_accuracy_figure
+from validation.reporting import fixed, interval, write_pages
 
-__all__ = ["summarize", "write_report", "mean_ci", "write_closed_forms_report", "summarize_comparison",
-           "write_comparison_report", "write_paper_report", "write_regimes_report", "write_approx_report",
-           "write_claims_report", "write_delay_oracle_report", "BEFORE_TUNING"]
-
-
-# --------------------------------------------------------------------------- shared formatting
-def _f(x: float | None, d: int = 3) -> str:
-    """Fixed-point number, "-" when undefined (None, NaN, inf)."""
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{d}f}"
+__all__ = ["summarize_comparison", "write_comparison_report", "write_claims_report", "BEFORE_TUNING"]
 
 
-def _pct(x: float | None, d: int = 1) -> str:
-    """Signed percentage of a fraction (0.021 -> "+2.1%"), "-" when undefined."""
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.{d}f}%"
-
-
-def _interval(e: Estimate | tuple, fmt, show_n: bool = False) -> str:
-    """``mean [lo, hi]`` with ``fmt`` applied to each number; the mean alone when the interval is
-    undefined, "-" when the mean is; ``show_n`` appends how many values it rests on."""
-    m, lo, hi, n = (e.mean, e.lo, e.hi, e.n) if isinstance(e, Estimate) else e
-    if not math.isfinite(m):
-        return "-"
-    text = f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else fmt(m)
-    return f"{text} (n={n})" if show_n else text
-
-
-def _figure_md(path: Path, rel_to: Path, caption: str) -> str:
-    # relative links, so that the report renders in any clone (and on a forge), wherever it was written from
-    rel = Path(os.path.relpath(Path(path).resolve(), Path(rel_to).resolve()))
-    return f"![{caption}]({rel.as_posix()})\n\n*{caption}*\n"
-
-
-def _write_pages(path: Path, lines: list[str], title: str,
-                 figures: list[tuple[Path, str]] = ()) -> tuple[Path, Path]:
-    """Write the Markdown ``lines`` (plus a Figures section) to ``path`` and the same page as
-    standalone HTML next to it (``.html``, figures embedded); returns both paths."""
-    lines = list(lines)
-    if figures:
-        lines += ["## Figures", ""]
-        for f, cap in figures:
-            lines.append(_figure_md(f, path.parent, cap))
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(path, text)
-    html = atomic_write_text(path.with_suffix(".html"), _to_html(text, path.parent, title))
-    return path, html
-
-
-def _to_html(md_text: str, base: Path, title: str) -> str:
-    """Markdown to a standalone HTML page; images are embedded as base64 data URIs."""
-    import re
-
-    import markdown
-
-    body = markdown.markdown(md_text, extensions=["tables"])
-
-    def embed(m: re.Match) -> str:
-        src = m.group(1)
-        p = (base / src).resolve()
-        if p.is_file() and p.suffix == ".png":
-            return f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"'
-        return m.group(0)
-
-    body = re.sub(r'src="([^"]+)"', embed, body)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;padding:1px 3px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>" \
-           f"<body>{body}</body></html>\n"
-
-
-# --------------------------------------------------------------------------- algorithm comparison
 def _by_seed(records: list[dict[str, Any]], algorithm: str) -> dict[int, dict[str, Any]]:
     return {r["seed"]: r for r in records if r["algorithm"] == algorithm}
 
@@ -211,19 +123,17 @@ def _cost_details(costs: dict[str, Any]) -> str:
 def write_comparison_report(records: list[dict[str, Any]], path: str | Path, preset: dict[str, Any],
                             figures_dir: str | Path | None = None, quick: bool = False) -> tuple[Path, Path]:
     """Markdown (and HTML) report of an algorithm comparison from its records; ``preset`` is
-    :func:`aflqueue.experiments.comparison.preset_summary` of the resolved preset."""
-    from ..plots import comparison_accuracy_figure
-
+    :func:`validation.fedbuff_family.comparison.preset_summary` of the resolved preset."""
     path = Path(path)
     summary = summarize_comparison(records)
     ref = summary["reference"]
     figs = comparison_accuracy_figure(records, figures_dir, preset["name"]) if figures_dir is not None else []
     seeds = sorted({r["seed"] for r in records})
-    acc = lambda e: _interval(e, lambda v: f"{100 * v:.1f}", show_n=True)  # noqa: E731
-    ratio = lambda e: _interval(e, lambda v: f"{v:.2f}", show_n=True)  # noqa: E731
+    acc = lambda e: interval(e, lambda v: f"{100 * v:.1f}", show_n=True)  # noqa: E731
+    ratio = lambda e: interval(e, lambda v: f"{v:.2f}", show_n=True)  # noqa: E731
     title = "Server algorithms at equal simulated time: " + " vs ".join(preset["algorithms"])
     L = [f"# {title}", "",
-         f"Generated by `validation/stale_algorithms.py --preset {preset['name']}{' --quick' if quick else ''}` from "
+         f"Generated by `validation/fedbuff_family/stale_algorithms.py --preset {preset['name']}{' --quick' if quick else ''}` from "
          f"{len(records)} runs, seeds {seeds}.", "", "## Scenario", ""] + _scenario_lines(preset) + [
         "", "## Results", "",
         "Accuracies in %, at the time budget T and at T/2: mean over seeds [95% BCa bootstrap interval] (n = seeds); "
@@ -240,17 +150,17 @@ def write_comparison_report(records: list[dict[str, Any]], path: str | Path, pre
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         ms = r["server_seconds_per_arrival"]
-        server_ms = _interval(Estimate(1e3 * ms.mean, 1e3 * ms.lo, 1e3 * ms.hi, ms.n), lambda v: f"{v:.3f}", True)
+        server_ms = interval(Estimate(1e3 * ms.mean, 1e3 * ms.lo, 1e3 * ms.hi, ms.n), lambda v: f"{v:.3f}", True)
         if r["algorithm"] == ref:
             diff = time_ratio = server_ratio = "-"
         else:
-            diff = _interval(r["difference"], lambda v: f"{100 * v:+.1f}", show_n=True)
+            diff = interval(r["difference"], lambda v: f"{100 * v:+.1f}", show_n=True)
             time_ratio = f"{ratio(r['time_ratio'])} ({r['censored']})"
             server_ratio = ratio(r["server_time_ratio"])
         L.append(f"| {r['algorithm']} | {acc(r['accuracy'])} | {acc(r['accuracy_half'])} | {diff} | "
                  f"{r['reached']}/{len(r['seeds'])} | {time_ratio} | {r['arrivals']:.0f} | {r['versions']:.0f} | "
                  f"{r['staleness_mean']:.1f} | {server_ms} | {server_ratio} | {r['memory_bytes'] / 2**20:.2f} MiB | "
-                 f"{_f(r['wall_time'], 0)} s |")
+                 f"{fixed(r['wall_time'], 0)} s |")
     L += ["", "Per-seed final accuracies (%):", ""]
     for r in summary["rows"]:
         L.append(f"- {r['algorithm']}: " + ", ".join(f"{100 * v:.1f}" for v in r["final_accuracies"]))
@@ -264,18 +174,14 @@ def write_comparison_report(records: list[dict[str, Any]], path: str | Path, pre
           f"P = {params} floats; FedEcho: the buffer, the m start checkpoints the engine keeps for it, the stored "
           "logits and the unlabeled set; FedRevive: the same m start checkpoints, teacher buffer, synthetic pool, "
           "generator, class proportions, cached delta_KD, buffer).", ""]
-    return _write_pages(path, L, title, figs)
+    return write_pages(path, L, title, figs)
 
 
-# --------------------------------------------------------------------------- paper-scale validation
-# --------------------------------------------------------------------------- regime map (pilot calibration)
-# --------------------------------------------------------------------------- approximation for general service
-# --------------------------------------------------------------------------- the FedBuff-family claims
-#: the numbers before this experiment (untuned spec defaults), quoted from the issue and the
-#: committed reports: ``validation/results/stale_algorithms`` and ``validation/results/grid_default``
+#: the numbers before this experiment (untuned spec defaults), quoted from the committed reports:
+#: ``results/stale_algorithms`` and the grid study's ``validation/grid/results/default``
 BEFORE_TUNING = (
     "FedRevive - FedBuff, `stale` scenario, spec defaults: -4.4 points [t -8.0, -0.8] (5 seeds; "
-    "validation/results/stale_algorithms/report.md)",
+    "validation/fedbuff_family/results/stale_algorithms/report.md)",
     "FedEcho - FedBuff, `stale` scenario, spec defaults: +1.8 points [t -0.1, +3.8] (5 seeds; same report)",
     "validation grid (digits, K = 1): FedBuff 0.28 vs Generalized AsyncSGD 0.91 at equal time, FedBuff's server "
     "step eta_g = 1 untuned (issue 16)",
@@ -288,12 +194,12 @@ def _est(d: dict[str, Any] | None) -> Estimate:
 
 def _points(e: dict[str, Any] | None, signed: bool = True) -> str:
     """An accuracy (or accuracy difference) estimate in percentage points."""
-    return _interval(_est(e), (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}"),
+    return interval(_est(e), (lambda v: f"{100 * v:+.1f}") if signed else (lambda v: f"{100 * v:.1f}"),
                      show_n=True)
 
 
 def _ratio_text(e: dict[str, Any] | None) -> str:
-    return _interval(_est(e), lambda v: f"{v:.2f}", show_n=True)
+    return interval(_est(e), lambda v: f"{v:.2f}", show_n=True)
 
 
 def _claims_selection(sel: dict[str, Any]) -> list[str]:
@@ -334,7 +240,7 @@ def _claims_results(summary: dict[str, Any]) -> list[str]:
             v = r["vs_reference"]
             diff = _points(v["accuracy_difference"]) if v else "-"
             ratio = f"{_ratio_text(v['time_ratio'])} ({v['censored']}/{v['censored_reference']})" if v else "-"
-            ms = _interval(_est(r["server_ms_per_arrival"]), lambda x: f"{x:.2f}")
+            ms = interval(_est(r["server_ms_per_arrival"]), lambda x: f"{x:.2f}")
             flag = f" (censored seeds {r['censored_seeds']})" if r["censored_seeds"] else ""
             L.append(f"| {r['key']} | {r['eta_g']:g}, {r['weighting']} | {_points(r['accuracy'], False)} | {diff} | "
                      f"{r['reached']}/{len(r['seeds'])}{flag} | {_ratio_text(r['time_to_target'])} | {ratio} | {ms} | "
@@ -434,8 +340,6 @@ def _claims_caveats(preset: Any, sel: dict[str, Any] | None, summary: dict[str, 
 def _claims_posthoc(preset: Any, data: dict[str, Any], checks: list[dict[str, Any]]) -> list[str]:
     """The post-hoc grid extensions (claims.POSTHOC): the extended score table, the choice, and
     the claims' verdicts recomputed against the re-tuned reference."""
-    from .claims import claim_verdicts, posthoc_summary
-
     L = ["## Post-hoc check: extended grid (added after the evaluation; not pre-registered)", ""]
     for c in checks:
         recs = [*c["tuning"], *c["evaluation"]]
@@ -467,14 +371,11 @@ def _claims_posthoc(preset: Any, data: dict[str, Any], checks: list[dict[str, An
 def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
                         figures_dir: str | Path | None = None, command: str = "",
                         posthoc: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
-    """Markdown (and HTML) report of :mod:`aflqueue.experiments.claims` from an experiment
-    folder's data (:func:`~aflqueue.experiments.claims.load_claims`): provenance and code
+    """Markdown (and HTML) report of :mod:`validation.fedbuff_family.claims` from an experiment
+    folder's data (:func:`validation.fedbuff_family.claims.load_claims`): provenance and code
     versions (mixed versions are flagged and the verdicts marked provisional), the protocol, the
     selection, the results and the verdict on each claim. Writable at any stage: before the
     evaluation it holds the protocol and (once tuned) the selection."""
-    from ..plots import comparison_accuracy_figure
-    from .claims import claim_verdicts, protocol_lines, summarize_claims
-
     path = Path(path)
     sel, ev, tun = data.get("selection"), data.get("evaluation") or [], data.get("tuning") or []
     title = "The FedBuff-family papers' claims, every algorithm tuned"
@@ -503,7 +404,7 @@ def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
     wall = sum((r.get("timing") or {}).get("wall_time", 0.0) for r in [*tun, *ev])
     L += [f"Compute: {len(tun)} tuning and {len(ev)} evaluation runs, {wall / 60:.1f} core-minutes of wall time "
           "(sum over runs, one torch thread each).", "",
-          "## Protocol (fixed in aflqueue/experiments/claims.py before any evaluation run)", ""]
+          "## Protocol (fixed in validation/fedbuff_family/claims.py before any evaluation run)", ""]
     L += protocol_lines(preset) + [""]
     summary, figs = None, []
     if sel is not None:
@@ -524,6 +425,4 @@ def write_claims_report(preset: Any, data: dict[str, Any], path: str | Path,
     L += _claims_caveats(preset, sel, summary)
     if posthoc and sel is not None and ev:
         L += _claims_posthoc(preset, data, posthoc)
-    return _write_pages(path, L, title, figs)
-
-
+    return write_pages(path, L, title, figs)

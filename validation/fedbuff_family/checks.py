@@ -1,7 +1,6 @@
-"""FedBuff family checks (issue 16, items 2 and 3): FedEcho's collapse, and the aggregation weights
-under non-uniform routing.
+"""FedBuff family checks: FedEcho's collapse, and the aggregation weights under non-uniform routing.
 
-Every run is one grid cell of ``aflqueue.experiments.grid`` (preset ``default``): digits, 20
+Every run is one cell of the grid study (``validation.grid.experiment``, preset ``default``): digits, 20
 clients, speed profile ``two-groups`` or ``five-types``, partition IID / Dirichlet(0.5) /
 Dirichlet(0.1), 10% of the training data held by the server without labels, local SGD with
 lr 0.05, batch 32, ``K = 1`` step, and the grid's simulated-time budget (the time uniform
@@ -24,22 +23,26 @@ Experiments (``--experiment``):
 
 Server step sizes are the algorithms' defaults (FedBuff/FedEcho ``eta_g = 1``, FedRevive 0.1): the
 comparison is between weightings at equal step size, paired by seed; tuning ``eta_g`` per
-algorithm (issue 16, item 4) comes later and is not needed for a paired comparison of weightings.
+algorithm came later (the claims, ``run.py``) and is not needed for a paired comparison of
+weightings.
 
-Each run is saved under ``validation/results/fedbuff_family/runs/<id>.json`` as it finishes
-(deterministic content: wall-clock costs are dropped); a rerun skips saved runs, so the script
-resumes after an interruption. ``summarize`` writes ``results.json`` and ``report.md``.
+Each run is saved under ``validation/fedbuff_family/results/checks/runs/<id>.json`` as it finishes
+(deterministic content: wall-clock costs are dropped; stamped with the package's and the two
+studies' code); a rerun skips saved runs, so the script resumes after an interruption.
+``--summarize`` writes ``results.json`` and ``report.md`` from the runs; ``--report-only``
+rewrites ``report.md`` from ``results.json`` (the committed runs/ of the first session were not
+kept, only ``results.json``).
 
-Usage::
+Usage (from anywhere)::
 
-    nice -n 10 python validation/fedbuff_family_checks.py --experiment collapse --experiment weighting \
+    nice -n 10 python validation/fedbuff_family/checks.py --experiment collapse --experiment weighting \
         --experiment weighting-fedrevive --seeds 5
-    python validation/fedbuff_family_checks.py --summarize   # results.json and report.md only
+    python validation/fedbuff_family/checks.py --summarize     # results.json and report.md only
+    python validation/fedbuff_family/checks.py --report-only   # report.md from results.json
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import hashlib
@@ -55,10 +58,15 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
-OUT = REPO / "validation" / "results" / "fedbuff_family"
+
+from validation import code  # noqa: E402
+
+OUT = REPO / "validation" / "fedbuff_family" / "results" / "checks"
+#: The code outside the package behind these runs: this study's and the grid study's (its cells).
+CODE = code("fedbuff_family", "grid")
 SPEEDS = ("two-groups", "five-types")
 PARTITIONS = ("iid", "dir0.5", "dir0.1")
 
@@ -109,7 +117,7 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
 }
 #: accuracy at or below this = the model predicts (nearly) one class of the 10
 COLLAPSED = 0.12
-GRID_CELLS = REPO / "validation" / "results" / "grid_default" / "cells"
+GRID_CELLS = REPO / "validation" / "grid" / "results" / "default" / "cells"
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -119,12 +127,11 @@ def _prepared(speed: str, partition: str, routing: str, seed: int):
     the routing optimisation are shared by every algorithm of the cell)."""
     import torch
 
-    from aflqueue.bounds import per_update, s1
     from aflqueue.calibrate import calibrate
     from aflqueue.config import with_updates
-    from aflqueue.experiments.grid import DATASETS, PRESETS, Cell, cell_config
     from aflqueue.pipeline import build_data_and_model, build_system, prepare
-    from aflqueue.queueing.analysis import analyze
+    from aflqueue.protocol import target_epsilon, time_budget
+    from validation.grid.experiment import DATASETS, PRESETS, Cell, cell_config
 
     torch.set_num_threads(1)
     spec, preset = DATASETS["digits"], PRESETS["default"]
@@ -132,15 +139,12 @@ def _prepared(speed: str, partition: str, routing: str, seed: int):
     cfg = cell_config(cell, spec, preset, None, "cpu", "unused")
     data, model = build_data_and_model(cfg)
     system = build_system(cfg, cfg.data.clients)
-    n = system.n
-    a_u = analyze(system.with_routing(np.full(n, 1.0 / n)))
-    tau = spec.updates / a_u.throughput
+    tau = time_budget(system, spec.updates)
     if routing == "uniform":
         r = {"kind": "uniform"}
     else:  # as the grid's "wallclock" cells
         constants = calibrate(model, data.clients, seed=cfg.seed).constants
-        eps = per_update(constants, s1(np.full(n, 1.0 / n))[0], float(np.sum(a_u.relative_delay / np.full(n, 1.0 / n))) / n**2,
-                         spec.updates).total
+        eps = target_epsilon(system, constants, spec.updates)
         r = {"kind": "optimal", "objective": "wallclock", "constants": constants.to_dict(), "epsilon": eps,
              "p_min": 1e-3, "concurrency_range": []}
     cfg = with_updates(cfg, routing=r, run={"time_budget": tau})
@@ -178,7 +182,7 @@ def run_one(routing: str, speed: str, partition: str, algorithm: str, params: di
            "routing_p": [float(x) for x in pr.routing], "concurrency": int(pr.system.concurrency),
            "final_accuracy": res.final_accuracy, "final_loss": res.final_loss, "arrivals": res.arrivals,
            "curve": {"time": res.curves["time"], "test_accuracy": res.curves["test_accuracy"]}, "costs": counts,
-           "code_version": code_version()}
+           "code_version": code_version(CODE)}
     atomic_write_json(path, rec)
     print(f"{rid}: accuracy {res.final_accuracy:.4f} ({wall:.1f} s)", flush=True)
     return rec
@@ -194,23 +198,20 @@ def run_experiment(name: str, seeds: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def t_quantile(df: int, q: float = 0.975) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(q, df))
-
-
 def paired(diffs: list[float], boot: int = 10000, seed: int = 0) -> dict[str, Any]:
-    """Mean of paired differences with a 95% t-interval and a 95% percentile bootstrap interval."""
+    """Mean of paired differences with a 95% t-interval (:func:`aflqueue.stats.t_interval`) and a
+    95% percentile bootstrap interval of the mean (``boot`` seeded resamples of the pairs)."""
+    from aflqueue.stats import t_interval
+
     d = np.asarray(diffs, dtype=float)
     k = len(d)
     mean = float(d.mean()) if k else math.nan
     if k < 2:
         return {"n": k, "mean": mean, "t95": None, "boot95": None}
-    half = t_quantile(k - 1) * float(d.std(ddof=1)) / math.sqrt(k)
+    t = t_interval(d, 0.95)
     rng = np.random.default_rng(seed)
     bm = d[rng.integers(0, k, size=(boot, k))].mean(1)
-    return {"n": k, "mean": mean, "t95": [mean - half, mean + half],
+    return {"n": k, "mean": mean, "t95": [t.lo, t.hi],
             "boot95": [float(np.quantile(bm, 0.025)), float(np.quantile(bm, 0.975))]}
 
 
@@ -292,9 +293,11 @@ def summarize() -> dict[str, Any]:
     out["grid_reproduction"] = {"runs": len(checks), "identical": sum(x["identical"] for x in checks),
                                 "details": checks}
     # the range of the importance weights 1/(n p_i) under each setting's wall-clock routing
+    from aflqueue.protocol import largest_importance_weight
+
     out["importance_weight_range"] = {
         f"{sp} {pa}": [min(1 / (len(r["routing_p"]) * x) for x in r["routing_p"]),
-                       max(1 / (len(r["routing_p"]) * x) for x in r["routing_p"])]
+                       largest_importance_weight(r["routing_p"])]
         for (ro, sp, pa, lb, seed), r in sorted(by.items()) if lb == "fedbuff-uniform" and seed == 0}
     out["defaults"] = {a: {k: algorithm_class(a).defaults.get(k) for k in ("weighting", "eta_g", "buffer",
                                                                             "hard_label_max_entropy")}
@@ -334,7 +337,7 @@ def _weighting_rows(alg: str, suffix: str, table: list[dict[str, Any]], imu: dic
 def report(out: dict[str, Any]) -> str:
     ex = out["experiments"]
     L = ["# FedBuff family checks: FedEcho's collapse and the aggregation weights", "",
-         "Generated by `validation/fedbuff_family_checks.py` from the runs under `runs/` (one JSON per run).",
+         "Generated by `validation/fedbuff_family/checks.py` from the runs under `runs/` (one JSON per run).",
          "Code version(s) of the runs: " + "; ".join(
              "not stamped (runs of branch issue-algos, commits 63488b4-9c56705, made before stamping)" if v is None
              else f"source {v.get('source', '')[:12]}, commit {str(v.get('commit'))[:12]}" for v in out["code_versions"]) + ".",
@@ -364,7 +367,7 @@ def report(out: dict[str, Any]) -> str:
           f"{_ci(c['after_minus_before']['pooled'])} | {_ci(c['after_minus_fedbuff']['pooled'])} |", ""]
     g = out["grid_reproduction"]
     L += [f"Reproduction: {g['identical']} of {g['runs']} runs that have a committed grid cell (FedBuff and FedEcho "
-          "before the fix, seeds 0-2, `validation/results/grid_default`) give the identical accuracy curve.", ""]
+          "before the fix, seeds 0-2, `validation/grid/results/default`) give the identical accuracy curve.", ""]
     # ---- weighting
     w = ex["weighting"]
     L += ["## 2. Uniform vs importance weights (1/(n p_i)) under the wall-clock-optimal routing", "",
@@ -407,17 +410,29 @@ def report(out: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    from aflqueue.errors import OneLineArgumentParser, ValidationError
+    from aflqueue.io import atomic_write_text, read_json
+
+    ap = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--experiment", choices=sorted(EXPERIMENTS), action="append", default=[])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--summarize", action="store_true")
-    a = ap.parse_args(argv)
-    for name in a.experiment:
-        run_experiment(name, a.seeds)
-    if a.summarize or a.experiment:
-        summarize()
+    ap.add_argument("--summarize", action="store_true", help="results.json and report.md from the saved runs")
+    ap.add_argument("--report-only", action="store_true", help="report.md from the saved results.json")
+    try:
+        a = ap.parse_args(argv)
+        if a.report_only:
+            atomic_write_text(OUT / "report.md", report(read_json(OUT / "results.json", "results")))
+            return 0
+        for name in a.experiment:
+            run_experiment(name, a.seeds)
+        if a.summarize or a.experiment:
+            summarize()
+    except ValidationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
