@@ -52,7 +52,7 @@ from validation import code
 
 __all__ = ["Scenario", "Treatment", "PaperDataset", "PaperPreset", "PAPER_PRESETS", "TREATMENTS", "SAFEGUARDS",
            "TORCHVISION_DATASETS", "with_torchvision", "run_paper", "select", "paper_run", "load_paper", "summarize_paper",
-           "run_times", "CODE", "DATASETS"]
+           "run_times", "config_of", "CODE", "DATASETS"]
 
 #: The code outside the package that computes this study's records (stamped into them).
 CODE = code("paper")
@@ -201,8 +201,10 @@ PAPER_PRESETS = {
 
 
 # --------------------------------------------------------------------------- one run
-def _config(scenario: Scenario, spec: PaperDataset, preset: PaperPreset, seed: int, device: str,
-            data_root: str | None) -> dict[str, Any]:
+def config_of(scenario: Scenario, spec: PaperDataset, preset: PaperPreset, seed: int, device: str = "cpu",
+              data_root: str | None = None) -> dict[str, Any]:
+    """The run configuration (a :class:`~aflqueue.config.TrainConfig` mapping) of a scenario and seed
+    before its treatment: routing, rate, algorithm and budget are set by :func:`paper_run`."""
     part = dict(PARTITIONS[scenario.partition])
     data = {"dataset": scenario.dataset, "clients": scenario.clients, "partition": part.pop("partition"), **part,
             "validation_fraction": preset.validation_fraction, "options": dict(spec.options)}
@@ -239,7 +241,7 @@ def paper_run(args: tuple) -> dict[str, Any]:
     t0 = time.perf_counter()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = _config(scenario, spec, preset, seed, device, data_root)
+        raw = config_of(scenario, spec, preset, seed, device, data_root)
         cfg = TrainConfig.from_dict(raw)
         data, model = build_data_and_model(cfg)
         # the constants at the seed's initial model: the same for every treatment of a seed

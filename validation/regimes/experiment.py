@@ -57,6 +57,7 @@ from aflqueue.outcomes import group_by_seed, paired_arms, run_times, with_baseli
 from validation import code
 
 __all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
+           "system_of", "base_config",
            "select", "select_regime",
            "load_regimes", "summarize_regimes", "PREDICTORS"]
 
@@ -195,7 +196,9 @@ def base_config(preset: RegimePreset, partition: str, spread: float) -> dict[str
             "run": {"time_budget": 1.0, "eval_every": 0, "eval_times": preset.eval_times, "checkpoint_every": 0}}
 
 
-def _system(preset: RegimePreset, spread: float, m: int):
+def system_of(preset: RegimePreset, spread: float, m: int):
+    """The :class:`~aflqueue.system.System` of a regime: the preset's clients of the five device
+    types at speed ``spread`` (fastest / slowest rate), uniform routing, concurrency ``m``."""
     from aflqueue.system import System, speed_profile
 
     return System.from_rates(speed_profile("five-types", preset.clients, spread=float(spread)), concurrency=int(m))
@@ -223,7 +226,7 @@ def design(preset: RegimePreset, progress: Callable[[str], None] | None = print)
         say(f"design: initial-model constants for {part}: {consts[part]}")
 
     def routings_for(spread: float, m: int, c, joint: bool) -> dict[str, Any]:
-        sysm = _system(preset, spread, m)
+        sysm = system_of(preset, spread, m)
         lam = analyze(sysm.with_routing(u)).throughput
         tau = time_budget(sysm, preset.updates)
         eps = target_epsilon(sysm, c, preset.updates)
@@ -328,7 +331,7 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
         t0 = time.perf_counter()
         d = des["regimes"][rg.id]
         tau = d["time_budget"]
-        sysm = _system(preset, rg.spread, rg.concurrency)
+        sysm = system_of(preset, rg.spread, rg.concurrency)
         c0 = ProxyConstants.from_dict(des["partitions"][rg.partition]["initial_constants"])
         fit = fits[rg.partition]
         # the calibrated operating point: P2 for the transfer-fitted constants, and its step ratio
@@ -386,7 +389,7 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
         rows = []
         c0 = ProxyConstants.from_dict(des["partitions"][part]["initial_constants"])
         for sp in preset.boundary_spreads:
-            sysm = _system(preset, sp, n)
+            sysm = system_of(preset, sp, n)
             u = np.full(n, 1.0 / n)
             tau = time_budget(sysm, preset.updates)
             p2 = optimize(OptimizationProblem(sysm, "wall-clock", constants=c0, p_min=preset.p_min, time_budget=tau))
