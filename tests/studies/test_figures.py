@@ -11,9 +11,7 @@ import pytest
 
 from tests.figure_checks import captured
 
-ROOT = Path(__file__).resolve().parents[2]
-
-VALIDATION = ROOT / "validation"
+VALIDATION = Path(__file__).resolve().parents[2] / "validation"
 
 
 @pytest.mark.skipif(not (VALIDATION / "closed_forms" / "results" / "closed_forms.json").is_file(),
