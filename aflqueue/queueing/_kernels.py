@@ -1,9 +1,10 @@
 """Compiled (numba) MVA with the cotangent recursion fused into one loop.
 
 Same recursion as :func:`aflqueue.queueing.mva.mva` (see its docstring); per population step it
-does one sweep over FIFO stations instead of a dozen numpy calls, which matters when the
-optimiser evaluates value and gradient thousands of times. Imported lazily: numba costs ~0.3 s
-to import and compiles once per machine (cached on disk).
+does one sweep over FIFO stations instead of a dozen numpy calls. Importing this module imports
+numba (~0.2 s), and the first call in a process loads the machine code from the on-disk cache
+(~0.3 s; compiling it, once per machine, takes seconds), so ``mva.py`` imports it lazily and
+only for problems large enough to repay that (:func:`aflqueue.queueing.mva.auto_backend`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import cached_njit
 
 
-@njit(cache=True)
-def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compiled
+@cached_njit()
+def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - compiled
     """FIFO demands ``f`` (nf,), total delay demand ``d_sum``, population ``m``, FIFO cotangents
-    ``Cf`` (q, nf), ``cd_rho[j] = sum_delay c_jt rho_t`` (q,).
+    ``Cf`` (q, nf), ``cd_rho[j] = sum_delay c_jt rho_t`` (q,), history ``H``: ``(m+1, nf)`` to
+    receive ``Q(k)`` for every ``k`` (row 0 left as given), or ``(0, nf)`` for none.
 
     Returns ``lam (m+1,), logG (m+1,), Q (nf,), Q_prev (nf,), s (q, m+1), Z (q, nf), Z_prev (q, nf)``.
 
@@ -27,6 +30,7 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compile
     """
     nf = f.size
     q = Cf.shape[0]
+    keep = H.shape[0] > 0
     lam = np.zeros(m + 1)
     logG = np.zeros(m + 1)
     Q = np.zeros(nf)
@@ -59,4 +63,7 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compile
         for i in range(nf):
             Qp[i] = Q[i]
             Q[i] = x * R[i]
+        if keep:
+            for i in range(nf):
+                H[k, i] = Q[i]
     return lam, logG, Q, Qp, s, Z, Zp
