@@ -33,22 +33,24 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - comp
     keep = H.shape[0] > 0
     lam = np.zeros(m + 1)
     logG = np.zeros(m + 1)
-    Q = np.zeros(nf)
-    Qp = np.zeros(nf)
-    R = np.empty(nf)
+    R = np.zeros(nf)  # R(k-1) at the top of step k, R(k) after the swap
+    Rn = np.zeros(nf)
     s = np.zeros((q, m + 1))
     Z = np.zeros((q, nf))
     Zp = np.zeros((q, nf))
+    x_prev = 0.0
     for k in range(1, m + 1):
-        # sweep 1: R(k) = f (1 + Q(k-1)) and the throughput
+        # sweep 1: Q(k-1) = x(k-1) R(k-1) (the numpy loop's product, recomputed here instead of
+        # stored by a second sweep), R(k) = f (1 + Q(k-1)) and the throughput
         tot = d_sum
         for i in range(nf):
-            r = f[i] * (1.0 + Q[i])
-            R[i] = r
+            r = f[i] * (1.0 + x_prev * R[i])
+            Rn[i] = r
             tot += r
         x = k / tot
         lam[k] = x
         logG[k] = logG[k - 1] - math.log(x)
+        R, Rn = Rn, R
         # sweep 2 (per cotangent): Z(k) = x (f (Z(k-1) + s(k-1)) + c R(k)), s(k) = c . Q(k)
         for j in range(q):
             sj = s[j, k - 1]
@@ -60,10 +62,8 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - comp
                 Z[j, i] = x * (f[i] * (zi + sj) + cr)
                 acc += cr
             s[j, k] = x * (acc + cd_rho[j])
-        for i in range(nf):
-            Qp[i] = Q[i]
-            Q[i] = x * R[i]
         if keep:
             for i in range(nf):
-                H[k, i] = Q[i]
-    return lam, logG, Q, Qp, s, Z, Zp
+                H[k, i] = x * R[i]
+        x_prev = x
+    return lam, logG, x_prev * R, lam[m - 1] * Rn, s, Z, Zp

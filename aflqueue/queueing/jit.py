@@ -28,8 +28,8 @@ class CompiledKernelWarning(RuntimeWarning):
 _STATE = {"cached": True, "warned": False}
 
 NO_CACHE_MESSAGE = ("aflqueue: numba has no writable cache folder (package __pycache__, NUMBA_CACHE_DIR, "
-                    "~/.cache/numba): the exact analysis uses numpy (same results, slower) and compiled "
-                    "kernels compile in each process; set NUMBA_CACHE_DIR to a writable folder")
+                    "~/.cache/numba): backend='auto' runs the exact analysis on numpy (same results, slower) "
+                    "and compiled kernels compile anew in each process; set NUMBA_CACHE_DIR to a writable folder")
 
 
 def cached_njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
