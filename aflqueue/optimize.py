@@ -516,7 +516,8 @@ class OptimizationResult:
             (docs/theory.md section 11). ``routing`` is the routing used, ``lam p + (1 - lam) u``.
         anchor_routing: the ``p`` that is mixed with uniform routing (None when ``mix = 1``).
         operating_profile: ``[(cap, mix, best objective)]`` for every candidate ``choose_cap`` /
-            ``choose_mix`` examined (empty otherwise).
+            ``choose_mix`` examined (empty otherwise). With ``choose_mix`` the routing is confined to a
+            segment, so ``kkt_residual`` (of the problem over the whole simplex) is not expected to vanish.
     """
 
     objective: str
