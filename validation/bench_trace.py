@@ -97,6 +97,7 @@ def child(mode: str, updates: int, path: str) -> dict:
         trace = simulate(system, updates, seed=1, engine="fast")
         t1 = time.perf_counter()
         out["seconds"] = t1 - t0
+        out["simulate_peak_rss_mb"] = _peak_mb()
         out["trace_bytes"] = sum({id(a.base if a.base is not None else a): a.nbytes for a in
                                   (getattr(trace, c) for c in ("client", "dispatch_time", "downlink_end",
                                                                "compute_start", "compute_end", "uplink_end",
@@ -162,10 +163,11 @@ def main() -> int:
     print(f"  aflqueue simulate --trace .npz : {cli['seconds']:7.2f} s   peak RSS {cli['peak_rss_mb']:7.0f} MB "
           f"(target < 1024 MB; exit status {cli['exit_status']})")
     if mem is not None:
-        print(f"  simulate, trace in memory      : {mem['seconds']:7.2f} s   peak RSS {mem['peak_rss_mb']:7.0f} MB   "
+        print(f"  simulate, trace in memory      : {mem['seconds']:7.2f} s   peak RSS {mem['simulate_peak_rss_mb']:7.0f} MB   "
               f"trace {mem['trace_bytes'] / (U + M):.1f} B/task")
         print(f"  Trace.save of it               : {mem['save_seconds']:7.2f} s   = {mem['save_seconds'] / mem['seconds']:.2f} x "
-              f"simulating in memory; Trace.load {mem['load_seconds']:.2f} s (identical: {mem['identical']})")
+              f"simulating in memory; Trace.load {mem['load_seconds']:.2f} s (identical: {mem['identical']}; peak RSS "
+              f"with both in memory {mem['peak_rss_mb']:.0f} MB)")
     if args.json:
         Path(args.json).write_text(json.dumps({"updates": U, "discard": runs["discard"], "stream": runs["stream"],
                                                "estimate": est, "cli": cli, "memory": mem,

@@ -67,7 +67,7 @@ def simulate_to_file(system: System, updates: int, path: str | Path, seed: int =
     :func:`aflqueue.sim.estimate` reads chunk by chunk."""
     from ..io import atomic_write
     from .records import TaskRecorder
-    from .tracefile import TraceWriter
+    from .tracefile import TraceWriter, header_text
 
     p = Path(path)
     require(p.suffix == ".npz", "trace", f"trace files are .npz (got {str(p)!r})")
@@ -75,6 +75,7 @@ def simulate_to_file(system: System, updates: int, path: str | Path, seed: int =
     _, record = _engine(system, updates, seed, engine)
     T = system.concurrency + updates
     system_dict = system.to_dict()
+    header_text({"meta": {"system": system_dict}})  # a system too large for the header fails now, not after the run
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f, TraceWriter(f, n_clients=system.n, concurrency=system.concurrency, tasks=T,

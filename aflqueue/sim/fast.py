@@ -8,8 +8,9 @@ starts, completions) and returns to Python every :data:`LOG` of them, and a
 to a file, so the run's own memory is ``O(n + m)``. Random numbers come from the same
 :class:`~aflqueue.sim.streams.StreamBank` chunks as the SimPy model, in the same order (k-th
 service start at client i takes the k-th draw of its stream, t-th dispatch the t-th routing
-draw), so for continuous laws both engines produce the same trace. When a buffer runs dry the kernel returns to Python, which refills it and resumes;
-no state is changed by an event that cannot complete.
+draw), so for continuous laws both engines produce the same trace. When a buffer runs dry (or
+the logs are full) the kernel returns to Python, which refills (or empties) it and resumes; no
+state is changed by an event that cannot complete.
 """
 
 from __future__ import annotations

@@ -233,7 +233,8 @@ class Trace:
         See :class:`aflqueue.sim.tracefile.TraceFile`."""
         from .tracefile import TraceFile
 
-        return TraceFile.open(path, max_memory_gb=max_memory_gb).load()
+        with TraceFile.open(path, max_memory_gb=max_memory_gb) as tf:
+            return tf.load()
 
     def to_csv(self, path: str | Path) -> Path:
         """Write one row per task with a header (``task, client, <times>, versions, relative_delay``),
