@@ -498,3 +498,26 @@ def test_digest_does_not_depend_on_integer_dtypes(small_trace):
     shifted = Trace(**{c: np.array(getattr(small_trace, c)) for c in COLUMNS}, n_clients=small_trace.n_clients,
                     concurrency=small_trace.concurrency + 1, routing=small_trace.routing)
     assert shifted.digest() != small_trace.digest()
+
+
+class _Touch:
+    """Unpickling this creates ``marker``: proof that a pickle was run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return self.marker.touch, ()
+
+
+def test_an_object_array_is_never_unpickled(good, tmp_path):
+    _, m = good
+    marker = tmp_path / "pickle-ran"
+    evil = np.array([_Touch(marker)] * CHUNK, dtype=object)
+    for name in ("client.00000.npy", "compute_end.00000.npy", "routing.npy", "header.npy"):
+        p = write_members(tmp_path / f"evil-{name}.npz", {**m, name: npy(evil, pickle=True)})
+        with pytest.raises(ValidationError, match="dtype object"):
+            Trace.load(p)
+        assert not marker.exists()
+    np.lib.format.read_array(io.BytesIO(npy(evil, pickle=True)), allow_pickle=True)  # the bait works
+    assert marker.exists()

@@ -421,7 +421,7 @@ def _quantiles(values: np.ndarray, counts: np.ndarray) -> dict[str, float] | Non
 
 
 def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confidence: float = 0.95) -> SimulationEstimates:
-    """Independent replications: each run's post-warm-up average is one sample."""
+    """Independent replications: each run's post-warm-up average is one sample (traces in memory)."""
     require(len(traces) >= 2, "replications", f"need at least 2 runs (got {len(traces)})")
     per_run = [estimate(t, warmup=warmup, batches=2, confidence=confidence) for t in traces]
     n = traces[0].n_clients
@@ -449,7 +449,8 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
 
 
 def delay_distribution(trace: Trace, warmup: float = 0.1, max_delay: int | None = None) -> np.ndarray:
-    """Empirical ``P(D = d | client i)``, shape ``(n, max_delay + 1)`` (rows NaN without updates)."""
+    """Empirical ``P(D = d | client i)``, shape ``(n, max_delay + 1)`` (rows NaN without updates);
+    ``trace`` in memory."""
     up = trace.updates()
     k0 = _warmup_count(trace, warmup)
     d, cl = up["relative_delay"][k0:], up["client"][k0:]

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import ValidationError, check_integer
 from ..io import atomic_write, json_safe
-from .records import same_bits
+from .records import TraceAssembler, same_bits
 from .trace import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, INT_COLUMNS, MAX_TASKS, Trace, check_routing
 from .tracecheck import TraceChecker
 
@@ -536,8 +536,6 @@ class TraceFile:
 
     def load(self) -> Trace:
         """The whole trace in memory (refused beyond the memory limit)."""
-        from .records import TraceAssembler
-
         need = self.load_bytes()
         if need > self.max_memory:
             raise ValidationError("trace", f"{self.source}: {self.tasks:,} tasks need about {need / 2**30:.2f} GB in "
