@@ -334,17 +334,25 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.backend != "serial":
         mem = args.updates * min(args.replications, args.workers or os.cpu_count() or 1) * \
             BYTES_PER_SIMULATED_UPDATE / 2**30 + args.updates * args.replications * 72 / 2**30
-    _check(mem <= args.max_memory, "updates",
+    stream = args.trace is not None and args.trace.lower().endswith(".npz") and args.replications == 1
+    _check(stream or mem <= args.max_memory, "updates",
            f"{args.updates:,} updates x {args.replications} run(s) need about {mem:.1f} GB of traces "
            f"(> --max-memory {args.max_memory:g} GB); use fewer --updates or --replications, or raise --max-memory")
     seeds = [args.seed] if args.replications == 1 else \
         [int(x) for x in np.random.SeedSequence(args.seed).generate_state(args.replications, dtype=np.uint32)]
     t0 = time.perf_counter()
-    traces = simulate_replications(system, args.updates, seeds, engine=args.engine, backend=args.backend,
-                                   workers=args.workers, address=args.address)
-    wall = time.perf_counter() - t0
     out = None
-    if args.trace:
+    if stream:  # the trace goes to the file as the run goes; the estimates read it back in chunks
+        from .sim import simulate_to_file
+
+        traces = [simulate_to_file(system, args.updates, args.trace, seed=args.seed, engine=args.engine,
+                                   max_memory_gb=args.max_memory)]
+        out = traces[0].path
+    else:
+        traces = simulate_replications(system, args.updates, seeds, engine=args.engine, backend=args.backend,
+                                       workers=args.workers, address=args.address)
+    wall = time.perf_counter() - t0
+    if args.trace and not stream:
         out = traces[0].save(args.trace) if not args.trace.lower().endswith(".csv") else traces[0].to_csv(args.trace)
     if len(traces) == 1:
         est = estimate(traces[0], warmup=args.warmup, batches=args.batches, confidence=args.confidence)
@@ -576,7 +584,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     require_fl("train")
     cfg = config_from_args(args)
-    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet, tensorboard=args.tensorboard)
+    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet, tensorboard=args.tensorboard,
+                force=args.force)
     if args.json:
         print_json(res.to_dict())
     else:
@@ -599,6 +608,7 @@ def _parser_train(sub) -> None:
     t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
     t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--force", action="store_true", help="replace the run OUTPUT already holds (refused without it)")
     t.add_argument("--tensorboard", type=nonempty_path, metavar="DIR",
                    help="also log the curves and per-arrival staleness as TensorBoard events in DIR (off by default; "
                         "needs pip install 'aflqueue[tensorboard]')")

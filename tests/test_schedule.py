@@ -124,12 +124,15 @@ def test_bad_schedule_input_is_one_line(small, tmp_path, capsys):
     path = str(trace.save(tmp_path / "t.npz"))
     (tmp_path / "empty").mkdir()
     (tmp_path / "x.csv").write_text("a,b\n")
+    cut = tmp_path / "cut.npz"  # a trace file cut short (tests/test_trace_files.py fuzzes many more)
+    cut.write_bytes(Path(path).read_bytes()[:-40])
     for argv, what in [(["schedule", "/nonexistent.npz"], "no such"), (["schedule", str(tmp_path / "empty")],
                                                                          "no trace.npz"),
                        (["schedule", str(tmp_path / "x.csv")], ".npz"),
                        (["schedule", path, "--window", "5:1"], "window"),
                        (["schedule", path, "--window", "a:b"], "window"),
-                       (["schedule", path, "--clients", "7"], "clients")]:
+                       (["schedule", path, "--clients", "7"], "clients"),
+                       (["schedule", str(cut)], str(cut))]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and what in err, (argv, err)

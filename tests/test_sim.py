@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aflqueue import System, ValidationError
 from aflqueue.cli import main
@@ -213,3 +215,142 @@ def test_cli_simulate_json_and_determinism(capsys, tmp_path):
     assert main(["simulate", "--rates", "1,1", "--service", "lognormal:cv=-2"]) == 2
     assert main(["simulate", "--rates", "1,1", "--updates", "0"]) == 2
     assert "updates" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ streaming estimates
+def reference_estimate(trace, warmup=0.1, batches=20, confidence=0.95):
+    """The estimator as it was written before streaming: whole arrays, np.bincount, np.histogram,
+    stats.batch_means and np.quantile (a second implementation to check the streamed one against)."""
+    from aflqueue.stats import batch_means, t_interval
+
+    n = trace.n_clients
+    up = trace.updates()
+    U = trace.num_updates
+    k0 = int(round(warmup * U)) if warmup < 1 else int(warmup)
+    t0 = float(up["time"][k0 - 1]) if k0 > 0 else 0.0
+    edges = np.linspace(t0, trace.horizon, batches + 1)
+    width = edges[1] - edges[0]
+
+    def integrals(start, end, group, m):
+        s = np.nan_to_num(start, nan=np.inf)
+        e = np.where(np.isnan(end), np.inf, end)
+        keep = (s < edges[-1]) & (e > edges[0]) & (e > s)
+        s, e, g = s[keep], e[keep], group[keep]
+        cum = np.array([np.bincount(g, weights=np.clip(x - s, 0.0, e - s), minlength=m) for x in edges])
+        return np.diff(cum, axis=0)
+
+    thr = t_interval(np.histogram(up["time"][k0:], bins=edges)[0] / width, confidence)
+    queue = integrals(trace.dispatch_time, trace.uplink_end, trace.client, n) / width
+    busy = integrals(trace.compute_start, trace.compute_end, trace.client, n) / width
+    tasks, cl = up["task"][k0:], up["client"][k0:]
+    delays = up["relative_delay"][k0:].astype(float)
+    resp = (trace.uplink_end - trace.dispatch_time)[tasks]
+    out = {"throughput": thr, "mean_queue_lengths": [t_interval(queue[:, i], confidence) for i in range(n)],
+           "utilization": [t_interval(busy[:, i], confidence) for i in range(n)],
+           "relative_delay": [t_interval(batch_means(delays[cl == i], batches), confidence) for i in range(n)],
+           "mean_response_times": [t_interval(batch_means(resp[cl == i], batches), confidence) for i in range(n)],
+           "mean_relative_delay": t_interval(batch_means(delays, batches), confidence), "delay_quantiles": []}
+    for i in range(n):
+        d = delays[cl == i]
+        q = np.quantile(d, [0.5, 0.9, 0.99]) if d.size else None
+        out["delay_quantiles"].append(None if q is None else {"p50": float(q[0]), "p90": float(q[1]),
+                                                              "p99": float(q[2]), "max": float(d.max())})
+    done = trace.completed
+    if np.any(trace.completion_time[done] > trace.uplink_end[done]):
+        cs = integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1)[:, 0] / width
+        out["server"] = {"mean_queue_length": t_interval(cs, confidence)}
+    return out
+
+
+@pytest.mark.parametrize("system, updates, engine, batches", [
+    (SINGLE, 20_000, "fast", 20), (MULTI, 8000, "simpy", 20),
+    (System.from_rates([1.0, 1.0, 0.5], [0.4, 0.4, 0.2], 6, service="deterministic"), 6000, "fast", 7),
+    (System.from_rates([1.0, 0.01], [0.98, 0.02], 3), 600, "fast", 20),  # the slow client has fewer updates than batches
+])
+def test_estimate_equals_the_whole_array_computation_bit_for_bit(tmp_path, system, updates, engine, batches):
+    from aflqueue.sim import TraceFile, simulate_to_file
+
+    t = simulate(system, updates, seed=7, engine=engine)
+    want = reference_estimate(t, batches=batches)
+    with simulate_to_file(system, updates, tmp_path / "t.npz", seed=7, engine=engine) as tf:
+        for got in (estimate(t, batches=batches), estimate(tf, batches=batches)):
+            for key in ("throughput", "mean_queue_lengths", "utilization", "relative_delay", "mean_response_times",
+                        "mean_relative_delay", "delay_quantiles"):
+                assert getattr(got, key) == want[key], key  # exact: same floats, NaN estimates aside
+            assert (got.server is None) == ("server" not in want)
+            if got.server is not None:
+                assert got.server == want["server"]
+    assert isinstance(tf, TraceFile)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=300), st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_quantiles_from_counts_is_numpy_quantile(values, q):
+    from aflqueue.sim.estimate import quantiles_from_counts
+
+    d = np.asarray(values, dtype=float)
+    v, c = np.unique(d, return_counts=True)
+    want = np.quantile(d, q)
+    got = quantiles_from_counts(v, c, q)
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), (got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-2, 12, allow_nan=False), max_size=200), st.floats(0, 5), st.floats(0.001, 6),
+       st.integers(1, 9))
+def test_histogram_counts_is_numpy_histogram(x, lo, span, bins):
+    from aflqueue.sim.estimate import histogram_counts
+
+    edges = np.linspace(lo, lo + span, bins + 1)
+    x = np.asarray(x + list(edges), dtype=float)  # values on every edge too
+    assert np.array_equal(histogram_counts(x, edges), np.histogram(x, bins=edges)[0])
+
+
+def test_recorder_window_is_bounded_by_the_chunk_and_the_delays():
+    """The recorder holds the tasks from the oldest one in flight to the newest, plus one hand-over
+    of the engine's logs: for a million updates in chunks of 512 its window (capacity doubling
+    included) stays within twice that, a small fraction of the trace."""
+    from aflqueue.sim.fast import record_fast
+    from aflqueue.sim.records import TaskRecorder
+
+    s = System.from_rates([2.0, 1.0, 0.5, 0.05], [0.4, 0.3, 0.25, 0.05], 8)
+    seen = {"max": 0, "tasks": 0}
+
+    class Watch(TaskRecorder):
+        def flush(self, final=False):
+            seen["max"] = max(seen["max"], self.cols["client"].size)
+            super().flush(final)
+
+    def count(start, cols):
+        seen["tasks"] += cols["client"].size
+
+    from aflqueue.sim.fast import LOG
+
+    U = 1_000_000
+    rec = Watch(8 + U, count, chunk=512)
+    record_fast(s, U, 3, rec)
+    rec.close()
+    t = simulate(s, U, seed=3)
+    assert seen["tasks"] == len(t)
+    bound = 2 * (2 * 512 + int(t.relative_delay.max()) + 8 + LOG)
+    assert seen["max"] <= bound < len(t) / 4, (seen["max"], bound)
+
+
+def test_streamed_estimate_memory_does_not_grow_with_the_trace(tmp_path):
+    """tracemalloc peak of estimate() on a file in small chunks: a fraction of the trace's size."""
+    import tracemalloc
+
+    from aflqueue.sim import TraceFile
+    from aflqueue.sim.tracefile import write_trace
+
+    t = simulate(SINGLE, 300_000, seed=2)
+    p = write_trace(t, tmp_path / "t.npz", chunk=8192)
+    trace_bytes = 36 * len(t)
+    estimate(t)  # compile and warm up outside the measurement
+    with TraceFile.open(p) as tf:
+        tracemalloc.start()
+        e = estimate(tf)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert e.to_dict() == estimate(t).to_dict()
+    assert peak < trace_bytes / 4, (peak, trace_bytes)

@@ -14,6 +14,13 @@ Quantities match :func:`aflqueue.queueing.analyze` and use its key names:
 central server), ``utilization`` is the busy fraction of the compute stage,
 ``mean_response_times`` is the time from dispatch to arrival at the central server, and
 ``relative_delay`` is ``E[D_i]`` in updates.
+
+Streaming: :func:`estimate` reads the trace in two passes of task-order chunks (a
+:class:`~aflqueue.sim.trace.Trace` in memory or a :class:`~aflqueue.sim.tracefile.TraceFile`
+streamed from disk, the same bits either way): sums over tasks run in task order as one
+``np.bincount`` over the whole trace would; per-update values are put back in version order
+(:class:`~aflqueue.sim.records.VersionOrder`) and each batch of a batch mean is gathered into one
+array before it is averaged; delay quantiles come from counts of (client, delay) pairs.
 """
 
 from __future__ import annotations
@@ -22,15 +29,19 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from numba import njit
 
 from .._results import require_pandas, result_repr
-from ..errors import require
+from ..errors import ValidationError, require
 from ..io import json_safe
-from ..stats import Estimate, batch_means, t_interval
+from ..stats import Estimate, t_interval
+from .records import VersionOrder
 from .trace import Trace
+from .tracefile import TraceFile
 
 __all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications", "delay_distribution",
-           "departure_rates_by_queue"]
+           "departure_rates_by_queue", "interval_integrals", "accumulate_interval_integrals", "quantiles_from_counts",
+           "histogram_counts"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,12 +133,57 @@ class SimulationEstimates:
         return df
 
 
-def _warmup_count(trace: Trace, warmup: float) -> int:
+def _warmup_count(trace: Trace | TraceFile, warmup: float) -> int:
     require(warmup >= 0, "warmup", f"must be >= 0 (a fraction < 1 or a number of updates; got {warmup})")
     U = trace.num_updates
     k = int(round(warmup * U)) if warmup < 1 else int(warmup)
     require(k < U - 1, "warmup", f"discards {k} of {U} updates; simulate more updates or lower the warm-up")
     return k
+
+
+@njit(cache=True)
+def _accumulate(acc, start, end, group, edges):  # pragma: no cover - compiled
+    """The loop of :func:`accumulate_interval_integrals`: for each interval in order, for each
+    edge, ``acc[k, g] += clip(edges[k] - s, 0, e - s)`` (no fastmath: every sum runs in the
+    order of the intervals, as ``np.bincount`` adds)."""
+    lo, hi = edges[0], edges[edges.size - 1]
+    for i in range(start.size):
+        s, e = start[i], end[i]
+        if np.isnan(s):  # never started: contributes nothing
+            s = np.inf
+        if np.isnan(e):  # still open at the end
+            e = np.inf
+        if not (s < hi and e > lo and e > s):
+            continue
+        length = e - s
+        g = group[i]
+        for k in range(edges.size):
+            w = edges[k] - s
+            if w < 0.0:
+                w = 0.0
+            if w > length:
+                w = length
+            acc[k, g] += w
+
+
+def accumulate_interval_integrals(acc: np.ndarray, start: np.ndarray, end: np.ndarray, group: np.ndarray,
+                                  edges: np.ndarray) -> None:
+    """Add to ``acc[k, g]`` the integral over ``(-inf, edges[k])`` of #{intervals of group g open
+    at t}, for a chunk of intervals ``[start, end)`` (NaN ``end``: still open at the end).
+
+    Each sum runs in the order of the intervals, so feeding a sequence chunk by chunk gives the
+    same bits as feeding it at once (and as ``np.bincount`` of the clipped lengths)."""
+    _accumulate(acc, np.ascontiguousarray(start, dtype=np.float64), np.ascontiguousarray(end, dtype=np.float64),
+                np.ascontiguousarray(group, dtype=np.int64), np.ascontiguousarray(edges, dtype=np.float64))
+
+
+def histogram_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(x, bins=edges)[0]`` without sorting ``x``: bins ``[e_k, e_k+1)``, the last
+    one closed, values outside ignored (``edges`` non-decreasing)."""
+    nb = edges.size - 1
+    idx = np.searchsorted(edges, x, side="right") - 1
+    idx[x == edges[-1]] = nb - 1
+    return np.bincount(idx[(idx >= 0) & (idx < nb)], minlength=nb)
 
 
 def interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n: int,
@@ -136,70 +192,236 @@ def interval_integrals(start: np.ndarray, end: np.ndarray, group: np.ndarray, n:
 
     Intervals are ``[start, end)``; NaN ``end`` means still open at the end of the trace.
     """
-    s = np.nan_to_num(start, nan=np.inf)  # never started: contributes nothing
-    e = np.where(np.isnan(end), np.inf, end)
-    keep = (s < edges[-1]) & (e > edges[0]) & (e > s)
-    s, e, g = s[keep], e[keep], group[keep]
-    length = e - s
-    cum = np.empty((edges.size, n))
-    for k, x in enumerate(edges):
-        cum[k] = np.bincount(g, weights=np.clip(x - s, 0.0, length), minlength=n)
-    return np.diff(cum, axis=0)
+    acc = np.zeros((edges.size, n))
+    accumulate_interval_integrals(acc, start, end, group, edges)
+    return np.diff(acc, axis=0)
 
 
-def estimate(trace: Trace, warmup: float = 0.1, batches: int = 20, confidence: float = 0.95) -> SimulationEstimates:
-    """Batch-means estimates from one long run (see module docstring)."""
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative integers, by radix sort when they fit
+    in 16 bits (client indices usually do)."""
+    if keys.size and int(keys.max()) < 2**16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
+
+
+def _split_sizes(total: np.ndarray, batches: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(groups, q, r)``: :func:`aflqueue.stats.batch_means` cuts ``total`` values into
+    ``groups = min(batches, total)`` contiguous groups, the first ``r`` of ``q + 1`` values and
+    the others of ``q`` (as ``np.array_split``)."""
+    groups = np.minimum(int(batches), total)
+    q, r = np.divmod(total, np.maximum(groups, 1))
+    return groups, q, r
+
+
+class _BatchMeans:
+    """:func:`aflqueue.stats.batch_means` of several sequences (streams) whose values arrive in
+    pieces, in order: each group's values are gathered into one contiguous array and averaged
+    there, so the means are those of the whole sequence bit for bit. Holds one open group per
+    stream (about ``total / batches`` values)."""
+
+    def __init__(self, total: np.ndarray, batches: int):
+        self.groups, self.q, self.r = _split_sizes(np.asarray(total, dtype=np.int64), batches)
+        self.group = np.zeros(self.groups.size, dtype=np.int64)
+        self.fill = np.zeros(self.groups.size, dtype=np.int64)
+        self.buf: dict[int, np.ndarray] = {}
+        self.means: list[list[float]] = [[] for _ in range(self.groups.size)]
+
+    def _size(self, i: int, g: int) -> int:
+        return int(self.q[i] + 1 if g < self.r[i] else self.q[i])
+
+    def feed_one(self, i: int, seg: np.ndarray) -> None:
+        """Values of stream ``i`` that follow the ones fed before (a contiguous float64 array)."""
+        pos, n = 0, seg.size
+        while pos < n:
+            g = int(self.group[i])
+            if g >= self.groups[i]:
+                raise RuntimeError("batch means: more values than declared")
+            size, f = self._size(i, g), int(self.fill[i])
+            take = min(size - f, n - pos)
+            if f == 0 and take == size:
+                self.means[i].append(seg[pos:pos + size].mean())
+                self.group[i] = g + 1
+            else:
+                buf = self.buf.get(i)
+                if buf is None:
+                    buf = self.buf[i] = np.empty(int(self.q[i]) + 1)
+                buf[f:f + take] = seg[pos:pos + take]
+                f += take
+                if f == size:
+                    self.means[i].append(buf[:size].mean())
+                    self.group[i] = g + 1
+                    f = 0
+                self.fill[i] = f
+            pos += take
+
+    def feed(self, stream: np.ndarray, values: np.ndarray, order: np.ndarray | None = None) -> None:
+        """Values of several streams, each stream's in order; ``order``: :func:`stable_order` of
+        ``stream`` if already computed."""
+        order = stable_order(stream) if order is None else order
+        s, v = stream[order], values[order]
+        cut = np.flatnonzero(np.diff(s)) + 1
+        for a, b in zip(np.concatenate(([0], cut)), np.concatenate((cut, [s.size]))):
+            self.feed_one(int(s[a]), v[a:b])
+
+    def result(self, i: int) -> np.ndarray:
+        if self.group[i] != self.groups[i]:
+            raise RuntimeError("batch means: fewer values than declared")
+        return np.array(self.means[i], dtype=np.float64)
+
+
+class _DelayCounts:
+    """How often each (client, relative delay) pair occurs: sorted keys ``client * (U + 1) +
+    delay`` with counts, merged chunk by chunk (memory: the distinct pairs, not the updates)."""
+
+    def __init__(self, updates: int):
+        self.base = int(updates) + 1
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, client: np.ndarray, delay: np.ndarray) -> None:
+        client, delay = client.astype(np.int64), delay.astype(np.int64)
+        lo, hi = int(delay.min()), int(delay.max())
+        span, top = hi - lo + 1, int(client.max()) + 1
+        if span * top <= 4 * client.size + 1024:  # a dense count is cheaper than sorting
+            dense = np.bincount(client * span + (delay - lo), minlength=span * top)
+            nz = np.flatnonzero(dense)
+            k, c = (nz // span) * self.base + nz % span + lo, dense[nz]
+        else:
+            k, c = np.unique(client * self.base + delay, return_counts=True)
+        pos = np.searchsorted(self.keys, k)
+        found = pos < self.keys.size
+        found[found] = self.keys[pos[found]] == k[found]
+        self.counts[pos[found]] += c[found]
+        self.keys = np.insert(self.keys, pos[~found], k[~found])
+        self.counts = np.insert(self.counts, pos[~found], c[~found])
+
+    def of(self, client: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(delays as float64, counts)`` of a client, delays increasing."""
+        a, b = np.searchsorted(self.keys, [client * self.base, (client + 1) * self.base])
+        return (self.keys[a:b] - client * self.base).astype(np.float64), self.counts[a:b]
+
+
+def quantiles_from_counts(values: np.ndarray, counts: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """``np.quantile(np.repeat(values, counts), q)`` (method ``linear``), bit for bit, without
+    the repeat: the two order statistics around ``(N - 1) q`` are read off the cumulative
+    counts and interpolated as numpy does (from below for a weight < 1/2, from above
+    otherwise). ``values``: sorted, distinct float64; ``counts`` >= 1."""
+    N = int(counts.sum())
+    virtual = (N - 1) * np.asarray(q, dtype=np.float64)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    top = virtual >= N - 1  # the largest value (numpy indexes it as -1)
+    prev[top] = -1
+    nxt[top] = -1
+    gamma = virtual - prev
+    cum = np.cumsum(counts)
+
+    def order_statistic(idx: np.ndarray) -> np.ndarray:
+        i = idx.astype(np.int64)
+        return values[np.searchsorted(cum, np.where(i < 0, N + i, i), side="right")]
+
+    a, b = order_statistic(prev), order_statistic(nxt)
+    diff = b - a
+    out = a + diff * gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), out)
+
+
+def estimate(trace: Trace | TraceFile, warmup: float = 0.1, batches: int = 20,
+             confidence: float = 0.95) -> SimulationEstimates:
+    """Batch-means estimates from one long run (see module docstring).
+
+    ``trace``: a :class:`~aflqueue.sim.trace.Trace` or a
+    :class:`~aflqueue.sim.tracefile.TraceFile` (e.g. from :func:`aflqueue.sim.simulate_to_file`).
+    Either way the trace is read in two passes of task-order chunks, in memory bounded by the
+    chunk, ``n x batches`` and the spread of the relative delays (not the number of updates),
+    and the estimates are the same, bit for bit."""
     require(isinstance(batches, (int, np.integer)) and batches >= 2, "batches", f"must be an integer >= 2 (got {batches})")
     require(0 < confidence < 1, "confidence", f"must be in (0, 1) (got {confidence})")
     n = trace.n_clients
-    up = trace.updates()
+    U = trace.num_updates
     k0 = _warmup_count(trace, warmup)
-    t0 = float(up["time"][k0 - 1]) if k0 > 0 else 0.0
-    t1 = trace.horizon
+    # pass 1: the window [t0, t1], each client's updates after the warm-up, whether a server queues
+    t0, t1, server = 0.0, -np.inf, False
+    per_client = np.zeros(n, dtype=np.int64)
+    for _, c in trace.chunks(("client", "uplink_end", "completion_time", "applied_version")):
+        av, ct = c["applied_version"], c["completion_time"]
+        done = av >= 1
+        if k0 > 0:
+            hit = np.flatnonzero(av == k0)
+            if hit.size:
+                t0 = float(ct[hit[0]])
+        if done.any():
+            t1 = max(t1, float(ct[done].max()))
+            server = server or bool(np.any(ct[done] > c["uplink_end"][done]))
+        per_client += np.bincount(c["client"][av > k0], minlength=n)
     require(t1 > t0, "updates", "the post-warm-up window has zero length")
     edges = np.linspace(t0, t1, batches + 1)
     width = edges[1] - edges[0]
-    # throughput: updates completed per window
-    counts = np.histogram(up["time"][k0:], bins=edges)[0]
+    # pass 2: time averages in task order; per-update values put back in version order
+    counts = np.zeros(batches, dtype=np.int64)
+    queue, busy, central = np.zeros((edges.size, n)), np.zeros((edges.size, n)), np.zeros((edges.size, 1))
+    budget = trace.window_budget() if isinstance(trace, TraceFile) else None
+    order = VersionOrder(k0 + 1, U, {"client": np.int64, "delay": np.int64, "resp": np.float64}, field="trace",
+                         source=getattr(trace, "source", "the trace"), budget=budget)
+    overall, delay_means, resp_means = _BatchMeans(np.array([U - k0]), batches), _BatchMeans(per_client, batches), \
+        _BatchMeans(per_client, batches)
+    delay_counts = _DelayCounts(U)
+
+    def consume(up: dict[str, np.ndarray]) -> None:
+        if up["client"].size == 0:
+            return
+        d = up["delay"].astype(float)
+        overall.feed_one(0, d)
+        by_client = stable_order(up["client"])
+        delay_means.feed(up["client"], d, by_client)
+        resp_means.feed(up["client"], up["resp"], by_client)
+        delay_counts.add(up["client"], up["delay"])
+
+    for _, c in trace.chunks():
+        av, cl = c["applied_version"], c["client"]
+        post = av > k0
+        counts += histogram_counts(c["completion_time"][post], edges)
+        accumulate_interval_integrals(queue, c["dispatch_time"], c["uplink_end"], cl, edges)
+        accumulate_interval_integrals(busy, c["compute_start"], c["compute_end"], cl, edges)
+        if server:
+            accumulate_interval_integrals(central, c["uplink_end"], c["completion_time"], np.zeros(cl.size, dtype=np.int64),
+                                          edges)
+        order.put(av[post], client=cl[post], delay=(av - 1 - c["dispatch_version"])[post],
+                  resp=(c["uplink_end"] - c["dispatch_time"])[post])
+        consume(order.take())
+    if not order.done():  # only a trace changed between the passes gets here
+        raise ValidationError("trace", f"{getattr(trace, 'source', 'the trace')}: versions {order.next}.. are missing")
     thr = t_interval(counts / width, confidence)
-    client = trace.client
-    queue = interval_integrals(trace.dispatch_time, trace.uplink_end, client, n, edges) / width
-    busy = interval_integrals(trace.compute_start, trace.compute_end, client, n, edges) / width
+    queue = np.diff(queue, axis=0) / width
+    busy = np.diff(busy, axis=0) / width
     mean_q = [t_interval(queue[:, i], confidence) for i in range(n)]
     util = [t_interval(busy[:, i], confidence) for i in range(n)]
-    # per-task quantities, post warm-up updates only
-    tasks = up["task"][k0:]
-    delays = up["relative_delay"][k0:].astype(float)
-    cl = up["client"][k0:]
-    resp = (trace.uplink_end - trace.dispatch_time)[tasks]
-    rd, rt, dq = [], [], []
-    for i in range(n):
-        mask = cl == i
-        rd.append(t_interval(batch_means(delays[mask], batches), confidence))
-        rt.append(t_interval(batch_means(resp[mask], batches), confidence))
-        dq.append(_quantiles(delays[mask]))
-    mean_d = t_interval(batch_means(delays, batches), confidence)
-    server = None
-    if np.any(trace.completion_time[trace.completed] > trace.uplink_end[trace.completed]):
-        cs = interval_integrals(trace.uplink_end, trace.completion_time, np.zeros(len(trace), dtype=np.int64), 1,
-                                 edges)[:, 0] / width
-        server = {"mean_queue_length": t_interval(cs, confidence)}
+    rd = [t_interval(delay_means.result(i), confidence) for i in range(n)]
+    rt = [t_interval(resp_means.result(i), confidence) for i in range(n)]
+    dq = [_quantiles(*delay_counts.of(i)) for i in range(n)]
+    mean_d = t_interval(overall.result(0), confidence)
+    server_est = None
+    if server:
+        server_est = {"mean_queue_length": t_interval(np.diff(central, axis=0)[:, 0] / width, confidence)}
     return SimulationEstimates(
         throughput=thr, mean_queue_lengths=mean_q, utilization=util, mean_response_times=rt, relative_delay=rd,
-        mean_relative_delay=mean_d, delay_quantiles=dq, server=server, warmup_updates=k0,
-        updates_used=int(delays.size), batches=int(batches), confidence=float(confidence), method="batch_means",
+        mean_relative_delay=mean_d, delay_quantiles=dq, server=server_est, warmup_updates=k0,
+        updates_used=int(U - k0), batches=int(batches), confidence=float(confidence), method="batch_means",
     )
 
 
-def _quantiles(d: np.ndarray) -> dict[str, float] | None:
-    if d.size == 0:
+def _quantiles(values: np.ndarray, counts: np.ndarray) -> dict[str, float] | None:
+    """The 50/90/99% quantiles and the maximum of a client's relative delays (as
+    ``np.quantile`` of the delays themselves; None without any)."""
+    if counts.size == 0:
         return None
-    q = np.quantile(d, [0.5, 0.9, 0.99])
-    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(d.max())}
+    q = quantiles_from_counts(values, counts, [0.5, 0.9, 0.99])
+    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(values[-1])}
 
 
 def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confidence: float = 0.95) -> SimulationEstimates:
-    """Independent replications: each run's post-warm-up average is one sample."""
+    """Independent replications: each run's post-warm-up average is one sample (traces in memory)."""
     require(len(traces) >= 2, "replications", f"need at least 2 runs (got {len(traces)})")
     per_run = [estimate(t, warmup=warmup, batches=2, confidence=confidence) for t in traces]
     n = traces[0].n_clients
@@ -210,6 +432,7 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
     logs = [(t.updates(), r.warmup_updates) for t, r in zip(traces, per_run)]
     delays = [np.concatenate([u["relative_delay"][k:][u["client"][k:] == i] for u, k in logs]).astype(float)
               for i in range(n)]
+    pooled = [np.unique(d, return_counts=True) for d in delays]
     return SimulationEstimates(
         throughput=pool(lambda r: r.throughput.mean),
         mean_queue_lengths=[pool(lambda r, i=i: r.mean_queue_lengths[i].mean) for i in range(n)],
@@ -217,7 +440,7 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
         mean_response_times=[pool(lambda r, i=i: r.mean_response_times[i].mean) for i in range(n)],
         relative_delay=[pool(lambda r, i=i: r.relative_delay[i].mean) for i in range(n)],
         mean_relative_delay=pool(lambda r: r.mean_relative_delay.mean),
-        delay_quantiles=[_quantiles(d) for d in delays],
+        delay_quantiles=[_quantiles(v, c) for v, c in pooled],
         server=None if per_run[0].server is None else
         {"mean_queue_length": pool(lambda r: r.server["mean_queue_length"].mean)},
         warmup_updates=per_run[0].warmup_updates, updates_used=sum(r.updates_used for r in per_run),
@@ -226,7 +449,8 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
 
 
 def delay_distribution(trace: Trace, warmup: float = 0.1, max_delay: int | None = None) -> np.ndarray:
-    """Empirical ``P(D = d | client i)``, shape ``(n, max_delay + 1)`` (rows NaN without updates)."""
+    """Empirical ``P(D = d | client i)``, shape ``(n, max_delay + 1)`` (rows NaN without updates);
+    ``trace`` in memory."""
     up = trace.updates()
     k0 = _warmup_count(trace, warmup)
     d, cl = up["relative_delay"][k0:], up["client"][k0:]

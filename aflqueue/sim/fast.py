@@ -2,11 +2,15 @@
 
 The event loop runs in numba: a binary heap over clients keyed by (finish time, sequence
 number) gives the next completion in ``O(log n)``; each client's FIFO queue is a linked list of
-task ids. Random numbers come from the same :class:`~aflqueue.sim.streams.StreamBank` chunks as
-the SimPy model, in the same order (k-th service start at client i takes the k-th draw of its
-stream, t-th dispatch the t-th routing draw), so for continuous laws both engines produce the
-same trace. When a buffer runs dry the kernel returns to Python, which refills it and resumes;
-no state is changed by an event that cannot complete.
+the ``m`` task slots. The kernel keeps no per-task array: it logs events (dispatches, service
+starts, completions) and returns to Python every :data:`LOG` of them, and a
+:class:`~aflqueue.sim.records.TaskRecorder` turns the logs into the trace, in memory or streamed
+to a file, so the run's own memory is ``O(n + m)``. Random numbers come from the same
+:class:`~aflqueue.sim.streams.StreamBank` chunks as the SimPy model, in the same order (k-th
+service start at client i takes the k-th draw of its stream, t-th dispatch the t-th routing
+draw), so for continuous laws both engines produce the same trace. When a buffer runs dry (or
+the logs are full) the kernel returns to Python, which refills (or empties) it and resumes; no
+state is changed by an event that cannot complete.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import numpy as np
 from numba import njit
 
 from ..system import System
+from .records import TaskRecorder, record_in_memory
 from .streams import StreamBank
 from .trace import Trace
 
-__all__ = ["simulate_fast", "fast_path_eligible"]
+__all__ = ["simulate_fast", "record_fast", "fast_path_eligible"]
 
 
 def fast_path_eligible(system: System) -> bool:
@@ -68,43 +73,53 @@ def _heap_pop(ht, hs, hc, size):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _start_service(t, j, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq):  # pragma: no cover
-    """Task t starts service at client j at ``now``: the client's next service-time draw, and its
-    completion enters the heap (ties broken by the sequence number)."""
-    s = svc_buf[j, svc_pos[j]]
+def _start_service(s, j, now, slot_task, svc_buf, svc_pos, s_task, s_time, lp, ht, hs, hc, hsize, seq):  # pragma: no cover
+    """The task in slot s starts service at client j at ``now``: the client's next service-time
+    draw, and its completion enters the heap (ties broken by the sequence number)."""
+    x = svc_buf[j, svc_pos[j]]
     svc_pos[j] += 1
-    compute_start[t] = now
-    return _heap_push(ht, hs, hc, hsize, now + s, seq, j), seq + 1
+    s_task[lp[1]] = slot_task[s]
+    s_time[lp[1]] = now
+    lp[1] += 1
+    return _heap_push(ht, hs, hc, hsize, now + x, seq, j), seq + 1
 
 
 @njit(cache=True, inline="always")
-def _dispatch(t, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time, compute_start,
-              dispatch_version, ht, hs, hc, hsize, seq):  # pragma: no cover - compiled
-    """Task t goes to client j at ``now``: it starts service at once if j is idle, else queues."""
-    client[t] = j
-    dispatch_time[t] = now
-    dispatch_version[t] = version
+def _dispatch(s, t, j, now, version, head, tail, slot_task, slot_next, svc_buf, svc_pos, d_client, d_time,
+              d_version, s_task, s_time, lp, ht, hs, hc, hsize, seq):  # pragma: no cover - compiled
+    """Task t, in slot s, goes to client j at ``now``: it starts service at once if j is idle, else queues."""
+    slot_task[s] = t
+    slot_next[s] = -1
+    d_client[lp[0]] = j
+    d_time[lp[0]] = now
+    d_version[lp[0]] = version
+    lp[0] += 1
     if head[j] < 0:
-        head[j] = t
-        tail[j] = t
-        hsize, seq = _start_service(t, j, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq)
+        head[j] = s
+        tail[j] = s
+        hsize, seq = _start_service(s, j, now, slot_task, svc_buf, svc_pos, s_task, s_time, lp, ht, hs, hc, hsize,
+                                    seq)
     else:
-        nxt[tail[j]] = t
-        tail[j] = t
+        slot_next[tail[j]] = s
+        tail[j] = s
     return hsize, seq
 
 
 @njit(cache=True)
-def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
-         client, dispatch_time, compute_start, compute_end, completion_time, dispatch_version,
-         applied_version, m, U):  # pragma: no cover - compiled
-    """Advance the simulation. ``st`` = [now, version, tasks, hsize, seq, route_pos, need] (float64).
+def _run(st, ht, hs, hc, head, tail, slot_task, slot_next, route_buf, svc_buf, svc_pos,
+         d_client, d_time, d_version, s_task, s_time, c_task, c_time, lp, m, U):  # pragma: no cover - compiled
+    """Advance the simulation. ``st`` = [now, version, tasks, hsize, seq, route_pos, need] (float64);
+    ``lp`` = [dispatch, start, completion] log positions.
 
-    Returns 0 when done, 1 when the routing buffer needs a refill, 2 when the service buffer of
-    client ``int(st[6])`` needs a refill.
+    The ``m`` tasks in flight live in slots (the task that replaces an applied one takes its slot);
+    each client's FIFO queue is a linked list of slots. Events are logged: dispatches (client,
+    time, version) in task order, service starts (task, time), completions (task, time) in
+    version order. Returns 0 when done, 1 when the routing buffer needs a refill, 2 when the
+    service buffer of client ``int(st[6])`` needs a refill, 3 when the logs need emptying.
     """
     chunk_r = route_buf.size
     chunk_s = svc_buf.shape[1]
+    cap = d_client.size
     now = st[0]
     version = np.int64(st[1])
     tasks = np.int64(st[2])
@@ -119,6 +134,9 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
         if rpos >= chunk_r:
             code = 1
             break
+        if lp[0] >= cap or lp[1] + 2 > cap or lp[2] >= cap:
+            code = 3
+            break
         j = route_buf[rpos]
         if tasks < m:
             # initial dispatch at time 0: J starts service at once if idle
@@ -126,15 +144,15 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
                 st[6] = j
                 code = 2
                 break
-            hsize, seq = _dispatch(tasks, j, 0.0, 0, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time,
-                                   compute_start, dispatch_version, ht, hs, hc, hsize, seq)
+            hsize, seq = _dispatch(tasks, tasks, j, 0.0, 0, head, tail, slot_task, slot_next, svc_buf, svc_pos, d_client,
+                                   d_time, d_version, s_task, s_time, lp, ht, hs, hc, hsize, seq)
             rpos += 1
             tasks += 1
             continue
         # next completion: client i at the top of the heap
         i = hc[0]
-        t_done = head[i]
-        nxt_i = nxt[t_done]
+        s_done = head[i]
+        nxt_i = slot_next[s_done]
         # Draws this event needs (at most one per client): client i draws if its next task
         # starts (nxt_i >= 0) or if the new task goes to i itself; client j != i draws if idle.
         # A buffer is refilled only when fully consumed, so no draw is ever skipped.
@@ -150,18 +168,19 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
         hsize = _heap_pop(ht, hs, hc, hsize)
         # apply the update
         version += 1
-        compute_end[t_done] = now
-        completion_time[t_done] = now
-        applied_version[t_done] = version
+        c_task[lp[2]] = slot_task[s_done]
+        c_time[lp[2]] = now
+        lp[2] += 1
         # client i: start its next task
         head[i] = nxt_i
         if nxt_i >= 0:
-            hsize, seq = _start_service(nxt_i, i, now, svc_buf, svc_pos, compute_start, ht, hs, hc, hsize, seq)
+            hsize, seq = _start_service(nxt_i, i, now, slot_task, svc_buf, svc_pos, s_task, s_time, lp, ht, hs, hc,
+                                        hsize, seq)
         else:
             tail[i] = -1
-        # dispatch the replacement task to j
-        hsize, seq = _dispatch(tasks, j, now, version, head, tail, nxt, svc_buf, svc_pos, client, dispatch_time,
-                               compute_start, dispatch_version, ht, hs, hc, hsize, seq)
+        # dispatch the replacement task to j, in the freed slot
+        hsize, seq = _dispatch(s_done, tasks, j, now, version, head, tail, slot_task, slot_next, svc_buf, svc_pos,
+                               d_client, d_time, d_version, s_task, s_time, lp, ht, hs, hc, hsize, seq)
         rpos += 1
         tasks += 1
     st[0] = now
@@ -173,44 +192,59 @@ def _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos,
     return code
 
 
-def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
-    """Compiled event loop; same trace as :func:`~aflqueue.sim.simpy_model.simulate_simpy` for
-    continuous service laws. Only for :func:`fast_path_eligible` systems."""
+#: Events logged by the kernel between two hand-overs to the recorder.
+LOG = 2**16
+
+
+def record_fast(system: System, updates: int, seed: int, recorder: TaskRecorder, chunk: int | None = None) -> dict:
+    """Run the compiled event loop, reporting every event to ``recorder``; returns the run's
+    metadata (engine, seed, random-stream chunk). Only for :func:`fast_path_eligible` systems."""
     if not fast_path_eligible(system):
         raise ValueError("engine: the fast path needs a single-stage system without availability windows")
     bank = StreamBank(system, seed, chunk)
     n, m, U = system.n, system.concurrency, int(updates)
-    T = m + U
     ch = bank.chunk
-    client = np.zeros(T, dtype=np.int64)
-    nan = np.full(T, np.nan)
-    dispatch_time, compute_start, compute_end, completion_time = nan.copy(), nan.copy(), nan.copy(), nan.copy()
-    dispatch_version = np.zeros(T, dtype=np.int64)
-    applied_version = np.full(T, -1, dtype=np.int64)
     ht, hs, hc = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     head = np.full(n, -1, dtype=np.int64)
     tail = np.full(n, -1, dtype=np.int64)
-    nxt = np.full(T, -1, dtype=np.int64)
+    slot_task = np.full(m, -1, dtype=np.int64)
+    slot_next = np.full(m, -1, dtype=np.int64)
     svc_buf = np.zeros((n, ch))
     svc_pos = np.full(n, ch, dtype=np.int64)  # empty: refilled on first need
     samplers = [bank.service[i]["compute"] for i in range(n)]
     route_buf = np.zeros(ch, dtype=np.int64)
+    d_client, d_time, d_version = np.zeros(LOG, np.int32), np.zeros(LOG), np.zeros(LOG, np.int32)
+    s_task, s_time = np.zeros(LOG, np.int64), np.zeros(LOG)
+    c_task, c_time = np.zeros(LOG, np.int64), np.zeros(LOG)
+    lp = np.zeros(3, dtype=np.int64)
     st = np.array([0.0, 0.0, 0.0, 0.0, 0.0, float(ch), -1.0])
     while True:
-        code = _run(st, ht, hs, hc, head, tail, nxt, route_buf, svc_buf, svc_pos, client, dispatch_time,
-                    compute_start, compute_end, completion_time, dispatch_version, applied_version, m, U)
-        if code == 0:
-            break
-        if code == 1:
+        code = _run(st, ht, hs, hc, head, tail, slot_task, slot_next, route_buf, svc_buf, svc_pos, d_client, d_time,
+                    d_version, s_task, s_time, c_task, c_time, lp, m, U)
+        if code == 0 or code == 3:
+            nd, ns, nc = (int(x) for x in lp)
+            recorder.dispatch(d_client[:nd], d_time[:nd], d_version[:nd])
+            recorder.stamp("compute_start", s_task[:ns], s_time[:ns])
+            done, at = c_task[:nc], c_time[:nc]
+            for column in ("compute_end", "uplink_end", "completion_time"):  # one stage: all at once
+                recorder.stamp(column, done, at)
+            recorder.apply(done)
+            lp[:] = 0
+            recorder.flush()
+            if code == 0:
+                break
+        elif code == 1:
             route_buf[:] = bank.routing.next_chunk()
             st[5] = 0.0
         else:
             i = int(st[6])
             svc_buf[i] = samplers[i].next_chunk()
             svc_pos[i] = 0
-    return Trace(
-        client=client, dispatch_time=dispatch_time, downlink_end=dispatch_time.copy(), compute_start=compute_start,
-        compute_end=compute_end, uplink_end=compute_end.copy(), completion_time=completion_time,
-        dispatch_version=dispatch_version, applied_version=applied_version, n_clients=n, concurrency=m,
-        routing=system.routing, meta={"engine": "fast", "seed": int(seed), "chunk": ch},
-    )
+    return {"engine": "fast", "seed": int(seed), "chunk": ch}
+
+
+def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
+    """Compiled event loop; same trace as :func:`~aflqueue.sim.simpy_model.simulate_simpy` for
+    continuous service laws. Only for :func:`fast_path_eligible` systems."""
+    return record_in_memory(system.concurrency + int(updates), system.n, system.concurrency, system.routing,
+                            lambda recorder: record_fast(system, updates, seed, recorder, chunk))

@@ -8,11 +8,12 @@ stages, then the central server; when the task leaves the last station its updat
 service over the client's off periods (preemptive resume, see ``availability.py``).
 
 Random numbers come from :class:`~aflqueue.sim.streams.StreamBank`, shared with the fast path.
+The processes append events to logs (:class:`_Logs`) that a
+:class:`~aflqueue.sim.records.TaskRecorder` turns into the trace, in memory or streamed to a file.
 """
 
 from __future__ import annotations
 
-import math
 from array import array
 
 import numpy as np
@@ -20,46 +21,51 @@ import simpy
 
 from ..system import System
 from .availability import OnOffSchedule
+from .records import TaskRecorder, record_in_memory
 from .streams import StreamBank
 from .trace import Trace
 
-__all__ = ["simulate_simpy"]
+__all__ = ["simulate_simpy", "record_simpy"]
 
 
-class _Records:
-    """Per-task columns of the trace, filled while the simulation runs.
+class _Logs:
+    """The events of a run, appended as they happen and handed to a
+    :class:`~aflqueue.sim.records.TaskRecorder` every :data:`LOG` updates.
 
-    ``array.array``: cheap item assignment in the hot loop and zero-copy hand-over to numpy."""
+    ``array.array``: appending is cheap in the hot loop and hands over to numpy without a copy.
+    Dispatches come in task order, updates in version order; ``stamps[column]`` holds
+    ``(tasks, times)`` of a time column; ``same[column]`` names a logged column it equals."""
 
-    def __init__(self, T: int):
-        nan = math.nan
-        self.client = array("q", [0]) * T
-        self.dispatch = array("d", [nan]) * T
-        self.downlink_end = array("d", [nan]) * T
-        self.compute_start = array("d", [nan]) * T
-        self.compute_end = array("d", [nan]) * T
-        self.uplink_end = array("d", [nan]) * T
-        self.done = array("d", [nan]) * T
-        self.dispatch_version = array("q", [0]) * T
-        self.applied_version = array("q", [-1]) * T
+    def __init__(self, recorder: TaskRecorder, columns: tuple[str, ...], same: dict[str, str] | None = None):
+        self.recorder = recorder
+        self.client, self.dispatch, self.version = array("i"), array("d"), array("i")
+        self.stamps = {c: (array("q"), array("d")) for c in columns}
+        self.same = same or {}
+        self.applied_task, self.applied_time = array("q"), array("d")
 
-    def fill_zero_length_stages(self) -> None:
-        """Single-stage runs skip the columns of stages without duration: fill them afterwards."""
-        self.downlink_end = self.dispatch
-        self.uplink_end = self.compute_end
-        applied = np.frombuffer(self.applied_version, dtype=np.int64) >= 1
-        self.done = array("d", np.where(applied, np.frombuffer(self.compute_end, dtype=np.float64), np.nan).tobytes())
+    def _give(self) -> None:
+        rec = self.recorder
+        f64 = lambda xs: np.frombuffer(xs, dtype=np.float64)  # noqa: E731
+        rec.dispatch(np.frombuffer(self.client, dtype=np.int32), f64(self.dispatch),
+                     np.frombuffer(self.version, dtype=np.int32))
+        for column, (tasks, times) in self.stamps.items():
+            rec.stamp(column, np.frombuffer(tasks, dtype=np.int64), f64(times))
+        for column, logged in self.same.items():
+            tasks, times = self.stamps[logged]
+            rec.stamp(column, np.frombuffer(tasks, dtype=np.int64), f64(times))
+        rec.stamp("completion_time", np.frombuffer(self.applied_task, dtype=np.int64), f64(self.applied_time))
+        rec.apply(np.frombuffer(self.applied_task, dtype=np.int64))
 
-    def to_trace(self, system: System, seed: int, chunk: int) -> Trace:
-        f = lambda xs: np.frombuffer(xs, dtype=np.float64).copy()  # noqa: E731
-        i = lambda xs: np.frombuffer(xs, dtype=np.int64).copy()  # noqa: E731
-        return Trace(
-            client=i(self.client), dispatch_time=f(self.dispatch), downlink_end=f(self.downlink_end),
-            compute_start=f(self.compute_start), compute_end=f(self.compute_end), uplink_end=f(self.uplink_end),
-            completion_time=f(self.done), dispatch_version=i(self.dispatch_version),
-            applied_version=i(self.applied_version), n_clients=system.n, concurrency=system.concurrency,
-            routing=system.routing, meta={"engine": "simpy", "seed": int(seed), "chunk": chunk},
-        )
+    def hand_over(self) -> None:
+        self._give()  # its numpy views are gone once it returns: the arrays can shrink
+        for xs in (self.client, self.dispatch, self.version, self.applied_task, self.applied_time,
+                   *(x for pair in self.stamps.values() for x in pair)):
+            del xs[:]  # in place: the hot loop holds bound ``append`` methods
+        self.recorder.flush()
+
+
+#: Updates between two hand-overs of the logs.
+LOG = 2**16
 
 
 def _is_single_stage(system: System) -> bool:
@@ -67,45 +73,54 @@ def _is_single_stage(system: System) -> bool:
                                          for c in system.clients)
 
 
-def _single_stage_slot(env: simpy.Environment, system: System, bank: StreamBank, rec: _Records, state: list[int],
+def _single_stage_slot(env: simpy.Environment, system: System, bank: StreamBank, logs: _Logs, state: list[int],
                        U: int, done: simpy.Event):
     """The slot process when every client has only a compute stage (no server, no availability).
 
     Per-stage branches are dropped and dispatch/update inlined, because this loop runs once per
-    simulated update; it records exactly what :func:`_general_slot` would."""
+    simulated update; it records exactly what :func:`_general_slot` would (``uplink_end`` is the
+    compute end, ``downlink_end`` the dispatch time)."""
     cp_res = [simpy.Resource(env, capacity=1) for _ in system.clients]
     samp_cp = [s["compute"] for s in bank.service]
     route = bank.routing
     timeout = env.timeout
-    rec_client, rec_dispatch, rec_dv = rec.client, rec.dispatch, rec.dispatch_version
-    rec_cs, rec_ce, rec_av = rec.compute_start, rec.compute_end, rec.applied_version
+    log_client, log_dispatch, log_version = logs.client.append, logs.dispatch.append, logs.version.append
+    (start_task, start_time), (end_task, end_time) = (
+        (t.append, x.append) for t, x in (logs.stamps[c] for c in ("compute_start", "compute_end")))
+    applied_task, applied_time, applied = logs.applied_task.append, logs.applied_time.append, logs.applied_task
 
     def slot(env):
         while True:
             t = state[1]
             state[1] = t + 1
             j = route()
-            rec_client[t] = j
-            rec_dispatch[t] = env.now  # downlink_end, uplink_end, completion_time: filled after the run
-            rec_dv[t] = state[0]
+            log_client(j)
+            log_dispatch(env.now)
+            log_version(state[0])
             with cp_res[j].request() as req:
                 yield req
-                rec_cs[t] = env.now
+                start_task(t)
+                start_time(env.now)
                 yield timeout(samp_cp[j]())
-            rec_ce[t] = env.now
+            now = env.now
+            end_task(t)
+            end_time(now)
             v = state[0]
             if v >= U:  # the last update happened at this same instant
                 return
             v += 1
             state[0] = v
-            rec_av[t] = v
+            applied_task(t)
+            applied_time(now)
             if v == U:
                 done.succeed()
+            elif len(applied) >= LOG:
+                logs.hand_over()
 
     return slot
 
 
-def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, rec: _Records, state: list[int],
+def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, logs: _Logs, state: list[int],
                   U: int, done: simpy.Event):
     """The slot process for any system: downlink, compute, uplink, central server, availability."""
 
@@ -135,6 +150,13 @@ def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, rec:
         now = env.now
         return timeout(sch.advance(now, s) - now)
 
+    stamps = {c: (t.append, x.append) for c, (t, x) in logs.stamps.items()}
+
+    def stamp(column, t):
+        log_task, log_time = stamps[column]
+        log_task(t)
+        log_time(env.now)
+
     def apply_update(t):
         """Record the update made by task t; False if the run already has its U updates."""
         v = state[0]
@@ -142,21 +164,23 @@ def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, rec:
             return False
         v += 1
         state[0] = v
-        rec.done[t] = env.now
-        rec.applied_version[t] = v
+        logs.applied_task.append(t)
+        logs.applied_time.append(env.now)
         if v == U:
             # the slot goes on to dispatch the replacement (m tasks stay in flight); the run
             # stops once the events of this instant are processed
             done.succeed()
+        elif len(logs.applied_task) >= LOG:
+            logs.hand_over()
         return True
 
     def dispatch():
         t = state[1]
         state[1] = t + 1
         j = route()
-        rec.client[t] = j
-        rec.dispatch[t] = rec.downlink_end[t] = env.now
-        rec.dispatch_version[t] = state[0]
+        logs.client.append(j)
+        logs.dispatch.append(env.now)  # also the downlink end until a downlink ends
+        logs.version.append(state[0])
         return t, j
 
     def stage(res, sampler, sch):
@@ -174,15 +198,15 @@ def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, rec:
             sch = sched[j]
             if has_dl[j]:
                 yield from stage(dl_res[j], samp_dl[j], sch)
-                rec.downlink_end[t] = env.now
+                stamp("downlink_end", t)
             with cp_res[j].request() as req:
                 yield req
-                rec.compute_start[t] = env.now
+                stamp("compute_start", t)
                 yield hold(samp_cp[j], sch)
-            rec.compute_end[t] = env.now
+            stamp("compute_end", t)
             if has_ul[j]:
                 yield from stage(ul_res[j], samp_ul[j], sch)
-            rec.uplink_end[t] = env.now
+            stamp("uplink_end", t)
             if samp_cs is not None:
                 yield from stage(cs_res, samp_cs, None)  # the server has no availability schedule
             if not apply_update(t):
@@ -191,16 +215,18 @@ def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, rec:
     return slot
 
 
-def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
-    """Run until ``updates`` updates are applied; return the full :class:`Trace`."""
+def record_simpy(system: System, updates: int, seed: int, recorder: TaskRecorder, chunk: int | None = None) -> dict:
+    """Run the SimPy model until ``updates`` updates are applied, reporting every event to
+    ``recorder``; returns the run's metadata (engine, seed, random-stream chunk)."""
     env = simpy.Environment()
     bank = StreamBank(system, seed, chunk)
     m, U = system.concurrency, int(updates)
-    rec = _Records(m + U)
+    single = _is_single_stage(system)
+    logs = (_Logs(recorder, ("compute_start", "compute_end"), {"uplink_end": "compute_end"}) if single else
+            _Logs(recorder, ("downlink_end", "compute_start", "compute_end", "uplink_end")))
     state = [0, 0]  # [version, tasks dispatched]
     done = env.event()
-    single = _is_single_stage(system)
-    slot = (_single_stage_slot if single else _general_slot)(env, system, bank, rec, state, U, done)
+    slot = (_single_stage_slot if single else _general_slot)(env, system, bank, logs, state, U, done)
     for _ in range(m):
         env.process(slot(env))
     if U > 0:
@@ -208,6 +234,11 @@ def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | Non
         # let services that start at this same instant begin, as the fast path records them
         while env.peek() == env.now:
             env.step()
-    if single:
-        rec.fill_zero_length_stages()
-    return rec.to_trace(system, seed, bank.chunk)
+    logs.hand_over()
+    return {"engine": "simpy", "seed": int(seed), "chunk": bank.chunk}
+
+
+def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
+    """Run until ``updates`` updates are applied; return the full :class:`Trace`."""
+    return record_in_memory(system.concurrency + int(updates), system.n, system.concurrency, system.routing,
+                            lambda recorder: record_simpy(system, updates, seed, recorder, chunk))

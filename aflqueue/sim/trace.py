@@ -10,42 +10,88 @@ Stage timestamps (time units): ``dispatch_time <= downlink_end <= compute_start 
 <= uplink_end <= completion_time`` (absent stages take zero time; ``completion_time`` is when the
 update is applied, after the central server if there is one). Tasks still in flight at the end
 have ``applied_version = -1`` and NaN for the timestamps they did not reach.
+
+Memory: a simulated trace keeps client and versions as int32 (4 bytes each; a trace holds at most
+:data:`MAX_TASKS` tasks) and the times as float64 (8 bytes each). A column equal to the one it
+follows (:data:`ALIASES`: ``downlink_end`` is ``dispatch_time`` without a downlink,
+``uplink_end`` is ``compute_end`` without an uplink, ``completion_time`` is ``uplink_end``
+without a central server) is the same read-only array, not a copy. Bytes per task (one task per
+update, plus the ``m`` in flight): **36** for a single-stage system (client, two versions,
+``dispatch_time``, ``compute_start``, ``compute_end``), 44 to 52 with links, **60** at most (all
+six times distinct). The whole trace is in memory; :func:`aflqueue.sim.simulate_to_file` streams
+a run to disk in chunks instead (:mod:`aflqueue.sim.tracefile`), in bounded memory, and
+:func:`aflqueue.sim.estimate` reads such a file chunk by chunk.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .._results import require_pandas, result_repr
-from ..errors import ValidationError, require
-from ..io import atomic_write
+from ..errors import ValidationError
 
-__all__ = ["Trace", "TraceError", "TIME_COLUMNS"]
+__all__ = ["Trace", "TraceError", "TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "ALIASES", "COLUMN_DTYPES", "CHUNK",
+           "MAX_TASKS", "check_routing"]
 
 TIME_COLUMNS = ("dispatch_time", "downlink_end", "compute_start", "compute_end", "uplink_end", "completion_time")
 INT_COLUMNS = ("client", "dispatch_version", "applied_version")
+#: All columns, in the order of the file format and of :meth:`Trace.chunks`.
+COLUMNS = INT_COLUMNS + TIME_COLUMNS
+#: dtype of each column in a simulated or loaded trace (and in trace files of format 2).
+COLUMN_DTYPES = {**{c: np.dtype(np.int32) for c in INT_COLUMNS}, **{c: np.dtype(np.float64) for c in TIME_COLUMNS}}
+#: A column that often equals an earlier one, bit for bit: it is then stored (and kept) once.
+ALIASES = {"downlink_end": "dispatch_time", "uplink_end": "compute_end", "completion_time": "uplink_end"}
+#: Tasks per chunk when a trace is streamed (written, read, estimated): 2 MiB per float64 column.
+CHUNK = 2**18
+#: Most tasks in one trace: task ids and versions are int32.
+MAX_TASKS = 2**31 - 2
 
 
 class TraceError(ValueError):
     """A trace violates an invariant (see :meth:`Trace.verify`)."""
 
 
+def check_routing(routing: Any, n_clients: int, field: str = "trace.routing") -> np.ndarray:
+    """``routing`` as a read-only float64 array of ``n_clients`` probabilities summing to 1 (within
+    1e-6), else :class:`ValidationError` naming ``field``."""
+    p = np.array(routing, dtype=np.float64).ravel()
+    if p.size != n_clients or not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
+        raise ValidationError(field, f"must be {n_clients} probabilities summing to 1")
+    p.setflags(write=False)
+    return p
+
+
+def _read_only(a: Any, name: str, kind: str, size: int | None) -> np.ndarray:
+    """A read-only view of a 1-D column (the caller's array stays writable); no copy."""
+    v = np.asarray(a)
+    ok = v.ndim == 1 and (np.issubdtype(v.dtype, np.integer) if kind == "int" else v.dtype == np.float64)
+    if not ok or (size is not None and v.size != size):
+        want = "integer" if kind == "int" else "float64"
+        raise ValidationError(f"trace.{name}", f"must be a 1-D {want} array with one entry per task "
+                                               f"(got dtype {v.dtype}, shape {v.shape})")
+    v = v.view()
+    v.flags.writeable = False
+    return v
+
+
 @dataclass(frozen=True, eq=False)
 class Trace:
     """Columnar task records, all arrays of shape ``(T,)`` indexed by task id (dispatch order).
 
+    The arrays are read-only views (a trace is a record; columns in :data:`ALIASES` may be one
+    array). Integer columns are int32 in simulated and loaded traces; any integer dtype is accepted.
+
     Attributes:
-        client: client index (int64).
+        client: client index (integer).
         dispatch_time, downlink_end, compute_start, compute_end, uplink_end, completion_time:
             stage timestamps (float64, time units; NaN if not reached).
-        dispatch_version: server version the task's model was taken from (int64).
-        applied_version: version created by the task's update (int64; -1 if not applied).
+        dispatch_version: server version the task's model was taken from (integer).
+        applied_version: version created by the task's update (integer; -1 if not applied).
         n_clients: number of clients.
         concurrency: ``m``.
         routing: the routing ``p`` (shape ``(n,)``) the dispatches were drawn with, or None for a
@@ -69,12 +115,13 @@ class Trace:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        size = None
+        for c in COLUMNS:
+            v = _read_only(getattr(self, c), c, "int" if c in INT_COLUMNS else "time", size)
+            size = v.size
+            object.__setattr__(self, c, v)
         if self.routing is not None:
-            p = np.array(self.routing, dtype=np.float64).ravel()
-            if p.size != self.n_clients or not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
-                raise ValidationError("trace.routing", f"must be {self.n_clients} probabilities summing to 1")
-            p.setflags(write=False)
-            object.__setattr__(self, "routing", p)
+            object.__setattr__(self, "routing", check_routing(self.routing, self.n_clients))
 
     # ------------------------------------------------------------------ derived views
     def __len__(self) -> int:
@@ -92,11 +139,12 @@ class Trace:
 
     @property
     def num_updates(self) -> int:
-        return int(self.completed.sum())
+        return int(np.count_nonzero(self.completed))
 
     @property
     def relative_delay(self) -> np.ndarray:
-        """``applied_version - 1 - dispatch_version`` (int64); -1 for tasks not applied."""
+        """``applied_version - 1 - dispatch_version`` (the versions' integer dtype); -1 for tasks
+        not applied."""
         return np.where(self.completed, self.applied_version - 1 - self.dispatch_version, -1)
 
     @property
@@ -123,18 +171,30 @@ class Trace:
                 "dispatch_version": self.dispatch_version, "applied_version": self.applied_version,
                 "relative_delay": self.relative_delay}
 
+    def chunks(self, columns: Sequence[str] | None = None, size: int = CHUNK) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(first task, {column: view})`` for consecutive slices of ``size`` tasks (the last one
+        shorter): the same interface as :meth:`aflqueue.sim.tracefile.TraceFile.chunks`, so that
+        code written for a streamed trace runs on one in memory."""
+        cols = COLUMNS if columns is None else tuple(columns)
+        for start in range(0, len(self), size):
+            yield start, {c: getattr(self, c)[start:start + size] for c in cols}
+
     def digest(self) -> str:
         """SHA-256 of the schedule itself (columns, ``n_clients``, ``m``; not ``meta``): two traces
-        with the same digest drive training identically."""
+        with the same digest drive training identically. Integer columns are hashed as int64, so
+        the digest does not depend on their dtype (nor on whether the trace was loaded or
+        simulated)."""
         h = hashlib.sha256(f"{self.n_clients},{self.concurrency}".encode())
         if self.routing is not None:
             h.update(b"routing")
             h.update(self.routing.tobytes())
         for c in INT_COLUMNS + TIME_COLUMNS:
-            a = np.ascontiguousarray(getattr(self, c))
+            a = getattr(self, c)
             h.update(c.encode())
-            h.update(str(a.dtype).encode())
-            h.update(a.tobytes())
+            h.update(b"int64" if c in INT_COLUMNS else str(a.dtype).encode())
+            for start in range(0, a.size, CHUNK):  # hashing the pieces = hashing the whole
+                piece = a[start:start + CHUNK]
+                h.update(np.ascontiguousarray(piece, dtype=np.int64 if c in INT_COLUMNS else piece.dtype).tobytes())
         return h.hexdigest()
 
     def __repr__(self) -> str:
@@ -159,56 +219,37 @@ class Trace:
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` (arrays plus JSON metadata)."""
-        p = Path(path)
-        if p.suffix != ".npz":
-            raise ValidationError("trace", f"trace files are .npz (got {str(p)!r}); use to_csv for CSV")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        header = {"n_clients": self.n_clients, "concurrency": self.concurrency, "meta": self.meta, "format": 1}
-        cols = {c: getattr(self, c) for c in INT_COLUMNS + TIME_COLUMNS}
-        if self.routing is not None:
-            cols["routing"] = self.routing
+        """Write the trace file (``.npz``, format 2 of :mod:`aflqueue.sim.tracefile`: uncompressed
+        chunks, validated as they are written), atomically."""
+        from .tracefile import write_trace
 
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: numpy would append .npz to the temporary name
-                np.savez_compressed(f, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **cols)
-
-        return atomic_write(p, write)
+        return write_trace(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trace":
-        """Read a trace written by :meth:`save`."""
-        p = Path(path)
-        if not p.is_file():
-            raise ValidationError("trace", f"no such trace file: {str(p)!r}")
-        try:
-            # allow_pickle=False (numpy's default, stated): object arrays in a file are refused
-            with np.load(p, allow_pickle=False) as z:
-                header = json.loads(bytes(z["header"]).decode())
-                cols = {c: z[c] for c in INT_COLUMNS + TIME_COLUMNS}
-                routing = z["routing"] if "routing" in z.files else None
-            n, m = int(header["n_clients"]), int(header["concurrency"])
-        except (KeyError, ValueError, OSError, TypeError, UnicodeDecodeError, EOFError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ValidationError("trace", f"{str(p)!r} is not an aflqueue trace ({reason})") from None
-        for c in INT_COLUMNS:
-            require(np.issubdtype(cols[c].dtype, np.integer) and cols[c].ndim == 1, "trace",
-                    f"{str(p)!r}: column {c!r} must be a 1-D integer array")
-        for c in TIME_COLUMNS:
-            require(cols[c].dtype == np.float64 and cols[c].shape == cols["client"].shape, "trace",
-                    f"{str(p)!r}: column {c!r} must be float64 with one entry per task")
-        meta = header.get("meta", {})
-        return cls(**cols, n_clients=n, concurrency=m, routing=routing, meta=meta if isinstance(meta, dict) else {})
+    def load(cls, path: str | Path, max_memory_gb: float | None = None) -> "Trace":
+        """Read a trace file (format 2, or format 1 of earlier versions), validating it before and
+        while reading; refuses (:class:`ValidationError`) files that need more than
+        ``max_memory_gb`` (default :data:`aflqueue.sim.tracefile.DEFAULT_MAX_MEMORY_GB`) to load.
+        See :class:`aflqueue.sim.tracefile.TraceFile`."""
+        from .tracefile import TraceFile
+
+        with TraceFile.open(path, max_memory_gb=max_memory_gb) as tf:
+            return tf.load()
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write one row per task with a header (``task, client, <times>, versions, relative_delay``)."""
+        """Write one row per task with a header (``task, client, <times>, versions, relative_delay``),
+        chunk by chunk (memory bounded by the chunk, not the trace)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        cols = self.columns()
-        names = list(cols)
-        data = np.column_stack([cols[c].astype(np.float64) for c in names])
+        names = list(self.columns())
         fmt = ["%.17g" if c in TIME_COLUMNS else "%d" for c in names]
-        np.savetxt(p, data, fmt=fmt, delimiter=",", header=",".join(names), comments="")
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(",".join(names) + "\n")
+            for start, ch in self.chunks(COLUMNS):
+                av, dv = ch["applied_version"], ch["dispatch_version"]
+                ch["task"] = np.arange(start, start + av.size)
+                ch["relative_delay"] = np.where(av >= 1, av - 1 - dv, -1)
+                np.savetxt(f, np.column_stack([ch[c].astype(np.float64) for c in names]), fmt=fmt, delimiter=",")
         return p
 
     # ------------------------------------------------------------------ invariants
@@ -229,13 +270,12 @@ class Trace:
             errors.append("client index out of range")
         done = self.completed
         U = int(done.sum())
-        times = np.vstack([getattr(self, c) for c in TIME_COLUMNS])
         for a in range(len(TIME_COLUMNS) - 1):
-            x, y = times[a], times[a + 1]
+            x, y = getattr(self, TIME_COLUMNS[a]), getattr(self, TIME_COLUMNS[a + 1])
             ok = np.isnan(y) | (y >= x - atol)
             if not np.all(ok):
                 errors.append(f"{TIME_COLUMNS[a + 1]} < {TIME_COLUMNS[a]} for {int((~ok).sum())} task(s)")
-        if np.any(np.isnan(times[:, done])):
+        if any(np.any(np.isnan(getattr(self, c)[done])) for c in TIME_COLUMNS):
             errors.append("a completed task has a missing timestamp")
         versions = np.sort(self.applied_version[done])
         if not np.array_equal(versions, np.arange(1, U + 1)):
