@@ -159,13 +159,14 @@ def _step_size(cfg: TrainConfig, optimization) -> tuple[float, dict[str, Any]]:
     lr = cfg.local.lr
     if optimization is None or cfg.routing.step_size == "fixed":
         return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr}
-    eta, eta_u = optimization.eta, (optimization.baseline or {}).get("eta")
-    if not (eta_u and math.isfinite(eta) and math.isfinite(eta_u) and eta_u > 0):
+    from .protocol import step_ratio
+
+    ratio = step_ratio(optimization)
+    if ratio is None:
         return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr,
                     "reason": f"the {optimization.objective} objective has no step size"}
-    ratio = eta / eta_u
-    return lr * ratio, {"rule": "optimal", "ratio": ratio, "lr": lr * ratio, "eta": eta, "eta_uniform": eta_u,
-                        "base_lr": lr}
+    return lr * ratio, {"rule": "optimal", "ratio": ratio, "lr": lr * ratio, "eta": optimization.eta,
+                        "eta_uniform": optimization.baseline["eta"], "base_lr": lr}
 
 
 def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:

@@ -4,10 +4,10 @@ compare what the proxies predicted with what training measured, and write the re
     python examples/validation_run.py                    # the `tiny` preset, 1 seed, in a temporary folder
     python examples/validation_run.py --seeds 2 --output runs/tiny
 
-The `tiny` preset (aflqueue.experiments.grid.PRESETS) is a synthetic 4-class task on 6 clients in
+The `tiny` preset of the grid study (validation/grid/experiment.py, in the source repository) is a synthetic 4-class task on 6 clients in
 two speed groups, Generalized AsyncSGD under uniform, wall-clock-optimal (P2) and max-throughput
 (P5) routing, and FedBuff under uniform routing: about 5 s per seed on a CPU. It exercises the
-machinery; its numbers prove nothing (``aflqueue validate --preset default`` is the real grid,
+machinery; its numbers prove nothing (``python validation/grid/run.py --preset default`` is the real grid,
 docs/theory.md section 8). Finished cells are saved one by one, so rerunning with the same
 ``--output`` skips them.
 """
@@ -15,11 +15,13 @@ docs/theory.md section 8). Finished cells are saved one by one, so rerunning wit
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from aflqueue.experiments.grid import PRESETS, run_grid
-from aflqueue.experiments.report import write_report
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the studies live in the repository, not the package
+from validation.grid.experiment import PRESETS, run_grid  # noqa: E402
+from validation.grid.report import write_report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -69,7 +69,7 @@ def test_arguments_quick_defaults_and_budgets():
     assert b.parts == ["environment", "profile"]  # always in the fixed order
     assert b.budgets["profile"] == 7 and b.budgets["benchmark"] == pytest.approx(g.BUDGETS["benchmark"] / 2)
     assert sum(g.BUDGETS.values()) <= 480  # the whole check in about 8 minutes on the GPU
-    assert len(g.GRID_CELLS) >= 2 and all((ROOT / "validation/results/grid_default/cells" / f"{c}.json").is_file()
+    assert len(g.GRID_CELLS) >= 2 and all((ROOT / "validation/grid/results/default/cells" / f"{c}.json").is_file()
                                           for c in g.GRID_CELLS)  # the default slice has committed CPU results
 
 

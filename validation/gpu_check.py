@@ -191,7 +191,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _check_cells(preset_name: str, ids: list[str]) -> None:
     """Cell ids must belong to the preset (checked without importing torch)."""
     sys.path.insert(0, str(ROOT))
-    from aflqueue.experiments.grid import PRESETS, cells_of
+    from validation.grid.experiment import PRESETS, cells_of
 
     if preset_name not in PRESETS:
         raise BadInput(f"--grid-preset must be one of {', '.join(PRESETS)} (got {preset_name!r})")
@@ -555,7 +555,7 @@ def part_profile(cfg: dict, deadline: float, emit: Callable[[dict], None]) -> di
 
 def _cell_on_cpu(cid: str, preset: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    from aflqueue.experiments.grid import PRESETS, cells_of, run_cell
+    from validation.grid.experiment import PRESETS, cells_of, run_cell
 
     cell = next(c for c in cells_of(PRESETS[preset], seeds=int(cid.rsplit("__s", 1)[1]) + 1) if c.id == cid)
     return run_cell(cell, PRESETS[preset], device="cpu")
@@ -573,7 +573,7 @@ def part_grid_slice(cfg: dict, deadline: float, emit: Callable[[dict], None]) ->
     import multiprocessing as mp
 
     _torch_setup(cfg)
-    from aflqueue.experiments.grid import PRESETS, cells_of, run_cell
+    from validation.grid.experiment import PRESETS, cells_of, run_cell
 
     dev, preset = cfg["device"], cfg["grid_preset"]
     ids = cfg["grid_cells"]
@@ -583,7 +583,7 @@ def part_grid_slice(cfg: dict, deadline: float, emit: Callable[[dict], None]) ->
     res: dict[str, Any] = {"device": dev, "preset": preset, "tolerance_accuracy": GRID_TOLERANCE, "cells": [],
                            "cpu_workers": workers,
                            "note": "device run vs a CPU run of the same cell on this machine (and the committed CPU "
-                                   "result, validation/results/grid_<preset>/cells, where present)"}
+                                   "result, validation/grid/results/<preset>/cells, where present)"}
     by_id = {c.id: c for c in cells_of(PRESETS[preset], seeds=max(int(i.rsplit("__s", 1)[1]) for i in ids) + 1)}
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) if workers else None
     futures = {cid: pool.submit(_cell_on_cpu, cid, preset) for cid in ids} if pool else {}
