@@ -1,25 +1,32 @@
-"""Habits shared by the result objects: optional pandas, strict-JSON dicts, readable reprs.
+"""The one shape of every result: :class:`Result`, and the habits it rests on.
 
 Every result (:class:`~aflqueue.queueing.analysis.Analysis`,
-:class:`~aflqueue.sim.estimate.SimulationEstimates`, :class:`~aflqueue.sim.trace.Trace`,
-:class:`~aflqueue.optimize.OptimizationResult`, :class:`~aflqueue.fl.engine.TrainResult`) has
+:class:`~aflqueue.sim.estimate.SimulationEstimates`, :class:`~aflqueue.optimize.OptimizationResult`,
+:class:`~aflqueue.fl.engine.TrainResult`, :class:`~aflqueue.sweep.SweepResult`, ...) is a frozen
+dataclass deriving from :class:`Result` (in the spirit of scipy's ``OptimizeResult``), so that it has
 
 * ``to_dict()``: strict JSON (RFC 8259) -- NaN and inf become ``null``, arrays become lists;
-* ``to_frame()``: a :class:`pandas.DataFrame` (pandas is optional: without it the call raises
-  :class:`MissingDependency`, one line naming ``pip install pandas``), scalars in ``df.attrs``;
-* a ``repr`` with the essentials, one ``name: value`` line each (like ``scipy.optimize.OptimizeResult``).
+* ``to_frame()``: a :class:`pandas.DataFrame` of its per-row fields (per client, per evaluation...;
+  pandas is optional: without it the call raises :class:`MissingDependency`, one line naming
+  ``pip install pandas``), its scalars in ``df.attrs``;
+* a ``repr`` with the essentials, one ``name: value`` line each.
+
+A class overrides only what its format fixes (e.g. the keys of a file it writes); the rest comes
+from its fields.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from dataclasses import fields, is_dataclass
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
 from .errors import ValidationError
+from .io import json_safe
 
-__all__ = ["MissingDependency", "require_pandas", "format_value", "summarize_array", "result_repr"]
+__all__ = ["Result", "MissingDependency", "require_pandas", "format_value", "summarize_array", "result_repr"]
 
 
 class MissingDependency(ValidationError, ImportError):
@@ -94,3 +101,71 @@ def result_repr(title: str, items: Iterable[tuple[str, Any]]) -> str:
     rows = [(k, format_value(v)) for k, v in items if v is not None]
     width = max((len(k) for k, _ in rows), default=0)
     return "\n".join([title] + [f"  {k.rjust(width)}: {v}" for k, v in rows])
+
+
+def _plain(v: Any) -> Any:
+    """``v`` with nested results and estimates as their dicts (for :meth:`Result.to_dict`)."""
+    if hasattr(v, "to_dict") and callable(v.to_dict):
+        return v.to_dict()
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+class Result:
+    """Base of the result types: a subclass is a ``@dataclass(frozen=True, eq=False)``.
+
+    Class attributes a subclass may set:
+
+    * ``frame_index``: the name of a row of :meth:`to_frame` (``"client"`` by default);
+    * ``frame_fields``: the fields that are the frame's columns (default: every field holding a
+      1-D array as long as the first such field);
+    * ``repr_fields``: the fields the repr shows (default: all that are not None).
+
+    and it may override :meth:`title` (the repr's first line).
+    """
+
+    frame_index: ClassVar[str] = "client"
+    frame_fields: ClassVar[tuple[str, ...] | None] = None
+    repr_fields: ClassVar[tuple[str, ...] | None] = None
+
+    def _field_names(self) -> list[str]:
+        assert is_dataclass(self), f"{type(self).__name__} must be a dataclass"
+        return [f.name for f in fields(self)]
+
+    def title(self) -> str:
+        """First line of the repr."""
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON dict of the fields (NaN and inf become ``null``, arrays lists, nested
+        results and estimates their own dicts)."""
+        return json_safe({name: _plain(getattr(self, name)) for name in self._field_names()})
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """The per-row fields, each a 1-D float or integer array of one length."""
+        names = self.frame_fields
+        if names is None:
+            arrays = [(k, getattr(self, k)) for k in self._field_names()]
+            arrays = [(k, v) for k, v in arrays if isinstance(v, np.ndarray) and v.ndim == 1]
+            length = len(arrays[0][1]) if arrays else 0
+            return {k: v for k, v in arrays if len(v) == length}
+        return {k: np.asarray(getattr(self, k)) for k in names}
+
+    def to_frame(self) -> Any:
+        """A :class:`pandas.DataFrame` with one row per element of the per-row fields (index
+        named :attr:`frame_index`) and the other fields of :meth:`to_dict` in ``df.attrs``.
+        Needs pandas."""
+        pd = require_pandas(f"{type(self).__name__}.to_frame()")
+        cols = self.frame_columns()
+        length = len(next(iter(cols.values()))) if cols else 0
+        df = pd.DataFrame(cols, index=pd.RangeIndex(length, name=self.frame_index))
+        d = self.to_dict()
+        df.attrs.update({k: v for k, v in d.items() if k not in cols})
+        return df
+
+    def __repr__(self) -> str:
+        names = self.repr_fields or self._field_names()
+        return result_repr(self.title(), [(k, getattr(self, k)) for k in names])

@@ -164,8 +164,8 @@ def train_config(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, An
 
 
 def train(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,
-          resume: bool = False, progress: bool = False, tensorboard: "str | os.PathLike[str] | None" = None,
-          **overrides: Any) -> "TrainResult":
+          resume: bool = False, force: bool = False, progress: bool = False,
+          tensorboard: "str | os.PathLike[str] | None" = None, **overrides: Any) -> "TrainResult":
     """Trace-driven training (what ``aflqueue train`` runs) -> :class:`~aflqueue.fl.engine.TrainResult`.
 
     ``config``: None (the embedded default: digits, 10 clients, two speed groups), a path to a
@@ -175,8 +175,9 @@ def train(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | No
     ``aq.train("examples/run.toml", output="runs/a", run={"updates": 200}, local={"lr": 0.1})``.
     Unknown keys are refused by name. Outputs are written under ``output`` (``results.json``,
     ``updates.csv``, ``checkpoint.pt``, ``trace.npz``, ``config.json``); ``resume=True`` continues
-    from ``output/checkpoint.pt``; ``tensorboard``: a folder for TensorBoard event files (off by default)."""
+    from ``output/checkpoint.pt``; a folder that already holds a run is otherwise refused, unless
+    ``force=True`` replaces it; ``tensorboard``: a folder for TensorBoard event files (off by default)."""
     cfg = train_config(config, **overrides)
     from .pipeline import train as run
 
-    return run(cfg, resume=resume, progress=progress, tensorboard=tensorboard)
+    return run(cfg, resume=resume, progress=progress, tensorboard=tensorboard, force=force)

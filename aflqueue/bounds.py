@@ -21,6 +21,17 @@ clipping at ``eta_max`` is optimal); for ``K_eps`` the maximiser of ``g`` is
 optimised proxies with respect to ``B``, ``C`` and ``K`` are the partial derivatives at the
 optimal ``eta``; the optimiser relies on this.
 
+Clipped importance weights (docs/theory.md section 11). With the weights
+``w_i = min(1/(n p_i), c)`` capped at ``c`` the expected update is ``Q grad f_q`` with
+``q_i = min(1/n, c p_i)``, ``Q = sum_i q_i``, and the proxy becomes
+
+    U_c(p, m, eta; K) = a / (Q eta K) + b (S1_c / Q) eta + c S2_c eta^2 + H beta^2
+
+with ``S1_c = sum_i p_i w_i^2``, ``S2_c = sum_i p_i w_i^2 E[D_i]``, the bias factor
+``beta = min_s sum_i |q_i - s| / Q`` and the bias constant ``H`` (default ``M2``). ``cap=None`` (or
+``inf``) is today's proxy, computed by the same operations (bit for bit). A mix of routings
+``lam p + (1 - lam) u`` needs nothing here: the proxy is evaluated at the mixed routing.
+
 These are proxies, not predictions of accuracy: they rank routings and concurrencies.
 """
 
@@ -36,7 +47,9 @@ from .errors import check_number, require
 
 __all__ = ["ProxyConstants", "EnergyModel", "ProxyTerms", "ProxyValue", "s1", "s2", "s2_weights",
            "s2_gradient", "optimal_eta_per_update", "per_update", "per_update_proxy", "wallclock_proxy",
-           "time_to_accuracy_updates", "time_to_accuracy_proxy", "power", "CONSTANT_NAMES"]
+           "time_to_accuracy_updates", "time_to_accuracy_proxy", "power", "CONSTANT_NAMES",
+           "check_cap", "cap_is_active", "clipped_weights", "effective_mass", "bias_factor", "ClipFactors",
+           "clip_factors", "mixed_routing"]
 
 #: Largest value a proxy constant may take (the proxies multiply up to three of them).
 CONSTANT_RANGE = 1e12
@@ -172,47 +185,183 @@ class EnergyModel:
 
 @dataclass(frozen=True)
 class ProxyTerms:
-    """The three terms of ``U`` and the step size they were evaluated at."""
+    """The terms of ``U`` and the step size they were evaluated at.
+
+    ``bias`` is the floor ``H beta^2`` of clipped importance weights (docs/theory.md section 11);
+    it is 0 without a cap."""
 
     optimisation: float
     variance: float
     staleness: float
     eta: float
+    bias: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.optimisation + self.variance + self.staleness
+        return self.optimisation + self.variance + self.staleness + self.bias
 
 
-def s1(p: np.ndarray) -> tuple[float, np.ndarray]:
-    """``S1 = (1/n^2) sum 1/p_i`` and its gradient (shape ``(n,)``); needs ``p > 0``."""
+# --------------------------------------------------------------------------- clipped weights (section 11)
+def check_cap(cap: Any, field: str = "cap") -> float | None:
+    """A weight cap: ``None`` or ``inf`` (no cap, returned as None) or a finite number > 0."""
+    if cap is None:
+        return None
+    if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap == math.inf:
+        return None
+    return check_number(cap, field, 0.0, CONSTANT_RANGE, lo_open=True)
+
+
+def cap_is_active(cap: float | None) -> bool:
+    """Whether ``cap`` clips anything at all (``None`` and ``inf`` do not)."""
+    return cap is not None and math.isfinite(cap)
+
+
+def clipped_weights(p: np.ndarray, cap: float | None) -> np.ndarray:
+    """Importance weights ``w_i = min(1/(n p_i), c)``, shape ``(n,)`` (docs/theory.md section 11).
+
+    ``cap=None`` gives ``1/(n p_i)`` (needs ``p > 0``); with a cap, ``p_i = 0`` gets ``c``."""
     p = np.asarray(p, dtype=float)
     n = p.size
-    return float(np.sum(1.0 / p) / n**2), -1.0 / (n**2 * p**2)
+    if not cap_is_active(cap):
+        return 1.0 / (n * p)
+    with np.errstate(divide="ignore"):
+        return np.minimum(1.0 / (n * p), cap)
 
 
-def s2_weights(p: np.ndarray) -> np.ndarray:
-    """Weights ``w_i = 1 / (n^2 p_i)`` with ``S2 = sum_i w_i E[D_i]``, shape ``(n,)`` (needs ``p > 0``)."""
+def _clipped(p: np.ndarray, cap: float) -> np.ndarray:
+    """Clients whose weight is clipped (``c p_i < 1/n``; at equality both forms agree)."""
+    return cap * p < 1.0 / p.size
+
+
+def effective_mass(p: np.ndarray, cap: float | None) -> tuple[float, np.ndarray]:
+    """``Q = sum_i q_i``, ``q_i = p_i w_i = min(1/n, c p_i)``, and ``dQ/dp`` (shape ``(n,)``).
+
+    ``Q <= 1`` scales the expected step: ``E[update] = eta Q grad f_q`` (docs/theory.md section 11).
+    The gradient is one-sided (the unclipped side) where ``c p_i = 1/n``."""
     p = np.asarray(p, dtype=float)
     n = p.size
-    return 1.0 / (n * n * p)
+    if not cap_is_active(cap):
+        return 1.0, np.zeros(n)
+    q = np.minimum(1.0 / n, cap * p)
+    return float(q.sum()), np.where(_clipped(p, cap), cap, 0.0)
 
 
-def s2(relative_delay: np.ndarray, p: np.ndarray) -> float:
-    """``S2 = (1/n^2) sum E[D_i] / p_i`` (docs/theory.md section 5; needs ``p > 0``)."""
-    return float(np.nansum(s2_weights(p) * np.asarray(relative_delay, dtype=float)))
+def bias_factor(p: np.ndarray, cap: float | None) -> tuple[float, np.ndarray]:
+    """``beta^2`` and its routing gradient (shape ``(n,)``), docs/theory.md section 11.
+
+    ``beta = min_s sum_i |q_i - s| / Q``: the largest ``||grad f_q - grad f|| / M`` over all client
+    gradients with ``||grad f_i - grad f|| <= M`` (the minimum is at a median of ``q``, so ``beta``
+    is the sum of the ``floor(n/2)`` largest ``q_i`` minus the sum of the ``floor(n/2)`` smallest,
+    over ``Q``). ``beta <= (1 - Q) / Q``, with equality when at most half the clients are clipped.
+    Piecewise smooth: the gradient is one-sided where two ``q_i`` tie or a weight meets the cap."""
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    if not cap_is_active(cap) or not np.any(_clipped(p, cap)):
+        return 0.0, np.zeros(n)  # every q_i = 1/n: f_q = f, no bias (exactly, not to rounding)
+    q = np.minimum(1.0 / n, cap * p)
+    Q = float(q.sum())
+    order = np.argsort(q, kind="stable")
+    h = n // 2
+    sign = np.zeros(n)
+    sign[order[n - h:]] = 1.0
+    sign[order[:h]] = -1.0
+    D = float(sign @ q)
+    beta = D / Q
+    _, dQ = effective_mass(p, cap)
+    dD = sign * dQ  # dq_i/dp_i = c on clipped clients, 0 otherwise
+    return beta * beta, 2.0 * beta * (dD / Q - D * dQ / (Q * Q))
 
 
-def s2_gradient(relative_delay: np.ndarray, p: np.ndarray, d_weighted_delay: np.ndarray) -> np.ndarray:
-    """Routing gradient of ``S2``, shape ``(n,)``.
+@dataclass(frozen=True, eq=False)
+class ClipFactors:
+    """What a weight cap changes in the proxies (docs/theory.md section 11).
+
+    Attributes:
+        cap: the cap ``c``.
+        Q: effective mass ``sum_i min(1/n, c p_i)`` (the expected step is ``eta Q``); d_Q: ``dQ/dp``.
+        bias: the floor ``H beta^2`` (loss units of the proxy); d_bias: its routing gradient.
+        beta2: ``beta^2``; H: the bias constant.
+    Gradients have shape ``(n,)``."""
+
+    cap: float
+    Q: float
+    d_Q: np.ndarray
+    bias: float
+    d_bias: np.ndarray
+    beta2: float
+    H: float
+
+
+def clip_factors(p: np.ndarray, cap: float | None, H: float) -> ClipFactors | None:
+    """:class:`ClipFactors` at routing ``p`` for cap ``c`` and bias constant ``H >= 0``; None
+    when ``cap`` clips nothing (None or inf), so that the proxies take today's path."""
+    if not cap_is_active(cap):
+        return None
+    Q, dQ = effective_mass(p, cap)
+    b2, db2 = bias_factor(p, cap)
+    return ClipFactors(float(cap), Q, dQ, H * b2, H * db2, b2, float(H))
+
+
+def mixed_routing(p: np.ndarray, mix: float) -> np.ndarray:
+    """``lam p + (1 - lam) u`` with ``u`` uniform (docs/theory.md section 11); shape ``(n,)``.
+    Its routing gradient is ``lam`` times the gradient at the mixed routing."""
+    p = np.asarray(p, dtype=float)
+    if mix == 1.0:
+        return p
+    return mix * p + (1.0 - mix) / p.size
+
+
+# --------------------------------------------------------------------------- routing factors
+def s1(p: np.ndarray, cap: float | None = None) -> tuple[float, np.ndarray]:
+    """``S1 = (1/n^2) sum 1/p_i`` and its gradient (shape ``(n,)``); needs ``p > 0``.
+
+    With a cap ``c`` (docs/theory.md section 11): ``S1_c = sum_i p_i w_i^2`` with
+    ``w_i = min(1/(n p_i), c)``, gradient ``c^2`` on clipped clients and ``-1/(n^2 p_i^2)`` on the
+    others; it equals ``S1`` when no weight is clipped."""
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    if not cap_is_active(cap):
+        return float(np.sum(1.0 / p) / n**2), -1.0 / (n**2 * p**2)
+    clipped = _clipped(p, cap)
+    with np.errstate(divide="ignore"):
+        unclipped_term = 1.0 / (n * n * p)
+        unclipped_grad = -1.0 / (n * n * p * p)
+    return (float(np.sum(np.where(clipped, cap * cap * p, unclipped_term))),
+            np.where(clipped, cap * cap, unclipped_grad))
+
+
+def s2_weights(p: np.ndarray, cap: float | None = None) -> np.ndarray:
+    """Weights ``p_i w_i^2`` with ``S2 = sum_i p_i w_i^2 E[D_i]``, shape ``(n,)``: ``1 / (n^2 p_i)``
+    without a cap (needs ``p > 0``), ``c^2 p_i`` on clients clipped at ``c`` (section 11)."""
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    if not cap_is_active(cap):
+        return 1.0 / (n * n * p)
+    with np.errstate(divide="ignore"):
+        return np.where(_clipped(p, cap), cap * cap * p, 1.0 / (n * n * p))
+
+
+def s2(relative_delay: np.ndarray, p: np.ndarray, cap: float | None = None) -> float:
+    """``S2 = (1/n^2) sum E[D_i] / p_i`` (docs/theory.md section 5; needs ``p > 0``), or with a cap
+    ``S2_c = sum_i p_i w_i^2 E[D_i]`` (section 11)."""
+    return float(np.nansum(s2_weights(p, cap) * np.asarray(relative_delay, dtype=float)))
+
+
+def s2_gradient(relative_delay: np.ndarray, p: np.ndarray, d_weighted_delay: np.ndarray,
+                cap: float | None = None) -> np.ndarray:
+    """Routing gradient of ``S2`` (or ``S2_c``), shape ``(n,)``.
 
     ``d_weighted_delay`` is the gradient of ``sum_i w_i E[D_i]`` with the weights
     :func:`s2_weights` held fixed (one vector-Jacobian product of the delays, see
     :func:`aflqueue.queueing.gradients.delay_objective`); the weights' own dependence on ``p``
-    adds ``-E[D_i] / (n^2 p_i^2)``."""
+    adds ``-E[D_i] / (n^2 p_i^2)`` (``c^2 E[D_i]`` on clients clipped at ``c``)."""
     p = np.asarray(p, dtype=float)
     n = p.size
-    return d_weighted_delay - np.asarray(relative_delay, dtype=float) / (n * n * p**2)
+    if not cap_is_active(cap):
+        return d_weighted_delay - np.asarray(relative_delay, dtype=float) / (n * n * p**2)
+    with np.errstate(divide="ignore"):
+        dw = np.where(_clipped(p, cap), cap * cap, -1.0 / (n * n * p**2))
+    return d_weighted_delay + np.asarray(relative_delay, dtype=float) * dw
 
 
 def optimal_eta_per_update(a_over_k: float, B: float, C: float, eta_max: float) -> float:
@@ -240,14 +389,25 @@ def optimal_eta_per_update(a_over_k: float, B: float, C: float, eta_max: float) 
     return min(eta, eta_max)
 
 
-def per_update(constants: ProxyConstants, S1: float, S2: float, K: float, eta: float | None = None) -> ProxyTerms:
-    """The three terms of ``U`` after ``K`` updates at step ``eta`` (default: the constants' fixed
-    step, else the optimal one under ``eta_max``)."""
+def _coefficients(constants: ProxyConstants, S1: float, S2: float,
+                  clip: ClipFactors | None) -> tuple[float, float, float, float]:
+    """``(a_eff, B, C, floor)`` with ``U = a_eff/(eta K) + B eta + C eta^2 + floor``: today's
+    ``(a, b S1, c S2, 0)`` without a cap, ``(a/Q, b S1_c/Q, c S2_c, H beta^2)`` with one (section 11)."""
+    if clip is None:
+        return constants.a, constants.b * S1, constants.c * S2, 0.0
+    return constants.a / clip.Q, constants.b * S1 / clip.Q, constants.c * S2, clip.bias
+
+
+def per_update(constants: ProxyConstants, S1: float, S2: float, K: float, eta: float | None = None,
+               clip: ClipFactors | None = None) -> ProxyTerms:
+    """The terms of ``U`` after ``K`` updates at step ``eta`` (default: the constants' fixed
+    step, else the optimal one under ``eta_max``). With ``clip`` (docs/theory.md section 11) ``S1``
+    and ``S2`` are ``S1_c`` and ``S2_c``, and the bias floor is added."""
     require(K > 0, "updates", f"must be > 0 (got {K})")
-    B, C = constants.b * S1, constants.c * S2
+    a, B, C, floor = _coefficients(constants, S1, S2, clip)
     if eta is None:
-        eta = constants.eta if constants.eta is not None else optimal_eta_per_update(constants.a / K, B, C, constants.eta_max)
-    return ProxyTerms(constants.a / (eta * K), B * eta, C * eta**2, float(eta))
+        eta = constants.eta if constants.eta is not None else optimal_eta_per_update(a / K, B, C, constants.eta_max)
+    return ProxyTerms(a / (eta * K), B * eta, C * eta**2, float(eta), floor)
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,62 +429,99 @@ class ProxyValue:
     d_updates: np.ndarray | None = None
 
 
+def _clip_gradient(constants: ProxyConstants, clip: ClipFactors, eta: float, opt_term: float, S1: float,
+                   d_S1: np.ndarray, d_S2: np.ndarray) -> np.ndarray:
+    """Routing gradient of ``U_c`` at fixed ``eta`` and ``K`` (section 11): the variance term
+    ``b (S1_c / Q) eta``, the staleness term ``c S2_c eta^2``, the optimisation term
+    ``a / (Q eta K)`` (``opt_term``) through ``Q``, and the floor ``H beta^2``."""
+    Q, dQ = clip.Q, clip.d_Q
+    return (eta * constants.b * (d_S1 - S1 * dQ / Q) / Q + eta**2 * constants.c * d_S2
+            - opt_term / Q * dQ + clip.d_bias)
+
+
 def per_update_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
-                     K: float) -> ProxyValue:
-    """``U(p, m; K)`` and its routing gradient (docs/theory.md section 5, per-update proxy).
+                     K: float, clip: ClipFactors | None = None) -> ProxyValue:
+    """``U(p, m; K)`` and its routing gradient (docs/theory.md section 5, per-update proxy; with
+    ``clip``, ``U_c`` of section 11).
 
     At the optimal step the envelope theorem makes the gradient the partial derivative at that
     step: ``eta c_var L (sigma2 + M2) dS1 + eta^2 c_stale L^2 (sigma2 + G2) dS2``."""
-    t = per_update(constants, S1, S2, K)
-    grad = t.eta * constants.b * d_S1 + t.eta**2 * constants.c * d_S2
+    t = per_update(constants, S1, S2, K, clip=clip)
+    if clip is None:
+        grad = t.eta * constants.b * d_S1 + t.eta**2 * constants.c * d_S2
+    else:
+        grad = _clip_gradient(constants, clip, t.eta, t.optimisation, S1, d_S1, d_S2)
     return ProxyValue(t.total, grad, t.eta, float(K))
 
 
 def wallclock_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
                     throughput: float, d_throughput: np.ndarray, time_budget: float,
-                    dispersion: float = 0.0) -> ProxyValue:
-    """``W(p, m; tau) = U(K = lambda tau)`` and its routing gradient (docs/theory.md section 5).
+                    dispersion: float = 0.0, clip: ClipFactors | None = None) -> ProxyValue:
+    """``W(p, m; tau) = U(K = lambda tau)`` and its routing gradient (docs/theory.md section 5; with
+    ``clip``, ``U_c`` of section 11).
 
     With a dispersion ``d > 0`` the renewal correction ``K = N / (1 + d / N)``, ``N = lambda tau``,
     accounts for the randomness of the number of updates in the budget."""
     N = throughput * time_budget
     K = N / (1 + dispersion / N)
     dK = time_budget * (1 + 2 * dispersion / N) / (1 + dispersion / N) ** 2  # dK / d lambda
-    t = per_update(constants, S1, S2, K)
-    a, eta = constants.a, t.eta
-    grad = eta * constants.b * d_S1 + eta**2 * constants.c * d_S2 - a / (eta * K * K) * dK * d_throughput
+    t = per_update(constants, S1, S2, K, clip=clip)
+    eta = t.eta
+    if clip is None:
+        a = constants.a
+        grad = eta * constants.b * d_S1 + eta**2 * constants.c * d_S2 - a / (eta * K * K) * dK * d_throughput
+    else:
+        grad = (_clip_gradient(constants, clip, eta, t.optimisation, S1, d_S1, d_S2)
+                - t.optimisation / K * dK * d_throughput)
     return ProxyValue(t.total, grad, eta, float(K), dK * d_throughput)
 
 
-def time_to_accuracy_updates(constants: ProxyConstants, S1: float, S2: float, epsilon: float) -> tuple[float, float]:
+def time_to_accuracy_updates(constants: ProxyConstants, S1: float, S2: float, epsilon: float,
+                             clip: ClipFactors | None = None) -> tuple[float, float]:
     """``(K_eps, eta)``: fewest updates for ``min_eta U <= epsilon`` and the step achieving it.
 
     ``K_eps = a / max_eta eta (eps - B eta - C eta^2)``; with a fixed step the maximisation is
     skipped, and ``K_eps = inf`` if ``eps <= B eta + C eta^2`` (the accuracy is below that step's floor).
+    With ``clip`` (section 11) ``a``, ``B``, ``C`` are those of ``U_c`` and ``eps`` is lowered by the
+    bias floor ``H beta^2``: ``K_eps = inf`` when the floor alone is ``>= eps``.
     """
     require(epsilon > 0, "epsilon", f"must be > 0 (got {epsilon})")
-    B, C = constants.b * S1, constants.c * S2
+    a, B, C, floor = _coefficients(constants, S1, S2, clip)
+    eps = epsilon - floor
+    if eps <= 0:
+        return math.inf, float(constants.eta if constants.eta is not None else constants.eta_max)
     if constants.eta is not None:
         eta = constants.eta
     else:
-        eta = min(epsilon / (B + math.sqrt(B * B + 3.0 * C * epsilon)), constants.eta_max) if (B > 0 or C > 0) \
+        eta = min(eps / (B + math.sqrt(B * B + 3.0 * C * eps)), constants.eta_max) if (B > 0 or C > 0) \
             else constants.eta_max
-    g = eta * (epsilon - B * eta - C * eta**2)
-    return (constants.a / g if g > 0 else math.inf), float(eta)
+    g = eta * (eps - B * eta - C * eta**2)
+    return (a / g if g > 0 else math.inf), float(eta)
 
 
 def time_to_accuracy_proxy(constants: ProxyConstants, S1: float, d_S1: np.ndarray, S2: float, d_S2: np.ndarray,
-                           throughput: float, d_throughput: np.ndarray, epsilon: float) -> ProxyValue:
-    """``E[T_eps] ~ K_eps / lambda`` (time units) and its routing gradient (docs/theory.md section 5).
+                           throughput: float, d_throughput: np.ndarray, epsilon: float,
+                           clip: ClipFactors | None = None) -> ProxyValue:
+    """``E[T_eps] ~ K_eps / lambda`` (time units) and its routing gradient (docs/theory.md section 5;
+    with ``clip``, section 11).
 
-    ``value`` is ``inf`` (gradient NaN) when ``epsilon`` is below a fixed step size's floor."""
-    K, eta = time_to_accuracy_updates(constants, S1, S2, epsilon)
+    ``value`` is ``inf`` (gradient NaN) when ``epsilon`` is below a fixed step size's floor (or
+    below the bias floor)."""
+    K, eta = time_to_accuracy_updates(constants, S1, S2, epsilon, clip=clip)
     n = np.asarray(d_S1).size
     if not math.isfinite(K):
         return ProxyValue(math.inf, np.full(n, np.nan), eta, math.inf, None)
-    a = constants.a
-    g = a / K
-    dK = (a / g**2) * (eta**2 * constants.b * d_S1 + eta**3 * constants.c * d_S2)
+    if clip is None:
+        a = constants.a
+        g = a / K
+        dK = (a / g**2) * (eta**2 * constants.b * d_S1 + eta**3 * constants.c * d_S2)
+    else:
+        # K = (a/Q) / g with g = eta (eps - floor - B eta - C eta^2); envelope theorem in eta:
+        # dK = -K dQ / Q + (K / g) eta (d floor + eta dB + eta^2 dC)
+        Q, dQ = clip.Q, clip.d_Q
+        g = constants.a / Q / K
+        dB = constants.b * (d_S1 - S1 * dQ / Q) / Q
+        dK = -K / Q * dQ + (K / g) * eta * (clip.d_bias + eta * dB + eta**2 * constants.c * d_S2)
     T = K / throughput
     gT = dK / throughput - K / throughput**2 * d_throughput
     return ProxyValue(T, gT, eta, K, dK)

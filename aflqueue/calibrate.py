@@ -14,6 +14,11 @@ At the model's current parameters ``w`` (normally the initial model ``w_0``):
 
 Each constant comes with its spread (per-client values, or per-direction for ``L``): these are
 estimates, and the optimiser's answer should be read with that in mind.
+
+The bias bound of clipped importance weights (docs/theory.md section 11) assumes the per-client
+bound ``||grad f_i - grad f||^2 <= M^2``: its estimate at ``w`` is the largest per-client value,
+``spread["M2"]["max"]``, not the mean. The constant ``H`` of the proxy's bias floor ``H beta^2`` is
+fitted from pilot runs by :func:`fit_bias_constant`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 from .bounds import ProxyConstants
 from .errors import ValidationError, require
 
-__all__ = ["Calibration", "calibrate", "LOSSES"]
+__all__ = ["Calibration", "calibrate", "LOSSES", "BiasFit", "fit_bias_constant"]
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -205,3 +210,69 @@ def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bo
                 "num_directions": num_directions, "radius": radius, "seed": seed, "clients": len(clients),
                 "parameters": int(g_mean.numel())}
     return Calibration(consts, spread, settings)
+
+
+# --------------------------------------------------------------------------- bias constant (section 11)
+@dataclass(frozen=True)
+class BiasFit:
+    """The fitted constant ``H`` of the bias floor ``H beta^2`` (docs/theory.md section 11).
+
+    Attributes:
+        H: the estimate, >= 0 (units of the excess losses it was fitted to).
+        standard_error: its standard error from the residuals (``N - 1`` degrees of freedom; 0 with
+            one point).
+        interval: ``(lo, hi)``, the t interval at ``confidence`` (``lo`` clipped at 0).
+        residual_rms: root mean square of ``excess - H beta2``.
+        points: the number of measurements ``N``.
+        confidence: the interval's level.
+    """
+
+    H: float
+    standard_error: float
+    interval: tuple[float, float]
+    residual_rms: float
+    points: int
+    confidence: float
+
+
+def fit_bias_constant(excess: Sequence[float], beta2: Sequence[float], confidence: float = 0.95) -> BiasFit:
+    """Fit ``H`` in the bias floor ``H beta^2`` of the clipped proxy (docs/theory.md section 11).
+
+    Measurements, one per clipped pilot run ``r`` (shape ``(N,)`` each):
+
+    * ``excess[r]``: the run's loss at its end (or on its plateau) minus what the proxy *without*
+      the bias term predicts for the same run. With the pilot fit of docs/theory.md section 10
+      that prediction is ``theta0 + theta1/(Q eta K) + theta2 eta S1_c/Q + theta3 eta^2 S2_c`` at the
+      run's routing, cap, step and updates; with a twin run that differs only by having no cap, at
+      the end of a long run (where the ``1/K`` and ``eta`` terms are small against the floor),
+      the twin's loss.
+    * ``beta2[r]``: ``beta^2(p_r, c_r)`` of the run (:func:`aflqueue.bounds.bias_factor`).
+
+    Estimator: least squares through the origin, ``H = sum_r beta2_r excess_r / sum_r beta2_r^2``,
+    clipped at 0; standard error ``s / sqrt(sum beta2^2)`` with ``s^2`` the residual mean square on
+    ``N - 1`` degrees of freedom; a t interval. Runs with ``beta2 = 0`` (nothing clipped) carry no
+    information on ``H`` and do not change the estimate.
+    """
+    from scipy import stats
+
+    e = np.asarray(excess, dtype=float).ravel()
+    b = np.asarray(beta2, dtype=float).ravel()
+    require(e.size >= 1, "excess", "needs at least one measurement")
+    require(b.size == e.size, "beta2", f"needs one value per measurement ({e.size}), got {b.size}")
+    require(bool(np.all(np.isfinite(e))), "excess", "must be finite numbers")
+    require(bool(np.all(np.isfinite(b))) and bool(np.all(b >= 0)), "beta2", "must be finite numbers >= 0")
+    require(0 < confidence < 1, "confidence", f"must be in (0, 1) (got {confidence})")
+    sbb = float(b @ b)
+    require(sbb > 0, "beta2", "at least one run must clip (beta2 > 0) for H to be identified")
+    H_ls = float(b @ e) / sbb
+    resid = e - H_ls * b
+    N = e.size
+    if N > 1:
+        s2 = float(resid @ resid) / (N - 1)
+        se = math.sqrt(s2 / sbb)
+        t = float(stats.t.ppf(0.5 + confidence / 2, N - 1))
+    else:
+        se, t = 0.0, 0.0
+    H = max(H_ls, 0.0)
+    return BiasFit(H=H, standard_error=se, interval=(max(H_ls - t * se, 0.0), max(H_ls + t * se, 0.0)),
+                   residual_rms=math.sqrt(float(np.mean((e - H * b) ** 2))), points=N, confidence=float(confidence))

@@ -576,7 +576,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     require_fl("train")
     cfg = config_from_args(args)
-    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet, tensorboard=args.tensorboard)
+    res = train(cfg, resume=args.resume, progress=not args.json and not args.quiet, tensorboard=args.tensorboard,
+                force=args.force)
     if args.json:
         print_json(res.to_dict())
     else:
@@ -599,6 +600,7 @@ def _parser_train(sub) -> None:
     t.add_argument("--serial", action="store_true", help="compute tasks one at a time (default on CPU)")
     t.add_argument("--batched", action="store_true", help="compute in-flight tasks together with vmap (default on CUDA)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    t.add_argument("--force", action="store_true", help="replace the run OUTPUT already holds (refused without it)")
     t.add_argument("--tensorboard", type=nonempty_path, metavar="DIR",
                    help="also log the curves and per-arrival staleness as TensorBoard events in DIR (off by default; "
                         "needs pip install 'aflqueue[tensorboard]')")

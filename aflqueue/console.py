@@ -145,10 +145,10 @@ def training_summary(cfg, res) -> None:
     """A few lines after ``aflqueue train``."""
     c = console()
     acc = res.curves["test_accuracy"]
-    c.print(f"{res.meta.get('algorithm')} on {cfg.data.dataset}: final test accuracy {100 * res.final_accuracy:.2f}% "
+    c.print(f"{res.algorithm} on {cfg.data.dataset}: final test accuracy {100 * res.final_accuracy:.2f}% "
             f"(loss {fmt(res.final_loss)}) after {res.arrivals} arrivals, simulated time {fmt(res.simulated_time)}; "
             f"best {100 * max(acc):.2f}%")
-    c.print(f"routing {[round(x, 4) for x in res.meta.get('routing', [])]}, concurrency {res.meta.get('concurrency')}; "
+    c.print(f"routing {[round(float(x), 4) for x in res.routing]}, concurrency {res.concurrency}; "
             f"wall time {res.wall_time:.1f} s ({res.arrivals / max(res.wall_time, 1e-9):.0f} arrivals/s)")
     step = res.meta.get("step_size") or {}
     if step.get("rule") == "optimal":

@@ -31,6 +31,15 @@ scanned exhaustively (warm-starting each ``m`` from its neighbour) when the rang
 ``scan_limit`` values, else on a coarse grid refined around the best. At ``m = 1`` staleness
 vanishes and throughput is ``1 / sum p_i / mu_i``: P1 becomes ``min sum 1/p_i`` and P5 a linear
 programme, which are solved with cvxpy.
+
+Clipped importance weights and mixes (docs/theory.md section 11; opt-in, today's answer when the
+defaults are kept). ``cap = c`` clips the weights at ``min(1/(n p_i), c)`` and adds the bias floor
+``H beta^2`` to the proxies; ``mix = lam`` evaluates everything at ``lam p + (1 - lam) u``. With
+``choose_cap`` the cap is chosen from ``caps`` (each candidate solved as above; largest cap wins
+ties). With ``choose_mix`` the routing is pinned to the segment between uniform routing and the
+unclipped optimum ``p*`` (the answer with ``cap = inf, mix = 1``): ``lam`` is searched on a grid
+of 21 points and refined by bounded Brent, the concurrency re-optimised at every ``lam`` and the
+step in closed form; with ``choose_cap`` too, every cap of ``caps`` is tried on that segment.
 """
 
 from __future__ import annotations
@@ -45,8 +54,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._results import require_pandas, result_repr
-from .bounds import (EnergyModel, ProxyConstants, per_update_proxy, power, s1, s2_gradient, s2_weights,
-                     time_to_accuracy_proxy, wallclock_proxy)
+from .bounds import (EnergyModel, ProxyConstants, cap_is_active, check_cap, clip_factors, mixed_routing,
+                     per_update_proxy, power, s1, s2_gradient, s2_weights, time_to_accuracy_proxy, wallclock_proxy)
 from .errors import require
 from .io import json_safe
 from .queueing.gradients import delay_objective
@@ -67,6 +76,10 @@ OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
 #: laws (``aflqueue.queueing.approx``; equal to the product form when every FIFO station is exponential).
 ANALYSES = ("product-form", "approx")
 _USES_S = {"per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff"}
+#: Candidate weight caps of ``choose_cap`` (docs/theory.md section 11); ``inf`` is no cap.
+DEFAULT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
+#: Grid of mixes ``lam`` that ``choose_mix`` refines (docs/theory.md section 11).
+MIX_GRID = tuple(float(x) for x in np.linspace(0.0, 1.0, 21))
 
 
 # --------------------------------------------------------------------------- problem
@@ -92,6 +105,14 @@ class OptimizationProblem:
         reference: ``(E*, T*)`` for ``tradeoff``; computed if None.
         analysis: ``"product-form"`` (exact for exponential service) or ``"approx"`` (general service
             laws, docs/theory.md section 9); the default ``time_budget`` is computed with the product form.
+        cap: importance-weight cap ``c > 0`` (weights ``min(1/(n p_i), c)``; docs/theory.md section 11);
+            None or ``inf``: no cap (today's proxies).
+        mix: ``lam`` in ``[0, 1]``: the objective is evaluated at ``lam p + (1 - lam) u`` (1: ``p`` itself).
+        choose_cap: choose the cap from ``caps`` (module docstring).
+        choose_mix: choose ``lam`` on the segment from uniform routing to the unclipped optimum.
+        caps: candidate caps of ``choose_cap`` (each > 0, ``inf`` allowed).
+        bias_constant: ``H`` in the bias floor ``H beta^2`` (loss units; default ``constants.M2``, the
+            small-step constant of docs/theory.md section 11; see :func:`aflqueue.calibrate.fit_bias_constant`).
     """
 
     system: System
@@ -108,6 +129,12 @@ class OptimizationProblem:
     dispersion: float = 0.0
     reference: tuple[float, float] | None = None
     analysis: str = "product-form"
+    cap: float | None = None
+    mix: float = 1.0
+    choose_cap: bool = False
+    choose_mix: bool = False
+    caps: tuple[float, ...] = DEFAULT_CAPS
+    bias_constant: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "objective", OBJECTIVE_ALIASES.get(self.objective, self.objective))
@@ -154,6 +181,38 @@ class OptimizationProblem:
         if self.energy is None:
             object.__setattr__(self, "energy", EnergyModel.dvfs(self.system.rates))
         require(self.energy.busy_power.size == n, "energy", f"needs one power per client ({n})")
+        self._check_clipping()
+
+    def _check_clipping(self) -> None:
+        """Validate the cap, mix and bias options (docs/theory.md section 11)."""
+        object.__setattr__(self, "cap", check_cap(self.cap, "cap"))
+        require(isinstance(self.mix, (int, float)) and not isinstance(self.mix, bool) and 0 <= self.mix <= 1,
+                "mix", f"must be a number in [0, 1] (got {self.mix!r})")
+        object.__setattr__(self, "mix", float(self.mix))
+        for name in ("choose_cap", "choose_mix"):
+            require(isinstance(getattr(self, name), bool), name, f"must be true or false (got {getattr(self, name)!r})")
+        require(isinstance(self.caps, (tuple, list)) and len(self.caps) >= 1, "caps",
+                f"must be a non-empty list of caps > 0 (inf allowed) (got {self.caps!r})")
+        caps = tuple(math.inf if check_cap(c, "caps") is None else float(c) for c in self.caps)
+        object.__setattr__(self, "caps", caps)
+        if self.bias_constant is not None:
+            require(isinstance(self.bias_constant, (int, float)) and not isinstance(self.bias_constant, bool)
+                    and math.isfinite(self.bias_constant) and 0 <= self.bias_constant <= 1e12, "bias_constant",
+                    f"must be a number in [0, 1e12] (got {self.bias_constant!r})")
+            object.__setattr__(self, "bias_constant", float(self.bias_constant))
+        if self.clipping_active:
+            require(self.objective in _USES_S, "cap",
+                    f"caps and mixes act on the convergence proxies, not on {self.objective!r}")
+
+    @property
+    def clipping_active(self) -> bool:
+        """Whether any option of docs/theory.md section 11 departs from today's problem."""
+        return cap_is_active(self.cap) or self.mix != 1.0 or self.choose_cap or self.choose_mix
+
+    @property
+    def bias_H(self) -> float:
+        """``H`` of the bias floor ``H beta^2``: ``bias_constant``, else ``constants.M2``."""
+        return self.constants.M2 if self.bias_constant is None else self.bias_constant
 
     @property
     def baseline_concurrency(self) -> int:
@@ -200,13 +259,22 @@ class _Objective:
         self.load_weights = problem.energy.load_weights(sysm.rates, comm_time)
         self.idle_total = float(problem.energy.idle_power.sum())
         self.ref = problem.reference
+        self.cap = problem.cap
+        self.mix = problem.mix
 
     def __call__(self, p: np.ndarray, m: int) -> Evaluation:
+        if self.mix == 1.0:
+            return self._evaluate(p, m)
+        # docs/theory.md section 11: the objective at the mixed routing; d/dp = lam d/dr
+        ev = self._evaluate(mixed_routing(p, self.mix), m)
+        return replace(ev, grad=self.mix * ev.grad)
+
+    def _evaluate(self, p: np.ndarray, m: int) -> Evaluation:
         self.evaluations += 1
         pb, kind, n = self.pb, self.kind, self.pb.system.n
         uses_s = kind in _USES_S
         starved = uses_s and bool(np.any(p <= 0))
-        weights = None if (starved or not uses_s) else s2_weights(p)
+        weights = None if (starved or not uses_s) else s2_weights(p, self.cap)
         if pb.analysis == "approx":
             from .queueing.approx import approx_delay_objective
 
@@ -221,21 +289,24 @@ class _Objective:
             inf = math.inf
             prox.update(per_update=inf, wallclock=inf, time_to_accuracy=inf, updates_to_accuracy=inf, energy=inf)
             return Evaluation(inf, np.full(n, np.nan), p, m, lam, d.relative_delay, float("nan"), inf, inf, prox)
-        S1, g_S1 = s1(p)
-        S2, g_S2 = d.weighted_delay, s2_gradient(d.relative_delay, p, d.d_weighted_delay)
+        S1, g_S1 = s1(p, self.cap)
+        S2, g_S2 = d.weighted_delay, s2_gradient(d.relative_delay, p, d.d_weighted_delay, self.cap)
         const = pb.constants
+        clip = clip_factors(p, self.cap, pb.bias_H)
+        if clip is not None:
+            prox.update(bias=clip.bias, beta2=clip.beta2, effective_mass=clip.Q)
         if kind == "per-update":
-            u = per_update_proxy(const, S1, g_S1, S2, g_S2, pb.updates)
+            u = per_update_proxy(const, S1, g_S1, S2, g_S2, pb.updates, clip=clip)
             val, grad, eta = u.value, u.gradient, u.eta
             prox.update(per_update=val)
         elif kind == "wall-clock":
-            w = wallclock_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, self.tau, pb.dispersion)
+            w = wallclock_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, self.tau, pb.dispersion, clip=clip)
             val, grad, eta = w.value, w.gradient, w.eta
             prox.update(wallclock=val, updates_in_budget=lam * self.tau)
         else:
-            t = time_to_accuracy_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, pb.epsilon)
+            t = time_to_accuracy_proxy(const, S1, g_S1, S2, g_S2, lam, g_lam, pb.epsilon, clip=clip)
             eta = t.eta
-            if not math.isfinite(t.value):  # the target is below this fixed step size's floor
+            if not math.isfinite(t.value):  # the target is below this fixed step size's (or the bias) floor
                 prox.update(time_to_accuracy=math.inf, updates_to_accuracy=math.inf, energy=math.inf)
                 return Evaluation(math.inf, np.full(n, np.nan), p, m, lam, d.relative_delay, eta, S1, S2, prox)
             T, gT = t.value, t.gradient
@@ -441,6 +512,12 @@ class OptimizationResult:
         wall_time (seconds), kkt_residual (projected-gradient norm of ``log f``), starts.
         concurrency_profile: ``[(m, best objective at m)]`` for every ``m`` examined.
         baseline: the same figures for AsyncSGD (uniform routing at the baseline concurrency).
+        cap: the importance-weight cap ``c`` of the solution (``inf``: none); mix: its ``lam``
+            (docs/theory.md section 11). ``routing`` is the routing used, ``lam p + (1 - lam) u``.
+        anchor_routing: the ``p`` that is mixed with uniform routing (None when ``mix = 1``).
+        operating_profile: ``[(cap, mix, best objective)]`` for every candidate ``choose_cap`` /
+            ``choose_mix`` examined (empty otherwise). With ``choose_mix`` the routing is confined to a
+            segment, so ``kkt_residual`` (of the problem over the whole simplex) is not expected to vanish.
     """
 
     objective: str
@@ -464,6 +541,10 @@ class OptimizationResult:
     concurrency_profile: list[tuple[int, float]]
     baseline: dict[str, Any] | None = None
     problem: dict[str, Any] = field(default_factory=dict)
+    cap: float = math.inf
+    mix: float = 1.0
+    anchor_routing: np.ndarray | None = None
+    operating_profile: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -483,7 +564,8 @@ class OptimizationResult:
             ("concurrency", self.concurrency), ("eta", self.eta), ("throughput", self.throughput),
             ("relative_delay", self.relative_delay), ("mean_relative_delay", self.mean_relative_delay),
             ("iterations", self.iterations), ("evaluations", self.evaluations),
-            ("kkt_residual", self.kkt_residual), ("wall_time", self.wall_time)])
+            ("kkt_residual", self.kkt_residual), ("wall_time", self.wall_time)]
+            + ([("cap", self.cap), ("mix", self.mix)] if math.isfinite(self.cap) or self.mix != 1.0 else []))
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON dict (NaN and inf become ``null``); keys as the attributes, plus
@@ -500,6 +582,8 @@ class OptimizationResult:
             "wall_time": self.wall_time, "kkt_residual": self.kkt_residual, "starts": self.starts,
             "method": self.method, "concurrency_profile": [[int(m), v] for m, v in self.concurrency_profile],
             "baseline": self.baseline, "problem": self.problem,
+            "cap": self.cap, "mix": self.mix, "anchor_routing": self.anchor_routing,
+            "operating_profile": [[c, lam, v] for c, lam, v in self.operating_profile],
         })
 
     def to_frame(self) -> Any:
@@ -571,7 +655,7 @@ def optimize_routing(problem: OptimizationProblem, concurrency: int, starts: int
     maximize = problem.objective == "max-throughput"
     f = lambda p: fun(p, concurrency)  # noqa: E731
     if concurrency == 1 and problem.objective in ("per-update", "max-throughput") and problem.system.server is None \
-            and not problem.system.is_multistage:
+            and not problem.system.is_multistage and not problem.clipping_active:
         p = _convex_m1(problem)
         if p is not None:
             ev = f(p)
@@ -601,6 +685,8 @@ def optimize_routing(problem: OptimizationProblem, concurrency: int, starts: int
 def _baseline(problem: OptimizationProblem, fun: _Objective) -> dict[str, Any]:
     n = problem.system.n
     m = problem.baseline_concurrency
+    if problem.clipping_active:  # AsyncSGD: no cap, no mix (same budget and references)
+        fun = _Objective(replace(fun.pb, cap=None, mix=1.0, choose_cap=False, choose_mix=False))
     ev = fun(np.full(n, 1.0 / n), m)
     val = -ev.value if problem.objective == "max-throughput" else ev.value
     return {"routing": [1.0 / n] * n, "concurrency": m, "objective_value": val if math.isfinite(val) else None,
@@ -618,7 +704,22 @@ def optimize(problem: OptimizationProblem, starts: int = 4, seed: int = 0, scan_
     # L-BFGS works on tiny dense matrices: extra BLAS threads only spin (measured 6x slower
     # on a busy 2-core machine), so pin BLAS to one thread for the duration.
     with threadpool_limits(limits=1, user_api="blas"):
+        if problem.choose_cap or problem.choose_mix:
+            return _operating_point(problem, starts, seed, scan_limit, max_iter, tol)
         return _optimize(problem, starts, seed, scan_limit, max_iter, tol)
+
+
+def _concurrencies(problem: OptimizationProblem, scan_limit: int) -> list[int]:
+    """The concurrencies scanned: all of the range, or a geometric grid of 48 when it has more than
+    ``scan_limit`` values (refined around the best afterwards)."""
+    lo_m, hi_m = problem.concurrency
+    if problem.objective == "max-throughput":
+        lo_m = hi_m  # throughput is non-decreasing in m: the top of the range is optimal
+    ms = list(range(lo_m, hi_m + 1))
+    if len(ms) > scan_limit:
+        coarse = np.unique(np.round(np.geomspace(lo_m, hi_m, 48)).astype(int))
+        ms = [int(x) for x in coarse]
+    return ms
 
 
 def _optimize(problem: OptimizationProblem, starts: int, seed: int, scan_limit: int, max_iter: int,
@@ -628,10 +729,7 @@ def _optimize(problem: OptimizationProblem, starts: int, seed: int, scan_limit: 
     lo_m, hi_m = problem.concurrency
     if problem.objective == "max-throughput":
         lo_m = hi_m  # throughput is non-decreasing in m: the top of the range is optimal
-    ms = list(range(lo_m, hi_m + 1))
-    if len(ms) > scan_limit:
-        coarse = np.unique(np.round(np.geomspace(lo_m, hi_m, 48)).astype(int))
-        ms = [int(x) for x in coarse]
+    ms = _concurrencies(problem, scan_limit)
     profile: dict[int, _Run] = {}
     iters = 0
     total_starts = 0
@@ -673,8 +771,10 @@ def _optimize(problem: OptimizationProblem, starts: int, seed: int, scan_limit: 
         if math.isfinite(ev.value) and ev.value != 0 else ev.grad
     kkt = kkt_residual(best.p, lg, problem.p_min, problem.p_max) if np.all(np.isfinite(lg)) else math.inf
     success = math.isfinite(value) and (best.converged or kkt < 1e-6)
+    mix = problem.mix
     return OptimizationResult(
-        objective=problem.objective, objective_value=float(value), routing=best.p.copy(), concurrency=int(best_m),
+        objective=problem.objective, objective_value=float(value),
+        routing=best.p.copy() if mix == 1.0 else mixed_routing(best.p, mix), concurrency=int(best_m),
         eta=ev.eta, throughput=ev.throughput, relative_delay=ev.relative_delay, proxies=dict(ev.proxies),
         constants=problem.constants, success=bool(success), status=0 if best.converged else 1,
         message="converged" if best.converged else ("projected gradient small" if success else "iteration limit"),
@@ -683,11 +783,107 @@ def _optimize(problem: OptimizationProblem, starts: int, seed: int, scan_limit: 
         concurrency_profile=sorted((m, (-r.ev.value if problem.objective == "max-throughput" else r.ev.value))
                                    for m, r in profile.items()),
         baseline=_baseline(problem, fun),
-        problem={"p_min": problem.p_min, "p_max": problem.p_max, "concurrency_range": list(problem.concurrency),
-                 "updates": problem.updates, "time_budget": fun.tau, "epsilon": problem.epsilon,
-                 "weight": problem.weight, "dispersion": problem.dispersion,
-                 "reference": None if fun.ref is None else list(fun.ref)},
+        problem=_problem_record(problem, fun),
+        cap=math.inf if problem.cap is None else float(problem.cap), mix=mix,
+        anchor_routing=None if mix == 1.0 else best.p.copy(),
     )
+
+
+def _problem_record(problem: OptimizationProblem, fun: _Objective) -> dict[str, Any]:
+    return {"p_min": problem.p_min, "p_max": problem.p_max, "concurrency_range": list(problem.concurrency),
+            "updates": problem.updates, "time_budget": fun.tau, "epsilon": problem.epsilon,
+            "weight": problem.weight, "dispersion": problem.dispersion,
+            "reference": None if fun.ref is None else list(fun.ref),
+            "cap": problem.cap, "mix": problem.mix, "choose_cap": problem.choose_cap,
+            "choose_mix": problem.choose_mix, "caps": list(problem.caps), "bias_constant": problem.bias_H}
+
+
+# --------------------------------------------------------------------------- cap and mix (section 11)
+def _operating_point(problem: OptimizationProblem, starts: int, seed: int, scan_limit: int, max_iter: int,
+                     tol: float) -> OptimizationResult:
+    """``choose_cap`` / ``choose_mix``: the search of the module docstring (docs/theory.md section 11)."""
+    t0 = time.perf_counter()
+    base_fun = _objective_for(problem)  # resolves the time budget and the tradeoff references once
+    base = replace(base_fun.pb, choose_cap=False, choose_mix=False)
+    # largest cap first: a tie (no client clipped at either cap) keeps the larger cap
+    caps = sorted(set(problem.caps), reverse=True) if problem.choose_cap else \
+        [math.inf if problem.cap is None else problem.cap]
+    profile: list[tuple[float, float, float]] = []
+    evaluations = 0
+    if not problem.choose_mix:
+        best: OptimizationResult | None = None
+        for c in caps:
+            r = _optimize(replace(base, cap=c), starts, seed, scan_limit, max_iter, tol)
+            evaluations += r.evaluations
+            profile.append((float(c), r.mix, r.objective_value))
+            if best is None or r.objective_value < best.objective_value:
+                best = r
+        assert best is not None
+        return replace(best, evaluations=evaluations, wall_time=time.perf_counter() - t0, operating_profile=profile,
+                       problem=_problem_record(problem, base_fun))
+    # the mix: pinned to the segment from uniform routing to the unclipped optimum p*
+    anchor = _optimize(replace(base, cap=None, mix=1.0), starts, seed, scan_limit, max_iter, tol)
+    evaluations += anchor.evaluations
+    p_star = anchor.routing
+    ms = _concurrencies(problem, scan_limit)
+    choice = None  # (value, cap, lam, m)
+    for c in caps:
+        fun = _Objective(replace(base, cap=c, mix=1.0))
+        lam, val, m = _best_mix(fun, p_star, ms, problem.concurrency, scan_limit)
+        evaluations += fun.evaluations
+        profile.append((float(c), lam, val))
+        if choice is None or val < choice[0]:
+            choice = (val, c, lam, m)
+    assert choice is not None
+    val, c, lam, m = choice
+    fun = _Objective(replace(base, cap=c, mix=1.0))
+    routing = mixed_routing(p_star, lam)
+    ev = fun(routing, m)
+    evaluations += fun.evaluations
+    lg = ev.grad / ev.value if math.isfinite(ev.value) and ev.value != 0 else ev.grad
+    kkt = kkt_residual(routing, lg, problem.p_min, problem.p_max) if np.all(np.isfinite(lg)) else math.inf
+    return OptimizationResult(
+        objective=problem.objective, objective_value=float(ev.value), routing=routing, concurrency=int(m),
+        eta=ev.eta, throughput=ev.throughput, relative_delay=ev.relative_delay, proxies=dict(ev.proxies),
+        constants=problem.constants, success=bool(math.isfinite(ev.value)) and anchor.success, status=anchor.status,
+        message="best mix on the segment to the unclipped optimum" if math.isfinite(ev.value) else
+        "the objective is infinite on the whole segment",
+        iterations=anchor.iterations, evaluations=evaluations, wall_time=time.perf_counter() - t0,
+        kkt_residual=kkt, starts=anchor.starts, method=anchor.method + "+mix-search",
+        concurrency_profile=[(m, float(ev.value))], baseline=_baseline(problem, base_fun),
+        problem=_problem_record(problem, base_fun), cap=float(c), mix=float(lam), anchor_routing=p_star.copy(),
+        operating_profile=profile)
+
+
+def _best_mix(fun: _Objective, p_star: np.ndarray, ms: list[int], m_range: tuple[int, int],
+              scan_limit: int) -> tuple[float, float, int]:
+    """``(lam, value, m)`` minimising ``min_m fun(lam p* + (1 - lam) u, m)`` over ``lam in [0, 1]``:
+    the grid :data:`MIX_GRID`, then bounded Brent between the best grid point's neighbours."""
+    from scipy.optimize import minimize_scalar
+
+    def at(lam: float) -> tuple[float, int]:
+        r = mixed_routing(p_star, lam)
+        vals = {m: fun(r, m).value for m in ms}
+        if len(ms) < m_range[1] - m_range[0] + 1:  # coarse grid of m: refine around its best
+            k = ms.index(min(vals, key=vals.__getitem__))
+            for m in range(ms[max(k - 1, 0)], ms[min(k + 1, len(ms) - 1)] + 1):
+                if m not in vals:
+                    vals[m] = fun(r, m).value
+        m = min(vals, key=vals.__getitem__)
+        return float(vals[m]), int(m)
+
+    grid = [(lam, *at(lam)) for lam in MIX_GRID]
+    k = min(range(len(grid)), key=lambda i: grid[i][1])
+    best = grid[k]
+    lo, hi = MIX_GRID[max(k - 1, 0)], MIX_GRID[min(k + 1, len(MIX_GRID) - 1)]
+    if math.isfinite(best[1]):
+        res = minimize_scalar(lambda x: at(float(x))[0], bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-7})
+        lam = float(res.x)
+        v, m = at(lam)
+        if v < best[1]:
+            best = (lam, v, m)
+    return best
 
 
 def pareto_front(problem: OptimizationProblem, weights: Sequence[float] = tuple(np.linspace(0, 1, 11)),

@@ -8,15 +8,16 @@ module-level function (it is pickled).
 
 Backends: ``serial`` (this process), ``process`` (a spawn-context process pool: fresh
 interpreters, no torch/numba state inherited through fork) and ``ray`` (an existing cluster at
-``address``, or a local instance with ``workers`` CPUs; optional dependency).
+``address``, or the Ray instance this process already started; optional dependency).
 
-A local Ray instance is started with its node address 127.0.0.1, without the dashboard, and
-with Ray's token authentication, which Ray >= 2.59 enables by default for local instances: a
-process that does not hold the token (``~/.ray/auth_token``) cannot submit work to it even
-though Ray's gRPC servers listen on every interface (measured with Ray 2.60, which ignores the
-node address for its listeners). An older Ray, or ``RAY_AUTH_MODE=disabled``, is refused.
-An ``address`` where nothing listens fails at once; one that accepts connections but is not a
-Ray cluster fails when Ray gives up (about 20 s with Ray 2.60), with one line either way.
+The toolkit never starts a Ray instance itself: Ray's servers (GCS, raylet, workers) listen on
+every network interface whatever node address they are given (measured with Ray 2.60: ``::``
+with ``_node_ip_address="127.0.0.1"``), and a local instance writes a token file readable by
+every user (``~/.ray/auth_token``, mode 644). For local parallelism ``process`` does the same
+work with nothing listening; for Ray, start a cluster where the network is yours to expose and
+pass its ``address``. An ``address`` where nothing listens fails at once; one that accepts
+connections but is not a Ray cluster fails when Ray gives up (about 20 s with Ray 2.60), with
+one line either way.
 """
 
 from __future__ import annotations
@@ -29,18 +30,8 @@ from .errors import ValidationError, require
 __all__ = ["BACKENDS", "pmap"]
 
 BACKENDS = ("serial", "process", "ray")
-#: Oldest Ray whose local instances authenticate every request by default.
-RAY_MIN_VERSION = (2, 59)
 #: Seconds to wait for a Ray cluster's address to accept a connection.
 CONNECT_TIMEOUT = 10.0
-
-
-def _ray_version_ok(version: str) -> bool:
-    parts = []
-    for p in version.split(".")[:2]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts) >= RAY_MIN_VERSION
 
 
 def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -71,6 +62,8 @@ def pmap(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "seri
     if workers is not None:
         require(isinstance(workers, int) and workers >= 1, "workers", f"must be an integer >= 1 (got {workers!r})")
     require(num_gpus >= 0, "gpus", f"must be >= 0 (got {num_gpus})")
+    require(backend != "ray" or workers is None, "workers",
+            "is used only with --backend process (a Ray cluster brings its own CPUs)")
     results: list[Any] = [None] * len(items)
 
     def done(i: int, r: Any) -> None:
@@ -106,14 +99,9 @@ def pmap(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "seri
                     raise ValidationError("address", f"cannot use the Ray cluster at {address!r}: "
                                                      f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
             else:
-                require(_ray_version_ok(ray.__version__), "backend",
-                        f"ray {ray.__version__} starts local instances without authentication; "
-                        f"install ray >= {'.'.join(map(str, RAY_MIN_VERSION))} (pip install 'aflqueue[ray]')")
-                require(os.environ.get("RAY_AUTH_MODE", "token").lower() != "disabled", "backend",
-                        "RAY_AUTH_MODE=disabled would start a local Ray instance that anyone on the network "
-                        "can use; unset it")
-                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                         ignore_reinit_error=True, _node_ip_address="127.0.0.1")
+                raise ValidationError("address", "--backend ray needs the address of a running Ray cluster "
+                                                 "(HOST:PORT or auto): a local Ray instance would listen on every "
+                                                 "network interface; use --backend process for local parallelism")
             started = True
         try:
             # a lost worker's task is retried (max_retries); results are still deterministic

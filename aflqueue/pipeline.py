@@ -23,7 +23,6 @@ import numpy as np
 
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
-from .io import atomic_write_json
 from .sim.trace import Trace
 from .system import System, load_system
 
@@ -46,7 +45,6 @@ class Prepared:
 
     config: TrainConfig
     system: System
-    routing: np.ndarray
     trace: Trace
     data: Any
     model: Any
@@ -55,6 +53,11 @@ class Prepared:
     predicted: dict[str, Any] = field(default_factory=dict)
     lr: float = 0.0
     step_size: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def routing(self) -> np.ndarray:
+        """The routing of the schedule (the trace owns it; ``system.routing`` equals it)."""
+        return self.trace.routing
 
 
 def build_system(cfg: TrainConfig, n: int) -> System:
@@ -181,7 +184,11 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
     if run.trace:
         trace = Trace.load(run.trace)
         require(trace.n_clients == n, "run.trace", f"has {trace.n_clients} clients, the data {n}")
-        system = system.with_concurrency(trace.concurrency)
+        require(trace.routing is not None and bool(np.allclose(trace.routing, system.routing, rtol=0, atol=1e-12)),
+                "run.trace", "was drawn with another routing than the configuration's routing section gives; "
+                             "a replayed schedule is trained with the routing that produced it (set routing.kind = "
+                             "\"explicit\" with the trace's routing, or simulate a new trace)")
+        system = system.with_routing(trace.routing).with_concurrency(trace.concurrency)
     else:
         check_memory(system, run.updates, run.time_budget, run.max_memory_gb)
         trace = simulate_for_budget(system, cfg.seed, run.updates, run.time_budget, run.engine)
@@ -194,8 +201,7 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
                            system.concurrency)
     except ValidationError:
         pass
-    return Prepared(cfg, system, np.asarray(system.routing), trace, data, model, optimization, constants, predicted,
-                    lr, step)
+    return Prepared(cfg, system, trace, data, model, optimization, constants, predicted, lr, step)
 
 
 def _default_constants():
@@ -205,10 +211,11 @@ def _default_constants():
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepared: Prepared | None = None,
-          tensorboard: str | Path | None = None):
+          tensorboard: str | Path | None = None, force: bool = False):
     """Prepare (unless given) and train; write outputs under ``cfg.output``; return the result.
-    ``tensorboard``: a folder for TensorBoard event files of the curves and per-arrival staleness
-    (:mod:`aflqueue.fl.tensorboard`; off by default)."""
+    ``resume``: continue from the folder's checkpoint; a folder that holds a run is otherwise
+    refused unless ``force`` replaces it. ``tensorboard``: a folder for TensorBoard event files of
+    the curves and per-arrival staleness (:mod:`aflqueue.fl.tensorboard`; off by default)."""
     import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
 
     logger = None
@@ -217,28 +224,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
 
         logger = TensorBoardLogger(tensorboard)  # fails before any work if tensorboard is missing
     try:
-        return _train(cfg, resume, progress, prepared, logger)
+        return _train(cfg, resume, progress, prepared, logger, force)
     finally:
         if logger is not None:
             logger.close()
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any):
+def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any, force: bool):
     from .fl.engine import EngineSettings, TraceTrainer
     from .fl.local import LocalConfig
 
     pr = prepared or prepare(cfg)
     out = Path(cfg.output)
-    require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
-    atomic_write_json(out / "config.json", cfg.to_dict(), indent=2)
     lc = cfg.local
     run = cfg.run
     settings = EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
                               eval_times=run.eval_times, checkpoint_every=run.checkpoint_every,
                               batched=run.batched, max_batch=run.max_batch, seed=cfg.seed)
     meta = {
-        "dataset": cfg.data.dataset, "routing": [float(x) for x in pr.routing],
-        "concurrency": int(pr.system.concurrency), "n_clients": int(pr.system.n),
+        "dataset": cfg.data.dataset, "n_clients": int(pr.system.n),
         "rates": [float(x) for x in pr.system.rates], "seed": cfg.seed,
         "predicted": {k: v for k, v in pr.predicted.items() if k not in ("routing",)},
         "step_size": pr.step_size,
@@ -255,16 +259,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | 
         from dataclasses import replace
 
         data = replace(data, test=data.validation)
-    trainer = TraceTrainer(model=pr.model, data=data, trace=pr.trace, routing=pr.routing,
-                           algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
+    trainer = TraceTrainer(model=pr.model, data=data, trace=pr.trace, algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
                            local=LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size,
                                              optimizer=lc.optimizer, weight_decay=lc.weight_decay),
                            settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress,
                            inputs={k: v for k, v in cfg.to_dict().items() if k != "output"},
-                           callbacks=() if logger is None else (logger,))
+                           callbacks=() if logger is None else (logger,), output_files={"config.json": cfg.to_dict()})
     threads = torch.get_num_threads()
     torch.set_num_threads(run.threads)
     try:
-        return trainer.run(resume=resume)
+        return trainer.run(resume=resume, force=force)
     finally:
         torch.set_num_threads(threads)

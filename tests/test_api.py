@@ -265,7 +265,7 @@ def test_to_dict_is_strict_json_with_nulls_for_undefined_values(trained):
     res, _ = trained
     broken = type(res)(final_accuracy=float("nan"), final_loss=float("inf"), curves=res.curves,
                        arrivals=res.arrivals, simulated_time=res.simulated_time, log=res.log, costs=res.costs,
-                       wall_time=0.0, meta=res.meta)
+                       wall_time=0.0, routing=res.routing, concurrency=res.concurrency, meta=res.meta)
     d = broken.to_dict()
     assert d["final_accuracy"] is None and d["final_loss"] is None and d["arrivals_per_second"] is None
     json.dumps(d, allow_nan=False)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from aflqueue import System
 from aflqueue.queueing import analyze, metrics_vjp, network_of, routing_gradients, routing_jacobians
 from aflqueue.queueing import ctmc
-from aflqueue.queueing.analysis import relative_delay_from_queues
+from aflqueue.queueing.delay import relative_delay_from_queues
 from aflqueue.queueing.mva import mva
 
 SYSTEMS = [

@@ -253,3 +253,102 @@ def test_cli_optimize_json(capsys, tmp_path):
     assert main(["optimize", "--rates", "1,1", "--updates", "10", "--time-budget", "5"]) == 2
     assert main(["optimize", "--rates", "1,1", "--concurrency-range", "3"]) == 2
     assert main(["optimize", "--rates", "1,1", "--constants", "Delta=abc"]) == 2
+
+
+# --------------------------------------------------------------------------- caps and mixes (section 11)
+CLIP_KINDS = ["per-update", "wallclock", "time-to-accuracy", "energy"]
+CLIP_CASES = [([1.0, 0.1], 4, 2.0), ([1.0, 0.3, 0.05], 5, 3.0)]
+CLIP_CONSTANTS = ProxyConstants(M2=0.3)
+
+
+@pytest.mark.parametrize("rates, m, cap", CLIP_CASES)
+@pytest.mark.parametrize("kind", CLIP_KINDS)
+def test_clipped_optimum_against_brute_force(rates, m, cap, kind):
+    """A fixed cap, routing free: no point of a brute-force grid (every face included) is better."""
+    s = System.from_rates(rates, concurrency=m)
+    lo = 0.01
+    pb = OptimizationProblem(s, kind, p_min=lo, cap=cap, constants=CLIP_CONSTANTS, epsilon=0.3)
+    res = optimize(pb)
+    assert res.cap == cap and res.mix == 1.0
+    fixed = OptimizationProblem(s, kind, p_min=lo, cap=cap, constants=CLIP_CONSTANTS, epsilon=0.3,
+                                time_budget=res.problem["time_budget"])
+    best = _brute(_fast(fixed, m), s.n, lo)
+    assert res.objective_value <= best * (1 + 1e-6)
+    assert res.objective_value == pytest.approx(_fast(fixed, m)(res.routing), rel=1e-12)
+
+
+@pytest.mark.parametrize("rates, m, cap", CLIP_CASES)
+def test_choose_cap_against_brute_force(rates, m, cap):
+    s = System.from_rates(rates, concurrency=m)
+    caps = (1.5, cap, math.inf)
+    pb = OptimizationProblem(s, "wallclock", p_min=0.01, choose_cap=True, caps=caps, constants=CLIP_CONSTANTS)
+    res = optimize(pb)
+    per_cap = {}
+    for c in caps:
+        fixed = OptimizationProblem(s, "wallclock", p_min=0.01, cap=c, constants=CLIP_CONSTANTS,
+                                    time_budget=res.problem["time_budget"])
+        per_cap[c] = _brute(_fast(fixed, m), s.n, 0.01)
+    assert res.objective_value <= min(per_cap.values()) * (1 + 1e-6)
+    assert per_cap[res.cap] <= min(per_cap.values()) * (1 + 1e-6)
+    assert sorted(c for c, _, _ in res.operating_profile) == sorted(caps)
+    prof = {c: v for c, _, v in res.operating_profile}
+    for c in caps:
+        assert prof[c] <= per_cap[c] * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("rates, m", [([1.0, 0.1], 4), ([1.0, 0.3, 0.05], 5)])
+@pytest.mark.parametrize("kind", ["wallclock", "time-to-accuracy"])
+def test_choose_mix_against_dense_search(rates, m, kind):
+    """The mix is searched on the segment from uniform routing to today's optimum p*; a dense grid
+    of (cap, lam, m) finds nothing better, and p* is today's answer exactly."""
+    s = System.from_rates(rates, concurrency=m)
+    caps = (1.5, 4.0, math.inf)
+    kw = dict(p_min=0.01, concurrency=(1, 8), constants=CLIP_CONSTANTS, epsilon=0.3)
+    today = optimize(OptimizationProblem(s, kind, **kw))
+    res = optimize(OptimizationProblem(s, kind, choose_cap=True, choose_mix=True, caps=caps, **kw))
+    np.testing.assert_array_equal(res.anchor_routing, today.routing)
+    assert res.routing == pytest.approx(res.mix * today.routing + (1 - res.mix) / s.n, abs=1e-15)
+    best = math.inf
+    for c in caps:
+        fixed = OptimizationProblem(s, kind, cap=c, time_budget=res.problem["time_budget"], **kw)
+        fun = _objective_for(fixed)
+        for lam in np.linspace(0, 1, 401):
+            r = lam * today.routing + (1 - lam) / s.n
+            best = min(best, min(fun(r, mm).value for mm in range(1, 9)))
+    assert res.objective_value <= best * (1 + 1e-9)
+    fixed = OptimizationProblem(s, kind, cap=res.cap, time_budget=res.problem["time_budget"], **kw)
+    assert res.objective_value == _objective_for(fixed)(res.routing, res.concurrency).value
+    # the baseline stays AsyncSGD (no cap, no mix)
+    assert res.baseline == today.baseline
+
+
+def test_fixed_mix_is_a_floor_on_the_routing():
+    """mix = lam with p free equals the problem with p_i >= (1 - lam)/n: the same optimum."""
+    s = System.from_rates([1.0] * 3 + [0.1] * 3, concurrency=6)
+    lam = 0.6
+    a = optimize(OptimizationProblem(s, "wallclock", mix=lam))
+    b = optimize(OptimizationProblem(s, "wallclock", p_min=(1 - lam) / s.n, time_budget=a.problem["time_budget"]))
+    assert a.mix == lam and a.objective_value == pytest.approx(b.objective_value, rel=1e-8)
+    np.testing.assert_allclose(a.routing, b.routing, atol=1e-6)
+    np.testing.assert_allclose(a.routing, lam * a.anchor_routing + (1 - lam) / s.n, atol=1e-15)
+
+
+def test_bias_constant_steers_the_cap():
+    """Half the clients 10x slower: with no bias cost a cap pays (it removes variance); with a huge
+    one the chosen cap clips nothing."""
+    s = System.from_rates([1.0] * 4 + [0.1] * 4, concurrency=8)
+    free = optimize(OptimizationProblem(s, "wallclock", choose_cap=True, bias_constant=0.0))
+    assert math.isfinite(free.cap) and free.objective_value < free.operating_profile[0][2]
+    assert free.proxies["beta2"] > 0
+    costly = optimize(OptimizationProblem(s, "wallclock", choose_cap=True, bias_constant=1e6))
+    assert costly.proxies.get("beta2", 0.0) == 0.0
+    assert costly.objective_value == pytest.approx(min(v for _, _, v in costly.operating_profile), rel=1e-12)
+
+
+def test_cli_style_result_reports_cap_and_mix():
+    s = System.from_rates([1.0, 0.3, 0.05], concurrency=3)
+    r = optimize(OptimizationProblem(s, "wallclock", cap=2.0, mix=0.8))
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["cap"] == 2.0 and d["mix"] == 0.8 and len(d["anchor_routing"]) == 3
+    assert d["problem"]["cap"] == 2.0 and d["problem"]["choose_cap"] is False
+    assert json.loads(json.dumps(optimize(OptimizationProblem(s, "wallclock")).to_dict()))["cap"] is None

@@ -44,11 +44,43 @@ def test_replications_identical_across_backends():
     assert same_traces(serial, simulate_replications(S, 3000, [1, 2, 3], backend="process", workers=2))
 
 
+def ray_processes() -> list:
+    psutil = pytest.importorskip("psutil")
+    names = ("raylet", "gcs_server", "ray::")
+    return [p for p in psutil.Process().children(recursive=True) if any(n in " ".join(p.cmdline()) for n in names)]
+
+
 @pytest.mark.ray
 def test_replications_identical_on_ray():
-    pytest.importorskip("ray")
+    """On a Ray instance the caller started (the toolkit never starts one): the same traces."""
+    ray = pytest.importorskip("ray")
     serial = simulate_replications(S, 3000, [1, 2, 3])
-    assert same_traces(serial, simulate_replications(S, 3000, [1, 2, 3], backend="ray", workers=2))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert same_traces(serial, simulate_replications(S, 3000, [1, 2, 3], backend="ray"))
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.ray
+def test_no_local_ray_instance_is_started():
+    """Ray's servers listen on every interface whatever node address they are given, so the toolkit
+    refuses to start a local instance: one line naming --address, and no Ray process, no listening
+    socket left behind."""
+    pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+
+    def listening() -> set:
+        ours = {psutil.Process().pid} | {p.pid for p in psutil.Process().children(recursive=True)}
+        return {c.laddr for c in psutil.net_connections(kind="inet") if c.status == "LISTEN" and c.pid in ours}
+
+    before = listening()
+    with pytest.raises(ValidationError, match="address.*every network interface"):
+        pmap(_square, [1, 2], backend="ray")
+    with pytest.raises(ValidationError, match="workers"):
+        pmap(_square, [1, 2], backend="ray", workers=2, address="127.0.0.1:1")
+    assert not ray_processes()
+    assert listening() <= before
 
 
 def measured(records):
@@ -95,8 +127,3 @@ def test_unreachable_ray_address_fails_fast():
         pmap(_square, [1, 2], backend="ray", address="127.0.0.1:1")
 
 
-def test_ray_versions_without_default_authentication_are_refused():
-    from aflqueue.parallel import _ray_version_ok
-
-    assert _ray_version_ok("2.60.0") and _ray_version_ok("2.59.0") and _ray_version_ok("3.0.0.dev0")
-    assert not _ray_version_ok("2.58.1") and not _ray_version_ok("2.9.3")

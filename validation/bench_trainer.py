@@ -89,7 +89,7 @@ class Bench:
     def run(self, batched: bool, updates: int, max_batch: int | None = None) -> tuple[float, float]:
         """Seconds for ``updates`` arrivals (and one final evaluation on the test samples) and
         the final test loss."""
-        tr = TraceTrainer(model=self.build(), data=self.data, trace=self.trace, routing=self.system.routing,
+        tr = TraceTrainer(model=self.build(), data=self.data, trace=self.trace,
                           algorithm="generalized-asyncsgd", local=self.local,
                           settings=EngineSettings(updates=updates, eval_every=0, checkpoint_every=0, batched=batched,
                                                   max_batch=max_batch or self.max_batch, seed=self.seed),

@@ -193,7 +193,7 @@ def replay(case: Case, built, device: str = "cpu", *, batched: bool = False, dty
     initial = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     settings = EngineSettings(eval_every=max(1, case.arrivals // 4), checkpoint_every=0, batched=batched,
                               max_batch=max_batch, seed=case.seed if minibatch_seed is None else minibatch_seed)
-    tr = TraceTrainer(model=model, data=_in_dtype(data, dtypes[dtype]), trace=trace, routing=system.routing,
+    tr = TraceTrainer(model=model, data=_in_dtype(data, dtypes[dtype]), trace=trace,
                       algorithm=Keep, local=LocalConfig(steps=case.steps, lr=case.lr, batch_size=case.batch_size),
                       settings=settings, device=device)
     with strict_float32(strict):

@@ -15,6 +15,7 @@ exact paths to provide.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import pickle
 import random
@@ -304,26 +305,35 @@ def _load_digits(root: Path | None, seed: int, test_fraction: float = 0.2) -> tu
 def _load_mnist1d(
     root: Path | None, seed: int, num_samples: int = 5000, test_fraction: float = 0.2
 ) -> tuple[Dataset, Dataset]:
-    from mnist1d.data import get_dataset_args, make_dataset
-
     n = check_integer(num_samples, "num_samples", 10)
     tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     if seed >= 2**32:
         raise ValidationError("seed", f"mnist1d needs a seed in [0, 2**32 - 1] (got {seed})")
+    x, y, x_test, y_test = (a.copy() for a in _mnist1d_arrays(n, int(seed), float(tf)))
+    train = _from_numpy(x[:, None, :], y, 10, "mnist1d")
+    test = _from_numpy(x_test[:, None, :], y_test, 10, "mnist1d")
+    if len(train) == 0 or len(test) == 0:
+        raise ValidationError("num_samples", f"{n} samples give an empty train or test split; use more")
+    return train, test
+
+
+@functools.lru_cache(maxsize=8)
+def _mnist1d_arrays(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, ...]:
+    """The generated arrays ``(x, y, x_test, y_test)``, kept per process: generating 8,000 samples
+    takes ~10 s, a third of a typical study run, and every run of a seed asks for the same ones
+    (the caller copies them, so nothing it does reaches the cache)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()  # the package's defaults: 5000 samples, 80/20 split, length 40
     args.num_samples = n
     args.seed = seed
-    args.train_split = 1.0 - tf
+    args.train_split = 1.0 - test_fraction
     # make_dataset is the package's generator (get_dataset would try to download a pickle and
     # write a cache file into the working directory). It reseeds and draws from numpy's global
     # RNG, so that state is saved and restored around it.
     with _preserved_global_rng():
         data = make_dataset(args)
-    train = _from_numpy(data["x"][:, None, :], data["y"], 10, "mnist1d")
-    test = _from_numpy(data["x_test"][:, None, :], data["y_test"], 10, "mnist1d")
-    if len(train) == 0 or len(test) == 0:
-        raise ValidationError("num_samples", f"{n} samples give an empty train or test split; use more")
-    return train, test
+    return tuple(np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test"))
 
 
 def _load_synthetic(

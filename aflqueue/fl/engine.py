@@ -24,12 +24,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .._results import require_pandas, result_repr
+from .._results import Result, require_pandas, result_repr
 from ..errors import ValidationError, require
 from ..io import atomic_write, dumps_json, json_safe
 from ..sim.trace import Trace
@@ -40,6 +40,8 @@ from .local import (ClientData, LocalConfig, ParamSpec, activation_statistics, e
 __all__ = ["EngineSettings", "TrainResult", "TraceTrainer", "resolve_device"]
 
 CHECKPOINT_FORMAT = 1
+#: The files a run writes into its output folder.
+RUN_FILES = ("results.json", "updates.csv", "checkpoint.pt", "trace.npz", "config.json")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -95,8 +97,8 @@ class EngineSettings:
                     f"must be an integer >= 1 (got {self.max_batch!r})")
 
 
-@dataclass
-class TrainResult:
+@dataclass(frozen=True, eq=False)
+class TrainResult(Result):
     """Outcome of a training run (JSON-serialisable through :meth:`to_dict`).
 
     Attributes:
@@ -110,6 +112,10 @@ class TrainResult:
             (the schedule ran out), or ``"diverged"``.
         diverged: True if the loss or the server model became non-finite; the run then stops at
             that arrival (``diverged_at``), and ``final_loss`` is NaN (``null`` in JSON).
+        routing: ``p`` the schedule was drawn with, shape ``(n,)``; concurrency: its ``m`` (both
+            from the trace, which owns them).
+        algorithm: the server algorithm's name; algorithm_params: its hyper-parameters as given.
+        meta: what the caller attached (data set, predictions, step size, ...).
     """
 
     final_accuracy: float
@@ -120,28 +126,24 @@ class TrainResult:
     log: dict[str, list]
     costs: dict[str, Any]
     wall_time: float
+    routing: np.ndarray
+    concurrency: int
+    algorithm: str = "unknown algorithm"
+    algorithm_params: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
     stopped_by: str = "updates"
     diverged: bool = False
     diverged_at: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def routing(self) -> np.ndarray | None:
-        """The routing ``p`` the schedule was drawn with (from ``meta``; None if not recorded)."""
-        p = self.meta.get("routing")
-        return None if p is None else np.asarray(p, dtype=float)
+    frame_index: ClassVar[str] = "evaluation"
 
-    @property
-    def concurrency(self) -> int | None:
-        """``m`` of the schedule (from ``meta``; None if not recorded)."""
-        m = self.meta.get("concurrency")
-        return None if m is None else int(m)
+    def title(self) -> str:
+        return f"TrainResult ({self.algorithm}{'' if self.complete else ', partial'})"
 
     def __repr__(self) -> str:
         c = self.curves
-        return result_repr(f"TrainResult ({self.meta.get('algorithm', 'unknown algorithm')}"
-                           f"{'' if self.complete else ', partial'})", [
+        return result_repr(self.title(), [
             ("final_accuracy", self.final_accuracy), ("final_loss", self.final_loss),
             ("arrivals", self.arrivals), ("simulated_time", self.simulated_time),
             ("routing", self.routing), ("concurrency", self.concurrency),
@@ -153,8 +155,9 @@ class TrainResult:
         """Strict-JSON dict (NaN and inf become ``null``): the final metrics, the curves as
         parallel lists (``time``, ``updates``, ``test_accuracy``, ``test_loss``,
         ``model_version``), ``arrivals``, ``simulated_time``, ``costs``, ``wall_time``,
-        ``arrivals_per_second``, ``complete``, ``stopped_by``, ``diverged``, ``diverged_at`` and the entries of ``meta`` (``routing``,
-        ``concurrency``, ``algorithm`` ...). This is ``results.json``."""
+        ``arrivals_per_second``, ``complete``, ``stopped_by``, ``diverged``, ``diverged_at``,
+        ``algorithm``, ``algorithm_params``, ``routing``, ``concurrency`` and the entries of
+        ``meta``. This is ``results.json``."""
         return json_safe({"final_accuracy": self.final_accuracy, "final_loss": self.final_loss,
                           "time": self.curves["time"], "updates": self.curves["updates"],
                           "test_accuracy": self.curves["test_accuracy"], "test_loss": self.curves["test_loss"],
@@ -162,21 +165,14 @@ class TrainResult:
                           "simulated_time": self.simulated_time, "costs": self.costs, "wall_time": self.wall_time,
                           "arrivals_per_second": self.arrivals / self.wall_time if self.wall_time > 0 else None,
                           "complete": self.complete, "stopped_by": self.stopped_by, "diverged": self.diverged,
-                          "diverged_at": self.diverged_at, **self.meta})
+                          "diverged_at": self.diverged_at, "algorithm": self.algorithm,
+                          "algorithm_params": self.algorithm_params, "routing": self.routing,
+                          "concurrency": self.concurrency, **self.meta})
 
-    def to_frame(self) -> Any:
-        """The learning curves as a :class:`pandas.DataFrame`, one row per evaluation, columns
-        ``time`` (simulated), ``updates`` (arrivals applied), ``model_version``, ``test_accuracy``,
-        ``test_loss``. ``final_accuracy``, ``final_loss``, ``arrivals``, ``simulated_time``,
-        ``routing``, ``concurrency`` and ``algorithm`` are in ``df.attrs``. Needs pandas."""
-        pd = require_pandas("TrainResult.to_frame()")
-        df = pd.DataFrame({k: list(v) for k, v in self.curves.items()})
-        df.index.name = "evaluation"
-        df.attrs.update(json_safe({"final_accuracy": self.final_accuracy, "final_loss": self.final_loss,
-                                   "arrivals": self.arrivals, "simulated_time": self.simulated_time,
-                                   "routing": self.routing, "concurrency": self.concurrency,
-                                   "algorithm": self.meta.get("algorithm"), "complete": self.complete}))
-        return df
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """The learning curves: ``time`` (simulated), ``updates`` (arrivals applied),
+        ``model_version``, ``test_accuracy``, ``test_loss``, one row per evaluation."""
+        return {k: np.asarray(v) for k, v in self.curves.items()}
 
     def log_frame(self) -> Any:
         """The per-arrival log as a :class:`pandas.DataFrame` (the rows of ``updates.csv``): index
@@ -268,11 +264,12 @@ class FiniteGuard:
 class TraceTrainer:
     """Replays ``trace`` with ``model`` on ``data`` under a server algorithm (module docstring)."""
 
-    def __init__(self, *, model: torch.nn.Module, data, trace: Trace, routing, algorithm: str,
+    def __init__(self, *, model: torch.nn.Module, data, trace: Trace, algorithm: str,
                  algorithm_params: dict[str, Any] | None = None, local: LocalConfig = LocalConfig(),
                  settings: EngineSettings = EngineSettings(), device: str | torch.device = "auto",
                  output_dir: str | Path | None = None, meta: dict[str, Any] | None = None,
-                 progress: bool = False, inputs: dict[str, Any] | None = None, callbacks: Sequence[Any] = ()):
+                 progress: bool = False, inputs: dict[str, Any] | None = None, callbacks: Sequence[Any] = (),
+                 output_files: dict[str, Any] | None = None):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         require(len(data.clients) == trace.n_clients, "data.clients",
                 f"the trace has {trace.n_clients} clients but the data is split among {len(data.clients)}")
@@ -293,16 +290,13 @@ class TraceTrainer:
         self.callbacks = tuple(callbacks)
         self.algorithm_name = algorithm
         self.algorithm_params = dict(algorithm_params or {})
-        self.routing = np.asarray(routing, dtype=float)
-        # the importance weights 1/(n p_i) are unbiased only for the routing the schedule was
-        # drawn with: replaying a trace under another routing would bias training silently
+        # the trace owns the routing: the importance weights 1/(n p_i) are unbiased only for the
+        # routing its dispatches were drawn with
         require(trace.routing is not None, "trace.routing",
                 "the trace does not record the routing its dispatches were drawn with; simulate it with "
                 "aflqueue.sim.simulate or build it with Trace(..., routing=p)")
-        require(self.routing.shape == trace.routing.shape and bool(np.allclose(self.routing, trace.routing,
-                                                                                 rtol=0, atol=1e-12)),
-                "routing", "differs from the routing the trace was drawn with; a replayed schedule must be trained "
-                           "with the routing that produced it")
+        self.routing = np.asarray(trace.routing, dtype=float)
+        self.output_files = dict(output_files or {})
         unl = None if getattr(data, "unlabeled", None) is None else data.unlabeled.x.to(self.device)
         self.ctx = AlgorithmContext(n_clients=trace.n_clients, routing=self.routing, concurrency=trace.concurrency,
                                     model=self.model, spec=self.spec, num_classes=data.num_classes,
@@ -335,6 +329,31 @@ class TraceTrainer:
         require(U >= 1, "run", "no arrival falls inside the budget")
         return U
 
+    def _claim_output(self, state: TrainerState, resume: bool, force: bool) -> TrainerState:
+        """Check the output folder before anything is written to it, then write the schedule and
+        the caller's files (``output_files``); returns the state to start from."""
+        out = self.output_dir
+        require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
+        ckpt = out / "checkpoint.pt"
+        held = [f for f in RUN_FILES if (out / f).exists()]
+        if resume and ckpt.exists():
+            state = self._load(ckpt, state)  # refuses another configuration's checkpoint: nothing written yet
+        elif held and not force:
+            raise ValidationError("output", f"{str(out)!r} already holds a run ({', '.join(held)}); "
+                                            + ("it has no checkpoint to resume from; " if resume else
+                                               "pass --resume to continue it, ")
+                                            + "pass --force to replace it, or choose another --output")
+        else:
+            for f in held:  # a replaced run leaves no file of its own behind
+                (out / f).unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        if not (resume and ckpt.exists()):
+            self.trace.save(out / "trace.npz")
+        for name, obj in self.output_files.items():
+            text = dumps_json(obj, indent=2)
+            atomic_write(out / name, lambda p, text=text: p.write_text(text))
+        return state
+
     def _eval_points(self) -> tuple[set[int], list[float]]:
         s = self.settings
         ks = set(range(s.eval_every, self.U + 1, s.eval_every)) if s.eval_every else set()
@@ -346,7 +365,7 @@ class TraceTrainer:
 
     def config_hash(self) -> str:
         """Identity of the run's *inputs*: what the caller says the run is (``inputs``, e.g. the
-        configuration), the algorithm and its settings, the routing as given, and the schedule
+        configuration), the algorithm and its settings, the trace's routing, and the schedule
         (:meth:`Trace.digest`). Derived numbers (predicted proxies, ``meta``) never enter it."""
         key = json.dumps({"inputs": self.inputs, "algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
                           "params": self.algorithm_params,
@@ -356,17 +375,17 @@ class TraceTrainer:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     # ------------------------------------------------------------------ main loop
-    def run(self, resume: bool = False) -> TrainResult:
+    def run(self, resume: bool = False, *, force: bool = False) -> TrainResult:
+        """Train. With an ``output_dir``: ``resume`` continues from its checkpoint (refused, with
+        every file left as it was, when the checkpoint belongs to another configuration);
+        without ``resume`` a folder holding a run is refused unless ``force`` replaces it."""
+        require(not (resume and force), "force", "give --resume (continue the run) or --force (replace it), not both")
         t_wall = time.perf_counter()
         tr, m = self.trace, self.trace.concurrency
         state = self._fresh_state()
         ckpt = None if self.output_dir is None else self.output_dir / "checkpoint.pt"
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        if resume and ckpt is not None and ckpt.exists():
-            state = self._load(ckpt, state)
-        elif self.output_dir is not None:
-            tr.save(self.output_dir / "trace.npz")
+            state = self._claim_output(state, resume, force)
         alg = state.alg
         eval_ks, eval_grid = self._eval_points()
         next_grid = sum(1 for g in eval_grid if g < state.time)  # the loop evaluates g < arrival time
@@ -542,11 +561,11 @@ class TraceTrainer:
             final_loss=c["test_loss"][-1] if c["test_loss"] else float("nan"),
             curves={k: list(v) for k, v in c.items()}, arrivals=int(state.k), simulated_time=float(state.time),
             log={name: [row[j] for row in log] for j, name in enumerate(cols)},
-            costs=state.alg.costs(), wall_time=float(state.wall), complete=complete,
+            costs=state.alg.costs(), wall_time=float(state.wall), routing=self.routing.copy(),
+            concurrency=int(self.trace.concurrency), algorithm=getattr(self.algorithm_name, "name", self.algorithm_name),
+            algorithm_params=dict(self.algorithm_params), complete=complete,
             stopped_by="diverged" if state.diverged_at is not None else self.stopped_by,
-            diverged=state.diverged_at is not None, diverged_at=state.diverged_at,
-            meta={"algorithm": getattr(self.algorithm_name, "name", self.algorithm_name),
-                  "algorithm_params": self.algorithm_params, **self.meta},
+            diverged=state.diverged_at is not None, diverged_at=state.diverged_at, meta=dict(self.meta),
         )
 
     def _write_outputs(self, state, result: TrainResult) -> None:

@@ -1,9 +1,10 @@
 """Compiled (numba) MVA with the cotangent recursion fused into one loop.
 
 Same recursion as :func:`aflqueue.queueing.mva.mva` (see its docstring); per population step it
-does one sweep over FIFO stations instead of a dozen numpy calls, which matters when the
-optimiser evaluates value and gradient thousands of times. Imported lazily: numba costs ~0.3 s
-to import and compiles once per machine (cached on disk).
+does one sweep over FIFO stations instead of a dozen numpy calls. Importing this module imports
+numba (~0.2 s), and the first call in a process loads the machine code from the on-disk cache
+(~0.3 s; compiling it, once per machine, takes seconds), so ``mva.py`` imports it lazily and
+only for problems large enough to repay that (:func:`aflqueue.queueing.mva.auto_backend`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import cached_njit
 
 
-@njit(cache=True)
-def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compiled
+@cached_njit()
+def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - compiled
     """FIFO demands ``f`` (nf,), total delay demand ``d_sum``, population ``m``, FIFO cotangents
-    ``Cf`` (q, nf), ``cd_rho[j] = sum_delay c_jt rho_t`` (q,).
+    ``Cf`` (q, nf), ``cd_rho[j] = sum_delay c_jt rho_t`` (q,), history ``H``: ``(m+1, nf)`` to
+    receive ``Q(k)`` for every ``k`` (row 0 left as given), or ``(0, nf)`` for none.
 
     Returns ``lam (m+1,), logG (m+1,), Q (nf,), Q_prev (nf,), s (q, m+1), Z (q, nf), Z_prev (q, nf)``.
 
@@ -27,24 +30,27 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compile
     """
     nf = f.size
     q = Cf.shape[0]
+    keep = H.shape[0] > 0
     lam = np.zeros(m + 1)
     logG = np.zeros(m + 1)
-    Q = np.zeros(nf)
-    Qp = np.zeros(nf)
-    R = np.empty(nf)
+    R = np.zeros(nf)  # R(k-1) at the top of step k, R(k) after the swap
+    Rn = np.zeros(nf)
     s = np.zeros((q, m + 1))
     Z = np.zeros((q, nf))
     Zp = np.zeros((q, nf))
+    x_prev = 0.0
     for k in range(1, m + 1):
-        # sweep 1: R(k) = f (1 + Q(k-1)) and the throughput
+        # sweep 1: Q(k-1) = x(k-1) R(k-1) (the numpy loop's product, recomputed here instead of
+        # stored by a second sweep), R(k) = f (1 + Q(k-1)) and the throughput
         tot = d_sum
         for i in range(nf):
-            r = f[i] * (1.0 + Q[i])
-            R[i] = r
+            r = f[i] * (1.0 + x_prev * R[i])
+            Rn[i] = r
             tot += r
         x = k / tot
         lam[k] = x
         logG[k] = logG[k - 1] - math.log(x)
+        R, Rn = Rn, R
         # sweep 2 (per cotangent): Z(k) = x (f (Z(k-1) + s(k-1)) + c R(k)), s(k) = c . Q(k)
         for j in range(q):
             sj = s[j, k - 1]
@@ -56,7 +62,8 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho):  # pragma: no cover - compile
                 Z[j, i] = x * (f[i] * (zi + sj) + cr)
                 acc += cr
             s[j, k] = x * (acc + cd_rho[j])
-        for i in range(nf):
-            Qp[i] = Q[i]
-            Q[i] = x * R[i]
-    return lam, logG, Q, Qp, s, Z, Zp
+        if keep:
+            for i in range(nf):
+                H[k, i] = x * R[i]
+        x_prev = x
+    return lam, logG, x_prev * R, lam[m - 1] * Rn, s, Z, Zp

@@ -3,11 +3,8 @@
 ``analyze(system)`` returns an :class:`Analysis`: throughput, per-client queue lengths,
 utilisation, response times and mean relative delay ``E[D_i]``, and the same per station.
 
-Relative delay (staleness in updates) uses the discrete Little law on update epochs with the
-arrival theorem: the ``m - 1`` other tasks seen at an update follow ``pi_{m-1}``, hence
-``E[D_i] = E_{m-1}[Y_i] / p_i + E_{m-1}[X_cs]`` with ``Y_i`` the tasks at client ``i``'s stages and
-``X_cs`` the tasks queued at the central server (each of which updates before the new task).
-``sum_i p_i E[D_i] = m - 1`` for every routing and rate.
+Relative delay (staleness in updates) is ``E[D_i] = E_{m-1}[Y_i] / p_i + E_{m-1}[X_cs]``
+(:mod:`aflqueue.queueing.delay`); ``sum_i p_i E[D_i] = m - 1`` for every routing and rate.
 """
 
 from __future__ import annotations
@@ -22,6 +19,8 @@ from .._results import require_pandas, result_repr
 from ..io import json_safe
 from ..system import System
 from . import convolution
+from .delay import relative_delay_from_queues
+from .gradients import gradients_from_mva, gradients_from_queues
 from .mva import mva
 from .network import Network, network_of
 
@@ -181,17 +180,6 @@ class Analysis:
         return df
 
 
-def relative_delay_from_queues(net: Network, q_prev: np.ndarray, routing: np.ndarray) -> np.ndarray:
-    """``E[D_i] = E_{m-1}[Y_i]/p_i + E_{m-1}[X_cs]`` (docs/theory.md sections 3-4), shape ``(n,)``;
-    NaN where ``p_i = 0``. ``q_prev``: per-station ``E_{m-1}[X_s]``."""
-    y_prev = net.per_client(q_prev)
-    cs = net.server_index
-    x_cs = float(q_prev[cs]) if cs is not None else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(routing > 0, y_prev / np.where(routing > 0, routing, 1.0) + x_cs, np.nan)
-    return d
-
-
 def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradient: bool = False,
             backend: str = "auto") -> Analysis:
     """Exact metrics of ``system`` at its concurrency.
@@ -206,8 +194,10 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
     lengths or delays use :func:`~aflqueue.queueing.gradients.metrics_vjp` or
     :func:`~aflqueue.queueing.gradients.routing_jacobians`.
 
-    ``backend`` (MVA only): ``"numpy"``, ``"numba"`` or ``"auto"`` (numpy for a one-shot analysis;
-    numba pays off when the same process analyses many systems, e.g. in an optimiser).
+    ``backend`` (MVA only): ``"numpy"``, ``"numba"`` or ``"auto"``, which picks by problem size
+    (:func:`aflqueue.queueing.mva.auto_backend`: compiled from about 2 ms of numpy work, e.g.
+    ``n = m = 1000``; numpy for small systems, which then never import numba). Every backend
+    returns the same bits.
     """
     net = network_of(system)
     m = system.concurrency
@@ -215,8 +205,6 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
     if method == "mva":
         res = mva(net.demands, net.is_delay, m, backend=backend)
         if gradient:
-            from .gradients import gradients_from_mva
-
             grads = gradients_from_mva(net, res, system.routing)
         lam_m = float(res.throughput[m])
         logG = float(res.log_normalizing_constants[m])
@@ -228,8 +216,6 @@ def analyze(system: System, method: Literal["mva", "convolution"] = "mva", gradi
         q = convolution.mean_queue_lengths(net.demands, net.is_delay, lg, m)
         q_prev = convolution.mean_queue_lengths(net.demands, net.is_delay, lg, m - 1)
         if gradient:
-            from .gradients import gradients_from_queues
-
             grads = gradients_from_queues(net, lam_m, logG, q, q_prev, system.routing)
     else:
         raise ValueError(f"method: must be 'mva' or 'convolution' (got {method!r})")

@@ -53,14 +53,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numba import njit
 from scipy import special
 
 from ..errors import ValidationError
 from ..laws import Deterministic, Empirical, Exponential, Gamma, LogNormal, Mixture, Pareto, ServiceLaw, Weibull
 from ..system import System
-from .analysis import Analysis, metrics_from_stations, relative_delay_from_queues
+from .analysis import Analysis, metrics_from_stations
+from .delay import relative_delay_from_queues
 from .gradients import DelayObjective
+from .jit import cached_njit
 from .network import SERVER, network_of
 
 __all__ = ["ApproxAnalysis", "ApproxMVAResult", "approx_analyze", "approximate_mva", "approximate_mva_vjp",
@@ -214,7 +215,7 @@ _U0 = -_X_LO_EXP * _PER_DECADE  # knot index of x = 1
 _X_LO = 10.0 ** _X_LO_EXP
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _residual_at(tabs, j, x):  # pragma: no cover - compiled
     """``(X, dX/dx)`` from knot table ``j`` of ``tabs`` (shape ``(G, 3, K)``) at ``x >= 0``."""
     K = tabs.shape[2]
@@ -296,7 +297,7 @@ def residual_tables(laws: tuple[ServiceLaw, ...], is_delay: np.ndarray, demands:
 
 
 # --------------------------------------------------------------------------- recursion
-@njit(cache=True)
+@cached_njit()
 def _forward_kernel(f, d_sum, m, index, tabs, tape):  # pragma: no cover - compiled
     """The recursion over FIFO demands ``f`` (module docstring). Returns ``lam (m+1,), Q, Q_prev,
     R (nf,)`` and, if ``tape``, ``Q(k-1)``, ``x``, ``X`` and ``dX/dx`` for ``k = 1..m`` (shape ``(m, nf)``).
@@ -344,7 +345,7 @@ def _forward_kernel(f, d_sum, m, index, tabs, tape):  # pragma: no cover - compi
     return lam, Q, Qp, R, TQ, Tx, TX, TdX
 
 
-@njit(cache=True)
+@cached_njit()
 def _backward_kernel(f, m, index, lam, TQ, Tx, TX, TdX, lam_bar, Q_bar_m, Q_bar_prev):  # pragma: no cover
     """Adjoint of :func:`_forward_kernel`: cotangents on ``lambda(k)`` (``lam_bar``, modified in
     place), ``Q(m)`` and ``Q(m-1)`` of the FIFO stations; returns ``(f_bar (nf,), total_bar (m+1,))``

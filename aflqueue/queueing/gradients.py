@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..system import System
-from .analysis import relative_delay_from_queues
+from .delay import relative_delay_from_queues
 from .mva import MVAResult, mva
 from .network import Network, network_of
 

@@ -28,12 +28,22 @@ an exponential family in ``theta = log rho``, ``d E_M[c_j . X] / d theta_t`` equ
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MVAResult", "mva"]
+from .jit import caching_available, warn_once
+
+__all__ = ["AUTO_COMPILED_WORK", "AUTO_STEP_OVERHEAD", "MVAResult", "auto_backend", "mva"]
+
+#: ``backend="auto"`` runs the compiled kernel when the numpy loop's work, in station-steps (see
+#: :func:`auto_backend`), reaches this: about 2 ms of numpy at ~4 ns per station-step. Loading
+#: numba and the cached kernel costs ~0.5 s once per process, repaid after a few hundred calls at
+#: this size (~75 at ``n = m = 1000``); below it a one-shot analysis (``import aflqueue`` and one
+#: ``analyze``, the CLI) never imports numba.
+AUTO_COMPILED_WORK = 500_000
+#: numpy's fixed cost per population step (a dozen array calls, ~2.5 us), in station-steps.
+AUTO_STEP_OVERHEAD = 600
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +59,8 @@ class MVAResult:
         cotangent_dots: shape ``(q, m+1)``, ``s_j(k) = c_j . E_k[X]``, if cotangents were given.
         cross_moments: shape ``(q, S)``, ``Z_jt(m) = E_m[X_t (c_j . X)]``, if cotangents were given.
         cross_moments_prev: shape ``(q, S)``, ``Z_jt(m-1)``, if cotangents were given.
+        backend: the backend that ran, ``"numpy"`` or ``"numba"`` (``"auto"`` resolved); the
+            numbers do not depend on it.
     """
 
     throughput: np.ndarray
@@ -59,10 +71,26 @@ class MVAResult:
     cotangent_dots: np.ndarray | None = None
     cross_moments: np.ndarray | None = None
     cross_moments_prev: np.ndarray | None = None
+    backend: str = "numpy"
 
     @property
     def population(self) -> int:
         return self.throughput.size - 1
+
+
+def auto_backend(stations: int, population: int, cotangents: int = 0) -> str:
+    """The backend that ``mva(..., backend="auto")`` picks for a network of ``stations`` stations at
+    population ``population`` with ``cotangents`` cotangent rows: ``"numba"`` when the work
+
+        population * (stations * (1 + cotangents) + AUTO_STEP_OVERHEAD) >= AUTO_COMPILED_WORK
+
+    (station-steps), else ``"numpy"``. It depends on the sizes only, never on what is imported,
+    and both backends return the same bits, so it changes speed only. Where numba cannot keep
+    its compiled code on disk (no writable cache folder) ``"auto"`` runs numpy all the same, after
+    one warning line (:mod:`aflqueue.queueing.jit`).
+    """
+    work = int(population) * (int(stations) * (1 + int(cotangents)) + AUTO_STEP_OVERHEAD)
+    return "numba" if work >= AUTO_COMPILED_WORK else "numpy"
 
 
 def mva(
@@ -83,20 +111,24 @@ def mva(
         history: keep ``E_k[X]`` for every ``k`` (memory ``(m+1) S`` floats).
         cotangents: optional ``C``, shape ``(q, S)`` or ``(S,)``; runs the cotangent recursion
             (module docstring) alongside.
-        backend: ``"numpy"`` (vectorised over stations), ``"numba"`` (compiled, fused loop) or
-            ``"auto"``: numba when cotangents are given (gradient work, usually repeated) or when
-            the compiled kernel is already loaded in this process; numpy otherwise (a one-shot
-            analysis, where numba's import and load time, ~0.4 s, would dominate). The two
-            backends perform the same floating-point operations in the same order and return
-            identical bits (tested), so the choice affects speed only.
+        backend: ``"numpy"`` (vectorised over stations), ``"numba"`` (compiled, fused loop; compiled
+            without a disk cache where none is writable) or ``"auto"``: the choice of
+            :func:`auto_backend` by problem size. The two backends perform the same floating-point
+            operations in the same order and return identical bits (tested), so the choice affects
+            speed only; ``MVAResult.backend`` says which ran.
     """
     if backend not in ("auto", "numpy", "numba"):
         raise ValueError(f"backend: must be 'auto', 'numpy' or 'numba' (got {backend!r})")
-    warm = "aflqueue.queueing._kernels" in sys.modules
-    if backend == "numba" or (backend == "auto" and not history and (cotangents is not None or warm)):
-        if history:
-            raise ValueError("history: not available with the numba backend")
-        return _mva_numba(demands, is_delay, population, cotangents)
+    C = None if cotangents is None else np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
+    kernel = None
+    if backend == "numba":
+        from ._kernels import mva_cotangent_kernel  # lazy: keeps numba out of small analyses
+
+        kernel = mva_cotangent_kernel
+    elif backend == "auto" and auto_backend(np.size(demands), population, 0 if C is None else C.shape[0]) == "numba":
+        kernel = _cached_kernel()
+    if kernel is not None:
+        return _mva_compiled(kernel, demands, is_delay, population, C, history)
     rho = np.asarray(demands, dtype=np.float64)
     S = rho.size
     delay = np.zeros(S, dtype=bool) if is_delay is None else np.asarray(is_delay, dtype=bool)
@@ -112,9 +144,8 @@ def mva(
     Qf_prev = Qf
     hist = np.zeros((m + 1, S)) if history else None
 
-    C = s = Z = Z_prev = None
-    if cotangents is not None:
-        C = np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
+    s = Z = Z_prev = None
+    if C is not None:
         Cf, Cd = C[:, fi], C[:, di]
         cd_rho = delay_dots(Cd, rho[di])
         q = C.shape[0]
@@ -160,7 +191,7 @@ def delay_dots(Cd: np.ndarray, rho_delay: np.ndarray) -> np.ndarray:
     return np.add.accumulate(prod, axis=1)[:, -1].copy()
 
 
-def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None) -> MVAResult:
+def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None, backend="numpy") -> MVAResult:
     """Station-level result from the FIFO recursion (delay stations have closed forms)."""
     S = rho.size
     Q, Q_prev = np.zeros(S), np.zeros(S)
@@ -168,7 +199,7 @@ def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None
     Q[di] = lam[m] * rho[di]
     Q_prev[di] = lam[m - 1] * rho[di]
     out = dict(throughput=lam, log_normalizing_constants=logG, queue_lengths=Q, queue_lengths_prev=Q_prev,
-               history=hist)
+               history=hist, backend=backend)
     if C is not None:
         Cd = C[:, di]
         Zm, Zp = np.zeros((C.shape[0], S)), np.zeros((C.shape[0], S))
@@ -181,19 +212,34 @@ def _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s, Z, Z_prev, hist=None
     return MVAResult(**out)
 
 
-def _mva_numba(demands, is_delay, population, cotangents) -> MVAResult:
-    from ._kernels import mva_cotangent_kernel
+def _cached_kernel():
+    """The compiled kernel where numba loads it from (or writes it to) its disk cache, else None
+    after one warning line: without a cache each process would compile it again (seconds)."""
+    try:
+        from ._kernels import mva_cotangent_kernel  # lazy: numba costs ~0.5 s per process, repaid by large problems
+    except ImportError as e:
+        warn_once(f"aflqueue: numba cannot be imported ({e}): the exact analysis uses numpy (same results, slower)")
+        return None
+    return mva_cotangent_kernel if caching_available() else None
 
+
+def _mva_compiled(kernel, demands, is_delay, population, C, history) -> MVAResult:
     rho = np.asarray(demands, dtype=np.float64)
     S = rho.size
     delay = np.zeros(S, dtype=bool) if is_delay is None else np.asarray(is_delay, dtype=bool)
     m = int(population)
     fi, di = np.flatnonzero(~delay), np.flatnonzero(delay)
-    C = np.zeros((0, S)) if cotangents is None else np.atleast_2d(np.asarray(cotangents, dtype=np.float64))
-    Cf = np.ascontiguousarray(C[:, fi])
-    cd_rho = delay_dots(C[:, di], rho[di])
-    lam, logG, Qf, Qf_prev, s, Z, Z_prev = mva_cotangent_kernel(
-        np.ascontiguousarray(rho[fi]), float(rho[di].sum()), m, Cf, cd_rho)
-    keep = cotangents is not None
-    return _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C if keep else None, s if keep else None,
-                     Z if keep else None, Z_prev if keep else None)
+    Ck = np.zeros((0, S)) if C is None else C
+    Cf = np.ascontiguousarray(Ck[:, fi])
+    cd_rho = delay_dots(Ck[:, di], rho[di])
+    H = np.zeros((m + 1 if history else 0, fi.size))
+    lam, logG, Qf, Qf_prev, s, Z, Z_prev = kernel(
+        np.ascontiguousarray(rho[fi]), float(rho[di].sum()), m, Cf, cd_rho, H)
+    hist = None
+    if history:
+        hist = np.zeros((m + 1, S))
+        hist[:, fi] = H
+        hist[1:, di] = lam[1:, None] * rho[di]  # the numpy loop's x * rho[di], row by row
+    keep = C is not None
+    return _assemble(rho, fi, di, m, lam, logG, Qf, Qf_prev, C, s if keep else None,
+                     Z if keep else None, Z_prev if keep else None, hist, backend="numba")

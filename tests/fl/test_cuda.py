@@ -149,7 +149,7 @@ def test_replay_synchronises_a_fixed_number_of_times(cnn, batched):
     case, (data, system, trace) = cnn
 
     def count(updates):
-        tr = TraceTrainer(model=_model(case, "cpu"), data=data, trace=trace, routing=system.routing,
+        tr = TraceTrainer(model=_model(case, "cpu"), data=data, trace=trace,
                           algorithm="generalized-asyncsgd",
                           local=LocalConfig(steps=case.steps, lr=case.lr, batch_size=case.batch_size),
                           settings=EngineSettings(updates=updates, eval_every=0, checkpoint_every=0, batched=batched,

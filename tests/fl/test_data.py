@@ -561,3 +561,18 @@ def test_crafted_cifar_folder_does_not_execute(tmp_path: Path, target: str) -> N
     assert not marker.exists()
     msg = str(info.value)
     assert "\n" not in msg and target in msg and "refusing to load" in msg
+
+
+def test_generated_mnist1d_is_kept_per_process_without_sharing_tensors():
+    """The second request of the same MNIST-1D set comes from the cache: equal data, and writing
+    into what the first request returned does not reach it."""
+    pytest.importorskip("mnist1d")
+    from aflqueue.fl.data import make_federated
+
+    a = make_federated("mnist1d", 4, "iid", seed=11, num_samples=200)
+    ref = [c.x.clone() for c in a.clients], a.test.x.clone()
+    for c in a.clients:
+        c.x.mul_(0.0)
+    a.test.x.add_(1.0)
+    b = make_federated("mnist1d", 4, "iid", seed=11, num_samples=200)
+    assert all(torch.equal(c.x, r) for c, r in zip(b.clients, ref[0])) and torch.equal(b.test.x, ref[1])

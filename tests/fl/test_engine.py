@@ -1,6 +1,7 @@
 """Trace-driven trainer: schedule fidelity, start models, resume, batched == serial, algorithms."""
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -47,7 +48,7 @@ class Recorder(GeneralizedAsyncSGD):
 
 def run(data, system, trace, algorithm="generalized-asyncsgd", out=None, resume=False, **kw):
     settings = kw.pop("settings", EngineSettings(eval_every=100, checkpoint_every=50, seed=1))
-    tr = TraceTrainer(model=model_for(data), data=data, trace=trace, routing=system.routing, algorithm=algorithm,
+    tr = TraceTrainer(model=model_for(data), data=data, trace=trace, algorithm=algorithm,
                       local=kw.pop("local", LocalConfig(steps=2, lr=0.1, batch_size=16)), settings=settings,
                       device="cpu", output_dir=out, **kw)
     return tr, tr.run(resume=resume)
@@ -232,6 +233,52 @@ def test_train_from_config_with_optimal_routing(tmp_path):
     assert cfg.local.lr == 0.05 and st["lr"] != 0.05
 
 
+def small_config(out, *sets):
+    return load_config(None, [f'output="{Path(out).as_posix()}"', 'data.dataset="synthetic"', "data.clients=4",
+                              "run.updates=40", "run.eval_every=20",
+                              'data.options={"num_samples": 200, "num_features": 6, "num_classes": 3}', *sets])
+
+
+def test_a_trace_file_drawn_with_another_routing_is_refused(tmp_path):
+    """The trace owns the routing: a configuration whose routing section disagrees with the trace
+    it replays is refused before any work (the weights 1/(n p_i) would be biased)."""
+    cfg = small_config(tmp_path / "a")
+    first = train(cfg)
+    trace_file = tmp_path / "a" / "trace.npz"
+    again = train(small_config(tmp_path / "b", f'run.trace="{trace_file.as_posix()}"'))
+    assert again.routing.tobytes() == first.routing.tobytes() and again.log == first.log
+    with pytest.raises(ValidationError, match="run.trace") as e:
+        train(small_config(tmp_path / "c", f'run.trace="{trace_file.as_posix()}"', 'routing.kind="explicit"',
+                           "routing.values=[0.4, 0.3, 0.2, 0.1]"))
+    assert "another routing" in str(e.value) and not (tmp_path / "c").exists()
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def test_a_finished_run_is_never_overwritten_without_force(tmp_path):
+    """A plain run into a folder holding a run is refused and leaves every file as it was; --force
+    replaces it; --resume continues it; a refused --resume (other configuration) writes nothing."""
+    out = tmp_path / "run"
+    first = train(small_config(out))
+    before = files_of(out)
+    with pytest.raises(ValidationError, match="already holds a run") as e:
+        train(small_config(out, "local.lr=0.2"))
+    assert "--force" in str(e.value) and "--resume" in str(e.value) and "\n" not in str(e.value)
+    assert files_of(out) == before
+    with pytest.raises(ValidationError, match="different configuration"):
+        train(small_config(out, "local.lr=0.2"), resume=True)
+    assert files_of(out) == before  # config.json untouched next to the old results
+    assert train(small_config(out), resume=True).log == first.log
+    replaced = train(small_config(out, "local.lr=0.2"), force=True)
+    assert json.loads((out / "config.json").read_text())["local"]["lr"] == 0.2
+    assert json.loads((out / "results.json").read_text())["final_loss"] == pytest.approx(replaced.final_loss)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train(small_config(empty)).arrivals == 40  # an empty folder is no run
+
+
 def test_time_budget_binds_when_given(tmp_path):
     cfg = load_config(None, [f'output="{tmp_path.as_posix()}"', 'data.dataset="synthetic"', "data.clients=4",
                              "run.time_budget=300", "run.eval_every=0", "run.eval_times=3",
@@ -246,7 +293,7 @@ def test_cuda_matches_cpu(setup):
     data, system, trace = setup
     runs = []
     for dev in ("cpu", "cuda"):
-        tr = TraceTrainer(model=model_for(data), data=data, trace=trace, routing=system.routing,
+        tr = TraceTrainer(model=model_for(data), data=data, trace=trace,
                           algorithm="generalized-asyncsgd", local=LocalConfig(steps=2, lr=0.1, batch_size=16),
                           settings=EngineSettings(eval_every=100, seed=1), device=dev)
         runs.append(tr.run())
@@ -301,16 +348,17 @@ def test_trace_routing_is_recorded_and_enforced(setup, tmp_path):
     np.testing.assert_array_equal(trace.routing, system.routing)  # simulate() records it
     loaded = type(trace).load(trace.save(tmp_path / "t.npz"))
     assert loaded.routing.tobytes() == trace.routing.tobytes() and loaded.digest() == trace.digest()
-    other = np.roll(system.routing, 1)  # a different routing: the 1/(n p_i) weights would be biased
-    with pytest.raises(ValidationError, match="differs from the routing the trace was drawn with"):
-        TraceTrainer(model=model_for(data), data=data, trace=trace, routing=other, algorithm="generalized-asyncsgd",
-                     device="cpu")
+    tr = TraceTrainer(model=model_for(data), data=data, trace=trace, algorithm="generalized-asyncsgd", device="cpu",
+                      settings=EngineSettings(updates=20, eval_every=0))
+    res = tr.run()  # the trainer reads routing and concurrency from the trace, the one place that holds them
+    assert res.routing.tobytes() == trace.routing.tobytes() and res.concurrency == trace.concurrency
+    assert res.to_dict()["routing"] == trace.routing.tolist() and res.to_dict()["concurrency"] == trace.concurrency
     unknown = type(trace)(**{c: getattr(trace, c) for c in ("client", "dispatch_time", "downlink_end",
                                                             "compute_start", "compute_end", "uplink_end",
                                                             "completion_time", "dispatch_version", "applied_version")},
                           n_clients=trace.n_clients, concurrency=trace.concurrency)
     with pytest.raises(ValidationError, match="trace.routing"):
-        TraceTrainer(model=model_for(data), data=data, trace=unknown, routing=system.routing,
+        TraceTrainer(model=model_for(data), data=data, trace=unknown,
                      algorithm="generalized-asyncsgd", device="cpu")
 
 

@@ -163,7 +163,7 @@ N = 6
 def run(data, system, trace, algorithm="fedecho", params=None, out=None, resume=False, model=None, **kw):
     settings = kw.pop("settings", EngineSettings(eval_every=100, checkpoint_every=50, seed=1))
     model = model or build_model("mlp", data.input_shape, data.num_classes, seed=0, hidden=(16,))
-    tr = TraceTrainer(model=model, data=data, trace=trace, routing=system.routing, algorithm=algorithm,
+    tr = TraceTrainer(model=model, data=data, trace=trace, algorithm=algorithm,
                       algorithm_params=params or {}, local=LocalConfig(steps=2, lr=0.1, batch_size=16),
                       settings=settings, device="cpu", output_dir=out, **kw)
     return tr, tr.run(resume=resume)

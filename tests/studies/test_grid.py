@@ -107,8 +107,12 @@ def test_run_report_only_and_errors(serial_grid, tmp_path, capsys):
 
 @pytest.mark.ray
 def test_ray_backend_gives_identical_results(serial_grid, tmp_path):
-    pytest.importorskip("ray")
+    ray = pytest.importorskip("ray")
     out, full = serial_grid
-    recs = run_grid(TINY, tmp_path, progress=None, backend="ray", workers=2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # the toolkit never starts one itself
+    try:
+        recs = run_grid(TINY, tmp_path, progress=None, backend="ray")
+    finally:
+        ray.shutdown()
     assert measured(recs) == measured(full)
     assert cell_bytes(tmp_path) == cell_bytes(out)
