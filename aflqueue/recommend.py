@@ -188,7 +188,10 @@ class Recommendation(Result):
         arms: one row per pilot run (candidate, lr, fraction, seed, score, updates, ...).
         at_edge: candidates whose chosen rate stayed at the edge of the rates tried.
         pilot_updates, comparison_updates: updates the pilots spent, and the comparison they replace.
-        calibration: the interval's calibration; wall_time: seconds.
+        calibration: the interval's calibration; points: every candidate's operating point
+        (routing, concurrency, weight cap, step ratio, throughput); constants: the proxy constants
+        the candidates were optimised with (None when the caller gave the candidates); wall_time:
+        seconds.
     """
 
     candidate: str
@@ -211,6 +214,8 @@ class Recommendation(Result):
     pilot_updates: int
     comparison_updates: int
     calibration: dict[str, Any]
+    points: dict[str, Any]
+    constants: dict[str, Any] | None
     wall_time: float
 
     frame_fields: ClassVar[tuple[str, ...]] = ("routing",)
@@ -315,14 +320,15 @@ Runner = Callable[[list[tuple[str, dict[str, Any]]]], list[dict[str, Any]]]
 
 
 def job_runner(output: str | Path, *, backend: str = "serial", workers: int | None = None,
-               progress: Callable[[str], None] | None = None) -> Runner:
+               progress: Callable[[str], None] | None = None, code: Sequence[str | Path] = ()) -> Runner:
     """Pilots as resumable jobs under ``output``, keyed by the content of their configuration: an
-    interrupted recommendation resumes, and one with other settings never reuses another's runs."""
+    interrupted recommendation resumes, and one with other settings never reuses another's runs.
+    ``code``: code outside the package that calls it, stamped into the records (a study's)."""
     store = JobStore(Path(output))
 
     def run(jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         records = {r["id"]: r for r in run_jobs(jobs, pilot_run, store, backend=backend, workers=workers,
-                                                  progress=progress)}
+                                                  progress=progress, code=code)}
         return [records[i] for i, _ in jobs]
 
     return run
@@ -486,6 +492,9 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
         U0 = float(updates if updates is not None else (cfg.run.updates or 0))
         require(U0 > 0, "run.updates", "the budget needs run.updates (U0) or run.time_budget")
         budget = time_budget(system, U0)
+    if candidates is None and constants is None:
+        data, model = build_data_and_model(cfg)
+        constants = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4).constants
     points = list(candidates) if candidates is not None else candidates_for(cfg, names, budget, U0, constants)
     require(any(c.name == "asyncsgd" for c in points), "candidates", "must include asyncsgd, the baseline")
     cands = {c.name: c for c in points}
@@ -502,10 +511,10 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
                                    progress=progress)
         best = _halving(cfg, cands, budget, plan, run, log, cost)
         target, finalists = _final(cfg, cands, best, budget, plan, run, log)
-    return _decide(cands, best, finalists, target, budget, log, cost, calibration, time.perf_counter() - t0)
+    return _decide(cands, best, finalists, target, budget, log, cost, calibration, constants, time.perf_counter() - t0)
 
 
-def _decide(cands, best, finalists, target, budget, log, cost, calibration, wall) -> Recommendation:
+def _decide(cands, best, finalists, target, budget, log, cost, calibration, constants, wall) -> Recommendation:
     name = min(finalists, key=lambda nm: finalists[nm]["ratio"]) if finalists else "asyncsgd"
     ratio = finalists[name]["ratio"] if finalists else math.inf
     sigma, interval = prediction_interval(finalists[name]["ratios"], calibration) if finalists else (math.inf, None)
@@ -519,7 +528,8 @@ def _decide(cands, best, finalists, target, budget, log, cost, calibration, wall
         pilot_ratios=list(finalists[name]["ratios"]) if finalists else [], asyncsgd_lr=float(best["asyncsgd"]),
         target=target, time_budget=budget, finalists=finalists, arms=log, at_edge=edges,
         pilot_updates=int(sum(r["updates"] for r in log)), comparison_updates=int(cost["comparison"]),
-        calibration=asdict(calibration), wall_time=wall)
+        calibration=asdict(calibration), points={c.name: c.to_dict() for c in cands.values()},
+        constants=None if constants is None else constants.to_dict(), wall_time=wall)
 
 
 def _at_edge(log: list[dict[str, Any]], name: str, lr: float | None) -> bool:
