@@ -50,7 +50,8 @@ from .queueing import analyze
 from .tuning import score_curves
 
 __all__ = ["CANDIDATES", "Candidate", "PilotPlan", "Calibration", "Recommendation", "candidates_for",
-           "plan_cost", "recommend", "pilot_run", "conformal_quantile"]
+           "plan_cost", "schedule_updates", "recommend", "pilot_run", "job_runner", "conformal_quantile",
+           "prediction_interval"]
 
 #: The candidates :func:`recommend` considers, by name: how each one's routing, concurrency and
 #: weight cap are chosen (docs/theory.md section 12).
@@ -335,22 +336,55 @@ def job_runner(output: str | Path, *, backend: str = "serial", workers: int | No
 
 
 # ----------------------------------------------------------------------------------- the plan
-def plan_cost(cands: Sequence[Candidate], budget: float, plan: PilotPlan) -> dict[str, Any]:
-    """Updates the plan expects to spend (``lambda x time`` per run): per halving round
-    (``rounds``), in the final round, in all (``planned``, before any extension), against the
-    comparison it replaces and the limit (docs/theory.md section 12)."""
-    lam = {c.name: c.throughput for c in cands}
+UpdatesOf = Callable[[Candidate, float, int], float]
+
+
+def plan_cost(cands: Sequence[Candidate], budget: float, plan: PilotPlan,
+              updates: UpdatesOf | None = None) -> dict[str, Any]:
+    """Updates the plan spends at most, before any extension (docs/theory.md section 12):
+    per halving round (``rounds``), in the final round, in all (``planned``), against the
+    comparison it replaces and the ``limit``. ``updates(candidate, fraction, seed)``: the updates
+    one run applies in ``fraction`` of the budget (default: its expectation ``lambda x time``;
+    :func:`recommend` counts them on the runs' own schedules, so the bound is exact). Rounds after
+    the first are bounded by their costliest possible survivors."""
+    upd = updates or (lambda c, f, s: c.throughput * f * budget)
     rates, tune_seeds, eval_seeds = plan.comparison
-    comparison = sum(l * budget * (rates * tune_seeds + eval_seeds) for l in lam.values())
-    arms = [len(plan.lr_factors) * len(cands)]
-    for _ in plan.fractions[1:]:
-        arms.append(max(1, math.ceil(arms[-1] * plan.keep)))
-    mean_lam = float(np.mean(list(lam.values())))
-    rounds = [a * f * budget * mean_lam for a, f in zip(arms, plan.fractions)]
-    others = sorted((l for n, l in lam.items() if n != "asyncsgd"), reverse=True)[: plan.finalists]
-    final = budget * len(plan.seeds) * (lam["asyncsgd"] + sum(others))
+    comparison = sum(c.throughput * budget * (rates * tune_seeds + eval_seeds) for c in cands)
+    base = next(c for c in cands if c.name == "asyncsgd")
+    others = [c for c in cands if c.name != "asyncsgd"]
+    s0, k = plan.seeds[0], len(plan.lr_factors)
+    rounds = [k * sum(upd(c, plan.fractions[0], s0) for c in cands)]
+    alive = len(others)
+    for frac in plan.fractions[1:]:  # survivors of the round before (AsyncSGD always among them)
+        alive = min(len(others), max(plan.finalists, math.ceil((alive + 1) * plan.keep)))
+        dearest = sorted((upd(c, frac, s0) for c in others), reverse=True)[:alive]
+        rounds.append(3 * (upd(base, frac, s0) + sum(dearest)))
+    n_final = min(len(others), plan.finalists)
+    final = sum(upd(base, 1.0, s) + sum(sorted((upd(c, 1.0, s) for c in others), reverse=True)[:n_final])
+                for s in plan.seeds)
     return {"rounds": rounds, "halving": sum(rounds), "final": final, "planned": sum(rounds) + final,
             "comparison": comparison, "limit": plan.pilot_fraction * comparison}
+
+
+def schedule_updates(cfg: TrainConfig, budget: float) -> UpdatesOf:
+    """``updates(candidate, fraction, seed)`` counted on the schedule that pilot would replay (the
+    trace :func:`aflqueue.pipeline.simulate_for_budget` draws for it: the same seed, routing and
+    concurrency), so a plan's cost is known exactly before any training."""
+    from .pipeline import simulate_for_budget
+
+    system = build_system(cfg, cfg.data.clients)
+    memo: dict[tuple[str, float, int], int] = {}
+
+    def count(c: Candidate, fraction: float, seed: int) -> int:
+        key = (c.key(), float(fraction), int(seed))
+        if key not in memo:
+            t = fraction * budget
+            tr = simulate_for_budget(system.with_routing(c.routing).with_concurrency(c.concurrency), int(seed),
+                                     None, t)
+            memo[key] = int(np.sum(tr.completion_time[tr.update_order] <= t))
+        return memo[key]
+
+    return count
 
 
 def _arms_of(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -374,7 +408,7 @@ def _extension(rows: list[dict[str, Any]], factor: float) -> float | None:
 
 
 def _halving(cfg, cands: dict[str, Candidate], budget: float, plan: PilotPlan, runner: Runner,
-             log: list[dict[str, Any]], cost: dict[str, Any]) -> dict[str, float]:
+             log: list[dict[str, Any]], cost: dict[str, Any], count: UpdatesOf) -> dict[str, float]:
     """The halving rounds; returns the best rate of AsyncSGD and of each finalist. An extension
     runs only while the later rounds' planned updates still fit under the limit."""
     lrs = {c.name: sorted(cfg.local.lr * c.step_ratio * f for f in plan.lr_factors) for c in cands.values()}
@@ -387,12 +421,12 @@ def _halving(cfg, cands: dict[str, Candidate], budget: float, plan: PilotPlan, r
             # out from an edge until the best rate is interior (or the pilot budget is spent: flagged)
             reserve = sum(cost["rounds"][i + 1:]) + cost["final"]
             while (nxt := _extension(_arms_of(rows, nm), plan.extend_factor)) is not None and \
-                    sum(r["updates"] for r in log) + reserve < cost["limit"]:
+                    sum(r["updates"] for r in log) + count(cands[nm], frac, seed) + reserve <= cost["limit"]:
                 rows += _run_arms(cfg, cands, [(nm, nxt)], frac, budget, seed, plan, runner, log, round_=i)
             best[nm] = _best(_arms_of(rows, nm))["lr"]
         ranked = [nm for nm in sorted(alive, key=lambda nm: -_best(_arms_of(rows, nm))["score"]) if nm != "asyncsgd"]
         last = i + 1 == len(plan.fractions)
-        keep = plan.finalists if last else max(plan.finalists, math.ceil(len(alive) * plan.keep))
+        keep = plan.finalists if last else max(plan.finalists, math.ceil(len(alive) * plan.keep))  # as in plan_cost
         alive = ["asyncsgd", *ranked[:keep]]
         step = math.sqrt(plan.extend_factor)  # the next round looks closer around each best rate
         lrs = {nm: [best[nm] / step, best[nm], best[nm] * step] for nm in alive}
@@ -467,7 +501,7 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
               plan: PilotPlan = PilotPlan(), calibration: Calibration = Calibration(),
               output: str | Path | None = None, backend: str = "serial", workers: int | None = None,
               runner: Runner | None = None, constants: ProxyConstants | None = None,
-              candidates: Sequence[Candidate] | None = None,
+              candidates: Sequence[Candidate] | None = None, updates_of: UpdatesOf | None = None,
               progress: Callable[[str], None] | None = None) -> Recommendation:
     """Choose an operating point for ``cfg`` from pilot runs (module docstring; section 12).
 
@@ -476,7 +510,8 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
     resumable jobs under ``output`` (a temporary folder when None) on ``backend``; ``runner``
     replaces that (e.g. replica-batched training); ``constants``: the proxy constants the
     candidates are optimised with (default: calibrated at the initial model); ``candidates``: the
-    operating points to try instead of those of ``names`` (one must be named ``"asyncsgd"``)."""
+    operating points to try instead of those of ``names`` (one must be named ``"asyncsgd"``);
+    ``updates_of``: how many updates a pilot applies (default: counted on its schedule)."""
     import tempfile
 
     t0 = time.perf_counter()
@@ -498,10 +533,11 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
     points = list(candidates) if candidates is not None else candidates_for(cfg, names, budget, U0, constants)
     require(any(c.name == "asyncsgd" for c in points), "candidates", "must include asyncsgd, the baseline")
     cands = {c.name: c for c in points}
-    cost = plan_cost(list(cands.values()), budget, plan)
+    count = updates_of or schedule_updates(cfg, budget)
+    cost = plan_cost(list(cands.values()), budget, plan, count)
     while cost["planned"] > cost["limit"] and plan.finalists > 1:  # fewer finalists before refusing
         plan = replace(plan, finalists=plan.finalists - 1)
-        cost = plan_cost(list(cands.values()), budget, plan)
+        cost = plan_cost(list(cands.values()), budget, plan, count)
     require(cost["planned"] <= cost["limit"], "plan",
             f"the pilots would spend about {cost['planned']:.3g} updates, more than {plan.pilot_fraction:.0%} of the "
             f"{cost['comparison']:.3g} of the comparison they replace; use fewer candidates or rates")
@@ -509,7 +545,7 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
     with tempfile.TemporaryDirectory(prefix="aflqueue-pilots-") as tmp:
         run = runner or job_runner(output if output is not None else tmp, backend=backend, workers=workers,
                                    progress=progress)
-        best = _halving(cfg, cands, budget, plan, run, log, cost)
+        best = _halving(cfg, cands, budget, plan, run, log, cost, count)
         target, finalists = _final(cfg, cands, best, budget, plan, run, log)
     return _decide(cands, best, finalists, target, budget, log, cost, calibration, constants, time.perf_counter() - t0)
 

@@ -62,6 +62,11 @@ class World:
         return out
 
 
+def expected(tau):
+    """The fake world's schedules apply one update per time unit."""
+    return lambda c, fraction, seed: c.throughput * fraction * tau
+
+
 def budget_of(cfg):
     from aflqueue.pipeline import build_system
     from aflqueue.protocol import time_budget
@@ -82,7 +87,7 @@ def test_halving_finds_the_fastest_candidate_and_its_ratio():
     world = World(speed, best, tau)
     cands = [point("asyncsgd", 1.0), point("a", 1.0), point("b", 1.0), point("c", 1.0)]
     plan = PilotPlan(evaluations=400, seeds=(5, 6), pilot_fraction=0.2)  # four candidates: room to extend
-    rec = recommend(cfg, candidates=cands, runner=world, plan=plan,
+    rec = recommend(cfg, candidates=cands, runner=world, plan=plan, updates_of=expected(tau),
                     calibration=Calibration(quantile=2.0, regimes=10, source="test"))
     assert rec.candidate == "b" and not rec.keep_asyncsgd
     # the chosen rates are within one halving step of the truth: the grid was extended past 0.3
@@ -103,7 +108,7 @@ def test_nothing_faster_keeps_asyncsgd():
     tau = budget_of(cfg)
     world = World({"asyncsgd": 5.0, "a": 3.0, "b": 4.0}, {"asyncsgd": 0.1, "a": 0.1, "b": 0.1}, tau)
     rec = recommend(cfg, candidates=[point("asyncsgd", 1.0), point("a", 1.0), point("b", 1.0)], runner=world,
-                    plan=PilotPlan(evaluations=400, pilot_fraction=0.2))
+                    plan=PilotPlan(evaluations=400, pilot_fraction=0.2), updates_of=expected(tau))
     assert rec.keep_asyncsgd and rec.candidate == "asyncsgd" and rec.predicted_ratio > 1
     assert np.allclose(rec.routing, 1.0 / N) and rec.lr == rec.asyncsgd_lr
     assert rec.interval is None and rec.verdict().startswith("keep AsyncSGD")
@@ -148,7 +153,7 @@ def test_the_pilot_budget_is_stated_and_enforced():
     ran = []
     with pytest.raises(ValidationError, match="plan"):
         recommend(config(), candidates=cands[:3], runner=lambda jobs: ran.append(jobs),
-                  plan=PilotPlan(pilot_fraction=0.01))
+                  plan=PilotPlan(pilot_fraction=0.01), updates_of=expected(100.0))
     assert ran == []
 
 
@@ -189,11 +194,12 @@ def test_a_rate_left_at_an_edge_for_want_of_budget_is_flagged():
     tau = budget_of(cfg)
     world = World({"asyncsgd": 3.0, "a": 4.0}, {"asyncsgd": 30.0, "a": 0.1}, tau)  # AsyncSGD's best is far above
     cands = [point("asyncsgd", 1.0), point("a", 1.0)]
-    tight = PilotPlan(evaluations=50, pilot_fraction=0.135)
+    free = plan_cost(cands, tau, PilotPlan(evaluations=50))
+    tight = PilotPlan(evaluations=50, pilot_fraction=(free["planned"] + tau / 18) / free["comparison"])
     cost = plan_cost(cands, tau, tight)
     assert cost["planned"] <= cost["limit"] < cost["planned"] + tau / 9  # not one extension fits
-    rec = recommend(cfg, candidates=cands, runner=world, plan=tight)
+    rec = recommend(cfg, candidates=cands, runner=world, plan=tight, updates_of=expected(tau))
     assert "asyncsgd" in rec.at_edge
     roomy = recommend(cfg, candidates=cands, runner=World(world.speed, world.best_lr, tau), plan=PilotPlan(
-        evaluations=50, pilot_fraction=1.0))
+        evaluations=50, pilot_fraction=1.0), updates_of=expected(tau))
     assert "asyncsgd" not in roomy.at_edge and roomy.asyncsgd_lr > 10
