@@ -115,7 +115,8 @@ def _plain(v: Any) -> Any:
 
 
 class Result:
-    """Base of the result types: a subclass is a ``@dataclass(frozen=True, eq=False)``.
+    """Base of the result types: a subclass is a ``@dataclass(frozen=True, eq=False, repr=False)``
+    (``repr=False`` keeps this repr; a class that writes its own ``__repr__`` may omit it).
 
     Class attributes a subclass may set:
 

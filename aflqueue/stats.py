@@ -31,7 +31,7 @@ __all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootst
            "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "familywise_confidence", "z_score",
            "spearman",
            "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test",
-           "NoiseCeiling", "spearman_noise_ceiling"]
+           "NoiseCeiling", "spearman_noise_ceiling", "sign_flip_test", "holm"]
 
 
 @dataclass(frozen=True)
@@ -393,3 +393,44 @@ def spearman_noise_ceiling(estimates: Iterable[Any], standard_errors: Iterable[A
                         lo=float(np.quantile(rho, 0.05)), hi=float(np.quantile(rho, 0.95)),
                         prob_at_least={float(t): float(np.mean(rho >= t)) for t in thresholds},
                         n=int(x.size), resamples=int(resamples))
+
+
+#: Largest sample whose sign-flip null distribution :func:`sign_flip_test` enumerates (2^20 vectors);
+#: beyond it, 10^6 seeded random sign vectors.
+SIGN_FLIP_EXACT_MAX = 20
+
+
+def sign_flip_test(x: Iterable[Any], alternative: str = "greater", seed: int = 0) -> PermutationTest:
+    """Paired permutation test of ``mean(x) = 0`` (e.g. ``x`` = paired log ratios over seeds):
+    under the null each difference is as likely positive as negative, so the ``2^n`` sign vectors
+    are equally likely. Exact (every sign vector, through :func:`scipy.stats.permutation_test`) up
+    to ``n = 20``, else 10^6 seeded draws; ``alternative="greater"`` tests ``mean > 0``. Non-finite
+    values are dropped first."""
+    from scipy.stats import permutation_test
+
+    _check_alternative(alternative)
+    v = finite_values(x)
+    if v.size == 0:
+        return PermutationTest(math.nan, math.nan, 0, 0, alternative)
+    exact = v.size <= SIGN_FLIP_EXACT_MAX
+    res = permutation_test((v,), lambda a, axis=-1: np.mean(a, axis=axis), permutation_type="samples",
+                           alternative=alternative, n_resamples=np.inf if exact else 10**6, vectorized=True,
+                           rng=np.random.default_rng(seed))
+    return PermutationTest(float(np.mean(v)), float(res.pvalue), int(v.size), 2 ** v.size if exact else 10**6,
+                           alternative)
+
+
+def holm(p_values: Iterable[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control, any dependence), in the
+    input order: the ``k``-th smallest is multiplied by ``m - k + 1``, then made monotone and
+    capped at 1. NaN p-values stay NaN and do not count in ``m``."""
+    p = np.asarray(list(p_values), dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out

@@ -1,0 +1,206 @@
+"""The study's report (PROTOCOL.md, statistics and criteria), from the saved records only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aflqueue.io import atomic_write, read_json
+from aflqueue.jobs import JobStore, code_versions
+from aflqueue.outcomes import time_to_target
+from aflqueue.recommend import conformal_quantile
+from aflqueue.stats import holm, sign_flip_test, t_quantile
+from validation.recommend.experiment import HELD_IN, HELD_OUT, Regime
+
+CRITERION = 0.71
+CONFIDENCE = 0.90
+
+
+def load(out: Path) -> dict[str, Any]:
+    """Everything saved so far (no computation)."""
+    recs = {}
+    for p in sorted((out / "recommendations").glob("*.json")):
+        recs[p.stem] = read_json(p, "recommendation")
+    tuned = read_json(out / "tuned.json", "tuned") if (out / "tuned.json").is_file() else {}
+    cells = JobStore(out / "cells").load() if (out / "cells").is_dir() else []
+    return {"tuned": tuned, "recommendations": recs, "cells": cells}
+
+
+def _times(rec: dict[str, Any], target: float) -> tuple[float, bool, float | None]:
+    """(time to target or the budget, reached?, updates applied by then)."""
+    m = rec["measured"]
+    t = time_to_target(m["curves"], target)
+    if t is None:
+        return rec["time_budget"], False, None
+    k = float(np.interp(t, m["curves"]["time"], m["curves"]["updates"]))
+    return t, True, k
+
+
+def regime_rows(data: dict[str, Any], catalogue: list[Regime]) -> list[dict[str, Any]]:
+    """Per regime: the measured ratios over its evaluation seeds and what the criteria need."""
+    rows = []
+    for r in catalogue:
+        rec, tuned = data["recommendations"].get(r.id), data["tuned"].get(r.id)
+        if rec is None or tuned is None:
+            continue
+        by = {}
+        for c in data["cells"]:
+            rid, arm, *_ = c["id"].split("__")
+            if rid == r.id:
+                by.setdefault(arm, {})[c["seed"]] = c
+        seeds = sorted(set(by.get("asyncsgd", {})) & set(by.get("recommended", {})))
+        if len(seeds) < len(r.eval_seeds):
+            continue  # the regime's evaluation is not complete
+        fam = sum(1 for x in catalogue if x.tier == r.tier)
+        rows.append(_row(r, rec, tuned, by, seeds, fam))
+    return rows
+
+
+def _arm_stats(by: dict[str, dict], arm: str, seeds: list[int], target: float, fam: int) -> dict[str, Any]:
+    """One arm against tuned AsyncSGD over the paired seeds (PROTOCOL.md, statistics)."""
+    logs, censored, k_ratio, lam_ratio = [], 0, [], []
+    for s in seeds:
+        ta, _, ka = _times(by["asyncsgd"][s], target)
+        tr, reached, kr = _times(by[arm][s], target)
+        censored += not reached
+        logs.append(math.log(tr / ta))
+        if ka and kr:
+            k_ratio.append(kr / ka)
+        ma, mr = by["asyncsgd"][s]["measured"], by[arm][s]["measured"]
+        lam_ratio.append((mr["arrivals"] / mr["simulated_time"]) / (ma["arrivals"] / ma["simulated_time"]))
+    logs = np.asarray(logs)
+    n = logs.size
+    sd = float(np.std(logs, ddof=1)) if n > 1 else math.inf
+    # one-sided at 1 - 0.05/fam (Bonferroni over the tier) is the two-sided quantile at 1 - 2 (0.05/fam)
+    ub = math.exp(logs.mean() + t_quantile(1 - 2 * 0.05 / fam, n - 1) * sd / math.sqrt(n)) if n > 1 else math.inf
+    return {"ratio": math.exp(logs.mean()), "upper": ub, "censored": censored,
+            "p_slower": sign_flip_test(logs, "greater").p_value,
+            "update_ratio": float(np.exp(np.mean(np.log(k_ratio)))) if k_ratio else None,
+            "throughput_ratio": float(np.exp(np.mean(np.log(lam_ratio))))}
+
+
+def _row(r: Regime, rec: dict[str, Any], tuned: dict[str, Any], by: dict[str, dict], seeds: list[int],
+         fam: int) -> dict[str, Any]:
+    target = tuned["target"]
+    main = _arm_stats(by, "recommended", seeds, target, fam)
+    finalist = _arm_stats(by, "finalist", seeds, target, fam) if "finalist" in by else None
+    best = _best(rec)
+    predicted = rec["finalists"][best]["ratio"] if best else None
+    point = rec["points"].get(rec["candidate"] if not rec["keep_asyncsgd"] else best, {})
+    return {"regime": r, "candidate": rec["candidate"], "keep": rec["keep_asyncsgd"], "best_finalist": best,
+            "lr": rec["lr"], "asyncsgd_lr": tuned["lr"], "tuned_at_edge": tuned["at_edge"],
+            "pilot_at_edge": rec["at_edge"], "target": target, "seeds": len(seeds), **main,
+            # the prediction is the best finalist's: measured on the recommended arm, or on the finalist's
+            # own arm where AsyncSGD was kept
+            "predicted_measured": (finalist or main)["ratio"], "finalist": finalist,
+            "predicted": predicted, "sigma": rec["sigma"], "pilot_ratios": rec["pilot_ratios"],
+            "pilot_updates": rec["pilot_updates"], "comparison_updates": rec["comparison_updates"],
+            "pilot_wall": rec.get("wall"),
+            "exact_throughput_ratio": point.get("throughput", math.nan) / rec["points"]["asyncsgd"]["throughput"]}
+
+
+def _best(rec: dict[str, Any]) -> str | None:
+    f = rec.get("finalists") or {}
+    if not f:
+        return None
+    return min(f, key=lambda k: math.inf if f[k]["ratio"] is None else f[k]["ratio"])
+
+
+def calibration(rows: list[dict[str, Any]], held_in: int) -> tuple[float | None, list[float]]:
+    """The held-in quantile ``q`` of ``|log(measured / predicted)| / sigma`` (PROTOCOL.md)."""
+    errors = [abs(math.log(x["predicted_measured"] / x["predicted"])) / x["sigma"] for x in rows
+              if x["regime"].tier == "held-in" and x["predicted"] and math.isfinite(x["predicted"])
+              and math.isfinite(x["sigma"])]
+    complete = sum(1 for x in rows if x["regime"].tier == "held-in") == held_in
+    return (conformal_quantile(errors, CONFIDENCE) if complete else None), errors
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path:
+    """``report.md`` in ``out`` from the saved records (PROTOCOL.md)."""
+    out = Path(out)
+    catalogue = list(catalogue or HELD_IN + HELD_OUT)
+    n_in = sum(1 for r in catalogue if r.tier == "held-in")
+    n_out = len(catalogue) - n_in
+    data = load(out)
+    rows = regime_rows(data, catalogue)
+    q, errors = calibration(rows, n_in)
+    held_out = [x for x in rows if x["regime"].tier == "held-out"]
+    lines = ["# The recommendation on held-out regimes", "",
+             "Protocol: `validation/recommend/PROTOCOL.md` (committed before any run). Every number below is "
+             "computed by `validation/recommend/report.py` from the saved records.", ""]
+    versions = code_versions(data["cells"])
+    lines += [f"Records: {len(data['cells'])} evaluation runs, {len(data['recommendations'])} recommendations; "
+              f"code versions of the evaluation runs: {versions}.", ""]
+    lines += _calibration_lines(q, errors, n_in)
+    lines += _table(rows, q)
+    lines += _verdicts(held_out, q, n_out)
+    atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    return out / "report.md"
+
+
+def _calibration_lines(q: float | None, errors: list[float], n_in: int) -> list[str]:
+    if q is None:
+        return [f"**Calibration:** {len(errors)} of {n_in} held-in regimes complete (or too few for a finite "
+                "quantile); no interval yet.", ""]
+    return [f"**Calibration:** the 90% split-conformal quantile of the {len(errors)} held-in normalised errors is "
+            f"q = {q:.3g} (errors: {', '.join(f'{e:.2f}' for e in sorted(errors))}).", ""]
+
+
+def _table(rows: list[dict[str, Any]], q: float | None) -> list[str]:
+    head = ["| regime | n | model | spread | partition | m | recommended | lr | AsyncSGD lr | target | measured "
+            "ratio (seeds) | 95% FW upper | censored | p slower | predicted [90% PI] | pilot share |",
+            "|" + "---|" * 16]
+    body = []
+    for x in rows:
+        r = x["regime"]
+        pi = "" if q is None or not x["predicted"] or not math.isfinite(x["predicted"]) else \
+            f" [{_fmt(x['predicted'] * math.exp(-q * x['sigma']))}, {_fmt(x['predicted'] * math.exp(q * x['sigma']))}]"
+        name = ("keep AsyncSGD (finalist " + str(x["best_finalist"]) + ")") if x["keep"] else x["candidate"]
+        edge = " (edge)" if x["tuned_at_edge"] else ""
+        fin = x["finalist"]
+        measured = _fmt(x["ratio"]) + (f"; finalist {_fmt(fin['ratio'])}" if fin else "")
+        body.append(f"| {r.id} | {r.n} | {r.model} | {r.spread:g} | {r.partition} | {r.m} | {name} | {_fmt(x['lr'])} | "
+                    f"{_fmt(x['asyncsgd_lr'])}{edge} | {x['target']:.2f} | {measured} ({x['seeds']}) | "
+                    f"{_fmt(x['upper'])} | {x['censored']} | {_fmt(x['p_slower'])} | {_fmt(x['predicted'])}{pi} | "
+                    f"{x['pilot_updates'] / x['comparison_updates']:.1%} |")
+    return ["## Per regime", ""] + head + body + [""]
+
+
+def _verdicts(held_out: list[dict[str, Any]], q: float | None, n_out: int) -> list[str]:
+    if len(held_out) < n_out or n_out == 0:
+        return [f"**Held-out:** {len(held_out)} of {n_out} regimes complete; no verdict yet.", ""]
+    passed = [x for x in held_out if x["upper"] < CRITERION and x["censored"] == 0]
+    adj = holm([x["p_slower"] for x in held_out])
+    slower = [x for x, p in zip(held_out, adj) if p < 0.05]
+    need = math.ceil(2 * n_out / 3)
+    primary = len(passed) >= need and not slower
+    lines = ["## Verdicts (held-out)", "",
+             f"- **Primary: {'PASSED' if primary else 'NOT PASSED'}.** The family-wise 95% upper bound is below "
+             f"{CRITERION} in {len(passed)} of {len(held_out)} regimes (needed: {need}); "
+             f"significantly slower (Holm, 0.05) in {len(slower)}."]
+    if q is not None:
+        covered = [x for x in held_out if x["predicted"] and math.isfinite(x["predicted"])
+                   and abs(math.log(x["predicted_measured"] / x["predicted"])) <= q * x["sigma"]]
+        need_cov = math.ceil(0.8 * n_out)
+        lines.append(f"- **Calibration: {'PASSED' if len(covered) >= need_cov else 'NOT PASSED'}.** The 90% prediction "
+                     f"interval contains the measured ratio in {len(covered)} of {len(held_out)} regimes "
+                     f"(needed: {need_cov}).")
+    keeps = [x for x in held_out if x["keep"]]
+    wrong = [x for x in keeps if x["finalist"] and x["finalist"]["upper"] < CRITERION and x["finalist"]["censored"] == 0]
+    lines.append(f"- **Abstentions:** {len(keeps)} (keep AsyncSGD); wrong (the best finalist met the criterion): "
+                 f"{len(wrong)}{' (' + ', '.join(x['regime'].id for x in wrong) + ')' if wrong else ''}.")
+    lines += ["", "## Diagnosis: queueing part and learning part", "",
+              "| regime | throughput ratio measured (exact) | update ratio to target measured |", "|---|---|---|"]
+    for x in held_out:
+        lines.append(f"| {x['regime'].id} | {_fmt(x['throughput_ratio'])} ({_fmt(x['exact_throughput_ratio'])}) | "
+                     f"{_fmt(x['update_ratio'])} |")
+    return lines + [""]
