@@ -37,9 +37,10 @@ from .pipeline import Prepared, build_data_and_model, prepare, train
 
 __all__ = ["train_replicas", "group_runs", "DEFAULT_MAX_REPLICAS"]
 
-#: Replicas per batch by device kind (CPU: measured best between 10 and 20 for the digits MLP,
-#: ``validation/bench_replicas.py``; CUDA: bounded by memory, see ``max_memory_gb``).
-DEFAULT_MAX_REPLICAS = {"cpu": 16, "cuda": 128}
+#: Replicas per batch by device kind (CPU: runs per core-hour measured flat from R = 10 to 32 for
+#: the paper preset's MLPs, ``validation/bench_replicas.py``, and memory grows with R; CUDA:
+#: more is faster, bounded by ``run.max_memory_gb``).
+DEFAULT_MAX_REPLICAS = {"cpu": 32, "cuda": 128}
 
 
 def _data_key(cfg: TrainConfig) -> str:

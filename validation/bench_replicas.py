@@ -150,14 +150,22 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
         batched(reps[:2], device, clock)
         serial(reps[0], device, clock)
     n_serial = J if serial_runs is None else min(J, serial_runs)
-    ser = [serial(reps[j], device, clock) for j in range(n_serial)]
+    # the serial runs are timed in two halves, before and after the batches, so that a change of
+    # load on a shared machine shows (the two means are reported) and biases neither side
+    ser: dict[int, tuple[float, Any]] = {j: serial(reps[j], device, clock) for j in range(0, n_serial, 2)}
+    batches = []
+    for R in Rs:
+        batches.append(batched(reps[:R], device, clock, log))
+    ser.update({j: serial(reps[j], device, clock) for j in range(1, n_serial, 2)})
+    ser = [ser[j] for j in range(n_serial)]
     s_sec = [s for s, _ in ser]
     s_arr = [r.arrivals for _, r in ser]
-    log(f"  serial: {n_serial} runs, {np.mean(s_sec):.3f} s/run, {sum(s_arr) / sum(s_sec):.0f} updates/s")
+    halves = [float(np.mean(s_sec[h::2])) for h in (0, 1) if s_sec[h::2]]
+    log(f"  serial: {n_serial} runs, {np.mean(s_sec):.3f} s/run (before the batches {halves[0]:.3f}"
+        + (f", after {halves[1]:.3f}" if len(halves) > 1 else "") + f"), {sum(s_arr) / sum(s_sec):.0f} updates/s")
     rows = []
     alone = None
-    for R in Rs:
-        sec, res, rt, R = batched(reps[:R], device, clock, log)
+    for sec, res, rt, R in batches:
         arrivals = sum(r.arrivals for r in res)
         k = min(R, n_serial)  # runs with a serial twin
         ser_sec = sum(s_sec[:k]) / k * R  # serial cost of these R runs (mean of the twins when not all ran)
@@ -165,7 +173,7 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
                "parameters": sc["parameters"], "fraction": fraction, "time_budget": sc["time_budget"],
                "eval_times": sc["eval_times"], "R": R, "arrivals": arrivals,
                "batched_seconds": sec, "batched_seconds_per_run": sec / R,
-               "serial_seconds_per_run": ser_sec / R, "serial_runs_timed": k,
+               "serial_seconds_per_run": ser_sec / R, "serial_runs_timed": k, "serial_seconds_halves": halves,
                "batched_updates_per_s": arrivals / sec, "serial_updates_per_s": sum(s_arr[:k]) / sum(s_sec[:k]),
                "batched_runs_per_hour": 3600 * R / sec, "serial_runs_per_hour": 3600 * R / ser_sec,
                "ratio": ser_sec / sec,
