@@ -30,12 +30,14 @@ whether the largest batch gives the same bits when run again.
 Usage::
 
     python validation/bench_replicas.py [--device cpu|cuda] [--datasets digits,mnist1d]
-        [--partitions iid] [--replicas 1,4,10,20] [--fraction 0.25] [--serial-runs J]
-        [--threads 1] [--repeat-check] [--json out.json]
+        [--partitions iid] [--replicas 1,4,10,20,32] [--fraction 0.25] [--serial-runs J]
+        [--threads 1] [--repeat-check] [--time-limit S] [--json out.json]
 
-Defaults: CPU: R = 1, 4, 10, 20, fraction 0.25, every run also serially (about 2 minutes on one
-free core); CUDA: R = 1, 10, 100, fraction 0.25, 2 serial runs (their mean is the serial cost
-per run), a batch out of GPU memory is retried with half the replicas.
+Defaults: CPU: R = 1, 4, 10, 20, 32, fraction 0.25, every run also serially (about 3 minutes on
+one core); CUDA: R = 1, 10, 100, fraction 0.25, 2 serial runs (their mean is the serial cost
+per run), the largest batch run twice, a batch out of GPU memory retried with half the
+replicas, and nothing new started after 150 s (``--time-limit``), so that one call ends within
+about 3 minutes.
 """
 
 from __future__ import annotations
@@ -137,10 +139,23 @@ def rel(a: float, b: float) -> float:
 
 
 def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: str, serial_runs: int | None,
-          repeat_check: bool, log=print) -> list[dict[str, Any]]:
+          repeat_check: bool, deadline: float | None = None, log=print) -> list[dict[str, Any]]:
+    """Rows of one data set and partition (module docstring). Past ``deadline``
+    (``time.perf_counter()``), the remaining batches and the repeat check are skipped."""
+
+    def late(what: str) -> bool:
+        if deadline is not None and time.perf_counter() > deadline:
+            log(f"  time limit reached: {what} skipped")
+            return True
+        return False
+
     clock = Clock(device)
     t0 = time.perf_counter()
-    sc = scenario(dataset, partition, fraction, device)
+    try:
+        sc = scenario(dataset, partition, fraction, device)
+    except ImportError as e:  # e.g. the mnist1d package on a bare GPU image
+        log(f"{dataset}/{partition}: skipped, {e} (validation/gpu_wheels.sh carries the missing wheels)")
+        return []
     J = max(Rs)
     reps = runs(sc, J)
     log(f"{dataset}/{partition}: {sc['parameters']:,} parameters, client sizes {min(sc['client_sizes'])}.."
@@ -155,6 +170,8 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
     ser: dict[int, tuple[float, Any]] = {j: serial(reps[j], device, clock) for j in range(0, n_serial, 2)}
     batches = []
     for R in Rs:
+        if late(f"R = {R}"):
+            break
         batches.append(batched(reps[:R], device, clock, log))
     ser.update({j: serial(reps[j], device, clock) for j in range(1, n_serial, 2)})
     ser = [ser[j] for j in range(n_serial)]
@@ -194,12 +211,11 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
             + (f", replica 0 alone = in batch: {row['replica0_alone_equal_bits']}"
                if "replica0_alone_equal_bits" in row else ""))
         rows.append(row)
-    if repeat_check and rows:
-        R = rows[-1]["R"]
-        _, a, rt1, _ = batched(reps[:R], device, clock, log)
-        _, b, rt2, _ = batched(reps[:R], device, clock, log)
-        same = all(torch.equal(rt1.params(j), rt2.params(j)) for j in range(R)) and all(
-            x.curves == y.curves for x, y in zip(a, b))
+    if repeat_check and rows and not late("the repeat check"):  # the largest batch once more: the same bits?
+        _, a, rt1, R = batches[-1]
+        _, b, rt2, R2 = batched(reps[:R], device, clock, log)
+        same = R2 == R and all(torch.equal(rt1.params(j), rt2.params(j)) for j in range(R)) and all(
+            json.dumps(x.curves) == json.dumps(y.curves) for x, y in zip(a, b))
         rows[-1]["repeat_equal_bits"] = bool(same)
         log(f"  R={R}: run twice, same bits: {same}")
     return rows
@@ -220,12 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--datasets", default="digits,mnist1d", help="comma-separated: digits, mnist1d")
     ap.add_argument("--partitions", default="iid", help=f"comma-separated, of {', '.join(PARTITIONS)} (default iid)")
-    ap.add_argument("--replicas", default=None, help="R values, comma-separated (default 1,4,10,20; CUDA 1,10,100)")
+    ap.add_argument("--replicas", default=None, help="R values, comma-separated (default 1,4,10,20,32; CUDA 1,10,100)")
     ap.add_argument("--fraction", type=float, default=0.25, help="fraction of the preset's budget (default 0.25)")
     ap.add_argument("--serial-runs", type=int, default=None,
                     help="runs timed serially (default: all on CPU, 2 on CUDA); the others use their mean")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--repeat-check", action="store_true", help="run the largest batch twice (default on CUDA)")
+    ap.add_argument("--time-limit", type=float, default=None,
+                    help="seconds after which remaining batches are skipped (default: none; CUDA 150)")
     ap.add_argument("--json", type=Path, help="write the rows to this file")
     try:
         args = ap.parse_args(argv)
@@ -235,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         require(args.device == "cpu" or cuda, "--device", f"must be cpu or cuda[:k] (got {args.device!r})")
         require(not cuda or torch.cuda.is_available(), "--device", "cuda requested but torch sees no CUDA device")
         try:
-            Rs = [int(x) for x in _list(args.replicas or ("1,10,100" if cuda else "1,4,10,20"), "replicas")]
+            Rs = [int(x) for x in _list(args.replicas or ("1,10,100" if cuda else "1,4,10,20,32"), "replicas")]
         except ValueError:
             raise ValidationError("--replicas", f"must list integers >= 1 (got {args.replicas!r})") from None
         require(min(Rs) >= 1, "--replicas", f"must list integers >= 1 (got {args.replicas!r})")
@@ -249,9 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     t0 = time.perf_counter()
+    limit = args.time_limit if args.time_limit is not None else (150.0 if cuda else None)
+    deadline = None if limit is None else t0 + limit
     for d in datasets:
         for p in partitions:
-            rows += bench(d, p, sorted(set(Rs)), args.fraction, args.device, serial_runs, args.repeat_check or cuda)
+            if deadline is not None and time.perf_counter() > deadline:
+                print(f"time limit reached: {d}/{p} skipped")
+                continue
+            rows += bench(d, p, sorted(set(Rs)), args.fraction, args.device, serial_runs, args.repeat_check or cuda,
+                          deadline)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
