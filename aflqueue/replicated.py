@@ -114,7 +114,9 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
         max_replicas: the most runs per batch (default :data:`DEFAULT_MAX_REPLICAS` for the
             device); within a group, runs are batched in order of their number of arrivals, so that
             runs of similar length share a batch.
-        write_outputs: write each run's outputs in its ``cfg.output`` as ``pipeline.train`` does.
+        write_outputs: write each batched run's outputs in its ``cfg.output`` as ``pipeline.train``
+            does (a run trained serially is written by ``pipeline.train`` in any case; with
+            ``write_outputs`` its ``results.json`` is rewritten with ``execution``).
         progress: progress bars.
         on_result: called as ``on_result(index, result)`` as soon as each result exists (e.g. to
             save it: a batch returns all its results together).
@@ -159,26 +161,23 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
             evaluation_data[(id(data), on)] = data if on == "test" else replace(data, test=data.validation)
         return evaluation_data[(id(data), on)]
 
+    def serially(j: int) -> None:  # the engine alone: what cannot be batched, and a lone run
+        res = train(cfgs[j], prepared=preps[j], progress=progress)
+        res.meta["execution"] = "serial"
+        if write_outputs:
+            _write_results(Path(cfgs[j].output), res)
+        done(j, res)
+
     for group in group_runs(cfgs, preps):
         if len(group) == 1:
-            j = group[0]
-            res = train(cfgs[j], prepared=preps[j], progress=progress)
-            res.meta["execution"] = "serial"
-            if write_outputs:
-                _write_results(Path(cfgs[j].output), res)
-            done(j, res)
+            serially(group[0])
             continue
         device = cfgs[group[0]].device
         cap = max_replicas or DEFAULT_MAX_REPLICAS["cuda" if device.startswith("cuda") else "cpu"]
         order = sorted(group, key=lambda j: (_arrivals(cfgs[j], preps[j]), j))
         for chunk in _chunks(order, cfgs, preps, cap):
-            if len(chunk) == 1:  # a lone run: the serial engine
-                j = chunk[0]
-                res = train(cfgs[j], prepared=preps[j], progress=progress)
-                res.meta["execution"] = "serial"
-                if write_outputs:
-                    _write_results(Path(cfgs[j].output), res)
-                done(j, res)
+            if len(chunk) == 1:  # R = 1 is slower batched than serial (aflqueue.fl.replicas, Speed)
+                serially(chunk[0])
                 continue
             reps = [Replica(model=preps[j].model, data=data_for(j), trace=preps[j].trace, routing=preps[j].routing,
                             algorithm=cfgs[j].algorithm.name, algorithm_params=dict(cfgs[j].algorithm.params),
