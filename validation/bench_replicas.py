@@ -195,6 +195,10 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
                "batched_runs_per_hour": 3600 * R / sec, "serial_runs_per_hour": 3600 * R / ser_sec,
                "ratio": ser_sec / sec,
                "final_loss_max_rel_diff": max(rel(res[j].final_loss, ser[j][1].final_loss) for j in range(k)),
+               "final_loss_max_rel_diff_by_lr": {
+                   f"{lr:g}": max(rel(res[j].final_loss, ser[j][1].final_loss) for j in range(k)
+                                  if reps[j].local.lr == lr)
+                   for lr in sorted({reps[j].local.lr for j in range(k)})},
                "same_schedules": all(res[j].log == ser[j][1].log for j in range(k)),
                "diverged": sum(r.diverged for r in res)}
         if R == 1:
@@ -207,7 +211,8 @@ def bench(dataset: str, partition: str, Rs: list[int], fraction: float, device: 
         log(f"  R={R:4d}: {row['batched_seconds_per_run']:.3f} {unit}/run vs serial {row['serial_seconds_per_run']:.3f}"
             f" -> {row['batched_runs_per_hour']:.0f} vs {row['serial_runs_per_hour']:.0f} runs/hour, "
             f"{row['batched_updates_per_s']:.0f} vs {row['serial_updates_per_s']:.0f} updates/s, ratio "
-            f"{row['ratio']:.2f}x; final loss max rel diff {row['final_loss_max_rel_diff']:.2g}"
+            f"{row['ratio']:.2f}x; final loss max rel diff by lr "
+            + ", ".join(f"{lr}: {d:.1g}" for lr, d in row["final_loss_max_rel_diff_by_lr"].items())
             + (f", replica 0 alone = in batch: {row['replica0_alone_equal_bits']}"
                if "replica0_alone_equal_bits" in row else ""))
         rows.append(row)
