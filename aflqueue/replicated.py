@@ -37,9 +37,9 @@ from .pipeline import Prepared, build_data_and_model, prepare, train
 
 __all__ = ["train_replicas", "group_runs", "DEFAULT_MAX_REPLICAS"]
 
-#: Replicas per batch by device kind (CPU: runs per core-hour measured flat from R = 10 to 32 for
-#: the paper preset's MLPs, ``validation/bench_replicas.py``, and memory grows with R; CUDA:
-#: more is faster, bounded by ``run.max_memory_gb``).
+#: Replicas per batch by device kind (CPU: runs per core-hour of the paper preset's MLPs still grew
+#: from R = 20 to 32, the largest measured, ``validation/bench_replicas.py``, while memory grows
+#: with R: about 0.7 GB at R = 32 and m = 100; CUDA: bounded by ``run.max_memory_gb``).
 DEFAULT_MAX_REPLICAS = {"cpu": 32, "cuda": 128}
 
 

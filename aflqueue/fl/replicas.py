@@ -64,12 +64,14 @@ rows leaves MKL's results unchanged), so a replica's result is the same alone or
 are deterministic for a given batch but may depend on its composition
 (``validation/bench_replicas.py --device cuda`` reports both).
 
-**Speed** (``validation/bench_replicas.py``): on one CPU core the paper preset's runs cost
-2.0-2.7x fewer core-seconds at ``R`` = 10-32 than one run at a time (digits; MNIST-1D 1.8-2.4x).
-What is left is mostly memory traffic: every step passes over ``(R, P)`` tensors (models,
-gradients, tasks in flight) that no longer fit in the caches, where a serial run's ``(P,)``
-vectors do. ``R = 1`` is slower than the serial engine (0.7x): :mod:`aflqueue.replicated` runs
-lone runs serially.
+**Speed** (``validation/bench_replicas.py``, one CPU core): the paper preset's runs cost 2.1-2.7x
+fewer core-seconds at ``R`` = 10-32 than one run at a time (digits, IID; 2.2-2.8x at the whole
+budget; MNIST-1D 1.8-2.4x); splits whose minibatches are mostly padded cost more (digits with
+Dirichlet(0.2): 1.8-2.0x). What is left is mostly memory traffic: every step passes over
+``(R, P)`` tensors (models, gradients, tasks in flight) that no longer fit in the caches, where
+a serial run's ``(P,)`` vectors do; the batched products themselves run 2-3x slower on cold
+operands than warm. ``R = 1`` is slower than the serial engine (0.7x): :mod:`aflqueue.replicated`
+runs lone runs serially.
 
 What is not supported (a :class:`~aflqueue.errors.ValidationError` says so): other algorithms
 (their updates depend on the server state at arrival), replicas of different architectures or
