@@ -23,8 +23,8 @@ from torch.func import functional_call, grad, vmap
 
 from ..errors import require
 
-__all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "evaluate",
-           "activation_statistics", "STAT_LAYERS"]
+__all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "train_rows",
+           "linear_weights", "to_layout", "evaluate", "activation_statistics", "STAT_LAYERS"]
 
 #: Layers whose outputs are summarised by :func:`activation_statistics` (all but the last one).
 STAT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -121,13 +121,14 @@ def task_batches(data: ClientData, client: int, task: int, seed: int, cfg: Local
     return idx.to(data.x.device)
 
 
-def _adam_step(w, g, m, v, t, cfg: LocalConfig):
+def _adam_step(w, g, m, v, t, cfg: LocalConfig, lr=None):
+    """One Adam step; ``lr``: a number or a ``(T, 1)`` column of per-task rates (default ``cfg.lr``)."""
     b1, b2 = cfg.betas
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     mh = m / (1 - b1**t)
     vh = v / (1 - b2**t)
-    return w - cfg.lr * mh / (vh.sqrt() + cfg.eps), m, v
+    return w - (cfg.lr if lr is None else lr) * mh / (vh.sqrt() + cfg.eps), m, v
 
 
 def train_serial(model: nn.Module, spec: ParamSpec, start: torch.Tensor, data: ClientData, batches: torch.Tensor,
@@ -177,6 +178,128 @@ def train_batched(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data:
         else:
             w = w - cfg.lr * g
     return (w - starts).detach()
+
+
+def linear_weights(model: nn.Module) -> tuple[str, ...]:
+    """Names of the ``nn.Linear`` weights of ``model`` (the parameters a layer uses transposed)."""
+    return tuple(f"{name}.weight" if name else "weight" for name, mod in model.named_modules()
+                 if isinstance(mod, nn.Linear))
+
+
+def to_layout(spec: ParamSpec, flat: torch.Tensor, transposed: Sequence[str], inverse: bool = False) -> torch.Tensor:
+    """``flat`` (shape ``(..., P)``, :class:`ParamSpec` order) with the 2-D parameters named in
+    ``transposed`` stored transposed (``(in, out)`` for an ``(out, in)`` weight); ``inverse``:
+    back to the standard layout. A permutation of the entries: values are unchanged."""
+    if not transposed:
+        return flat
+    lead = flat.shape[:-1]
+    pieces = []
+    for n, t, s in zip(spec.names, torch.split(flat, spec.sizes, dim=-1), spec.shapes):
+        if n in transposed:
+            shape = (s[1], s[0]) if inverse else s
+            t = t.reshape(*lead, *shape).transpose(-1, -2)
+        pieces.append(t.reshape(*lead, -1))
+    return torch.cat(pieces, dim=-1)
+
+
+def train_rows(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data: ClientData, batches: torch.Tensor,
+               counts: torch.Tensor, lr: torch.Tensor, cfg: LocalConfig, *, transposed: Sequence[str] = (),
+               scale: torch.Tensor | None = None,
+               into: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
+    """``T`` tasks at once, each with its own learning rate and minibatch size; returns deltas ``(T, P)``
+    (times ``scale`` if given).
+
+    Args:
+        starts: start models ``(T, P)`` (not modified; may be an expanded view).
+        batches: global sample indices ``(T, K, B)``; task ``t`` uses the first ``counts[t]``
+            entries of each row, the rest are padding (any valid index: they get weight 0).
+        counts: minibatch size of each task ``(T,)`` (int, ``1 <= counts <= B``).
+        lr: learning rate of each task ``(T,)``, in the dtype of ``starts``.
+        cfg: steps, optimiser, weight decay and Adam parameters (its ``lr`` and ``batch_size``
+            are not used).
+        transposed: names of 2-D parameters that ``starts`` holds transposed (:func:`to_layout`;
+            the deltas come back in the same layout). For ``nn.Linear`` weights
+            (:func:`linear_weights`) this is the layout the batched product ``x @ W^T`` reads, and
+            spares two transposing copies of every weight per step (measured: 40% of the time
+            of a step of the digits MLP at ``T = 10``). The products then read their operands in
+            another layout, which rounds differently (as ``bmm`` and ``addmm`` do).
+        scale: optional ``(T,)`` factors: the result is then ``scale[t] * delta_t``, rounded as that
+            product of the rounded delta is (the server's ``coefficient x delta``).
+        into: ``(store, rows)``: write the result into ``store[rows]`` (``store`` of shape
+            ``(S, P)``, ``rows`` ``(T,)``) and return None. The last step of plain SGD is then
+            finished parameter by parameter in the gradients' own memory, with no ``(T, P)``
+            temporary (each full pass over ``(T, P)`` is memory traffic: measured 13% of the
+            update arithmetic of the digits MLP at ``T = 16``); the values are the same.
+
+    The maths of :func:`train_serial` row by row: the loss is the cross-entropy summed with weight
+    ``1 / counts[t]`` on the real samples and 0 on the padding, whose gradient with respect to each
+    real sample's loss is the ``1 / B`` of the serial mean, to the bit. Results differ from the
+    serial path only by the rounding of the batched matrix products (``torch.bmm`` vs ``addmm``).
+    The forward pass runs under ``vmap`` and the backward pass with plain autograd on the batched
+    tensors (measured 1.2-1.6x faster than ``vmap(grad(...))`` for the digits MLP at ``T = 10``,
+    same kernels); each parameter tensor is its own leaf, so no ``split``/``cat`` enters the
+    backward pass.
+    """
+    T, K, B = batches.shape
+    starts = starts.detach()
+    dtype, dev = starts.dtype, starts.device
+    weights = (torch.arange(B, device=dev) < counts[:, None]).to(dtype) / counts.to(dtype)[:, None]  # 1/B_t or 0
+    lr_col = lr.to(device=dev, dtype=dtype)[:, None]
+    scale_col = None if scale is None else scale.to(device=dev, dtype=dtype)[:, None]
+
+    # the forward pass of all T models at once (vmap over their parameters and minibatches);
+    # the backward pass is plain autograd on the batched tensors: the gradient of the sum of the
+    # T losses with respect to the stacked parameters is each task's own gradient
+    def one(params, xb):
+        params = {n: (t.t() if n in transposed else t) for n, t in params.items()}
+        return functional_call(model, params, (xb,))
+
+    forward = vmap(one)
+    flat_weights = weights.reshape(-1)
+    adam = cfg.optimizer == "adam"
+    m = torch.zeros_like(starts) if adam else None
+    v = torch.zeros_like(starts) if adam else None
+    w = starts
+    for k in range(K):
+        idx = batches[:, k]  # (T, B)
+        ws = torch.split(w, spec.sizes, dim=1)
+        leaves = [t.view(T, *((s[1], s[0]) if n in transposed else s)).detach().requires_grad_(True)
+                  for n, t, s in zip(spec.names, ws, spec.shapes)]
+        with torch.enable_grad():
+            logits = forward(dict(zip(spec.names, leaves)), data.x[idx])  # (T, B, classes)
+            losses = nn.functional.cross_entropy(logits.reshape(T * B, -1), data.y[idx].reshape(-1), reduction="none")
+            grads = [gr.reshape(T, -1) for gr in torch.autograd.grad((losses * flat_weights).sum(), leaves)]
+        if cfg.weight_decay:
+            for g_, w_ in zip(grads, ws):
+                g_.add_(cfg.weight_decay * w_)  # g + wd w
+        if adam:
+            w, m, v = _adam_step(w, torch.cat(grads, dim=1), m, v, k + 1, cfg, lr_col)
+        elif k < K - 1:
+            w = w - lr_col * torch.cat(grads, dim=1)
+        else:
+            # the last step in place, train_serial's operations: delta = (w - lr g) - start.
+            # Rounding to nearest is symmetric, so with t = lr g - w this is -(t + start) to the
+            # bit (but for the sign of an exact zero), and s * delta is (-s) * (t + start)
+            factor = -scale_col if scale_col is not None else None
+            for g_, w_, s_ in zip(grads, ws, torch.split(starts, spec.sizes, dim=1)):
+                g_.mul_(lr_col).sub_(w_).add_(s_)
+                if factor is None:
+                    g_.neg_()
+                else:
+                    g_.mul_(factor)
+            if into is None:
+                return torch.cat(grads, dim=1)
+            store, rows = into
+            for g_, piece in zip(grads, torch.split(store, spec.sizes, dim=1)):
+                piece.index_copy_(0, rows, g_)
+            return None
+    delta = w - starts
+    if scale_col is not None:
+        delta.mul_(scale_col)
+    if into is None:
+        return delta
+    into[0].index_copy_(0, into[1], delta)
+    return None
 
 
 @torch.no_grad()

@@ -1,0 +1,260 @@
+"""Many training runs from configurations, replica-batched where they can be.
+
+:func:`train_replicas` takes the :class:`~aflqueue.config.TrainConfig` objects that
+:func:`aflqueue.pipeline.train` takes and returns the same :class:`~aflqueue.fl.engine.TrainResult`
+for each, in order. Runs that can share a batch (one of
+:data:`~aflqueue.fl.replicas.BATCHABLE_ALGORITHMS`, the same architecture, device, thread count and
+local optimiser settings; seeds, data splits, routings, concurrencies, learning rates, batch
+sizes, budgets and algorithm parameters may all differ) are trained together by
+:class:`~aflqueue.fl.replicas.ReplicaTrainer`; the others (and a group of one) run one by one
+with :func:`aflqueue.pipeline.train`. Each result's ``meta["execution"]`` says which:
+``"replica-batched(R=..)"`` or ``"serial"``.
+
+What a batched run writes in ``cfg.output`` is what :func:`~aflqueue.pipeline.train` writes
+(``config.json``, ``trace.npz``, ``results.json``, ``updates.csv``) but for ``checkpoint.pt``:
+a batch is not resumable mid-way (it is rerun whole; a study runner saves each result as its
+batch returns). The data split and initial model of configurations that share their ``seed``,
+``data`` and ``model`` sections are built once and shared.
+
+A batched result equals the serial one to the tolerances of :mod:`aflqueue.fl.agreement`, not
+bit for bit (the local gradients come from batched matrix products):
+:mod:`aflqueue.fl.replicas` says why and what is identical.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import TrainConfig
+from .errors import ValidationError, require
+from .io import atomic_write, atomic_write_json, dumps_json
+from .pipeline import Prepared, build_data_and_model, prepare, train
+
+__all__ = ["train_replicas", "group_runs", "DEFAULT_MAX_REPLICAS"]
+
+#: Replicas per batch by device kind (CPU: runs per core-hour of the paper preset's MLPs still grew
+#: from R = 20 to 32, the largest measured, ``validation/bench_replicas.py``, while memory grows
+#: with R: about 0.7 GB at R = 32 and m = 100; CUDA: bounded by ``run.max_memory_gb``).
+DEFAULT_MAX_REPLICAS = {"cpu": 32, "cuda": 128}
+
+
+def _data_key(cfg: TrainConfig) -> str:
+    return json.dumps({"seed": cfg.seed, "data": cfg.to_dict()["data"], "model": cfg.to_dict()["model"]},
+                      sort_keys=True, default=str)
+
+
+def _local(cfg: TrainConfig, pr: Prepared):
+    from .fl.local import LocalConfig
+
+    lc = cfg.local
+    return LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size, optimizer=lc.optimizer,
+                       weight_decay=lc.weight_decay)
+
+
+def _settings(cfg: TrainConfig):
+    from .fl.engine import EngineSettings
+
+    run = cfg.run
+    return EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
+                          eval_times=run.eval_times, checkpoint_every=run.checkpoint_every, batched=run.batched,
+                          max_batch=run.max_batch, seed=cfg.seed)
+
+
+def _meta(cfg: TrainConfig, pr: Prepared) -> dict[str, Any]:
+    """The result metadata :func:`aflqueue.pipeline.train` records (the same keys and values:
+    ``tests/fl/test_replicas.py`` compares them)."""
+    return {
+        "dataset": cfg.data.dataset, "routing": [float(x) for x in pr.routing],
+        "concurrency": int(pr.system.concurrency), "n_clients": int(pr.system.n),
+        "rates": [float(x) for x in pr.system.rates], "seed": cfg.seed,
+        "predicted": {k: v for k, v in pr.predicted.items() if k not in ("routing",)},
+        "step_size": pr.step_size,
+        "optimization": None if pr.optimization is None else {
+            k: v for k, v in pr.optimization.to_dict().items() if k in ("objective", "objective_value", "concurrency",
+                                                                        "eta", "throughput", "constants")},
+        "data": {k: v for k, v in pr.data.summary().items() if k in ("name", "num_clients", "client_sizes",
+                                                                     "label_skew", "partition", "test_size")},
+    }
+
+
+def group_runs(configs: Sequence[TrainConfig], prepared: Sequence[Prepared]) -> list[list[int]]:
+    """Indices of ``configs`` that can share a replica batch, one list per group (a run that
+    cannot be batched is a group of one), in order of first appearance."""
+    from .fl.replicas import batch_key
+
+    groups: dict[Any, list[int]] = {}
+    out: list[list[int]] = []
+    for j, (cfg, pr) in enumerate(zip(configs, prepared)):
+        key = batch_key(pr.model, _local(cfg, pr), cfg.algorithm.name)
+        if key is None:
+            out.append([j])
+            continue
+        key = (key, cfg.device, cfg.run.threads, tuple(pr.data.input_shape))
+        if key not in groups:
+            groups[key] = []
+            out.append(groups[key])
+        groups[key].append(j)
+    return out
+
+
+def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepared | None] | None = None,
+                   max_replicas: int | None = None, write_outputs: bool = True, progress: bool = False,
+                   on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """Train every configuration; replica-batched where possible (module docstring).
+
+    Args:
+        configs: the runs.
+        prepared: for each run, its :class:`~aflqueue.pipeline.Prepared` (e.g. after a study's own
+            calibration and optimisation), or None to prepare it here.
+        max_replicas: the most runs per batch (default :data:`DEFAULT_MAX_REPLICAS` for the
+            device); within a group, runs are batched in order of their number of arrivals, so that
+            runs of similar length share a batch.
+        write_outputs: write each batched run's outputs in its ``cfg.output`` as ``pipeline.train``
+            does (a run trained serially is written by ``pipeline.train`` in any case; with
+            ``write_outputs`` its ``results.json`` is rewritten with ``execution``).
+        progress: progress bars.
+        on_result: called as ``on_result(index, result)`` as soon as each result exists (e.g. to
+            save it: a batch returns all its results together).
+
+    Returns:
+        One :class:`~aflqueue.fl.engine.TrainResult` per configuration, in order.
+    """
+    import torch
+
+    import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
+    from .fl.replicas import Replica, ReplicaTrainer
+
+    cfgs = list(configs)
+    for j, c in enumerate(cfgs):
+        require(isinstance(c, TrainConfig), f"configs[{j}]", f"must be a TrainConfig (got {type(c).__name__})")
+    given = list(prepared) if prepared is not None else [None] * len(cfgs)
+    require(len(given) == len(cfgs), "prepared", f"has {len(given)} entries for {len(cfgs)} configurations")
+    if max_replicas is not None:
+        require(isinstance(max_replicas, int) and max_replicas >= 1, "max_replicas",
+                f"must be an integer >= 1 (got {max_replicas!r})")
+    built: dict[str, tuple] = {}
+    preps: list[Prepared] = []
+    for cfg, pr in zip(cfgs, given):
+        if pr is None:
+            key = _data_key(cfg)
+            if key not in built:
+                built[key] = build_data_and_model(cfg)
+            pr = prepare(cfg, *built[key])
+        preps.append(pr)
+    results: list[Any] = [None] * len(cfgs)
+
+    def done(j: int, res) -> None:
+        results[j] = res
+        if on_result is not None:
+            on_result(j, res)
+
+    evaluation_data: dict[tuple[int, str], Any] = {}
+
+    def data_for(j: int):
+        data, on = preps[j].data, cfgs[j].run.evaluate_on
+        if (id(data), on) not in evaluation_data:  # tuning evaluates on the validation split
+            evaluation_data[(id(data), on)] = data if on == "test" else replace(data, test=data.validation)
+        return evaluation_data[(id(data), on)]
+
+    def serially(j: int) -> None:  # the engine alone: what cannot be batched, and a lone run
+        res = train(cfgs[j], prepared=preps[j], progress=progress)
+        res.meta["execution"] = "serial"
+        if write_outputs:
+            _write_results(Path(cfgs[j].output), res)
+        done(j, res)
+
+    for group in group_runs(cfgs, preps):
+        if len(group) == 1:
+            serially(group[0])
+            continue
+        device = cfgs[group[0]].device
+        cap = max_replicas or DEFAULT_MAX_REPLICAS["cuda" if device.startswith("cuda") else "cpu"]
+        order = sorted(group, key=lambda j: (_arrivals(cfgs[j], preps[j]), j))
+        for chunk in _chunks(order, cfgs, preps, cap):
+            if len(chunk) == 1:  # R = 1 is slower batched than serial (aflqueue.fl.replicas, Speed)
+                serially(chunk[0])
+                continue
+            reps = [Replica(model=preps[j].model, data=data_for(j), trace=preps[j].trace, routing=preps[j].routing,
+                            algorithm=cfgs[j].algorithm.name, algorithm_params=dict(cfgs[j].algorithm.params),
+                            local=_local(cfgs[j], preps[j]), settings=_settings(cfgs[j]),
+                            meta=_meta(cfgs[j], preps[j])) for j in chunk]
+            if write_outputs:
+                for j in chunk:
+                    out = Path(cfgs[j].output)
+                    require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
+                    atomic_write_json(out / "config.json", cfgs[j].to_dict(), indent=2)
+                    preps[j].trace.save(out / "trace.npz")
+            threads = torch.get_num_threads()
+            torch.set_num_threads(cfgs[chunk[0]].run.threads)
+            try:
+                trainer = ReplicaTrainer(reps, device=device, progress=progress,
+                                         max_memory_gb=min(cfgs[j].run.max_memory_gb for j in chunk))
+                batch = trainer.run()
+            finally:
+                torch.set_num_threads(threads)
+            for j, res in zip(chunk, batch):
+                if write_outputs:
+                    _write_results(Path(cfgs[j].output), res)
+                done(j, res)
+    return results
+
+
+def _chunks(order: list[int], cfgs: Sequence[TrainConfig], preps: Sequence[Prepared], cap: int) -> list[list[int]]:
+    """``order`` cut into consecutive batches of at most ``cap`` runs whose memory
+    (:func:`aflqueue.fl.replicas.memory_bytes`) stays within their ``run.max_memory_gb``."""
+    from .fl.local import ParamSpec
+    from .fl.replicas import memory_bytes
+
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for j in order:
+        trial = cur + [j]
+        P = ParamSpec(preps[j].model).numel
+        size = next(preps[j].model.parameters()).element_size()
+        need = memory_bytes(P, [preps[i].trace.concurrency for i in trial],
+                            any(str(cfgs[i].algorithm.name).strip().lower() == "fedbuff" for i in trial), size)
+        if cur and (len(trial) > cap or need > min(cfgs[i].run.max_memory_gb for i in trial) * 2**30):
+            out.append(cur)
+            trial = [j]
+        cur = trial
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _arrivals(cfg: TrainConfig, pr: Prepared) -> int:
+    """Arrivals the run will apply (within its budget): how long it is."""
+    tr, run = pr.trace, cfg.run
+    times = np.sort(tr.completion_time[tr.completed])
+    U = len(times)
+    if run.time_budget is not None:
+        U = int(np.searchsorted(times, run.time_budget, side="right"))
+    if run.updates is not None:
+        U = min(U, run.updates)
+    return U
+
+
+def _write_results(out: Path, res) -> None:
+    """``results.json`` and ``updates.csv`` as the engine writes them."""
+    try:
+        text = dumps_json(res.to_dict(), indent=2)
+    except (TypeError, ValueError) as e:  # pragma: no cover - TrainResult.to_dict is JSON-safe
+        raise ValidationError("output", f"results are not serialisable ({e})") from None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results.json", lambda p: p.write_text(text))
+    log = res.log
+    cols = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
+    rows = list(zip(*(log[c] for c in cols)))
+
+    def write_csv(p: Path) -> None:
+        with p.open("w") as f:
+            f.write(",".join(cols) + "\n")
+            for r in rows:
+                f.write(f"{r[0]},{r[1]!r},{r[2]},{r[3]},{r[4]},{r[5]}\n")
+
+    atomic_write(out / "updates.csv", write_csv)
