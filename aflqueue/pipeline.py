@@ -26,7 +26,8 @@ from .errors import ValidationError, require
 from .sim.trace import Trace
 from .system import System, load_system
 
-__all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model"]
+__all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model", "engine_settings",
+           "local_config", "run_meta", "evaluation_data"]
 
 
 #: Bytes held per scheduled update: the trace's 9 columns plus the trainer's per-arrival log and
@@ -231,18 +232,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
             logger.close()
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any, force: bool):
-    from .fl.engine import EngineSettings, TraceTrainer
+def engine_settings(cfg: TrainConfig):
+    """The trainer's :class:`~aflqueue.fl.engine.EngineSettings` of a configuration."""
+    from .fl.engine import EngineSettings
+
+    run = cfg.run
+    return EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
+                          eval_times=run.eval_times, checkpoint_every=run.checkpoint_every,
+                          batched=run.batched, max_batch=run.max_batch, seed=cfg.seed)
+
+
+def local_config(cfg: TrainConfig, pr: Prepared):
+    """The local training of a run (:class:`~aflqueue.fl.local.LocalConfig`) at the prepared rate."""
     from .fl.local import LocalConfig
 
-    pr = prepared or prepare(cfg)
-    out = Path(cfg.output)
     lc = cfg.local
-    run = cfg.run
-    settings = EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
-                              eval_times=run.eval_times, checkpoint_every=run.checkpoint_every,
-                              batched=run.batched, max_batch=run.max_batch, seed=cfg.seed)
-    meta = {
+    return LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size, optimizer=lc.optimizer,
+                       weight_decay=lc.weight_decay)
+
+
+def run_meta(cfg: TrainConfig, pr: Prepared) -> dict[str, Any]:
+    """What a result records about its run beyond what the trainer knows (``TrainResult.meta``)."""
+    return {
         "dataset": cfg.data.dataset, "n_clients": int(pr.system.n),
         "rates": [float(x) for x in pr.system.rates], "seed": cfg.seed,
         "predicted": {k: v for k, v in pr.predicted.items() if k not in ("routing",)},
@@ -253,21 +264,32 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | 
         "data": {k: v for k, v in pr.data.summary().items() if k in ("name", "num_clients", "client_sizes",
                                                                      "label_skew", "partition", "test_size")},
     }
-    import torch
 
-    data = pr.data
-    if run.evaluate_on == "validation":  # tuning: the test set stays unseen
+
+def evaluation_data(cfg: TrainConfig, pr: Prepared):
+    """The prepared data with the split the run evaluates on as its test set (tuning evaluates on
+    the validation split, so the test set stays unseen)."""
+    if cfg.run.evaluate_on == "validation":
         from dataclasses import replace
 
-        data = replace(data, test=data.validation)
-    trainer = TraceTrainer(model=pr.model, data=data, trace=pr.trace, algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
-                           local=LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size,
-                                             optimizer=lc.optimizer, weight_decay=lc.weight_decay),
-                           settings=settings, device=cfg.device, output_dir=out, meta=meta, progress=progress,
+        return replace(pr.data, test=pr.data.validation)
+    return pr.data
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any, force: bool):
+    import torch
+
+    from .fl.engine import TraceTrainer
+
+    pr = prepared or prepare(cfg)
+    trainer = TraceTrainer(model=pr.model, data=evaluation_data(cfg, pr), trace=pr.trace,
+                           algorithm=cfg.algorithm.name, algorithm_params=cfg.algorithm.params,
+                           local=local_config(cfg, pr), settings=engine_settings(cfg), device=cfg.device,
+                           output_dir=Path(cfg.output), meta=run_meta(cfg, pr), progress=progress,
                            inputs={k: v for k, v in cfg.to_dict().items() if k != "output"},
                            callbacks=() if logger is None else (logger,), output_files={"config.json": cfg.to_dict()})
     threads = torch.get_num_threads()
-    torch.set_num_threads(run.threads)
+    torch.set_num_threads(cfg.run.threads)
     try:
         return trainer.run(resume=resume, force=force)
     finally:

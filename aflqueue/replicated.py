@@ -33,7 +33,8 @@ import numpy as np
 from .config import TrainConfig
 from .errors import ValidationError, require
 from .io import atomic_write, atomic_write_json, dumps_json
-from .pipeline import Prepared, build_data_and_model, prepare, train
+from .pipeline import (Prepared, build_data_and_model, engine_settings, evaluation_data, local_config, prepare,
+                       run_meta, train)
 
 __all__ = ["train_replicas", "group_runs", "DEFAULT_MAX_REPLICAS"]
 
@@ -48,40 +49,6 @@ def _data_key(cfg: TrainConfig) -> str:
                       sort_keys=True, default=str)
 
 
-def _local(cfg: TrainConfig, pr: Prepared):
-    from .fl.local import LocalConfig
-
-    lc = cfg.local
-    return LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size, optimizer=lc.optimizer,
-                       weight_decay=lc.weight_decay)
-
-
-def _settings(cfg: TrainConfig):
-    from .fl.engine import EngineSettings
-
-    run = cfg.run
-    return EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
-                          eval_times=run.eval_times, checkpoint_every=run.checkpoint_every, batched=run.batched,
-                          max_batch=run.max_batch, seed=cfg.seed)
-
-
-def _meta(cfg: TrainConfig, pr: Prepared) -> dict[str, Any]:
-    """The result metadata :func:`aflqueue.pipeline.train` records (the same keys and values:
-    ``tests/fl/test_replicas.py`` compares them)."""
-    return {
-        "dataset": cfg.data.dataset, "routing": [float(x) for x in pr.routing],
-        "concurrency": int(pr.system.concurrency), "n_clients": int(pr.system.n),
-        "rates": [float(x) for x in pr.system.rates], "seed": cfg.seed,
-        "predicted": {k: v for k, v in pr.predicted.items() if k not in ("routing",)},
-        "step_size": pr.step_size,
-        "optimization": None if pr.optimization is None else {
-            k: v for k, v in pr.optimization.to_dict().items() if k in ("objective", "objective_value", "concurrency",
-                                                                        "eta", "throughput", "constants")},
-        "data": {k: v for k, v in pr.data.summary().items() if k in ("name", "num_clients", "client_sizes",
-                                                                     "label_skew", "partition", "test_size")},
-    }
-
-
 def group_runs(configs: Sequence[TrainConfig], prepared: Sequence[Prepared]) -> list[list[int]]:
     """Indices of ``configs`` that can share a replica batch, one list per group (a run that
     cannot be batched is a group of one), in order of first appearance."""
@@ -90,7 +57,7 @@ def group_runs(configs: Sequence[TrainConfig], prepared: Sequence[Prepared]) -> 
     groups: dict[Any, list[int]] = {}
     out: list[list[int]] = []
     for j, (cfg, pr) in enumerate(zip(configs, prepared)):
-        key = batch_key(pr.model, _local(cfg, pr), cfg.algorithm.name)
+        key = batch_key(pr.model, local_config(cfg, pr), cfg.algorithm.name)
         if key is None:
             out.append([j])
             continue
@@ -153,13 +120,13 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
         if on_result is not None:
             on_result(j, res)
 
-    evaluation_data: dict[tuple[int, str], Any] = {}
+    views: dict[tuple[int, str], Any] = {}
 
-    def data_for(j: int):
-        data, on = preps[j].data, cfgs[j].run.evaluate_on
-        if (id(data), on) not in evaluation_data:  # tuning evaluates on the validation split
-            evaluation_data[(id(data), on)] = data if on == "test" else replace(data, test=data.validation)
-        return evaluation_data[(id(data), on)]
+    def data_for(j: int):  # one view per shared data set and split, so replicas share one copy on the device
+        key = (id(preps[j].data), cfgs[j].run.evaluate_on)
+        if key not in views:
+            views[key] = evaluation_data(cfgs[j], preps[j])
+        return views[key]
 
     def serially(j: int) -> None:  # the engine alone: what cannot be batched, and a lone run
         res = train(cfgs[j], prepared=preps[j], progress=progress)
@@ -179,10 +146,10 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
             if len(chunk) == 1:  # R = 1 is slower batched than serial (aflqueue.fl.replicas, Speed)
                 serially(chunk[0])
                 continue
-            reps = [Replica(model=preps[j].model, data=data_for(j), trace=preps[j].trace, routing=preps[j].routing,
+            reps = [Replica(model=preps[j].model, data=data_for(j), trace=preps[j].trace,
                             algorithm=cfgs[j].algorithm.name, algorithm_params=dict(cfgs[j].algorithm.params),
-                            local=_local(cfgs[j], preps[j]), settings=_settings(cfgs[j]),
-                            meta=_meta(cfgs[j], preps[j])) for j in chunk]
+                            local=local_config(cfgs[j], preps[j]), settings=engine_settings(cfgs[j]),
+                            meta=run_meta(cfgs[j], preps[j])) for j in chunk]
             if write_outputs:
                 for j in chunk:
                     out = Path(cfgs[j].output)

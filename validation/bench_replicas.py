@@ -87,7 +87,7 @@ def scenario(dataset: str, partition: str, fraction: float, device: str) -> dict
 
 def runs(sc: dict[str, Any], J: int) -> list[Replica]:
     pr = sc["prepared"]
-    return [Replica(model=pr.model, data=pr.data, trace=pr.trace, routing=pr.routing,
+    return [Replica(model=pr.model, data=pr.data, trace=pr.trace,
                     algorithm="generalized-asyncsgd", local=LocalConfig(lr=float(LR_GRID[j % len(LR_GRID)])),
                     settings=EngineSettings(time_budget=sc["time_budget"], eval_every=0, eval_times=sc["eval_times"],
                                             checkpoint_every=0, seed=j)) for j in range(J)]
@@ -107,7 +107,7 @@ class Clock:
 
 
 def serial(rep: Replica, device: str, clock: Clock) -> tuple[float, Any]:
-    tt = TraceTrainer(model=rep.model, data=rep.data, trace=rep.trace, routing=rep.routing, algorithm=rep.algorithm,
+    tt = TraceTrainer(model=rep.model, data=rep.data, trace=rep.trace, algorithm=rep.algorithm,
                       local=rep.local, settings=rep.settings, device=device)
     t = clock.now()
     res = tt.run()

@@ -109,7 +109,7 @@ class Replica:
         model: initial model (its parameters are read, not modified; moved to the device).
         data: federated data (``clients``, ``test``, ``num_classes``, ``input_shape``); replicas
             given the same object share one copy on the device.
-        trace, routing: the schedule and the routing it was drawn with.
+        trace: the schedule (it owns the routing and concurrency).
         algorithm: one of :data:`BATCHABLE_ALGORITHMS`; algorithm_params: its hyper-parameters.
         local: local training (per replica: ``lr`` and ``batch_size``; the rest must match
             across the batch).
@@ -121,7 +121,6 @@ class Replica:
     model: torch.nn.Module
     data: Any
     trace: Trace
-    routing: Any
     algorithm: str = "generalized-asyncsgd"
     algorithm_params: Mapping[str, Any] = field(default_factory=dict)
     local: LocalConfig = LocalConfig()
@@ -274,7 +273,7 @@ class ReplicaTrainer:
                     "differs from replicas[0] in architecture, parameter dtype or local optimiser settings "
                     "(steps, optimizer, weight_decay, betas, eps); only lr and batch_size may differ in a batch")
         # each replica's setup is the engine's own (validation, budget, schedule)
-        self.trainers = [TraceTrainer(model=rep.model, data=rep.data, trace=rep.trace, routing=rep.routing,
+        self.trainers = [TraceTrainer(model=rep.model, data=rep.data, trace=rep.trace,
                                       algorithm=rep.algorithm, algorithm_params=dict(rep.algorithm_params),
                                       local=rep.local, settings=rep.settings, device=self.device,
                                       meta=dict(rep.meta)) for rep in reps]
@@ -533,9 +532,10 @@ class ReplicaTrainer:
             final_accuracy=c["test_accuracy"][-1] if c["test_accuracy"] else float("nan"),
             final_loss=c["test_loss"][-1] if c["test_loss"] else float("nan"),
             curves={key: list(v) for key, v in c.items()}, arrivals=int(end), simulated_time=float(p.times[end - 1]),
-            log=log, costs=alg.costs(), wall_time=float(wall), complete=True,
+            log=log, costs=alg.costs(), wall_time=float(wall), routing=tt.routing.copy(),
+            concurrency=int(tt.trace.concurrency),
+            algorithm=getattr(self.replicas[r].algorithm, "name", self.replicas[r].algorithm),
+            algorithm_params=dict(self.replicas[r].algorithm_params), complete=True,
             stopped_by="diverged" if self.diverged[r] is not None else p.stopped_by,
             diverged=self.diverged[r] is not None, diverged_at=self.diverged[r],
-            meta={"algorithm": getattr(self.replicas[r].algorithm, "name", self.replicas[r].algorithm),
-                  "algorithm_params": dict(self.replicas[r].algorithm_params),
-                  **tt.meta, "execution": f"replica-batched(R={R})"})
+            meta={**tt.meta, "execution": f"replica-batched(R={R})"})

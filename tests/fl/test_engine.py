@@ -444,3 +444,16 @@ def test_weight_cap_clips_importance_weights(setup):
     assert capped.weights == pytest.approx(list(np.minimum(1 / (n * p), 1.2)))
     with pytest.raises(ValidationError, match="weight_cap"):
         make_algorithm("generalized-asyncsgd", w0, ctx, weight_cap=0)
+
+
+def test_finite_guard_tells_overflowing_sums_from_non_finite_models():
+    """The eager check sums the model first: a sum that overflows while every entry is finite must
+    not stop a run; a NaN or inf entry must. The lazy one records the first non-finite arrival."""
+    huge, bad, inf = torch.full((3,), 3e38), torch.tensor([1.0, float("nan"), 2.0]), torch.full((3,), float("inf"))
+    eager = engine_module.FiniteGuard(torch.device("cpu"), torch.zeros(3), lazy=False)
+    assert float(huge.sum()) == float("inf") and eager.observe(huge, 1)  # entries finite: goes on
+    assert not eager.observe(bad, 2) and not eager.observe(inf, 3)
+    lazy = engine_module.FiniteGuard(torch.device("cpu"), torch.zeros(3), lazy=True)
+    for k, p in enumerate([huge, bad, inf], start=1):
+        assert lazy.observe(p, k)
+    assert lazy.first_non_finite() == 2 and torch.equal(lazy.params_at_first_non_finite().isnan(), bad.isnan())

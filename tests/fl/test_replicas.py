@@ -75,7 +75,7 @@ def replicas(world, dtype=torch.float32):
         (0, 0, 4, "fedbuff", {"buffer": 2, "eta_g": 0.7}, LocalConfig(lr=0.05, batch_size=24),
          EngineSettings(time_budget=30.0, eval_times=5, eval_every=0, seed=4)),
     ]
-    return [Replica(model=model(seed, dtype), data=d[di], trace=traces[si], routing=systems[si].routing,
+    return [Replica(model=model(seed, dtype), data=d[di], trace=traces[si],
                     algorithm=alg, algorithm_params=params, local=local, settings=settings, meta={"case": j})
             for j, (di, si, seed, alg, params, local, settings) in enumerate(spec)]
 
@@ -93,7 +93,7 @@ def serial(rep: Replica):
             holder["alg"] = self
 
     dtype = next(rep.model.parameters()).dtype
-    tt = TraceTrainer(model=model(rep.meta["case"], dtype), data=rep.data, trace=rep.trace, routing=rep.routing,
+    tt = TraceTrainer(model=model(rep.meta["case"], dtype), data=rep.data, trace=rep.trace,
                       algorithm=Keep, algorithm_params=dict(rep.algorithm_params), local=rep.local,
                       settings=rep.settings, device="cpu")
     return tt.run(), holder["alg"].params
@@ -118,8 +118,10 @@ def test_each_replica_equals_its_run_alone(world, dtype):
         assert (res.arrivals, res.simulated_time, res.stopped_by, res.diverged) == \
                (ref.arrivals, ref.simulated_time, ref.stopped_by, ref.diverged)
         assert res.costs["arrivals"] == ref.costs["arrivals"] and set(res.costs) == set(ref.costs)
-        assert {k: v for k, v in res.meta.items() if k != "execution"} == \
-               {"algorithm": ref.meta["algorithm"], "algorithm_params": ref.meta["algorithm_params"], "case": j}
+        assert {k: v for k, v in res.meta.items() if k != "execution"} == {"case": j}
+        assert (res.algorithm, res.algorithm_params, res.concurrency) == (ref.algorithm, ref.algorithm_params,
+                                                                           ref.concurrency)
+        assert res.routing.tobytes() == ref.routing.tobytes()
         assert res.meta["execution"] == "replica-batched(R=5)"
         # the numbers: within the project's tolerances for the dtype
         initial = ParamSpec(rep.model).flatten(model(j, getattr(torch, dtype)))
@@ -181,8 +183,6 @@ def test_what_cannot_be_batched_is_refused(world):
         ReplicaTrainer([reps[0], dataclasses.replace(reps[1], local=LocalConfig(steps=2))], device="cpu")
     with pytest.raises(ValidationError, match="max_memory_gb"):
         ReplicaTrainer(reps, device="cpu", max_memory_gb=1e-4)
-    with pytest.raises(ValidationError, match="routing"):  # the engine's own checks apply to each replica
-        ReplicaTrainer([dataclasses.replace(reps[0], routing=np.full(6, 1 / 6))], device="cpu")
 
 
 @pytest.mark.parametrize("cfg", [LocalConfig(steps=1), LocalConfig(steps=3, weight_decay=0.01),
