@@ -173,7 +173,7 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
              num_gpus: float = 0.0, progress: Callable[[str], None] | None = print, limit: int | None = None,
              describe: Callable[[dict[str, Any]], str] | None = None,
              settings: Callable[[Any], Any] | None = None, fresh: bool = False,
-             code: Sequence[str | Path] = ()) -> list[dict[str, Any]]:
+             code: Sequence[str | Path] = (), batch: int = 1) -> list[dict[str, Any]]:
     """Run the jobs ``(id, args)`` whose record is missing and return every finished record.
 
     ``fn(args)`` must be a module-level function returning a JSON-serialisable dict; the record
@@ -186,7 +186,10 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     other settings is moved to ``cells/stale/`` and its job runs again. ``fresh`` deletes the
     records of these jobs first (records of other jobs in the store are kept). ``code``: code
     outside the package that ``fn`` runs (folders or files), stamped into each record's
-    ``code_version`` with the package (:func:`code_version`).
+    ``code_version`` with the package (:func:`code_version`). ``batch > 1``: ``fn`` takes a list
+    of up to ``batch`` jobs' args and returns their records in order (e.g. replica-batched
+    training, :func:`aflqueue.replicated.train_replicas`); the chunks, in job order, are what the
+    backend distributes, and each chunk's records are saved when it returns.
 
     Returns every record of the store (not only these jobs'), in id order.
     """
@@ -221,8 +224,21 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
         say(f"[{count[0]}/{len(todo)}] {rec['id']}{extra} ({'' if wall is None else f'{wall:.1f} s, '}"
             f"elapsed {time.perf_counter() - t0:.0f} s)")
 
-    pmap(fn, [a for _, a in todo], backend=backend, workers=workers, address=address, num_gpus=num_gpus,
-         on_result=on_result)
+    require(isinstance(batch, int) and batch >= 1, "batch", f"must be an integer >= 1 (got {batch!r})")
+    if batch == 1:
+        pmap(fn, [a for _, a in todo], backend=backend, workers=workers, address=address, num_gpus=num_gpus,
+             on_result=on_result)
+        return store.load()
+    starts = list(range(0, len(todo), batch))
+
+    def on_chunk(c: int, recs: list[dict[str, Any]]) -> None:
+        require(len(recs) == len(todo[starts[c]:starts[c] + batch]), "batch",
+                "a batched job function must return one record per job of its chunk")
+        for k, rec in enumerate(recs):
+            on_result(starts[c] + k, rec)
+
+    pmap(fn, [[a for _, a in todo[i:i + batch]] for i in starts], backend=backend, workers=workers,
+         address=address, num_gpus=num_gpus, on_result=on_chunk)
     return store.load()
 
 

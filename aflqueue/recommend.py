@@ -50,7 +50,7 @@ from .queueing import analyze
 from .tuning import score_curves
 
 __all__ = ["CANDIDATES", "Candidate", "PilotPlan", "Calibration", "Recommendation", "candidates_for",
-           "plan_cost", "schedule_updates", "recommend", "pilot_run", "job_runner", "conformal_quantile",
+           "plan_cost", "schedule_updates", "recommend", "pilot_run", "pilot_runs", "job_runner", "conformal_quantile",
            "prediction_interval"]
 
 #: The candidates :func:`recommend` considers, by name: how each one's routing, concurrency and
@@ -311,25 +311,48 @@ def pilot_run(config: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_updates(TrainConfig.from_dict(config), output=tmp)
         res = train(cfg, prepared=prepare(cfg))
-    horizon = float(cfg.run.time_budget)
-    return {"score": score_curves(res.curves, horizon), "curves": res.curves, "arrivals": int(res.arrivals),
-            "diverged": bool(res.diverged), "final_accuracy": res.final_accuracy,
-            "timing": {"wall_time": time.perf_counter() - t0}}
+    return {**_pilot_record(cfg, res, time.perf_counter() - t0), "execution": "serial"}
 
 
 Runner = Callable[[list[tuple[str, dict[str, Any]]]], list[dict[str, Any]]]
 
 
+def pilot_runs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pilots replica-batched (a batched job: :func:`aflqueue.replicated.train_replicas`); the
+    records of :func:`pilot_run`, each saying how it was computed (``execution``)."""
+    import torch
+
+    from .replicated import train_replicas
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    cfgs = [TrainConfig.from_dict(c) for c in configs]
+    results = train_replicas(cfgs, write_outputs=False)
+    wall = (time.perf_counter() - t0) / max(len(cfgs), 1)
+    return [_pilot_record(cfg, res, wall) for cfg, res in zip(cfgs, results)]
+
+
+def _pilot_record(cfg: TrainConfig, res, wall: float) -> dict[str, Any]:
+    return {"score": score_curves(res.curves, float(cfg.run.time_budget)), "curves": res.curves,
+            "arrivals": int(res.arrivals), "diverged": bool(res.diverged), "final_accuracy": res.final_accuracy,
+            "execution": res.meta.get("execution", "serial"), "timing": {"wall_time": wall}}
+
+
 def job_runner(output: str | Path, *, backend: str = "serial", workers: int | None = None,
-               progress: Callable[[str], None] | None = None, code: Sequence[str | Path] = ()) -> Runner:
+               progress: Callable[[str], None] | None = None, code: Sequence[str | Path] = (),
+               batched: bool = False, max_batch: int = 32) -> Runner:
     """Pilots as resumable jobs under ``output``, keyed by the content of their configuration: an
     interrupted recommendation resumes, and one with other settings never reuses another's runs.
-    ``code``: code outside the package that calls it, stamped into the records (a study's)."""
+    ``code``: code outside the package that calls it, stamped into the records (a study's).
+    ``batched``: replica-batched (:func:`pilot_runs`), the arms of a round split evenly over the
+    workers, at most ``max_batch`` per batch; else one run per job (:func:`pilot_run`)."""
     store = JobStore(Path(output))
 
     def run(jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        records = {r["id"]: r for r in run_jobs(jobs, pilot_run, store, backend=backend, workers=workers,
-                                                  progress=progress, code=code)}
+        size = min(max_batch, max(1, math.ceil(len(jobs) / max(workers or 1, 1)))) if batched else 1
+        fn = pilot_runs if size > 1 else pilot_run  # a lone run gains nothing from batching
+        records = {r["id"]: r for r in run_jobs(jobs, fn, store, backend=backend, workers=workers, progress=progress,
+                                                  code=code, batch=size)}
         return [records[i] for i, _ in jobs]
 
     return run

@@ -16,6 +16,28 @@ def square_job(x):
 JOBS = [(f"job{k}", k) for k in range(5)]
 
 
+def squares_job(xs):
+    """The batched form: a list of args in, their records out."""
+    return [square_job(x) for x in xs]
+
+
+def test_batched_jobs_save_the_same_records(tmp_path):
+    """batch > 1 hands chunks of jobs to one call; the records are those of one job at a time,
+    resumption works chunk by chunk, and a function that loses a record is refused."""
+    run_jobs(JOBS, square_job, JobStore(tmp_path / "one"), progress=None)
+    run_jobs(JOBS[:3], squares_job, JobStore(tmp_path / "many"), progress=None, batch=2)
+    recs = run_jobs(JOBS, squares_job, JobStore(tmp_path / "many"), progress=None, batch=2, backend="process",
+                    workers=2)
+    assert [r["value"] for r in recs] == [0, 1, 4, 9, 16]
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one" / "cells").glob("*.json")}
+    many = {p.name: p.read_bytes() for p in (tmp_path / "many" / "cells").glob("*.json")}
+    assert one == many
+    with pytest.raises(ValidationError, match="batch"):
+        run_jobs(JOBS, lambda xs: squares_job(xs)[:-1], JobStore(tmp_path / "lost"), progress=None, batch=3)
+    with pytest.raises(ValidationError, match="batch"):
+        run_jobs(JOBS, squares_job, JobStore(tmp_path / "zero"), progress=None, batch=0)
+
+
 def test_records_resume_and_identical_bytes(tmp_path):
     first = run_jobs(JOBS, square_job, JobStore(tmp_path / "a"), progress=None, limit=2)
     assert [r["id"] for r in first] == ["job0", "job1"]

@@ -35,6 +35,8 @@ EXTEND, MAX_EXTENSIONS = 0.3 / 0.128, 6
 TUNING_SEEDS = (1000, 1001)
 START_LR = 0.0548
 EVALUATIONS = 50
+#: Runs per replica batch (``aflqueue.replicated``: runs per core-hour flat from 20 to 32 on CPU).
+BATCH = 32
 PARTITIONS = {"iid": {"partition": "iid"}}
 
 
@@ -132,14 +134,36 @@ def train_run(args: tuple) -> dict[str, Any]:
         cfg = with_updates(TrainConfig.from_dict(config), output=tmp, run={"evaluate_on": split})
         pr = prepare(cfg)
         res = train(cfg, prepared=pr)
+    rec = _record(cfg, res, time.perf_counter() - t0)
+    rec["execution"] = "serial"
+    return rec
+
+
+def train_runs(batch: list[tuple]) -> list[dict[str, Any]]:
+    """A chunk of runs (a batched job, ``run_jobs(..., batch=R)``), replica-batched where they can
+    be (:func:`aflqueue.replicated.train_replicas`): the records of :func:`train_run`, each saying
+    how it was computed (``execution``)."""
+    import torch
+
+    from aflqueue.replicated import train_replicas
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    cfgs = [with_updates(TrainConfig.from_dict(config), run={"evaluate_on": split}) for config, split in batch]
+    results = train_replicas(cfgs, write_outputs=False)
+    wall = (time.perf_counter() - t0) / max(len(cfgs), 1)
+    return [_record(cfg, res, wall) for cfg, res in zip(cfgs, results)]
+
+
+def _record(cfg: TrainConfig, res, wall: float) -> dict[str, Any]:
     horizon = float(cfg.run.time_budget)
-    return {"split": split, "lr": float(cfg.local.lr), "seed": int(cfg.seed), "time_budget": horizon,
+    return {"split": cfg.run.evaluate_on, "lr": float(cfg.local.lr), "seed": int(cfg.seed), "time_budget": horizon,
             "routing": [float(x) for x in res.routing], "concurrency": int(res.concurrency),
-            "weight_cap": cfg.algorithm.params.get("weight_cap"),
+            "weight_cap": cfg.algorithm.params.get("weight_cap"), "execution": res.meta.get("execution", "serial"),
             "measured": {"score": score_curves(res.curves, horizon), "final_accuracy": res.final_accuracy,
                          "arrivals": int(res.arrivals), "simulated_time": float(res.simulated_time),
                          "diverged": bool(res.diverged), "curves": res.curves},
-            "timing": {"wall_time": time.perf_counter() - t0}}
+            "timing": {"wall_time": wall}}
 
 
 def _job(regime: Regime, arm: str, seed: int, config: TrainConfig, split: str) -> tuple[str, tuple]:
@@ -170,7 +194,7 @@ def run_tuning(regimes: Sequence[Regime], out: Path, **kw) -> dict[str, dict[str
     while pending:
         jobs = [_job(r, "asyncsgd", s, regime_config(r, s, lr), "validation")
                 for r in regimes if r.id in pending for lr in lrs[r.id] for s in TUNING_SEEDS]
-        records = run_jobs(jobs, train_run, store, code=CODE, **kw)
+        records = run_jobs(jobs, train_runs, store, code=CODE, batch=BATCH, **kw)
         for r in [x for x in regimes if x.id in pending]:
             mine = [x for x in records if x["id"].startswith(f"{r.id}__asyncsgd__")]
             more, interior = tuning_rates(mine)
@@ -207,7 +231,8 @@ def run_recommendations(regimes: Sequence[Regime], out: Path, *, backend: str = 
             continue
         cfg = regime_config(r, 2000, START_LR)
         t0 = time.perf_counter()
-        runner = job_runner(out / "pilots" / r.id, backend=backend, workers=workers, progress=progress, code=CODE)
+        runner = job_runner(out / "pilots" / r.id, backend=backend, workers=workers, progress=progress, code=CODE,
+                            batched=True)
         rec = recommend(cfg, updates=r.updates, runner=runner)
         d = {**rec.to_dict(), "regime": asdict(r), "code_version": _version(), "wall": time.perf_counter() - t0}
         atomic_write_json(path, d)
@@ -273,7 +298,8 @@ def run_study(out: str | Path, *, tiers: Sequence[str] = ("held-in", "held-out")
     tuned = run_tuning(chosen, out, **kw)
     atomic_write_json(out / "tuned.json", {**_read(out / "tuned.json"), **tuned})
     recs = run_recommendations(chosen, out, **kw)
-    records = run_jobs(evaluation_jobs(chosen, tuned, recs), train_run, JobStore(out / "cells"), code=CODE, **kw)
+    records = run_jobs(evaluation_jobs(chosen, tuned, recs), train_runs, JobStore(out / "cells"), code=CODE,
+                       batch=BATCH, **kw)
     return {"tuned": tuned, "recommendations": recs, "evaluation": records}
 
 
