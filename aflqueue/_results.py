@@ -123,6 +123,8 @@ class Result:
     * ``frame_index``: the name of a row of :meth:`to_frame` (``"client"`` by default);
     * ``frame_fields``: the fields that are the frame's columns (default: every field holding a
       1-D array as long as the first such field);
+    * ``frame_attrs``: the entries of :meth:`to_dict` the frame keeps in ``df.attrs`` (default:
+      every one that is not a column);
     * ``repr_fields``: the fields the repr shows (default: all that are not None).
 
     and it may override :meth:`title` (the repr's first line).
@@ -130,6 +132,7 @@ class Result:
 
     frame_index: ClassVar[str] = "client"
     frame_fields: ClassVar[tuple[str, ...] | None] = None
+    frame_attrs: ClassVar[tuple[str, ...] | None] = None
     repr_fields: ClassVar[tuple[str, ...] | None] = None
 
     def _field_names(self) -> list[str]:
@@ -164,7 +167,8 @@ class Result:
         length = len(next(iter(cols.values()))) if cols else 0
         df = pd.DataFrame(cols, index=pd.RangeIndex(length, name=self.frame_index))
         d = self.to_dict()
-        df.attrs.update({k: v for k, v in d.items() if k not in cols})
+        keys = self.frame_attrs if self.frame_attrs is not None else [k for k in d if k not in cols]
+        df.attrs.update({k: d.get(k) for k in keys})
         return df
 
     def __repr__(self) -> str:

@@ -49,11 +49,11 @@ import sys
 import time
 import types
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ._results import require_pandas, result_repr
+from ._results import Result, require_pandas, result_repr
 from .bounds import (EnergyModel, ProxyConstants, cap_is_active, check_cap, clip_factors, mixed_routing,
                      per_update_proxy, power, s1, s2_gradient, s2_weights, time_to_accuracy_proxy, wallclock_proxy)
 from .errors import require
@@ -497,8 +497,8 @@ def _lbfgs_softmax(fun: Callable[[np.ndarray], Evaluation], p0: np.ndarray, lo: 
 
 
 # --------------------------------------------------------------------------- results
-@dataclass(frozen=True, eq=False)
-class OptimizationResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class OptimizationResult(Result):
     """Solution of an :class:`OptimizationProblem` (scipy.optimize-style rich result).
 
     Attributes:
@@ -586,22 +586,20 @@ class OptimizationResult:
             "operating_profile": [[c, lam, v] for c, lam, v in self.operating_profile],
         })
 
-    def to_frame(self) -> Any:
-        """Per-client :class:`pandas.DataFrame` (index ``client``): ``routing`` and
-        ``relative_delay`` at the solution, ``baseline_routing`` and ``baseline_relative_delay``
-        for AsyncSGD. Scalars (``objective``, ``objective_value``, ``concurrency``, ``eta``,
-        ``throughput``, ``success``, ``baseline``...) are in ``df.attrs``. Needs pandas."""
-        pd = require_pandas("OptimizationResult.to_frame()")
+    frame_attrs: ClassVar[tuple[str, ...]] = ("objective", "objective_value", "concurrency", "eta", "throughput",
+                                              "mean_relative_delay", "proxies", "success", "message", "baseline")
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """Per client (index ``client``): ``routing`` and ``relative_delay`` at the solution,
+        ``baseline_routing`` and ``baseline_relative_delay`` for AsyncSGD; ``to_frame()`` keeps the
+        scalars (``objective``, ``objective_value``, ``concurrency``, ``eta``, ``throughput``,
+        ``success``, ``baseline``...) in ``df.attrs``."""
         cols = {"routing": np.asarray(self.routing, dtype=float),
                 "relative_delay": np.asarray(self.relative_delay, dtype=float)}
         if self.baseline is not None:
             cols["baseline_routing"] = np.asarray(self.baseline["routing"], dtype=float)
             cols["baseline_relative_delay"] = np.asarray(self.baseline["relative_delay"], dtype=float)
-        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
-        d = self.to_dict()
-        df.attrs.update({k: d[k] for k in ("objective", "objective_value", "concurrency", "eta", "throughput",
-                                           "mean_relative_delay", "proxies", "success", "message", "baseline")})
-        return df
+        return cols
 
     def profile_frame(self) -> Any:
         """The concurrency profile as a :class:`pandas.DataFrame`: index ``concurrency`` (every

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["Estimate", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
+__all__ = ["Estimate", "Estimates", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
            "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "familywise_confidence", "z_score",
            "spearman",
            "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test",
@@ -75,6 +75,44 @@ class Estimate:
             return cls(math.nan, math.nan, math.nan, 0)
         lo, hi = d.get("ci") or (math.nan, math.nan)
         return cls(float(d["mean"]), float(lo), float(hi), int(d.get("n", 0)))
+
+
+@dataclass(frozen=True, eq=False)
+class Estimates:
+    """Point estimates with two-sided intervals, one per element (e.g. per client): arrays of shape
+    ``(n,)``, so that ``est.relative_delay.mean`` lines up with ``analysis.relative_delay``.
+    Indexing gives the element's :class:`Estimate` (``est.relative_delay[i].lo``) and iterating
+    the estimates in order.
+
+    Attributes:
+        mean, lo, hi: point estimates and interval bounds (NaN where undefined).
+        n_batches: number of values each estimate rests on (integers).
+    """
+
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n_batches: np.ndarray
+
+    @classmethod
+    def of(cls, estimates: Iterable[Estimate]) -> "Estimates":
+        """The estimates of a sequence of :class:`Estimate`."""
+        es = list(estimates)
+        arrays = [np.array([getattr(e, k) for e in es], dtype=float) for k in ("mean", "lo", "hi")]
+        return cls(*arrays, np.array([e.n_batches for e in es], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self.mean.size)
+
+    def __getitem__(self, i: int) -> Estimate:
+        return Estimate(float(self.mean[i]), float(self.lo[i]), float(self.hi[i]), int(self.n_batches[i]))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def to_dict(self) -> list[dict[str, Any] | None]:
+        """One :meth:`Estimate.to_dict` per element."""
+        return [e.to_dict() for e in self]
 
 
 def finite_values(x: Iterable[Any]) -> np.ndarray:

@@ -33,12 +33,13 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from ._results import Result
 from .errors import ValidationError, require
-from .io import atomic_write, atomic_write_json, json_safe
+from .io import atomic_write, atomic_write_json
 from .system import System
 
 __all__ = ["SWEEP_OBJECTIVES", "PROXY_KEYS", "SweepResult", "sweep", "slow_group", "delay_vs_routing"]
@@ -83,8 +84,8 @@ def delay_vs_routing(system: System, points: int = 60) -> dict[str, Any] | None:
             "mean_delay": R[:, 2].tolist(), "throughput": R[:, 3].tolist()}
 
 
-@dataclass
-class SweepResult:
+@dataclass(frozen=True, eq=False, repr=False)
+class SweepResult(Result):
     """What :func:`sweep` computed (all JSON-serialisable through :meth:`to_dict`).
 
     Attributes:
@@ -116,11 +117,25 @@ class SweepResult:
     delay_routing: dict[str, Any] | None
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe({"name": self.name, "rates": self.rates, "names": self.names,
-                          "concurrency_range": list(self.concurrency_range), "objectives": self.objectives,
-                          "rows": self.rows, "optima": self.optima, "pareto": self.pareto,
-                          "delay_routing": self.delay_routing, "settings": self.settings})
+    frame_index: ClassVar[str] = "row"
+    frame_attrs: ClassVar[tuple[str, ...]] = ("name", "rates", "concurrency_range", "objectives", "optima",
+                                              "settings")
+    repr_fields: ClassVar[tuple[str, ...]] = ("name", "rates", "concurrency_range", "objectives")
+
+    def title(self) -> str:
+        return f"SweepResult: {len(self.rows)} concurrencies, {len(self.optima)} optima (see .to_frame())"
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """One row per ``m`` examined: the columns of ``sweep.csv`` (:meth:`column_names`), NaN where
+        a value is undefined."""
+        return {c: np.array([np.nan if r.get(c) is None else r.get(c) for r in self.rows], dtype=float)
+                for c in self.column_names()}
+
+    def to_frame(self) -> Any:
+        """The sweep per concurrency (index ``m``; the columns of ``sweep.csv``), the optima and
+        settings in ``df.attrs``. Needs pandas."""
+        df = super().to_frame()
+        return df.set_index(df["m"].astype(int)).drop(columns="m")
 
     def column_names(self) -> list[str]:
         cols = ["m", "throughput_uniform", "mean_relative_delay_uniform", "relative_delay_fastest_uniform",

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from .._results import require_pandas, result_repr
+from .._results import Result, require_pandas, result_repr
 from ..io import json_safe
 from ..system import System
 from . import convolution
@@ -55,8 +55,8 @@ class StationMetrics:
         ]
 
 
-@dataclass(frozen=True, eq=False)
-class Analysis:
+@dataclass(frozen=True, eq=False, repr=False)
+class Analysis(Result):
     """Exact steady-state metrics at concurrency ``m``. Per-client arrays have shape ``(n,)``.
 
     Attributes:
@@ -141,26 +141,23 @@ class Analysis:
             d["stations"] = self.stations.to_list()
         return json_safe(d)
 
-    def to_frame(self) -> Any:
-        """Per-client :class:`pandas.DataFrame` (index ``client``; columns named as in :meth:`to_dict`:
-        ``routing``, ``client_throughput``, ``mean_queue_lengths``, ``utilization``,
-        ``mean_response_times``, ``mean_round_trip_times``, ``relative_delay``,
-        ``queue_lengths_prev``, plus ``d_throughput`` and ``d_log_normalizing_constant`` when the
-        analysis has gradients). Scalars (``concurrency``, ``throughput``, ``mean_relative_delay``,
-        ``log_normalizing_constant``, ``method``, ``server``) are in ``df.attrs``. Needs pandas."""
-        pd = require_pandas("Analysis.to_frame()")
+    frame_attrs: ClassVar[tuple[str, ...]] = ("concurrency", "throughput", "mean_relative_delay",
+                                              "log_normalizing_constant", "method", "server")
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """Per client (index ``client``; named as in :meth:`to_dict`): ``routing``,
+        ``client_throughput``, ``mean_queue_lengths``, ``utilization``, ``mean_response_times``,
+        ``mean_round_trip_times``, ``relative_delay``, ``queue_lengths_prev``, plus ``d_throughput``
+        and ``d_log_normalizing_constant`` when the analysis has gradients. ``to_frame()`` keeps
+        the scalars (``concurrency``, ``throughput``, ``mean_relative_delay``,
+        ``log_normalizing_constant``, ``method``, ``server``) in ``df.attrs``."""
         cols = {name: np.asarray(getattr(self, name), dtype=float) for name in (
             "routing", "client_throughput", "mean_queue_lengths", "utilization", "mean_response_times",
             "mean_round_trip_times", "relative_delay", "queue_lengths_prev")}
         if self.gradients is not None:
             cols["d_throughput"] = np.asarray(self.gradients.d_throughput, dtype=float)
             cols["d_log_normalizing_constant"] = np.asarray(self.gradients.d_log_normalizing_constant, dtype=float)
-        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
-        df.attrs.update(concurrency=self.concurrency, throughput=float(self.throughput),
-                        mean_relative_delay=float(self.mean_relative_delay),
-                        log_normalizing_constant=float(self.log_normalizing_constant), method=self.method,
-                        server=None if self.server is None else dict(self.server))
-        return df
+        return cols
 
     def stations_frame(self) -> Any:
         """Per-station :class:`pandas.DataFrame` (multi-stage systems: one row per downlink,

@@ -26,15 +26,15 @@ array before it is averaged; delay quantiles come from counts of (client, delay)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from numba import njit
 
-from .._results import require_pandas, result_repr
+from .._results import Result, result_repr
 from ..errors import ValidationError, require
 from ..io import json_safe
-from ..stats import Estimate, t_interval
+from ..stats import Estimate, Estimates, t_interval
 from .records import VersionOrder
 from .trace import Trace
 from .tracefile import TraceFile
@@ -44,22 +44,25 @@ __all__ = ["Estimate", "SimulationEstimates", "estimate", "estimate_replications
            "histogram_counts"]
 
 
-@dataclass(frozen=True, eq=False)
-class SimulationEstimates:
-    """Estimates of the steady-state metrics; per-client lists have length ``n``.
+@dataclass(frozen=True, eq=False, repr=False)
+class SimulationEstimates(Result):
+    """Estimates of the steady-state metrics with confidence intervals. Per-client fields are
+    :class:`~aflqueue.stats.Estimates` of length ``n`` (``.mean``, ``.lo``, ``.hi`` arrays lined up
+    with :class:`~aflqueue.queueing.analysis.Analysis`'s arrays; ``[i]`` is client i's
+    :class:`~aflqueue.stats.Estimate`).
 
-    ``relative_delay[i]`` and ``mean_response_times[i]`` are NaN estimates for clients that
-    produced no update after warm-up. ``delay_quantiles[i]`` holds the empirical 50/90/99%
-    quantiles and the maximum of client i's relative delay.
+    ``relative_delay`` and ``mean_response_times`` are NaN for clients that produced no update
+    after warm-up. ``delay_quantiles[i]`` holds the empirical 50/90/99% quantiles and the maximum of
+    client i's relative delay (None without any).
     """
 
     throughput: Estimate
-    mean_queue_lengths: list[Estimate]
-    utilization: list[Estimate]
-    mean_response_times: list[Estimate]
-    relative_delay: list[Estimate]
+    mean_queue_lengths: Estimates
+    utilization: Estimates
+    mean_response_times: Estimates
+    relative_delay: Estimates
     mean_relative_delay: Estimate
-    delay_quantiles: list[dict[str, float]]
+    delay_quantiles: list[dict[str, float] | None]
     server: dict[str, Estimate] | None
     warmup_updates: int
     updates_used: int
@@ -67,34 +70,36 @@ class SimulationEstimates:
     confidence: float
     method: str
 
+    #: per-client point estimates, named as :class:`Analysis`'s columns, with ``_lo``/``_hi`` bounds
+    PER_CLIENT: ClassVar[tuple[str, ...]] = ("mean_queue_lengths", "utilization", "mean_response_times",
+                                             "relative_delay")
+    frame_attrs: ClassVar[tuple[str, ...]] = ("throughput", "mean_relative_delay", "confidence", "estimation",
+                                              "updates_used", "warmup_updates", "batches", "server")
+
     @property
     def n(self) -> int:
         """Number of clients."""
         return len(self.relative_delay)
 
-    def __repr__(self) -> str:
+    def title(self) -> str:
         how = (f"batch means over {self.batches} batches" if self.method == "batch_means"
                else f"{self.batches} replications")
-        return result_repr(
-            f"SimulationEstimates ({how}, {self.confidence:.0%} intervals): n = {self.n}, "
-            f"{self.updates_used} updates after {self.warmup_updates} warm-up", [
-                ("throughput", self.throughput),
-                ("relative_delay", [e.mean for e in self.relative_delay]),
-                ("mean_relative_delay", self.mean_relative_delay),
-                ("mean_queue_lengths", [e.mean for e in self.mean_queue_lengths]),
-                ("utilization", [e.mean for e in self.utilization]),
-                ("mean_response_times", [e.mean for e in self.mean_response_times]),
-                ("server", self.server)])
+        return (f"SimulationEstimates ({how}, {self.confidence:.0%} intervals): n = {self.n}, "
+                f"{self.updates_used} updates after {self.warmup_updates} warm-up")
+
+    def __repr__(self) -> str:
+        return result_repr(self.title(), [
+            ("throughput", self.throughput), ("relative_delay", self.relative_delay.mean),
+            ("mean_relative_delay", self.mean_relative_delay), ("mean_queue_lengths", self.mean_queue_lengths.mean),
+            ("utilization", self.utilization.mean), ("mean_response_times", self.mean_response_times.mean),
+            ("server", self.server)])
 
     def to_dict(self) -> dict[str, Any]:
-        """Strict-JSON dict: each estimate as ``{"mean", "ci": [lo, hi], "n"}`` (``null`` if undefined),
+        """Strict-JSON dict: each estimate as ``{"mean", "ci", "n"}`` (``null`` if undefined),
         per-client lists in client order, keys as in :meth:`Analysis.to_dict`."""
         d: dict[str, Any] = {
             "throughput": self.throughput.to_dict(),
-            "mean_queue_lengths": [e.to_dict() for e in self.mean_queue_lengths],
-            "utilization": [e.to_dict() for e in self.utilization],
-            "mean_response_times": [e.to_dict() for e in self.mean_response_times],
-            "relative_delay": [e.to_dict() for e in self.relative_delay],
+            **{name: getattr(self, name).to_dict() for name in self.PER_CLIENT},
             "mean_relative_delay": self.mean_relative_delay.to_dict(),
             "delay_quantiles": self.delay_quantiles,
             "warmup_updates": self.warmup_updates,
@@ -107,30 +112,21 @@ class SimulationEstimates:
             d["server"] = {k: v.to_dict() for k, v in self.server.items()}
         return json_safe(d)
 
-    def to_frame(self) -> Any:
-        """Per-client :class:`pandas.DataFrame` (index ``client``). For each of
-        ``mean_queue_lengths``, ``utilization``, ``mean_response_times`` and ``relative_delay`` the
-        point estimate under the same name as in :meth:`Analysis.to_frame` (so the two frames
-        line up column by column) and the interval bounds as ``<name>_lo``, ``<name>_hi``; then the
-        empirical relative-delay quantiles ``delay_p50``, ``delay_p90``, ``delay_p99``, ``delay_max``.
-        Scalar estimates (``throughput``, ``mean_relative_delay``, ``server``) are in ``df.attrs``
-        as ``{"mean", "ci", "n"}``, with ``confidence``, ``estimation``, ``updates_used``,
-        ``warmup_updates`` and ``batches``. Needs pandas."""
-        pd = require_pandas("SimulationEstimates.to_frame()")
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        """Per client (index ``client``): each of :attr:`PER_CLIENT` under the same name as in
+        :meth:`Analysis.to_frame` (so the two frames line up column by column) with its interval
+        bounds as ``<name>_lo``, ``<name>_hi``; then the empirical relative-delay quantiles
+        ``delay_p50``, ``delay_p90``, ``delay_p99``, ``delay_max``. Scalar estimates
+        (``throughput``, ``mean_relative_delay``, ``server``) go to ``df.attrs`` as
+        ``{"mean", "ci", "n"}``, with ``confidence``, ``estimation``, ``updates_used``,
+        ``warmup_updates`` and ``batches``."""
         cols: dict[str, np.ndarray] = {}
-        for name in ("mean_queue_lengths", "utilization", "mean_response_times", "relative_delay"):
+        for name in self.PER_CLIENT:
             est = getattr(self, name)
-            cols[name] = np.array([e.mean for e in est], dtype=float)
-            cols[f"{name}_lo"] = np.array([e.lo for e in est], dtype=float)
-            cols[f"{name}_hi"] = np.array([e.hi for e in est], dtype=float)
+            cols.update({name: est.mean, f"{name}_lo": est.lo, f"{name}_hi": est.hi})
         for q in ("p50", "p90", "p99", "max"):
             cols[f"delay_{q}"] = np.array([np.nan if d is None else d[q] for d in self.delay_quantiles], dtype=float)
-        df = pd.DataFrame(cols, index=pd.RangeIndex(self.n, name="client"))
-        full = self.to_dict()
-        df.attrs.update({k: full[k] for k in ("throughput", "mean_relative_delay", "confidence", "estimation",
-                                              "updates_used", "warmup_updates", "batches")})
-        df.attrs["server"] = full.get("server")
-        return df
+        return cols
 
 
 def _warmup_count(trace: Trace | TraceFile, warmup: float) -> int:
@@ -405,7 +401,8 @@ def estimate(trace: Trace | TraceFile, warmup: float = 0.1, batches: int = 20,
     if server:
         server_est = {"mean_queue_length": t_interval(np.diff(central, axis=0)[:, 0] / width, confidence)}
     return SimulationEstimates(
-        throughput=thr, mean_queue_lengths=mean_q, utilization=util, mean_response_times=rt, relative_delay=rd,
+        throughput=thr, mean_queue_lengths=Estimates.of(mean_q), utilization=Estimates.of(util),
+        mean_response_times=Estimates.of(rt), relative_delay=Estimates.of(rd),
         mean_relative_delay=mean_d, delay_quantiles=dq, server=server_est, warmup_updates=k0,
         updates_used=int(U - k0), batches=int(batches), confidence=float(confidence), method="batch_means",
     )
@@ -435,10 +432,8 @@ def estimate_replications(traces: Sequence[Trace], warmup: float = 0.1, confiden
     pooled = [np.unique(d, return_counts=True) for d in delays]
     return SimulationEstimates(
         throughput=pool(lambda r: r.throughput.mean),
-        mean_queue_lengths=[pool(lambda r, i=i: r.mean_queue_lengths[i].mean) for i in range(n)],
-        utilization=[pool(lambda r, i=i: r.utilization[i].mean) for i in range(n)],
-        mean_response_times=[pool(lambda r, i=i: r.mean_response_times[i].mean) for i in range(n)],
-        relative_delay=[pool(lambda r, i=i: r.relative_delay[i].mean) for i in range(n)],
+        **{name: Estimates.of(pool(lambda r, i=i, name=name: getattr(r, name).mean[i]) for i in range(n))
+           for name in SimulationEstimates.PER_CLIENT},
         mean_relative_delay=pool(lambda r: r.mean_relative_delay.mean),
         delay_quantiles=[_quantiles(v, c) for v, c in pooled],
         server=None if per_run[0].server is None else

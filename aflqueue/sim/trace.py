@@ -32,10 +32,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .._results import require_pandas, result_repr
+from .._results import Result, require_pandas, result_repr
 from ..errors import ValidationError
 
-__all__ = ["Trace", "TraceError", "TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "ALIASES", "COLUMN_DTYPES", "CHUNK",
+__all__ = ["Trace", "TraceSummary", "TraceError", "TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "ALIASES", "COLUMN_DTYPES", "CHUNK",
            "MAX_TASKS", "check_routing"]
 
 TIME_COLUMNS = ("dispatch_time", "downlink_end", "compute_start", "compute_end", "uplink_end", "completion_time")
@@ -77,6 +77,30 @@ def _read_only(a: Any, name: str, kind: str, size: int | None) -> np.ndarray:
     v = v.view()
     v.flags.writeable = False
     return v
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class TraceSummary(Result):
+    """Plain statistics of a trace (:meth:`Trace.summary`; no intervals: see
+    :func:`aflqueue.sim.estimate.estimate`).
+
+    Attributes:
+        tasks: tasks dispatched; updates: updates applied; concurrency: ``m``.
+        horizon: simulated time of the last update (time units); throughput: updates per time unit.
+        updates_per_client: shape ``(n,)``; mean_relative_delay, max_relative_delay: in updates.
+    """
+
+    tasks: int
+    updates: int
+    concurrency: int
+    horizon: float
+    throughput: float
+    updates_per_client: np.ndarray
+    mean_relative_delay: float
+    max_relative_delay: int
+
+    def title(self) -> str:
+        return f"TraceSummary: {self.updates} updates, m = {self.concurrency}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -318,15 +342,14 @@ class Trace:
             raise TraceError("; ".join(errors))
         return self.summary()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> "TraceSummary":
         """Plain statistics (no confidence intervals; see :mod:`aflqueue.sim.estimate`)."""
         up = self.updates()
         d = up["relative_delay"]
         per_client = np.bincount(up["client"], minlength=self.n_clients)
-        return {
-            "tasks": len(self), "updates": int(d.size), "concurrency": self.concurrency,
-            "horizon": self.horizon, "throughput": d.size / self.horizon if self.horizon > 0 else float("nan"),
-            "updates_per_client": per_client.tolist(),
-            "mean_relative_delay": float(d.mean()) if d.size else float("nan"),
-            "max_relative_delay": int(d.max()) if d.size else 0,
-        }
+        return TraceSummary(tasks=len(self), updates=int(d.size), concurrency=int(self.concurrency),
+                            horizon=float(self.horizon),
+                            throughput=d.size / self.horizon if self.horizon > 0 else float("nan"),
+                            updates_per_client=per_client.astype(np.int64),
+                            mean_relative_delay=float(d.mean()) if d.size else float("nan"),
+                            max_relative_delay=int(d.max()) if d.size else 0)
