@@ -18,8 +18,8 @@ Heavy subpackages (simulation, optimisation, torch-based training) are imported 
 ``import aflqueue`` and the analysis commands stay fast: importing the package imports neither
 torch, numba, scipy.optimize, matplotlib nor pandas.
 
-``aflqueue.optimize`` is the optimisation module and, called, the convenience entry
-:func:`aflqueue.api.optimize`.
+``aq.optimize`` is a function (:func:`aflqueue.api.optimize`); the optimiser itself is the module
+:mod:`aflqueue.optimization`.
 """
 
 from __future__ import annotations
@@ -32,16 +32,16 @@ from .laws import law_from_spec
 from .system import Availability, Client, Stage, System, example_system, load_system
 
 if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs
-    from .api import optimize as optimize  # at run time the callable module aflqueue.optimize
+    from .api import optimize as optimize
     from .api import train as train
     from .bounds import EnergyModel as EnergyModel
     from .bounds import ProxyConstants as ProxyConstants
     from .config import TrainConfig as TrainConfig
     from .config import load_config as load_config
     from .fl.engine import TrainResult as TrainResult
-    from .optimize import OptimizationProblem as OptimizationProblem
-    from .optimize import OptimizationResult as OptimizationResult
-    from .optimize import pareto_front as pareto_front
+    from .optimization import OptimizationProblem as OptimizationProblem
+    from .optimization import OptimizationResult as OptimizationResult
+    from .optimization import pareto_front as pareto_front
     from .queueing.analysis import Analysis as Analysis
     from .queueing.analysis import analyze as analyze
     from .queueing.gradients import metrics_vjp as metrics_vjp
@@ -72,14 +72,14 @@ __version__ = _version()
 #: Attributes resolved on first use (importing ``aflqueue`` imports none of these modules):
 #: module -> the names the package takes from it.
 _LAZY_MODULES: dict[str, tuple[str, ...]] = {
-    "aflqueue.api": ("train",),
+    "aflqueue.api": ("train", "optimize"),
     "aflqueue.queueing.analysis": ("analyze", "Analysis"),
     "aflqueue.queueing.gradients": ("routing_gradients", "routing_jacobians", "metrics_vjp"),
     "aflqueue.sim": ("simulate",),
     "aflqueue.sim.estimate": ("estimate", "SimulationEstimates"),
     "aflqueue.sim.trace": ("Trace",),
     "aflqueue.stats": ("Estimate",),
-    "aflqueue.optimize": ("OptimizationProblem", "OptimizationResult", "pareto_front"),
+    "aflqueue.optimization": ("OptimizationProblem", "OptimizationResult", "pareto_front"),
     "aflqueue.bounds": ("ProxyConstants", "EnergyModel"),
     "aflqueue.config": ("TrainConfig", "load_config"),
     "aflqueue.fl.engine": ("TrainResult",),  # imports torch
@@ -97,12 +97,10 @@ _CHECKED = {"analyze": "check_system", "simulate": "check_system", "estimate": "
             "routing_gradients": "check_system", "routing_jacobians": "check_system", "metrics_vjp": "check_system"}
 
 __all__ = ["ValidationError", "law_from_spec", "Availability", "Client", "Stage", "System", "example_system",
-           "load_system", "optimize", *_LAZY]
+           "load_system", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "optimize":  # the submodule, callable (see aflqueue.optimize)
-        return import_module("aflqueue.optimize")
     if name not in _LAZY:
         raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
     module, attr = _LAZY[name], _RENAMED.get(name, name)

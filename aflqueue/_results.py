@@ -1,7 +1,7 @@
 """The one shape of every result: :class:`Result`, and the habits it rests on.
 
 Every result (:class:`~aflqueue.queueing.analysis.Analysis`,
-:class:`~aflqueue.sim.estimate.SimulationEstimates`, :class:`~aflqueue.optimize.OptimizationResult`,
+:class:`~aflqueue.sim.estimate.SimulationEstimates`, :class:`~aflqueue.optimization.OptimizationResult`,
 :class:`~aflqueue.fl.engine.TrainResult`, :class:`~aflqueue.sweep.SweepResult`, ...) is a frozen
 dataclass deriving from :class:`Result` (in the spirit of scipy's ``OptimizeResult``), so that it has
 

@@ -6,7 +6,7 @@
   (:func:`aflqueue.sim.simulate`), and ``aq.estimate(trace)`` ->
   :class:`~aflqueue.sim.estimate.SimulationEstimates` (:func:`aflqueue.sim.estimate.estimate`);
 * ``aq.optimize(system, objective="wall-clock", **problem_fields)`` ->
-  :class:`~aflqueue.optimize.OptimizationResult` (:func:`optimize` below);
+  :class:`~aflqueue.optimization.OptimizationResult` (:func:`optimize` below);
 * ``aq.train(config=None, **overrides)`` -> :class:`~aflqueue.fl.engine.TrainResult` (:func:`train` below);
 * ``aq.routing_gradients``, ``aq.routing_jacobians``, ``aq.metrics_vjp``: exact gradients
   (:mod:`aflqueue.queueing.gradients`).
@@ -31,7 +31,7 @@ from .system import System
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .fl.engine import TrainResult
-    from .optimize import OptimizationProblem, OptimizationResult
+    from .optimization import OptimizationProblem, OptimizationResult
 
 __all__ = ["check_system", "check_trace", "checked", "make_problem", "optimize", "train_config", "train"]
 
@@ -74,13 +74,13 @@ def checked(module: str, name: str, check: Callable[[Any], Any] = check_system) 
 
 # --------------------------------------------------------------------------- optimisation
 def make_problem(system: System, objective: str = "wall-clock", **problem_fields: Any) -> "OptimizationProblem":
-    """An :class:`~aflqueue.optimize.OptimizationProblem` from keyword fields.
+    """An :class:`~aflqueue.optimization.OptimizationProblem` from keyword fields.
 
     Conveniences: ``constants`` may be a mapping (``{"Delta": 2.3, "L": 0.5, ...}``, see
     :class:`~aflqueue.bounds.ProxyConstants`); ``concurrency`` may be one integer (fixed ``m``) or
     ``(lo, hi)`` (optimise ``m`` jointly in ``lo..hi``). Unknown fields are refused by name."""
     from .bounds import ProxyConstants
-    from .optimize import OptimizationProblem
+    from .optimization import OptimizationProblem
 
     check_system(system)
     allowed = [f.name for f in dataclass_fields(OptimizationProblem) if f.name not in ("system", "objective")]
@@ -110,16 +110,16 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
 
     ``aq.optimize(system, "wall-clock", p_min=1e-3, concurrency=(1, 30))`` builds the problem with
     :func:`make_problem` (``objective`` defaults to ``"wall-clock"``; the fields are those of
-    :class:`~aflqueue.optimize.OptimizationProblem`: ``constants``, ``updates``, ``time_budget``,
+    :class:`~aflqueue.optimization.OptimizationProblem`: ``constants``, ``updates``, ``time_budget``,
     ``epsilon``, ``energy``, ``weight``, ``p_min``, ``p_max``, ``concurrency``, ``dispersion``,
-    ``reference``) and solves it with :func:`aflqueue.optimize.optimize` (``starts``, ``seed``,
+    ``reference``) and solves it with :func:`aflqueue.optimization.optimize` (``starts``, ``seed``,
     ``scan_limit``, ``max_iter``, ``tol``). An ``OptimizationProblem`` may be passed instead of
     the system, then without ``objective`` or fields.
 
     Objectives: ``per-update`` (P1), ``wall-clock`` (P2; ``wallclock`` is accepted too), ``time-to-accuracy`` (P3), ``energy``,
     ``tradeoff`` (P4) and ``max-throughput`` (P5); see docs/theory.md sections 5-6."""
-    from .optimize import OptimizationProblem
-    from .optimize import optimize as solve
+    from .optimization import OptimizationProblem
+    from .optimization import optimize as solve
 
     starts = check_integer(starts, "starts", 1)
     seed = check_integer(seed, "seed", 0)

@@ -39,7 +39,7 @@ BYTES_PER_SIMULATED_UPDATE = 160
 #: Post-warm-up updates per batch below which batch means are too short to be trusted.
 MIN_UPDATES_PER_BATCH = 50
 OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
-ANALYSES = ("product-form", "approx")  # as aflqueue.optimize.ANALYSES, without importing it at start-up
+ANALYSES = ("product-form", "approx")  # as aflqueue.optimization.ANALYSES, without importing it at start-up
 
 
 class UsageError(Exception):
@@ -452,7 +452,7 @@ def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> 
 
 def problem_from_args(args: argparse.Namespace, system):
     from .bounds import EnergyModel, ProxyConstants
-    from .optimize import OptimizationProblem
+    from .optimization import OptimizationProblem
 
     consts = parse_constants(args.constants)
     if args.eta is not None:
@@ -482,7 +482,7 @@ def problem_from_args(args: argparse.Namespace, system):
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from .optimize import optimize
+    from .optimization import optimize
     from .console import optimization_table
 
     _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
@@ -635,8 +635,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for s in seeds:
         _check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
     out = Path(args.output or "runs/tune")
+    _check(1 <= args.replicas <= 1024, "replicas", f"must be an integer in [1, 1024] (got {args.replicas})")
     res = tune(cfg, lrs, [int(s) for s in seeds], out, backend=args.backend, workers=args.workers,
-               address=args.address, progress=None if args.quiet else print)
+               address=args.address, progress=None if args.quiet else print, batch=args.replicas)
     if args.json:
         print_json(res.to_dict())
     else:
@@ -645,8 +646,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             div = f"; {row['diverged']} diverged" if row["diverged"] else ""
             seeds_txt = ", ".join(f"{x:.4f}" for x in row["scores"])
             print(f"lr {row['lr']:<8g} score {row['score']:.4f} (seeds: {seeds_txt}{div}){mark}")
-        edge = " (at the edge of the grid: widen it)" if res.at_edge else ""
-        print(f"best learning rate {res.best_lr:g}{edge}; results in {out}/tune.json")
+        ext = f" after {res.extensions} rate(s) added out of an edge" if res.extensions else ""
+        edge = " -- still at the edge of the rates tried: flagged" if res.at_edge else ""
+        print(f"best learning rate {res.best_lr:g}{ext}{edge}; results in {out}/tune.json")
     return 0
 
 
@@ -654,8 +656,10 @@ def _parser_tune(sub) -> None:
     t = sub.add_parser("tune", help="tune the learning rate of a run configuration on a validation split",
                        description="""Train the configuration at each learning rate of a log grid on pilot seeds,
                                    score each run by its mean validation accuracy over the budget (the test set is
-                                   never used) and report the best rate. Needs data.validation_fraction > 0 (set with
-                                   --set). Runs are saved as they finish; an interrupted tuning resumes.""")
+                                   never used) and report the best rate. While the best rate is the smallest or
+                                   largest tried, the next rate out is added (up to 6 times); a rate still at an edge
+                                   is flagged. Needs data.validation_fraction > 0 (set with --set). Runs are saved as
+                                   they finish; an interrupted tuning resumes.""")
     add_run_config_arguments(t, "TOML/YAML/JSON run configuration (default: the embedded one)",
                              set_example="data.validation_fraction=0.1")
     t.add_argument("--lr-grid", type=float_list, metavar="LR1,LR2,..",
@@ -664,6 +668,8 @@ def _parser_tune(sub) -> None:
                    help="seeds of the tuning runs, kept apart from evaluation seeds (default 1000,1001)")
     t.add_argument("--output", "-o", type=nonempty_path, help="folder for the runs and tune.json (default runs/tune)")
     add_backend_arguments(t, "the tuning runs")
+    t.add_argument("--replicas", type=int, default=1, help="runs trained together in lockstep per job (replica-"
+                                                           "batched, about 2x the runs per core-hour from 10; default 1)")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object")
     t.set_defaults(func=_cmd_tune, seed=None, serial=False, batched=False)
@@ -777,7 +783,7 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .optimize import OptimizationProblem, optimize
+    from .optimization import OptimizationProblem, optimize
     from .pilot import budget_of, operating_point, predict_gain, read_constants, verdict
     from .pipeline import build_system
     from .protocol import largest_importance_weight, step_ratio, uniform_routing
@@ -878,59 +884,83 @@ def _parser_predict(sub) -> None:
                    routing=None, objective=None)
 
 
-# --------------------------------------------------------------------------- run (main job)
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .mainjob import main_job
+# --------------------------------------------------------------------------- run / validate
+def _comparison(args: argparse.Namespace, cfg, target: float | None, what: str) -> int:
+    """The paired comparison of :func:`aflqueue.validate.validate`, with its budget printed first."""
+    from .console import budget_report, validation_report
+    from .validate import validate
 
-    require_fl("run")
+    require_fl(args.command)
     check_backend(args)
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
-    _check(1 <= args.seeds <= 1000, "seeds", f"must be an integer in [1, 1000] (got {args.seeds})")
-    _check(100 <= args.budget_updates <= 10**7, "budget-updates",
-           f"must be an integer in [100, 10000000] (got {args.budget_updates})")
-    main_job(output=args.output, seed=args.seed, seeds=args.seeds, updates=args.budget_updates, quiet=args.quiet,
-             backend=args.backend, workers=args.workers, address=args.address)
+    u = args.budget_updates
+    _check(u is None or 100 <= u <= 10**7, "updates", f"the budget must be 100 to 10000000 AsyncSGD updates (got {u})")
+    if not args.quiet:
+        budget_report(cfg, args.budget_updates)
+    v = validate(cfg, seeds=args.seeds, seed=args.seed, updates=args.budget_updates, target=target,
+                 output=args.output, backend=args.backend, workers=args.workers, address=args.address,
+                 progress=None if args.quiet else print)
+    validation_report(v, what=what)
+    print(f"outputs: {args.output}/summary.json and one folder per run under {args.output}/ (results.json, "
+          "updates.csv, trace.npz, config.json)")
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    # the embedded default's target: digits, where AsyncSGD reaches 90% within the budget
+    return _comparison(args, None, 0.9, "the wall-clock operating point")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    if args.preset is not None:
+        raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
+    cfg = config_from_args(args)
+    _check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
+    return _comparison(args, cfg, args.target, "the wall-clock operating point")
+
+
+def _add_comparison_arguments(p: argparse.ArgumentParser, output: str) -> None:
+    p.add_argument("--output", "-o", type=nonempty_path, default=output, help=f"output folder (default {output})")
+    p.add_argument("--seed", type=int, default=0, help="first seed >= 0 (default 0)")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds, paired across the two arms (default 5)")
+    add_backend_arguments(p, "the training runs", default="process")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _parser_run(sub) -> None:
     r = sub.add_parser("run", help="the main job: analyse -> optimise -> simulate -> train, and compare",
-                       description="""On the embedded default (10 clients, two speed groups 10x apart, digits): exact
-                                   analysis, the wall-clock optimiser's operating point (routing and step size),
-                                   simulation, and training of AsyncSGD (uniform routing) vs that operating point at
-                                   an equal simulated-time budget, over several seeds; prints predicted and measured
-                                   gains with intervals, and where the outputs are.""")
-    r.add_argument("--output", "-o", type=nonempty_path, default="runs/main", help="output folder (default runs/main)")
-    r.add_argument("--seed", type=int, default=0, help="first seed >= 0 (default 0)")
-    r.add_argument("--seeds", type=int, default=5, help="number of seeds, paired across the two routings (default 5)")
-    r.add_argument("--budget-updates", "--updates", dest="budget_updates", type=int, default=1500,
-                   help="the time budget is AsyncSGD's expected time for this many updates (default 1500; "
-                        "--updates is the old name)")
-    add_backend_arguments(r, "the training runs", default="process")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+                       description="""aflqueue validate on the embedded default (10 clients, two speed groups 10x
+                                   apart, digits): exact analysis, the wall-clock optimiser's operating point (routing
+                                   and step size), simulation, and training of AsyncSGD (uniform routing) vs that
+                                   operating point at an equal simulated-time budget, over several seeds; prints
+                                   predicted and measured gains with intervals, and where the outputs are.""")
+    _add_comparison_arguments(r, "runs/main")
+    r.add_argument("--updates", "--budget-updates", dest="budget_updates", type=int, default=1500,
+                   help="the time budget is AsyncSGD's expected time for this many updates (default 1500)")
     r.set_defaults(func=_cmd_run)
 
 
-# --------------------------------------------------------------------------- validate
-#: What ``aflqueue validate`` says: the study presets it used to run left the package.
+#: What ``aflqueue validate --preset`` says: the study presets it used to run left the package.
 STUDIES_MOVED = ("the validation studies (presets paper, paper-n20, regimes, regimes-confirm, tiny, small, default, "
                  "full...) left the package: each study is run by its own command in the source repository, "
-                 "python validation/<study>/run.py (paper, regimes, grid, approx, closed_forms, fedbuff_family)")
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    require_fl("validate")
-    if args.preset is not None:
-        raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
-    print(f"aflqueue validate: {STUDIES_MOVED}")
-    return 0
+                 "python validation/<study>/run.py (paper, regimes, grid, approx, closed_forms, fedbuff_family, "
+                 "recommend)")
 
 
 def _parser_validate(sub) -> None:
-    v = sub.add_parser("validate", help="(moved) the validation studies: python validation/<study>/run.py",
-                       description=f"""Nothing to run here yet: {STUDIES_MOVED}.""")
+    v = sub.add_parser("validate", help="AsyncSGD vs the operating point on your configuration, paired by seed",
+                       description="""Train AsyncSGD (uniform routing) and the wall-clock operating point (routing,
+                                   concurrency, step size; constants calibrated at each seed's initial model) on
+                                   CONFIG for the same simulated time, over paired seeds, and report the accuracy
+                                   difference and the time-to-target ratio with intervals (per-seed values below 3
+                                   seeds). The target defaults to 0.9 x AsyncSGD's mean final accuracy.""")
+    add_run_config_arguments(v, "TOML/YAML/JSON run configuration (default: the embedded configuration)",
+                             algorithm=False)
+    _add_comparison_arguments(v, "runs/validate")
+    v.add_argument("--target", type=float, help="test accuracy whose time to reach is compared (default: 0.9 x "
+                                                "AsyncSGD's mean final accuracy)")
     v.add_argument("--preset", help="no longer accepted: names the study command that replaces it")
-    v.set_defaults(func=_cmd_validate)
+    v.set_defaults(func=_cmd_validate, serial=False, batched=False, algorithm=None, routing=None, objective=None,
+                   budget_updates=None)  # --updates (run.updates) is the budget: AsyncSGD's expected time for it
 
 
 # --------------------------------------------------------------------------- figures

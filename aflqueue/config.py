@@ -99,7 +99,7 @@ class SystemConfig:
 
 @dataclass
 class RoutingConfig:
-    """``kind``: ``uniform``, ``optimal`` (minimise ``objective`` with ``aflqueue.optimize``) or
+    """``kind``: ``uniform``, ``optimal`` (minimise ``objective`` with :mod:`aflqueue.optimization`) or
     ``explicit`` (``values``). ``concurrency_range = [lo, hi]`` also optimises ``m``.
     ``constants``: proxy constants, ``"calibrate"`` to estimate them from the initial model, or the
     path of a constants file (its table ``constants``; e.g. written by ``aflqueue calibrate``).

@@ -158,3 +158,72 @@ def training_summary(cfg, res) -> None:
              "trace": "the end of the schedule", "diverged": f"divergence at arrival {res.diverged_at}"}
     c.print(f"stopped by {ended.get(res.stopped_by, res.stopped_by)}")
     c.print(f"outputs in {cfg.output}/ (results.json, updates.csv, checkpoint.pt, trace.npz, config.json)")
+
+
+def _interval(e, scale: float = 1.0, form: str = "{:.3f}", sign: bool = False, suffix: str = "") -> str:
+    """``mean [lo, hi]`` of an estimate dict (``{"mean", "ci", "n"}``), the interval left out when
+    it is not stated."""
+    if not e:
+        return "-"
+
+    def f(x):
+        return (f"{scale * x:+.2f}" if sign else form.format(scale * x)) + suffix
+
+    ci = e.get("ci")
+    return f(e["mean"]) + ("" if ci is None else f" [{f(ci[0])}, {f(ci[1])}]")
+
+
+def validation_report(v, *, what: str = "the wall-clock operating point") -> None:
+    """The comparison of :func:`aflqueue.validate.validate`: one row per arm, then the paired gains
+    with their intervals (or, below 3 seeds, the per-seed values)."""
+    from rich.table import Table
+
+    c = console()
+    n = len(v.seeds)
+    note = f"{n} seeds, 95% intervals" if v.intervals else f"{n} seed(s): per-seed values, no interval below 3 seeds"
+    t = Table(title=f"AsyncSGD vs {what} at equal simulated time {fmt(v.time_budget)} ({note})")
+    pct = f"reached {100 * v.target_accuracy:g}%"
+    for col in ("routing", "learning rate", "throughput pred.", "throughput sim.", "arrivals", "test accuracy", pct,
+                "diverged"):
+        t.add_column(col, justify="left" if col == "routing" else "right")
+    from .validate import ARMS
+
+    for k, label in ARMS.items():
+        r = v.per_arm.get(k)
+        if r:
+            t.add_row(label, fmt(r["lr"]), fmt(r["throughput_predicted"]), fmt(r["throughput_simulated"]),
+                      f"{r['arrivals']:.0f}", _interval(r["accuracy"], 100, "{:.2f}", suffix="%"),
+                      f"{r['reached_target']}/{n}", str(r["diverged"]))
+    c.print(t)
+    d = v.to_dict()
+    c.print(f"predicted: wall-clock proxy ratio x{_interval(d['predicted_wallclock_ratio'])} "
+            "(operating point / AsyncSGD; < 1 is better)")
+    c.print(f"measured: accuracy difference {_interval(d['accuracy_difference'], 100, sign=True)} points (paired by "
+            f"seed, bootstrap); time to {100 * v.target_accuracy:g}% ratio x{_interval(d['time_to_target_ratio'])} "
+            f"over the {v.time_to_target_pairs} seed(s) where both reached it (log scale)")
+    if not v.intervals:
+        for r in v.per_seed:
+            ratio = r["time_to_target_ratio"]
+            c.print(f"  seed {r['seed']}: accuracy difference {100 * r['accuracy_difference']:+.2f} points, time ratio "
+                    f"{'-' if ratio is None else f'x{ratio:.3f}'}")
+
+
+def budget_report(cfg, updates: int | None) -> None:
+    """Step 1 of a comparison: AsyncSGD's network analysed exactly, and the time budget it fixes."""
+    from .config import load_config
+    from .pipeline import build_system
+    from .protocol import time_budget
+    from .queueing.analysis import analyze
+
+    cfg = cfg if cfg is not None else load_config(None)
+    U0 = updates if updates is not None else cfg.run.updates
+    system = build_system(cfg, cfg.data.clients)
+    a = analyze(system)
+    c = console()
+    c.rule("1. exact analysis of AsyncSGD (uniform routing)" if system.is_product_form else
+           "1. analysis of AsyncSGD (uniform routing; product form, not exact for these service laws)")
+    c.print(f"{system.n} clients (rates {fmt(min(system.rates))} to {fmt(max(system.rates))}), m = {system.concurrency}: "
+            f"throughput {fmt(a.throughput)} updates/time; E[D] from {fmt(min(a.relative_delay))} to "
+            f"{fmt(max(a.relative_delay))} updates (mean {fmt(a.mean_relative_delay)} = m - 1); time budget "
+            f"{fmt(time_budget(system, U0))} = {U0} AsyncSGD updates")
+    c.rule("2-3. operating point, simulation and training")

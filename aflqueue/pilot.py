@@ -655,7 +655,7 @@ def pilot_routings(names: Sequence[str], system, constants: ProxyConstants, time
                    p_min: float = 1e-3) -> dict[str, np.ndarray]:
     """Routings named ``uniform``, ``p2`` (the wall-clock optimum for ``constants`` at the
     system's concurrency), ``mid`` (their midpoint) or ``mix:T`` (``(1-T) uniform + T p2``)."""
-    from .optimize import OptimizationProblem, optimize
+    from .optimization import OptimizationProblem, optimize
 
     n = system.n
     u = np.full(n, 1.0 / n)

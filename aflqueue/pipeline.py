@@ -131,7 +131,7 @@ def _routing(cfg: TrainConfig, system: System, data, model):
 
         return np.array(validate_routing(r.values, n, "routing.values")), None, None
     from .bounds import ProxyConstants
-    from .optimize import OptimizationProblem, optimize
+    from .optimization import OptimizationProblem, optimize
 
     if r.constants == "calibrate":
         from .calibrate import calibrate
@@ -196,7 +196,7 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
         trace = simulate_for_budget(system, cfg.seed, run.updates, run.time_budget, run.engine)
     predicted: dict[str, Any] = {}
     try:
-        from .optimize import OptimizationProblem, assess
+        from .optimization import OptimizationProblem, assess
 
         predicted = assess(OptimizationProblem(system, "wall-clock", constants=constants or _default_constants(),
                                                p_min=0.0, time_budget=run.time_budget), system.routing,

@@ -61,7 +61,7 @@ def target_epsilon(system: System, constants: ProxyConstants, updates: float) ->
 def step_ratio(result: Any) -> float | None:
     """``eta*(p*, m*) / eta*(uniform, m)``: the optimum's proxy step over uniform routing's
     (docs/theory.md section 5, "Optimal step"), which scales a learning rate tuned for AsyncSGD
-    into the operating point's. ``result``: an :class:`~aflqueue.optimize.OptimizationResult`
+    into the operating point's. ``result``: an :class:`~aflqueue.optimization.OptimizationResult`
     (``eta`` and ``baseline["eta"]``). None when the objective has no step size (max-throughput)
     or either step is missing, not finite or not positive."""
     eta = getattr(result, "eta", None)

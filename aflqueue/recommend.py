@@ -42,7 +42,7 @@ from .config import TrainConfig, with_updates
 from .errors import ValidationError, require
 from .io import json_digest, read_json
 from .jobs import JobStore, run_jobs
-from .optimize import OptimizationProblem, optimize
+from .optimization import OptimizationProblem, optimize
 from .outcomes import time_to_target
 from .pipeline import build_data_and_model, build_system
 from .protocol import step_ratio, target_epsilon, time_budget, uniform_routing

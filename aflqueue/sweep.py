@@ -12,11 +12,11 @@ Everything comes from the exact analysis and the optimiser (docs/theory.md secti
   mean ``sum_i p_i E[D_i] = m - 1``) and each proxy (``U``, ``W``, ``E[T_eps]``, energy) under
   uniform routing (AsyncSGD), and for each objective the best value over routings at that ``m``
   (the optimiser's own concurrency profile);
-* each objective's optimum ``(p*, m*)``: one :func:`aflqueue.optimize.optimize` call on the same
+* each objective's optimum ``(p*, m*)``: one :func:`aflqueue.optimization.optimize` call on the same
   problem ``aflqueue optimize`` builds from the same flags, so the sweep's optimum *is* that of
   ``aflqueue optimize``;
 * the routing of each optimum against the client speeds ``mu_i``;
-* the time/energy Pareto front (P4, :func:`aflqueue.optimize.pareto_front`) over routing and
+* the time/energy Pareto front (P4, :func:`aflqueue.optimization.pareto_front`) over routing and
   ``m`` in the range;
 * the relative delays and throughput as routing mass moves to the slower clients (those whose
   rate is below the median), at the system's concurrency.
@@ -201,7 +201,7 @@ class SweepResult(Result):
 
 
 def _problem(system: System, objective: str, concurrency: tuple[int, int], kw: Mapping[str, Any]):
-    from .optimize import OptimizationProblem
+    from .optimization import OptimizationProblem
 
     return OptimizationProblem(system, objective, concurrency=concurrency, **dict(kw))
 
@@ -218,11 +218,11 @@ def sweep(system: System, concurrency: tuple[int, int], objectives: Sequence[str
           progress: Any = None, **problem: Any) -> SweepResult:
     """Sweep ``system`` over ``concurrency = (lo, hi)`` (module docstring).
 
-    ``problem``: the other fields of :class:`~aflqueue.optimize.OptimizationProblem` (``constants``,
+    ``problem``: the other fields of :class:`~aflqueue.optimization.OptimizationProblem` (``constants``,
     ``p_min``, ``p_max``, ``updates``, ``time_budget``, ``epsilon``, ``energy``, ``dispersion``),
     shared by every objective, as ``aflqueue optimize`` would use them. ``pareto_points = 0``
     skips the front; ``progress``: a callable given one line per step."""
-    from .optimize import OBJECTIVE_ALIASES, assess, optimize, pareto_front
+    from .optimization import OBJECTIVE_ALIASES, assess, optimize, pareto_front
 
     say = progress or (lambda s: None)
     lo, hi = (int(concurrency[0]), int(concurrency[1]))

@@ -28,7 +28,8 @@ import numpy as np
 from .errors import require
 from .jobs import JobStore, run_jobs
 
-__all__ = ["log_grid", "score_curves", "tuning_run", "tuning_jobs", "best_learning_rate", "TuningResult", "tune"]
+__all__ = ["log_grid", "score_curves", "tuning_run", "tuning_runs", "tuning_jobs", "best_learning_rate", "TuningResult",
+           "next_rate_out", "tune"]
 
 
 def log_grid(lo: float, hi: float, count: int) -> list[float]:
@@ -51,6 +52,21 @@ def score_curves(curves: dict[str, list], horizon: float, points: int = SCORE_PO
     return float(np.mean([0.0 if v is None or not math.isfinite(v) else v for v in vals]))
 
 
+def _tuning_config(cfg, lr: float, seed: int, output: str, with_updates):
+    # the score reads the accuracy at 50 equally spaced times: evaluate exactly there
+    return with_updates(cfg, output=output, seed=int(seed), local={"lr": float(lr)},
+                        run={"evaluate_on": "validation", "checkpoint_every": 0, "eval_every": 0,
+                             "eval_times": max(cfg.run.eval_times, SCORE_POINTS)})
+
+
+def _tuning_record(cfg, res, lr: float, seed: int, wall: float) -> dict[str, Any]:
+    horizon = cfg.run.time_budget if cfg.run.time_budget is not None else res.simulated_time
+    return {"lr": float(lr), "seed": int(seed), "score": score_curves(res.curves, horizon),
+            "final_accuracy": res.final_accuracy, "diverged": res.diverged, "arrivals": res.arrivals,
+            "lr_used": (res.meta.get("step_size") or {}).get("lr", float(lr)), "curves": res.curves,
+            "timing": {"wall_time": wall}}
+
+
 def tuning_run(args: tuple) -> dict[str, Any]:
     """Train ``config`` (a dict, see :class:`~aflqueue.config.TrainConfig`) at learning rate
     ``lr`` with seed ``seed``, evaluating on the validation split; return the score and curves."""
@@ -62,17 +78,9 @@ def tuning_run(args: tuple) -> dict[str, Any]:
     config, lr, seed = args
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig.from_dict(config)
-        # the score reads the accuracy at 50 equally spaced times: evaluate exactly there
-        cfg = with_updates(cfg, output=tmp, seed=int(seed), local={"lr": float(lr)},
-                           run={"evaluate_on": "validation", "checkpoint_every": 0, "eval_every": 0,
-                                "eval_times": max(cfg.run.eval_times, SCORE_POINTS)})
-        pr = prepare(cfg)
-        res = train(cfg, prepared=pr)
-    horizon = cfg.run.time_budget if cfg.run.time_budget is not None else res.simulated_time
-    return {"lr": float(lr), "seed": int(seed), "score": score_curves(res.curves, horizon),
-            "final_accuracy": res.final_accuracy, "diverged": res.diverged, "arrivals": res.arrivals,
-            "lr_used": pr.lr, "curves": res.curves, "timing": {"wall_time": time.perf_counter() - t0}}
+        cfg = _tuning_config(TrainConfig.from_dict(config), lr, seed, tmp, with_updates)
+        res = train(cfg, prepared=prepare(cfg))
+    return _tuning_record(cfg, res, lr, seed, time.perf_counter() - t0)
 
 
 def tuning_jobs(prefix: str, config: dict[str, Any], lrs: Sequence[float], seeds: Sequence[int]) -> list[tuple[str, Any]]:
@@ -87,15 +95,18 @@ class TuningResult:
     Attributes:
         best_lr: the rate with the highest mean score.
         table: per rate ``{"lr", "score" (mean), "scores" (per seed), "diverged" (count)}``.
-        at_edge: True if the best rate is the smallest or largest of the grid (widen the grid).
+        at_edge: True if the best rate is the smallest or largest rate tried (after any
+            extension: flag it; the grid should be widened).
+        extensions: rates added beyond the first grid to move the best rate off an edge.
     """
 
     best_lr: float
     table: list[dict[str, Any]]
     at_edge: bool
+    extensions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"best_lr": self.best_lr, "at_edge": self.at_edge, "table": self.table}
+        return {"best_lr": self.best_lr, "at_edge": self.at_edge, "extensions": self.extensions, "table": self.table}
 
 
 def best_learning_rate(records: Sequence[dict[str, Any]]) -> TuningResult:
@@ -112,22 +123,67 @@ def best_learning_rate(records: Sequence[dict[str, Any]]) -> TuningResult:
     return TuningResult(best["lr"], table, best["lr"] in (lrs[0], lrs[-1]))
 
 
+def next_rate_out(result: TuningResult, factor: float) -> float | None:
+    """The rate one step (``factor``) beyond the edge where ``result``'s best rate sits, None when
+    it is interior: the rule that keeps tuning off the edges of its grid."""
+    if not result.at_edge:
+        return None
+    lrs = [row["lr"] for row in result.table]
+    nxt = result.best_lr * factor if result.best_lr == max(lrs) else result.best_lr / factor
+    return float(f"{nxt:.4g}")
+
+
+def tuning_runs(batch: list[tuple]) -> list[dict[str, Any]]:
+    """:func:`tuning_run` for a chunk of jobs, replica-batched (:func:`aflqueue.replicated.train_replicas`);
+    each record says how it was computed (``execution``)."""
+    import torch
+
+    from .config import TrainConfig, with_updates
+    from .replicated import train_replicas
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    cfgs = [_tuning_config(TrainConfig.from_dict(config), lr, seed, "unused", with_updates) for config, lr, seed in batch]
+    results = train_replicas(cfgs, write_outputs=False)
+    wall = (time.perf_counter() - t0) / max(len(cfgs), 1)
+    return [{**_tuning_record(cfg, res, float(lr), int(seed), wall), "execution": res.meta.get("execution", "serial")}
+            for cfg, res, (_, lr, seed) in zip(cfgs, results, batch)]
+
+
 def tune(config, lrs: Sequence[float], seeds: Sequence[int], output: str | Path, *, backend: str = "serial",
          workers: int | None = None, address: str | None = None,
-         progress: Callable[[str], None] | None = print) -> TuningResult:
+         progress: Callable[[str], None] | None = print, max_extensions: int = 6, batch: int = 1) -> TuningResult:
     """Tune the learning rate of ``config`` (a :class:`~aflqueue.config.TrainConfig`) on a
     validation split (module docstring); runs are saved under ``output`` as they finish, and
-    ``output/tune.json`` holds the result."""
+    ``output/tune.json`` holds the result. While the best rate is the smallest or largest tried,
+    the next rate out (a factor of the grid's widest spacing) is added on every seed, up to
+    ``max_extensions`` times; a rate still at an edge is reported (``at_edge``). ``batch > 1``
+    trains that many runs replica-batched per job (:func:`tuning_runs`)."""
     from .io import atomic_write_json
 
     require(config.data.validation_fraction > 0, "data.validation_fraction",
             "tuning needs a validation split: set data.validation_fraction (e.g. 0.1)")
+    grid = sorted(set(float(x) for x in lrs))
+    require(len(grid) >= 2, "lr-grid", "needs at least 2 distinct rates")
+    require(isinstance(max_extensions, int) and 0 <= max_extensions <= 20, "max-extensions",
+            f"must be an integer in [0, 20] (got {max_extensions!r})")
+    factor = max(b / a for a, b in zip(grid, grid[1:]))
     cfg = json.loads(json.dumps(config.to_dict()))
     if cfg["routing"]["kind"] == "optimal":
         cfg["routing"]["step_size"] = "fixed"  # the rate itself is what is tuned
-    records = run_jobs(tuning_jobs("tune", cfg, lrs, seeds), tuning_run, JobStore(Path(output)),
-                       backend=backend, workers=workers, address=address, progress=progress,
-                       describe=lambda r: f"lr {r['lr']:g} seed {r['seed']}: score {r['score']:.4f}")
-    result = best_learning_rate(records)
+    extensions = 0
+    while True:
+        records = run_jobs(tuning_jobs("tune", cfg, grid, seeds), tuning_runs if batch > 1 else tuning_run,
+                           JobStore(Path(output)), backend=backend, workers=workers, address=address,
+                           progress=progress, batch=batch,
+                           describe=lambda r: f"lr {r['lr']:g} seed {r['seed']}: score {r['score']:.4f}")
+        mine = [r for r in records if r["lr"] in grid and r["seed"] in seeds]
+        result = best_learning_rate(mine)
+        nxt = next_rate_out(result, factor)
+        if nxt is None or extensions >= max_extensions:
+            break
+        grid.append(nxt)
+        extensions += 1
+    result = TuningResult(result.best_lr, result.table, result.at_edge, extensions)
     atomic_write_json(Path(output) / "tune.json", {"config": cfg, "seeds": list(seeds), **result.to_dict()})
     return result

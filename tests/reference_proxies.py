@@ -2,7 +2,7 @@
 
 Built only from ``analyze()`` (exact metrics of a validated System) and generic scalar
 optimisation over the step size / bisection over K: it shares no code with aflqueue.bounds or
-aflqueue.optimize, so agreement checks both the closed forms and the optimiser's search.
+aflqueue.optimization, so agreement checks both the closed forms and the optimiser's search.
 """
 
 import math

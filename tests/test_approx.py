@@ -29,7 +29,7 @@ from aflqueue.laws import (
     Weibull,
     law_from_spec,
 )
-from aflqueue.optimize import OptimizationProblem, optimize
+from aflqueue.optimization import OptimizationProblem, optimize
 from aflqueue.queueing import analyze
 from aflqueue.queueing.approx import (
     _KNOTS,

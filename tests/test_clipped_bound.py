@@ -27,7 +27,7 @@ from aflqueue.bounds import (ProxyConstants, bias_factor, clip_factors, effectiv
                              per_update, per_update_proxy, s1, s2, s2_gradient, s2_weights,
                              time_to_accuracy_proxy, time_to_accuracy_updates, wallclock_proxy)
 from aflqueue.calibrate import fit_bias_constant  # noqa: E402
-from aflqueue.optimize import OptimizationProblem, _objective_for, optimize  # noqa: E402
+from aflqueue.optimization import OptimizationProblem, _objective_for, optimize  # noqa: E402
 from aflqueue.queueing import analyze  # noqa: E402
 
 RATES = np.array([1.0, 0.4, 0.1])

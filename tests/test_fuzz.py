@@ -38,7 +38,7 @@ def stop_heavy_work(monkeypatch):
         raise Reached()
 
     monkeypatch.setattr("aflqueue.pipeline.train", stop)
-    monkeypatch.setattr("aflqueue.mainjob.main_job", stop)
+    monkeypatch.setattr("aflqueue.validate.validate", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
     monkeypatch.setattr("aflqueue.sweep.sweep", stop)
     monkeypatch.setattr("aflqueue.pilot.calibrate_pilot", stop)
@@ -150,7 +150,7 @@ def test_fuzzed_command_lines_end_cleanly(command, capsys, stop_heavy_work, tmp_
 
 
 @pytest.mark.parametrize("argv, field", [
-    (["run", "--updates", "-1"], "budget-updates"),
+    (["run", "--updates", "-1"], "updates"),
     (["analyze", "--rates", "-1,1"], "rates[0]"),
     (["optimize", "--rates", "1,1", "--constants", "/missing.toml"], "no such file"),
     (["optimize", "--rates", "1,1", "--starts", "0"], "starts"),

@@ -17,7 +17,7 @@ import reference_proxies as R  # noqa: E402
 from aflqueue import System, ValidationError  # noqa: E402
 from aflqueue.bounds import ProxyConstants, optimal_eta_per_update, time_to_accuracy_updates  # noqa: E402
 from aflqueue.cli import main  # noqa: E402
-from aflqueue.optimize import (OptimizationProblem, _objective_for, evaluate, kkt_residual, optimize,  # noqa: E402
+from aflqueue.optimization import (OptimizationProblem, _objective_for, evaluate, kkt_residual, optimize,  # noqa: E402
                                pareto_front, project_capped_simplex)
 
 C = ProxyConstants()

@@ -143,7 +143,7 @@ def test_constants_file_round_trips_into_optimize(suffix, tmp_path, capsys):
     assert ProxyConstants.from_dict(parse_constants(str(path))) == consts  # optimize --constants reads the table
     # the fitted proxy: U = theta1/(eta K) + theta2 S1 eta + theta3 S2 eta^2
     assert (consts.a, consts.b, consts.c) == pytest.approx((fit.theta[1], fit.theta[2], fit.theta[3]))
-    from aflqueue.optimize import OptimizationProblem, optimize
+    from aflqueue.optimization import OptimizationProblem, optimize
     from aflqueue.system import System
 
     system = System.from_rates([1.0, 1.0, 0.1], concurrency=3)

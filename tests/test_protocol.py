@@ -45,7 +45,7 @@ def test_step_ratio_and_its_guards():
 
 
 def test_step_ratio_of_an_optimisation_result():
-    from aflqueue.optimize import OptimizationProblem, optimize
+    from aflqueue.optimization import OptimizationProblem, optimize
 
     s = System.from_rates([1.0] * 3 + [0.1] * 3, None, 6)
     res = optimize(OptimizationProblem(s, "wall-clock", constants=ProxyConstants(), p_min=1e-3))

@@ -36,8 +36,31 @@ def test_tune_cli(tmp_path, capsys):
             "--pilot-seeds", "1", "-o", str(tmp_path), "--quiet", "--json"]
     assert main(argv) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["best_lr"] in (0.02, 0.2) and len(d["table"]) == 2
+    assert len(d["table"]) == 2 + d["extensions"]  # rates added out of an edge, if the best was at one
+    assert not d["at_edge"] or d["extensions"] == 6
     saved = json.loads((tmp_path / "tune.json").read_text())
     assert saved["best_lr"] == d["best_lr"] and saved["seeds"] == [1]
     assert main(["tune", "--dataset", "synthetic", "--updates", "50", "-o", str(tmp_path / "x")]) == 2
     assert "validation_fraction" in capsys.readouterr().err
+
+
+def test_tuning_extends_the_grid_until_the_best_rate_is_interior(tmp_path, monkeypatch):
+    """A score peaked at 0.3 and a first grid far below it: rates are added one step out (the
+    grid's spacing, x2) until the best is interior; with too few extensions allowed it is flagged."""
+    from aflqueue import tuning
+    from aflqueue.config import load_config
+
+    def fake(args):
+        config, lr, seed = args
+        return {"lr": float(lr), "seed": int(seed), "score": float(np.exp(-np.log(lr / 0.3) ** 2)),
+                "final_accuracy": 0.5, "diverged": False, "arrivals": 1, "lr_used": lr, "curves": {}}
+
+    monkeypatch.setattr(tuning, "tuning_run", fake)
+    cfg = load_config(None, ["data.validation_fraction=0.1"])
+    res = tuning.tune(cfg, [0.01, 0.02], [1, 2], tmp_path / "a", progress=None)
+    lrs = [row["lr"] for row in res.table]
+    assert res.best_lr == 0.32 and not res.at_edge and res.extensions == 5 and lrs[-1] == 0.64
+    short = tuning.tune(cfg, [0.01, 0.02], [1, 2], tmp_path / "b", progress=None, max_extensions=2)
+    assert short.at_edge and short.best_lr == 0.08 and short.extensions == 2
+    down = tuning.tune(cfg, [3.0, 6.0], [1], tmp_path / "c", progress=None)  # from above: extends downward
+    assert not down.at_edge and down.best_lr == pytest.approx(0.375, rel=1e-3)

@@ -1,8 +1,7 @@
 """Routing and concurrency optimisation (docs/theory.md section 6).
 
-The module itself is callable: ``aflqueue.optimize(system, objective="wallclock", **fields)`` is
-:func:`aflqueue.api.optimize`, which builds the :class:`OptimizationProblem` and calls
-:func:`optimize` (``aflqueue.optimize.optimize(problem)``) on it.
+:func:`optimize` solves an :class:`OptimizationProblem`; ``aq.optimize(system, "wallclock",
+**fields)`` (:func:`aflqueue.api.optimize`) builds the problem from a system and calls it.
 
 Problems, all over ``p`` in the capped simplex ``{p_min <= p_i <= p_max, sum p = 1}`` and an
 integer concurrency ``m`` in a range:
@@ -45,9 +44,7 @@ step in closed form; with ``choose_cap`` too, every cap of ``caps`` is tried on 
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -891,18 +888,3 @@ def pareto_front(problem: OptimizationProblem, weights: Sequence[float] = tuple(
     t = optimize(replace(problem, objective="time-to-accuracy"), **kw)
     ref = (e.objective_value, t.objective_value)
     return [optimize(replace(problem, objective="tradeoff", weight=float(r), reference=ref), **kw) for r in weights]
-
-
-# --------------------------------------------------------------------------- aflqueue.optimize(...)
-class _CallableModule(types.ModuleType):
-    """``aflqueue.optimize`` is both this module and, called, the convenience entry
-    :func:`aflqueue.api.optimize` (the package attribute ``aflqueue.optimize`` is the submodule
-    once it is imported, so the function could not keep that name)."""
-
-    def __call__(self, system: Any, objective: str | None = None, **kwargs: Any) -> OptimizationResult:
-        from .api import optimize as entry
-
-        return entry(system, objective, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
