@@ -18,7 +18,7 @@ import numpy as np
 
 import aflqueue as aq
 from aflqueue.bounds import ProxyConstants
-from aflqueue.optimize import OptimizationProblem, assess, optimize
+from aflqueue.optimization import OptimizationProblem, assess, optimize
 from aflqueue.console import console, fmt
 
 

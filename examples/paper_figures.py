@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import aflqueue as aq  # noqa: E402
-from aflqueue.optimize import evaluate  # noqa: E402
+from aflqueue.optimization import evaluate  # noqa: E402
 
 P_MIN = 1e-3  # the proxies need every p_i > 0
 

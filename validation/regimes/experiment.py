@@ -208,7 +208,7 @@ def system_of(preset: RegimePreset, spread: float, m: int):
 def design(preset: RegimePreset, progress: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Initial-model constants per heterogeneity, budgets and routings per regime (no training)."""
     from aflqueue.config import TrainConfig
-    from aflqueue.optimize import OptimizationProblem, optimize
+    from aflqueue.optimization import OptimizationProblem, optimize
     from aflqueue.pilot import initial_constants
     from aflqueue.protocol import target_epsilon, time_budget
     from aflqueue.queueing.analysis import analyze
@@ -302,7 +302,7 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
                 progress: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Stage 3: every predictor's gains for every regime and routing (module docstring)."""
     from aflqueue.bounds import ProxyConstants
-    from aflqueue.optimize import OptimizationProblem, assess, optimize
+    from aflqueue.optimization import OptimizationProblem, assess, optimize
     from aflqueue.pilot import curve_of, fit_pilots, operating_point, predict_gain
     from aflqueue.protocol import largest_importance_weight, step_ratio, time_budget
 
