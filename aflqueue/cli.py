@@ -22,10 +22,28 @@ import math
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import ValidationError
+import numpy as np
+
+from .bounds import EnergyModel, ProxyConstants
+from .calibrate import calibrate
+from .config import load_config
+from .console import (analysis_table, budget_report, fmt, optimization_table, simulation_table, training_summary,
+                      validation_report)
+from .errors import FL_EXTRA_MESSAGE, ValidationError, check_number, missing_fl_modules
+from .figures import make_all
+from .io import dumps_json
+from .optimization import OptimizationProblem, optimize
+from .pilot import budget_of, calibrate_pilot, operating_point, predict_gain, read_constants, verdict, write_constants
+from .protocol import largest_importance_weight, step_ratio, uniform_routing
+from .queueing.analysis import analyze
+from .runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
+from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
+from .system import System, example_system, load_system, read_mapping
+from .tuning import log_grid, tune
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -98,7 +116,6 @@ def _check(cond: bool, field: str, detail: str) -> None:
 
 def require_fl(command: str) -> None:
     """Training commands need the ``fl`` extra (torch...): one line and exit 2 when it is missing."""
-    from .errors import FL_EXTRA_MESSAGE, missing_fl_modules
 
     missing = missing_fl_modules()
     if missing:
@@ -109,7 +126,6 @@ def _finite(x: float | None, field: str, lo: float | None = None, hi: float | No
             lo_open: bool = False) -> None:
     if x is None:
         return
-    from .errors import check_number
 
     check_number(x, field, lo, hi, lo_open=lo_open)
 
@@ -168,7 +184,6 @@ def check_backend(args: argparse.Namespace) -> None:
 
 def system_from_args(args: argparse.Namespace, require_system: bool = False):
     """Build the :class:`~aflqueue.system.System` described by a file and/or flags."""
-    from .system import System, example_system, read_mapping
 
     flags = {
         "rates": args.rates, "routing": args.routing, "concurrency": args.concurrency, "service": args.service,
@@ -213,16 +228,12 @@ def _scalar_or_list(v: list[float] | None) -> float | list[float] | None:
 
 def print_json(obj: Any) -> None:
     """One strict JSON object on stdout (NaN and inf become null)."""
-    from .io import dumps_json
 
     print(dumps_json(obj, indent=2))
 
 
 # --------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .queueing.analysis import analyze
-    from .console import analysis_table
-
     system = system_from_args(args)
     if args.analysis == "approx":
         return _analyze_approx(args, system)
@@ -247,7 +258,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze_approx(args: argparse.Namespace, system) -> int:
     """``analyze --analysis approx``: the approximation for general service laws."""
     from .queueing.approx import approx_analyze, approx_metrics_vjp
-    from .console import fmt
 
     if args.method != "mva":
         raise ValidationError("method", "--method applies to the product form; drop it with --analysis approx")
@@ -299,12 +309,6 @@ def _parser_analyze(sub) -> None:
 
 # --------------------------------------------------------------------------- simulate
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    import time
-
-    import numpy as np
-
-    from .console import simulation_table
-    from .queueing.analysis import analyze
     from .sim import estimate, estimate_replications, simulate_replications
 
     check_backend(args)
@@ -412,8 +416,6 @@ def parse_constants(text: str | None) -> dict[str, float]:
     looks_like_file = "=" not in text or os.sep in text or Path(text).suffix.lower() in (".toml", ".yaml", ".yml",
                                                                                           ".json")
     if looks_like_file:
-        from .system import read_mapping
-
         data = read_mapping(text, "constants")
         inner = data.get("constants", data)
         _check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
@@ -451,9 +453,6 @@ def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> 
 
 
 def problem_from_args(args: argparse.Namespace, system):
-    from .bounds import EnergyModel, ProxyConstants
-    from .optimization import OptimizationProblem
-
     consts = parse_constants(args.constants)
     if args.eta is not None:
         consts["eta"] = args.eta
@@ -482,9 +481,6 @@ def problem_from_args(args: argparse.Namespace, system):
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from .optimization import optimize
-    from .console import optimization_table
-
     _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
     _check(args.service is None or args.analysis == "approx", "service",
            "the product-form proxies use mean service times only, so a service law would be ignored; add "
@@ -555,8 +551,6 @@ def add_run_config_arguments(p: argparse.ArgumentParser, config_help: str, *, al
 
 
 def config_from_args(args: argparse.Namespace):
-    from .config import load_config
-
     sets = list(args.set or [])
     pairs = [("output", getattr(args, "output", None)), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
              ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
@@ -580,7 +574,6 @@ def config_from_args(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
-    from .console import training_summary
 
     require_fl("train")
     cfg = config_from_args(args)
@@ -619,8 +612,6 @@ def _parser_train(sub) -> None:
 
 # --------------------------------------------------------------------------- tune
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .tuning import log_grid, tune
-
     require_fl("tune")
     check_backend(args)
     cfg = config_from_args(args)
@@ -677,8 +668,6 @@ def _parser_tune(sub) -> None:
 
 # --------------------------------------------------------------------------- calibrate
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .pilot import calibrate_pilot, write_constants
-
     _check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
                                                 "(zero-cost initial-model estimate)")
     out = Path(args.constants_out)
@@ -691,7 +680,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     check_backend(args)
     cfg = config_from_args(args)
     if args.initial:
-        from .calibrate import calibrate
         from .pipeline import build_data_and_model
 
         data, model = build_data_and_model(cfg)
@@ -783,10 +771,7 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .optimization import OptimizationProblem, optimize
-    from .pilot import budget_of, operating_point, predict_gain, read_constants, verdict
     from .pipeline import build_system
-    from .protocol import largest_importance_weight, step_ratio, uniform_routing
 
     _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
     _finite(args.confidence, "confidence", 0.0, 1.0)
@@ -795,7 +780,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _check(args.starts >= 1 and args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
     consts, fit = read_constants(args.constants)
     if args.config:  # a system file instead of a run configuration: its clients replace the speed profile
-        from .system import load_system, read_mapping
 
         if {"rates", "clients"} & set(read_mapping(args.config)):
             sysm = load_system(args.config)
@@ -886,9 +870,8 @@ def _parser_predict(sub) -> None:
 
 # --------------------------------------------------------------------------- run / validate
 def _comparison(args: argparse.Namespace, cfg, target: float | None, what: str) -> int:
-    """The paired comparison of :func:`aflqueue.validate.validate`, with its budget printed first."""
-    from .console import budget_report, validation_report
-    from .validate import validate
+    """The paired comparison of :func:`aflqueue.comparison.validate`, with its budget printed first."""
+    from .comparison import validate
 
     require_fl(args.command)
     check_backend(args)
@@ -913,6 +896,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     if args.preset is not None:
         raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
+    require_fl("validate")
     cfg = config_from_args(args)
     _check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
     return _comparison(args, cfg, args.target, "the wall-clock operating point")
@@ -963,10 +947,49 @@ def _parser_validate(sub) -> None:
                    budget_updates=None)  # --updates (run.updates) is the budget: AsyncSGD's expected time for it
 
 
+# --------------------------------------------------------------------------- recommend
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from .console import recommendation_report
+    from .recommendation import Calibration, recommend
+
+    require_fl("recommend")
+    check_backend(args)
+    cfg = config_from_args(args)
+    calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
+    rec = recommend(cfg, output=args.output, backend=args.backend, workers=args.workers, calibration=calibration,
+                    batched=args.backend != "serial", progress=None if args.quiet or args.json else print)
+    if args.json:
+        print_json(rec.to_dict())
+    else:
+        recommendation_report(rec)
+    return 0
+
+
+def _parser_recommend(sub) -> None:
+    r = sub.add_parser("recommend", help="choose the operating point from pilot runs, or keep AsyncSGD",
+                       description="""Spend a stated pilot budget (at most 10% of the compute of tuning and
+                                   evaluating every candidate) on short runs of the candidates (AsyncSGD, P2, P2 with
+                                   weights clipped at 4, P2 mixed with uniform routing, the bias-aware optimum, P3) by
+                                   successive halving on a validation split, then print the recommended operating
+                                   point (routing, concurrency, weight cap, learning rate) and its predicted
+                                   time-to-target ratio against AsyncSGD with a prediction interval calibrated on
+                                   held-in regimes (--calibration; docs/theory.md section 12), or 'keep AsyncSGD'.
+                                   The time budget is AsyncSGD's expected time for run.updates (--updates).""")
+    add_run_config_arguments(r, "TOML/YAML/JSON run configuration (default: the embedded configuration)",
+                             algorithm=False)
+    r.add_argument("--calibration", type=nonempty_path, metavar="FILE",
+                   help="interval calibration (JSON from a study with held-in regimes; default: no interval)")
+    r.add_argument("--output", "-o", type=nonempty_path, default="runs/recommend",
+                   help="folder of the pilot runs, resumable and keyed by content (default runs/recommend)")
+    add_backend_arguments(r, "the pilot runs", default="process")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.add_argument("--json", action="store_true", help="print the recommendation as one JSON object")
+    r.set_defaults(func=_cmd_recommend, seed=None, serial=False, batched=False, algorithm=None, routing=None,
+                   objective=None)
+
+
 # --------------------------------------------------------------------------- figures
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import make_all
-
     paths = make_all(args.output)
     print(f"{len(paths)} files written to {args.output}/")
     return 0
@@ -988,8 +1011,6 @@ MAX_SWEEP_CONCURRENCY = 10_000
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
-
     _check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
     _check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
                                             "1 / mean service time")
@@ -1065,8 +1086,6 @@ def _parser_sweep(sub) -> None:
 
 # --------------------------------------------------------------------------- plot / compare
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .runs import plot_runs
-
     _finite(args.target, "target", 0.0, 1.0)
     paths, data = plot_runs(args.runs, args.output, target=args.target, title=args.title)
     for g in data["groups"]:
@@ -1090,15 +1109,11 @@ def _parser_plot(sub) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .runs import compare, compare_table, group_runs, load_runs
-
     _finite(args.target, "target", 0.0, 1.0)
     _finite(args.time, "time", 0.0, lo_open=True)
     groups = group_runs(load_runs(args.runs))
     reference = 0
     if args.reference is not None:
-        from .runs import load_run
-
         ref = load_run(args.reference).path.resolve()
         hits = [k for k, g in enumerate(groups) if any(r.path.resolve() == ref for r in g.runs)]
         _check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
@@ -1177,7 +1192,7 @@ def _parser_schedule(sub) -> None:
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
            _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare,
-           _parser_schedule, _parser_calibrate, _parser_predict)
+           _parser_schedule, _parser_calibrate, _parser_predict, _parser_recommend)
 
 
 def build_parser() -> argparse.ArgumentParser:
