@@ -388,21 +388,45 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """The embedded default, updated by a TOML/YAML/JSON file, then by ``mapping`` (nested like
     the file: ``{"local": {"lr": 0.1}}``), then by ``key=value`` overrides.
 
-    Values given in the file, the mapping or the overrides that their mode would ignore are
-    refused (:func:`check_explicit`)."""
+    The file is read by :func:`aflqueue.io.read_mapping` (bounded size and nesting, no huge
+    integers, finite numbers, safe YAML; an empty file is refused); an error about a value the
+    file gave names the file. Values given in the file, the mapping or the overrides that their
+    mode would ignore are refused (:func:`check_explicit`)."""
     base = _raw_defaults()
     explicit: set[str] = set()
+    from_file: set[str] = set()
+    src = None
     if path is not None:
-        from .system import read_mapping
+        from .io import file_errors, read_mapping, source_name
 
-        _deep_update(base, read_mapping(path), "", explicit)
-    if mapping is not None:
-        require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
-        _deep_update(base, mapping, "", explicit)
-    _apply(base, overrides or [], explicit)
-    cfg = TrainConfig.from_dict(base)
-    check_explicit(cfg, explicit)
+        src = source_name(path)
+        data = read_mapping(path)
+        with file_errors(src):
+            _deep_update(base, data, "", from_file)
+        explicit |= from_file
+    later = {item.split("=", 1)[0].strip() for item in overrides or [] if isinstance(item, str) and "=" in item}
+    try:
+        if mapping is not None:
+            require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
+            _deep_update(base, mapping, "", later)
+        _apply(base, overrides or [], later)
+        explicit |= later
+        cfg = TrainConfig.from_dict(base)
+        check_explicit(cfg, explicit)
+    except ValidationError as e:
+        if src is not None and _given_by(e.field, from_file - later):
+            from .io import naming_file
+
+            raise naming_file(e, src) from None
+        raise
     return cfg
+
+
+def _given_by(field_name: str, keys: set[str]) -> bool:
+    """Whether the error about ``field_name`` (``local.lr``, ``system.rates[0]``, ``data``) is about
+    one of the dotted ``keys`` a file gave."""
+    f = field_name.split("[", 1)[0]
+    return any(f == k or f.startswith(k + ".") or k.startswith(f + ".") for k in keys)
 
 
 def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> None:
@@ -417,14 +441,27 @@ def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> No
             explicit.add(key)
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, key: str = "set") -> Any:
+    """A ``--set`` value: JSON if it parses (checked as a file's values are: bounded nesting and
+    integers, finite numbers), else the text itself."""
+    from .io import MAX_DEPTH, check_values, json_depth
+
     t = text.strip()
     if t.lower() in ("none", "null"):
         return None
+    if json_depth(t) > MAX_DEPTH:
+        raise ValidationError(key, f"nested deeper than {MAX_DEPTH} levels of tables and lists")
     try:
-        return json.loads(t)
-    except json.JSONDecodeError:
+        value = json.loads(t)
+    except (json.JSONDecodeError, RecursionError):
         return t
+    except ValueError:  # an integer of more digits than Python converts
+        raise ValidationError(key, f"must be a value of the configuration (got {t[:40]!r}...)") from None
+    try:
+        check_values(value, "--set", prefix=key)
+    except ValidationError as e:
+        raise ValidationError(key, e.detail.removeprefix("--set: ")) from None
+    return value
 
 
 def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
@@ -441,7 +478,7 @@ def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
         require(isinstance(node, dict) and (leaf in node or free), "set", f"unknown key {key!r}")
         if isinstance(node.get(leaf), dict) and leaf not in ("options", "params", "constants") and not free:
             raise ValidationError("set", f"{key!r} is a section; set one of its keys ({', '.join(sorted(node[leaf]))})")
-        node[leaf] = _parse_value(value)
+        node[leaf] = _parse_value(value, key.strip())
         explicit.add(key.strip() if not free else ".".join(parts[:-1]))
 
 
