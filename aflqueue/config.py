@@ -37,6 +37,7 @@ from .errors import ValidationError, check_fraction, check_integer, check_number
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingConfig", "LocalSection",
            "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates", "with_updates",
+           "system_file_overrides",
            "DEFAULT_UPDATES", "STEP_SIZE_RULES"]
 
 #: Arrivals of the embedded default run, used only when no budget is given.
@@ -420,6 +421,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise naming_file(e, src) from None
         raise
     return cfg
+
+
+def system_file_overrides(path: str | Path) -> list[str] | None:
+    """When ``path`` is a system file (top-level ``rates`` or ``clients``) rather than a run
+    configuration: the overrides that make the embedded configuration use it (``system.file`` and
+    ``data.clients``, its number of clients); else None. The file is read and loaded
+    (:func:`aflqueue.system.load_system`), so a bad system file fails here, naming it."""
+    from .io import read_mapping
+    from .system import load_system
+
+    if not ({"rates", "clients"} & set(read_mapping(path))):
+        return None
+    n = load_system(path).n
+    return [f"system.file={json.dumps(str(path))}", f"data.clients={n}"]
 
 
 def _given_by(field_name: str, keys: set[str]) -> bool:
