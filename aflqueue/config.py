@@ -359,8 +359,24 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
     return obj
 
 
+def _is_default(cfg: TrainConfig, dotted: str, defaults: Mapping[str, Any]) -> bool:
+    node: Any = defaults
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    try:
+        return bool(_get(cfg, dotted) == node)
+    except AttributeError:
+        return False
+
+
 def check_explicit(cfg: TrainConfig, explicit: set[str]) -> None:
-    """Refuse a user-given value that the configuration's mode would silently ignore."""
+    """Refuse a user-given value that the configuration's mode would silently ignore. A value
+    equal to the default is no intent of the user's (a run's own ``config.json`` lists every
+    field): it is never refused."""
+    defaults = _raw_defaults()
+    explicit = {k for k in explicit if not _is_default(cfg, k, defaults)}
     for (mode_key, mode), keys in _ONLY_WHEN.items():
         key = next((k for k in keys if k in explicit), None)
         if key is not None and _get(cfg, mode_key) != mode:
