@@ -257,16 +257,16 @@ def read_data(path: str | Path, field: str = "file", *, fmt: str | None = None, 
     """
     p = Path(path)
     src = source_name(p)
+    if not p.exists():
+        raise ValidationError(field, f"no such file: {src}")
+    if not p.is_file():
+        raise ValidationError(field, f"{src} is not a file")
     if fmt is None:
         suffix = p.suffix.lower()
         if suffix not in DATA_FORMATS:
             raise ValidationError(field, f"unknown extension {suffix!r} for {src}; use .toml, .yaml/.yml or .json")
         fmt = DATA_FORMATS[suffix]
     limit = MAX_DATA_BYTES[fmt] if max_bytes is None else int(max_bytes)
-    if not p.exists():
-        raise ValidationError(field, f"no such file: {src}")
-    if not p.is_file():
-        raise ValidationError(field, f"{src} is not a file")
     try:
         size = p.stat().st_size
         if size > limit:
@@ -300,11 +300,11 @@ def read_mapping(path: str | Path, field: str = "file", *, prefix: str = "") -> 
 
 
 def read_json(path: str | Path, field: str = "file", *, finite: bool = False, table: bool = False,
-              max_bytes: int | None = None) -> Any:
+              prefix: str = "", max_bytes: int | None = None) -> Any:
     """A JSON file whatever its extension, checked as :func:`read_data` does, except that NaN and
     infinite numbers are accepted unless ``finite`` (records written before JSON was strict hold
     them) and any top level is accepted unless ``table``."""
-    return read_data(path, field, fmt="json", finite=finite, table=table, max_bytes=max_bytes)
+    return read_data(path, field, fmt="json", prefix=prefix, finite=finite, table=table, max_bytes=max_bytes)
 
 
 def naming_file(error: ValidationError, source: str, prefix: str = "") -> ValidationError:

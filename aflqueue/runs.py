@@ -315,9 +315,9 @@ def load_run(path: str | Path) -> Run:
     require(p.is_dir(), "run", f"{str(p)!r} is not a folder (give the run's output folder)")
     res_path = p / "results.json"
     require(res_path.is_file(), "run", f"{str(p)!r} has no results.json (not a finished or checkpointed run)")
-    results = check_results(read_json(res_path, "run", finite=True), source_name(res_path))
+    results = check_results(read_json(res_path, "run", finite=True, prefix="results"), source_name(res_path))
     cfg_path = p / "config.json"
-    config = check_run_config(read_json(cfg_path, "run", finite=True), source_name(cfg_path)) \
+    config = check_run_config(read_json(cfg_path, "run", finite=True, prefix="config"), source_name(cfg_path)) \
         if cfg_path.is_file() else {}
     return Run(p, results, config)
 

@@ -335,11 +335,21 @@ class System:
 
 # --------------------------------------------------------------------------- validation helpers
 def validate_routing(routing: Any, n: int, field_name: str = "routing") -> np.ndarray:
-    """Check ``routing`` is a probability vector of length ``n``; return a read-only float64 copy."""
+    """Check ``routing`` is a probability vector of length ``n`` (numbers, not strings or booleans;
+    flat); return a read-only float64 copy divided by its sum.
+
+    The division is not idempotent: a routing written and read back may move by an ulp (its sum
+    is 1 only up to rounding). Keeping an already-normalised vector would make it so, but would
+    change the bits of every uniform routing, hence of the committed studies' budgets."""
+    if isinstance(routing, (list, tuple)):
+        for i, x in enumerate(routing):
+            require(isinstance(x, (int, float, np.number)) and not isinstance(x, (bool, np.bool_)),
+                    f"{field_name}[{i}]", f"must be a probability in [0, 1] (got {x!r})")
     try:
-        p = np.array(routing, dtype=np.float64).ravel()
+        p = np.array(routing, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValidationError(field_name, "must be a list of numbers") from None
+    require(p.ndim == 1, field_name, f"must be a flat list of probabilities, one per client (got shape {p.shape})")
     require(p.size == n, field_name, f"needs one probability per client ({n}), got {p.size}")
     bad = np.flatnonzero(~np.isfinite(p) | (p < 0))
     require(bad.size == 0, field_name,
