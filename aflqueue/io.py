@@ -141,14 +141,23 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def json_depth(text: str) -> int:
-    """Deepest nesting of ``[``/``{`` outside JSON strings (a linear scan, no recursion)."""
+def json_depth(text: str, chunk: int = 2**22) -> int:
+    """Deepest nesting of ``[``/``{`` outside JSON strings: a linear scan, no recursion, in memory
+    bounded by ``chunk`` bytes beyond a copy of the text."""
     import numpy as np
 
-    bare = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', '""', text)  # unrolled: no backtracking state per character
-    b = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
-    step = np.isin(b, (ord("["), ord("{"))).astype(np.int64) - np.isin(b, (ord("]"), ord("}")))
-    return int(np.cumsum(step).max(initial=0))
+    bare = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', '""', text).encode("utf-8", "replace")  # unrolled: no backtracking
+    step = np.zeros(256, dtype=np.int8)
+    step[[ord("["), ord("{")]] = 1
+    step[[ord("]"), ord("}")]] = -1
+    depth = deepest = 0
+    for at in range(0, len(bare), chunk):
+        level = depth + np.cumsum(step[np.frombuffer(bare, dtype=np.uint8, count=min(chunk, len(bare) - at),
+                                                     offset=at)], dtype=np.int64)
+        if level.size:
+            deepest = max(deepest, int(level.max()))
+            depth = int(level[-1])
+    return deepest
 
 
 def join_field(prefix: str, path: str) -> str:
@@ -170,43 +179,83 @@ def _path_text(path: tuple) -> str:
 def check_values(value: Any, source: str, *, prefix: str = "", finite: bool = True, max_depth: int = MAX_DEPTH,
                  max_values: int | None = None) -> None:
     """Check a parsed data value (module docstring): nesting, key and value types, integer sizes,
-    finite floats. One iterative pass; ``max_values`` bounds the values visited (aliases of YAML
-    expand). Raises :class:`ValidationError` with field ``prefix + path`` and a detail naming
-    ``source``."""
+    finite floats. One iterative pass in memory proportional to the nesting (a stack of
+    iterators, the path of the value in hand); ``max_values`` bounds the values visited (aliases
+    of YAML expand). Raises :class:`ValidationError` with field ``prefix + path`` and a detail
+    naming ``source``."""
 
-    def fail(path: tuple, detail: str) -> None:
-        raise ValidationError(join_field(prefix, _path_text(path)) or "file", f"{source}: {detail}")
+    keys: list[Any] = []  # the key of each container on the stack (the top one has none)
 
-    stack: list[tuple[Any, tuple, int]] = [(value, (), 0)]
-    visited = 0
-    while stack:
-        v, path, depth = stack.pop()
-        visited += 1
-        if max_values is not None and visited > max_values:
-            fail((), f"expands to more than {max_values:,} values, more than it has characters (YAML aliases "
-                     "repeating themselves?)")
-        if isinstance(v, dict):
-            if depth >= max_depth:
-                fail(path, f"nested deeper than {max_depth} levels of tables and lists")
-            for k, x in v.items():
-                if not isinstance(k, str):
-                    fail(path, f"table keys must be strings (got {short_repr(k)})")
-                stack.append((x, path + (k,), depth + 1))
-        elif isinstance(v, list):
-            if depth >= max_depth:
-                fail(path, f"nested deeper than {max_depth} levels of tables and lists")
-            stack.extend((x, path + (i,), depth + 1) for i, x in enumerate(v))
-        elif v is None or isinstance(v, (bool, str)):
-            continue
-        elif isinstance(v, int):
+    def fail(key: Any, detail: str) -> None:
+        path = keys[1:] + ([] if key is _NO_KEY else [key])
+        raise ValidationError(join_field(prefix, _path_text(tuple(path))) or "file", f"{source}: {detail}")
+
+    def scalar(v: Any, key: Any) -> None:
+        if v is None or isinstance(v, (bool, str)):
+            return
+        if isinstance(v, int):
             if abs(v) > MAX_INTEGER:
-                fail(path, f"integers must lie in [-(2^63 - 1), 2^63 - 1] (got {short_repr(v)})")
+                fail(key, f"integers must lie in [-(2^63 - 1), 2^63 - 1] (got {short_repr(v)})")
         elif isinstance(v, float):
             if finite and not math.isfinite(v):
-                fail(path, f"must be a finite number (got {v!r})")
+                fail(key, f"must be a finite number (got {v!r})")
         else:
-            fail(path, f"must be a table, list, string, number, boolean or null (got a {type(v).__name__}: "
-                       f"{short_repr(v)})")
+            fail(key, f"must be a table, list, string, number, boolean or null (got a {type(v).__name__}: "
+                      f"{short_repr(v)})")
+
+    def items(v: Any) -> Iterator[tuple[Any, Any]]:
+        return iter(v.items()) if isinstance(v, dict) else enumerate(v)
+
+    if not isinstance(value, (dict, list)):
+        scalar(value, _NO_KEY)
+        return
+    stack = [items(value)]
+    keys.append(None)
+    visited = 1
+    while stack:
+        try:
+            k, x = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            keys.pop()
+            continue
+        visited += 1
+        if max_values is not None and visited > max_values:
+            fail(_NO_KEY, f"expands to more than {max_values:,} values, more than it has characters (YAML aliases "
+                          "repeating themselves?)")
+        if not isinstance(k, str) and not isinstance(stack[-1], enumerate):
+            fail(_NO_KEY, f"table keys must be strings (got {short_repr(k)})")
+        if isinstance(x, (dict, list)):
+            if len(stack) >= max_depth:
+                fail(k, f"nested deeper than {max_depth} levels of tables and lists")
+            if isinstance(x, list) and _plain_scalars(x, finite):  # a curve, a row: checked at C speed
+                visited += len(x)
+                if max_values is not None and visited > max_values:
+                    fail(k, f"expands to more than {max_values:,} values, more than it has characters (YAML "
+                            "aliases repeating themselves?)")
+                continue
+            stack.append(items(x))
+            keys.append(k)
+        else:
+            scalar(x, k)
+
+
+def _plain_scalars(values: list, finite: bool) -> bool:
+    """Whether ``values`` holds only scalars :func:`check_values` accepts (a fast path: False sends
+    the list through the element-by-element check, which finds and names the first bad one)."""
+    kinds = set(map(type, values))
+    if not kinds <= {int, float, str, bool, type(None)}:
+        return False
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        if max(ints) > MAX_INTEGER or min(ints) < -MAX_INTEGER:
+            return False
+    if float in kinds and finite:
+        return all(map(math.isfinite, (v for v in values if type(v) is float)))
+    return True
+
+
+_NO_KEY = object()
 
 
 def _yaml_loader() -> Any:
