@@ -29,20 +29,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .bounds import EnergyModel, ProxyConstants
-from .calibrate import calibrate
-from .config import load_config
+from .config import load_config, system_file_overrides
 from .console import (analysis_table, budget_report, fmt, optimization_table, simulation_table, training_summary,
                       validation_report)
 from .errors import FL_EXTRA_MESSAGE, ValidationError, check_number, missing_fl_modules
 from .figures import make_all
 from .io import dumps_json
 from .optimization import OptimizationProblem, optimize
-from .pilot import budget_of, calibrate_pilot, operating_point, predict_gain, read_constants, verdict, write_constants
-from .protocol import largest_importance_weight, step_ratio, uniform_routing
+from .pilot import calibrate, predict
 from .queueing.analysis import analyze
 from .runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
 from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
-from .system import System, example_system, load_system, read_mapping
+from .system import System, example_system, read_mapping
 from .tuning import log_grid, tune
 
 EXIT_USAGE = 2
@@ -670,69 +668,24 @@ def _parser_tune(sub) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     _check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
                                                 "(zero-cost initial-model estimate)")
-    out = Path(args.constants_out)
-    _check(out.suffix.lower() in (".toml", ".json", ".yaml", ".yml"), "output",
-           f"must end in .toml, .json, .yaml or .yml (got {str(out)!r})")
-    _check(not out.is_dir(), "output", f"{str(out)!r} is a folder; give a file name")
+    pilot_flags = {"routings": args.routings, "lrs": args.lrs, "seed": args.pilot_seed,
+                   "budget_fraction": args.budget_fraction, "bootstrap": args.bootstrap,
+                   "bootstrap_method": args.bootstrap_method, "runs": args.runs}
     if not args.pilot:
-        for flag in ("routings", "lrs", "pilot_seed", "budget_fraction", "bootstrap", "bootstrap_method", "runs"):
-            _check(getattr(args, flag) is None, flag.replace("_", "-"), "is used only with --pilot")
+        for flag, value in pilot_flags.items():
+            _check(value is None, {"seed": "pilot-seed"}.get(flag, flag.replace("_", "-")), "is used only with --pilot")
     check_backend(args)
+    if args.routings is not None:
+        pilot_flags["routings"] = [r.strip() for r in args.routings.split(",")]
     cfg = config_from_args(args)
-    if args.initial:
-        from .pipeline import build_data_and_model
-
-        data, model = build_data_and_model(cfg)
-        cal = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4)
-        write_constants(out, {"constants": {k: v for k, v in cal.constants.to_dict().items() if v is not None},
-                              "initial": {"settings": cal.settings,
-                                          "spread": {k: {kk: vv for kk, vv in v.items() if kk != "values"}
-                                                     for k, v in cal.spread.items()}}})
-        if args.json:
-            print_json({"constants": cal.constants.to_dict(), "output": str(out)})
-        else:
-            c = cal.constants
-            print(f"initial-model constants (seed {cfg.seed}): Delta {c.Delta:.4g}, L {c.L:.4g}, sigma2 {c.sigma2:.4g}, "
-                  f"M2 {c.M2:.4g}, G2 {c.G2:.4g}; written to {out}")
-        return 0
-    routings = [r.strip() for r in (args.routings or "uniform,p2,mid").split(",") if r.strip()]
-    _check(bool(routings), "routings", "needs at least one routing (uniform, p2, mid or mix:T)")
-    for r in routings:
-        ok = r in ("uniform", "p2", "mid")
-        if r.startswith("mix:"):
-            try:
-                ok = 0 <= float(r[4:]) <= 1
-            except ValueError:
-                ok = False
-        _check(ok, "routings", f"unknown pilot routing {r!r}; use uniform, p2, mid or mix:T with T in [0, 1]")
-    lrs = args.lrs if args.lrs is not None else [0.03, 0.1]
-    for x in lrs:
-        _finite(x, "lrs", 0.0, 100.0, lo_open=True)
-    seed = 1000 if args.pilot_seed is None else args.pilot_seed
-    _check(0 <= seed <= 2**32 - 1, "pilot-seed", f"must be an integer in [0, 2^32 - 1] (got {seed})")
-    frac = 0.5 if args.budget_fraction is None else args.budget_fraction
-    _finite(frac, "budget-fraction", 0.0, 1.0, lo_open=True)
-    boot = 200 if args.bootstrap is None else args.bootstrap
-    _check(0 <= boot <= 100_000, "bootstrap", f"must be an integer in [0, 100000] (got {boot})")
-    runs = Path(args.runs or (str(out.with_suffix("")) + "_pilots"))
-    fit = calibrate_pilot(cfg, runs, routings=routings, lrs=sorted(set(lrs)), seed=seed, budget_fraction=frac,
-                          bootstrap=boot, backend=args.backend, workers=args.workers, address=args.address,
-                          progress=None if args.quiet or args.json else print,
-                          **({"method": args.bootstrap_method} if args.bootstrap_method else {}))
-    write_constants(out, fit)
+    cf = calibrate(cfg, method="pilot" if args.pilot else "initial", output=args.constants_out,
+                   backend=args.backend, workers=args.workers, address=args.address,
+                   progress=None if args.quiet or args.json else print,
+                   **{k: v for k, v in pilot_flags.items() if v is not None})
     if args.json:
-        print_json(fit.to_dict())
+        print_json({**cf.to_dict(), "output": cf.path})
     else:
-        t = fit.theta
-        d = fit.diagnostics
-        st = fit.settings
-        print(f"fitted {st['pilot_runs']} pilot runs ({st['pilot_wall_time_s']:.0f} s of training): theta0 {t[0]:.4g}, "
-              f"optimisation {t[1]:.4g}, variance {t[2]:.4g}, staleness {t[3]:.4g}; eta_max {fit.eta_max:g}; "
-              f"R^2 {d['r2'] if d['r2'] is None else round(d['r2'], 3)} over {d['points']} points")
-        if d.get("degenerate"):
-            print(f"terms fitted to zero: {', '.join(d['degenerate'])}")
-        print(f"constants written to {out} (pilot runs in {runs}/); use them with optimize --constants {out}, "
-              f"predict --constants {out}, or train --set routing.constants=\"{out}\"")
+        print(cf.report())
     return 0
 
 
@@ -771,77 +724,19 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .pipeline import build_system
-
     _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
-    _finite(args.confidence, "confidence", 0.0, 1.0)
-    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
-    _finite(args.target_fraction, "target-fraction", 0.0, 1.0, lo_open=True)
-    _check(args.starts >= 1 and args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    consts, fit = read_constants(args.constants)
     if args.config:  # a system file instead of a run configuration: its clients replace the speed profile
-
-        if {"rates", "clients"} & set(read_mapping(args.config)):
-            sysm = load_system(args.config)
-            args.set = list(args.set or []) + [f"system.file={json.dumps(str(args.config))}",
-                                               f"data.clients={sysm.n}"]
-            args.config = None
+        extra = system_file_overrides(args.config)
+        if extra is not None:
+            args.set, args.config = list(args.set or []) + extra, None
     cfg = config_from_args(args)
-    tau, U0 = budget_of(cfg)
-    system = build_system(cfg, cfg.data.clients)
-    n, m = system.n, system.concurrency
-    rng = args.concurrency_range
-    if rng is not None:
-        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
-               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
-    p_min = cfg.routing.p_min if args.p_min is None else args.p_min
-    _finite(p_min, "p-min", 0.0, 1.0 / n)
-    res = optimize(OptimizationProblem(system, args.predict_objective, constants=consts, p_min=p_min, time_budget=tau,
-                                       concurrency=rng, updates=float(U0)), starts=args.starts)
-    out: dict[str, Any] = {"objective": res.objective, "time_budget": tau, "reference_updates": U0, "n": n,
-                           "concurrency_uniform": m, "concurrency": res.concurrency,
-                           "routing": res.routing.tolist(),
-                           "max_importance_weight": largest_importance_weight(res.routing),
-                           "step_ratio": step_ratio(res), "constants_file": str(args.constants)}
-    if fit is not None:
-        u = uniform_routing(n)
-        op_u = operating_point(system, u, m, 3 * tau)
-        op_c = operating_point(system, res.routing, res.concurrency, 3 * tau)
-        g = predict_gain(fit, op_c, op_u, tau, target_fraction=args.target_fraction, confidence=args.confidence)
-        out.update({"prediction": g.to_dict(), "verdict": g.verdict, "source": "pilot fit"})
-    else:  # initial-model (or hand-set) constants: the proxy's own ratio, no interval
-        base_value = (res.baseline or {}).get("objective_value")
-        ratio = res.objective_value / base_value if base_value else None
-        out.update({"prediction": {"proxy_ratio": ratio}, "verdict": verdict({"point": None}),
-                    "source": "constants without a pilot fit: the proxy ranks routings but predicts no time or "
-                              "accuracy, and carries no interval (run aflqueue calibrate --pilot)"})
+    pred = predict(cfg, args.constants, objective=args.predict_objective, concurrency_range=args.concurrency_range,
+                   p_min=args.p_min, target_fraction=args.target_fraction, confidence=args.confidence,
+                   starts=args.starts)
     if args.json:
-        print_json(out)
-        return 0
-    print(f"system: n = {n}, m = {m}; budget tau = {tau:.4g} time units (AsyncSGD's expected time for {U0} updates)")
-    print(f"optimum ({res.objective}, constants from {args.constants}): m = {res.concurrency}, largest importance "
-          f"weight {out['max_importance_weight']:.1f}, step size {out['step_ratio'] or float('nan'):.3g} x AsyncSGD's")
-    if fit is None:
-        r = out["prediction"]["proxy_ratio"]
-        print(f"proxy ratio (optimum / AsyncSGD): {'-' if r is None else f'{r:.3f}'}; {out['source']}")
-        return 0
-    g = out["prediction"]
-    pct = f"{100 * args.confidence:g}%"
-
-    def iv(d, scale=1.0, fmt="{:.3f}", sign=""):
-        f = (lambda x: "-" if x is None else (fmt.format(scale * x) if not sign else f"{scale * x:+.1f}"))
-        return f"{f(d['point'])} [{f(d['lo'])}, {f(d['hi'])}]" if d.get("lo") is not None else f(d["point"])
-
-    tgt = g["target_accuracy"]
-    print(f"predicted time to {'the target' if tgt is None else f'accuracy {tgt:.3f}'} (optimum / AsyncSGD): "
-          f"{iv(g['time_ratio'])} ({pct})")
-    print(f"predicted accuracy difference at the budget (points): {iv(g['accuracy_difference'], 100, sign='+')} ({pct})")
-    if g["verdict"] == "pays":
-        print("verdict: optimisation pays (the whole interval of the time ratio is below 1)")
-    elif "lose" in g["verdict"]:
-        print("verdict: optimisation not expected to pay: expected to lose (the interval is above 1)")
+        print_json(pred.to_dict())
     else:
-        print("verdict: optimisation not expected to pay (the interval of the time ratio covers 1)")
+        print(pred.report())
     return 0
 
 
@@ -851,7 +746,9 @@ def _parser_predict(sub) -> None:
                                    and predict, from the pilot fit, the optimum's time to a target accuracy and its
                                    accuracy at the budget relative to AsyncSGD (uniform routing), with bootstrap
                                    intervals; says 'optimisation not expected to pay' when the time ratio's interval
-                                   covers 1 (docs/theory.md section 10).""")
+                                   covers 1, and 'no verdict' (with the reason) when the numbers support none
+                                   (docs/theory.md section 10). Constants fitted on another number of clients are
+                                   refused.""")
     add_run_config_arguments(p, "run configuration, or a system file (its clients replace the speed profile) "
                                 "(default: the embedded configuration)", algorithm=False)
     p.add_argument("--constants", metavar="FILE", help="constants file from aflqueue calibrate --pilot (required)")
