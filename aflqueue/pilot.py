@@ -1419,7 +1419,7 @@ def predict(cfg, constants: str | Path | ConstantsFile, *, objective: str = "wal
     arguments out of range. A target the accuracy map puts at or below its floor, or cannot
     reach, is reported as unreachable (no time, no verdict).
     """
-    from .optimize import OptimizationProblem, optimize
+    from .optimization import OptimizationProblem, optimize
     from .pipeline import build_system
     from .protocol import largest_importance_weight, step_ratio, uniform_routing
 
