@@ -1,233 +1,74 @@
-"""Command-line interface: ``aflqueue <command> ...``.
+"""Command-line interface: ``aflqueue <command> ...``: each command parses its arguments (the
+shared vocabulary is :mod:`aflqueue.options`), makes one library call, and prints.
 
-Argument parsing lives here and stays light; each command imports its implementation lazily so
-that ``aflqueue analyze`` never imports torch. Bad input prints one line on stderr naming the
-field and exits with status 2; an error while running (a full disk, a bug) prints one line and
-exits with status 1 (``AFLQUEUE_DEBUG=1`` shows the traceback).
-
-One vocabulary across commands: ``--updates`` is always a number of updates (arrivals at the
-server), ``--time-budget`` a simulated time, ``--concurrency`` the tasks in flight ``m``,
-``--seed`` the first random seed, ``--output``/``-o`` the folder results go to, ``--device``
-``auto``/``cpu``/``cuda`` (default ``auto``), ``--backend``/``--workers``/``--address`` where
-independent jobs run, ``--json`` one JSON object on stdout, ``--quiet`` no progress output.
-Old spellings still accepted: ``--objective wallclock`` (now ``wall-clock``) and
-``run --updates`` (now ``--budget-updates``).
+Bad input prints one line on stderr naming the field and exits with status 2; an error while
+running (a full disk, a bug) prints one line and exits with status 1 (``AFLQUEUE_DEBUG=1`` shows
+the traceback). Nothing here imports torch: training commands reach it through the library.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .bounds import EnergyModel, ProxyConstants
-from .config import load_config, system_file_overrides
+from .config import system_file_overrides
 from .console import (analysis_table, budget_report, fmt, optimization_table, simulation_table, training_summary,
                       validation_report)
-from .errors import FL_EXTRA_MESSAGE, ValidationError, check_number, missing_fl_modules
+from .errors import ValidationError
 from .figures import make_all
-from .io import dumps_json
-from .optimization import OptimizationProblem, optimize
+from .optimization import optimize
+from .options import (add_backend_arguments, add_proxy_arguments, add_run_config_arguments, add_system_arguments, ANALYSES, APPROX_ACCURACY, BYTES_PER_SIMULATED_UPDATE, check, check_backend, check_finite, colon_pair, config_from_args, EXIT_FAILURE, EXIT_USAGE, float_list, join_negative_values, MAX_OPTIMIZE_CONCURRENCY, MIN_UPDATES_PER_BATCH, nonempty_path, OBJECTIVE_CHOICES, parse_range, Parser, print_json, problem_from_args, require_fl, system_from_args, UsageError)
 from .pilot import calibrate, predict
 from .queueing.analysis import analyze
 from .runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
 from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
-from .system import System, example_system, read_mapping
 from .tuning import log_grid, tune
 
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-#: Largest concurrency the exact analysis and the simulator accept from the command line: the
-#: MVA recursion costs O(stations x m), about 20 s at n = 100, m = 10^6 on one core.
-MAX_CONCURRENCY = 1_000_000
-#: Largest concurrency the optimiser scans (each objective evaluation is one MVA pass).
-MAX_OPTIMIZE_CONCURRENCY = 100_000
-#: Memory per simulated update with the full trace kept (measured ~150 B; rounded up).
-BYTES_PER_SIMULATED_UPDATE = 160
-#: Post-warm-up updates per batch below which batch means are too short to be trusted.
-MIN_UPDATES_PER_BATCH = 50
-OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
-ANALYSES = ("product-form", "approx")  # as aflqueue.optimization.ANALYSES, without importing it at start-up
 
 
-class UsageError(Exception):
-    """Bad command-line input (reported as one line, exit status 2)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: error: {message}")
 
 
 # --------------------------------------------------------------------------- argument types
 
-#: What the approximation's validation measured (docs/theory.md sections 9.6 to 9.8), printed with
-#: its results so that nobody reads its per-client delays as exact.
-APPROX_ACCURACY = ("throughput within 3% of simulation at every validated point (cv 0 to 3); per-client "
-                   "delays E[D_i] are approximate (every speed type within 3% at only 34% of the points; errors of "
-                   "10-40% are common with few clients or cv >= 2): simulate (aflqueue simulate) for delays you "
-                   "must rely on")
-
-def float_list(text: str) -> list[float]:
-    """Parse ``"1,1,0.1"`` into floats (non-finite values are left to the field's own check)."""
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip() != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("empty list")
-    return vals
 
 
-def nonempty_path(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must be a path (got an empty string)")
-    return text
 
 
-def _colon_pair(text: str, number: Callable[[str], Any], form: str) -> tuple[Any, Any]:
-    """``"A:B"`` as two numbers of type ``number``; ``form`` says what it must look like."""
-    try:
-        lo, hi = (number(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like {form}") from None
-    return lo, hi
 
 
-def parse_range(text: str) -> tuple[int, int]:
-    """``"LO:HI"``: a range of concurrencies."""
-    return _colon_pair(text, int, "LO:HI (integers)")
 
 
-def _check(cond: bool, field: str, detail: str) -> None:
-    if not cond:
-        raise ValidationError(field, detail)
 
 
-def require_fl(command: str) -> None:
-    """Training commands need the ``fl`` extra (torch...): one line and exit 2 when it is missing."""
-
-    missing = missing_fl_modules()
-    if missing:
-        raise UsageError(f"aflqueue {command}: {FL_EXTRA_MESSAGE} (missing: {', '.join(missing)})")
 
 
-def _finite(x: float | None, field: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False) -> None:
-    if x is None:
-        return
-
-    check_number(x, field, lo, hi, lo_open=lo_open)
 
 
-# A token such as "-1,1" or "-2e-3" after an option is a value, never an option (no option of
-# this CLI starts with a digit); argparse would otherwise call it an unknown option.
-_NEGATIVE_VALUE = re.compile(r"^-[\d.]")
 
 
-def _join_negative_values(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for tok in argv:
-        if out and _NEGATIVE_VALUE.match(tok) and out[-1].startswith("--") and "=" not in out[-1]:
-            out[-1] = f"{out[-1]}={tok}"
-        else:
-            out.append(tok)
-    return out
+
 
 
 # --------------------------------------------------------------------------- shared options
-def add_system_arguments(p: argparse.ArgumentParser, concurrency_help: str | None = None) -> None:
-    """Options describing a system; they override the fields of an optional system FILE."""
-    p.add_argument("file", nargs="?", help="system file (.toml, .yaml/.yml or .json); "
-                   "without it and without --rates the built-in example is used")
-    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates mu_i > 0 (tasks per time unit)")
-    p.add_argument("--routing", type=float_list, metavar="P1,P2,..", help="routing probabilities p_i (default uniform)")
-    p.add_argument("--concurrency", "-m", type=int, metavar="M",
-                   help=concurrency_help or f"tasks in flight m, 1..{MAX_CONCURRENCY} (default n)")
-    p.add_argument("--service", metavar="LAW", help="compute service law, e.g. exponential, deterministic, "
-                   "lognormal:cv=1.5, gamma:shape=2, weibull:shape=0.7, pareto:shape=2.5")
-    p.add_argument("--downlink-rates", type=float_list, metavar="R", help="downlink stage rates (one, or one per client)")
-    p.add_argument("--uplink-rates", type=float_list, metavar="R", help="uplink stage rates (one, or one per client)")
-    p.add_argument("--downlink-discipline", choices=["fifo", "delay"], help="downlink stations: fifo or delay "
-                   "(needs --downlink-rates)")
-    p.add_argument("--uplink-discipline", choices=["fifo", "delay"], help="uplink stations: fifo or delay "
-                   "(needs --uplink-rates)")
-    p.add_argument("--server-rate", type=float, metavar="MU", help="central-server processing rate (default: infinitely fast)")
 
 
-def add_backend_arguments(p: argparse.ArgumentParser, what: str, default: str = "serial") -> None:
-    p.add_argument("--backend", choices=["serial", "process", "ray"], default=default,
-                   help=f"where {what} run (default {default}; ray needs pip install 'aflqueue[ray]')")
-    p.add_argument("--workers", type=int, help="local processes (process) or local Ray CPUs (ray); default: all cores")
-    p.add_argument("--address", help="address of an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto; "
-                                     "needs --backend ray)")
 
 
-def check_backend(args: argparse.Namespace) -> None:
-    """Refuse backend flags that the chosen backend would ignore."""
-    if args.address is not None:
-        _check(args.backend == "ray", "address", "is used only with --backend ray")
-    if args.workers is not None:
-        _check(args.backend != "serial", "workers", "is used only with --backend process or ray")
-        _check(1 <= args.workers <= 4096, "workers", f"must be an integer in [1, 4096] (got {args.workers})")
 
 
-def system_from_args(args: argparse.Namespace, require_system: bool = False):
-    """Build the :class:`~aflqueue.system.System` described by a file and/or flags."""
-
-    flags = {
-        "rates": args.rates, "routing": args.routing, "concurrency": args.concurrency, "service": args.service,
-        "downlink_rates": _scalar_or_list(args.downlink_rates), "uplink_rates": _scalar_or_list(args.uplink_rates),
-        "downlink_discipline": args.downlink_discipline, "uplink_discipline": args.uplink_discipline,
-        "server_rate": args.server_rate,
-    }
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if args.concurrency is not None:
-        _check(1 <= args.concurrency <= MAX_CONCURRENCY, "concurrency",
-               f"must be an integer in [1, {MAX_CONCURRENCY}] (got {args.concurrency})")
-    for stage in ("downlink", "uplink"):
-        if f"{stage}_discipline" in flags:
-            _check(f"{stage}_rates" in flags or args.file, f"{stage}-discipline",
-                   f"needs --{stage}-rates (there is no {stage} stage to apply it to)")
-    if args.file:
-        data = read_mapping(args.file)
-        if "clients" in data:
-            structural = set(flags) - {"routing", "concurrency"}
-            if structural:
-                raise ValidationError(sorted(structural)[0].replace("_", "-"),
-                                      "cannot override a file with a 'clients' list; edit the file instead")
-        return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
-    if "rates" not in flags:
-        extra = set(flags) - {"concurrency", "routing"}
-        if extra or require_system:
-            raise ValidationError("rates", "missing: give --rates or a system FILE")
-        sysm = example_system()
-        if "routing" in flags:
-            sysm = sysm.with_routing(flags["routing"])
-        if "concurrency" in flags:
-            sysm = sysm.with_concurrency(flags["concurrency"])
-        return sysm
-    return System.from_dict(flags)
 
 
-def _scalar_or_list(v: list[float] | None) -> float | list[float] | None:
-    if v is None:
-        return None
-    return v[0] if len(v) == 1 else v
 
 
-def print_json(obj: Any) -> None:
-    """One strict JSON object on stdout (NaN and inf become null)."""
-
-    print(dumps_json(obj, indent=2))
 
 
 # --------------------------------------------------------------------------- analyze
@@ -311,19 +152,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     check_backend(args)
     system = system_from_args(args)
-    _check(1 <= args.replications <= 100_000, "replications",
+    check(1 <= args.replications <= 100_000, "replications",
            f"must be an integer in [1, 100000] (got {args.replications})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
-    _check(args.updates >= 1, "updates", f"must be an integer >= 1 (got {args.updates})")
-    _finite(args.warmup, "warmup", 0.0)
-    _finite(args.confidence, "confidence", 0.0, 1.0)
-    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
-    _check(args.batches >= 2, "batches", f"must be an integer >= 2 (got {args.batches})")
-    _finite(args.max_memory, "max-memory", 0.0, lo_open=True)
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(args.updates >= 1, "updates", f"must be an integer >= 1 (got {args.updates})")
+    check_finite(args.warmup, "warmup", 0.0)
+    check_finite(args.confidence, "confidence", 0.0, 1.0)
+    check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
+    check(args.batches >= 2, "batches", f"must be an integer >= 2 (got {args.batches})")
+    check_finite(args.max_memory, "max-memory", 0.0, lo_open=True)
     if args.trace is not None:
-        _check(Path(args.trace).suffix.lower() in (".npz", ".csv"), "trace",
+        check(Path(args.trace).suffix.lower() in (".npz", ".csv"), "trace",
                f"must end in .npz (trace) or .csv (export) (got {args.trace!r})")
-        _check(not Path(args.trace).is_dir(), "trace", f"{args.trace!r} is a folder; give a file name")
+        check(not Path(args.trace).is_dir(), "trace", f"{args.trace!r} is a folder; give a file name")
     warm = int(round(args.warmup * args.updates)) if args.warmup < 1 else int(args.warmup)
     after = args.updates - warm
     per_run_batches = args.batches if args.replications == 1 else 2
@@ -337,7 +178,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         mem = args.updates * min(args.replications, args.workers or os.cpu_count() or 1) * \
             BYTES_PER_SIMULATED_UPDATE / 2**30 + args.updates * args.replications * 72 / 2**30
     stream = args.trace is not None and args.trace.lower().endswith(".npz") and args.replications == 1
-    _check(stream or mem <= args.max_memory, "updates",
+    check(stream or mem <= args.max_memory, "updates",
            f"{args.updates:,} updates x {args.replications} run(s) need about {mem:.1f} GB of traces "
            f"(> --max-memory {args.max_memory:g} GB); use fewer --updates or --replications, or raise --max-memory")
     seeds = [args.seed] if args.replications == 1 else \
@@ -407,86 +248,21 @@ def _parser_simulate(sub) -> None:
 
 
 # --------------------------------------------------------------------------- optimize
-def parse_constants(text: str | None) -> dict[str, float]:
-    """``"Delta=2,L=0.5,sigma2=1"`` or a TOML/YAML/JSON file (e.g. written by calibration)."""
-    if not text:
-        return {}
-    looks_like_file = "=" not in text or os.sep in text or Path(text).suffix.lower() in (".toml", ".yaml", ".yml",
-                                                                                          ".json")
-    if looks_like_file:
-        data = read_mapping(text, "constants")
-        inner = data.get("constants", data)
-        _check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
-        return dict(inner)
-    out: dict[str, float] = {}
-    for part in filter(None, (t.strip() for t in text.split(","))):
-        if "=" not in part:
-            raise ValidationError("constants", f"{part!r} must look like NAME=VALUE (e.g. Delta=2,L=0.5)")
-        k, v = part.split("=", 1)
-        try:
-            out[k.strip()] = float(v)
-        except ValueError:
-            raise ValidationError(f"constants.{k.strip()}", f"must be a number (got {v!r})") from None
-    return out
 
 
-def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> None:
-    """Options of the convergence proxies and of the optimiser's search, read by :func:`problem_from_args`
-    (optimize and sweep: the same flags pose the same problem)."""
-    p.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
-    p.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
-    p.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
-    p.add_argument("--time-budget", type=float, metavar="TAU",
-                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
-    p.add_argument("--epsilon", type=float, help=f"target proxy value for {epsilon_objectives} (default 0.1)")
-    p.add_argument("--constants", metavar="K=V,..|FILE",
-                   help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1), or a file")
-    p.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
-    p.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
-    p.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
-    p.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
-    p.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
-    p.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
 
 
-def problem_from_args(args: argparse.Namespace, system):
-    consts = parse_constants(args.constants)
-    if args.eta is not None:
-        consts["eta"] = args.eta
-    if args.eta_max is not None:
-        consts["eta_max"] = args.eta_max
-    energy = None
-    if args.kappa is not None or args.idle_power is not None:
-        _finite(args.kappa, "kappa", 0.0, 1e12, lo_open=True)
-        _finite(args.idle_power, "idle-power", 0.0, 1.0)
-        energy = EnergyModel.dvfs(system.rates, kappa=args.kappa if args.kappa is not None else 1.0,
-                                  idle_fraction=args.idle_power if args.idle_power is not None else 0.0)
-    rng = args.concurrency_range
-    if rng is not None:
-        _check(args.concurrency is None, "concurrency", "give --concurrency or --concurrency-range, not both")
-        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
-               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
-    _check(system.concurrency <= MAX_OPTIMIZE_CONCURRENCY, "concurrency",
-           f"the optimiser scans m <= {MAX_OPTIMIZE_CONCURRENCY} (got {system.concurrency})")
-    for name in ("updates", "time_budget", "epsilon", "dispersion", "weight", "p_min", "p_max"):
-        _finite(getattr(args, name), name.replace("_", "-"))
-    return OptimizationProblem(
-        system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
-        updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
-        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion,
-        analysis=args.analysis)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
-    _check(args.service is None or args.analysis == "approx", "service",
+    check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
+    check(args.service is None or args.analysis == "approx", "service",
            "the product-form proxies use mean service times only, so a service law would be ignored; add "
            "--analysis approx to account for it, or give the rates as 1 / mean service time")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
-    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     system = system_from_args(args)
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
@@ -525,49 +301,8 @@ def _parser_optimize(sub) -> None:
 
 
 # --------------------------------------------------------------------------- train
-def add_run_config_arguments(p: argparse.ArgumentParser, config_help: str, *, algorithm: bool = True,
-                             set_example: str = "local.lr=0.1",
-                             concurrency_flags: tuple[str, ...] = ("--concurrency",)) -> None:
-    """A run configuration CONFIG and the options that override its fields, read by :func:`config_from_args`
-    (train, tune, calibrate, predict). ``algorithm``: also --algorithm, --routing and --objective (calibrate
-    and predict choose those themselves); ``concurrency_flags``: train alone also takes ``-m``."""
-    p.add_argument("config", nargs="?", help=config_help)
-    if algorithm:
-        p.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
-        p.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
-        p.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), metavar="OBJECTIVE",
-                       help="proxy for --routing optimal (default wall-clock)")
-    p.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
-    p.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
-    p.add_argument("--clients", type=int, help="number of clients")
-    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates of the clients (custom profile)")
-    p.add_argument(*concurrency_flags, dest="concurrency", type=int, metavar="M", help="tasks in flight (default n)")
-    p.add_argument("--updates", type=int, help="updates (arrivals) to apply")
-    p.add_argument("--time-budget", type=float, help="simulated time budget")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override any field, e.g. {set_example}")
 
 
-def config_from_args(args: argparse.Namespace):
-    sets = list(args.set or [])
-    pairs = [("output", getattr(args, "output", None)), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
-             ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
-             ("data.clients", args.clients), ("run.updates", args.updates), ("run.time_budget", args.time_budget),
-             ("device", args.device), ("seed", args.seed), ("system.concurrency", args.concurrency)]
-    if args.rates is not None:
-        sets += ['system.profile="custom"', f"system.rates={json.dumps(args.rates)}"]
-        if args.clients is None:
-            sets.append(f"data.clients={len(args.rates)}")
-    for key, value in pairs:
-        if value is not None:
-            sets.append(f"{key}={json.dumps(value)}")
-    if args.serial and args.batched:
-        raise ValidationError("batched", "give --serial or --batched, not both")
-    if args.serial:
-        sets.append("run.batched=false")
-    if args.batched:
-        sets.append("run.batched=true")
-    return load_config(args.config, sets)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -616,15 +351,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if args.lr_grid is not None:
         lrs = sorted(set(args.lr_grid))
         for x in lrs:
-            _finite(x, "lr-grid", 0.0, 100.0, lo_open=True)
-        _check(len(lrs) >= 2, "lr-grid", "needs at least 2 distinct rates")
+            check_finite(x, "lr-grid", 0.0, 100.0, lo_open=True)
+        check(len(lrs) >= 2, "lr-grid", "needs at least 2 distinct rates")
     else:
         lrs = log_grid(cfg.local.lr / 10, cfg.local.lr * 10, 7)
     seeds = args.pilot_seeds if args.pilot_seeds is not None else [1000, 1001]
     for s in seeds:
-        _check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
+        check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
     out = Path(args.output or "runs/tune")
-    _check(1 <= args.replicas <= 1024, "replicas", f"must be an integer in [1, 1024] (got {args.replicas})")
+    check(1 <= args.replicas <= 1024, "replicas", f"must be an integer in [1, 1024] (got {args.replicas})")
     res = tune(cfg, lrs, [int(s) for s in seeds], out, backend=args.backend, workers=args.workers,
                address=args.address, progress=None if args.quiet else print, batch=args.replicas)
     if args.json:
@@ -666,14 +401,14 @@ def _parser_tune(sub) -> None:
 
 # --------------------------------------------------------------------------- calibrate
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    _check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
+    check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
                                                 "(zero-cost initial-model estimate)")
     pilot_flags = {"routings": args.routings, "lrs": args.lrs, "seed": args.pilot_seed,
                    "budget_fraction": args.budget_fraction, "bootstrap": args.bootstrap,
                    "bootstrap_method": args.bootstrap_method, "runs": args.runs}
     if not args.pilot:
         for flag, value in pilot_flags.items():
-            _check(value is None, {"seed": "pilot-seed"}.get(flag, flag.replace("_", "-")), "is used only with --pilot")
+            check(value is None, {"seed": "pilot-seed"}.get(flag, flag.replace("_", "-")), "is used only with --pilot")
     check_backend(args)
     if args.routings is not None:
         pilot_flags["routings"] = [r.strip() for r in args.routings.split(",")]
@@ -724,7 +459,7 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
+    check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
     if args.config:  # a system file instead of a run configuration: its clients replace the speed profile
         extra = system_file_overrides(args.config)
         if extra is not None:
@@ -773,7 +508,7 @@ def _comparison(args: argparse.Namespace, cfg, target: float | None, what: str) 
     require_fl(args.command)
     check_backend(args)
     u = args.budget_updates
-    _check(u is None or 100 <= u <= 10**7, "updates", f"the budget must be 100 to 10000000 AsyncSGD updates (got {u})")
+    check(u is None or 100 <= u <= 10**7, "updates", f"the budget must be 100 to 10000000 AsyncSGD updates (got {u})")
     if not args.quiet:
         budget_report(cfg, args.budget_updates)
     v = validate(cfg, seeds=args.seeds, seed=args.seed, updates=args.budget_updates, target=target,
@@ -795,7 +530,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
     require_fl("validate")
     cfg = config_from_args(args)
-    _check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
+    check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
     return _comparison(args, cfg, args.target, "the wall-clock operating point")
 
 
@@ -908,28 +643,28 @@ MAX_SWEEP_CONCURRENCY = 10_000
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    _check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
-    _check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
+    check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
+    check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
                                             "1 / mean service time")
-    _check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
+    check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
                                                     "concurrency is AsyncSGD's baseline")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
-    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
-    _check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
+    check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
     objectives: list[str] = []
     for item in args.objective or [",".join(SWEEP_OBJECTIVES)]:
         for o in filter(None, (x.strip() for x in item.split(","))):
             o = "wall-clock" if o == "wallclock" else o
-            _check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
+            check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
                                                        "trade-off is drawn as the Pareto front, --pareto-points)")
             objectives.append(o)
     system = system_from_args(args, require_system=True)
     if args.concurrency_range is None:
         args.concurrency_range = (1, max(2 * system.n, system.concurrency))
     lo, hi = args.concurrency_range
-    _check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
+    check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
            f"must be LO:HI with 1 <= LO <= HI <= {MAX_SWEEP_CONCURRENCY} (got {lo}:{hi})")
     args.objective = objectives[0]
     args.analysis = "product-form"  # the sweep's proxies are the product-form ones (no --analysis flag)
@@ -983,7 +718,7 @@ def _parser_sweep(sub) -> None:
 
 # --------------------------------------------------------------------------- plot / compare
 def _cmd_plot(args: argparse.Namespace) -> int:
-    _finite(args.target, "target", 0.0, 1.0)
+    check_finite(args.target, "target", 0.0, 1.0)
     paths, data = plot_runs(args.runs, args.output, target=args.target, title=args.title)
     for g in data["groups"]:
         print(f"{g['legend']}: {len(g['seeds'])} run(s), seeds {', '.join(str(s) for s in g['seeds'])}")
@@ -1006,14 +741,14 @@ def _parser_plot(sub) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    _finite(args.target, "target", 0.0, 1.0)
-    _finite(args.time, "time", 0.0, lo_open=True)
+    check_finite(args.target, "target", 0.0, 1.0)
+    check_finite(args.time, "time", 0.0, lo_open=True)
     groups = group_runs(load_runs(args.runs))
     reference = 0
     if args.reference is not None:
         ref = load_run(args.reference).path.resolve()
         hits = [k for k, g in enumerate(groups) if any(r.path.resolve() == ref for r in g.runs)]
-        _check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
+        check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
         reference = hits[0]
     res = compare(groups, target=args.target, at_time=args.time, reference=reference)
     if args.json:
@@ -1042,7 +777,7 @@ def _parser_compare(sub) -> None:
 # --------------------------------------------------------------------------- schedule
 def parse_window(text: str) -> tuple[float, float]:
     """``"START:END"``: a window of simulated time."""
-    return _colon_pair(text, float, "START:END (simulated times)")
+    return colon_pair(text, float, "START:END (simulated times)")
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -1050,14 +785,14 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
     if args.window is not None:
         lo, hi = args.window
-        _finite(lo, "window", 0.0)
-        _finite(hi, "window", 0.0)
-        _check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
+        check_finite(lo, "window", 0.0)
+        check_finite(hi, "window", 0.0)
+        check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
     clients = None
     if args.clients is not None:
         clients = []
         for c in args.clients:
-            _check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
+            check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
             clients.append(int(c))
     paths, data = schedule_figures(args.source, args.output, window=args.window, clients=clients,
                                    exact=not args.no_exact)
@@ -1095,9 +830,9 @@ PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
+    parser = Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
     parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for add in PARSERS:
         add(sub)
@@ -1107,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aflqueue`` console script."""
     parser = build_parser()
-    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
         if getattr(args, "objective", None) == "wallclock":

@@ -47,6 +47,11 @@ STEP_SIZE_RULES = ("optimal", "fixed")
 _OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
 
 
+#: The routing floor every command and configuration uses unless told otherwise: each ``p_i >= 0.001``
+#: (a client's importance weight ``1/(n p_i)`` stays below ``1000/n``).
+DEFAULT_P_MIN = 1e-3
+
+
 @dataclass
 class DataConfig:
     """The ``[data]`` section: which data set, and how it is split over the clients."""
@@ -115,7 +120,7 @@ class RoutingConfig:
     kind: str = "uniform"
     values: list[float] = field(default_factory=list)
     objective: str = "wall-clock"
-    p_min: float = 1e-3
+    p_min: float = DEFAULT_P_MIN
     concurrency_range: list[int] = field(default_factory=list)
     constants: Any = field(default_factory=dict)
     epsilon: float | None = None
