@@ -443,9 +443,14 @@ def two_lines(text: str, width: int) -> str:
 
 def _fit(text: Any, inches: float, renderer: Any, dpi: float, min_size: float = 6.0) -> bool:
     """Fit ``text`` within ``inches``: one line, else two balanced lines, shrinking the font if
-    two lines are still too long. Returns whether it changed ``text``."""
+    two lines are still too long (lines broken by the figure's author are kept, and shrunk if
+    need be). Returns whether it changed ``text``."""
     if not text.get_text().strip() or text.get_window_extent(renderer).width / dpi <= inches:
         return False
+    if "\n" in text.get_text().strip():
+        while text.get_window_extent(renderer).width / dpi > inches and text.get_fontsize() > min_size:
+            text.set_fontsize(text.get_fontsize() - 0.5)
+        return True
     s = " ".join(text.get_text().split())
     text.set_text(s)
     if text.get_window_extent(renderer).width / dpi <= inches:

@@ -115,9 +115,10 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
         bars = interval_note(ns, "geometric mean and 95% t-interval (log scale)") if ns else "one dot per seed"
         legend_below(fig, *legend_entries(axes), ncol=3, title=f"dots: one seed each; {bars}")
         p = save_figure(fig, out, f"{preset.name}_time_ratios")[0]
-    made.append((p, f"Per-seed paired time-to-target ratios against tuned AsyncSGD (dots), with the {bars} "
-                    f"(bars, offset to the right of the dots); dashed: the criterion {preset.criterion_ratio}, "
-                    "solid: no gain"))
+    over = f" over {seed_range(ns)} seeds" if ns else ""
+    made.append((p, "Per-seed paired time-to-target ratios against tuned AsyncSGD (dots) and their geometric mean "
+                    f"with its 95% t-interval on the log scale{over} (bars, right of the dots); dashed: the criterion "
+                    f"{preset.criterion_ratio}, solid: no gain"))
     # 3. predicted against measured: per data set, per split, each treatment's measured ratio (with its
     # interval) next to the ratio the proxy predicted
     datasets = list(dict.fromkeys(sc["dataset"] for sc in scen))
@@ -170,7 +171,8 @@ def paper_figures(preset: Any, selection: Mapping[str, Any], records: Sequence[M
                      title="treatment (colour, marker)")
         fig.suptitle("Does the proxy predict the measured gain? Measured and predicted time ratios")
         p = save_figure(fig, out, f"{preset.name}_predicted_vs_measured")[0]
-    made.append((p, "Predicted (proxy, dash) and measured (marker with its 95% interval over the evaluation seeds) "
-                    "time-to-target ratio against tuned AsyncSGD, per data set (panels), split and treatment; a "
-                    "prediction is borne out where the interval crosses its dash; solid line: no gain"))
+    over = f" over {seed_range(ns)} seeds" if ns else ""
+    made.append((p, f"Predicted (proxy, dash) and measured (marker with its 95% t-interval{over}) time-to-target "
+                    "ratio against tuned AsyncSGD, per data set (panels), split and treatment; a prediction is borne "
+                    "out where the interval crosses its dash; solid line: no gain"))
     return made

@@ -47,7 +47,7 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
     # 1. predicted against measured, one panel per predictor
     ns: list[int] = []
     with styled():
-        nrow, ncol = panel_grid(max(len(preds), 1), 2)
+        nrow, ncol = panel_grid(max(len(preds), 1), 2 if len(preds) in (2, 4) else 3)
         fig, axes = subplots(nrow, ncol, width="double" if ncol > 1 else "single", panel_height=2.15, sharex=True,
                              sharey=True)
         lo_all, hi_all = [], []
@@ -92,8 +92,10 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
                 ax.set_ylim(*lims)
         for ax in axes.flat[: len(preds)]:
             log_axis(ax, "both")
-        for ax in axes[-1]:
-            ax.set_xlabel(f"predicted time ratio, {name} / AsyncSGD (ratio)")
+        for k, ax in enumerate(axes.flat[: len(preds)]):
+            if k + ncol >= len(preds):  # the lowest panel of its column: its x axis is read here
+                ax.xaxis.set_tick_params(labelbottom=True)
+                ax.set_xlabel(f"predicted time ratio, {name} / AsyncSGD (ratio)")
         for row in axes:
             row[0].set_ylabel(f"measured time ratio, {name} / AsyncSGD (ratio)")
         for ax in list(axes.flat)[len(preds):]:
@@ -156,7 +158,7 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
                 pr = (row["predicted"].get("transfer") or {}).get("time_ratio") or {}
                 txt = f"{row['time_ratio']['mean']:.2f}" + (f"\n(pred. {pr['point']:.2f})" if pr.get("point") else "")
                 ax.text(spreads[j], i + 0.55, txt, ha="center", va="center", fontsize=6.5)
-            # the pilot fit's verdict along each row (fine spread grid), and where it switches
+            # the pilot fit's verdict along each row (at the spreads of its boundary scan), and where it switches
             switched = False
             for i, part in enumerate(parts):
                 rows = summary.get("boundary", {}).get(part, [])
@@ -183,12 +185,12 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
             ax.set_ylabel("data heterogeneity (split)")
             ax.set_title(f"Measured gain of {name} at m = n: measured ratio and (pilot-fit prediction)")
             legend_below(fig, *legend_entries(axes), ncol=3,
-                         title="along each row, the pilot fit's verdict on a fine grid of spreads")
+                         title="marks along the bottom of each row: the pilot fit's verdict at the spreads it assessed")
             p = save_figure(fig, out, f"regimes_map_{routing}")[0]
         made.append((p, "Regime map at m = n: colour = measured time-to-target ratio of P2 over tuned AsyncSGD "
                         "(geometric mean over 5 seeds; purple: P2 faster, orange: slower); numbers: measured and "
-                        "(pilot-fit) predicted ratio; along the bottom of each row, the pilot fit's verdict on a fine "
-                        "grid of spreads (ticks: 'pays', dots: 'not expected to pay')"
+                        "(pilot-fit) predicted ratio; along the bottom of each row, the pilot fit's verdict at the "
+                        "spreads it assessed (ticks: 'pays', dots: 'not expected to pay')"
                         + ("; thick black bars: where that verdict switches" if switched else
                            "; the verdict never switches along a row here")))
     return made
