@@ -412,8 +412,8 @@ def _band_dict(curves: list[np.ndarray]) -> dict[str, Any]:
     from .stats import bootstrap_band
 
     mean, lo, hi = bootstrap_band(np.vstack(curves))
-    if len(curves) < MIN_SEEDS_FOR_INTERVAL:
-        return {"mean": mean.tolist(), "lo": None, "hi": None}
+    if len(curves) < MIN_SEEDS_FOR_INTERVAL:  # the seeds themselves instead of a band
+        return {"mean": mean.tolist(), "lo": None, "hi": None, "per_seed": [np.asarray(c).tolist() for c in curves]}
     return {"mean": mean.tolist(), "lo": lo.tolist(), "hi": hi.tolist()}
 
 

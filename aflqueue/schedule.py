@@ -242,7 +242,8 @@ def schedule_data(trace: Trace, system: System | None = None, updates: int | Non
                       "horizon": float(trace.completion_time[order[-1]]),
                       "timeline": _timeline(trace, np.nan_to_num(rates, nan=0.0), names, U, window, clients),
                       "delays": {"clients": per_client, "note": "; ".join(notes) or None,
-                                 "exact": exact_pmf is not None},
+                                 "exact": exact_pmf is not None,
+                                 "closed_form_exact": system is not None and system.is_product_form},
                       "share": share if routing is not None else None})
 
 
