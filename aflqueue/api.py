@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .optimization import OptimizationProblem, OptimizationResult
 
 __all__ = ["check_system", "check_trace", "checked", "make_problem", "optimize", "train_config", "train", "recommend",
-           "validate"]
+           "validate", "calibrate", "predict"]
 
 
 def check_system(system: Any, field: str = "system") -> System:
@@ -211,3 +211,26 @@ def validate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] |
 
     return run(train_config(config, **overrides), seeds=seeds, seed=seed, target=target, output=output,
                backend=backend, workers=workers)
+
+
+def calibrate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,
+              method: str = "pilot", output: "str | os.PathLike[str] | None" = None, **kwargs: Any):
+    """The proxy constants of a run configuration (what ``aflqueue calibrate`` computes) ->
+    :class:`~aflqueue.pilot.ConstantsFile`: ``method="pilot"`` fits short pilot runs
+    (docs/theory.md section 10), ``"initial"`` estimates at the initial model (section 7); written to
+    ``output`` when given. ``kwargs``: the pilot design of :func:`aflqueue.pilot.calibrate`
+    (``routings``, ``lrs``, ``seed``, ``budget_fraction``, ``bootstrap``, ``runs``, ``backend``...)."""
+    from .pilot import calibrate as run
+
+    return run(train_config(config), method=method, output=output, **kwargs)
+
+
+def predict(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None", constants: "str | os.PathLike[str]",
+            **kwargs: Any):
+    """What optimising the routing is predicted to gain over AsyncSGD on ``config`` with the
+    constants file ``constants`` (what ``aflqueue predict`` prints) -> :class:`~aflqueue.pilot.Prediction`,
+    whose ``verdict()`` states only what its interval supports. ``kwargs``: as
+    :func:`aflqueue.pilot.predict` (``objective``, ``confidence``, ``target_fraction``...)."""
+    from .pilot import predict as run
+
+    return run(train_config(config), constants, **kwargs)

@@ -108,7 +108,7 @@ class OptimizationProblem:
         choose_mix: choose ``lam`` on the segment from uniform routing to the unclipped optimum.
         caps: candidate caps of ``choose_cap`` (each > 0, ``inf`` allowed).
         bias_constant: ``H`` in the bias floor ``H beta^2`` (loss units; default ``constants.M2``, the
-            small-step constant of docs/theory.md section 11; see :func:`aflqueue.calibrate.fit_bias_constant`).
+            small-step constant of docs/theory.md section 11; see :func:`aflqueue.calibration.fit_bias_constant`).
     """
 
     system: System

@@ -1,6 +1,6 @@
 """Pilot-run calibration: fit the proxy's constants to short training runs (docs/theory.md section 10).
 
-The initial-model calibration (:mod:`aflqueue.calibrate`) estimates ``Delta, L, sigma2, M2, G2``
+The initial-model calibration (:mod:`aflqueue.calibration`) estimates ``Delta, L, sigma2, M2, G2``
 at one point, before any training; the proxy built on them ranks routings poorly once training
 moves away from that point. This module fits the bound's *shape* to what a few cheap training
 runs (the *pilots*: a handful of routings and learning rates, one seed, a fraction of the budget)
@@ -923,10 +923,10 @@ def budget_of(cfg) -> tuple[float, int]:
 
 
 def initial_calibration(cfg, seed: int | None = None, **kw: Any):
-    """The zero-cost option: :func:`aflqueue.calibrate.calibrate` at the configuration's initial
+    """The zero-cost option: :func:`aflqueue.calibration.calibrate` at the configuration's initial
     model (seed ``cfg.seed`` unless given), 4 minibatches per client and 4 directions by default.
-    Returns its :class:`~aflqueue.calibrate.Calibration`."""
-    from .calibrate import calibrate as estimate_at_initial_model
+    Returns its :class:`~aflqueue.calibration.Calibration`."""
+    from .calibration import calibrate as estimate_at_initial_model
     from .config import with_updates
     from .pipeline import build_data_and_model
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .bounds import ProxyConstants
-from .calibrate import calibrate
+from .calibration import calibrate
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
 from .optimization import OptimizationProblem, assess, optimize

@@ -36,7 +36,7 @@ import numpy as np
 
 from ._results import Result
 from .bounds import ProxyConstants
-from .calibrate import calibrate
+from .calibration import calibrate
 from .config import TrainConfig, with_updates
 from .errors import require
 from .io import json_digest, read_json

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aflqueue import ValidationError
-from aflqueue.calibrate import calibrate
+from aflqueue.calibration import calibrate
 
 
 def least_squares_clients(n_clients=4, d=3, blocks=5, scale=2.0, seed=0):

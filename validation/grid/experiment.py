@@ -192,7 +192,7 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
 
     import torch
 
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.config import with_updates
     from aflqueue.optimization import OptimizationProblem, assess
     from aflqueue.outcomes import split_timings, time_to_target

@@ -228,7 +228,7 @@ def paper_run(args: tuple) -> dict[str, Any]:
 
     import torch
 
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.config import TrainConfig, with_updates
     from aflqueue.optimization import OptimizationProblem, assess
     from aflqueue.pipeline import build_data_and_model, build_system, prepare, train
