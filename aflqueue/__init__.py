@@ -25,15 +25,17 @@ torch, numba, scipy.optimize, matplotlib nor pandas.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from . import api
 from .errors import ValidationError
 from .laws import law_from_spec
 from .system import Availability, Client, Stage, System, example_system, load_system
 
 if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs
-    from .api import optimize as optimize
     from .api import calibrate as calibrate
+    from .api import optimize as optimize
     from .api import predict as predict
     from .api import recommend as recommend
     from .api import train as train
@@ -51,19 +53,18 @@ if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checker
     from .queueing.gradients import metrics_vjp as metrics_vjp
     from .queueing.gradients import routing_gradients as routing_gradients
     from .queueing.gradients import routing_jacobians as routing_jacobians
-    from .sim import simulate as simulate
-    from .sim.estimate import SimulationEstimates as SimulationEstimates
-    from .sim.estimate import estimate as estimate
     from .runs import compare_paths as compare_runs  # noqa: F401 (TYPE_CHECKING re-export)
     from .runs import plot_runs as plot_runs
     from .schedule import schedule_figures as schedule_figures
+    from .sim import simulate as simulate
+    from .sim.estimate import SimulationEstimates as SimulationEstimates
+    from .sim.estimate import estimate as estimate
     from .sim.trace import Trace as Trace
     from .stats import Estimate as Estimate
     from .sweep import sweep as sweep_system  # noqa: F401 (TYPE_CHECKING re-export)
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:  # pyproject.toml is the one place the version is written
         return version("aflqueue")
@@ -109,8 +110,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'aflqueue' has no attribute {name!r}")
     module, attr = _LAZY[name], _RENAMED.get(name, name)
     if name in _CHECKED:
-        from . import api
-
         value = api.checked(module, attr, getattr(api, _CHECKED[name]))
     else:
         value = getattr(import_module(module), attr)

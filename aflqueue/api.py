@@ -28,6 +28,7 @@ from dataclasses import fields as dataclass_fields
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from . import pilot
 from .bounds import ProxyConstants
 from .config import TrainConfig, apply_overrides, load_config
 from .errors import ValidationError, check_integer, check_positive
@@ -216,13 +217,11 @@ def validate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] |
 def calibrate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,
               method: str = "pilot", output: "str | os.PathLike[str] | None" = None, **kwargs: Any):
     """The proxy constants of a run configuration (what ``aflqueue calibrate`` computes) ->
-    :class:`~aflqueue.pilot.ConstantsFile`: ``method="pilot"`` fits short pilot runs
+    :class:`~aflqueue.pilot_fit.ConstantsFile`: ``method="pilot"`` fits short pilot runs
     (docs/theory.md section 10), ``"initial"`` estimates at the initial model (section 7); written to
     ``output`` when given. ``kwargs``: the pilot design of :func:`aflqueue.pilot.calibrate`
     (``routings``, ``lrs``, ``seed``, ``budget_fraction``, ``bootstrap``, ``runs``, ``backend``...)."""
-    from .pilot import calibrate as run
-
-    return run(train_config(config), method=method, output=output, **kwargs)
+    return pilot.calibrate(train_config(config), method=method, output=output, **kwargs)
 
 
 def predict(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None", constants: "str | os.PathLike[str]",
@@ -231,6 +230,4 @@ def predict(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | 
     constants file ``constants`` (what ``aflqueue predict`` prints) -> :class:`~aflqueue.pilot.Prediction`,
     whose ``verdict()`` states only what its interval supports. ``kwargs``: as
     :func:`aflqueue.pilot.predict` (``objective``, ``confidence``, ``target_fraction``...)."""
-    from .pilot import predict as run
-
-    return run(train_config(config), constants, **kwargs)
+    return pilot.predict(train_config(config), constants, **kwargs)

@@ -1,7 +1,6 @@
 """Estimate the proxy constants (docs/theory.md section 7) from a model and the clients' data.
 
 At the model's current parameters ``w`` (normally the initial model ``w_0``):
-
 * ``Delta = f(w) - f_low``, ``f = (1/n) sum_i f_i`` (``f_low = 0`` for cross-entropy and MSE);
 * ``M2 = (1/n) sum_i ||grad f_i(w) - grad f(w)||^2`` (heterogeneity of the client gradients);
 * ``sigma2 = (1/n) sum_i E ||g_i,B(w) - grad f_i(w)||^2`` over ``num_batches`` random minibatches
@@ -29,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._results import Result
+from ._results import Result, result_repr
 from .bounds import ProxyConstants
 from .errors import ValidationError, require
 
@@ -67,8 +66,6 @@ class Calibration(Result):
         return f"Calibration at the initial model ({self.settings.get('clients', '?')} clients)"
 
     def __repr__(self) -> str:
-        from ._results import result_repr
-
         return result_repr(self.title(), [(k, getattr(self.constants, k)) for k in _NAMES]
                            + [("settings", self.settings)])
 
@@ -268,7 +265,6 @@ def fit_bias_constant(excess: Sequence[float], beta2: Sequence[float], confidenc
     """Fit ``H`` in the bias floor ``H beta^2`` of the clipped proxy (docs/theory.md section 11).
 
     Measurements, one per clipped pilot run ``r`` (shape ``(N,)`` each):
-
     * ``excess[r]``: the run's loss at its end (or on its plateau) minus what the proxy *without*
       the bias term predicts for the same run. With the pilot fit of docs/theory.md section 10
       that prediction is ``theta0 + theta1/(Q eta K) + theta2 eta S1_c/Q + theta3 eta^2 S2_c`` at the

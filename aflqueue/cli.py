@@ -18,57 +18,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import __version__
 from .config import system_file_overrides
-from .console import (analysis_table, budget_report, fmt, optimization_table, simulation_table, training_summary,
-                      validation_report)
+from .console import (analysis_table, budget_report, fmt, optimization_table, recommendation_report, simulation_table,
+                      training_summary, validation_report)
 from .errors import ValidationError
 from .figures import make_all
 from .optimization import optimize
-from .options import (add_backend_arguments, add_proxy_arguments, add_run_config_arguments, add_system_arguments, ANALYSES, APPROX_ACCURACY, BYTES_PER_SIMULATED_UPDATE, check, check_backend, check_finite, colon_pair, config_from_args, EXIT_FAILURE, EXIT_USAGE, float_list, join_negative_values, MAX_OPTIMIZE_CONCURRENCY, MIN_UPDATES_PER_BATCH, nonempty_path, OBJECTIVE_CHOICES, parse_range, Parser, print_json, problem_from_args, require_fl, system_from_args, UsageError)
+from .options import (ANALYSES, APPROX_ACCURACY, BYTES_PER_SIMULATED_UPDATE, EXIT_FAILURE, EXIT_USAGE,
+                      MAX_OPTIMIZE_CONCURRENCY, MIN_UPDATES_PER_BATCH, OBJECTIVE_CHOICES, Parser, UsageError,
+                      add_backend_arguments, add_proxy_arguments, add_run_config_arguments, add_system_arguments, check,
+                      check_backend, check_finite, colon_pair, config_from_args, float_list, join_negative_values,
+                      nonempty_path, parse_range, print_json, problem_from_args, require_fl, system_from_args)
 from .pilot import calibrate, predict
 from .queueing.analysis import analyze
 from .runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
 from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
 from .tuning import log_grid, tune
 
-
-
-
-
-
-
 # --------------------------------------------------------------------------- argument types
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- shared options
-
-
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------- analyze
@@ -250,10 +221,6 @@ def _parser_simulate(sub) -> None:
 # --------------------------------------------------------------------------- optimize
 
 
-
-
-
-
 def _cmd_optimize(args: argparse.Namespace) -> int:
     check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
     check(args.service is None or args.analysis == "approx", "service",
@@ -301,8 +268,6 @@ def _parser_optimize(sub) -> None:
 
 
 # --------------------------------------------------------------------------- train
-
-
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -581,7 +546,6 @@ def _parser_validate(sub) -> None:
 
 # --------------------------------------------------------------------------- recommend
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from .console import recommendation_report
     from .recommendation import Calibration, recommend
 
     require_fl("recommend")
@@ -828,8 +792,6 @@ PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
     parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

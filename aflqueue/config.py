@@ -9,7 +9,6 @@ configuration of ``aflqueue train`` (digits, 10 clients, two speed groups 10x ap
 Overrides use dotted keys: ``--set local.lr=0.1 --set routing.kind=optimal``.
 
 No default silently overrides a value the user gave:
-
 * the budget: ``run.updates`` defaults to 1500 *only if* neither ``run.updates`` nor
   ``run.time_budget`` (nor a ``run.trace``) is given; with both, the first reached ends the run
   and the result says which (``stopped_by``);
@@ -34,6 +33,8 @@ from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 import numpy as np
 
 from .errors import ValidationError, check_fraction, check_integer, check_number, check_positive, require
+from .io import MAX_DEPTH, check_values, file_errors, json_depth, naming_file, read_mapping, source_name
+from .system import SPEED_PROFILES, load_system, speed_profile
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingConfig", "LocalSection",
            "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates", "with_updates",
@@ -271,7 +272,6 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 def validate(c: TrainConfig) -> None:
     """Range checks that need no data (the rest is checked where it is used)."""
-    from .system import SPEED_PROFILES
 
     require(c.output.strip() != "", "output", "must be a folder path (got an empty string)")
     check_integer(c.seed, "seed", 0, 2**32 - 1)
@@ -419,8 +419,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     from_file: set[str] = set()
     src = None
     if path is not None:
-        from .io import file_errors, read_mapping, source_name
-
         src = source_name(path)
         data = read_mapping(path)
         with file_errors(src):
@@ -437,8 +435,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         check_explicit(cfg, explicit)
     except ValidationError as e:
         if src is not None and _given_by(e.field, from_file - later):
-            from .io import naming_file
-
             raise naming_file(e, src) from None
         raise
     return cfg
@@ -449,8 +445,6 @@ def system_file_overrides(path: str | Path) -> list[str] | None:
     configuration: the overrides that make the embedded configuration use it (``system.file`` and
     ``data.clients``, its number of clients); else None. The file is read and loaded
     (:func:`aflqueue.system.load_system`), so a bad system file fails here, naming it."""
-    from .io import read_mapping
-    from .system import load_system
 
     if not ({"rates", "clients"} & set(read_mapping(path))):
         return None
@@ -480,7 +474,6 @@ def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> No
 def _parse_value(text: str, key: str = "set") -> Any:
     """A ``--set`` value: JSON if it parses (checked as a file's values are: bounded nesting and
     integers, finite numbers), else the text itself."""
-    from .io import MAX_DEPTH, check_values, json_depth
 
     t = text.strip()
     if t.lower() in ("none", "null"):
@@ -538,7 +531,6 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None = None,
 
 def system_rates(cfg: SystemConfig, n: int) -> np.ndarray:
     """Compute rates of the ``n`` clients for the configured speed profile (tasks per time unit)."""
-    from .system import speed_profile
 
     return speed_profile(cfg.profile, n, fast_rate=cfg.fast_rate, slow_factor=cfg.slow_factor, spread=cfg.spread,
                          rates=cfg.rates)

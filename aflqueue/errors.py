@@ -32,6 +32,11 @@ class ValidationError(ValueError):
         self.detail = detail
         super().__init__(f"{field}: {detail}")
 
+    def __reduce__(self):
+        # a worker process sends its exception back pickled; the default reduction would call
+        # __init__ with the one formatted message and fail, breaking the whole pool
+        return (type(self), (self.field, self.detail))
+
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """An argument parser for scripts whose bad command lines must end as one line, exit status 2:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
+from .io import atomic_write_json
+from .system import load_system
 
 __all__ = ["make_all", "bundled_system", "BUNDLED", "delay_vs_routing", "concurrency_sweep", "routing_vs_speed",
            "energy_pareto", "analytic_figures"]
@@ -25,7 +27,6 @@ BUNDLED = ("two_groups", "five_types")
 
 def bundled_system(name: str):
     """A bundled example system by name (:data:`BUNDLED`)."""
-    from .system import load_system
 
     return load_system(Path(__file__).parent / "data" / f"{name}.toml")
 
@@ -36,7 +37,6 @@ def _sweep(out: Path, name: str, **kw: Any):
     res = sweep(bundled_system(name), name=f"bundled example {name.replace('_', ' ')}", **kw)
     data = out / "data" / name
     res.write_csv(data)
-    from .io import atomic_write_json
 
     atomic_write_json(data / "sweep.json", res.to_dict(), indent=1)
     return res.to_dict()

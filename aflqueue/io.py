@@ -10,7 +10,6 @@ naming the path. JSON is strict (RFC 8259): non-finite floats become ``null``.
 file the toolkit reads -- run configurations, system files, constants files, run folders, job
 records -- is a hostile input: it comes from another machine, another version, a truncated copy.
 Before anything uses it, this layer checks, in this order:
-
 * the file: it exists, is a regular file, holds at most :data:`MAX_DATA_BYTES` for its format
   (checked from its size before it is read) and is UTF-8 text, not empty;
 * the syntax: one parse (YAML with the safe loader only, no object construction from tags; JSON
@@ -36,6 +35,7 @@ under about 1.6 GB (JSON), 0.4 GB (TOML) and 1 GB (YAML).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -43,6 +43,9 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+import numpy as np
+import tomllib
 
 from .errors import ValidationError
 
@@ -86,7 +89,6 @@ def dumps_json(obj: Any, indent: int | None = 1) -> str:
 def json_digest(obj: Any, chars: int = 16) -> str:
     """The first ``chars`` hex digits of the SHA-256 of ``obj``'s compact strict JSON: a short,
     stable name for a (possibly large) description, e.g. a system in a record's settings."""
-    import hashlib
 
     return hashlib.sha256(dumps_json(obj, None).encode()).hexdigest()[:chars]
 
@@ -144,7 +146,6 @@ def short_repr(value: Any, limit: int = 60) -> str:
 def json_depth(text: str, chunk: int = 2**22) -> int:
     """Deepest nesting of ``[``/``{`` outside JSON strings: a linear scan, no recursion, in memory
     bounded by ``chunk`` bytes beyond a copy of the text."""
-    import numpy as np
 
     bare = re.sub(r'"[^"\\]*(?:\\.[^"\\]*)*"', '""', text).encode("utf-8", "replace")  # unrolled: no backtracking
     step = np.zeros(256, dtype=np.int8)
@@ -277,8 +278,6 @@ def parse_data(text: str, fmt: str, source: str, field: str = "file") -> Any:
             raise ValidationError(field, f"cannot read {source} as JSON ({reason})") from None
     try:
         if fmt == "toml":
-            import tomllib
-
             return tomllib.loads(text)
         if fmt == "yaml":
             import yaml

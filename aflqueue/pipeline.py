@@ -26,6 +26,7 @@ from .calibration import calibrate
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
 from .optimization import OptimizationProblem, assess, optimize
+from .pilot_fit import read_constants
 from .protocol import step_ratio
 from .queueing.analysis import analyze
 from .sim.trace import Trace
@@ -134,8 +135,6 @@ def _routing(cfg: TrainConfig, system: System, data, model):
     if r.constants == "calibrate":
         constants = calibrate(model, data.clients, seed=cfg.seed).constants
     elif isinstance(r.constants, str):  # a constants file (aflqueue calibrate)
-        from .pilot import read_constants  # the constants file's reader lives with the pilot fit it may hold
-
         try:
             constants, _ = read_constants(r.constants)
         except ValidationError as e:

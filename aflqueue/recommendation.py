@@ -49,8 +49,8 @@ from .queueing import analyze
 from .tuning import score_curves
 
 __all__ = ["CANDIDATES", "Candidate", "PilotPlan", "Calibration", "Recommendation", "candidates_for",
-           "plan_cost", "schedule_updates", "recommend", "pilot_run", "pilot_runs", "job_runner", "conformal_quantile",
-           "prediction_interval"]
+           "plan_cost", "schedule_updates", "recommend", "pilot_run", "pilot_runs", "pilot_run_batched", "job_runner",
+           "conformal_quantile", "prediction_interval"]
 
 #: The candidates :func:`recommend` considers, by name: how each one's routing, concurrency and
 #: weight cap are chosen (docs/theory.md section 12).
@@ -330,6 +330,12 @@ def pilot_runs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_pilot_record(cfg, res, wall) for cfg, res in zip(cfgs, results)]
 
 
+def pilot_run_batched(config: dict[str, Any]) -> dict[str, Any]:
+    """One pilot through the replica trainer (R = 1): the record :func:`pilot_runs` gives it in a
+    batch of any size, bit for bit."""
+    return pilot_runs([config])[0]
+
+
 def _pilot_record(cfg: TrainConfig, res, wall: float) -> dict[str, Any]:
     return {"score": score_curves(res.curves, float(cfg.run.time_budget)), "curves": res.curves,
             "arrivals": int(res.arrivals), "diverged": bool(res.diverged), "final_accuracy": res.final_accuracy,
@@ -343,12 +349,13 @@ def job_runner(output: str | Path, *, backend: str = "serial", workers: int | No
     interrupted recommendation resumes, and one with other settings never reuses another's runs.
     ``code``: code outside the package that calls it, stamped into the records (a study's).
     ``batched``: replica-batched (:func:`pilot_runs`), the arms of a round split evenly over the
-    workers, at most ``max_batch`` per batch; else one run per job (:func:`pilot_run`)."""
+    workers, at most ``max_batch`` per batch (a lone one still replica-batched, so that no record
+    depends on the number of workers); else one run per job (:func:`pilot_run`)."""
     store = JobStore(Path(output))
 
     def run(jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
         size = min(max_batch, max(1, math.ceil(len(jobs) / max(workers or 1, 1)))) if batched else 1
-        fn = pilot_runs if size > 1 else pilot_run  # a lone run gains nothing from batching
+        fn = (pilot_runs if size > 1 else pilot_run_batched) if batched else pilot_run
         records = {r["id"]: r for r in run_jobs(jobs, fn, store, backend=backend, workers=workers, progress=progress,
                                                   code=code, batch=size)}
         return [records[i] for i, _ in jobs]

@@ -43,14 +43,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, check_integer, require
-from .io import json_safe, read_json, short_repr, source_name
+from .config import TrainConfig
+from .errors import ValidationError, check_integer, check_number, require
+from .io import atomic_write_json, json_safe, read_json, short_repr, source_name
+from .outcomes import accuracy_at, time_to_target
+from .stats import bootstrap_band, bootstrap_interval, log_ratio_interval
 
 __all__ = ["IGNORED_KEYS", "MIN_SEEDS_FOR_INTERVAL", "UPDATES_COLUMNS", "Run", "RunGroup", "load_run", "load_runs",
            "check_results", "check_run_config", "read_updates", "flatten", "group_runs", "curves_data", "compare",
@@ -206,9 +210,7 @@ def check_run_config(config: Any, source: str) -> dict[str, Any]:
     configuration (:class:`~aflqueue.config.TrainConfig`) and its ``seed`` an integer in
     ``[0, 2^32 - 1]``; the values are compared, not used, so they are not range-checked (a run
     made on a machine with more cores has a ``run.threads`` this one would refuse)."""
-    from dataclasses import fields
 
-    from .config import TrainConfig
 
     if not isinstance(config, dict):
         raise ValidationError("config", f"{source} must hold a JSON object (got {type(config).__name__})")
@@ -256,7 +258,6 @@ def read_updates(path: str | Path, n_clients: int | None = None,
             first = f.readline(len(header) + 3).decode("utf-8").strip()
             require(first == header, "updates", f"{src}: the first line must be {header!r} (got "
                                                 f"{short_repr(first)})")
-            import warnings
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "empty input file": a run with no arrival yet
@@ -409,7 +410,6 @@ def _common(runs: Sequence[Run], axis: str) -> tuple[np.ndarray, list[np.ndarray
 def _band_dict(curves: list[np.ndarray]) -> dict[str, Any]:
     """Mean curve over the seeds; its 95% bootstrap band (``lo``, ``hi``) only from
     :data:`MIN_SEEDS_FOR_INTERVAL` seeds on (null below: two seeds' band is their min and max)."""
-    from .stats import bootstrap_band
 
     mean, lo, hi = bootstrap_band(np.vstack(curves))
     if len(curves) < MIN_SEEDS_FOR_INTERVAL:  # the seeds themselves instead of a band
@@ -442,11 +442,8 @@ def plot_runs(paths: Iterable[str | Path], out: str | Path, target: float | None
     """Load, group and draw runs: ``out/runs_curves.png`` and ``.pdf``, and the figure's data as
     ``out/runs_curves.json``. Returns ``(paths, data)``."""
     from . import plots
-    from .io import atomic_write_json
 
     if target is not None:
-        from .errors import check_number
-
         check_number(target, "target", 0.0, 1.0)
     groups = group_runs(load_runs(paths))
     data = curves_data(groups, target, title)
@@ -457,15 +454,11 @@ def plot_runs(paths: Iterable[str | Path], out: str | Path, target: float | None
 
 # --------------------------------------------------------------------------- compare
 def _time_to_target(run: Run, target: float) -> float | None:
-    from .outcomes import time_to_target
-
     c = run.results
     return time_to_target({"time": c["time"], "test_accuracy": c["test_accuracy"]}, target)
 
 
 def _accuracy_at(run: Run, when: float) -> float | None:
-    from .outcomes import accuracy_at
-
     return accuracy_at({"time": run.results["time"], "test_accuracy": run.results["test_accuracy"]}, when)
 
 
@@ -508,8 +501,6 @@ def compare(groups: Sequence[RunGroup], target: float | None = None, at_time: fl
     Each estimate is ``{"mean", "ci", "n", "values"}``: ``ci`` (the 95% interval) is null when
     fewer than :data:`MIN_SEEDS_FOR_INTERVAL` seeds (pairs, reached runs) carry it, ``values``
     are what the mean is taken over."""
-    from .errors import check_number
-    from .stats import bootstrap_interval, log_ratio_interval
 
     runs = [r for g in groups for r in g.runs]
     require(0 <= reference < len(groups), "reference", f"must name one of the {len(groups)} groups")

@@ -2,7 +2,6 @@
 
 Every interval is an :class:`Estimate` (point estimate, bounds, sample count). Which interval
 fits depends on the quantity (docs/theory.md section 8):
-
 * :func:`t_interval` -- means of approximately normal, unbounded quantities (batch means of a
   simulation, paired differences of losses);
 * :func:`log_ratio_interval` -- ratios (time ratios, speed-ups): a t-interval of the mean log
@@ -22,6 +21,7 @@ All functions ignore non-finite and ``None`` values and say how many values they
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -205,8 +205,6 @@ def bootstrap_interval(x: Iterable[Any], confidence: float = 0.95, resamples: in
     lo = hi = math.nan
     for method in ("BCa", "percentile"):
         with np.errstate(all="ignore"):
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ci = bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=resamples, method=method,

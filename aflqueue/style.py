@@ -4,7 +4,6 @@ A figure is drawn at the size it is printed: one column (:data:`SINGLE`, 3.3 in)
 (:data:`DOUBLE`, 7 in) wide, with 8-point text, so that what is legible here is legible in print.
 :func:`subplots` makes such a figure; :func:`save_figure` writes it as PNG and PDF after making
 it right by default:
-
 * labels and titles longer than their panel are wrapped to two lines at most (balanced), and
   shrunk (down to 6 pt) when two lines are not enough;
 * log axes get round, plain-number ticks over small ranges (``0.5, 0.7, 1, 1.4, 2``) and powers
@@ -41,6 +40,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from matplotlib.ticker import Formatter, Locator
+
+from .stats import bootstrap_band
 
 __all__ = ["SINGLE", "DOUBLE", "STYLE", "PALETTE", "GREY", "LIGHT_GREY", "LINESTYLES", "MARKERS", "FEW_POINTS",
            "MIN_BAND_SEEDS", "LEGEND_SHARE", "ACCURACY", "LOSS", "SIM_TIME", "UPDATES", "pyplot", "styled",
@@ -298,7 +299,6 @@ def seed_curves(ax: Any, x: Any, curves: Sequence[Sequence[float]], col: str, la
     NaN where undefined): the mean, and its 95% bootstrap band from :data:`MIN_BAND_SEEDS` seeds,
     or every seed as a thin line below that. Few points (:data:`FEW_POINTS`) are marked with
     ``marker``. Values are multiplied by ``scale`` (100: fractions to %). Returns the seed count."""
-    from .stats import bootstrap_band
 
     x = np.asarray(x, dtype=float)
     C = np.atleast_2d(np.asarray([as_array(c) for c in curves], dtype=float))

@@ -20,7 +20,10 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ValidationError, check_positive, require
+from ._results import summarize_array
+from .errors import ValidationError, check_integer, check_positive, require
+from .io import file_errors, source_name
+from .io import read_mapping as read
 from .laws import Exponential, ServiceLaw, law_from_spec
 
 __all__ = ["Stage", "Client", "Availability", "System", "load_system", "read_mapping", "example_system",
@@ -313,8 +316,6 @@ class System:
         return d
 
     def __repr__(self) -> str:
-        from ._results import summarize_array
-
         p = self.routing
         routing = "uniform" if bool(np.all(p == p[0])) else summarize_array(p)
         parts = [f"n={self.n}", f"rates={summarize_array(self.rates)}", f"routing={routing}",
@@ -429,7 +430,6 @@ def _availability_from(d: Any, field_name: str, base_dir: str | Path | None = No
 
 def _check_size(d: Mapping[str, Any]) -> None:
     """Client count and concurrency within what a description may ask for, before anything is built."""
-    from .errors import check_integer
 
     listed = d.get("clients", d.get("rates"))
     if isinstance(listed, (list, tuple)):
@@ -491,7 +491,6 @@ def read_mapping(path: str | Path, field: str = "file") -> dict[str, Any]:
     Every failure is one :class:`ValidationError` naming the file: missing, a folder, unreadable,
     too large, empty, not UTF-8 text, a parse error, a value no file may hold, or a top level
     that is not a table (a list, a string...)."""
-    from .io import read_mapping as read
 
     return read(path, field)
 
@@ -512,7 +511,6 @@ def load_system(path: str | Path) -> System:
     At most :data:`MAX_FILE_CLIENTS` clients and a concurrency of at most :data:`MAX_CONCURRENCY`
     (checked before anything is built).
     """
-    from .io import file_errors, source_name
 
     with file_errors(source_name(path)):
         return System.from_dict(read_mapping(path), base_dir=Path(path).parent)

@@ -5,7 +5,6 @@ within a third of it, no empty panel, no band from fewer than three seeds, few p
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from tests.figure_checks import captured
 

@@ -29,8 +29,8 @@ from aflqueue import ValidationError
 from aflqueue.cli import main
 from aflqueue.config import load_config
 from aflqueue.io import MAX_DEPTH, atomic_write_data, atomic_write_json
-from aflqueue.pilot import (AccuracyMap, ConstantsFile, PilotFit, constants_from_theta, load_constants,
-                            write_constants)
+from aflqueue.pilot_fit import (AccuracyMap, ConstantsFile, PilotFit, constants_from_theta, load_constants,
+                                write_constants)
 from aflqueue.runs import UPDATES_COLUMNS, load_run, read_updates
 from aflqueue.system import MAX_FILE_CLIENTS, load_system
 
@@ -291,7 +291,7 @@ def test_malformed_constants_files_are_refused_naming_the_file(tmp_path, capsys)
     ("empty", "", True), ("truncated", "[constants]\nL = 1.\n", True), ("deep", DEEP_TOML, True),
     ("L_huge", "[constants]\nL = 1" + "0" * 400 + "\n", True), ("L_nan", "[constants]\nL = nan\n", True),
     ("top_list", "constants = [1]\n", True), ("date", "[constants]\nL = 1979-05-27\n", True),
-    # optimize reads the table with aflqueue.cli.parse_constants, which names the constant, not the file
+    # optimize reads the table with aflqueue.options.parse_constants, which names the constant, not the file
     ("L_string", '[constants]\nL = "1"\n', False), ("unknown", "[constants]\nLL = 1\n", False),
 ])
 def test_optimize_refuses_malformed_constants_files(name, content, names_file, tmp_path, capsys):
@@ -340,7 +340,7 @@ def test_malformed_system_files_are_refused_naming_the_file(tmp_path, capsys):
             assert_names_file(load_system, f, name)
             if _file_level(f):
                 assert_refused(["analyze", f], capsys, f)
-            else:  # analyze builds the system from the file and its flags (aflqueue.cli.system_from_args),
+            else:  # analyze builds the system from the file and its flags (aflqueue.options.system_from_args),
                 code, err = cli(["analyze", f], capsys)  # which names the field, not the file
                 assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (name, err)
             count += 1

@@ -23,6 +23,10 @@ def _square(x):
     return x * x
 
 
+def _refuse(x):
+    raise ValidationError("jobs[0].lr", f"must be a number > 0 (got {x})")
+
+
 def same_traces(a, b):
     return all(np.array_equal(x.completion_time, y.completion_time, equal_nan=True)
                and np.array_equal(x.client, y.client) for x, y in zip(a, b))
@@ -37,6 +41,14 @@ def test_pmap_order_and_callbacks():
         pmap(_square, [1], backend="threads")
     with pytest.raises(ValidationError, match="workers"):
         pmap(_square, [1], backend="process", workers=0)
+
+
+def test_bad_input_in_a_worker_process_arrives_as_itself():
+    """A ValidationError raised in a worker comes back whole (field and detail), not as a broken
+    pool: the default exception pickling calls __init__ with the formatted message only."""
+    with pytest.raises(ValidationError) as err:
+        pmap(_refuse, [-1.0], backend="process", workers=1)
+    assert err.value.field == "jobs[0].lr" and err.value.detail == "must be a number > 0 (got -1.0)"
 
 
 def test_replications_identical_across_backends():

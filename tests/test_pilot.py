@@ -14,11 +14,13 @@ import pytest
 
 from aflqueue import ValidationError
 from aflqueue.bounds import ProxyConstants
-from aflqueue.cli import main, parse_constants
+from aflqueue.cli import main
+from aflqueue.options import parse_constants
 from aflqueue.io import dumps_toml
-from aflqueue.pilot import (AccuracyMap, ConstantsFile, OperatingPoint, PilotCurve, PilotFit, Prediction,
-                            constants_from_theta, features, fit_pilots, load_constants, loss_at, min_bootstrap, predict,
-                            predict_gain, read_constants, verdict, write_constants)
+from aflqueue.pilot import Prediction, min_bootstrap, predict
+from aflqueue.pilot_fit import (AccuracyMap, ConstantsFile, OperatingPoint, PilotCurve, PilotFit, constants_from_theta,
+                                features, fit_pilots, load_constants, loss_at, predict_gain, read_constants, verdict,
+                                write_constants)
 from aflqueue.stats import (spearman, spearman_noise_ceiling, spearman_permutation_test,
                             stratified_spearman_permutation_test)
 

@@ -33,7 +33,7 @@ from aflqueue.sim import Trace, TraceFile, estimate, simulate, simulate_to_file
 from aflqueue.sim.fast import record_fast
 from aflqueue.sim.records import TaskRecorder
 from aflqueue.sim.simpy_model import record_simpy
-from aflqueue.sim.trace import COLUMNS, INT_COLUMNS
+from aflqueue.sim.columns import COLUMNS, INT_COLUMNS
 from aflqueue.sim.tracefile import MAX_JSON_DEPTH, TraceWriter, write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,7 +454,7 @@ def test_simulate_to_file_is_simulate(tmp_path):
     for system, engine in ((SYSTEMS["single"](4, 6), "fast"), (SYSTEMS["server"](3, 5), "simpy")):
         t = simulate(system, 5000, seed=11, engine=engine)
         tf = simulate_to_file(system, 5000, tmp_path / f"{engine}.npz", seed=11, engine=engine)
-        assert_same_trace(tf.load(), t)
+        assert_same_trace(tf.load(Trace), t)
         assert tf.num_updates == 5000 and tf.meta["engine"] == engine and tf.meta["system"] == system.to_dict()
         a, b = estimate(tf, warmup=0.2, batches=10), estimate(t, warmup=0.2, batches=10)
         assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())

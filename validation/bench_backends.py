@@ -4,9 +4,11 @@ validation/grid, as the workload).
 Runs the same grid (default: the 'tiny' preset with 2 seeds, 8 cells) from scratch with each
 backend into separate folders, checks that the results are identical, and reports wall times
 and speed-ups over serial. On this 2-core machine the ideal speed-up is 2x; process start-up
-(spawned interpreters import torch) and Ray's start-up are part of the measured time.
+(spawned interpreters import torch) is part of the measured time. Ray runs only on an existing
+cluster (``--address``; aflqueue never starts a Ray instance of its own).
 
-    python validation/bench_backends.py [--preset tiny] [--seeds 2] [--workers 2] [--json out.json]
+    python validation/bench_backends.py [--preset tiny] [--seeds 2] [--workers 2] [--address HOST:PORT]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,17 +32,20 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--backends", default="serial,process,ray")
+    ap.add_argument("--backends", default=None, help="default serial,process (and ray with --address)")
+    ap.add_argument("--address", default=None, help="an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto)")
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args()
     preset = PRESETS[args.preset]
     root = Path(tempfile.mkdtemp(prefix="bench_backends_"))
     rows, results = [], {}
     try:
-        for backend in args.backends.split(","):
+        backends = args.backends or ("serial,process" + (",ray" if args.address else ""))
+        for backend in backends.split(","):
             t = time.perf_counter()
             recs = run_grid(preset, root / backend, seeds=args.seeds, backend=backend,
-                            workers=None if backend == "serial" else args.workers, progress=None)
+                            workers=None if backend == "serial" else args.workers, progress=None,
+                            address=args.address if backend == "ray" else None)
             wall = time.perf_counter() - t
             results[backend] = {r["id"]: (r["measured"]["final_accuracy"], r["measured"]["arrivals"]) for r in recs}
             rows.append({"backend": backend, "cells": len(recs), "seconds": wall})

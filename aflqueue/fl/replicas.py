@@ -70,8 +70,8 @@ budget; MNIST-1D 1.8-2.4x); splits whose minibatches are mostly padded cost more
 Dirichlet(0.2): 1.8-2.0x). What is left is mostly memory traffic: every step passes over
 ``(R, P)`` tensors (models, gradients, tasks in flight) that no longer fit in the caches, where
 a serial run's ``(P,)`` vectors do; the batched products themselves run 2-3x slower on cold
-operands than warm. ``R = 1`` is slower than the serial engine (0.7x): :mod:`aflqueue.replicated`
-runs lone runs serially.
+operands than warm. ``R = 1`` is slower than the serial engine (0.7x), but :mod:`aflqueue.replicated`
+still batches a lone batchable run, so that no result depends on how a job list was split.
 
 What is not supported (a :class:`~aflqueue.errors.ValidationError` says so): other algorithms
 (their updates depend on the server state at arrival), replicas of different architectures or
@@ -480,7 +480,7 @@ class ReplicaTrainer:
     def _dispatch(self, store, starts, reps: np.ndarray, tasks: np.ndarray, rows: np.ndarray) -> None:
         """Compute tasks ``tasks`` of replicas ``reps`` from ``starts`` (one row each) and keep
         ``coefficient x delta`` in ``store`` rows ``rows``."""
-        T, K, B, dev = len(reps), self.steps, self.B, self.device
+        K, B, dev = self.steps, self.B, self.device
         batches = [task_batches(self.index_data, int(self.client_base[r] + self.clients[r][u]), int(u), self.seeds[r],
                                 self.locals[r]) for r, u in zip(reps.tolist(), tasks.tolist())]
         counts = torch.tensor([b.shape[1] for b in batches], dtype=torch.int64)

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ValidationError, require
+from ..io import atomic_write
+from ..parallel import pmap
 from ..system import System
+from .columns import MAX_TASKS
 from .estimate import Estimate, SimulationEstimates, delay_distribution, estimate, estimate_replications
-from .trace import MAX_TASKS, Trace, TraceError
+from .trace import Trace, TraceError
 from .tracefile import TraceFile
 
 __all__ = ["simulate", "simulate_to_file", "simulate_replications", "ENGINES", "Trace", "TraceFile", "TraceError",
@@ -52,7 +55,7 @@ def simulate(system: System, updates: int, seed: int = 0, engine: str = "auto") 
     from .records import record_in_memory
 
     _, record = _engine(system, updates, seed, engine)
-    return record_in_memory(system.concurrency + updates, system.n, system.concurrency, system.routing,
+    return record_in_memory(Trace, system.concurrency + updates, system.n, system.concurrency, system.routing,
                             lambda recorder: {**record(system, updates, seed, recorder), "system": system.to_dict()})
 
 
@@ -65,7 +68,6 @@ def simulate_to_file(system: System, updates: int, path: str | Path, seed: int =
     same trace, bit for bit, as :func:`simulate` returns for the same arguments. Returns the
     file opened (:class:`TraceFile`, ``max_memory_gb`` for reading it), which
     :func:`aflqueue.sim.estimate` reads chunk by chunk."""
-    from ..io import atomic_write
     from .records import TaskRecorder
     from .tracefile import TraceWriter, header_text
 
@@ -100,7 +102,6 @@ def simulate_replications(system: System, updates: int, seeds: Sequence[int], en
     """Independent runs, one per seed (see :func:`simulate`), on a backend of
     :func:`aflqueue.parallel.pmap` (``serial``, ``process`` or ``ray``); identical traces whatever
     the backend."""
-    from ..parallel import pmap
 
     return pmap(_replication, [(system, updates, int(s), engine) for s in seeds], backend=backend, workers=workers,
                 address=address)

@@ -246,5 +246,5 @@ def record_fast(system: System, updates: int, seed: int, recorder: TaskRecorder,
 def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
     """Compiled event loop; same trace as :func:`~aflqueue.sim.simpy_model.simulate_simpy` for
     continuous service laws. Only for :func:`fast_path_eligible` systems."""
-    return record_in_memory(system.concurrency + int(updates), system.n, system.concurrency, system.routing,
+    return record_in_memory(Trace, system.concurrency + int(updates), system.n, system.concurrency, system.routing,
                             lambda recorder: record_fast(system, updates, seed, recorder, chunk))

@@ -2,7 +2,7 @@
 
 A simulation engine reports events as they happen: dispatches (in task order), stage timestamps
 of any task, and applied updates (in version order). :class:`TaskRecorder` keeps the tasks not yet
-handed on in a window and hands each finished chunk of :data:`~aflqueue.sim.trace.CHUNK` tasks,
+handed on in a window and hands each finished chunk of :data:`~aflqueue.sim.columns.CHUNK` tasks,
 in task order, to a sink: a :class:`TraceAssembler` (the trace in memory) or a
 :class:`~aflqueue.sim.tracefile.TraceWriter` (the trace file). A chunk is finished when all its
 tasks are applied, so the window holds the tasks from the oldest one still in flight to the
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ValidationError
-from .trace import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, TIME_COLUMNS, Trace
+from .columns import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, TIME_COLUMNS
 
 __all__ = ["TaskRecorder", "TraceAssembler", "VersionOrder", "same_bits", "record_in_memory"]
 
@@ -119,7 +119,7 @@ class TaskRecorder:
 class TraceAssembler:
     """A sink that assembles the chunks into a :class:`~aflqueue.sim.trace.Trace` in memory.
 
-    A column of :data:`~aflqueue.sim.trace.ALIASES` equal to its target in every chunk is not
+    A column of :data:`~aflqueue.sim.columns.ALIASES` equal to its target in every chunk is not
     stored: the trace gets the target's array. It is allocated (and the earlier chunks copied
     from the target) at the first chunk where the two differ.
     """
@@ -150,22 +150,25 @@ class TraceAssembler:
             self.arrays[c][start:e] = cols[c]
         self.written = e
 
-    def trace(self, n_clients: int, concurrency: int, routing: np.ndarray | None, meta: dict) -> Trace:
+    def trace(self, cls: type, n_clients: int, concurrency: int, routing: np.ndarray | None, meta: dict) -> Any:
+        """The assembled trace, an instance of ``cls`` (:class:`~aflqueue.sim.trace.Trace`: given by
+        the caller, so that the trace's own module can import this one)."""
         if self.written != self.tasks:
             raise RuntimeError(f"trace assembler: {self.written} of {self.tasks} tasks written")
-        return Trace(**{c: self.effective(c) for c in COLUMNS}, n_clients=int(n_clients),
-                     concurrency=int(concurrency), routing=routing, meta=meta)
+        return cls(**{c: self.effective(c) for c in COLUMNS}, n_clients=int(n_clients),
+                   concurrency=int(concurrency), routing=routing, meta=meta)
 
 
-def record_in_memory(tasks: int, n_clients: int, concurrency: int, routing: np.ndarray | None,
-                     record: Callable[["TaskRecorder"], dict[str, Any]]) -> Trace:
+def record_in_memory(cls: type, tasks: int, n_clients: int, concurrency: int, routing: np.ndarray | None,
+                     record: Callable[["TaskRecorder"], dict[str, Any]]) -> Any:
     """Run ``record(recorder)`` (an engine reporting ``tasks`` tasks) and return the trace it
-    made, assembled in memory; ``record`` returns the trace's metadata."""
+    made (a ``cls``, :class:`~aflqueue.sim.trace.Trace`), assembled in memory; ``record`` returns
+    the trace's metadata."""
     out = TraceAssembler(tasks)
     recorder = TaskRecorder(tasks, out)
     meta = record(recorder)
     recorder.close()
-    return out.trace(n_clients, concurrency, routing, meta)
+    return out.trace(cls, n_clients, concurrency, routing, meta)
 
 
 class VersionOrder:

@@ -240,5 +240,5 @@ def record_simpy(system: System, updates: int, seed: int, recorder: TaskRecorder
 
 def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
     """Run until ``updates`` updates are applied; return the full :class:`Trace`."""
-    return record_in_memory(system.concurrency + int(updates), system.n, system.concurrency, system.routing,
+    return record_in_memory(Trace, system.concurrency + int(updates), system.n, system.concurrency, system.routing,
                             lambda recorder: record_simpy(system, updates, seed, recorder, chunk))

@@ -34,36 +34,14 @@ import numpy as np
 
 from .._results import Result, require_pandas, result_repr
 from ..errors import ValidationError
+from .columns import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, INT_COLUMNS, MAX_TASKS, TIME_COLUMNS, check_routing
 
 __all__ = ["Trace", "TraceSummary", "TraceError", "TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "ALIASES", "COLUMN_DTYPES", "CHUNK",
            "MAX_TASKS", "check_routing"]
 
-TIME_COLUMNS = ("dispatch_time", "downlink_end", "compute_start", "compute_end", "uplink_end", "completion_time")
-INT_COLUMNS = ("client", "dispatch_version", "applied_version")
-#: All columns, in the order of the file format and of :meth:`Trace.chunks`.
-COLUMNS = INT_COLUMNS + TIME_COLUMNS
-#: dtype of each column in a simulated or loaded trace (and in trace files of format 2).
-COLUMN_DTYPES = {**{c: np.dtype(np.int32) for c in INT_COLUMNS}, **{c: np.dtype(np.float64) for c in TIME_COLUMNS}}
-#: A column that often equals an earlier one, bit for bit: it is then stored (and kept) once.
-ALIASES = {"downlink_end": "dispatch_time", "uplink_end": "compute_end", "completion_time": "uplink_end"}
-#: Tasks per chunk when a trace is streamed (written, read, estimated): 2 MiB per float64 column.
-CHUNK = 2**18
-#: Most tasks in one trace: task ids and versions are int32.
-MAX_TASKS = 2**31 - 2
-
 
 class TraceError(ValueError):
     """A trace violates an invariant (see :meth:`Trace.verify`)."""
-
-
-def check_routing(routing: Any, n_clients: int, field: str = "trace.routing") -> np.ndarray:
-    """``routing`` as a read-only float64 array of ``n_clients`` probabilities summing to 1 (within
-    1e-6), else :class:`ValidationError` naming ``field``."""
-    p = np.array(routing, dtype=np.float64).ravel()
-    if p.size != n_clients or not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1) > 1e-6:
-        raise ValidationError(field, f"must be {n_clients} probabilities summing to 1")
-    p.setflags(write=False)
-    return p
 
 
 def _read_only(a: Any, name: str, kind: str, size: int | None) -> np.ndarray:
@@ -258,7 +236,7 @@ class Trace:
         from .tracefile import TraceFile
 
         with TraceFile.open(path, max_memory_gb=max_memory_gb) as tf:
-            return tf.load()
+            return tf.load(cls)
 
     def to_csv(self, path: str | Path) -> Path:
         """Write one row per task with a header (``task, client, <times>, versions, relative_delay``),

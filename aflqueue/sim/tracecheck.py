@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from .records import VersionOrder
-from .trace import TIME_COLUMNS
+from .columns import TIME_COLUMNS
 
 __all__ = ["TraceChecker"]
 

@@ -11,7 +11,7 @@ unpickled). **Format 2** (written since this module exists)::
 
 Members are stored uncompressed: writing costs a copy, not a compression (deflate runs at about
 60 MB/s on these columns, slower than the simulator produces them). A chunk of a column of
-:data:`~aflqueue.sim.trace.ALIASES` equal to its target, bit for bit, is left out and read as the
+:data:`~aflqueue.sim.columns.ALIASES` equal to its target, bit for bit, is left out and read as the
 target's. **Format 1** (earlier versions; still read): one compressed member per column
 (``client.npy`` ... ``applied_version.npy``, any integer dtype of 4 or 8 bytes, float64 times),
 ``header.npy`` (``"format": 1``, ``n_clients``, ``concurrency``, ``meta``) and ``routing.npy``.
@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import ValidationError, check_integer
 from ..io import atomic_write, json_safe
 from .records import TraceAssembler, same_bits
-from .trace import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, INT_COLUMNS, MAX_TASKS, Trace, check_routing
+from .columns import ALIASES, CHUNK, COLUMN_DTYPES, COLUMNS, INT_COLUMNS, MAX_TASKS, check_routing
 from .tracecheck import TraceChecker
 
 __all__ = ["TraceFile", "TraceWriter", "write_trace", "FORMAT", "DEFAULT_MAX_MEMORY_GB", "MAX_CLIENTS",
@@ -64,7 +64,7 @@ MAX_CLIENTS = 2**24
 MAX_HEADER_BYTES = 16 * 2**20
 #: Deepest nesting of arrays/objects in the JSON header (a system needs about 6).
 MAX_JSON_DEPTH = 32
-#: Most chunks per column (2**31 tasks in chunks of :data:`~aflqueue.sim.trace.CHUNK`).
+#: Most chunks per column (2**31 tasks in chunks of :data:`~aflqueue.sim.columns.CHUNK`).
 MAX_CHUNKS = 8192
 #: Most members in a trace file (header, routing, nine columns per chunk).
 MAX_MEMBERS = 2 + len(COLUMNS) * MAX_CHUNKS
@@ -177,7 +177,7 @@ class TraceWriter:
         self.zip.close()
 
 
-def write_trace(trace: Trace, path: str | Path, chunk: int = CHUNK) -> Path:
+def write_trace(trace: Any, path: str | Path, chunk: int = CHUNK) -> Path:
     """Write ``trace`` to ``path`` (``.npz``, format 2), validated and atomically."""
     p = Path(path)
     if p.suffix != ".npz":
@@ -534,8 +534,9 @@ class TraceFile:
                 if f.read(1):
                     raise ValidationError(f"trace.{c}", f"{self.source}: member '{c}.npy' holds more than it declares")
 
-    def load(self) -> Trace:
-        """The whole trace in memory (refused beyond the memory limit)."""
+    def load(self, cls: type) -> Any:
+        """The whole trace in memory, an instance of ``cls`` (:class:`~aflqueue.sim.trace.Trace`,
+        whose ``load`` calls this), refused beyond the memory limit."""
         need = self.load_bytes()
         if need > self.max_memory:
             raise ValidationError("trace", f"{self.source}: {self.tasks:,} tasks need about {need / 2**30:.2f} GB in "
@@ -543,7 +544,7 @@ class TraceFile:
         out = TraceAssembler(self.tasks)
         for start, cols in self.chunks(window_budget=self.max_memory - need):
             out(start, cols)
-        return out.trace(self.n_clients, self.concurrency, self.routing, self.meta)
+        return out.trace(cls, self.n_clients, self.concurrency, self.routing, self.meta)
 
     def close(self) -> None:
         self._zip.close()

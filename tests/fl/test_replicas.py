@@ -252,3 +252,30 @@ def test_train_replicas_from_configurations(tmp_path):
         assert (out / "config.json").is_file() and (out / "trace.npz").is_file()
     with pytest.raises(ValidationError, match=r"configs\[0\]"):
         train_replicas([{"output": "x"}])
+
+
+def test_a_run_has_the_same_bits_whatever_its_companions(tmp_path, monkeypatch):
+    """How a backend splits a job list (2 workers: chunks of 2 and 1) never changes a result: a
+    batchable run alone is replica-batched too, and an unbatchable one writes nothing anywhere
+    with ``write_outputs=False`` (it used to claim ``cfg.output``, so a second lone run was refused)."""
+    monkeypatch.chdir(tmp_path)
+
+    def cfg(**sections):
+        d = {"seed": sections.pop("seed", 0), "device": "cpu",
+             "data": {"dataset": "synthetic", "clients": 5,
+                      "options": {"num_samples": 300, "num_features": 8, "num_classes": 3}},
+             "run": {"updates": 120, "eval_every": 40, "checkpoint_every": 0}}
+        for k, v in sections.items():
+            d.setdefault(k, {}).update(v)
+        return TrainConfig.from_dict(d)  # output: the default folder, in the working directory
+
+    cfgs = [cfg(), cfg(local={"lr": 0.1}), cfg(seed=1)]
+    together = train_replicas(cfgs, write_outputs=False)
+    apart = train_replicas(cfgs[:2], write_outputs=False) + train_replicas(cfgs[2:], write_outputs=False)
+    for a, b in zip(together, apart):
+        assert a.curves == b.curves and a.log == b.log
+    assert apart[2].meta["execution"] == "replica-batched(R=1)"
+    lone = [cfg(algorithm={"name": "fedasync"}), cfg(seed=2, algorithm={"name": "fedasync"})]
+    r1, r2 = train_replicas(lone[:1], write_outputs=False), train_replicas(lone, write_outputs=False)
+    assert r1[0].meta["execution"] == "serial" and r1[0].curves == r2[0].curves
+    assert list(tmp_path.iterdir()) == []

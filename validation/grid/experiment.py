@@ -267,7 +267,7 @@ def run_grid(preset: Preset, output: str | Path, *, seeds: int | None = None, da
     """Run every missing cell of ``preset`` and return all cell records (finished ones included).
 
     ``backend``: ``serial`` (in process), ``process`` (``workers`` local processes) or ``ray``
-    (an existing cluster at ``address``, or a local instance; ``gpus_per_cell`` GPUs per task).
+    (an existing cluster at ``address``, required; ``gpus_per_cell`` GPUs per task).
     Each finished cell is written to ``output/cells/<id>.json`` as soon as it returns; ``limit``
     stops after that many new cells (used to test interruption).
     """

@@ -19,7 +19,7 @@ study's move out of the package on, this study's own code, :data:`CODE`):
    not a regime of the map (spread 20, ``m = n``): uniform, P2 and their midpoint at two
    learning rates, one pilot seed, half the budget, on a validation split. **Local**
    pilots (secondary): the same design on each regime's own system.
-3. *predictions* (``predictions.json``): fits (:func:`aflqueue.pilot.fit_pilots`) and every
+3. *predictions* (``predictions.json``): fits (:func:`aflqueue.pilot_fit.fit_pilots`) and every
    predictor's gains for every regime and routing, written before any tuning or evaluation run;
    plus the calibrated operating point ``op-fit`` (the wall-clock optimum for the transfer-fitted
    constants and its step-size rule) that stage 6 evaluates.
@@ -303,7 +303,8 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
     """Stage 3: every predictor's gains for every regime and routing (module docstring)."""
     from aflqueue.bounds import ProxyConstants
     from aflqueue.optimization import OptimizationProblem, assess, optimize
-    from aflqueue.pilot import curve_of, fit_pilots, operating_point, predict_gain
+    from aflqueue.pilot import curve_of
+    from aflqueue.pilot_fit import fit_pilots, operating_point, predict_gain
     from aflqueue.protocol import largest_importance_weight, step_ratio, time_budget
 
     say = progress or (lambda s: None)
@@ -623,7 +624,7 @@ def _known_pairs(points: Iterable[tuple[float | None, float | None]]) -> tuple[l
 def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, Any]:
     """Measured gains per regime and routing, every predictor's predictions beside them, and the
     pre-registered correlations with permutation p-values (``validation/regimes/PROTOCOL.md``)."""
-    from aflqueue.pilot import AccuracyMap, loss_at
+    from aflqueue.pilot_fit import AccuracyMap, loss_at
     from aflqueue.stats import (bootstrap_interval, log_ratio_interval, spearman, spearman_permutation_test,
                          stratified_spearman_permutation_test, t_interval)
 
