@@ -33,7 +33,11 @@ from .system import Availability, Client, Stage, System, example_system, load_sy
 
 if TYPE_CHECKING:  # what the lazy attributes below resolve to, for type checkers and IDEs
     from .api import optimize as optimize
+    from .api import calibrate as calibrate
+    from .api import predict as predict
+    from .api import recommend as recommend
     from .api import train as train
+    from .api import validate as validate
     from .bounds import EnergyModel as EnergyModel
     from .bounds import ProxyConstants as ProxyConstants
     from .config import TrainConfig as TrainConfig
@@ -72,7 +76,7 @@ __version__ = _version()
 #: Attributes resolved on first use (importing ``aflqueue`` imports none of these modules):
 #: module -> the names the package takes from it.
 _LAZY_MODULES: dict[str, tuple[str, ...]] = {
-    "aflqueue.api": ("train", "optimize"),
+    "aflqueue.api": ("train", "optimize", "recommend", "validate", "calibrate", "predict"),
     "aflqueue.queueing.analysis": ("analyze", "Analysis"),
     "aflqueue.queueing.gradients": ("routing_gradients", "routing_jacobians", "metrics_vjp"),
     "aflqueue.sim": ("simulate",),

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import ValidationError
 from .io import json_safe
+from .stats import Estimate
 
 __all__ = ["Result", "MissingDependency", "require_pandas", "format_value", "summarize_array", "result_repr"]
 
@@ -72,7 +73,6 @@ def summarize_array(a: Any, max_items: int = 10) -> str:
 
 def format_value(v: Any) -> str:
     """One-line text of a field value for a result's repr."""
-    from .stats import Estimate
 
     if isinstance(v, Estimate):
         if not math.isfinite(v.mean):
@@ -119,7 +119,6 @@ class Result:
     (``repr=False`` keeps this repr; a class that writes its own ``__repr__`` may omit it).
 
     Class attributes a subclass may set:
-
     * ``frame_index``: the name of a row of :meth:`to_frame` (``"client"`` by default);
     * ``frame_fields``: the fields that are the frame's columns (default: every field holding a
       1-D array as long as the first such field);

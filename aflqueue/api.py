@@ -8,6 +8,9 @@
 * ``aq.optimize(system, objective="wall-clock", **problem_fields)`` ->
   :class:`~aflqueue.optimization.OptimizationResult` (:func:`optimize` below);
 * ``aq.train(config=None, **overrides)`` -> :class:`~aflqueue.fl.engine.TrainResult` (:func:`train` below);
+* ``aq.recommend(config=None, **overrides)`` -> :class:`~aflqueue.recommendation.Recommendation` and
+  ``aq.validate(config=None, **overrides)`` -> :class:`~aflqueue.comparison.Validation`: the operating
+  point chosen from pilots, and AsyncSGD against the optimiser's operating point paired by seed;
 * ``aq.routing_gradients``, ``aq.routing_jacobians``, ``aq.metrics_vjp``: exact gradients
   (:mod:`aflqueue.queueing.gradients`).
 
@@ -25,7 +28,11 @@ from dataclasses import fields as dataclass_fields
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .bounds import ProxyConstants
+from .config import TrainConfig, apply_overrides, load_config
 from .errors import ValidationError, check_integer, check_positive
+from .optimization import OptimizationProblem
+from .optimization import optimize as solve
 from .system import System
 
 if TYPE_CHECKING:
@@ -33,7 +40,8 @@ if TYPE_CHECKING:
     from .fl.engine import TrainResult
     from .optimization import OptimizationProblem, OptimizationResult
 
-__all__ = ["check_system", "check_trace", "checked", "make_problem", "optimize", "train_config", "train"]
+__all__ = ["check_system", "check_trace", "checked", "make_problem", "optimize", "train_config", "train", "recommend",
+           "validate", "calibrate", "predict"]
 
 
 def check_system(system: Any, field: str = "system") -> System:
@@ -79,8 +87,6 @@ def make_problem(system: System, objective: str = "wall-clock", **problem_fields
     Conveniences: ``constants`` may be a mapping (``{"Delta": 2.3, "L": 0.5, ...}``, see
     :class:`~aflqueue.bounds.ProxyConstants`); ``concurrency`` may be one integer (fixed ``m``) or
     ``(lo, hi)`` (optimise ``m`` jointly in ``lo..hi``). Unknown fields are refused by name."""
-    from .bounds import ProxyConstants
-    from .optimization import OptimizationProblem
 
     check_system(system)
     allowed = [f.name for f in dataclass_fields(OptimizationProblem) if f.name not in ("system", "objective")]
@@ -118,8 +124,6 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
 
     Objectives: ``per-update`` (P1), ``wall-clock`` (P2; ``wallclock`` is accepted too), ``time-to-accuracy`` (P3), ``energy``,
     ``tradeoff`` (P4) and ``max-throughput`` (P5); see docs/theory.md sections 5-6."""
-    from .optimization import OptimizationProblem
-    from .optimization import optimize as solve
 
     starts = check_integer(starts, "starts", 1)
     seed = check_integer(seed, "seed", 0)
@@ -145,7 +149,6 @@ _SECTIONS = ("data", "model", "system", "routing", "local", "algorithm", "run")
 def train_config(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None,
                  **overrides: Any) -> "TrainConfig":
     """The :class:`~aflqueue.config.TrainConfig` that :func:`train` runs (arguments as there)."""
-    from .config import TrainConfig, apply_overrides, load_config
 
     for name, value in overrides.items():
         if name in _SECTIONS and not isinstance(value, Mapping):
@@ -181,3 +184,53 @@ def train(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | No
     from .pipeline import train as run
 
     return run(cfg, resume=resume, progress=progress, tensorboard=tensorboard, force=force)
+
+
+def recommend(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,
+              output: "str | os.PathLike[str] | None" = None, backend: str = "serial", workers: int | None = None,
+              calibration: "str | os.PathLike[str] | None" = None, **overrides: Any):
+    """The operating point chosen from pilot runs (what ``aflqueue recommend`` runs) ->
+    :class:`~aflqueue.recommendation.Recommendation`. ``config`` and ``overrides`` as for :func:`train`;
+    ``calibration``: a calibration file for the prediction interval (none: no interval); the pilots
+    are resumable jobs under ``output`` (a temporary folder when None)."""
+    from .recommendation import Calibration
+    from .recommendation import recommend as run
+
+    cal = Calibration.load(calibration) if calibration is not None else Calibration()
+    return run(train_config(config, **overrides), output=output, backend=backend, workers=workers,
+               calibration=cal, batched=backend != "serial")
+
+
+def validate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *, seeds: int = 5,
+             seed: int = 0, target: float | None = None, output: "str | os.PathLike[str]" = "runs/validate",
+             backend: str = "serial", workers: int | None = None, **overrides: Any):
+    """AsyncSGD against the wall-clock operating point on one's configuration, paired by seed (what
+    ``aflqueue validate`` runs) -> :class:`~aflqueue.comparison.Validation`. ``config`` and
+    ``overrides`` as for :func:`train`."""
+    from .comparison import validate as run
+
+    return run(train_config(config, **overrides), seeds=seeds, seed=seed, target=target, output=output,
+               backend=backend, workers=workers)
+
+
+def calibrate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None" = None, *,
+              method: str = "pilot", output: "str | os.PathLike[str] | None" = None, **kwargs: Any):
+    """The proxy constants of a run configuration (what ``aflqueue calibrate`` computes) ->
+    :class:`~aflqueue.pilot.ConstantsFile`: ``method="pilot"`` fits short pilot runs
+    (docs/theory.md section 10), ``"initial"`` estimates at the initial model (section 7); written to
+    ``output`` when given. ``kwargs``: the pilot design of :func:`aflqueue.pilot.calibrate`
+    (``routings``, ``lrs``, ``seed``, ``budget_fraction``, ``bootstrap``, ``runs``, ``backend``...)."""
+    from .pilot import calibrate as run
+
+    return run(train_config(config), method=method, output=output, **kwargs)
+
+
+def predict(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | None", constants: "str | os.PathLike[str]",
+            **kwargs: Any):
+    """What optimising the routing is predicted to gain over AsyncSGD on ``config`` with the
+    constants file ``constants`` (what ``aflqueue predict`` prints) -> :class:`~aflqueue.pilot.Prediction`,
+    whose ``verdict()`` states only what its interval supports. ``kwargs``: as
+    :func:`aflqueue.pilot.predict` (``objective``, ``confidence``, ``target_fraction``...)."""
+    from .pilot import predict as run
+
+    return run(train_config(config), constants, **kwargs)

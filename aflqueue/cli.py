@@ -1,228 +1,78 @@
-"""Command-line interface: ``aflqueue <command> ...``.
+"""Command-line interface: ``aflqueue <command> ...``: each command parses its arguments (the
+shared vocabulary is :mod:`aflqueue.options`), makes one library call, and prints.
 
-Argument parsing lives here and stays light; each command imports its implementation lazily so
-that ``aflqueue analyze`` never imports torch. Bad input prints one line on stderr naming the
-field and exits with status 2; an error while running (a full disk, a bug) prints one line and
-exits with status 1 (``AFLQUEUE_DEBUG=1`` shows the traceback).
-
-One vocabulary across commands: ``--updates`` is always a number of updates (arrivals at the
-server), ``--time-budget`` a simulated time, ``--concurrency`` the tasks in flight ``m``,
-``--seed`` the first random seed, ``--output``/``-o`` the folder results go to, ``--device``
-``auto``/``cpu``/``cuda`` (default ``auto``), ``--backend``/``--workers``/``--address`` where
-independent jobs run, ``--json`` one JSON object on stdout, ``--quiet`` no progress output.
-Old spellings still accepted: ``--objective wallclock`` (now ``wall-clock``) and
-``run --updates`` (now ``--budget-updates``).
+Bad input prints one line on stderr naming the field and exits with status 2; an error while
+running (a full disk, a bug) prints one line and exits with status 1 (``AFLQUEUE_DEBUG=1`` shows
+the traceback). Nothing here imports torch: training commands reach it through the library.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import re
 import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
+import numpy as np
+
+from .config import system_file_overrides
+from .console import (analysis_table, budget_report, fmt, optimization_table, simulation_table, training_summary,
+                      validation_report)
 from .errors import ValidationError
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-#: Largest concurrency the exact analysis and the simulator accept from the command line: the
-#: MVA recursion costs O(stations x m), about 20 s at n = 100, m = 10^6 on one core.
-MAX_CONCURRENCY = 1_000_000
-#: Largest concurrency the optimiser scans (each objective evaluation is one MVA pass).
-MAX_OPTIMIZE_CONCURRENCY = 100_000
-#: Memory per simulated update with the full trace kept (measured ~150 B; rounded up).
-BYTES_PER_SIMULATED_UPDATE = 160
-#: Post-warm-up updates per batch below which batch means are too short to be trusted.
-MIN_UPDATES_PER_BATCH = 50
-OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
-ANALYSES = ("product-form", "approx")  # as aflqueue.optimization.ANALYSES, without importing it at start-up
+from .figures import make_all
+from .optimization import optimize
+from .options import (add_backend_arguments, add_proxy_arguments, add_run_config_arguments, add_system_arguments, ANALYSES, APPROX_ACCURACY, BYTES_PER_SIMULATED_UPDATE, check, check_backend, check_finite, colon_pair, config_from_args, EXIT_FAILURE, EXIT_USAGE, float_list, join_negative_values, MAX_OPTIMIZE_CONCURRENCY, MIN_UPDATES_PER_BATCH, nonempty_path, OBJECTIVE_CHOICES, parse_range, Parser, print_json, problem_from_args, require_fl, system_from_args, UsageError)
+from .pilot import calibrate, predict
+from .queueing.analysis import analyze
+from .runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
+from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
+from .tuning import log_grid, tune
 
 
-class UsageError(Exception):
-    """Bad command-line input (reported as one line, exit status 2)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: error: {message}")
+
 
 
 # --------------------------------------------------------------------------- argument types
 
-#: What the approximation's validation measured (docs/theory.md sections 9.6 to 9.8), printed with
-#: its results so that nobody reads its per-client delays as exact.
-APPROX_ACCURACY = ("throughput within 3% of simulation at every validated point (cv 0 to 3); per-client "
-                   "delays E[D_i] are approximate (every speed type within 3% at only 34% of the points; errors of "
-                   "10-40% are common with few clients or cv >= 2): simulate (aflqueue simulate) for delays you "
-                   "must rely on")
-
-def float_list(text: str) -> list[float]:
-    """Parse ``"1,1,0.1"`` into floats (non-finite values are left to the field's own check)."""
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip() != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("empty list")
-    return vals
 
 
-def nonempty_path(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must be a path (got an empty string)")
-    return text
 
 
-def _colon_pair(text: str, number: Callable[[str], Any], form: str) -> tuple[Any, Any]:
-    """``"A:B"`` as two numbers of type ``number``; ``form`` says what it must look like."""
-    try:
-        lo, hi = (number(x) for x in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must look like {form}") from None
-    return lo, hi
 
 
-def parse_range(text: str) -> tuple[int, int]:
-    """``"LO:HI"``: a range of concurrencies."""
-    return _colon_pair(text, int, "LO:HI (integers)")
 
 
-def _check(cond: bool, field: str, detail: str) -> None:
-    if not cond:
-        raise ValidationError(field, detail)
 
 
-def require_fl(command: str) -> None:
-    """Training commands need the ``fl`` extra (torch...): one line and exit 2 when it is missing."""
-    from .errors import FL_EXTRA_MESSAGE, missing_fl_modules
-
-    missing = missing_fl_modules()
-    if missing:
-        raise UsageError(f"aflqueue {command}: {FL_EXTRA_MESSAGE} (missing: {', '.join(missing)})")
 
 
-def _finite(x: float | None, field: str, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False) -> None:
-    if x is None:
-        return
-    from .errors import check_number
-
-    check_number(x, field, lo, hi, lo_open=lo_open)
 
 
-# A token such as "-1,1" or "-2e-3" after an option is a value, never an option (no option of
-# this CLI starts with a digit); argparse would otherwise call it an unknown option.
-_NEGATIVE_VALUE = re.compile(r"^-[\d.]")
 
 
-def _join_negative_values(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    for tok in argv:
-        if out and _NEGATIVE_VALUE.match(tok) and out[-1].startswith("--") and "=" not in out[-1]:
-            out[-1] = f"{out[-1]}={tok}"
-        else:
-            out.append(tok)
-    return out
+
 
 
 # --------------------------------------------------------------------------- shared options
-def add_system_arguments(p: argparse.ArgumentParser, concurrency_help: str | None = None) -> None:
-    """Options describing a system; they override the fields of an optional system FILE."""
-    p.add_argument("file", nargs="?", help="system file (.toml, .yaml/.yml or .json); "
-                   "without it and without --rates the built-in example is used")
-    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates mu_i > 0 (tasks per time unit)")
-    p.add_argument("--routing", type=float_list, metavar="P1,P2,..", help="routing probabilities p_i (default uniform)")
-    p.add_argument("--concurrency", "-m", type=int, metavar="M",
-                   help=concurrency_help or f"tasks in flight m, 1..{MAX_CONCURRENCY} (default n)")
-    p.add_argument("--service", metavar="LAW", help="compute service law, e.g. exponential, deterministic, "
-                   "lognormal:cv=1.5, gamma:shape=2, weibull:shape=0.7, pareto:shape=2.5")
-    p.add_argument("--downlink-rates", type=float_list, metavar="R", help="downlink stage rates (one, or one per client)")
-    p.add_argument("--uplink-rates", type=float_list, metavar="R", help="uplink stage rates (one, or one per client)")
-    p.add_argument("--downlink-discipline", choices=["fifo", "delay"], help="downlink stations: fifo or delay "
-                   "(needs --downlink-rates)")
-    p.add_argument("--uplink-discipline", choices=["fifo", "delay"], help="uplink stations: fifo or delay "
-                   "(needs --uplink-rates)")
-    p.add_argument("--server-rate", type=float, metavar="MU", help="central-server processing rate (default: infinitely fast)")
 
 
-def add_backend_arguments(p: argparse.ArgumentParser, what: str, default: str = "serial") -> None:
-    p.add_argument("--backend", choices=["serial", "process", "ray"], default=default,
-                   help=f"where {what} run (default {default}; ray needs pip install 'aflqueue[ray]')")
-    p.add_argument("--workers", type=int, help="local processes (process) or local Ray CPUs (ray); default: all cores")
-    p.add_argument("--address", help="address of an existing Ray cluster (HOST:PORT, ray://HOST:PORT or auto; "
-                                     "needs --backend ray)")
 
 
-def check_backend(args: argparse.Namespace) -> None:
-    """Refuse backend flags that the chosen backend would ignore."""
-    if args.address is not None:
-        _check(args.backend == "ray", "address", "is used only with --backend ray")
-    if args.workers is not None:
-        _check(args.backend != "serial", "workers", "is used only with --backend process or ray")
-        _check(1 <= args.workers <= 4096, "workers", f"must be an integer in [1, 4096] (got {args.workers})")
 
 
-def system_from_args(args: argparse.Namespace, require_system: bool = False):
-    """Build the :class:`~aflqueue.system.System` described by a file and/or flags."""
-    from .system import System, example_system, read_mapping
-
-    flags = {
-        "rates": args.rates, "routing": args.routing, "concurrency": args.concurrency, "service": args.service,
-        "downlink_rates": _scalar_or_list(args.downlink_rates), "uplink_rates": _scalar_or_list(args.uplink_rates),
-        "downlink_discipline": args.downlink_discipline, "uplink_discipline": args.uplink_discipline,
-        "server_rate": args.server_rate,
-    }
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if args.concurrency is not None:
-        _check(1 <= args.concurrency <= MAX_CONCURRENCY, "concurrency",
-               f"must be an integer in [1, {MAX_CONCURRENCY}] (got {args.concurrency})")
-    for stage in ("downlink", "uplink"):
-        if f"{stage}_discipline" in flags:
-            _check(f"{stage}_rates" in flags or args.file, f"{stage}-discipline",
-                   f"needs --{stage}-rates (there is no {stage} stage to apply it to)")
-    if args.file:
-        data = read_mapping(args.file)
-        if "clients" in data:
-            structural = set(flags) - {"routing", "concurrency"}
-            if structural:
-                raise ValidationError(sorted(structural)[0].replace("_", "-"),
-                                      "cannot override a file with a 'clients' list; edit the file instead")
-        return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
-    if "rates" not in flags:
-        extra = set(flags) - {"concurrency", "routing"}
-        if extra or require_system:
-            raise ValidationError("rates", "missing: give --rates or a system FILE")
-        sysm = example_system()
-        if "routing" in flags:
-            sysm = sysm.with_routing(flags["routing"])
-        if "concurrency" in flags:
-            sysm = sysm.with_concurrency(flags["concurrency"])
-        return sysm
-    return System.from_dict(flags)
 
 
-def _scalar_or_list(v: list[float] | None) -> float | list[float] | None:
-    if v is None:
-        return None
-    return v[0] if len(v) == 1 else v
 
 
-def print_json(obj: Any) -> None:
-    """One strict JSON object on stdout (NaN and inf become null)."""
-    from .io import dumps_json
-
-    print(dumps_json(obj, indent=2))
 
 
 # --------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .queueing.analysis import analyze
-    from .console import analysis_table
-
     system = system_from_args(args)
     if args.analysis == "approx":
         return _analyze_approx(args, system)
@@ -247,7 +97,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze_approx(args: argparse.Namespace, system) -> int:
     """``analyze --analysis approx``: the approximation for general service laws."""
     from .queueing.approx import approx_analyze, approx_metrics_vjp
-    from .console import fmt
 
     if args.method != "mva":
         raise ValidationError("method", "--method applies to the product form; drop it with --analysis approx")
@@ -299,29 +148,23 @@ def _parser_analyze(sub) -> None:
 
 # --------------------------------------------------------------------------- simulate
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    import time
-
-    import numpy as np
-
-    from .console import simulation_table
-    from .queueing.analysis import analyze
     from .sim import estimate, estimate_replications, simulate_replications
 
     check_backend(args)
     system = system_from_args(args)
-    _check(1 <= args.replications <= 100_000, "replications",
+    check(1 <= args.replications <= 100_000, "replications",
            f"must be an integer in [1, 100000] (got {args.replications})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
-    _check(args.updates >= 1, "updates", f"must be an integer >= 1 (got {args.updates})")
-    _finite(args.warmup, "warmup", 0.0)
-    _finite(args.confidence, "confidence", 0.0, 1.0)
-    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
-    _check(args.batches >= 2, "batches", f"must be an integer >= 2 (got {args.batches})")
-    _finite(args.max_memory, "max-memory", 0.0, lo_open=True)
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(args.updates >= 1, "updates", f"must be an integer >= 1 (got {args.updates})")
+    check_finite(args.warmup, "warmup", 0.0)
+    check_finite(args.confidence, "confidence", 0.0, 1.0)
+    check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
+    check(args.batches >= 2, "batches", f"must be an integer >= 2 (got {args.batches})")
+    check_finite(args.max_memory, "max-memory", 0.0, lo_open=True)
     if args.trace is not None:
-        _check(Path(args.trace).suffix.lower() in (".npz", ".csv"), "trace",
+        check(Path(args.trace).suffix.lower() in (".npz", ".csv"), "trace",
                f"must end in .npz (trace) or .csv (export) (got {args.trace!r})")
-        _check(not Path(args.trace).is_dir(), "trace", f"{args.trace!r} is a folder; give a file name")
+        check(not Path(args.trace).is_dir(), "trace", f"{args.trace!r} is a folder; give a file name")
     warm = int(round(args.warmup * args.updates)) if args.warmup < 1 else int(args.warmup)
     after = args.updates - warm
     per_run_batches = args.batches if args.replications == 1 else 2
@@ -335,7 +178,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         mem = args.updates * min(args.replications, args.workers or os.cpu_count() or 1) * \
             BYTES_PER_SIMULATED_UPDATE / 2**30 + args.updates * args.replications * 72 / 2**30
     stream = args.trace is not None and args.trace.lower().endswith(".npz") and args.replications == 1
-    _check(stream or mem <= args.max_memory, "updates",
+    check(stream or mem <= args.max_memory, "updates",
            f"{args.updates:,} updates x {args.replications} run(s) need about {mem:.1f} GB of traces "
            f"(> --max-memory {args.max_memory:g} GB); use fewer --updates or --replications, or raise --max-memory")
     seeds = [args.seed] if args.replications == 1 else \
@@ -405,94 +248,21 @@ def _parser_simulate(sub) -> None:
 
 
 # --------------------------------------------------------------------------- optimize
-def parse_constants(text: str | None) -> dict[str, float]:
-    """``"Delta=2,L=0.5,sigma2=1"`` or a TOML/YAML/JSON file (e.g. written by calibration)."""
-    if not text:
-        return {}
-    looks_like_file = "=" not in text or os.sep in text or Path(text).suffix.lower() in (".toml", ".yaml", ".yml",
-                                                                                          ".json")
-    if looks_like_file:
-        from .system import read_mapping
-
-        data = read_mapping(text, "constants")
-        inner = data.get("constants", data)
-        _check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
-        return dict(inner)
-    out: dict[str, float] = {}
-    for part in filter(None, (t.strip() for t in text.split(","))):
-        if "=" not in part:
-            raise ValidationError("constants", f"{part!r} must look like NAME=VALUE (e.g. Delta=2,L=0.5)")
-        k, v = part.split("=", 1)
-        try:
-            out[k.strip()] = float(v)
-        except ValueError:
-            raise ValidationError(f"constants.{k.strip()}", f"must be a number (got {v!r})") from None
-    return out
 
 
-def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> None:
-    """Options of the convergence proxies and of the optimiser's search, read by :func:`problem_from_args`
-    (optimize and sweep: the same flags pose the same problem)."""
-    p.add_argument("--p-min", type=float, default=0.0, help="lower bound on every p_i, in [0, 1/n]")
-    p.add_argument("--p-max", type=float, default=1.0, help="upper bound on every p_i, in [1/n, 1]")
-    p.add_argument("--updates", type=float, metavar="K", help="updates K of the per-update proxy (default 1000)")
-    p.add_argument("--time-budget", type=float, metavar="TAU",
-                   help="simulated time of the wall-clock proxy (default: AsyncSGD's time for 1000 updates)")
-    p.add_argument("--epsilon", type=float, help=f"target proxy value for {epsilon_objectives} (default 0.1)")
-    p.add_argument("--constants", metavar="K=V,..|FILE",
-                   help="Delta, L, sigma2, M2, G2, c_opt, c_var, c_stale (default 1, 1, 1, 1, 1, 2, 1, 1), or a file")
-    p.add_argument("--eta", type=float, help="fixed step size (default: optimised under eta_max)")
-    p.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
-    p.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
-    p.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
-    p.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
-    p.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
 
 
-def problem_from_args(args: argparse.Namespace, system):
-    from .bounds import EnergyModel, ProxyConstants
-    from .optimization import OptimizationProblem
-
-    consts = parse_constants(args.constants)
-    if args.eta is not None:
-        consts["eta"] = args.eta
-    if args.eta_max is not None:
-        consts["eta_max"] = args.eta_max
-    energy = None
-    if args.kappa is not None or args.idle_power is not None:
-        _finite(args.kappa, "kappa", 0.0, 1e12, lo_open=True)
-        _finite(args.idle_power, "idle-power", 0.0, 1.0)
-        energy = EnergyModel.dvfs(system.rates, kappa=args.kappa if args.kappa is not None else 1.0,
-                                  idle_fraction=args.idle_power if args.idle_power is not None else 0.0)
-    rng = args.concurrency_range
-    if rng is not None:
-        _check(args.concurrency is None, "concurrency", "give --concurrency or --concurrency-range, not both")
-        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
-               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
-    _check(system.concurrency <= MAX_OPTIMIZE_CONCURRENCY, "concurrency",
-           f"the optimiser scans m <= {MAX_OPTIMIZE_CONCURRENCY} (got {system.concurrency})")
-    for name in ("updates", "time_budget", "epsilon", "dispersion", "weight", "p_min", "p_max"):
-        _finite(getattr(args, name), name.replace("_", "-"))
-    return OptimizationProblem(
-        system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
-        updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
-        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion,
-        analysis=args.analysis)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from .optimization import optimize
-    from .console import optimization_table
-
-    _check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
-    _check(args.service is None or args.analysis == "approx", "service",
+    check(args.routing is None, "routing", "is what optimize computes; bound it with --p-min/--p-max instead")
+    check(args.service is None or args.analysis == "approx", "service",
            "the product-form proxies use mean service times only, so a service law would be ignored; add "
            "--analysis approx to account for it, or give the rates as 1 / mean service time")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
-    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     system = system_from_args(args)
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
@@ -531,56 +301,12 @@ def _parser_optimize(sub) -> None:
 
 
 # --------------------------------------------------------------------------- train
-def add_run_config_arguments(p: argparse.ArgumentParser, config_help: str, *, algorithm: bool = True,
-                             set_example: str = "local.lr=0.1",
-                             concurrency_flags: tuple[str, ...] = ("--concurrency",)) -> None:
-    """A run configuration CONFIG and the options that override its fields, read by :func:`config_from_args`
-    (train, tune, calibrate, predict). ``algorithm``: also --algorithm, --routing and --objective (calibrate
-    and predict choose those themselves); ``concurrency_flags``: train alone also takes ``-m``."""
-    p.add_argument("config", nargs="?", help=config_help)
-    if algorithm:
-        p.add_argument("--algorithm", help="generalized-asyncsgd, asyncsgd, fedasync, fedbuff, fedecho, fedrevive")
-        p.add_argument("--routing", choices=["uniform", "optimal", "explicit"], help="routing kind")
-        p.add_argument("--objective", choices=OBJECTIVE_CHOICES + ("wallclock",), metavar="OBJECTIVE",
-                       help="proxy for --routing optimal (default wall-clock)")
-    p.add_argument("--dataset", help="digits, mnist1d, synthetic, mnist, fashionmnist, kmnist, emnist, cifar10, cifar100")
-    p.add_argument("--data-root", help="folder holding torchvision data sets (never downloaded)")
-    p.add_argument("--clients", type=int, help="number of clients")
-    p.add_argument("--rates", type=float_list, metavar="R1,R2,..", help="compute rates of the clients (custom profile)")
-    p.add_argument(*concurrency_flags, dest="concurrency", type=int, metavar="M", help="tasks in flight (default n)")
-    p.add_argument("--updates", type=int, help="updates (arrivals) to apply")
-    p.add_argument("--time-budget", type=float, help="simulated time budget")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override any field, e.g. {set_example}")
 
 
-def config_from_args(args: argparse.Namespace):
-    from .config import load_config
-
-    sets = list(args.set or [])
-    pairs = [("output", getattr(args, "output", None)), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
-             ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
-             ("data.clients", args.clients), ("run.updates", args.updates), ("run.time_budget", args.time_budget),
-             ("device", args.device), ("seed", args.seed), ("system.concurrency", args.concurrency)]
-    if args.rates is not None:
-        sets += ['system.profile="custom"', f"system.rates={json.dumps(args.rates)}"]
-        if args.clients is None:
-            sets.append(f"data.clients={len(args.rates)}")
-    for key, value in pairs:
-        if value is not None:
-            sets.append(f"{key}={json.dumps(value)}")
-    if args.serial and args.batched:
-        raise ValidationError("batched", "give --serial or --batched, not both")
-    if args.serial:
-        sets.append("run.batched=false")
-    if args.batched:
-        sets.append("run.batched=true")
-    return load_config(args.config, sets)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
-    from .console import training_summary
 
     require_fl("train")
     cfg = config_from_args(args)
@@ -619,23 +345,21 @@ def _parser_train(sub) -> None:
 
 # --------------------------------------------------------------------------- tune
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .tuning import log_grid, tune
-
     require_fl("tune")
     check_backend(args)
     cfg = config_from_args(args)
     if args.lr_grid is not None:
         lrs = sorted(set(args.lr_grid))
         for x in lrs:
-            _finite(x, "lr-grid", 0.0, 100.0, lo_open=True)
-        _check(len(lrs) >= 2, "lr-grid", "needs at least 2 distinct rates")
+            check_finite(x, "lr-grid", 0.0, 100.0, lo_open=True)
+        check(len(lrs) >= 2, "lr-grid", "needs at least 2 distinct rates")
     else:
         lrs = log_grid(cfg.local.lr / 10, cfg.local.lr * 10, 7)
     seeds = args.pilot_seeds if args.pilot_seeds is not None else [1000, 1001]
     for s in seeds:
-        _check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
+        check(float(s).is_integer() and s >= 0, "pilot-seeds", f"must be integers >= 0 (got {s:g})")
     out = Path(args.output or "runs/tune")
-    _check(1 <= args.replicas <= 1024, "replicas", f"must be an integer in [1, 1024] (got {args.replicas})")
+    check(1 <= args.replicas <= 1024, "replicas", f"must be an integer in [1, 1024] (got {args.replicas})")
     res = tune(cfg, lrs, [int(s) for s in seeds], out, backend=args.backend, workers=args.workers,
                address=args.address, progress=None if args.quiet else print, batch=args.replicas)
     if args.json:
@@ -677,74 +401,26 @@ def _parser_tune(sub) -> None:
 
 # --------------------------------------------------------------------------- calibrate
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from .pilot import calibrate_pilot, write_constants
-
-    _check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
+    check(args.pilot != args.initial, "pilot", "give exactly one of --pilot (fit pilot runs) or --initial "
                                                 "(zero-cost initial-model estimate)")
-    out = Path(args.constants_out)
-    _check(out.suffix.lower() in (".toml", ".json", ".yaml", ".yml"), "output",
-           f"must end in .toml, .json, .yaml or .yml (got {str(out)!r})")
-    _check(not out.is_dir(), "output", f"{str(out)!r} is a folder; give a file name")
+    pilot_flags = {"routings": args.routings, "lrs": args.lrs, "seed": args.pilot_seed,
+                   "budget_fraction": args.budget_fraction, "bootstrap": args.bootstrap,
+                   "bootstrap_method": args.bootstrap_method, "runs": args.runs}
     if not args.pilot:
-        for flag in ("routings", "lrs", "pilot_seed", "budget_fraction", "bootstrap", "bootstrap_method", "runs"):
-            _check(getattr(args, flag) is None, flag.replace("_", "-"), "is used only with --pilot")
+        for flag, value in pilot_flags.items():
+            check(value is None, {"seed": "pilot-seed"}.get(flag, flag.replace("_", "-")), "is used only with --pilot")
     check_backend(args)
+    if args.routings is not None:
+        pilot_flags["routings"] = [r.strip() for r in args.routings.split(",")]
     cfg = config_from_args(args)
-    if args.initial:
-        from .calibrate import calibrate
-        from .pipeline import build_data_and_model
-
-        data, model = build_data_and_model(cfg)
-        cal = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4)
-        write_constants(out, {"constants": {k: v for k, v in cal.constants.to_dict().items() if v is not None},
-                              "initial": {"settings": cal.settings,
-                                          "spread": {k: {kk: vv for kk, vv in v.items() if kk != "values"}
-                                                     for k, v in cal.spread.items()}}})
-        if args.json:
-            print_json({"constants": cal.constants.to_dict(), "output": str(out)})
-        else:
-            c = cal.constants
-            print(f"initial-model constants (seed {cfg.seed}): Delta {c.Delta:.4g}, L {c.L:.4g}, sigma2 {c.sigma2:.4g}, "
-                  f"M2 {c.M2:.4g}, G2 {c.G2:.4g}; written to {out}")
-        return 0
-    routings = [r.strip() for r in (args.routings or "uniform,p2,mid").split(",") if r.strip()]
-    _check(bool(routings), "routings", "needs at least one routing (uniform, p2, mid or mix:T)")
-    for r in routings:
-        ok = r in ("uniform", "p2", "mid")
-        if r.startswith("mix:"):
-            try:
-                ok = 0 <= float(r[4:]) <= 1
-            except ValueError:
-                ok = False
-        _check(ok, "routings", f"unknown pilot routing {r!r}; use uniform, p2, mid or mix:T with T in [0, 1]")
-    lrs = args.lrs if args.lrs is not None else [0.03, 0.1]
-    for x in lrs:
-        _finite(x, "lrs", 0.0, 100.0, lo_open=True)
-    seed = 1000 if args.pilot_seed is None else args.pilot_seed
-    _check(0 <= seed <= 2**32 - 1, "pilot-seed", f"must be an integer in [0, 2^32 - 1] (got {seed})")
-    frac = 0.5 if args.budget_fraction is None else args.budget_fraction
-    _finite(frac, "budget-fraction", 0.0, 1.0, lo_open=True)
-    boot = 200 if args.bootstrap is None else args.bootstrap
-    _check(0 <= boot <= 100_000, "bootstrap", f"must be an integer in [0, 100000] (got {boot})")
-    runs = Path(args.runs or (str(out.with_suffix("")) + "_pilots"))
-    fit = calibrate_pilot(cfg, runs, routings=routings, lrs=sorted(set(lrs)), seed=seed, budget_fraction=frac,
-                          bootstrap=boot, backend=args.backend, workers=args.workers, address=args.address,
-                          progress=None if args.quiet or args.json else print,
-                          **({"method": args.bootstrap_method} if args.bootstrap_method else {}))
-    write_constants(out, fit)
+    cf = calibrate(cfg, method="pilot" if args.pilot else "initial", output=args.constants_out,
+                   backend=args.backend, workers=args.workers, address=args.address,
+                   progress=None if args.quiet or args.json else print,
+                   **{k: v for k, v in pilot_flags.items() if v is not None})
     if args.json:
-        print_json(fit.to_dict())
+        print_json({**cf.to_dict(), "output": cf.path})
     else:
-        t = fit.theta
-        d = fit.diagnostics
-        st = fit.settings
-        print(f"fitted {st['pilot_runs']} pilot runs ({st['pilot_wall_time_s']:.0f} s of training): theta0 {t[0]:.4g}, "
-              f"optimisation {t[1]:.4g}, variance {t[2]:.4g}, staleness {t[3]:.4g}; eta_max {fit.eta_max:g}; "
-              f"R^2 {d['r2'] if d['r2'] is None else round(d['r2'], 3)} over {d['points']} points")
-        if d.get("degenerate"):
-            print(f"terms fitted to zero: {', '.join(d['degenerate'])}")
-        print(f"constants written to {out} (pilot runs in {runs}/); use them with optimize --constants {out}, "
-              f"predict --constants {out}, or train --set routing.constants=\"{out}\"")
+        print(cf.report())
     return 0
 
 
@@ -783,81 +459,19 @@ def _parser_calibrate(sub) -> None:
 
 # --------------------------------------------------------------------------- predict
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .optimization import OptimizationProblem, optimize
-    from .pilot import budget_of, operating_point, predict_gain, read_constants, verdict
-    from .pipeline import build_system
-    from .protocol import largest_importance_weight, step_ratio, uniform_routing
-
-    _check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
-    _finite(args.confidence, "confidence", 0.0, 1.0)
-    _check(0 < args.confidence < 1, "confidence", f"must be in (0, 1) (got {args.confidence})")
-    _finite(args.target_fraction, "target-fraction", 0.0, 1.0, lo_open=True)
-    _check(args.starts >= 1 and args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    consts, fit = read_constants(args.constants)
+    check(args.constants is not None, "constants", "missing: give --constants FILE (from aflqueue calibrate)")
     if args.config:  # a system file instead of a run configuration: its clients replace the speed profile
-        from .system import load_system, read_mapping
-
-        if {"rates", "clients"} & set(read_mapping(args.config)):
-            sysm = load_system(args.config)
-            args.set = list(args.set or []) + [f"system.file={json.dumps(str(args.config))}",
-                                               f"data.clients={sysm.n}"]
-            args.config = None
+        extra = system_file_overrides(args.config)
+        if extra is not None:
+            args.set, args.config = list(args.set or []) + extra, None
     cfg = config_from_args(args)
-    tau, U0 = budget_of(cfg)
-    system = build_system(cfg, cfg.data.clients)
-    n, m = system.n, system.concurrency
-    rng = args.concurrency_range
-    if rng is not None:
-        _check(1 <= rng[0] <= rng[1] <= MAX_OPTIMIZE_CONCURRENCY, "concurrency-range",
-               f"must be LO:HI with 1 <= LO <= HI <= {MAX_OPTIMIZE_CONCURRENCY} (got {rng[0]}:{rng[1]})")
-    p_min = cfg.routing.p_min if args.p_min is None else args.p_min
-    _finite(p_min, "p-min", 0.0, 1.0 / n)
-    res = optimize(OptimizationProblem(system, args.predict_objective, constants=consts, p_min=p_min, time_budget=tau,
-                                       concurrency=rng, updates=float(U0)), starts=args.starts)
-    out: dict[str, Any] = {"objective": res.objective, "time_budget": tau, "reference_updates": U0, "n": n,
-                           "concurrency_uniform": m, "concurrency": res.concurrency,
-                           "routing": res.routing.tolist(),
-                           "max_importance_weight": largest_importance_weight(res.routing),
-                           "step_ratio": step_ratio(res), "constants_file": str(args.constants)}
-    if fit is not None:
-        u = uniform_routing(n)
-        op_u = operating_point(system, u, m, 3 * tau)
-        op_c = operating_point(system, res.routing, res.concurrency, 3 * tau)
-        g = predict_gain(fit, op_c, op_u, tau, target_fraction=args.target_fraction, confidence=args.confidence)
-        out.update({"prediction": g.to_dict(), "verdict": g.verdict, "source": "pilot fit"})
-    else:  # initial-model (or hand-set) constants: the proxy's own ratio, no interval
-        base_value = (res.baseline or {}).get("objective_value")
-        ratio = res.objective_value / base_value if base_value else None
-        out.update({"prediction": {"proxy_ratio": ratio}, "verdict": verdict({"point": None}),
-                    "source": "constants without a pilot fit: the proxy ranks routings but predicts no time or "
-                              "accuracy, and carries no interval (run aflqueue calibrate --pilot)"})
+    pred = predict(cfg, args.constants, objective=args.predict_objective, concurrency_range=args.concurrency_range,
+                   p_min=args.p_min, target_fraction=args.target_fraction, confidence=args.confidence,
+                   starts=args.starts)
     if args.json:
-        print_json(out)
-        return 0
-    print(f"system: n = {n}, m = {m}; budget tau = {tau:.4g} time units (AsyncSGD's expected time for {U0} updates)")
-    print(f"optimum ({res.objective}, constants from {args.constants}): m = {res.concurrency}, largest importance "
-          f"weight {out['max_importance_weight']:.1f}, step size {out['step_ratio'] or float('nan'):.3g} x AsyncSGD's")
-    if fit is None:
-        r = out["prediction"]["proxy_ratio"]
-        print(f"proxy ratio (optimum / AsyncSGD): {'-' if r is None else f'{r:.3f}'}; {out['source']}")
-        return 0
-    g = out["prediction"]
-    pct = f"{100 * args.confidence:g}%"
-
-    def iv(d, scale=1.0, fmt="{:.3f}", sign=""):
-        f = (lambda x: "-" if x is None else (fmt.format(scale * x) if not sign else f"{scale * x:+.1f}"))
-        return f"{f(d['point'])} [{f(d['lo'])}, {f(d['hi'])}]" if d.get("lo") is not None else f(d["point"])
-
-    tgt = g["target_accuracy"]
-    print(f"predicted time to {'the target' if tgt is None else f'accuracy {tgt:.3f}'} (optimum / AsyncSGD): "
-          f"{iv(g['time_ratio'])} ({pct})")
-    print(f"predicted accuracy difference at the budget (points): {iv(g['accuracy_difference'], 100, sign='+')} ({pct})")
-    if g["verdict"] == "pays":
-        print("verdict: optimisation pays (the whole interval of the time ratio is below 1)")
-    elif "lose" in g["verdict"]:
-        print("verdict: optimisation not expected to pay: expected to lose (the interval is above 1)")
+        print_json(pred.to_dict())
     else:
-        print("verdict: optimisation not expected to pay (the interval of the time ratio covers 1)")
+        print(pred.report())
     return 0
 
 
@@ -867,7 +481,9 @@ def _parser_predict(sub) -> None:
                                    and predict, from the pilot fit, the optimum's time to a target accuracy and its
                                    accuracy at the budget relative to AsyncSGD (uniform routing), with bootstrap
                                    intervals; says 'optimisation not expected to pay' when the time ratio's interval
-                                   covers 1 (docs/theory.md section 10).""")
+                                   covers 1, and 'no verdict' (with the reason) when the numbers support none
+                                   (docs/theory.md section 10). Constants fitted on another number of clients are
+                                   refused.""")
     add_run_config_arguments(p, "run configuration, or a system file (its clients replace the speed profile) "
                                 "(default: the embedded configuration)", algorithm=False)
     p.add_argument("--constants", metavar="FILE", help="constants file from aflqueue calibrate --pilot (required)")
@@ -886,14 +502,13 @@ def _parser_predict(sub) -> None:
 
 # --------------------------------------------------------------------------- run / validate
 def _comparison(args: argparse.Namespace, cfg, target: float | None, what: str) -> int:
-    """The paired comparison of :func:`aflqueue.validate.validate`, with its budget printed first."""
-    from .console import budget_report, validation_report
-    from .validate import validate
+    """The paired comparison of :func:`aflqueue.comparison.validate`, with its budget printed first."""
+    from .comparison import validate
 
     require_fl(args.command)
     check_backend(args)
     u = args.budget_updates
-    _check(u is None or 100 <= u <= 10**7, "updates", f"the budget must be 100 to 10000000 AsyncSGD updates (got {u})")
+    check(u is None or 100 <= u <= 10**7, "updates", f"the budget must be 100 to 10000000 AsyncSGD updates (got {u})")
     if not args.quiet:
         budget_report(cfg, args.budget_updates)
     v = validate(cfg, seeds=args.seeds, seed=args.seed, updates=args.budget_updates, target=target,
@@ -913,8 +528,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     if args.preset is not None:
         raise ValidationError("preset", f"{args.preset!r}: {STUDIES_MOVED}")
+    require_fl("validate")
     cfg = config_from_args(args)
-    _check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
+    check(args.target is None or 0 < args.target < 1, "target", f"must be an accuracy in (0, 1) (got {args.target})")
     return _comparison(args, cfg, args.target, "the wall-clock operating point")
 
 
@@ -963,10 +579,49 @@ def _parser_validate(sub) -> None:
                    budget_updates=None)  # --updates (run.updates) is the budget: AsyncSGD's expected time for it
 
 
+# --------------------------------------------------------------------------- recommend
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from .console import recommendation_report
+    from .recommendation import Calibration, recommend
+
+    require_fl("recommend")
+    check_backend(args)
+    cfg = config_from_args(args)
+    calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
+    rec = recommend(cfg, output=args.output, backend=args.backend, workers=args.workers, calibration=calibration,
+                    batched=args.backend != "serial", progress=None if args.quiet or args.json else print)
+    if args.json:
+        print_json(rec.to_dict())
+    else:
+        recommendation_report(rec)
+    return 0
+
+
+def _parser_recommend(sub) -> None:
+    r = sub.add_parser("recommend", help="choose the operating point from pilot runs, or keep AsyncSGD",
+                       description="""Spend a stated pilot budget (at most 10% of the compute of tuning and
+                                   evaluating every candidate) on short runs of the candidates (AsyncSGD, P2, P2 with
+                                   weights clipped at 4, P2 mixed with uniform routing, the bias-aware optimum, P3) by
+                                   successive halving on a validation split, then print the recommended operating
+                                   point (routing, concurrency, weight cap, learning rate) and its predicted
+                                   time-to-target ratio against AsyncSGD with a prediction interval calibrated on
+                                   held-in regimes (--calibration; docs/theory.md section 12), or 'keep AsyncSGD'.
+                                   The time budget is AsyncSGD's expected time for run.updates (--updates).""")
+    add_run_config_arguments(r, "TOML/YAML/JSON run configuration (default: the embedded configuration)",
+                             algorithm=False)
+    r.add_argument("--calibration", type=nonempty_path, metavar="FILE",
+                   help="interval calibration (JSON from a study with held-in regimes; default: no interval)")
+    r.add_argument("--output", "-o", type=nonempty_path, default="runs/recommend",
+                   help="folder of the pilot runs, resumable and keyed by content (default runs/recommend)")
+    add_backend_arguments(r, "the pilot runs", default="process")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.add_argument("--json", action="store_true", help="print the recommendation as one JSON object")
+    r.set_defaults(func=_cmd_recommend, seed=None, serial=False, batched=False, algorithm=None, routing=None,
+                   objective=None)
+
+
 # --------------------------------------------------------------------------- figures
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .figures import make_all
-
     paths = make_all(args.output)
     print(f"{len(paths)} files written to {args.output}/")
     return 0
@@ -988,30 +643,28 @@ MAX_SWEEP_CONCURRENCY = 10_000
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
-
-    _check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
-    _check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
+    check(args.routing is None, "routing", "is what the sweep optimises; bound it with --p-min/--p-max instead")
+    check(args.service is None, "service", "the sweep's proxies use mean service times only; give the rates as "
                                             "1 / mean service time")
-    _check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
+    check(args.concurrency is None, "concurrency", "the sweep scans --concurrency-range; the system file's "
                                                     "concurrency is AsyncSGD's baseline")
     if args.updates is not None and args.time_budget is not None:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
-    _check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
-    _check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
-    _check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
+    check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
+    check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
     objectives: list[str] = []
     for item in args.objective or [",".join(SWEEP_OBJECTIVES)]:
         for o in filter(None, (x.strip() for x in item.split(","))):
             o = "wall-clock" if o == "wallclock" else o
-            _check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
+            check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
                                                        "trade-off is drawn as the Pareto front, --pareto-points)")
             objectives.append(o)
     system = system_from_args(args, require_system=True)
     if args.concurrency_range is None:
         args.concurrency_range = (1, max(2 * system.n, system.concurrency))
     lo, hi = args.concurrency_range
-    _check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
+    check(1 <= lo <= hi <= MAX_SWEEP_CONCURRENCY, "concurrency-range",
            f"must be LO:HI with 1 <= LO <= HI <= {MAX_SWEEP_CONCURRENCY} (got {lo}:{hi})")
     args.objective = objectives[0]
     args.analysis = "product-form"  # the sweep's proxies are the product-form ones (no --analysis flag)
@@ -1065,9 +718,7 @@ def _parser_sweep(sub) -> None:
 
 # --------------------------------------------------------------------------- plot / compare
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .runs import plot_runs
-
-    _finite(args.target, "target", 0.0, 1.0)
+    check_finite(args.target, "target", 0.0, 1.0)
     paths, data = plot_runs(args.runs, args.output, target=args.target, title=args.title)
     for g in data["groups"]:
         print(f"{g['legend']}: {len(g['seeds'])} run(s), seeds {', '.join(str(s) for s in g['seeds'])}")
@@ -1090,18 +741,14 @@ def _parser_plot(sub) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .runs import compare, compare_table, group_runs, load_runs
-
-    _finite(args.target, "target", 0.0, 1.0)
-    _finite(args.time, "time", 0.0, lo_open=True)
+    check_finite(args.target, "target", 0.0, 1.0)
+    check_finite(args.time, "time", 0.0, lo_open=True)
     groups = group_runs(load_runs(args.runs))
     reference = 0
     if args.reference is not None:
-        from .runs import load_run
-
         ref = load_run(args.reference).path.resolve()
         hits = [k for k, g in enumerate(groups) if any(r.path.resolve() == ref for r in g.runs)]
-        _check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
+        check(bool(hits), "reference", f"{args.reference!r} is not one of the runs compared")
         reference = hits[0]
     res = compare(groups, target=args.target, at_time=args.time, reference=reference)
     if args.json:
@@ -1130,7 +777,7 @@ def _parser_compare(sub) -> None:
 # --------------------------------------------------------------------------- schedule
 def parse_window(text: str) -> tuple[float, float]:
     """``"START:END"``: a window of simulated time."""
-    return _colon_pair(text, float, "START:END (simulated times)")
+    return colon_pair(text, float, "START:END (simulated times)")
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -1138,14 +785,14 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
     if args.window is not None:
         lo, hi = args.window
-        _finite(lo, "window", 0.0)
-        _finite(hi, "window", 0.0)
-        _check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
+        check_finite(lo, "window", 0.0)
+        check_finite(hi, "window", 0.0)
+        check(hi > lo, "window", f"must be START:END with START < END (got {lo:g}:{hi:g})")
     clients = None
     if args.clients is not None:
         clients = []
         for c in args.clients:
-            _check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
+            check(float(c).is_integer() and c >= 0, "clients", f"must be client indices >= 0 (got {c:g})")
             clients.append(int(c))
     paths, data = schedule_figures(args.source, args.output, window=args.window, clients=clients,
                                    exact=not args.no_exact)
@@ -1177,15 +824,15 @@ def _parser_schedule(sub) -> None:
 # --------------------------------------------------------------------------- main
 PARSERS = (_parser_analyze, _parser_simulate, _parser_optimize, _parser_train, _parser_tune, _parser_run,
            _parser_validate, _parser_figures, _parser_sweep, _parser_plot, _parser_compare,
-           _parser_schedule, _parser_calibrate, _parser_predict)
+           _parser_schedule, _parser_calibrate, _parser_predict, _parser_recommend)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
+    parser = Parser(prog="aflqueue", description="Asynchronous FL as a closed queueing network.")
     parser.add_argument("--version", action="version", version=f"aflqueue {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for add in PARSERS:
         add(sub)
@@ -1195,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aflqueue`` console script."""
     parser = build_parser()
-    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
         if getattr(args, "objective", None) == "wallclock":

@@ -37,6 +37,7 @@ from .errors import ValidationError, check_fraction, check_integer, check_number
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingConfig", "LocalSection",
            "AlgorithmConfig", "RunSection", "load_config", "apply_overrides", "system_rates", "with_updates",
+           "system_file_overrides",
            "DEFAULT_UPDATES", "STEP_SIZE_RULES"]
 
 #: Arrivals of the embedded default run, used only when no budget is given.
@@ -44,6 +45,11 @@ DEFAULT_UPDATES = 1500
 #: How ``routing.kind = "optimal"`` sets the learning rate (see :class:`RoutingConfig`).
 STEP_SIZE_RULES = ("optimal", "fixed")
 _OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
+
+
+#: The routing floor every command and configuration uses unless told otherwise: each ``p_i >= 0.001``
+#: (a client's importance weight ``1/(n p_i)`` stays below ``1000/n``).
+DEFAULT_P_MIN = 1e-3
 
 
 @dataclass
@@ -114,7 +120,7 @@ class RoutingConfig:
     kind: str = "uniform"
     values: list[float] = field(default_factory=list)
     objective: str = "wall-clock"
-    p_min: float = 1e-3
+    p_min: float = DEFAULT_P_MIN
     concurrency_range: list[int] = field(default_factory=list)
     constants: Any = field(default_factory=dict)
     epsilon: float | None = None
@@ -358,8 +364,24 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
     return obj
 
 
+def _is_default(cfg: TrainConfig, dotted: str, defaults: Mapping[str, Any]) -> bool:
+    node: Any = defaults
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    try:
+        return bool(_get(cfg, dotted) == node)
+    except AttributeError:
+        return False
+
+
 def check_explicit(cfg: TrainConfig, explicit: set[str]) -> None:
-    """Refuse a user-given value that the configuration's mode would silently ignore."""
+    """Refuse a user-given value that the configuration's mode would silently ignore. A value
+    equal to the default is no intent of the user's (a run's own ``config.json`` lists every
+    field): it is never refused."""
+    defaults = _raw_defaults()
+    explicit = {k for k in explicit if not _is_default(cfg, k, defaults)}
     for (mode_key, mode), keys in _ONLY_WHEN.items():
         key = next((k for k in keys if k in explicit), None)
         if key is not None and _get(cfg, mode_key) != mode:
@@ -388,21 +410,59 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """The embedded default, updated by a TOML/YAML/JSON file, then by ``mapping`` (nested like
     the file: ``{"local": {"lr": 0.1}}``), then by ``key=value`` overrides.
 
-    Values given in the file, the mapping or the overrides that their mode would ignore are
-    refused (:func:`check_explicit`)."""
+    The file is read by :func:`aflqueue.io.read_mapping` (bounded size and nesting, no huge
+    integers, finite numbers, safe YAML; an empty file is refused); an error about a value the
+    file gave names the file. Values given in the file, the mapping or the overrides that their
+    mode would ignore are refused (:func:`check_explicit`)."""
     base = _raw_defaults()
     explicit: set[str] = set()
+    from_file: set[str] = set()
+    src = None
     if path is not None:
-        from .system import read_mapping
+        from .io import file_errors, read_mapping, source_name
 
-        _deep_update(base, read_mapping(path), "", explicit)
-    if mapping is not None:
-        require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
-        _deep_update(base, mapping, "", explicit)
-    _apply(base, overrides or [], explicit)
-    cfg = TrainConfig.from_dict(base)
-    check_explicit(cfg, explicit)
+        src = source_name(path)
+        data = read_mapping(path)
+        with file_errors(src):
+            _deep_update(base, data, "", from_file)
+        explicit |= from_file
+    later = {item.split("=", 1)[0].strip() for item in overrides or [] if isinstance(item, str) and "=" in item}
+    try:
+        if mapping is not None:
+            require(isinstance(mapping, Mapping), "config", f"must be a table (got {type(mapping).__name__})")
+            _deep_update(base, mapping, "", later)
+        _apply(base, overrides or [], later)
+        explicit |= later
+        cfg = TrainConfig.from_dict(base)
+        check_explicit(cfg, explicit)
+    except ValidationError as e:
+        if src is not None and _given_by(e.field, from_file - later):
+            from .io import naming_file
+
+            raise naming_file(e, src) from None
+        raise
     return cfg
+
+
+def system_file_overrides(path: str | Path) -> list[str] | None:
+    """When ``path`` is a system file (top-level ``rates`` or ``clients``) rather than a run
+    configuration: the overrides that make the embedded configuration use it (``system.file`` and
+    ``data.clients``, its number of clients); else None. The file is read and loaded
+    (:func:`aflqueue.system.load_system`), so a bad system file fails here, naming it."""
+    from .io import read_mapping
+    from .system import load_system
+
+    if not ({"rates", "clients"} & set(read_mapping(path))):
+        return None
+    n = load_system(path).n
+    return [f"system.file={json.dumps(str(path))}", f"data.clients={n}"]
+
+
+def _given_by(field_name: str, keys: set[str]) -> bool:
+    """Whether the error about ``field_name`` (``local.lr``, ``system.rates[0]``, ``data``) is about
+    one of the dotted ``keys`` a file gave."""
+    f = field_name.split("[", 1)[0]
+    return any(f == k or f.startswith(k + ".") or k.startswith(f + ".") for k in keys)
 
 
 def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> None:
@@ -417,14 +477,27 @@ def _deep_update(dst: dict, src: Mapping, prefix: str, explicit: set[str]) -> No
             explicit.add(key)
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(text: str, key: str = "set") -> Any:
+    """A ``--set`` value: JSON if it parses (checked as a file's values are: bounded nesting and
+    integers, finite numbers), else the text itself."""
+    from .io import MAX_DEPTH, check_values, json_depth
+
     t = text.strip()
     if t.lower() in ("none", "null"):
         return None
+    if json_depth(t) > MAX_DEPTH:
+        raise ValidationError(key, f"nested deeper than {MAX_DEPTH} levels of tables and lists")
     try:
-        return json.loads(t)
-    except json.JSONDecodeError:
+        value = json.loads(t)
+    except (json.JSONDecodeError, RecursionError):
         return t
+    except ValueError:  # an integer of more digits than Python converts
+        raise ValidationError(key, f"must be a value of the configuration (got {t[:40]!r}...)") from None
+    try:
+        check_values(value, "--set", prefix=key)
+    except ValidationError as e:
+        raise ValidationError(key, e.detail.removeprefix("--set: ")) from None
+    return value
 
 
 def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
@@ -441,7 +514,7 @@ def _apply(d: dict, overrides: list[str], explicit: set[str]) -> None:
         require(isinstance(node, dict) and (leaf in node or free), "set", f"unknown key {key!r}")
         if isinstance(node.get(leaf), dict) and leaf not in ("options", "params", "constants") and not free:
             raise ValidationError("set", f"{key!r} is a section; set one of its keys ({', '.join(sorted(node[leaf]))})")
-        node[leaf] = _parse_value(value)
+        node[leaf] = _parse_value(value, key.strip())
         explicit.add(key.strip() if not free else ".".join(parts[:-1]))
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from .config import load_config
+from .protocol import time_budget
+from .queueing.analysis import analyze
+
 if TYPE_CHECKING:  # pragma: no cover
     from .queueing.analysis import Analysis
     from .system import System
@@ -174,7 +178,7 @@ def _interval(e, scale: float = 1.0, form: str = "{:.3f}", sign: bool = False, s
 
 
 def validation_report(v, *, what: str = "the wall-clock operating point") -> None:
-    """The comparison of :func:`aflqueue.validate.validate`: one row per arm, then the paired gains
+    """The comparison of :func:`aflqueue.comparison.validate`: one row per arm, then the paired gains
     with their intervals (or, below 3 seeds, the per-seed values)."""
     from rich.table import Table
 
@@ -186,7 +190,7 @@ def validation_report(v, *, what: str = "the wall-clock operating point") -> Non
     for col in ("routing", "learning rate", "throughput pred.", "throughput sim.", "arrivals", "test accuracy", pct,
                 "diverged"):
         t.add_column(col, justify="left" if col == "routing" else "right")
-    from .validate import ARMS
+    from .comparison import ARMS
 
     for k, label in ARMS.items():
         r = v.per_arm.get(k)
@@ -210,10 +214,7 @@ def validation_report(v, *, what: str = "the wall-clock operating point") -> Non
 
 def budget_report(cfg, updates: int | None) -> None:
     """Step 1 of a comparison: AsyncSGD's network analysed exactly, and the time budget it fixes."""
-    from .config import load_config
     from .pipeline import build_system
-    from .protocol import time_budget
-    from .queueing.analysis import analyze
 
     cfg = cfg if cfg is not None else load_config(None)
     U0 = updates if updates is not None else cfg.run.updates
@@ -227,3 +228,25 @@ def budget_report(cfg, updates: int | None) -> None:
             f"{fmt(max(a.relative_delay))} updates (mean {fmt(a.mean_relative_delay)} = m - 1); time budget "
             f"{fmt(time_budget(system, U0))} = {U0} AsyncSGD updates")
     c.rule("2-3. operating point, simulation and training")
+
+
+def recommendation_report(rec) -> None:
+    """What :func:`aflqueue.recommendation.recommend` found: the verdict, the operating point, the
+    finalists' pilot ratios, the pilot cost and any rate left at an edge."""
+    c = console()
+    c.print(f"[bold]{rec.verdict()}[/bold]")
+    cap = "no cap" if rec.weight_cap is None else f"weights clipped at {rec.weight_cap:g}"
+    c.print(f"operating point: {rec.candidate}, m = {rec.concurrency}, {cap}, learning rate {fmt(rec.lr)} "
+            f"(AsyncSGD's pilot rate {fmt(rec.asyncsgd_lr)}); routing {[round(float(x), 4) for x in rec.routing]}")
+    for name, f in sorted(rec.finalists.items(), key=lambda kv: kv[1]["ratio"]):
+        seeds = ", ".join("never" if r is None or r == float("inf") else f"x{r:.3f}" for r in f["ratios"])
+        c.print(f"  finalist {name}: pilot time ratios {seeds} (geometric mean x{f['ratio']:.3f}) at rate {fmt(f['lr'])}")
+    cal = rec.calibration
+    c.print(f"target {rec.target:.2f} validation accuracy; sigma {fmt(rec.sigma)}; interval: "
+            + (f"{cal['confidence']:.0%}, q = {cal['quantile']:.3g} from {cal['regimes']} held-in regimes ({cal['source']})"
+               if cal.get("quantile") is not None else "none (no calibration given)"))
+    c.print(f"pilots: {len(rec.arms)} runs, {rec.pilot_updates:,} updates = "
+            f"{rec.pilot_updates / rec.comparison_updates:.1%} of the {rec.comparison_updates:,} of the comparison "
+            f"they replace; {rec.wall_time:.0f} s")
+    if rec.at_edge:
+        c.print(f"[yellow]rates still at an edge of those tried (pilot budget spent): {', '.join(rec.at_edge)}[/yellow]")

@@ -9,7 +9,9 @@ strings are never parsed implicitly, and NaN/inf are rejected unless a bound say
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import sys
 from numbers import Integral, Real
 from typing import Any
 
@@ -116,8 +118,6 @@ FL_MODULES = ("torch", "torchvision", "sklearn", "mnist1d")
 
 def missing_fl_modules() -> list[str]:
     """The modules of the ``fl`` extra that cannot be imported, found without importing them."""
-    import importlib.util
-    import sys
 
     missing = []
     for name in FL_MODULES:

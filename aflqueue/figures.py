@@ -1,5 +1,5 @@
 """The ``aflqueue figures`` driver: the analytic figures of the bundled example systems, drawn by
-:mod:`aflqueue.plots`.
+:mod:`aflqueue.plots` in the one style of :mod:`aflqueue.style`.
 
 They are sweeps (:func:`aflqueue.sweep.sweep`, what ``aflqueue sweep`` runs on a user's system)
 of ``aflqueue/data/two_groups.toml`` (relative delay against routing, the U shape of time against
@@ -55,7 +55,8 @@ def _five_types(out: Path) -> dict[str, Any]:
 
 
 def delay_vs_routing(out: Path, data: dict[str, Any] | None = None) -> list[Path]:
-    """E[D] of the fastest and slowest clients and throughput as routing mass moves to the slow half."""
+    """E[D] of the fastest and slowest clients and throughput as routing mass moves to the slow half.
+    ``data``: a saved sweep (``<out>/data/two_groups/sweep.json``); computed when None."""
     return plots.sweep_delay_routing_figure(data or _two_groups(out), out, stem="delay_vs_routing")
 
 

@@ -6,7 +6,6 @@ of :func:`aflqueue.parallel.pmap`. :func:`run_jobs` skips jobs whose record is a
 so an interrupted experiment resumes where it stopped, and any backend produces the same files.
 
 Layout of a :class:`JobStore` folder:
-
 * ``cells/<id>.json`` -- the record, holding only what the job's inputs determine (identical
   bytes on every backend and machine with the same code);
 * ``timings/<id>.json`` -- wall-clock measurements of that job (differ from run to run);
@@ -25,14 +24,15 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
 from .errors import ValidationError, require
 from .io import atomic_write_json, json_digest, json_safe, read_json
+from .parallel import pmap
 
 __all__ = ["JobStore", "run_jobs", "run_staged", "code_version", "code_versions"]
 
@@ -193,7 +193,6 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
 
     Returns every record of the store (not only these jobs'), in id order.
     """
-    from .parallel import pmap
 
     say = progress or (lambda s: None)
     if fresh:

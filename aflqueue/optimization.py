@@ -5,7 +5,6 @@
 
 Problems, all over ``p`` in the capped simplex ``{p_min <= p_i <= p_max, sum p = 1}`` and an
 integer concurrency ``m`` in a range:
-
 * ``per-update`` (P1): minimise ``U(p, m; K)``;
 * ``wall-clock`` (P2; ``wallclock`` is accepted too): minimise ``W(p, m; tau) = U(K = lambda tau)``;
 * ``time-to-accuracy`` (P3): minimise ``E[T_eps] = K_eps / lambda``;
@@ -56,7 +55,7 @@ from .bounds import (EnergyModel, ProxyConstants, cap_is_active, check_cap, clip
 from .errors import require
 from .io import json_safe
 from .queueing.gradients import delay_objective
-from .system import System
+from .system import System, validate_concurrency, validate_routing
 
 __all__ = ["OBJECTIVES", "OptimizationProblem", "OptimizationResult", "Evaluation", "evaluate", "assess", "optimize",
            "optimize_routing", "pareto_front", "project_capped_simplex", "kkt_residual"]
@@ -109,7 +108,7 @@ class OptimizationProblem:
         choose_mix: choose ``lam`` on the segment from uniform routing to the unclipped optimum.
         caps: candidate caps of ``choose_cap`` (each > 0, ``inf`` allowed).
         bias_constant: ``H`` in the bias floor ``H beta^2`` (loss units; default ``constants.M2``, the
-            small-step constant of docs/theory.md section 11; see :func:`aflqueue.calibrate.fit_bias_constant`).
+            small-step constant of docs/theory.md section 11; see :func:`aflqueue.calibration.fit_bias_constant`).
     """
 
     system: System
@@ -323,7 +322,6 @@ class _Objective:
 
 def evaluate(problem: OptimizationProblem, routing: Sequence[float], concurrency: int | None = None) -> Evaluation:
     """Objective value and exact gradient at a routing (validated) and concurrency."""
-    from .system import validate_concurrency, validate_routing
 
     p = validate_routing(routing, problem.system.n)
     m = validate_concurrency(problem.baseline_concurrency if concurrency is None else concurrency)

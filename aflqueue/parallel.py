@@ -22,7 +22,10 @@ one line either way.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import socket
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Sequence
 
 from .errors import ValidationError, require
@@ -37,7 +40,6 @@ CONNECT_TIMEOUT = 10.0
 def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Fail fast (one line) when ``address`` (``host:port`` or ``ray://host:port``) does not
     accept a TCP connection within ``timeout`` seconds; ``auto`` is left to Ray."""
-    import socket
 
     if address == "auto":
         return
@@ -77,9 +79,6 @@ def pmap(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "seri
         for i, x in enumerate(items):
             done(i, fn(x))
     elif backend == "process":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=mp.get_context("spawn")) as ex:
             futs = {ex.submit(fn, x): i for i, x in enumerate(items)}
             for f in as_completed(futs):

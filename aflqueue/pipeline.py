@@ -15,16 +15,21 @@ depends only on torch, the trace type and its own modules.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .bounds import ProxyConstants
+from .calibration import calibrate
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
+from .optimization import OptimizationProblem, assess, optimize
+from .protocol import step_ratio
+from .queueing.analysis import analyze
 from .sim.trace import Trace
-from .system import System, load_system
+from .system import System, load_system, validate_routing
 
 __all__ = ["Prepared", "prepare", "train", "simulate_for_budget", "build_data_and_model", "engine_settings",
            "local_config", "run_meta", "evaluation_data"]
@@ -75,7 +80,6 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
     """A trace long enough for the budget. For a time budget the number of updates is estimated
     from the exact throughput and doubled until the trace covers it; with a fixed seed a longer
     run extends a shorter one (same random streams), so the schedule does not depend on the guess."""
-    from .queueing.analysis import analyze
     from .sim import simulate
 
     if time_budget is None:
@@ -108,8 +112,6 @@ def build_data_and_model(cfg: TrainConfig):
 def check_memory(system: System, updates: int | None, time_budget: float | None, max_memory_gb: float) -> int:
     """Updates the run will schedule (estimated from the exact throughput for a time budget);
     refuse, before any work, a run that would need more than ``max_memory_gb``."""
-    from .queueing.analysis import analyze
-
     U = updates
     if time_budget is not None:
         est = int(math.ceil(analyze(system).throughput * time_budget * 1.25)) + 50
@@ -127,18 +129,12 @@ def _routing(cfg: TrainConfig, system: System, data, model):
     if r.kind == "uniform":
         return np.full(n, 1.0 / n), None, None
     if r.kind == "explicit":
-        from .system import validate_routing
-
         return np.array(validate_routing(r.values, n, "routing.values")), None, None
-    from .bounds import ProxyConstants
-    from .optimization import OptimizationProblem, optimize
 
     if r.constants == "calibrate":
-        from .calibrate import calibrate
-
         constants = calibrate(model, data.clients, seed=cfg.seed).constants
     elif isinstance(r.constants, str):  # a constants file (aflqueue calibrate)
-        from .pilot import read_constants
+        from .pilot import read_constants  # the constants file's reader lives with the pilot fit it may hold
 
         try:
             constants, _ = read_constants(r.constants)
@@ -160,8 +156,6 @@ def _step_size(cfg: TrainConfig, optimization) -> tuple[float, dict[str, Any]]:
     lr = cfg.local.lr
     if optimization is None or cfg.routing.step_size == "fixed":
         return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr}
-    from .protocol import step_ratio
-
     ratio = step_ratio(optimization)
     if ratio is None:
         return lr, {"rule": "fixed", "ratio": 1.0, "lr": lr,
@@ -196,8 +190,6 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
         trace = simulate_for_budget(system, cfg.seed, run.updates, run.time_budget, run.engine)
     predicted: dict[str, Any] = {}
     try:
-        from .optimization import OptimizationProblem, assess
-
         predicted = assess(OptimizationProblem(system, "wall-clock", constants=constants or _default_constants(),
                                                p_min=0.0, time_budget=run.time_budget), system.routing,
                            system.concurrency)
@@ -207,8 +199,6 @@ def prepare(cfg: TrainConfig, data=None, model=None) -> Prepared:
 
 
 def _default_constants():
-    from .bounds import ProxyConstants
-
     return ProxyConstants()
 
 
@@ -222,7 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
 
     logger = None
     if tensorboard is not None:
-        from .fl.tensorboard import TensorBoardLogger
+        from .fl.tensorboard import TensorBoardLogger  # lazy: the fl extra (torch)
 
         logger = TensorBoardLogger(tensorboard)  # fails before any work if tensorboard is missing
     try:
@@ -270,8 +260,6 @@ def evaluation_data(cfg: TrainConfig, pr: Prepared):
     """The prepared data with the split the run evaluates on as its test set (tuning evaluates on
     the validation split, so the test set stays unseen)."""
     if cfg.run.evaluate_on == "validation":
-        from dataclasses import replace
-
         return replace(pr.data, test=pr.data.validation)
     return pr.data
 

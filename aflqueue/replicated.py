@@ -16,7 +16,7 @@ a batch is not resumable mid-way (it is rerun whole; a study runner saves each r
 batch returns). The data split and initial model of configurations that share their ``seed``,
 ``data`` and ``model`` sections are built once and shared.
 
-A batched result equals the serial one to the tolerances of :mod:`aflqueue.fl.agreement`, not
+A batched result equals the serial one to the tolerances of :mod:`validation.agreement` (in the source repository), not
 bit for bit (the local gradients come from batched matrix products):
 :mod:`aflqueue.fl.replicas` says why and what is identical.
 """

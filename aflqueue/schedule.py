@@ -26,13 +26,17 @@ schedule SOURCE`` calls it.
 
 from __future__ import annotations
 
+from math import comb
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from . import plots
 from .errors import ValidationError, require
-from .io import json_safe, read_json
+from .io import atomic_write_json, json_safe, read_json
+from .queueing.analysis import analyze
+from .queueing.network import network_of
 from .sim.trace import Trace
 from .system import System
 
@@ -93,9 +97,7 @@ def delay_chain_states(system: System) -> int:
     """States of the larger of the two brute-force chains behind the exact delay law: the
     stationary chain (``C(S + m - 1, m)``) and the tagged-task chain (others' positions, the
     tagged task's station and, at a FIFO station, how many are ahead of it)."""
-    from math import comb
 
-    from .queueing.network import network_of
 
     net = network_of(system)
     S, m = net.size, system.concurrency
@@ -177,7 +179,6 @@ def schedule_data(trace: Trace, system: System | None = None, updates: int | Non
     """The timeline, delay histograms and arrival shares of a trace (module docstring), over its
     first ``updates`` arrivals (default all). ``system`` gives the closed forms (default
     :func:`system_of`); ``clients`` restricts the timeline to these client indices."""
-    from .queueing.analysis import analyze
 
     n = trace.n_clients
     system = system if system is not None else system_of(trace)
@@ -241,7 +242,8 @@ def schedule_data(trace: Trace, system: System | None = None, updates: int | Non
                       "horizon": float(trace.completion_time[order[-1]]),
                       "timeline": _timeline(trace, np.nan_to_num(rates, nan=0.0), names, U, window, clients),
                       "delays": {"clients": per_client, "note": "; ".join(notes) or None,
-                                 "exact": exact_pmf is not None},
+                                 "exact": exact_pmf is not None,
+                                 "closed_form_exact": system is not None and system.is_product_form},
                       "share": share if routing is not None else None})
 
 
@@ -249,8 +251,6 @@ def schedule_figures(source: str | Path | Trace, out: str | Path, window: tuple[
                      clients: Sequence[int] | None = None, exact: bool = True) -> tuple[list[Path], dict[str, Any]]:
     """Draw the three schedule figures of a trace, trace file or run folder into ``out`` and save
     their data as ``out/schedule.json``. Returns ``(paths, data)``."""
-    from . import plots
-    from .io import atomic_write_json
 
     if isinstance(source, Trace):
         trace, arrivals, results = source, None, None

@@ -6,7 +6,6 @@ optimum of each objective, optimal routing against client speed, and the time/en
 calls on the bundled example systems (``aflqueue/data/*.toml``, see :mod:`aflqueue.figures`).
 
 Everything comes from the exact analysis and the optimiser (docs/theory.md sections 3, 5 and 6):
-
 * against ``m`` (every ``m`` of the range, or about 200 log-spaced values of a longer one):
   throughput ``lambda(m)``, the relative delays ``E[D_i]`` (fastest and slowest client, and the
   mean ``sum_i p_i E[D_i] = m - 1``) and each proxy (``U``, ``W``, ``E[T_eps]``, energy) under
@@ -31,15 +30,18 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from . import plots
 from ._results import Result
 from .errors import ValidationError, require
 from .io import atomic_write, atomic_write_json
+from .optimization import OBJECTIVE_ALIASES, OptimizationProblem, assess, optimize, pareto_front
+from .queueing.analysis import analyze
 from .system import System
 
 __all__ = ["SWEEP_OBJECTIVES", "PROXY_KEYS", "SweepResult", "sweep", "slow_group", "delay_vs_routing"]
@@ -63,7 +65,6 @@ def delay_vs_routing(system: System, points: int = 60) -> dict[str, Any] | None:
     """``E[D_i]`` of the fastest and slowest client, the mean delay and the throughput as the routing
     mass on the slower clients (:func:`slow_group`) goes from 2% to 90%, split evenly inside each
     group, at the system's concurrency. None when all clients are equally fast."""
-    from .queueing.analysis import analyze
 
     slow = slow_group(system.rates)
     k = int(slow.sum())
@@ -184,7 +185,6 @@ class SweepResult(Result):
 
     def save(self, out: str | Path, figures: bool = True) -> list[Path]:
         """Write the CSVs, ``sweep.json`` and (unless ``figures=False``) the four figures."""
-        from . import plots
 
         out = Path(out)
         paths = self.write_csv(out)
@@ -201,8 +201,6 @@ class SweepResult(Result):
 
 
 def _problem(system: System, objective: str, concurrency: tuple[int, int], kw: Mapping[str, Any]):
-    from .optimization import OptimizationProblem
-
     return OptimizationProblem(system, objective, concurrency=concurrency, **dict(kw))
 
 
@@ -222,7 +220,6 @@ def sweep(system: System, concurrency: tuple[int, int], objectives: Sequence[str
     ``p_min``, ``p_max``, ``updates``, ``time_budget``, ``epsilon``, ``energy``, ``dispersion``),
     shared by every objective, as ``aflqueue optimize`` would use them. ``pareto_points = 0``
     skips the front; ``progress``: a callable given one line per step."""
-    from .optimization import OBJECTIVE_ALIASES, assess, optimize, pareto_front
 
     say = progress or (lambda s: None)
     lo, hi = (int(concurrency[0]), int(concurrency[1]))
@@ -253,7 +250,6 @@ def sweep(system: System, concurrency: tuple[int, int], objectives: Sequence[str
     # uniform routing at every m: one problem with the shared settings resolves tau and epsilon once
     base = _problem(system, "time-to-accuracy", (lo, hi), problem)
     tau = base.resolved_time_budget() if problem.get("time_budget") is None else float(problem["time_budget"])
-    from dataclasses import replace
 
     base = replace(base, time_budget=tau)
     uniform = np.full(system.n, 1.0 / system.n)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .config import TrainConfig, with_updates
 from .errors import require
+from .io import atomic_write_json
 from .jobs import JobStore, run_jobs
+from .outcomes import accuracy_at
 
 __all__ = ["log_grid", "score_curves", "tuning_run", "tuning_runs", "tuning_jobs", "best_learning_rate", "TuningResult",
            "next_rate_out", "tune"]
@@ -45,7 +49,6 @@ SCORE_POINTS = 50
 def score_curves(curves: dict[str, list], horizon: float, points: int = SCORE_POINTS) -> float:
     """Mean accuracy over ``points`` equally spaced times in ``(0, horizon]`` (the pre-registered
     tuning score, module docstring); the accuracy at a time is the last evaluation before it."""
-    from .outcomes import accuracy_at
 
     grid = horizon * (np.arange(points) + 1) / points
     vals = [accuracy_at(curves, float(t)) for t in grid]
@@ -70,9 +73,7 @@ def _tuning_record(cfg, res, lr: float, seed: int, wall: float) -> dict[str, Any
 def tuning_run(args: tuple) -> dict[str, Any]:
     """Train ``config`` (a dict, see :class:`~aflqueue.config.TrainConfig`) at learning rate
     ``lr`` with seed ``seed``, evaluating on the validation split; return the score and curves."""
-    import tempfile
 
-    from .config import TrainConfig, with_updates
     from .pipeline import prepare, train
 
     config, lr, seed = args
@@ -138,7 +139,6 @@ def tuning_runs(batch: list[tuple]) -> list[dict[str, Any]]:
     each record says how it was computed (``execution``)."""
     import torch
 
-    from .config import TrainConfig, with_updates
     from .replicated import train_replicas
 
     t0 = time.perf_counter()
@@ -159,7 +159,6 @@ def tune(config, lrs: Sequence[float], seeds: Sequence[int], output: str | Path,
     the next rate out (a factor of the grid's widest spacing) is added on every seed, up to
     ``max_extensions`` times; a rate still at an edge is reported (``at_edge``). ``batch > 1``
     trains that many runs replica-batched per job (:func:`tuning_runs`)."""
-    from .io import atomic_write_json
 
     require(config.data.validation_fraction > 0, "data.validation_fraction",
             "tuning needs a validation split: set data.validation_fraction (e.g. 0.1)")

@@ -18,13 +18,13 @@ import numpy as np
 
 import aflqueue as aq
 from aflqueue.bounds import ProxyConstants
-from aflqueue.optimize import OptimizationProblem, assess, optimize
+from aflqueue.optimization import OptimizationProblem, assess, optimize
 from aflqueue.console import console, fmt
 
 
 def calibrated_constants(dataset: str, clients: int, seed: int) -> ProxyConstants:
     """Estimate Delta, L, sigma2, M2, G2 at initialisation of the data set's default model."""
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.fl.data import default_model_for, make_federated
     from aflqueue.fl.models import build_model
 

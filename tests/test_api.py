@@ -59,10 +59,14 @@ def test_top_level_names_resolve_and_py_typed_ships():
         assert getattr(aq, name) is not None, name
         assert name in dir(aq)
     assert aq.Analysis is aq.queueing.analysis.Analysis and aq.Trace is aq.sim.trace.Trace
+    import importlib
     import inspect
 
-    import aflqueue.optimization  # noqa: F401  (imported: the function must stay the package attribute)
-    assert inspect.isfunction(aq.optimize) and aq.OptimizationProblem is OptimizationProblem
+    for module in ("optimization", "calibration", "pilot", "recommendation", "comparison", "pipeline"):
+        importlib.import_module(f"aflqueue.{module}")  # importing a module never shadows a top-level function
+    for name in ("optimize", "calibrate", "predict", "recommend", "validate", "train"):
+        assert inspect.isfunction(getattr(aq, name)), name
+    assert aq.OptimizationProblem is OptimizationProblem
     assert aq.analyze is aq.analyze  # resolved once
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         aq.nope  # noqa: B018

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aflqueue import ValidationError
-from aflqueue.calibrate import calibrate
+from aflqueue.calibration import calibrate
 
 
 def least_squares_clients(n_clients=4, d=3, blocks=5, scale=2.0, seed=0):
@@ -60,6 +60,11 @@ def test_least_squares_constants_match_closed_forms():
     np.testing.assert_array_equal(model.weight.detach().numpy().ravel(), before)  # model untouched
     assert set(cal.to_dict()["constants"]) == {"Delta", "L", "sigma2", "M2", "G2"}
     assert len(cal.spread["M2"]["values"]) == 4
+    # the result base: a frame of one row per constant, its estimate and spread; a readable repr
+    df = cal.to_frame()
+    assert list(df.index) == ["Delta", "L", "sigma2", "M2", "G2"] and df.index.name == "constant"
+    assert df.loc["M2", "estimate"] == cal.constants.M2 and df.loc["M2", "max"] == max(cal.spread["M2"]["values"])
+    assert df.attrs["settings"]["clients"] == 4 and "Calibration at the initial model (4 clients)" in repr(cal)
 
 
 def test_classifier_calibration_runs_and_is_reproducible():

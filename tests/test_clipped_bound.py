@@ -26,7 +26,7 @@ from aflqueue import System, ValidationError  # noqa: E402
 from aflqueue.bounds import (ProxyConstants, bias_factor, clip_factors, effective_mass, mixed_routing,  # noqa: E402
                              per_update, per_update_proxy, s1, s2, s2_gradient, s2_weights,
                              time_to_accuracy_proxy, time_to_accuracy_updates, wallclock_proxy)
-from aflqueue.calibrate import fit_bias_constant  # noqa: E402
+from aflqueue.calibration import fit_bias_constant  # noqa: E402
 from aflqueue.optimization import OptimizationProblem, _objective_for, optimize  # noqa: E402
 from aflqueue.queueing import analyze  # noqa: E402
 

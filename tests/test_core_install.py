@@ -57,7 +57,7 @@ def test_training_without_the_fl_extra_names_the_extra(tmp_path):
             out["import"] = "imported"
         except ImportError as e:
             out["import"] = str(e)
-        for cmd in (["train"], ["run"], ["tune"], ["validate", "--preset", "tiny"]):
+        for cmd in (["train"], ["run"], ["tune"], ["validate"]):
             err = io.StringIO()
             with contextlib.redirect_stderr(err):
                 code = main(cmd)

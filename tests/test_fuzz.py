@@ -38,7 +38,7 @@ def stop_heavy_work(monkeypatch):
         raise Reached()
 
     monkeypatch.setattr("aflqueue.pipeline.train", stop)
-    monkeypatch.setattr("aflqueue.validate.validate", stop)
+    monkeypatch.setattr("aflqueue.comparison.validate", stop)
     monkeypatch.setattr("aflqueue.figures.make_all", stop)
     monkeypatch.setattr("aflqueue.sweep.sweep", stop)
     monkeypatch.setattr("aflqueue.pilot.calibrate_pilot", stop)

@@ -16,8 +16,9 @@ from aflqueue import ValidationError
 from aflqueue.bounds import ProxyConstants
 from aflqueue.cli import main, parse_constants
 from aflqueue.io import dumps_toml
-from aflqueue.pilot import (AccuracyMap, OperatingPoint, PilotCurve, PilotFit, constants_from_theta, features,
-                            fit_pilots, loss_at, predict_gain, read_constants, verdict, write_constants)
+from aflqueue.pilot import (AccuracyMap, ConstantsFile, OperatingPoint, PilotCurve, PilotFit, Prediction,
+                            constants_from_theta, features, fit_pilots, load_constants, loss_at, min_bootstrap, predict,
+                            predict_gain, read_constants, verdict, write_constants)
 from aflqueue.stats import (spearman, spearman_noise_ceiling, spearman_permutation_test,
                             stratified_spearman_permutation_test)
 
@@ -253,20 +254,177 @@ SMALL = ["--dataset", "synthetic", "--clients", "4", "--updates", "40", "--set",
 
 def test_calibrate_and_predict_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["calibrate", "--pilot", *SMALL, "--bootstrap", "30", "-o", "c.toml", "--quiet"]) == 0
+    assert main(["calibrate", "--pilot", *SMALL, "--bootstrap", "60", "-o", "c.toml", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "constants written to c.toml" in out
-    consts, fit = read_constants("c.toml")
-    assert fit is not None and fit.settings["pilot_runs"] == 6 and fit.bootstrap.shape == (30, 4)
+    assert "constants written to c.toml" in out and "on 4 clients" in out
+    cf = load_constants("c.toml")
+    assert cf.method == "pilot" and cf.clients == 4 and cf.fit.settings["pilot_runs"] == 6
+    assert cf.fit.bootstrap.shape == (60, 4) and cf.constants == cf.fit.constants
     assert (tmp_path / "c_pilots" / "cells").is_dir()
     assert main(["predict", *SMALL, "--constants", "c.toml", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    tr = res["prediction"]["time_ratio"]
-    assert res["verdict"] in ("pays", "not expected to pay", "not expected to pay: expected to lose")
-    assert tr["lo"] <= tr["hi"] and res["concurrency"] == 4 and len(res["routing"]) == 4
+    tr = res["time_ratio"]
+    assert res["verdict"] in ("pays", "not expected to pay", "not expected to pay: expected to lose", "no verdict")
+    assert res["samples"] == 60 and tr["lo"] <= tr["point"] <= tr["hi"] or res["verdict"] == "no verdict"
+    assert res["concurrency"] == 4 and len(res["routing"]) == 4 and res["verdict_reason"]
     assert main(["predict", *SMALL, "--constants", "c.toml"]) == 0
-    assert "verdict: optimisation" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "verdict: " in text and "(95%, 60 refits)" in text
+    # the same numbers from the library
+    from aflqueue.config import load_config
+
+    cfg = load_config(overrides=['data.dataset="synthetic"', "data.clients=4", "run.updates=40",
+                                 'data.options={"num_samples": 240, "num_features": 4, "num_classes": 2}'])
+    pred = predict(cfg, "c.toml")
+    assert pred.to_dict()["time_ratio"] == tr and pred.verdict().kind == res["verdict"]
+    assert pred.to_frame().shape == (4, 1)
+    # initial-model constants: no pilot fit, so no verdict
     assert main(["calibrate", "--initial", *SMALL, "-o", "init.json"]) == 0
     capsys.readouterr()
-    assert main(["predict", *SMALL, "--constants", "init.json"]) == 0
-    assert "no interval" in capsys.readouterr().out
+    assert load_constants("init.json").clients == 4
+    assert main(["predict", *SMALL, "--constants", "init.json", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["verdict"] == "no verdict" and "no pilot fit" in res["verdict_reason"]
+    # constants of 4 clients on a system of 3: refused, both sizes named
+    assert main(["predict", "--dataset", "synthetic", "--clients", "3", "--updates", "40", "--constants", "c.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "4 clients" in err and "has 3" in err and err.count("\n") == 1
+
+
+def test_pilot_runs_are_keyed_by_their_content(tmp_path, monkeypatch):
+    """A second calibration with other settings in the same folder reruns every pilot (the old
+    ids were names, and it silently fitted the first calibration's runs); the first settings
+    again reuse theirs; a record altered on disk is refused, naming it."""
+    from aflqueue.config import load_config
+    from aflqueue.pilot import calibrate
+
+    monkeypatch.chdir(tmp_path)
+    base = ['data.dataset="synthetic"', "data.clients=4", "run.updates=40",
+            'data.options={"num_samples": 240, "num_features": 4, "num_classes": 2}']
+    said: list[str] = []
+
+    def run(cfg):
+        said.clear()
+        return calibrate(cfg, runs="pilots", bootstrap=0, routings=["uniform", "mid"], lrs=[0.05],
+                         progress=said.append)
+
+    first = run(load_config(overrides=base))
+    assert "2 job(s) to run (serial), 0 already done" in said
+    other = run(load_config(overrides=[*base[:2], "run.updates=60", *base[3:]]))  # a longer budget
+    assert "2 job(s) to run (serial), 2 already done" in said  # nothing reused
+    assert len(list((tmp_path / "pilots" / "cells").glob("*.json"))) == 4
+    assert not np.array_equal(first.fit.theta, other.fit.theta)
+    again = run(load_config(overrides=base))
+    assert "0 job(s) to run (serial), 4 already done" in said and np.array_equal(again.fit.theta, first.fit.theta)
+    # a cached record of the first settings, its curve altered on disk
+    recs = [(q, json.loads(q.read_text())) for q in sorted((tmp_path / "pilots" / "cells").glob("pilot__uniform*"))]
+    rec_path, rec = next((q, r) for q, r in recs if r["settings"]["config"]["run"]["updates"] == 40)
+    rec["measured"]["curves"]["test_loss"][2] = "low"
+    rec_path.write_text(json.dumps(rec))
+    with pytest.raises(ValidationError) as e:
+        run(load_config(overrides=base))
+    assert str(rec_path.relative_to(tmp_path)) in str(e.value), str(e.value)
+    assert e.value.field == "record.measured.curves.test_loss[2]"
+
+
+def _prediction(**kw) -> Prediction:
+    base = dict(objective="wall-clock", n=2, concurrency_uniform=2, concurrency=2, routing=np.array([0.5, 0.5]),
+                time_budget=10.0, reference_updates=100, max_importance_weight=1.0, step_ratio=1.0,
+                constants_file="c.toml", source="pilot fit", time_ratio={"point": 0.8, "lo": 0.7, "hi": 0.9},
+                accuracy_difference={"point": 0.01, "lo": 0.0, "hi": 0.02}, target_accuracy=0.8, confidence=0.95,
+                samples=200, defined=200)
+    return Prediction(**{**base, **kw})
+
+
+def test_prediction_states_only_the_verdict_its_numbers_support():
+    assert _prediction().verdict().kind == "pays"
+    assert _prediction(time_ratio={"point": 1.2, "lo": 1.1, "hi": math.inf}).verdict().kind == \
+        "not expected to pay: expected to lose"
+    assert _prediction(time_ratio={"point": 0.9, "lo": 0.7, "hi": 1.1}).verdict().kind == "not expected to pay"
+    # each of these once printed a verdict
+    for kw, why in [({"time_ratio": {"point": 0.8, "lo": None, "hi": None}}, "no interval"),
+                    ({"time_ratio": {"point": math.nan, "lo": 0.7, "hi": 0.9}}, "no finite time ratio"),
+                    ({"time_ratio": {"point": 0.8, "lo": math.nan, "hi": 0.9}}, "no interval"),
+                    ({"samples": 30, "defined": 30}, "at least 40"),
+                    ({"defined": 190}, "10 of 200 bootstrap refits give no time ratio"),
+                    ({"unreachable": "the target is below the floor"}, "below the floor"),
+                    ({"source": "constants without a pilot fit"}, "no pilot fit")]:
+        v = _prediction(**kw).verdict()
+        assert v.kind == "no verdict" and why in v.reason, (kw, v)
+        assert str(v).startswith("verdict: no verdict (")
+    assert [min_bootstrap(c) for c in (0.9, 0.95, 0.99)] == [20, 40, 200]
+    d = _prediction(samples=10, defined=10).to_dict()
+    assert d["verdict"] == "no verdict" and json.loads(json.dumps(d)) == d
+    # the studies' rule (predict_gain) is unchanged: a point below 1 without an interval "pays"
+    fit = PilotFit(np.array([0.1, 5.0, 0.0, 0.0]), 0.2, np.zeros((0, 4)), AccuracyMap(2.0, 2.0))
+    assert predict_gain(fit, _op(3.0), _op(1.0), time_budget=100.0).verdict == "pays"
+
+
+TINY = ['data.dataset="synthetic"', "data.clients=3", "run.updates=30",
+        'data.options={"num_samples": 200, "num_features": 4, "num_classes": 2}']
+
+
+def test_targets_without_a_time_are_unreachable_not_timed():
+    from aflqueue.config import load_config
+
+    cfg = load_config(overrides=TINY)
+    fit = fit_pilots(synthetic_curves(0.02, seed=3), bootstrap=40)
+    for amap, fraction, words in [(AccuracyMap(2.0, 2.0, floor=0.95), 0.9, "at or below the accuracy map's floor"),
+                                  (AccuracyMap(200.0, 1.0), 1.0, "never reaches the target")]:
+        f = PilotFit(fit.theta, fit.eta_max, fit.bootstrap, amap, fit.diagnostics, fit.settings)
+        pred = predict(cfg, ConstantsFile(f.constants, "pilot", 3, f), target_fraction=fraction, starts=1)
+        assert pred.unreachable and words in pred.unreachable, pred.unreachable
+        assert pred.verdict().kind == "no verdict" and "predicted time to the target: none" in pred.report()
+    with pytest.raises(ValidationError, match="target-fraction"):
+        predict(cfg, ConstantsFile(fit.constants, "pilot", 3, fit), target_fraction=1.5)
+    with pytest.raises(ValidationError, match="fitted on 10 clients.*has 3"):
+        predict(cfg, ConstantsFile(fit.constants, "pilot", 10, fit))
+
+
+@pytest.mark.parametrize("content, field, words", [
+    ("", "constants", "empty"),
+    ("[constants]\n", "constants", "empty"),
+    ("constants = [1, 2]\n", "constants", "must be a table"),
+    ("[constants]\nL = 1%s\n" % ("0" * 400), "constants.L", "2^63"),
+    ("[constants]\nL = nan\n", "constants.L", "finite"),
+    ("[constants]\nL = -1\n", "constants.L", "(0, 1e+12]"),
+    ("[constants]\nL = \"1\"\n", "constants.L", "number"),
+    ("[constants]\nLL = 1\n", "constants.LL", "unknown constant"),
+    ("[constants]\nL = 1\n[fitted_on]\nclients = 2.5\n", "fitted_on.clients", "integer"),
+    ("[constants]\nL = 1\n[extra]\nx = 1\n", "extra", "unknown table"),
+    ("Delta = 1\nbogus = 2\n", "bogus", "unknown key"),
+])
+def test_malformed_constants_files_are_refused(content, field, words, tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text(content)
+    with pytest.raises(ValidationError) as e:
+        load_constants(f)
+    assert e.value.field == field and words in e.value.detail and str(f) in e.value.detail, str(e.value)
+
+
+def test_malformed_pilot_tables_are_refused(tmp_path):
+    good = write_constants(tmp_path / "good.json", fit_pilots(synthetic_curves(0.02, seed=3), bootstrap=5))
+    d = json.loads(good.read_text())
+    cases = {
+        "pilot.bootstrap.theta[2][0]": lambda d: d["pilot"]["bootstrap"]["theta"].__setitem__(2, [None] * 4),
+        "pilot.bootstrap.theta[1]": lambda d: d["pilot"]["bootstrap"]["theta"].__setitem__(1, [1.0, 2.0]),
+        "pilot.theta": lambda d: d["pilot"].__setitem__("theta", {"a": 1}),
+        "pilot.theta[3]": lambda d: d["pilot"]["theta"].__setitem__(3, -1.0),
+        "pilot.eta_max": lambda d: d["pilot"].__setitem__("eta_max", 0),
+        "pilot.accuracy_map.floor": lambda d: d["pilot"]["accuracy_map"].__setitem__("floor", 2),
+        "pilot.accuracy_map.loss_range[1]": lambda d: d["pilot"]["accuracy_map"].__setitem__("loss_range", [2.0, 1.0]),
+        "pilot.family": lambda d: d["pilot"].__setitem__("family", "another"),
+        "pilot.settings": lambda d: d["pilot"].__setitem__("settings", [1]),
+        "constants.G2": lambda d: d["constants"].__setitem__("G2", d["constants"]["G2"] * 2 + 1),
+    }
+    for field, change in cases.items():
+        bad = json.loads(json.dumps(d))
+        change(bad)
+        f = tmp_path / "bad.json"
+        f.write_text(json.dumps(bad))
+        with pytest.raises(ValidationError) as e:
+            load_constants(f)
+        assert e.value.field == field and str(f) in e.value.detail, (field, str(e.value))
+    with pytest.raises(ValidationError, match="the constants being written"):
+        write_constants(tmp_path / "w.toml", {"constants": {}})
+    assert not (tmp_path / "w.toml").exists()

@@ -14,7 +14,7 @@ import pytest
 
 from aflqueue.config import load_config
 from aflqueue.errors import ValidationError
-from aflqueue.recommend import (Calibration, Candidate, PilotPlan, conformal_quantile, plan_cost,
+from aflqueue.recommendation import (Calibration, Candidate, PilotPlan, conformal_quantile, plan_cost,
                                 prediction_interval, recommend)
 from aflqueue.tuning import score_curves
 

@@ -20,7 +20,7 @@ SYSTEM = aq.System.from_rates([2.0, 1.0, 0.2], routing=[0.5, 0.3, 0.2], concurre
 
 def results():
     trace = aq.simulate(SYSTEM, 3000, seed=1)
-    from aflqueue.recommend import Candidate
+    from aflqueue.recommendation import Candidate
     from aflqueue.sweep import sweep
 
     yield "analysis", aq.analyze(SYSTEM, gradient=True), SYSTEM.n

@@ -165,3 +165,36 @@ def test_bad_run_folders_are_one_line(run_dirs, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and what in err, (argv, err)
+
+
+def test_no_interval_below_three_seeds(run_dirs, tmp_path, capsys):
+    """Two seeds' bootstrap "95% interval" is their minimum and maximum: below three seeds (or
+    pairs) compare reports the values themselves, and says how many, next to every number."""
+    T, target = 60.0, 0.6
+    two = [str(run_dirs[(lr, s)]) for lr in LRS for s in SEEDS[:2]]
+    assert main(["compare", *two, "--json", "--time", str(T), "--target", str(target)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["min_seeds_for_interval"] == 3
+    ref, other = res["rows"]
+    a = {lr: [acc_at(results(run_dirs[(lr, s)]), T) for s in SEEDS[:2]] for lr in LRS}
+    assert ref["accuracy"] == {"mean": pytest.approx(np.mean(a[0.05])), "ci": None, "n": 2, "values": a[0.05]}
+    assert other["accuracy_difference"]["ci"] is None and other["accuracy_difference"]["n"] == 2
+    assert other["accuracy_difference"]["values"] == pytest.approx(np.subtract(a[0.3], a[0.05]).tolist())
+    assert other["time_ratio"] is None or other["time_ratio"]["ci"] is None
+    assert main(["compare", *two, "--time", str(T), "--target", str(target)]) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("* local.lr = 0.05"))
+    assert f"{100 * a[0.05][0]:.1f}, {100 * a[0.05][1]:.1f} (2 seeds, no interval)" in row and "[" not in row
+    # three seeds: an interval, with its count
+    three = [str(d) for d in run_dirs.values()]
+    assert main(["compare", *three, "--time", str(T), "--target", str(target)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("* local.lr = 0.05"))
+    assert "] (3 seeds)" in row
+    # the figure's data: no band below three seeds
+    assert main(["plot", *two, "-o", str(tmp_path / "p2")]) == 0
+    data = json.loads((tmp_path / "p2" / "runs_curves.json").read_text())
+    assert all(g[ax][m]["lo"] is None and g[ax][m]["hi"] is None for g in data["groups"]
+               for ax in ("time", "updates") for m in ("accuracy", "loss"))
+    assert main(["plot", *three, "-o", str(tmp_path / "p3")]) == 0
+    data = json.loads((tmp_path / "p3" / "runs_curves.json").read_text())
+    assert all(g["time"]["accuracy"]["lo"] is not None for g in data["groups"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from aflqueue import System
 from aflqueue.system import FIVE_TYPES
-from aflqueue.optimize import OptimizationProblem, optimize
+from aflqueue.optimization import OptimizationProblem, optimize
 
 TYPES = np.asarray(FIVE_TYPES)
 

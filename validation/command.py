@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from aflqueue.cli import add_backend_arguments, check_backend
+from aflqueue.options import add_backend_arguments, check_backend
 from aflqueue.errors import OneLineArgumentParser, ValidationError
 
 __all__ = ["parser", "add_backend_arguments", "check_backend", "require_training", "torchvision_sets_under",

@@ -9,7 +9,7 @@ passes to the next), so that a crash, a hang or running out of memory loses that
 * ``environment``: versions (torch, CUDA, cuDNN, the project's other needs), GPU, TF32 defaults,
   git commit (or ``GPU_CHECK_COMMIT``) and a digest of the sources;
 * ``cuda_tests``: pytest on ``tests/fl/test_cuda.py`` and the engine's CUDA test (pass/fail counts);
-* ``agreement``: replays of :mod:`aflqueue.fl.agreement` on the device against the CPU (float64,
+* ``agreement``: replays of :mod:`validation.agreement` on the device against the CPU (float64,
   float32 with TF32 off, float32 with the device's defaults; serial and batched; single tasks);
 * ``benchmark``: ``validation/bench_trainer.py``'s measurement, batched vs serial, for each model
   and ``m`` (n = m): updates per second and their ratio;
@@ -50,7 +50,7 @@ GRID_CELLS = ("digits__five-types__dir0.5__uniform__generalized-asyncsgd__s0",
               "digits__five-types__dir0.5__wallclock__generalized-asyncsgd__s0",
               "digits__two-groups__iid__uniform__fedbuff__s0")
 #: largest |accuracy difference| between the device's and the CPU's run of a grid cell reported
-#: as agreeing: thousands of float32 arrivals part trajectories (aflqueue.fl.agreement), so the
+#: as agreeing: thousands of float32 arrivals part trajectories (validation.agreement), so the
 #: runs agree in distribution, not in bits; 0.03 is about 10 of the 359 digits test images.
 GRID_TOLERANCE = 0.03
 CUDA_TESTS = ("tests/fl/test_cuda.py", "tests/fl/test_engine.py::test_cuda_matches_cpu")
@@ -346,7 +346,7 @@ def part_cuda_tests(cfg: dict, deadline: float, emit: Callable[[dict], None]) ->
 
 def part_agreement(cfg: dict, deadline: float, emit: Callable[[dict], None]) -> dict:
     _torch_setup(cfg)
-    from aflqueue.fl import agreement as A
+    from validation import agreement as A
 
     dev = cfg["device"]
     res: dict[str, Any] = {"device": dev, "tolerances": {**A.TOLERANCES, "tf32_informational": A.TF32_TOLERANCE,

@@ -48,7 +48,7 @@ from batched matrix products (``bmm``, with ``nn.Linear`` weights held transpose
 the serial path's ``addmm``/``mm``, which round differently (1-5% of a float32 gradient's
 entries differ in their last bit; about 1e-16 relative in float64), and training carries the
 difference forward. So a replica agrees with the same run done alone to the tolerances of
-:mod:`aflqueue.fl.agreement` (float64: 1e-9; float32: 1e-4 for the smooth MLP case), not bit for
+:mod:`validation.agreement` (in the source repository) (float64: 1e-9; float32: 1e-4 for the smooth MLP case), not bit for
 bit; ``tests/fl/test_replicas.py`` checks both. A run that is chaotic in float32 (measured: the
 digits MLP at the top learning rate of the paper's grid, 0.3) parts from its serial twin as it
 parts under any other rounding: the engine's own batched mode parts from its serial mode by as

@@ -465,7 +465,7 @@ def departure_rates_by_queue(trace: Trace, warmup: float = 0.1) -> tuple[np.ndar
     time client ``i`` held ``k`` tasks (dispatched, not yet arrived at the central server) and
     ``departures[i, k]`` the tasks that left it when it held ``k`` (the departing one included).
     ``departures / time`` estimates the departure rate given ``k`` tasks, ``r_i(k)`` of
-    :mod:`aflqueue.queueing.load_dependent` (Marie's method; docs/theory.md section 9.8).
+    the delay-oracle study's ``validation/approx/load_dependent.py`` (Marie's method; docs/theory.md section 9.8).
     Simultaneous events at one client are ordered departures first.
     """
     m = int(trace.concurrency)

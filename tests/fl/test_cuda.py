@@ -3,7 +3,7 @@
 Tests marked ``cuda`` skip without a CUDA device (CI has none); ``validation/gpu_check.sh``
 runs them on a lent GPU. Each CUDA comparison replays the same trace from the same initial
 model with the same minibatches as a CPU run and holds the difference to the tolerances of
-:mod:`aflqueue.fl.agreement` (float64: 1e-9, the same computation; float32: 1e-4, rounding of
+:mod:`validation.agreement` (in the source repository) (float64: 1e-9, the same computation; float32: 1e-4, rounding of
 other kernels; the module says why). The tests without the mark run the same comparison
 machinery on the CPU (serial vs batched, float32 vs a float64 reference, a run with other
 minibatches) so that CI checks it.
@@ -16,7 +16,7 @@ import warnings
 import pytest
 import torch
 
-from aflqueue.fl.agreement import (CASES, TOLERANCES, build, compare, compare_deltas, replay, strict_float32,
+from validation.agreement import (CASES, TOLERANCES, build, compare, compare_deltas, replay, strict_float32,
                                    task_deltas, violations)
 from aflqueue.fl.engine import EngineSettings, TraceTrainer
 from aflqueue.fl.local import ClientData, LocalConfig, ParamSpec, task_batches, train_batched, train_serial

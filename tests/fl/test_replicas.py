@@ -2,7 +2,7 @@
 
 The reference is :class:`~aflqueue.fl.engine.TraceTrainer` (serial mode), run on the same inputs.
 Schedules, evaluation grids, budgets and divergence are compared exactly; models and losses
-within the tolerances of :mod:`aflqueue.fl.agreement` (float64: 1e-9, float32 on the smooth MLP
+within the tolerances of :mod:`validation.agreement` (in the source repository) (float64: 1e-9, float32 on the smooth MLP
 case: 1e-4), because the batched local gradients come from other matrix-product kernels. The
 replicas of one batch differ in everything a study varies: data split, initial model, schedule
 (routing, concurrency), learning rate, batch size, algorithm, budget and evaluation grid.
@@ -18,7 +18,7 @@ import torch
 
 from aflqueue import System, ValidationError
 from aflqueue.config import TrainConfig
-from aflqueue.fl.agreement import compare, violations
+from validation.agreement import compare, violations
 from aflqueue.fl.algorithms import algorithm_class
 from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
 from aflqueue.fl.data import make_federated

@@ -1,4 +1,4 @@
-"""The studies' figures follow the publishing rules of aflqueue.plots (tests/figure_checks.py):
+"""The studies' figures follow the publishing rules of aflqueue.style (tests/figure_checks.py):
 closed forms and the validation grid from the committed results, the algorithm comparison and the
 paper experiment from synthetic records; and the same data give byte-identical files."""
 
@@ -55,7 +55,8 @@ def test_comparison_figure_and_reproducible_files(tmp_path, monkeypatch):
             for k, a in enumerate(("fedbuff", "fedecho", "fedrevive")) for s in range(3)]
     with captured(monkeypatch, figures) as figs:
         figures.comparison_accuracy_figure(recs, tmp_path / "a", "stale")
-    assert "FedBuff (3 seeds)" in figs["comparison_accuracy_stale"]["legend"]
+    f = figs["comparison_accuracy_stale"]
+    assert f["legend"][:3] == ["FedBuff", "FedEcho", "FedRevive"] and "mean over 3 seeds" in f["legend_titles"][0]
     monkeypatch.undo()
     figures.comparison_accuracy_figure(recs, tmp_path / "b", "stale")
     for ext in ("png", "pdf"):  # the same data give the same bytes
@@ -64,22 +65,35 @@ def test_comparison_figure_and_reproducible_files(tmp_path, monkeypatch):
 
 
 def test_paper_figures(tmp_path, monkeypatch):
+    """Every treatment is in every legend -- a safeguard run in the second scenario only, too -- the
+    bands and intervals say over how many seeds, and a band needs three of them."""
     from validation.paper import figures
     from validation.paper.experiment import PaperPreset, summarize_paper
 
-    preset = PaperPreset("hand", ("synthetic",), partitions=("iid",), clients=6, treatments=("asyncsgd", "p2"))
+    preset = PaperPreset("hand", ("synthetic",), partitions=("iid", "dir0.2"), clients=6,
+                         treatments=("asyncsgd", "p2"), safeguards=("p2-clip4",), safeguard_scenario="synthetic__n6__dir0.2")
     sel = {"targets": {"synthetic": 0.5}}
     recs = []
-    for treatment, reach, pred in (("asyncsgd", 55.0, 10.0), ("p2", 25.0, 5.0)):
-        for s in range(4):
-            times = list(np.linspace(10, 100, 10))
-            recs.append({"scenario": {"dataset": "synthetic", "partition": "iid", "clients": 6, "spread": 30.0},
-                         "treatment": treatment, "seed": s, "lr": 0.1, "concurrency": 6, "max_importance_weight": 1.0,
-                         "time_budget": 100.0, "predicted": {"time_to_accuracy": pred},
-                         "measured": {"final_accuracy": 0.8, "diverged": False, "diverged_at_time": None,
-                                      "curves": {"time": times,
-                                                 "test_accuracy": [0.2 if t < reach + s else 0.9 for t in times]}}})
+    for part in preset.partitions:
+        arms = (("asyncsgd", 55.0, 10.0), ("p2", 25.0, 5.0)) + ((("p2-clip4", 35.0, 5.0),) if part == "dir0.2" else ())
+        for treatment, reach, pred in arms:
+            for s in range(4):
+                times = list(np.linspace(10, 100, 10))
+                recs.append({"scenario": {"dataset": "synthetic", "partition": part, "clients": 6, "spread": 30.0},
+                             "treatment": treatment, "seed": s, "lr": 0.1, "concurrency": 6,
+                             "max_importance_weight": 1.0, "time_budget": 100.0,
+                             "predicted": {"time_to_accuracy": pred},
+                             "measured": {"final_accuracy": 0.8, "diverged": False, "diverged_at_time": None,
+                                          "curves": {"time": times,
+                                                     "test_accuracy": [0.2 if t < reach + s else 0.9 for t in times]}}})
     with captured(monkeypatch, figures) as figs:
         made = figures.paper_figures(preset, sel, recs, summarize_paper(preset, sel, recs), tmp_path)
     assert set(figs) == {"hand_accuracy", "hand_time_ratios", "hand_predicted_vs_measured"} and len(made) == 3
-    assert figs["hand_accuracy"]["bands"] == {"synthetic data, IID split, n = 6": 2}
+    assert figs["hand_accuracy"]["bands"] == {"synthetic data, IID split": 2, "synthetic data, Dirichlet α = 0.2": 3}
+    assert "mean over 4 seeds" in figs["hand_accuracy"]["legend_titles"][0]
+    clip = "P2 with weights clipped at 4 (biased)"
+    for stem in figs:
+        assert clip in figs[stem]["legend"], stem  # the safeguard of the second scenario is named
+    assert "over 4 seeds" in figs["hand_time_ratios"]["legend_titles"][0]
+    assert any("predicted by the proxy" in t for t in figs["hand_predicted_vs_measured"]["legend"])
+    assert any("over 4 seeds" in t for t in figs["hand_predicted_vs_measured"]["legend"])

@@ -16,7 +16,7 @@ A second oracle tests the best case of Marie's method, the other MVA-family rout
 service (docs/theory.md section 9.8): each client's departure rate given the number of tasks it
 holds, ``r_i(k)``, is *measured* in a simulation of the system itself (at ``m``; a seed of its
 own), and the delays are the arrival-theorem delays of the load-dependent product-form network
-with those rates (:func:`aflqueue.queueing.load_dependent.load_dependent_mean_queues`).
+with those rates (:func:`validation.approx.load_dependent.load_dependent_mean_queues`).
 
 A third, the *queue-state projection* (:func:`projected_delays`), keeps the simulated path's
 queue lengths and replaces each client's true departure intensity by its mean given its queue:
@@ -210,7 +210,7 @@ def run_marie_point(args: tuple[int, int]) -> dict[str, Any]:
     projection along the simulated path (``projected_delay``, :func:`projected_delays`) and the
     delays simulated on that path (``path_delay``); each type's rate profile ``r(k) / r(1)``
     (pooled over the type's clients) and both throughputs."""
-    from aflqueue.queueing.load_dependent import load_dependent_mean_queues
+    from validation.approx.load_dependent import load_dependent_mean_queues
     from aflqueue.sim import simulate
     from aflqueue.sim.estimate import departure_rates_by_queue
 

@@ -374,7 +374,7 @@ def _proxy(problem: Any, p: np.ndarray, lam: float, delays: np.ndarray, tau: flo
 
 def run_optimisation(spec: tuple, index: int, quick: bool) -> dict[str, Any]:
     """Optimise the wall-clock proxy with each analysis and simulate both routings (item 3)."""
-    from aflqueue.optimize import OptimizationProblem, optimize
+    from aflqueue.optimization import OptimizationProblem, optimize
     from aflqueue.queueing import analyze
     from aflqueue.queueing.approx import approx_analyze
 

@@ -1,4 +1,4 @@
-"""The figures of closed forms vs simulation, in the toolkit's one style (:mod:`aflqueue.plots`),
+"""The figures of closed forms vs simulation, in the toolkit's one style (:mod:`aflqueue.style`),
 from the saved results dict of :func:`validation.closed_forms.experiment.run_closed_forms`."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-from aflqueue.plots import (GREY, LIGHT_GREY, LINESTYLES, MARKERS, as_array, colour, finite, legend_below,
-                            legend_entries, panel_grid, save_figure, styled, subplots, wrap)
+from aflqueue.style import (GREY, LIGHT_GREY, LINESTYLES, MARKERS, as_array, colour, finite, legend_below,
+                            guide, legend_entries, log_axis, panel_grid, save_figure, styled, subplots)
 
 __all__ = ["closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_forms_delay_law", "closed_forms_figures"]
 
@@ -18,6 +20,27 @@ __all__ = ["closed_forms_delay_scatter", "closed_forms_cv_deviation", "closed_fo
 # One marker/colour per service law (by label), stable across figures.
 _LAW_ORDER = ("exponential", "deterministic", "gamma cv=0.5", "lognormal cv=0.5", "lognormal cv=1.5",
               "lognormal cv=3", "weibull k=0.7")
+
+
+#: Short panel titles of the committed scenarios (their full descriptions are in the report).
+_SHORT = {"example": "example: 5 at rate 1, 5 at 0.1, m = 10",
+          "five_types": "five device types, uniform, m = 20",
+          "five_types_sqrt": r"five types, $p_i \propto \sqrt{\mu_i}$, m = 20",
+          "ms_fifo": "example + FIFO links, FIFO server",
+          "ms_delay_links": "example + delay links, FIFO server",
+          "ms_delay_server": "example + FIFO links, delay server",
+          "small3": "3 clients (rates 1, 0.5, 0.2), m = 4",
+          "small_multistage": "2 clients, FIFO links and server, m = 3"}
+
+
+def _short(name: str, entry: Mapping[str, Any]) -> str:
+    """Panel title of a scenario: its short name, else its own title."""
+    return _SHORT.get(name) or entry.get("title") or name
+
+
+def _batches(results: Mapping[str, Any]) -> str:
+    b = (results.get("meta") or {}).get("batches")
+    return f"{b} batch means of one run" if b else "batch means of one run"
 
 
 _FAMILY_MARKERS = {"exponential": "o", "deterministic": "s", "gamma": "D", "lognormal": "^", "weibull": "X",
@@ -31,57 +54,56 @@ def _law_style(label: str, index_hint: int = 0) -> tuple[str, Any]:
 
 
 def closed_forms_delay_scatter(results: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Simulated vs closed-form ``E[D_i]`` (updates), log-log, one panel per scenario.
+    """Simulated over closed-form ``E[D_i]`` per client against the closed form (log), one panel
+    per scenario: 1 is exact agreement, and the deviation of each compute-time law reads off the
+    vertical axis (a scatter of simulated against closed-form values hides it on the diagonal).
 
-    Error bars are the 95% confidence intervals; the diagonal is exact agreement. One marker and
-    colour per compute-time law. Reads ``results["scenarios"][name]["runs"][k]["comparisons"]``.
+    Error bars are the 95% confidence intervals from the batch means of one long run. One marker
+    and colour per compute-time law, the laws side by side around each client's closed form.
+    Reads ``results["scenarios"][name]["runs"][k]["comparisons"]``.
     """
-    from matplotlib.ticker import NullFormatter
-
     scen = results["scenarios"]
     names = [n for n, sc in scen.items() if sc.get("runs")]
     if not names:
         raise ValueError("closed_forms_delay_scatter: no scenario with runs in the results")
     nrows, ncols = panel_grid(len(names))
     with styled():
-        fig, axes = subplots(nrows, ncols, panel=(2.8, 2.7))
+        fig, axes = subplots(nrows, ncols, width="double", panel_height=1.75, sharey=True)
         for ax, name in zip(axes.flat, names):
-            lo_all, hi_all = math.inf, 0.0
-            for k, run in enumerate(scen[name]["runs"]):
+            runs = scen[name]["runs"]
+            xs: list[float] = []
+            for k, run in enumerate(runs):
                 label = run["law"]["label"]
                 rows = [r for r in run["comparisons"] if r["metric"] == "relative_delay"
                         and finite(r["closed_form"]) and finite(r["sim_mean"]) and r["closed_form"] > 0]
                 if not rows:
                     continue
                 x = np.array([r["closed_form"] for r in rows])
-                y = np.array([r["sim_mean"] for r in rows])
-                lo = np.array([r["ci"][0] if r["ci"] and finite(r["ci"][0]) else r["sim_mean"] for r in rows])
-                hi = np.array([r["ci"][1] if r["ci"] and finite(r["ci"][1]) else r["sim_mean"] for r in rows])
-                lo = np.maximum(lo, 0.5 * y)  # a log axis cannot show a non-positive lower bound
+                cf = x.copy()
+                y = np.array([r["sim_mean"] for r in rows]) / cf
+                lo = np.array([r["ci"][0] if r["ci"] and finite(r["ci"][0]) else r["sim_mean"] for r in rows]) / cf
+                hi = np.array([r["ci"][1] if r["ci"] and finite(r["ci"][1]) else r["sim_mean"] for r in rows]) / cf
                 marker, col = _law_style(label, k)
-                ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt=marker, color=col, ms=3.5, mfc="none", mew=0.9,
-                            elinewidth=0.7, capsize=0, label=label)
-                lo_all, hi_all = min(lo_all, x.min(), lo.min()), max(hi_all, x.max(), hi.max())
-            if hi_all > 0:
-                # at least ~1.5 decades so that log ticks stay readable on narrow ranges
-                centre = math.sqrt(lo_all * hi_all)
-                half = max(math.sqrt(hi_all / lo_all) * 1.5, 10 ** 0.75)
-                span = np.array([centre / half, centre * half])
-                ax.plot(span, span, color=GREY, lw=0.8, ls="--", zorder=0, label="simulation = closed form")
-                ax.set_xlim(*span)
-                ax.set_ylim(*span)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):
-                axis.set_minor_formatter(NullFormatter())
-            ax.set_title(wrap(scen[name].get("title") or name, 42), fontsize=8)
+                dx = 10.0 ** ((k - (len(runs) - 1) / 2) * 0.035)  # laws side by side around each client
+                ax.errorbar(x * dx, y, yerr=[y - lo, hi - y], fmt=marker, color=col, ms=2.8, mfc="none", mew=0.7,
+                            elinewidth=0.6, capsize=0, label=label)
+                xs += list(x)
+            ax.axhline(1.0, color=GREY, lw=0.8, ls="--", zorder=0, label="simulation = closed form")
+            if xs:
+                lo_x, hi_x = min(xs), max(xs)
+                pad = max(math.sqrt(hi_x / lo_x) * 1.4, 10 ** 0.6)
+                ax.set_xlim(math.sqrt(lo_x * hi_x) / pad, math.sqrt(lo_x * hi_x) * pad)
+            log_axis(ax, "x")
+            ax.set_title(_short(name, scen[name]))
             ax.set_xlabel("closed-form $E[D_i]$ (updates)")
-            ax.set_ylabel("simulated $E[D_i]$ (updates)")
+        for row in axes:
+            row[0].set_ylabel("simulated / closed form (ratio)")
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
         handles, labels = legend_entries(axes)
-        legend_below(fig, handles, labels, ncol=4, title="compute-time law (bars: 95% confidence intervals)")
-        fig.suptitle("Relative delay per client: simulation against the closed form")
+        legend_below(fig, handles, labels, ncol=4,
+                     title=f"compute-time law; bars: 95% confidence intervals from {_batches(results)}")
+        fig.suptitle("Relative delay per client: simulation over the closed form")
         return save_figure(fig, out_dir, "closed_forms_delay_scatter")
 
 
@@ -106,12 +128,12 @@ def closed_forms_cv_deviation(results: Mapping[str, Any], out_dir: str | Path) -
     if not scen:
         raise ValueError("closed_forms_cv_deviation: no single-stage scenario in the results")
     with styled():
-        fig, axes = subplots(1, 2, panel=(3.7, 3.4))
+        fig, axes = subplots(1, 2, width="double", panel_height=2.1)
         axes = axes[0]
         fam_handles: dict[str, Any] = {}
-        scen_handles: dict[str, Any] = {}
         for c, (name, sc) in enumerate(scen.items()):
             col = colour(c)
+            title = _short(name, sc)
             pts: list[list[tuple[float, float, float, float, str]]] = [[], []]
             for run in sc["runs"]:
                 cv = run["law"]["cv"]
@@ -124,26 +146,28 @@ def closed_forms_cv_deviation(results: Mapping[str, Any], out_dir: str | Path) -
             for k, ax in enumerate(axes):
                 for cv, mid, lo, hi, fam in pts[k]:
                     ax.errorbar([cv], [mid], yerr=[[mid - lo], [hi - mid]], fmt=_FAMILY_MARKERS.get(fam, "o"),
-                                color=col, mfc="none" if fam != "exponential" else col, ms=4.5,
-                                mew=0.9, elinewidth=0.8, capsize=1.5)
-                    fam_handles.setdefault(fam, ax.plot([], [], _FAMILY_MARKERS.get(fam, "o"), color=GREY,
-                                                        mfc="none")[0])
+                                color=col, mfc="none" if fam != "exponential" else col, ms=4, mew=0.9,
+                                elinewidth=0.8, capsize=1.5, label=title)
+                    fam_handles.setdefault(fam, Line2D([], [], ls="none", marker=_FAMILY_MARKERS.get(fam, "o"),
+                                                       color=GREY, mfc="none" if fam != "exponential" else GREY))
                 line = sorted((p for p in pts[k] if p[4] in ("deterministic", "exponential", "lognormal")),
                               key=lambda p: p[0])
                 if line:
-                    h = ax.plot([p[0] for p in line], [p[1] for p in line], color=col, lw=0.9, alpha=0.8)[0]
-                    scen_handles.setdefault(wrap(sc.get("title") or name, 40), h)
+                    guide(ax.plot([p[0] for p in line], [p[1] for p in line], color=col, lw=0.9, alpha=0.8,
+                                  label=title)[0])
         for ax, title in zip(axes, ("throughput", "mean $E[D]$ of the slowest clients")):
-            ax.axhline(0.0, color=GREY, lw=0.8)
-            ax.axvline(1.0, color=LIGHT_GREY, lw=0.8, ls=":")
-            ax.set_xlabel("compute-time CV (std / mean, dimensionless)")
+            ax.axhline(0.0, color=GREY, lw=0.8, label="no deviation")
+            ax.axvline(1.0, color=LIGHT_GREY, lw=0.8, ls=":", label="CV = 1: exponential, product form exact")
+            ax.set_xlabel("compute-time CV (std / mean)")
             ax.set_ylabel("deviation from closed form (%)")
             ax.set_title(f"{title}: simulated vs closed form")
             ax.set_xlim(left=-0.15)
-        handles = list(scen_handles.values()) + list(fam_handles.values())
-        labels = list(scen_handles) + [f"law: {f}" for f in fam_handles]
-        legend_below(fig, handles, labels, ncol=2)
-        fig.suptitle("Product form is exact at CV = 1 (dotted); other laws bias it")
+        handles, labels = legend_entries(axes)
+        labels += [f"law: {f}" for f in fam_handles]
+        handles += list(fam_handles.values())
+        legend_below(fig, handles, labels, ncol=3, title=f"scenario (colour), law (marker); bars: 95% confidence "
+                                                         f"intervals from {_batches(results)}")
+        fig.suptitle("The product form is exact at CV = 1; other compute-time laws bias it")
         return save_figure(fig, out_dir, "closed_forms_cv_deviation")
 
 
@@ -157,7 +181,7 @@ def closed_forms_delay_law(results: Mapping[str, Any], out_dir: str | Path) -> l
     if not dd:
         raise ValueError("closed_forms_delay_law: no delay_distribution entry in the results")
     with styled():
-        fig, axes = subplots(1, len(dd), panel=(3.4, 2.8))
+        fig, axes = subplots(1, len(dd), width="double" if len(dd) > 1 else "single", panel_height=2.0)
         for ax, (name, rec) in zip(axes.flat, dd.items()):
             for k, c in enumerate(rec["clients"]):
                 col = colour(k)
@@ -167,18 +191,22 @@ def closed_forms_delay_law(results: Mapping[str, Any], out_dir: str | Path) -> l
                 tail_ex = ex[::-1].cumsum()[::-1]
                 tail_em = em[::-1].cumsum()[::-1]
                 keep = tail_ex > 1e-7
-                ax.plot(d[keep], tail_ex[keep], color=col, lw=1.0, ls=LINESTYLES[k % len(LINESTYLES)],
-                        label=f"client {c['name']}")
+                label = f"client {c['name']}"
+                guide(ax.plot(d[keep], tail_ex[keep], color=col, lw=1.0, ls=LINESTYLES[k % len(LINESTYLES)],
+                              label=label)[0])
                 ok = tail_em > 0
-                ax.plot(d[ok], tail_em[ok], MARKERS[k % len(MARKERS)], color=col, ms=2.5, mfc="none", mew=0.7)
-            ax.plot([], [], "-", color=GREY, lw=1.0, label="exact (tagged-task CTMC)")
-            ax.plot([], [], "o", color=GREY, ms=2.5, mfc="none", mew=0.7, label="simulated")
-            ax.set_yscale("log")
+                ax.plot(d[ok], tail_em[ok], MARKERS[k % len(MARKERS)], color=col, ms=2.5, mfc="none", mew=0.7,
+                        label=label)
+            log_axis(ax, "y")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("relative delay $d$ (updates)")
             ax.set_ylabel(r"tail $P(D_i \geq d)$ (probability)")
-            ax.set_title(wrap(f"{rec.get('title') or name} ({rec['updates']:,} updates)", 46), fontsize=8)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-        fig.suptitle("Law of the relative delay: exact chain vs simulation")
+            ax.set_title(f"{_short(name, rec)} ({rec['updates']:,} updates)")
+        handles, labels = legend_entries(axes)
+        keys = [Line2D([], [], color=GREY, lw=1.0), Line2D([], [], ls="none", marker="o", color=GREY, ms=2.5,
+                                                           mfc="none", mew=0.7)]
+        legend_below(fig, keys + handles, ["exact (tagged-task CTMC): lines", "simulated: markers"] + labels, ncol=5)
+        fig.suptitle("Law of the relative delay: exact chain against simulation")
         return save_figure(fig, out_dir, "closed_forms_delay_law")
 
 

@@ -127,7 +127,7 @@ def _prepared(speed: str, partition: str, routing: str, seed: int):
     the routing optimisation are shared by every algorithm of the cell)."""
     import torch
 
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.config import with_updates
     from aflqueue.pipeline import build_data_and_model, build_system, prepare
     from aflqueue.protocol import target_epsilon, time_budget

@@ -192,9 +192,9 @@ def run_cell(cell: Cell, preset: Preset, data_root: str | None = None, device: s
 
     import torch
 
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.config import with_updates
-    from aflqueue.optimize import OptimizationProblem, assess
+    from aflqueue.optimization import OptimizationProblem, assess
     from aflqueue.outcomes import split_timings, time_to_target
     from aflqueue.pipeline import build_data_and_model, build_system, prepare, train
     from aflqueue.protocol import target_epsilon, time_budget

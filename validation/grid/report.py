@@ -306,7 +306,7 @@ def write_report(records: list[dict[str, Any]], path: str | Path, figures_dir: s
           "`tau` (the time AsyncSGD, uniform routing with `m = n`, needs for the data set's `U0` updates); "
           "accuracy and loss are those of the server model at `tau`. Gains are paired by seed (same data "
           "split, initial model and random streams). Intervals are 95% t-intervals over seeds. Proxy "
-          "constants are calibrated at the initial model of each run (`aflqueue.calibrate`).", ""]
+          "constants are calibrated at the initial model of each run (`aflqueue.calibration`).", ""]
     L += ["## Headline: wall-clock-optimal routing (P2) vs AsyncSGD", "",
           "Criteria of the issue: at least **10% relative accuracy** at equal time, or at least **29% less time** "
           "to the target accuracy (time ratio <= 0.71). 'Met' uses the point estimate; 'CI excludes' means the whole "

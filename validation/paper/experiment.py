@@ -228,9 +228,9 @@ def paper_run(args: tuple) -> dict[str, Any]:
 
     import torch
 
-    from aflqueue.calibrate import calibrate
+    from aflqueue.calibration import calibrate
     from aflqueue.config import TrainConfig, with_updates
-    from aflqueue.optimize import OptimizationProblem, assess
+    from aflqueue.optimization import OptimizationProblem, assess
     from aflqueue.pipeline import build_data_and_model, build_system, prepare, train
     from aflqueue.protocol import largest_importance_weight, target_epsilon, time_budget
 

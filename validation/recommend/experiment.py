@@ -1,7 +1,7 @@
 """The recommendation on held-out regimes (PROTOCOL.md): the regimes, the runs and their stages.
 
 Per regime: AsyncSGD's learning rate is tuned (rates extended out of every edge), the target is
-fixed from it, :func:`aflqueue.recommend.recommend` chooses an operating point from its own pilots
+fixed from it, :func:`aflqueue.recommendation.recommend` chooses an operating point from its own pilots
 (its prediction saved before any evaluation run), then both arms -- and, where AsyncSGD is kept,
 the best finalist -- train on the evaluation seeds. Every run is a resumable job stamped with the
 package's code and this folder's (:func:`aflqueue.jobs.run_jobs`).
@@ -221,7 +221,7 @@ def run_recommendations(regimes: Sequence[Regime], out: Path, *, backend: str = 
                         progress: Callable[[str], None] | None = print) -> dict[str, dict[str, Any]]:
     """Each regime's recommendation, saved (``recommendations/<id>.json``) before any of its
     evaluation runs; a saved one is read back, never recomputed."""
-    from aflqueue.recommend import job_runner, recommend
+    from aflqueue.recommendation import job_runner, recommend
 
     recs = {}
     for r in regimes:

@@ -11,7 +11,7 @@ import numpy as np
 from aflqueue.io import atomic_write, read_json
 from aflqueue.jobs import JobStore, code_versions
 from aflqueue.outcomes import time_to_target
-from aflqueue.recommend import conformal_quantile
+from aflqueue.recommendation import conformal_quantile
 from aflqueue.stats import holm, sign_flip_test, t_quantile
 from validation.recommend.experiment import HELD_IN, HELD_OUT, Regime
 

@@ -1,4 +1,4 @@
-"""Closed networks of load-dependent stations (aflqueue.queueing.load_dependent)."""
+"""Closed networks of load-dependent stations (validation/approx/load_dependent.py: the delay-oracle study's)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from aflqueue import System
 from aflqueue.queueing import analyze
-from aflqueue.queueing.load_dependent import load_dependent_mean_queues
+from validation.approx.load_dependent import load_dependent_mean_queues
 
 
 def _brute_force(p: np.ndarray, r: np.ndarray, m: int) -> tuple[float, np.ndarray]:

@@ -106,9 +106,9 @@ def build(case: Case):
 
     Each class has a random template; a sample is its class's template plus Gaussian noise of
     standard deviation ``case.noise``, so the task is learnable but not trivial."""
-    from ..system import System
-    from ..sim import simulate
-    from .data import Dataset, FederatedData
+    from aflqueue.system import System
+    from aflqueue.sim import simulate
+    from aflqueue.fl.data import Dataset, FederatedData
 
     g = torch.Generator().manual_seed(case.seed)
     templates = torch.randn(case.num_classes, *case.input_shape, generator=g)
@@ -172,10 +172,10 @@ def replay(case: Case, built, device: str = "cpu", *, batched: bool = False, dty
 
     ``minibatch_seed`` (default ``case.seed``) seeds the tasks' minibatches only; the initial
     model always comes from ``case.seed``. The test set is evaluated four times."""
-    from .algorithms.asyncsgd import GeneralizedAsyncSGD
-    from .engine import EngineSettings, TraceTrainer
-    from .local import LocalConfig
-    from .models import build_model
+    from aflqueue.fl.algorithms.asyncsgd import GeneralizedAsyncSGD
+    from aflqueue.fl.engine import EngineSettings, TraceTrainer
+    from aflqueue.fl.local import LocalConfig
+    from aflqueue.fl.models import build_model
 
     dtypes = {"float32": torch.float32, "float64": torch.float64}
     if dtype not in dtypes:
@@ -213,8 +213,8 @@ def task_deltas(case: Case, built, device: str = "cpu", *, tasks: int = 64, batc
     from the same start model (default: the case's initial model) with its own minibatches, on
     ``device``, one by one or all at once (``torch.func.vmap``). No trajectory: each row depends
     on its task alone, so rounding cannot build up."""
-    from .local import ClientData, LocalConfig, ParamSpec, task_batches, train_batched, train_serial
-    from .models import build_model
+    from aflqueue.fl.local import ClientData, LocalConfig, ParamSpec, task_batches, train_batched, train_serial
+    from aflqueue.fl.models import build_model
 
     data, _, trace = built
     dt = {"float32": torch.float32, "float64": torch.float64}[dtype]

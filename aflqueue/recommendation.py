@@ -2,7 +2,6 @@
 
 The optimiser proposes *candidates* (routing, concurrency and weight cap, each from one proxy of
 sections 5, 6 and 11); short training runs on a validation split decide among them:
-
 1. **Successive halving.** Every candidate is tried at three learning rates around its own
    (``lr x step ratio``), on a short budget; the best third of the arms go on to a budget three
    times longer; a candidate whose best rate sits at the edge of the rates it tried gets the next
@@ -26,8 +25,8 @@ it. Pilot runs are resumable jobs keyed by the content of their configuration.
 
 from __future__ import annotations
 
-import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,9 +36,9 @@ import numpy as np
 
 from ._results import Result
 from .bounds import ProxyConstants
-from .calibrate import calibrate
+from .calibration import calibrate
 from .config import TrainConfig, with_updates
-from .errors import ValidationError, require
+from .errors import require
 from .io import json_digest, read_json
 from .jobs import JobStore, run_jobs
 from .optimization import OptimizationProblem, optimize
@@ -303,7 +302,6 @@ def arm_config(cfg: TrainConfig, c: Candidate, lr: float, budget: float, seed: i
 def pilot_run(config: dict[str, Any]) -> dict[str, Any]:
     """One pilot (a job of :func:`aflqueue.jobs.run_jobs`): train on the validation split and
     return the curves, the score (mean validation accuracy over the run's budget) and the cost."""
-    import tempfile
 
     from .pipeline import prepare, train
 
@@ -525,17 +523,17 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
               output: str | Path | None = None, backend: str = "serial", workers: int | None = None,
               runner: Runner | None = None, constants: ProxyConstants | None = None,
               candidates: Sequence[Candidate] | None = None, updates_of: UpdatesOf | None = None,
-              progress: Callable[[str], None] | None = None) -> Recommendation:
+              batched: bool = False, progress: Callable[[str], None] | None = None) -> Recommendation:
     """Choose an operating point for ``cfg`` from pilot runs (module docstring; section 12).
 
     ``updates``: ``U0``, the AsyncSGD updates whose expected time is the budget (default
     ``cfg.run.updates``; ``cfg.run.time_budget``, when set, is the budget itself). The pilots are
-    resumable jobs under ``output`` (a temporary folder when None) on ``backend``; ``runner``
+    resumable jobs under ``output`` (a temporary folder when None) on ``backend``, replica-batched
+    with ``batched`` (:func:`job_runner`); ``runner``
     replaces that (e.g. replica-batched training); ``constants``: the proxy constants the
     candidates are optimised with (default: calibrated at the initial model); ``candidates``: the
     operating points to try instead of those of ``names`` (one must be named ``"asyncsgd"``);
     ``updates_of``: how many updates a pilot applies (default: counted on its schedule)."""
-    import tempfile
 
     t0 = time.perf_counter()
     require(cfg.data.validation_fraction > 0, "data.validation_fraction",
@@ -567,7 +565,7 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
     log: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aflqueue-pilots-") as tmp:
         run = runner or job_runner(output if output is not None else tmp, backend=backend, workers=workers,
-                                   progress=progress)
+                                   progress=progress, batched=batched)
         best = _halving(cfg, cands, budget, plan, run, log, cost, count)
         target, finalists = _final(cfg, cands, best, budget, plan, run, log)
     return _decide(cands, best, finalists, target, budget, log, cost, calibration, constants, time.perf_counter() - t0)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._results import Result
 from .bounds import ProxyConstants
 from .errors import ValidationError, require
 
@@ -43,8 +44,8 @@ def _spread(values: Sequence[float]) -> dict[str, Any]:
             "min": float(v.min()), "max": float(v.max()), "values": [float(x) for x in v]}
 
 
-@dataclass(frozen=True, eq=False)
-class Calibration:
+@dataclass(frozen=True, eq=False, repr=False)
+class Calibration(Result):
     """Estimated constants and their spread.
 
     Attributes:
@@ -52,15 +53,43 @@ class Calibration:
         spread: per constant ``{"mean", "std", "min", "max", "values"}`` (per client for
             Delta/sigma2/M2/G2, per direction for L).
         settings: the estimation settings (batch size, batches, directions, radius, seed, loss).
+
+    :meth:`to_frame` has one row per constant (index: its name) with the estimate and its spread.
     """
 
     constants: ProxyConstants
     spread: dict[str, dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)
 
+    frame_index = "constant"
+
+    def title(self) -> str:
+        return f"Calibration at the initial model ({self.settings.get('clients', '?')} clients)"
+
+    def __repr__(self) -> str:
+        from ._results import result_repr
+
+        return result_repr(self.title(), [(k, getattr(self.constants, k)) for k in _NAMES]
+                           + [("settings", self.settings)])
+
     def to_dict(self) -> dict[str, Any]:
-        return {"constants": {k: getattr(self.constants, k) for k in ("Delta", "L", "sigma2", "M2", "G2")},
-                "spread": self.spread, "settings": self.settings}
+        return {"constants": {k: getattr(self.constants, k) for k in _NAMES}, "spread": self.spread,
+                "settings": self.settings}
+
+    def frame_columns(self) -> dict[str, np.ndarray]:
+        cols = {"estimate": np.asarray([getattr(self.constants, k) for k in _NAMES], dtype=float)}
+        for stat in ("std", "min", "max"):
+            cols[stat] = np.asarray([self.spread.get(k, {}).get(stat, math.nan) for k in _NAMES], dtype=float)
+        return cols
+
+    def to_frame(self) -> Any:
+        df = super().to_frame()
+        df.index = list(_NAMES)
+        df.index.name = self.frame_index
+        return df
+
+
+_NAMES = ("Delta", "L", "sigma2", "M2", "G2")
 
 
 class _LossModel:
