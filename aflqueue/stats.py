@@ -12,8 +12,9 @@ fits depends on the quantity (docs/theory.md section 8):
 
 Many comparisons at once: :func:`familywise_confidence` (the Bonferroni level of each interval)
 and :func:`bonferroni_threshold` (the matching family-wise quantile of a t statistic). Rank
-correlations: :func:`spearman`, its permutation tests and the noise ceiling of a correlation
-against noisy measurements (:func:`spearman_noise_ceiling`).
+correlations: :func:`spearman`, its permutation tests (exact, every pairing enumerated, up to 12
+pairs; else 10^6 seeded draws) and the noise ceiling of a correlation against noisy measurements
+(:func:`spearman_noise_ceiling`).
 
 All functions ignore non-finite and ``None`` values and say how many values they used.
 """
@@ -31,6 +32,7 @@ __all__ = ["Estimate", "Estimates", "t_quantile", "t_interval", "log_ratio_inter
            "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "familywise_confidence", "z_score",
            "spearman",
            "PermutationTest", "spearman_permutation_test", "stratified_spearman_permutation_test",
+           "spearman_critical_value",
            "NoiseCeiling", "spearman_noise_ceiling", "sign_flip_test", "holm"]
 
 
@@ -273,12 +275,18 @@ class PermutationTest:
 
     Attributes:
         statistic: the observed value (a Spearman correlation, or a mean of them).
-        p_value: ``(1 + #{permuted >= observed}) / (1 + resamples)`` for ``alternative =
-            "greater"`` (``<=`` for ``"less"``, ``|.| >=`` for ``"two-sided"``); NaN when the
-            statistic is undefined.
+        p_value: exact (``exact`` True): the share of *all* equally likely rearrangements, the
+            observed one included, whose statistic is at least as extreme as the observed one
+            (``>=`` for ``alternative = "greater"``, ``<=`` for ``"less"``, ``|.| >=`` for
+            ``"two-sided"``; ties with the observed value count against it). Drawn (``exact``
+            False): ``(1 + #{drawn at least as extreme}) / (1 + resamples)`` (the observed
+            arrangement counts as one draw, so the p-value is never 0). NaN when the statistic is
+            undefined.
         n: number of pairs (or of groups, for the stratified test) it rests on.
-        resamples: permutations drawn (seeded).
+        resamples: rearrangements counted: all of them when ``exact`` (``n!`` pairings, ``2^n``
+            sign vectors), else the seeded random draws.
         alternative: ``"greater"``, ``"less"`` or ``"two-sided"``.
+        exact: True when the null distribution was enumerated (no Monte-Carlo error).
     """
 
     statistic: float
@@ -286,11 +294,23 @@ class PermutationTest:
     n: int
     resamples: int
     alternative: str
+    exact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"statistic": self.statistic if math.isfinite(self.statistic) else None,
                 "p_value": self.p_value if math.isfinite(self.p_value) else None, "n": self.n,
-                "resamples": self.resamples, "alternative": self.alternative}
+                "resamples": self.resamples, "alternative": self.alternative, "exact": self.exact}
+
+
+#: Largest number of pairs whose ``n!`` pairings :func:`spearman_permutation_test` enumerates
+#: (12! = 479,001,600: seconds, compiled, once per pattern of ties); beyond it, :data:`PERMUTATION_DRAWS` seeded draws.
+SPEARMAN_EXACT_MAX = 12
+#: Seeded random rearrangements of a permutation test whose null distribution is not enumerated:
+#: a p-value near 0.05 then carries a Monte-Carlo standard error of 0.0002.
+PERMUTATION_DRAWS = 10**6
+#: Random numbers drawn per block (bounded memory). Blocks are whole rows of one C-ordered stream,
+#: so the permutations, and every p-value, do not depend on the block size.
+_BLOCK_VALUES = 1 << 21
 
 
 def _p_value(observed: float, null: np.ndarray, alternative: str) -> float:
@@ -307,17 +327,119 @@ def _p_value(observed: float, null: np.ndarray, alternative: str) -> float:
     return (1 + hits) / (1 + null.size)
 
 
-def _permuted_correlations(a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Spearman correlations of ``a`` with ``resamples`` random permutations of ``b`` (shape
-    ``(resamples,)``): Pearson correlations of the ranks, the ranks of ``b`` permuted."""
+def _random_permutations(rng: np.random.Generator, size: int, draws: int):
+    """``draws`` seeded uniform permutations of ``range(size)``, in blocks of rows (each block an
+    ``(rows, size)`` index array): the argsort of a row of uniform numbers, one row per permutation
+    (as :func:`_stratified_block` reads them)."""
+    rows = max(1, _BLOCK_VALUES // max(size, 1))
+    for start in range(0, draws, rows):
+        yield np.argsort(rng.random((min(rows, draws - start), size)), axis=1)
+
+
+def _doubled_ranks(v: np.ndarray) -> np.ndarray:
+    """Twice the average ranks of ``v`` (ties share the mean of their ranks, a multiple of 1/2), as
+    exact integers."""
     from scipy.stats import rankdata
 
-    ra, rb = rankdata(a), rankdata(b)
-    ra = (ra - ra.mean()) / np.linalg.norm(ra - ra.mean())
-    rb = rb - rb.mean()
-    perms = np.argsort(rng.random((resamples, rb.size)), axis=1)
-    pb = rb[perms]
-    return (pb @ ra) / np.linalg.norm(pb, axis=1)
+    return np.rint(2.0 * rankdata(v)).astype(np.int64)
+
+
+def _extreme(d: np.ndarray, d_obs: int, alternative: str) -> np.ndarray:
+    """Which of the integer statistics ``d`` are at least as extreme as ``d_obs`` (a boolean mask)."""
+    if alternative == "greater":
+        return d >= d_obs
+    if alternative == "less":
+        return d <= d_obs
+    return np.abs(d) >= abs(d_obs)
+
+
+def _heap_histogram(rx: np.ndarray, ry: np.ndarray, hist: np.ndarray) -> None:
+    """Add to ``hist[s]`` one count per ordering ``q`` of ``ry`` (all ``n!`` of them) with
+    ``s = sum_i rx_i q_i`` (non-negative integers; ``hist`` long enough for the largest sum).
+
+    Heap's algorithm visits every ordering by one swap of two entries from the last, and a swap of
+    entries ``j`` and ``i`` changes the sum by ``(rx_j - rx_i)(q_i - q_j)``: O(1) per ordering.
+    Compiled by :func:`_kernel` (numba, no fastmath: integer arithmetic)."""
+    n = rx.size
+    q = ry.copy()
+    c = np.zeros(n, dtype=np.int64)
+    s = 0
+    for k in range(n):
+        s += rx[k] * q[k]
+    hist[s] += 1
+    i = 1
+    while i < n:
+        if c[i] < i:
+            j = 0 if i % 2 == 0 else c[i]
+            s += (rx[j] - rx[i]) * (q[i] - q[j])
+            t = q[j]
+            q[j] = q[i]
+            q[i] = t
+            hist[s] += 1
+            c[i] += 1
+            i = 1
+        else:
+            c[i] = 0
+            i += 1
+
+
+def _stratified_block(u: np.ndarray, ra: np.ndarray, rb: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """Add to ``out[r]`` the correlation ``scale sum_j rb[perm_r[j]] ra[j]`` of each row ``r`` of
+    uniforms ``u`` (shape ``(rows, k)``), where ``perm_r`` sorts row ``r`` (the permutation
+    ``numpy.argsort`` gives; equal uniforms, which have probability ~1e-15, keep their order).
+
+    An insertion sort of the indices per row (a few comparisons for the handful of routings of a
+    regime; a merge sort beyond 16), then the sum in the order of ``rb[perm] @ ra``. Compiled by
+    :func:`_kernel`."""
+    rows, k = u.shape
+    idx = np.empty(k, dtype=np.int64)
+    for r in range(rows):
+        if k > 16:  # insertion sort is quadratic: a merge sort (stable) for large groups
+            idx[:] = np.argsort(u[r], kind="mergesort")
+        else:
+            for i in range(k):
+                v = u[r, i]
+                j = i
+                while j > 0 and u[r, idx[j - 1]] > v:
+                    idx[j] = idx[j - 1]
+                    j -= 1
+                idx[j] = i
+        s = 0.0
+        for j in range(k):
+            s += rb[idx[j]] * ra[j]
+        out[r] += scale * s
+
+
+#: The compiled kernels, once per process.
+_COMPILED: dict[str, Any] = {}
+#: Exact null distributions already enumerated, by the two multisets of doubled ranks (it depends on
+#: nothing else): tests on untied data of one size share one enumeration. Bounded.
+_NULLS: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
+_NULLS_KEPT = 64
+
+
+def _kernel(fn: Any) -> Any:
+    """``fn`` compiled with numba (machine code cached on disk), once per process."""
+    if fn.__name__ not in _COMPILED:
+        # lazy: numba (~0.2 s to import, seconds to compile once per machine) only for the tests that need it
+        from aflqueue.queueing.jit import cached_njit
+
+        _COMPILED[fn.__name__] = cached_njit()(fn)
+    return _COMPILED[fn.__name__]
+
+
+def _exact_null(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """``hist[s]``: how many of the ``n!`` pairings of the doubled ranks ``rx`` and ``ry`` have
+    ``sum_i rx_i ry_pi(i) = s`` (an int64 array)."""
+    key = (tuple(sorted(rx.tolist())), tuple(sorted(ry.tolist())))
+    if key not in _NULLS:
+        sx, sy = np.array(key[0], dtype=np.int64), np.array(key[1], dtype=np.int64)
+        hist = np.zeros(int(sx @ sy) + 1, dtype=np.int64)  # the largest sum pairs sorted with sorted
+        _kernel(_heap_histogram)(sx, sy, hist)
+        if len(_NULLS) >= _NULLS_KEPT:
+            _NULLS.pop(next(iter(_NULLS)))
+        _NULLS[key] = hist
+    return _NULLS[key]
 
 
 def _check_alternative(alternative: str) -> None:
@@ -325,34 +447,92 @@ def _check_alternative(alternative: str) -> None:
         raise ValueError(f"alternative must be greater, less or two-sided (got {alternative!r})")
 
 
-def spearman_permutation_test(x: Iterable[Any], y: Iterable[Any], resamples: int = 9999, seed: int = 0,
+def _check_resamples(resamples: int | None) -> None:
+    if resamples is not None and (isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer))
+                                  or resamples < 1):
+        raise ValueError(f"resamples must be a positive integer or None (got {resamples!r})")
+
+
+def spearman_permutation_test(x: Iterable[Any], y: Iterable[Any], resamples: int | None = None, seed: int = 0,
                               alternative: str = "greater") -> PermutationTest:
-    """Spearman correlation of ``(x, y)`` and its seeded permutation p-value.
+    """Spearman correlation of ``(x, y)`` and its permutation p-value (docs/theory.md section 10,
+    "Permutation p-values").
 
     Under the null hypothesis (no association) every pairing of the ``y`` values with the ``x``
-    values is equally likely; the p-value is the share of ``resamples`` random pairings (plus the
-    observed one) whose correlation is at least as extreme as the observed one. Pairs with a
-    missing side are dropped first."""
+    values is equally likely. ``resamples=None`` (the default): up to
+    :data:`SPEARMAN_EXACT_MAX` pairs the p-value is exact, the share of all ``n!`` pairings (the
+    observed one included) whose correlation is at least as extreme as the observed one
+    (``resamples = n!``, ``exact`` True); beyond, :data:`PERMUTATION_DRAWS` seeded random pairings.
+    An integer ``resamples`` draws that many pairings whatever ``n`` (the former default, 9999, is
+    how earlier reports computed theirs). Ties get average ranks; a pairing whose correlation equals
+    the observed one counts against it. Pairs with a missing side are dropped first."""
     _check_alternative(alternative)
+    _check_resamples(resamples)
     a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
     b = np.asarray([np.nan if v is None else float(v) for v in y], dtype=float)
     keep = ~(np.isnan(a) | np.isnan(b))
     a, b = a[keep], b[keep]
+    n = int(a.size)
     rho = spearman(a, b)
     if not math.isfinite(rho):
-        return PermutationTest(rho, math.nan, int(a.size), 0, alternative)
+        return PermutationTest(rho, math.nan, n, 0, alternative)
+    # the correlation of a pairing is an increasing function of d = n sum_i rx_i ry_pi(i) - sum(rx) sum(ry)
+    # (the rank vectors' norms do not change under permutation): compared exactly, in integers
+    rx, ry = _doubled_ranks(a), _doubled_ranks(b)
+    if 4 * n ** 4 >= 2 ** 62:
+        raise ValueError(f"spearman_permutation_test: {n} pairs overflow its integer statistic")
+    shift = int(rx.sum()) * int(ry.sum())
+    d_obs = n * int(rx @ ry) - shift
+    if resamples is None and n <= SPEARMAN_EXACT_MAX:
+        hist = _exact_null(rx, ry)
+        sums = np.flatnonzero(hist)
+        hits = int(hist[sums[_extreme(n * sums - shift, d_obs, alternative)]].sum())
+        total = math.factorial(n)
+        return PermutationTest(rho, hits / total, n, total, alternative, exact=True)
+    draws = PERMUTATION_DRAWS if resamples is None else int(resamples)
     rng = np.random.default_rng(seed)
-    null = _permuted_correlations(a, b, resamples, rng)
-    return PermutationTest(rho, _p_value(rho, null, alternative), int(a.size), int(resamples), alternative)
+    hits = sum(int(np.count_nonzero(_extreme(n * (ry[perms] @ rx) - shift, d_obs, alternative)))
+               for perms in _random_permutations(rng, n, draws))
+    return PermutationTest(rho, (1 + hits) / (1 + draws), n, draws, alternative)
+
+
+def spearman_critical_value(n: int, alpha: float = 0.05) -> float:
+    """The one-sided critical value of Spearman's correlation over ``n`` untied pairs
+    (``3 <= n <= SPEARMAN_EXACT_MAX``): the smallest correlation ``c`` with exact
+    ``P(rho >= c) <= alpha`` under the null hypothesis (every pairing equally likely), from the
+    enumerated null distribution of :func:`spearman_permutation_test` (docs/theory.md section 10,
+    "Permutation p-values"). A correlation reaches one-sided significance at level ``alpha`` exactly
+    when it is at least ``c``; by symmetry ``-c`` is the lower critical value. NaN when no
+    correlation reaches the level (e.g. ``n = 4``, ``alpha = 0.01``: one pairing in 24 is 0.042)."""
+    if not 3 <= int(n) <= SPEARMAN_EXACT_MAX or not 0.0 < alpha < 1.0:
+        raise ValueError(f"spearman_critical_value: n must be in 3..{SPEARMAN_EXACT_MAX} and alpha in (0, 1) "
+                         f"(got n = {n!r}, alpha = {alpha!r})")
+    n = int(n)
+    r = 2 * np.arange(1, n + 1, dtype=np.int64)  # doubled ranks, untied
+    hist = _exact_null(r, r)
+    sums = np.flatnonzero(hist)
+    upper = np.cumsum(hist[sums][::-1])[::-1]  # upper[k]: pairings with a sum >= sums[k]
+    reach = np.flatnonzero(upper <= alpha * math.factorial(n))
+    if reach.size == 0:
+        return math.nan
+    k = int(reach[0])
+    shift = int(r.sum()) ** 2
+    return float((n * int(sums[k]) - shift) / (n * int(r @ r) - shift))
 
 
 def stratified_spearman_permutation_test(groups: Iterable[tuple[Iterable[Any], Iterable[Any]]],
-                                         resamples: int = 9999, seed: int = 0,
+                                         resamples: int | None = None, seed: int = 0,
                                          alternative: str = "greater") -> PermutationTest:
     """Mean over groups of the within-group Spearman correlation, with a stratified permutation
-    p-value (the ``y`` values are permuted within each group, independently; groups whose
-    correlation is undefined are left out)."""
+    p-value (docs/theory.md section 10, "Permutation p-values"): the ``y`` values are permuted within
+    each group, independently; groups whose correlation is undefined are left out.
+
+    Seeded random draws (the product of the groups' pairings is too large to enumerate):
+    :data:`PERMUTATION_DRAWS` by default (``resamples=None``), else ``resamples``; the p-value is
+    ``(1 + #{drawn mean >= observed}) / (1 + draws)``, a drawn mean within 1e-12 of the observed one
+    counting against it. Memory stays bounded (blocks of draws) whatever their number."""
     _check_alternative(alternative)
+    _check_resamples(resamples)
     clean = []
     for x, y in groups:
         a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
@@ -362,10 +542,23 @@ def stratified_spearman_permutation_test(groups: Iterable[tuple[Iterable[Any], I
             clean.append((a[keep], b[keep]))
     if not clean:
         return PermutationTest(math.nan, math.nan, 0, 0, alternative)
+    from scipy.stats import rankdata
+
     observed = float(np.mean([spearman(a, b) for a, b in clean]))
+    draws = PERMUTATION_DRAWS if resamples is None else int(resamples)
     rng = np.random.default_rng(seed)
-    null = np.mean([_permuted_correlations(a, b, resamples, rng) for a, b in clean], axis=0)
-    return PermutationTest(observed, _p_value(observed, null, alternative), len(clean), int(resamples), alternative)
+    total = np.zeros(draws)
+    block = _kernel(_stratified_block)
+    for a, b in clean:  # group by group, each group's draws one after the other in one stream
+        ra, rb = rankdata(a), rankdata(b)
+        ra = (ra - ra.mean()) / np.linalg.norm(ra - ra.mean())
+        rb = rb - rb.mean()
+        rows = max(1, _BLOCK_VALUES // rb.size)
+        for start in range(0, draws, rows):
+            block(rng.random((min(rows, draws - start), rb.size)), ra, rb, 1.0 / float(np.linalg.norm(rb)),
+                  total[start:start + rows])
+    return PermutationTest(observed, _p_value(observed, total / len(clean), alternative), len(clean), draws,
+                           alternative)
 
 
 @dataclass(frozen=True)
@@ -453,7 +646,7 @@ def sign_flip_test(x: Iterable[Any], alternative: str = "greater", seed: int = 0
                            alternative=alternative, n_resamples=np.inf if exact else 10**6, vectorized=True,
                            rng=np.random.default_rng(seed))
     return PermutationTest(float(np.mean(v)), float(res.pvalue), int(v.size), 2 ** v.size if exact else 10**6,
-                           alternative)
+                           alternative, exact=exact)
 
 
 def holm(p_values: Iterable[float]) -> np.ndarray:

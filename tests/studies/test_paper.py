@@ -61,6 +61,7 @@ def test_report_from_saved_runs(tiny_run, tmp_path):
     run_paper(TINY, out, stage="all", progress=None)
     md = write_paper_report(TINY, load_paper(out), tmp_path / "report.md", tmp_path / "fig").read_text()
     assert "one code version" in md and "Primary criterion" in md and "geometric mean" in md
+    assert "## Multiplicity" in md and "**Tuned rates at an edge of their grid**" in md
     assert (tmp_path / "fig" / "paper-tiny_accuracy.png").is_file()
     assert (tmp_path / "fig" / "paper-tiny_time_ratios.pdf").is_file()
 
@@ -171,3 +172,58 @@ def test_data_root_puts_the_paper_preset_on_the_torchvision_sets(tmp_path, capsy
     assert main(["--preset", "paper", "--data-root", str(tmp_path), "--report-only",
                  "--output", str(out)]) == 2
     assert "no finished runs under" in capsys.readouterr().err
+
+
+def _tuned(best, grid=(0.01, 0.0234, 0.0548, 0.128, 0.3), **extra):
+    return {"best_lr": best, "at_edge": best in (min(grid), max(grid)),
+            "table": [{"lr": lr, "score": 0.5} for lr in grid], **extra}
+
+
+def test_rates_at_an_edge_are_flagged_and_counted():
+    from validation.paper import report
+
+    sel = {"learning_rates": {"a": {"asyncsgd": _tuned(0.3), "p2": _tuned(0.0548), "p3": _tuned(0.01)},
+                              "b": {"asyncsgd": _tuned(0.128), "p2": _tuned(0.01, extensions=[0.0043]),
+                                    "p3": _tuned(0.0234)}}}
+    assert report._edge_mark(sel["learning_rates"]["a"]["asyncsgd"]) == " (top of the grid, not extended)"
+    assert report._edge_mark(sel["learning_rates"]["a"]["p3"]) == " (floor of the grid, not extended)"
+    assert report._edge_mark(sel["learning_rates"]["b"]["p2"]) == " (floor of the grid, extended)"
+    assert report._edge_mark(sel["learning_rates"]["a"]["p2"]) == ""
+    line = report._edges_line(sel)
+    assert "asyncsgd: 1 of 2 (top 0.3 in a); p2: 1 of 2 (floor 0.01 in b); p3: 1 of 2 (floor 0.01 in a)" in line
+    assert "under-tuned" in line
+
+
+def test_multiplicity_by_hand():
+    """Three comparisons and one safeguard: the per-comparison, the family-wise (over all four, from
+    the summary) and the protocol's family (the three main ones, the t-interval at its Bonferroni
+    level) counts of intervals below 1, against intervals computed from the ratios themselves."""
+    from scipy.stats import t as student
+
+    from aflqueue.stats import familywise_confidence, log_ratio_interval
+    from validation.paper import report
+
+    preset = PaperPreset("hand", ("synthetic",), partitions=("iid",), clients=6,
+                         treatments=("asyncsgd", "p2", "p3", "op"), safeguards=("p2-pmin4",))
+    noise = np.array([-0.1, 0.05, 0.1, -0.05, 0.0, 0.08, -0.08, 0.02, -0.02, 0.0])
+    sd = noise.std(ddof=1) / math.sqrt(noise.size)
+    t3, t4 = (student.ppf(0.5 + familywise_confidence(0.95, k) / 2, 9) for k in (3, 4))
+    means = {"p2": -0.5 * (t3 + t4) * sd,  # below 1 over the family of 3, not over 4
+             "p3": -1.5 * t4 * sd,  # below 1 at every level
+             "op": -0.5 * student.ppf(0.975, 9) * sd,  # not below 1 even per comparison
+             "p2-pmin4": -3 * t4 * sd}
+
+    def row(name):
+        ratios = np.exp(means[name] + noise)
+        return {"treatment": name, "criterion_met": False, "criterion_met_familywise": False,
+                "time_ratio": log_ratio_interval(ratios).to_dict(),
+                "time_ratio_familywise": log_ratio_interval(ratios, familywise_confidence(0.95, 4)).to_dict()}
+
+    summary = {"scenarios": [{"scenario": "a", "rows": [{"treatment": "asyncsgd"}, *map(row, means)]}],
+               "comparisons": 4, "confidence": 0.95}
+    sel = {"learning_rates": {"a": {"asyncsgd": _tuned(0.3), "p2": _tuned(0.0548), "p3": _tuned(0.0548)}}}
+    text = "\n".join(report._multiplicity(summary, preset, sel))
+    assert "Comparisons: 3 on the pre-registered criterion (3 treatments x 1 scenarios), and 1 safeguard" in text
+    assert "2 of 3 per comparison; 1 of them survive Bonferroni over 4 and 2 over the protocol's 3" in text
+    assert "2 of the 2 are in a, where tuned AsyncSGD's rate is the top of its grid" in text
+    assert "met in 0 of 3" in text and "no verdict of the criterion depends on it" in text

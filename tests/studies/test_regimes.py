@@ -5,7 +5,9 @@ statistics, the report and the figures, and the study's command (validation/regi
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,16 @@ from validation.regimes.report import write_regimes_pooled_report, write_regimes
 from validation.regimes.run import main
 
 TINY = REGIME_PRESETS["regimes-tiny"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fewer_draws():
+    """The study passes no draw count, so its stratified tests draw ``aflqueue.stats.PERMUTATION_DRAWS``
+    (10^6, tested in tests/test_permutation.py); 2 x 10^4 here keep these tests of the machinery
+    quick."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("aflqueue.stats.PERMUTATION_DRAWS", 20_000)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +132,66 @@ def test_run_report_only(tiny, tmp_path, capsys):
     assert "unrecognized arguments: --seeds 3" in err and err.count("\n") == 1
     assert main(["--preset", "regimes-huge", "--report-only"]) == 2
     assert "preset" in capsys.readouterr().err
+
+
+def test_p_values_are_exact_with_the_protocols_draws_beside(tiny):
+    """Across regimes (3 here) the p-value is exact over all 3! pairings; within regimes it rests on
+    10^6 draws; beside each pre-registered one, the protocol's seeded draws (the preset's count)."""
+    from aflqueue.stats import PERMUTATION_DRAWS, spearman_permutation_test
+
+    _, _, full = tiny
+    s = summarize_regimes(TINY, full)
+    n = len(TINY.regimes())
+    for key, st in s["across"].items():
+        if st["statistic"] is None:  # one side constant: no correlation, no p-value
+            assert st["p_value"] is None and st["protocol"]["p_value"] is None
+            continue
+        assert st["exact"] and st["resamples"] == math.factorial(st["n"]) and 3 <= st["n"] <= n, key
+        assert st["protocol"]["resamples"] == TINY.permutations
+    for key, st in s["within"].items():
+        assert not st["exact"] and st["resamples"] == PERMUTATION_DRAWS, key
+        assert ("protocol" in st) == (not key.startswith("loss|"))  # the additional ones were not pre-registered
+    # the across-regime test is the stats function on the summary's own pairs
+    rows = [sc["rows"]["p2"] for sc in s["regimes"]]
+    xs = [r["predicted"]["transfer"]["time_ratio"]["point"] for r in rows]
+    ys = [r["time_ratio"]["mean"] for r in rows]
+    st = s["across"]["p2|time_ratio|transfer"]
+    assert st["p_value"] == spearman_permutation_test(xs, ys).p_value
+    assert st["protocol"]["p_value"] == spearman_permutation_test(xs, ys, resamples=TINY.permutations).p_value
+
+
+def test_tuned_rates_at_an_edge_are_counted_and_marked(tiny, tmp_path):
+    _, _, full = tiny
+    s = summarize_regimes(TINY, full)
+    lo, hi = min(TINY.tuning_lrs), max(TINY.tuning_lrs)
+    for name, e in s["tuning_edges"].items():  # against the selection file, rate by rate
+        chosen = {rg: per[name]["best_lr"] for rg, per in full["selection"]["learning_rates"].items()}
+        assert sorted(e["floor"]) == sorted(rg for rg, lr in chosen.items() if lr == lo)
+        assert sorted(e["top"]) == sorted(rg for rg, lr in chosen.items() if lr == hi)
+        assert e["tuned"] == len(TINY.regimes())
+    text = write_regimes_report(TINY, full, tmp_path / "report.md").read_text()
+    assert "**Tuned rates at an edge of the grid**" in text
+    table = text[text.index("Tuned learning rate of every routing"):text.index("**Tuned rates at an edge")]
+    marks = len(re.findall(r"\((?:floor|top)\)", table))
+    assert marks == sum(len(e["floor"]) + len(e["top"]) for e in s["tuning_edges"].values())
+    slow = [sc["regime"] for sc in s["regimes"] if sc["rows"]["p2"]["time_ratio"]["ci"][0] > 1]
+    assert f"in {len(slow)} regime" in text
+    pooled = pool_regime_maps([s, s])
+    assert pooled["tuning_edges"]["p2"] == {"floor": 2 * len(s["tuning_edges"]["p2"]["floor"]),
+                                            "top": 2 * len(s["tuning_edges"]["p2"]["top"]),
+                                            "tuned": 2 * len(TINY.regimes())}
+    ptext = write_regimes_pooled_report([(TINY, full), (TINY, full)], tmp_path / "pooled.md").read_text()
+    assert "Tuned rates at an edge of the grid" in ptext and "protocol's 9,999 draws" in ptext
+
+
+def test_the_primary_rule_rests_on_the_exact_p(tiny, tmp_path):
+    """A preset with a pre-registered significance rule: passed only when the exact p-value is below
+    it, whatever the protocol's draws said (with 3 regimes the exact p is at least 1/6)."""
+    _, _, full = tiny
+    preset = replace(TINY, primary_alpha=0.05)
+    prim = summarize_regimes(preset, full)["across"][f"p2|time_ratio|{preset.primary}"]
+    text = write_regimes_report(preset, full, tmp_path / "report.md").read_text()
+    verdict = "passed" if prim["p_value"] < 0.05 else "NOT passed"
+    assert f"**Pre-registered rule (confirmed if p < 0.05): {verdict}.**" in text
+    assert prim["p_value"] >= 1 / 6 and verdict == "NOT passed"
+    assert "Pre-registered rule" not in write_regimes_report(TINY, full, tmp_path / "plain.md").read_text()

@@ -4,11 +4,13 @@ the figures; from the saved runs of :func:`validation.paper.experiment.run_paper
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from aflqueue.io import atomic_write_text
 from aflqueue.jobs import code_versions
+from aflqueue.stats import familywise_confidence, t_quantile
 from validation.paper.experiment import DATASETS, SAFEGUARDS, TREATMENTS, PaperPreset, summarize_paper
 from validation.paper.figures import paper_figures
 from validation.reporting import figure_md
@@ -57,13 +59,14 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
                   "| scenario | " + " | ".join(f"{t} lr" for t in sel["learning_rates"][next(iter(sel['learning_rates']))]) +
                   " |", "|---" * (1 + len(sel["learning_rates"][next(iter(sel["learning_rates"]))])) + "|"]
         for sc_id, per in sel["learning_rates"].items():
-            lines.append(f"| {sc_id} | " + " | ".join(f"{v['best_lr']:g}{' (grid edge)' if v['at_edge'] else ''}"
-                                                      for v in per.values()) + " |")
-        lines += ["", "Targets (test accuracy): " + ", ".join(f"{d}: {t:.2f}" for d, t in sel["targets"].items()), ""]
+            lines.append(f"| {sc_id} | " + " | ".join(f"{v['best_lr']:g}{_edge_mark(v)}" for v in per.values()) + " |")
+        lines += ["", _edges_line(sel), "",
+                  "Targets (test accuracy): " + ", ".join(f"{d}: {t:.2f}" for d, t in sel["targets"].items()), ""]
     if ev and sel is not None:
         summary = summarize_paper(preset, sel, ev)
-        lines += _paper_headline(summary, preset)
+        lines += _paper_headline(summary, preset, sel)
         lines += _paper_verdicts(summary, preset)
+        lines += _multiplicity(summary, preset, sel)
         if figures_dir is not None:
             for p, caption in paper_figures(preset, sel, ev, summary, figures_dir):
                 lines += figure_md(Path(p), path.parent, caption).split("\n")
@@ -71,7 +74,43 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
     return path
 
 
-def _paper_headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
+def _edge(result: dict[str, Any]) -> str | None:
+    """``"floor"`` or ``"top"`` when a tuning result (:meth:`aflqueue.tuning.TuningResult.to_dict`)
+    chose the smallest or largest rate it tried, else None."""
+    rates = [row["lr"] for row in result["table"]]
+    if result["best_lr"] == min(rates):
+        return "floor"
+    return "top" if result["best_lr"] == max(rates) else None
+
+
+def _edge_mark(result: dict[str, Any]) -> str:
+    """`` (top of the grid, not extended)`` and the like for a tuned rate at an edge of its grid."""
+    edge = _edge(result)
+    if edge is None:
+        return ""
+    return f" ({edge} of the grid, {'extended' if result.get('extensions') else 'not extended'})"
+
+
+def _edges_line(sel: dict[str, Any]) -> str:
+    """How many tuned rates sit at an edge of their grid, per treatment, and what that means."""
+    per: dict[str, list[str]] = {}
+    total: dict[str, int] = {}
+    for sc_id, rates in sel["learning_rates"].items():
+        for name, res in rates.items():
+            total[name] = total.get(name, 0) + 1
+            if _edge(res):
+                per.setdefault(name, []).append(f"{_edge(res)} {res['best_lr']:g} in {sc_id}")
+    counts = "; ".join(f"{name}: {len(per.get(name, []))} of {n}" + (f" ({', '.join(per[name])})" if per.get(name)
+                                                                       else "") for name, n in total.items())
+    out = f"**Tuned rates at an edge of their grid** (the grid was fixed before the runs and never extended): {counts}."
+    if any(per.values()):
+        out += (" A rate at an edge may not be the treatment's best rate. AsyncSGD at the top of its grid may be "
+                "under-tuned, which flatters every treatment of that scenario (the operating point too: its rate is "
+                "AsyncSGD's times its step ratio); a treatment at the floor may be under-tuned, which handicaps it.")
+    return out
+
+
+def _paper_headline(summary: dict[str, Any], preset: PaperPreset, sel: dict[str, Any]) -> list[str]:
     out = ["## Results per scenario", "",
            f"Time ratio: geometric mean of t(treatment) / t(AsyncSGD), paired by seed, 95% interval on the log scale "
            f"(and the Bonferroni interval over all {summary['comparisons']} comparisons in the last column). Accuracy "
@@ -86,7 +125,9 @@ def _paper_headline(summary: dict[str, Any], preset: PaperPreset) -> list[str]:
             crit = "-" if base else (("met" if r["criterion_met"] else "not met") +
                                       (" (met)" if r["criterion_met_familywise"] else " (not met)"))
             cens = f", {r['censored_treatment']} censored" if r["censored_treatment"] else ""
-            out.append(f"| {r['label']} | {r['seeds']} | {r['lr']:.3g} | {r['concurrency']:.0f} | "
+            tuned = sel["learning_rates"].get(sc["scenario"], {}).get(r["treatment"])
+            edge = f" ({_edge(tuned)})" if tuned and _edge(tuned) else ""
+            out.append(f"| {r['label']} | {r['seeds']} | {r['lr']:.3g}{edge} | {r['concurrency']:.0f} | "
                        f"{r['max_importance_weight']:.1f} | {r['reached']}/{r['seeds']} | {r['diverged']} | "
                        f"{_paper_ci(r['accuracy'], 100, '{:.1f}')} | {'1' if base else _paper_ci(r['time_ratio']) + cens} | "
                        f"{'-' if base else _paper_ci(r['accuracy_difference'], 100, '{:.1f}', True)} | "
@@ -165,3 +206,62 @@ def _paper_claims(summary: dict[str, Any], preset: PaperPreset, rows: list) -> l
                f"would pass 100%); met in {len(rel_met)}" + (f" ({', '.join(rel_met)})" if rel_met else "") + ".")
     out.append("")
     return out
+
+
+def _upper(ratio: dict[str, Any] | None, confidence: float | None = None, level: float | None = None) -> float:
+    """Upper bound of a time ratio's interval (``log_ratio_interval(...).to_dict()``; inf when it has
+    none); with ``confidence`` and ``level``, the bound of the same t-interval at ``level`` instead:
+    on the log scale its half-width scales with the t quantile of the level (docs/theory.md section 8)."""
+    if not ratio or not ratio.get("ci") or ratio["ci"][1] is None or not math.isfinite(ratio["ci"][1]):
+        return math.inf
+    if confidence is None or level is None:
+        return float(ratio["ci"][1])
+    dof = ratio["n"] - 1
+    if dof < 1:
+        return math.inf
+    half = math.log(ratio["ci"][1]) - math.log(ratio["mean"])
+    return math.exp(math.log(ratio["mean"]) + half * t_quantile(level, dof) / t_quantile(confidence, dof))
+
+
+def _multiplicity(summary: dict[str, Any], preset: PaperPreset, sel: dict[str, Any]) -> list[str]:
+    """How many comparisons the report makes, which of its verdicts are family-wise, and what the
+    per-comparison ones are worth (every count from the summary and the selection)."""
+    main = [r for sc in summary["scenarios"] for r in sc["rows"] if r["treatment"] in preset.treatments
+            and r["treatment"] != "asyncsgd"]
+    # scenarios whose AsyncSGD rate is the top of its grid: the baseline may be under-tuned there
+    top = [sc for sc in summary["scenarios"] if "asyncsgd" in sel["learning_rates"].get(sc["scenario"], {})
+           and _edge(sel["learning_rates"][sc["scenario"]]["asyncsgd"]) == "top"]
+    on_top = sum(_upper(r["time_ratio"]) < 1.0 for sc in top for r in sc["rows"]
+                 if r["treatment"] in preset.treatments and r["treatment"] != "asyncsgd")
+    k, fam = len(main), summary["comparisons"]
+    conf = summary["confidence"]
+    met = sum(r["criterion_met"] for r in main)
+    strict = sum(r["criterion_met_familywise"] for r in main)
+
+    faster = sum(_upper(r["time_ratio"]) < 1.0 for r in main)
+    faster_fam = sum(_upper(r["time_ratio_familywise"]) < 1.0 for r in main)
+    # the protocol's family (the main comparisons only): the same t-interval at its Bonferroni level
+    faster_k = sum(_upper(r["time_ratio"], conf, familywise_confidence(conf, k)) < 1.0 for r in main)
+    alpha = 1 - conf
+    return ["## Multiplicity", "",
+            f"- Comparisons: {k} on the pre-registered criterion ({len(preset.treatments) - 1} treatments x "
+            f"{len(summary['scenarios'])} scenarios), and {fam - k} safeguard comparisons, {fam} in all. The protocol "
+            f"names the family of the {k} (Bonferroni level {familywise_confidence(conf, k):.2%}); the family-wise "
+            f"column of the tables corrects over all {fam} ({familywise_confidence(conf, fam):.2%} per interval), "
+            "slightly more strictly.",
+            f"- Per comparison, not family-wise: the criterion column ('met' / 'not met'), every 95% interval of a "
+            f"time ratio or an accuracy difference, the 'speed-up of any size' count and the accuracy claim's count. "
+            f"With {k} comparisons, some 95% intervals exclude the null value by chance alone: if no treatment "
+            f"differed from AsyncSGD, about {k * alpha / 2:.2f} intervals would lie wholly below 1 (one-sided "
+            f"{alpha / 2:.1%} each) and {k * alpha:.1f} would exclude 1 on either side.",
+            f"- Family-wise: the parenthesised verdict of the criterion column (Bonferroni over {fam}), met in "
+            f"{strict} of {k}; per comparison the criterion is met in {met} of {k}. A correction can only remove "
+            "'met' verdicts, so " + ("no verdict of the criterion depends on it." if met == strict else
+                                     "the verdicts met per comparison but not family-wise are not claimed."),
+            f"- The descriptive speed-ups (95% interval of the time ratio below 1): {faster} of {k} per comparison; "
+            f"{faster_fam} of them survive Bonferroni over {fam} and {faster_k} over the protocol's {k}. Only those "
+            "are speed-ups at a family-wise 5% error rate; the others are not established at that rate. "
+            + (f"{on_top} of the {faster} are in {', '.join(sc['scenario'] for sc in top)}, where tuned AsyncSGD's "
+               "rate is the top of its grid (not extended): there the baseline may be under-tuned, which would "
+               "flatter the treatments. "
+               if on_top else "") + "The accuracy differences' intervals are not corrected.", ""]

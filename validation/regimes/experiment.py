@@ -58,7 +58,7 @@ from validation import code
 
 __all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
            "system_of", "base_config",
-           "select", "select_regime",
+           "select", "select_regime", "tuning_edges", "lr_edge",
            "load_regimes", "summarize_regimes", "PREDICTORS"]
 
 PARTITIONS = {"iid": {"partition": "iid"}, "dir0.5": {"partition": "dirichlet", "alpha": 0.5},
@@ -127,9 +127,14 @@ class RegimePreset:
     sim_seeds: tuple[int, ...] = (5000, 5001, 5002)
     boundary_spreads: tuple[float, ...] = tuple(float(f"{x:.3g}") for x in np.geomspace(2, 150, 13))
     batch_size: int = 32
+    # the seeded permutation draws the protocol named for its p-values (9999); the verdicts rest on exact
+    # p-values (up to 12 regimes) or 10^6 draws (aflqueue.stats), this count's value is reported beside them
     permutations: int = 9999
     # the predictor whose across-regime correlation is the pre-registered primary, and where that is written
     primary: str = "transfer"
+    # the primary's pre-registered significance rule (one-sided p < primary_alpha), None where the protocol
+    # set only the correlation target
+    primary_alpha: float | None = None
     protocol: str = "validation/regimes/PROTOCOL.md"
 
     def regimes(self) -> list["Regime"]:
@@ -159,7 +164,7 @@ REGIME_PRESETS = {
     # the no-staleness fit, the best of the first map's pre-registered ablations
     "regimes-confirm": RegimePreset("regimes-confirm", spreads=(5.0, 15.0, 50.0), concurrency_points=(),
                                     local_pilots=False, eval_seeds=(100, 101, 102, 103, 104),
-                                    boundary_spreads=(5.0, 15.0, 50.0), primary="transfer-opt+var",
+                                    boundary_spreads=(5.0, 15.0, 50.0), primary="transfer-opt+var", primary_alpha=0.05,
                                     protocol="validation/regimes/CONFIRM_PROTOCOL.md"),
     # seconds: the machinery end to end (tests)
     "regimes-tiny": RegimePreset("regimes-tiny", dataset="synthetic", model="mlp",
@@ -652,7 +657,9 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                 la, lb = rr[s]["measured"]["final_loss"], base[s]["measured"]["final_loss"]
                 ldiffs.append(None if la is None or lb is None else la - lb)
             ratio = log_ratio_interval(ratios)
+            tuned = sel["learning_rates"][rg.id].get(name)  # op-fit is untuned
             rows[name] = {"seeds": len(seeds), "lr": float(np.mean([r["lr"] for r in rr.values()])),
+                          "lr_edge": lr_edge(tuned) if tuned else None,
                           "concurrency": int(next(iter(rr.values()))["concurrency"]),
                           "arrivals": float(np.mean([r["measured"]["arrivals"] for r in rr.values()])),
                           "diverged": int(sum(bool(r["measured"]["diverged"]) for r in rr.values())),
@@ -695,8 +702,9 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                 rows = [row for row in (sc["rows"].get(routing) for sc in regimes) if _predicts(row, p)]
                 xs, ys = _known_pairs((_point(row["predicted"][p], measure), _mean(row[measure])) for row in rows)
                 if len(xs) >= 3:
-                    across[f"{routing}|{measure}|{p}"] = spearman_permutation_test(
-                        xs, ys, resamples=preset.permutations, seed=seed).to_dict()
+                    across[f"{routing}|{measure}|{p}"] = _with_protocol_draws(
+                        spearman_permutation_test(xs, ys, seed=seed),
+                        spearman_permutation_test(xs, ys, resamples=preset.permutations, seed=seed))
     within: dict[str, dict[str, Any]] = {}
     for label, rset in (("nontrivial", nontrivial(preset)), ("with_p1", routing_names(preset))):
         for p in preds:
@@ -709,7 +717,9 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                                       for name, row in named if _predicts(row, p))
                 groups.append((xs, ys))
                 per[sc["regime"]] = spearman(xs, ys)
-            res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
+            res = _with_protocol_draws(
+                stratified_spearman_permutation_test(groups, seed=seed),
+                stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed))
             within[f"{label}|{p}"] = {**res, "per_regime": per}
     # ---- additional (not pre-registered): the quantity behind the 0.50 quoted before this study -- predicted
     # loss (pilot fits) or wall-clock proxy W (initial-model constants) against the measured final
@@ -730,8 +740,7 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
                     xs.append(pv)
                     ys.append(row["final_loss"]["mean"])
                 groups.append((xs, ys))
-            res = stratified_spearman_permutation_test(groups, resamples=preset.permutations, seed=seed).to_dict()
-            within[f"loss|{label}|{p}"] = res
+            within[f"loss|{label}|{p}"] = stratified_spearman_permutation_test(groups, seed=seed).to_dict()
     # ---- added after the results (not pre-registered): the correlation a perfect predictor could
     # expect against these measured ratios, given their seed-to-seed noise (a ceiling on the primary)
     ceiling = {}
@@ -800,7 +809,7 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
             "evaluation": {"runs": len(data["evaluation"]), "wall_time_s": wall(data["evaluation"]),
                            "arrivals": int(sum(r["measured"]["arrivals"] for r in data["evaluation"]))}}
     return {"regimes": regimes, "predictors": preds, "across": across, "within": within, "verdicts": verdicts,
-            "noise_ceiling": ceiling,
+            "noise_ceiling": ceiling, "tuning_edges": tuning_edges(preset, sel, [sc["regime"] for sc in regimes]),
             "family": family, "accuracy_maps": maps, "cost": cost, "boundary": pred.get("boundary", {}),
             "fits": pred["fits"]}
 
@@ -809,8 +818,9 @@ def pool_regime_maps(summaries: Sequence[dict[str, Any]], routing: str = "p2",
                      predictors: Sequence[str] = ("transfer", "transfer-opt+var", "initial")) -> dict[str, Any]:
     """Across-regime correlations over the union of several maps' regimes (each a
     :func:`summarize_regimes` result): per predictor, the Spearman correlation between its predicted
-    and the measured time ratio of ``routing`` with a one-sided permutation p-value (9999 permutations,
-    seed 0), and the noise ceiling of the pooled measurements (docs/theory.md section 10)."""
+    and the measured time ratio of ``routing`` with a one-sided permutation p-value (exact up to 12
+    regimes, else 10^6 seeded draws; beside it the 9999 draws, seed 0, that the protocol named), and
+    the noise ceiling of the pooled measurements (docs/theory.md section 10)."""
     from aflqueue.stats import spearman_permutation_test
 
     rows = [sc["rows"][routing] for s in summaries for sc in s["regimes"] if sc["rows"].get(routing)]
@@ -818,11 +828,55 @@ def pool_regime_maps(summaries: Sequence[dict[str, Any]], routing: str = "p2",
     for p in predictors:
         xs, ys = _known_pairs((_point(r["predicted"].get(p)), _mean(r["time_ratio"])) for r in rows if _predicts(r, p))
         if len(xs) >= 3:
-            out["across"][p] = spearman_permutation_test(xs, ys, resamples=9999, seed=0).to_dict()
+            out["across"][p] = _with_protocol_draws(spearman_permutation_test(xs, ys, seed=0),
+                                                    spearman_permutation_test(xs, ys, resamples=9999, seed=0))
     c = _ratio_noise_ceiling(rows, seed=0)
     if c is not None:
         out["noise_ceiling"] = c
+    # the tuned rates at an edge of the grid, counted over every map
+    edges: dict[str, dict[str, int]] = {}
+    for s in summaries:
+        for name, e in s["tuning_edges"].items():
+            tot = edges.setdefault(name, {"floor": 0, "top": 0, "tuned": 0})
+            for k in tot:
+                tot[k] += e[k] if k == "tuned" else len(e[k])
+    out["tuning_edges"] = edges
     return out
+
+
+def _with_protocol_draws(test: Any, protocol: Any) -> dict[str, Any]:
+    """A permutation test's dict (:meth:`aflqueue.stats.PermutationTest.to_dict`: exact or 10^6
+    draws, the basis of every verdict) with the p-value of the protocol's seeded draws beside it
+    (``"protocol"``: ``p_value``, ``resamples``), which the reports show, labelled."""
+    return {**test.to_dict(), "protocol": {"p_value": protocol.to_dict()["p_value"], "resamples": protocol.resamples}}
+
+
+def tuning_edges(preset: RegimePreset, selection: dict[str, Any], regimes: Sequence[str]) -> dict[str, Any]:
+    """Per routing, the regimes (of ``regimes``) whose tuned rate (``selection.json``) is the smallest
+    (``"floor"``) or the largest (``"top"``) rate of the tuning grid it was chosen from, and how many
+    regimes were tuned (``"tuned"``). The grid was never extended (the protocol fixed it), so a rate
+    at an edge may not be the best rate: the routing may be under-tuned there."""
+    out: dict[str, Any] = {}
+    for name in routing_names(preset):
+        floor, top, tuned = [], [], 0
+        for rg in regimes:
+            res = selection["learning_rates"].get(rg, {}).get(name)
+            if not res:
+                continue
+            tuned += 1
+            edge = lr_edge(res)
+            (floor if edge == "floor" else top if edge == "top" else []).append(rg)
+        out[name] = {"floor": floor, "top": top, "tuned": tuned}
+    return out
+
+
+def lr_edge(result: dict[str, Any]) -> str | None:
+    """``"floor"`` or ``"top"`` when a tuning result (:meth:`aflqueue.tuning.TuningResult.to_dict`)
+    chose the smallest or largest rate it tried, else None."""
+    rates = [row["lr"] for row in result["table"]]
+    if result["best_lr"] == min(rates):
+        return "floor"
+    return "top" if result["best_lr"] == max(rates) else None
 
 
 def _ratio_noise_ceiling(rows: Sequence[dict[str, Any] | None], seed: int) -> dict[str, Any] | None:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from aflqueue.io import atomic_write_text
 from aflqueue.jobs import code_versions
+from aflqueue.stats import SPEARMAN_EXACT_MAX, spearman_critical_value
 from validation.regimes.experiment import (PARTITION_LABELS, PREDICTORS, TARGET_SPEARMAN, nontrivial, pool_regime_maps,
                                            routing_names, summarize_regimes)
 from validation.regimes.figures import regime_figures
@@ -16,11 +18,49 @@ from validation.reporting import figure_md
 __all__ = ["write_regimes_report", "write_regimes_pooled_report"]
 
 
+def _draws(n: int) -> str:
+    """A number of permutation draws in words: ``10^6``, ``9,999``."""
+    k = round(math.log10(n)) if n > 0 else 0
+    return f"10^{k}" if n == 10 ** k and k >= 4 else f"{n:,}"
+
+
+def _p(st: dict[str, Any]) -> str:
+    """A permutation test's p-value with its basis (exact, or how many draws) and, where the protocol
+    named a number of draws, that p-value beside it, labelled."""
+    basis = "exact" if st.get("exact") else f"{_draws(st['resamples'])}-draw"
+    out = f"{basis} p = {st['p_value']:.3g}"
+    pr = st.get("protocol")
+    if pr and pr.get("p_value") is not None:
+        out += f"; protocol's {_draws(pr['resamples'])} draws: {pr['p_value']:.3g}"
+    return out
+
+
 def _rho(st: dict[str, Any] | None) -> str:
     if not st or st.get("statistic") is None:
         return "-"
-    p = st.get("p_value")
-    return f"{st['statistic']:+.2f} (p = {p:.3g}, n = {st['n']})" if p is not None else f"{st['statistic']:+.2f}"
+    if st.get("p_value") is None:
+        return f"{st['statistic']:+.2f}"
+    return f"{st['statistic']:+.2f} ({_p(st)}; n = {st['n']})"
+
+
+def _lr(rate: float, edge: str | None) -> str:
+    """A tuned rate, marked when it is an edge of its grid."""
+    return f"{rate:.3g}" + (f" ({edge})" if edge else "")
+
+
+def _edges_text(edges: dict[str, dict[str, Any]], grid: Sequence[float]) -> str:
+    """Per routing, how many tuned rates sit at the grid's floor or top (``tuning_edges``, counts or
+    lists of regimes)."""
+    def count(v: Any) -> int:
+        return v if isinstance(v, int) else len(v)
+
+    parts = []
+    for name, e in edges.items():
+        fl, tp = count(e["floor"]), count(e["top"])
+        where = [f"the floor {min(grid):g} in {fl}" if fl else "", f"the top {max(grid):g} in {tp}" if tp else ""]
+        parts.append(f"{name}: " + (" and ".join(w for w in where if w) if fl or tp else "none")
+                     + f" of {e['tuned']}")
+    return "; ".join(parts)
 
 
 def _pts(x: float | None) -> str:
@@ -99,9 +139,12 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     if prim and prim.get("statistic") is not None:
         target_met = prim["statistic"] >= TARGET_SPEARMAN
     L += ["## Held-out rank correlations", "",
-          "Spearman correlation between predicted and measured gain; one-sided permutation p-values "
-          f"({preset.permutations} seeded permutations; within regimes the routings are permuted inside each "
-          "regime). *Across regimes*: P2's time ratio over the regimes. *Within*: over the routings of each regime "
+          "Spearman correlation between predicted and measured gain; one-sided permutation p-values, the basis of "
+          f"every verdict: across regimes exact (all n! pairings) up to {SPEARMAN_EXACT_MAX} regimes, else 10^6 "
+          "seeded draws; within regimes 10^6 seeded draws, the routings permuted inside each regime. Beside each, "
+          f"labelled, the p-value of the {preset.permutations:,} seeded draws the protocol named (a Monte-Carlo "
+          "estimate of the same quantity, with a standard error of about 0.002 near p = 0.05). *Across regimes*: "
+          "P2's time ratio over the regimes. *Within*: over the routings of each regime "
           f"({', '.join(nontrivial(preset))}; then with P1 too), averaged over regimes.", "",
           "| predictor | across regimes (P2) | within, non-trivial | within, with P1 | across (P3) | across (op-fit) | "
           "across, accuracy difference (P2) |", "|---|---|---|---|---|---|---|"]
@@ -128,9 +171,12 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
         L.append("")
     elif target_met is not None:
         L.append(f"**Primary (pre-registered): across-regime Spearman of {preset.primary} "
-                 f"({PREDICTORS[preset.primary]}) = {prim['statistic']:.2f} "
-                 f"(p = {prim['p_value']:.3g}); target >= {TARGET_SPEARMAN:g} {'met' if target_met else 'not met'}.** Before "
+                 f"({PREDICTORS[preset.primary]}) = {prim['statistic']:.3f} "
+                 f"({_p(prim)}); target >= {TARGET_SPEARMAN:g} {'met' if target_met else 'not met'}.** Before "
                  f"(initial-model proxy): {_rho(s['across'].get('p2|time_ratio|initial'))}.")
+        if preset.primary_alpha is not None:
+            L.append("")
+            L.append(_primary_rule(prim, preset.primary_alpha))
         L.append("")
     # ---- verdicts
     if s["verdicts"]:
@@ -152,7 +198,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
           "interval and verdict; accuracy difference at the budget in points (P2 minus AsyncSGD).", "",
           "| regime | target | P2 measured | P2 transfer | verdict | P2 initial | P2 local | P3 measured | "
           "P3 transfer | op-fit measured | op-fit transfer | P2 accuracy diff. (measured / transfer) | tuned lr "
-          "(uniform, P2) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "(uniform, P2, P3; floor/top: an edge of the grid) |", "|---" * 13 + "|"]
     for sc in regs:
         rows = sc["rows"]
 
@@ -164,7 +210,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
 
         ad = (rows.get("p2") or {}).get("accuracy_difference")
         adp = pr("p2", "transfer").get("accuracy_difference") or {}
-        lrs = f"{rows['uniform']['lr']:.3g}, {rows['p2']['lr']:.3g}" if "p2" in rows else "-"
+        lrs = ", ".join(_lr(rows[k]["lr"], rows[k]["lr_edge"]) if k in rows else "-" for k in ("uniform", "p2", "p3"))
         L.append(f"| {sc['regime']} | {sc['target']:.2f} | {meas('p2')} | {_ratio_iv(pr('p2', 'transfer').get('time_ratio'))} | "
                  f"{pr('p2', 'transfer').get('verdict', '-')} | {_ratio_iv(pr('p2', 'initial').get('time_ratio'))} | "
                  f"{_ratio_iv(pr('p2', 'local').get('time_ratio'))} | {meas('p3')} | "
@@ -185,6 +231,7 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
             cells.append(f"{r['time_ratio']['mean']:.2f}" + (f" ({r['censored']})" if r["censored"] else ""))
         L.append(f"| {sc['regime']} | " + " | ".join(cells) + " |")
     L.append("")
+    L += _edge_lines(preset, s)
     # ---- fits
     L += ["## The pilot fits", "", "Family `loss(K) = theta0 + theta1/(eta K) + theta2 eta S1 + theta3 eta^2 S2` "
           "(NNLS, second half of each pilot curve); constants file: `Delta = theta1/2, M2 = theta2, G2 = theta3, "
@@ -245,6 +292,58 @@ def write_regimes_report(preset: Any, data: dict[str, Any], path: str | Path,
     return path
 
 
+def _primary_rule(prim: dict[str, Any], alpha: float) -> str:
+    """The verdict on the primary's pre-registered rule ``p < alpha``, on the exact (or 10^6-draw)
+    p-value, with the protocol's draws beside it and, when exact, the critical correlation."""
+    passed = prim["p_value"] < alpha
+    basis = "exact" if prim.get("exact") else _draws(prim["resamples"]) + "-draw"
+    out = (f"**Pre-registered rule (confirmed if p < {alpha:g}): {'passed' if passed else 'NOT passed'}.** The "
+           f"{basis} one-sided p-value is {prim['p_value']:.4f}")
+    cv = spearman_critical_value(prim["n"], alpha) if prim.get("exact") and 3 <= prim["n"] <= SPEARMAN_EXACT_MAX \
+        else math.nan
+    if math.isfinite(cv):
+        side = "at or above" if prim["statistic"] >= cv - 1e-12 else "below"
+        out += (f": the correlation {prim['statistic']:.3f} is {side} the one-sided {alpha:g} critical value "
+                f"{cv:.3f} of an untied Spearman correlation over n = {prim['n']}")
+    pr = prim.get("protocol")
+    if pr and pr.get("p_value") is not None:
+        agree = (pr["p_value"] < alpha) == passed
+        se = math.sqrt(prim["p_value"] * (1 - prim["p_value"]) / pr["resamples"])
+        out += (f". The protocol's {_draws(pr['resamples'])} seeded draws gave p = {pr['p_value']:.4f}, "
+                + ("the same verdict" if agree else
+                   f"on the other side of {alpha:g}: a Monte-Carlo estimate of the {basis} value, "
+                   f"{abs(pr['p_value'] - prim['p_value']) / se:.1f} of its standard errors ({se:.4f}) away from it; "
+                   f"the verdict rests on the {basis} value"))
+    return out + "."
+
+
+def _edge_lines(preset: Any, s: dict[str, Any]) -> list[str]:
+    """The tuned rates of every routing per regime, each edge of the grid marked, and the count per
+    routing; where P2 is significantly slower than AsyncSGD, whether its rate was at an edge."""
+    regs, edges = s["regimes"], s["tuning_edges"]
+    names = routing_names(preset)
+    grid = preset.tuning_lrs
+    L = [f"Tuned learning rate of every routing (grid {', '.join(f'{x:g}' for x in grid)}, never extended: "
+         "*floor* / *top* mark the grid's smallest / largest rate, beyond which a better rate may lie):", "",
+         "| regime | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+    for sc in regs:
+        L.append(f"| {sc['regime']} | " + " | ".join(
+            _lr(sc["rows"][k]["lr"], sc["rows"][k]["lr_edge"]) if k in sc["rows"] else "-" for k in names) + " |")
+    slow = [sc["regime"] for sc in regs if (sc["rows"].get("p2") or {}).get("time_ratio")
+            and (sc["rows"]["p2"]["time_ratio"].get("ci") or [0])[0] > 1]
+    slow_floor = [r for r in slow if r in edges["p2"]["floor"]]
+    L += ["", f"**Tuned rates at an edge of the grid** (from `selection.json`): {_edges_text(edges, grid)} "
+          "regimes. A rate at an edge may not be the routing's best rate (it may lie beyond the grid): under-tuning "
+          "cannot be excluded there. An under-tuned routing looks slower than it is; an under-tuned AsyncSGD "
+          "(uniform) makes every routing of its regime look faster. P2 is significantly slower "
+          f"than tuned AsyncSGD (time ratio's 95% interval above 1) in {len(slow)} "
+          f"regime{'s' if len(slow) != 1 else ''}"
+          + (f" ({', '.join(slow)}); its tuned rate is the floor {min(grid):g} in {len(slow_floor)} of them"
+             + (": there under-tuning cannot be excluded, and 'significantly slower' may be the grid's doing"
+                if slow_floor else "") if slow else "") + ".", ""]
+    return L
+
+
 def _ceiling_text(c: dict[str, Any], target: float) -> str:
     """One noise ceiling (:meth:`aflqueue.stats.NoiseCeiling.to_dict`) in words."""
     return (f"share of the measured spread that is real {c['reliability']:.2f}, a perfect predictor's expected "
@@ -270,11 +369,24 @@ def write_regimes_pooled_report(maps: Iterable[tuple[Any, dict[str, Any]]], path
         recs = [*d["pilots"], *d["tuning"], *d["evaluation"]]
         L.append(f"- `{pr.name}`: {len(sm['regimes'])} regimes, seeds {', '.join(str(x) for x in pr.eval_seeds)}, "
                  f"code version " + ", ".join(f"`{k}`" for k in code_versions(recs)) + ".")
-    L += ["", f"| predictor | Spearman over {pooled['regimes']} regimes | one-sided permutation p |", "|---|---|---|"]
+    first = next(iter(pooled["across"].values()), None)
+    basis = ("exact (all n! pairings)" if first and first.get("exact") else
+             f"{_draws(first['resamples'])} seeded draws" if first else "")
+    proto = first["protocol"]["resamples"] if first and first.get("protocol") else None
+    L += ["", f"| predictor | Spearman over {pooled['regimes']} regimes | one-sided permutation p, {basis} |"
+          + (f" the protocol's {_draws(proto)} draws |" if proto else ""), "|---|---|---|" + ("---|" if proto else "")]
     for p, r in pooled["across"].items():
-        L.append(f"| {p}: {PREDICTORS[p]} | {r['statistic']:+.2f} | {r['p_value']:.3g} |")
+        L.append(f"| {p}: {PREDICTORS[p]} | {r['statistic']:+.2f} | {r['p_value']:.3g} |"
+                 + (f" {r['protocol']['p_value']:.3g} |" if proto else ""))
     c = pooled.get("noise_ceiling")
     if c:
         L += ["", f"Noise ceiling of the pooled measurements: {_ceiling_text(c, TARGET_SPEARMAN)}."]
+    grids = {tuple(pr.tuning_lrs) for pr, _ in maps}
+    if pooled.get("tuning_edges") and len(grids) == 1:
+        L += ["", f"Tuned rates at an edge of the grid (every map's `selection.json`; grid "
+              f"{', '.join(f'{x:g}' for x in next(iter(grids)))}, never extended): "
+              f"{_edges_text(pooled['tuning_edges'], next(iter(grids)))} regimes. Under-tuning "
+              "cannot be excluded for a routing whose rate sits at the floor, in particular where P2 is "
+              "'significantly slower' than AsyncSGD (each map's report lists those regimes)."]
     atomic_write_text(path, "\n".join(L) + "\n")
     return path
