@@ -28,6 +28,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .jit import cached_njit
+
 __all__ = ["Estimate", "Estimates", "t_quantile", "t_interval", "log_ratio_interval", "bootstrap_interval", "bootstrap_band",
            "batch_means", "finite_values", "t_two_sided_p", "bonferroni_threshold", "familywise_confidence", "z_score",
            "spearman",
@@ -421,9 +423,6 @@ _NULLS_KEPT = 64
 def _kernel(fn: Any) -> Any:
     """``fn`` compiled with numba (machine code cached on disk), once per process."""
     if fn.__name__ not in _COMPILED:
-        # lazy: numba (~0.2 s to import, seconds to compile once per machine) only for the tests that need it
-        from aflqueue.queueing.jit import cached_njit
-
         _COMPILED[fn.__name__] = cached_njit()(fn)
     return _COMPILED[fn.__name__]
 

@@ -17,7 +17,7 @@ PKG = Path(aflqueue.__file__).resolve().parent
 #: its own floor or below.
 FLOORS = {
     # 0: foundations
-    "errors": 0, "io": 0, "stats": 0, "_results": 0, "parallel": 0,
+    "errors": 0, "io": 0, "stats": 0, "_results": 0, "parallel": 0, "jit": 0,
     # 1: the system and the bounds (one home per formula)
     "laws": 1, "system": 1, "bounds": 1,
     # 2: queueing analysis, simulation, run configurations

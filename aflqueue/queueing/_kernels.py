@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .jit import cached_njit
+from ..jit import cached_njit
 
 
 @cached_njit()

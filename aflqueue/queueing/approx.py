@@ -61,7 +61,7 @@ from ..system import System
 from .analysis import Analysis, metrics_from_stations
 from .delay import relative_delay_from_queues
 from .gradients import DelayObjective
-from .jit import cached_njit
+from ..jit import cached_njit
 from .network import SERVER, network_of
 
 __all__ = ["ApproxAnalysis", "ApproxMVAResult", "approx_analyze", "approximate_mva", "approximate_mva_vjp",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .jit import caching_available, warn_once
+from ..jit import caching_available, warn_once
 
 __all__ = ["AUTO_COMPILED_WORK", "AUTO_STEP_OVERHEAD", "MVAResult", "auto_backend", "mva"]
 
@@ -87,7 +87,7 @@ def auto_backend(stations: int, population: int, cotangents: int = 0) -> str:
     (station-steps), else ``"numpy"``. It depends on the sizes only, never on what is imported,
     and both backends return the same bits, so it changes speed only. Where numba cannot keep
     its compiled code on disk (no writable cache folder) ``"auto"`` runs numpy all the same, after
-    one warning line (:mod:`aflqueue.queueing.jit`).
+    one warning line (:mod:`aflqueue.jit`).
     """
     work = int(population) * (int(stations) * (1 + int(cotangents)) + AUTO_STEP_OVERHEAD)
     return "numba" if work >= AUTO_COMPILED_WORK else "numpy"
