@@ -33,7 +33,7 @@ from .jobs import JobStore, run_jobs
 from .outcomes import accuracy_at
 
 __all__ = ["log_grid", "score_curves", "tuning_run", "tuning_runs", "tuning_jobs", "best_learning_rate", "TuningResult",
-           "next_rate_out", "tune"]
+           "next_rate_out", "grid_edge", "tune"]
 
 
 def log_grid(lo: float, hi: float, count: int) -> list[float]:
@@ -122,6 +122,15 @@ def best_learning_rate(records: Sequence[dict[str, Any]]) -> TuningResult:
     best = max(table, key=lambda row: (round(row["score"], 12), -row["lr"]))  # ties within rounding: smaller
     lrs = [row["lr"] for row in table]
     return TuningResult(best["lr"], table, best["lr"] in (lrs[0], lrs[-1]))
+
+
+def grid_edge(result: dict[str, Any]) -> str | None:
+    """``"floor"`` or ``"top"`` when a saved tuning result (:meth:`TuningResult.to_dict`) chose the
+    smallest or largest rate it tried, else None: a rate at an edge may not be the best one."""
+    rates = [row["lr"] for row in result["table"]]
+    if result["best_lr"] == min(rates):
+        return "floor"
+    return "top" if result["best_lr"] == max(rates) else None
 
 
 def next_rate_out(result: TuningResult, factor: float) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 from aflqueue.io import atomic_write_text
 from aflqueue.jobs import code_versions
 from aflqueue.stats import familywise_confidence, t_quantile
+from aflqueue.tuning import grid_edge
 from validation.paper.experiment import DATASETS, SAFEGUARDS, TREATMENTS, PaperPreset, summarize_paper
 from validation.paper.figures import paper_figures
 from validation.reporting import figure_md
@@ -74,18 +75,9 @@ def write_paper_report(preset: PaperPreset, data: dict[str, Any], path: str | Pa
     return path
 
 
-def _edge(result: dict[str, Any]) -> str | None:
-    """``"floor"`` or ``"top"`` when a tuning result (:meth:`aflqueue.tuning.TuningResult.to_dict`)
-    chose the smallest or largest rate it tried, else None."""
-    rates = [row["lr"] for row in result["table"]]
-    if result["best_lr"] == min(rates):
-        return "floor"
-    return "top" if result["best_lr"] == max(rates) else None
-
-
 def _edge_mark(result: dict[str, Any]) -> str:
     """`` (top of the grid, not extended)`` and the like for a tuned rate at an edge of its grid."""
-    edge = _edge(result)
+    edge = grid_edge(result)
     if edge is None:
         return ""
     return f" ({edge} of the grid, {'extended' if result.get('extensions') else 'not extended'})"
@@ -98,8 +90,8 @@ def _edges_line(sel: dict[str, Any]) -> str:
     for sc_id, rates in sel["learning_rates"].items():
         for name, res in rates.items():
             total[name] = total.get(name, 0) + 1
-            if _edge(res):
-                per.setdefault(name, []).append(f"{_edge(res)} {res['best_lr']:g} in {sc_id}")
+            if grid_edge(res):
+                per.setdefault(name, []).append(f"{grid_edge(res)} {res['best_lr']:g} in {sc_id}")
     counts = "; ".join(f"{name}: {len(per.get(name, []))} of {n}" + (f" ({', '.join(per[name])})" if per.get(name)
                                                                        else "") for name, n in total.items())
     out = f"**Tuned rates at an edge of their grid** (the grid was fixed before the runs and never extended): {counts}."
@@ -126,7 +118,7 @@ def _paper_headline(summary: dict[str, Any], preset: PaperPreset, sel: dict[str,
                                       (" (met)" if r["criterion_met_familywise"] else " (not met)"))
             cens = f", {r['censored_treatment']} censored" if r["censored_treatment"] else ""
             tuned = sel["learning_rates"].get(sc["scenario"], {}).get(r["treatment"])
-            edge = f" ({_edge(tuned)})" if tuned and _edge(tuned) else ""
+            edge = f" ({grid_edge(tuned)})" if tuned and grid_edge(tuned) else ""
             out.append(f"| {r['label']} | {r['seeds']} | {r['lr']:.3g}{edge} | {r['concurrency']:.0f} | "
                        f"{r['max_importance_weight']:.1f} | {r['reached']}/{r['seeds']} | {r['diverged']} | "
                        f"{_paper_ci(r['accuracy'], 100, '{:.1f}')} | {'1' if base else _paper_ci(r['time_ratio']) + cens} | "
@@ -230,7 +222,7 @@ def _multiplicity(summary: dict[str, Any], preset: PaperPreset, sel: dict[str, A
             and r["treatment"] != "asyncsgd"]
     # scenarios whose AsyncSGD rate is the top of its grid: the baseline may be under-tuned there
     top = [sc for sc in summary["scenarios"] if "asyncsgd" in sel["learning_rates"].get(sc["scenario"], {})
-           and _edge(sel["learning_rates"][sc["scenario"]]["asyncsgd"]) == "top"]
+           and grid_edge(sel["learning_rates"][sc["scenario"]]["asyncsgd"]) == "top"]
     on_top = sum(_upper(r["time_ratio"]) < 1.0 for sc in top for r in sc["rows"]
                  if r["treatment"] in preset.treatments and r["treatment"] != "asyncsgd")
     k, fam = len(main), summary["comparisons"]

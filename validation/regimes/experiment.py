@@ -54,11 +54,12 @@ from aflqueue.errors import ValidationError, require
 from aflqueue.io import atomic_write_json, read_json
 from aflqueue.jobs import JobStore, code_version, run_jobs
 from aflqueue.outcomes import group_by_seed, paired_arms, run_times, with_baseline
+from aflqueue.tuning import grid_edge
 from validation import code
 
 __all__ = ["RegimePreset", "REGIME_PRESETS", "Regime", "PARTITIONS", "ROUTINGS", "design", "run_regimes", "run_order",
            "system_of", "base_config",
-           "select", "select_regime", "tuning_edges", "lr_edge",
+           "select", "select_regime", "tuning_edges",
            "load_regimes", "summarize_regimes", "PREDICTORS"]
 
 PARTITIONS = {"iid": {"partition": "iid"}, "dir0.5": {"partition": "dirichlet", "alpha": 0.5},
@@ -659,7 +660,7 @@ def summarize_regimes(preset: RegimePreset, data: dict[str, Any]) -> dict[str, A
             ratio = log_ratio_interval(ratios)
             tuned = sel["learning_rates"][rg.id].get(name)  # op-fit is untuned
             rows[name] = {"seeds": len(seeds), "lr": float(np.mean([r["lr"] for r in rr.values()])),
-                          "lr_edge": lr_edge(tuned) if tuned else None,
+                          "lr_edge": grid_edge(tuned) if tuned else None,
                           "concurrency": int(next(iter(rr.values()))["concurrency"]),
                           "arrivals": float(np.mean([r["measured"]["arrivals"] for r in rr.values()])),
                           "diverged": int(sum(bool(r["measured"]["diverged"]) for r in rr.values())),
@@ -864,19 +865,12 @@ def tuning_edges(preset: RegimePreset, selection: dict[str, Any], regimes: Seque
             if not res:
                 continue
             tuned += 1
-            edge = lr_edge(res)
+            edge = grid_edge(res)
             (floor if edge == "floor" else top if edge == "top" else []).append(rg)
         out[name] = {"floor": floor, "top": top, "tuned": tuned}
     return out
 
 
-def lr_edge(result: dict[str, Any]) -> str | None:
-    """``"floor"`` or ``"top"`` when a tuning result (:meth:`aflqueue.tuning.TuningResult.to_dict`)
-    chose the smallest or largest rate it tried, else None."""
-    rates = [row["lr"] for row in result["table"]]
-    if result["best_lr"] == min(rates):
-        return "floor"
-    return "top" if result["best_lr"] == max(rates) else None
 
 
 def _ratio_noise_ceiling(rows: Sequence[dict[str, Any] | None], seed: int) -> dict[str, Any] | None:
