@@ -365,6 +365,10 @@ def job_runner(output: str | Path, *, backend: str = "serial", workers: int | No
 
 # ----------------------------------------------------------------------------------- the plan
 UpdatesOf = Callable[[Candidate, float, int], float]
+#: A plan over its limit shortens every halving round by this factor at a time ...
+SHORTEN = 2 / 3
+#: ... while the first round keeps at least this fraction of the budget (3x below the default 1/9).
+MIN_FIRST_FRACTION = 1 / 27
 
 
 def plan_cost(cands: Sequence[Candidate], budget: float, plan: PilotPlan,
@@ -391,7 +395,8 @@ def plan_cost(cands: Sequence[Candidate], budget: float, plan: PilotPlan,
     final = sum(upd(base, 1.0, s) + sum(sorted((upd(c, 1.0, s) for c in others), reverse=True)[:n_final])
                 for s in plan.seeds)
     return {"rounds": rounds, "halving": sum(rounds), "final": final, "planned": sum(rounds) + final,
-            "comparison": comparison, "limit": plan.pilot_fraction * comparison}
+            "comparison": comparison, "limit": plan.pilot_fraction * comparison,
+            "fractions": list(plan.fractions), "finalists": n_final}
 
 
 def schedule_updates(cfg: TrainConfig, budget: float) -> UpdatesOf:
@@ -565,6 +570,11 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
     cost = plan_cost(list(cands.values()), budget, plan, count)
     while cost["planned"] > cost["limit"] and plan.finalists > 1:  # fewer finalists before refusing
         plan = replace(plan, finalists=plan.finalists - 1)
+        cost = plan_cost(list(cands.values()), budget, plan, count)
+    # then shorter halving rounds: a ranking on less of the budget beats no recommendation, down to
+    # a floor below which the first round's runs say little (section 12)
+    while cost["planned"] > cost["limit"] and plan.fractions[0] * SHORTEN >= MIN_FIRST_FRACTION * (1 - 1e-12):
+        plan = replace(plan, fractions=tuple(f * SHORTEN for f in plan.fractions))
         cost = plan_cost(list(cands.values()), budget, plan, count)
     require(cost["planned"] <= cost["limit"], "plan",
             f"the pilots would spend about {cost['planned']:.3g} updates, more than {plan.pilot_fraction:.0%} of the "

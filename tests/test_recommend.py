@@ -157,6 +157,30 @@ def test_the_pilot_budget_is_stated_and_enforced():
     assert ran == []
 
 
+def test_a_plan_just_over_its_limit_shortens_its_halving_rounds():
+    """A plan a little over its limit (the recommendation study's n = 500 regimes: 10.2% of the
+    comparison against 10%) keeps its candidates, shortens every halving round by 2/3 at a time,
+    spends within the limit, and still finds the fastest candidate; far over, it is refused."""
+    cfg = config()
+    tau = budget_of(cfg)
+    speed = {"asyncsgd": 3.0, "a": 3.5, "b": 6.0, "c": 4.0}
+    world = World(speed, {"asyncsgd": 0.1, "a": 0.1, "b": 0.1, "c": 0.1}, tau)
+    cands = [point("asyncsgd", 1.0), point("a", 1.0), point("b", 1.0), point("c", 1.0)]
+    free = plan_cost(cands, tau, PilotPlan(finalists=1, evaluations=50))
+    shorter = plan_cost(cands, tau, PilotPlan(finalists=1, evaluations=50, fractions=(2 / 27, 2 / 9)))
+    assert shorter["planned"] < free["planned"]
+    # a limit between the two: one shortening fits, the unshortened plan (even with 1 finalist) does not
+    tight = PilotPlan(evaluations=50, pilot_fraction=(shorter["planned"] + free["planned"]) / 2 / free["comparison"])
+    rec = recommend(cfg, candidates=cands, runner=world, plan=tight, updates_of=expected(tau))
+    assert rec.candidate == "b"
+    assert max(r["fraction"] for r in rec.arms if r["round"] == 0) == pytest.approx(2 / 27)
+    assert rec.pilot_updates <= tight.pilot_fraction * free["comparison"] + 1e-9
+    final_only = plan_cost(cands, tau, PilotPlan(finalists=1, fractions=(1e-9,)))["final"]
+    with pytest.raises(ValidationError, match="plan"):
+        recommend(cfg, candidates=cands, runner=world, updates_of=expected(tau),
+                  plan=PilotPlan(evaluations=50, pilot_fraction=0.99 * final_only / free["comparison"]))
+
+
 def test_calibration_files_are_checked_field_by_field(tmp_path):
     f = tmp_path / "cal.json"
     good = {"quantile": 1.7, "confidence": 0.9, "sigma_floor": 0.1, "regimes": 10, "source": "held-in"}
