@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -237,6 +238,11 @@ def parse_constants(text: str | None) -> dict[str, float]:
         data = read_mapping(text, "constants")
         inner = data.get("constants", data)
         check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
+        allowed = sorted(f.name for f in dataclass_fields(ProxyConstants))
+        # an empty table would silently mean the default constants: refused, as is an unknown name
+        check(bool(inner), "constants", f"{text!r}: the constants table is empty; give some of {allowed}")
+        unknown = sorted(set(inner) - set(allowed))
+        check(not unknown, "constants", f"{text!r}: unknown field(s) {unknown}; allowed: {allowed}")
         return dict(inner)
     out: dict[str, float] = {}
     for part in filter(None, (t.strip() for t in text.split(","))):

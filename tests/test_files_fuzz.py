@@ -291,8 +291,9 @@ def test_malformed_constants_files_are_refused_naming_the_file(tmp_path, capsys)
     ("empty", "", True), ("truncated", "[constants]\nL = 1.\n", True), ("deep", DEEP_TOML, True),
     ("L_huge", "[constants]\nL = 1" + "0" * 400 + "\n", True), ("L_nan", "[constants]\nL = nan\n", True),
     ("top_list", "constants = [1]\n", True), ("date", "[constants]\nL = 1979-05-27\n", True),
-    # optimize reads the table with aflqueue.options.parse_constants, which names the constant, not the file
-    ("L_string", '[constants]\nL = "1"\n', False), ("unknown", "[constants]\nLL = 1\n", False),
+    ("unknown", "[constants]\nLL = 1\n", True), ("empty_table", "[constants]\n", True),
+    # a value of the wrong type is refused by the constants' own check, which names the constant, not the file
+    ("L_string", '[constants]\nL = "1"\n', False),
 ])
 def test_optimize_refuses_malformed_constants_files(name, content, names_file, tmp_path, capsys):
     f = write(tmp_path / "c.toml", content)
