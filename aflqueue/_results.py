@@ -38,7 +38,7 @@ class MissingDependency(ValidationError, ImportError):
 def require_pandas(what: str) -> Any:
     """The :mod:`pandas` module, or :class:`MissingDependency` naming ``what`` needs it."""
     try:
-        import pandas
+        import pandas  # lazy: pandas
     except ImportError:
         raise MissingDependency("pandas", f"{what} needs pandas, an optional dependency: pip install pandas "
                                           "(or pip install 'aflqueue[pandas]')") from None

@@ -58,7 +58,7 @@ def check_system(system: Any, field: str = "system") -> System:
 
 def check_trace(trace: Any, field: str = "trace") -> Any:
     """``trace`` if it is a :class:`~aflqueue.sim.trace.Trace`, else a one-line :class:`ValidationError`."""
-    from .sim.trace import Trace
+    from .sim.trace import Trace  # lazy: numba
 
     if isinstance(trace, Trace):
         return trace
@@ -182,7 +182,7 @@ def train(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] | No
     from ``output/checkpoint.pt``; a folder that already holds a run is otherwise refused, unless
     ``force=True`` replaces it; ``tensorboard``: a folder for TensorBoard event files (off by default)."""
     cfg = train_config(config, **overrides)
-    from .pipeline import train as run
+    from .pipeline import train as run  # lazy: numba
 
     return run(cfg, resume=resume, progress=progress, tensorboard=tensorboard, force=force)
 
@@ -194,8 +194,8 @@ def recommend(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] 
     :class:`~aflqueue.recommendation.Recommendation`. ``config`` and ``overrides`` as for :func:`train`;
     ``calibration``: a calibration file for the prediction interval (none: no interval); the pilots
     are resumable jobs under ``output`` (a temporary folder when None)."""
-    from .recommendation import Calibration
-    from .recommendation import recommend as run
+    from .recommendation import Calibration  # lazy: numba
+    from .recommendation import recommend as run  # lazy: numba
 
     cal = Calibration.load(calibration) if calibration is not None else Calibration()
     return run(train_config(config, **overrides), output=output, backend=backend, workers=workers,
@@ -208,7 +208,7 @@ def validate(config: "TrainConfig | str | os.PathLike[str] | Mapping[str, Any] |
     """AsyncSGD against the wall-clock operating point on one's configuration, paired by seed (what
     ``aflqueue validate`` runs) -> :class:`~aflqueue.comparison.Validation`. ``config`` and
     ``overrides`` as for :func:`train`."""
-    from .comparison import validate as run
+    from .comparison import validate as run  # lazy: numba
 
     return run(train_config(config, **overrides), seeds=seeds, seed=seed, target=target, output=output,
                backend=backend, workers=workers)

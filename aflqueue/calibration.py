@@ -94,7 +94,7 @@ class _LossModel:
     the model's own parameters are never modified."""
 
     def __init__(self, model, loss: str, device, chunk: int):
-        import torch
+        import torch  # lazy: torch
 
         self.torch = torch
         self.model, self.loss, self.chunk = model, loss, chunk
@@ -105,7 +105,7 @@ class _LossModel:
         self.sizes = [v.numel() for v in self.w0.values()]
 
     def _value(self, params, x, y):
-        from torch.func import functional_call
+        from torch.func import functional_call  # lazy: torch
 
         out = functional_call(self.model, {**params, **self.buffers}, (x,))
         if self.loss == "cross_entropy":
@@ -198,7 +198,7 @@ def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bo
         device: torch device (default: the model's).
         chunk: samples per forward pass when computing full gradients.
     """
-    import torch
+    import torch  # lazy: torch
 
     require(loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)} (got {loss!r})")
     require(len(clients) >= 1, "clients", "need at least one client data set")
@@ -278,7 +278,7 @@ def fit_bias_constant(excess: Sequence[float], beta2: Sequence[float], confidenc
     ``N - 1`` degrees of freedom; a t interval. Runs with ``beta2 = 0`` (nothing clipped) carry no
     information on ``H`` and do not change the estimate.
     """
-    from scipy import stats
+    from scipy import stats  # lazy: scipy
 
     e = np.asarray(excess, dtype=float).ravel()
     b = np.asarray(beta2, dtype=float).ravel()

@@ -67,7 +67,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_approx(args: argparse.Namespace, system) -> int:
     """``analyze --analysis approx``: the approximation for general service laws."""
-    from .queueing.approx import approx_analyze, approx_metrics_vjp
+    from .queueing.approx import approx_analyze, approx_metrics_vjp  # lazy: scipy
 
     if args.method != "mva":
         raise ValidationError("method", "--method applies to the product form; drop it with --analysis approx")
@@ -119,7 +119,7 @@ def _parser_analyze(sub) -> None:
 
 # --------------------------------------------------------------------------- simulate
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .sim import estimate, estimate_replications, simulate_replications
+    from .sim import estimate, estimate_replications, simulate_replications  # lazy: numba
 
     check_backend(args)
     system = system_from_args(args)
@@ -157,7 +157,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = None
     if stream:  # the trace goes to the file as the run goes; the estimates read it back in chunks
-        from .sim import simulate_to_file
+        from .sim import simulate_to_file  # lazy: numba
 
         traces = [simulate_to_file(system, args.updates, args.trace, seed=args.seed, engine=args.engine,
                                    max_memory_gb=args.max_memory)]
@@ -271,7 +271,7 @@ def _parser_optimize(sub) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import train
+    from .pipeline import train  # lazy: numba
 
     require_fl("train")
     cfg = config_from_args(args)
@@ -468,7 +468,7 @@ def _parser_predict(sub) -> None:
 # --------------------------------------------------------------------------- run / validate
 def _comparison(args: argparse.Namespace, cfg, target: float | None, what: str) -> int:
     """The paired comparison of :func:`aflqueue.comparison.validate`, with its budget printed first."""
-    from .comparison import validate
+    from .comparison import validate  # lazy: numba
 
     require_fl(args.command)
     check_backend(args)
@@ -546,7 +546,7 @@ def _parser_validate(sub) -> None:
 
 # --------------------------------------------------------------------------- recommend
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from .recommendation import Calibration, recommend
+    from .recommendation import Calibration, recommend  # lazy: numba
 
     require_fl("recommend")
     check_backend(args)
@@ -745,7 +745,7 @@ def parse_window(text: str) -> tuple[float, float]:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    from .schedule import schedule_figures
+    from .schedule import schedule_figures  # lazy: matplotlib
 
     if args.window is not None:
         lo, hi = args.window

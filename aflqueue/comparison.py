@@ -85,7 +85,7 @@ class Validation(Result):
 
 def _run(args: tuple) -> dict[str, Any]:
     """One training run (a job of :func:`aflqueue.jobs.run_jobs`)."""
-    from .sim import estimate
+    from .sim import estimate  # lazy: numba
 
     t0 = time.perf_counter()
     cfg = TrainConfig.from_dict(args)

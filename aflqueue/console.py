@@ -29,7 +29,7 @@ def fmt(x: float, digits: int = 4) -> str:
 
 
 def console():
-    from rich.console import Console
+    from rich.console import Console  # lazy: rich
 
     c = Console(highlight=False)
     if not c.is_terminal:  # piped output: do not squeeze tables into 80 columns
@@ -40,7 +40,7 @@ def console():
 def analysis_table(system: "System", res: "Analysis", show_stations: bool = False) -> None:
     """Print the per-client table and the summary of a closed-form analysis, labelled exact only
     when the product form is exact for ``system``."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich
 
     c = console()
     label = "Exact analysis" if system.is_product_form else "Product-form approximation"
@@ -92,7 +92,7 @@ def _pm(e) -> str:
 def simulation_table(system: "System", est, exact: "Analysis", exact_is_exact: bool, engine: str,
                      updates_per_second: float) -> None:
     """Print simulation estimates (mean ± CI half-width) next to the product-form values."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich
 
     c = console()
     pf = "exact" if exact_is_exact else "product form (approx.)"
@@ -113,7 +113,7 @@ def simulation_table(system: "System", est, exact: "Analysis", exact_is_exact: b
 
 def optimization_table(system: "System", res) -> None:
     """Uniform routing (AsyncSGD) vs the optimum: summary and per-client table."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich
 
     c = console()
     b = res.baseline
@@ -180,7 +180,7 @@ def _interval(e, scale: float = 1.0, form: str = "{:.3f}", sign: bool = False, s
 def validation_report(v, *, what: str = "the wall-clock operating point") -> None:
     """The comparison of :func:`aflqueue.comparison.validate`: one row per arm, then the paired gains
     with their intervals (or, below 3 seeds, the per-seed values)."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich
 
     c = console()
     n = len(v.seeds)
@@ -190,7 +190,7 @@ def validation_report(v, *, what: str = "the wall-clock operating point") -> Non
     for col in ("routing", "learning rate", "throughput pred.", "throughput sim.", "arrivals", "test accuracy", pct,
                 "diverged"):
         t.add_column(col, justify="left" if col == "routing" else "right")
-    from .comparison import ARMS
+    from .comparison import ARMS  # lazy: numba
 
     for k, label in ARMS.items():
         r = v.per_arm.get(k)
@@ -214,7 +214,7 @@ def validation_report(v, *, what: str = "the wall-clock operating point") -> Non
 
 def budget_report(cfg, updates: int | None) -> None:
     """Step 1 of a comparison: AsyncSGD's network analysed exactly, and the time budget it fixes."""
-    from .pipeline import build_system
+    from .pipeline import build_system  # lazy: numba
 
     cfg = cfg if cfg is not None else load_config(None)
     U0 = updates if updates is not None else cfg.run.updates

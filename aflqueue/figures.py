@@ -32,7 +32,7 @@ def bundled_system(name: str):
 
 
 def _sweep(out: Path, name: str, **kw: Any):
-    from .sweep import sweep
+    from .sweep import sweep  # lazy: matplotlib
 
     res = sweep(bundled_system(name), name=f"bundled example {name.replace('_', ' ')}", **kw)
     data = out / "data" / name

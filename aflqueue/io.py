@@ -260,7 +260,7 @@ _NO_KEY = object()
 
 
 def _yaml_loader() -> Any:
-    import yaml
+    import yaml  # lazy: yaml
 
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe: no object construction from tags
 
@@ -280,7 +280,7 @@ def parse_data(text: str, fmt: str, source: str, field: str = "file") -> Any:
         if fmt == "toml":
             return tomllib.loads(text)
         if fmt == "yaml":
-            import yaml
+            import yaml  # lazy: yaml
 
             return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - the safe loader
     except RecursionError:
@@ -384,7 +384,7 @@ def atomic_write_data(path: str | Path, obj: Any) -> Path:
         return atomic_write_json(p, obj, indent=1)
     if fmt == "toml":
         return atomic_write_text(p, dumps_toml(json_safe(obj)))
-    import yaml
+    import yaml  # lazy: yaml
 
     return atomic_write_text(p, yaml.safe_dump(json_safe(obj), sort_keys=False))
 

@@ -272,7 +272,7 @@ class _Objective:
         starved = uses_s and bool(np.any(p <= 0))
         weights = None if (starved or not uses_s) else s2_weights(p, self.cap)
         if pb.analysis == "approx":
-            from .queueing.approx import approx_delay_objective
+            from .queueing.approx import approx_delay_objective  # lazy: scipy
 
             d = approx_delay_objective(pb.system, p, m, weights)
         else:
@@ -457,7 +457,7 @@ def _lbfgs_softmax(fun: Callable[[np.ndarray], Evaluation], p0: np.ndarray, lo: 
     """L-BFGS on ``z`` with ``p = lo + (1 - n lo) softmax(z)``: lower bounds and the simplex hold by
     construction, and the log-parametrisation evens out the ``1/p``-type curvature of the proxies
     (typically 10-20x fewer iterations than projected gradient)."""
-    from scipy.optimize import minimize
+    from scipy.optimize import minimize  # lazy: scipy
 
     n = p0.size
     scale = 1.0 - n * lo
@@ -623,7 +623,7 @@ def _starts(system: System, lo: float, hi: float, count: int, seed: int) -> list
 
 def _convex_m1(problem: OptimizationProblem) -> np.ndarray | None:
     """At ``m = 1``: P1 is ``min sum 1/p_i`` and P5 ``min sum p_i / mu_i`` (LP), both with bounds."""
-    import cvxpy as cp
+    import cvxpy as cp  # lazy: cvxpy
 
     n, mu = problem.system.n, problem.system.rates
     p = cp.Variable(n)
@@ -692,7 +692,7 @@ def _baseline(problem: OptimizationProblem, fun: _Objective) -> dict[str, Any]:
 def optimize(problem: OptimizationProblem, starts: int = 4, seed: int = 0, scan_limit: int = 256,
              max_iter: int = 500, tol: float = 1e-10) -> OptimizationResult:
     """Solve ``problem`` over routing and (if a range is given) concurrency."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # lazy: threadpoolctl
 
     # L-BFGS works on tiny dense matrices: extra BLAS threads only spin (measured 6x slower
     # on a busy 2-core machine), so pin BLAS to one thread for the duration.
@@ -852,7 +852,7 @@ def _best_mix(fun: _Objective, p_star: np.ndarray, ms: list[int], m_range: tuple
               scan_limit: int) -> tuple[float, float, int]:
     """``(lam, value, m)`` minimising ``min_m fun(lam p* + (1 - lam) u, m)`` over ``lam in [0, 1]``:
     the grid :data:`MIX_GRID`, then bounded Brent between the best grid point's neighbours."""
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize_scalar  # lazy: scipy
 
     def at(lam: float) -> tuple[float, int]:
         r = mixed_routing(p_star, lam)

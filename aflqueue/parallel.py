@@ -85,7 +85,7 @@ def pmap(fn: Callable[[Any], Any], items: Sequence[Any], *, backend: str = "seri
                 done(futs[f], f.result())
     else:
         try:
-            import ray
+            import ray  # lazy: ray
         except ImportError:
             raise ValidationError("backend", "ray is not installed: pip install 'aflqueue[ray]'") from None
         started = False

@@ -47,7 +47,7 @@ def budget_of(cfg) -> tuple[float, int]:
     """``(tau, U0)``: the configuration's time budget, or AsyncSGD's expected time for its update
     budget (``run.updates``; :func:`aflqueue.protocol.time_budget`: uniform routing at the
     system's concurrency, exact throughput)."""
-    from .pipeline import build_system
+    from .pipeline import build_system  # lazy: numba
 
     system = build_system(cfg, cfg.data.clients)
     if cfg.run.time_budget is not None:
@@ -61,7 +61,7 @@ def initial_calibration(cfg, seed: int | None = None, **kw: Any):
     """The zero-cost option: :func:`aflqueue.calibration.calibrate` at the configuration's initial
     model (seed ``cfg.seed`` unless given), 4 minibatches per client and 4 directions by default.
     Returns its :class:`~aflqueue.calibration.Calibration`."""
-    from .pipeline import build_data_and_model
+    from .pipeline import build_data_and_model  # lazy: numba
 
     c = cfg if seed is None else with_updates(cfg, seed=int(seed))
     data, model = build_data_and_model(c)
@@ -113,9 +113,9 @@ def pilot_run(args: Mapping[str, Any]) -> dict[str, Any]:
     None for uniform), ``concurrency``, ``lr``, ``seed``, ``time_budget``, ``evaluate_on``
     (``"validation"`` or ``"test"``), ``eval_times``, and optional ``tags`` copied to the record."""
 
-    import torch
+    import torch  # lazy: torch
 
-    from .pipeline import prepare, train
+    from .pipeline import prepare, train  # lazy: numba
 
     t0 = time.perf_counter()
     torch.set_num_threads(1)
@@ -231,7 +231,7 @@ def calibrate_pilot(cfg, output: str | Path, *, routings: Sequence[str] = ("unif
     wall-clock optimum from the initial-model constants at ``seed``) at every rate of ``lrs``,
     on one ``seed``, for ``budget_fraction`` of the budget (:func:`budget_of`), evaluated on a
     validation split (``data.validation_fraction``, 0.1 if unset)."""
-    from .pipeline import build_system
+    from .pipeline import build_system  # lazy: numba
 
     require(0 < budget_fraction <= 1, "budget-fraction", f"must be in (0, 1] (got {budget_fraction})")
     require(len(lrs) >= 1 and all(math.isfinite(x) and x > 0 for x in lrs), "lrs", f"must be > 0 (got {list(lrs)})")
@@ -334,7 +334,7 @@ def calibrate(cfg, *, method: str = "pilot", output: str | Path | None = None, r
     bootstrap = check_integer(bootstrap, "bootstrap", 0, MAX_BOOTSTRAP)
     require(bootstrap_method in BOOTSTRAP_METHODS, "bootstrap-method",
             f"must be one of {', '.join(BOOTSTRAP_METHODS)} (got {bootstrap_method!r})")
-    from .pipeline import build_system
+    from .pipeline import build_system  # lazy: numba
 
     n = build_system(cfg, cfg.data.clients).n
     if method == "initial":
@@ -543,7 +543,7 @@ def predict(cfg, constants: str | Path | ConstantsFile, *, objective: str = "wal
     arguments out of range. A target the accuracy map puts at or below its floor, or cannot
     reach, is reported as unreachable (no time, no verdict).
     """
-    from .pipeline import build_system
+    from .pipeline import build_system  # lazy: numba
 
     objective = {"wallclock": "wall-clock"}.get(objective, objective)
     require(objective in ("wall-clock", "time-to-accuracy"), "objective",

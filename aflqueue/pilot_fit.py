@@ -166,7 +166,7 @@ def _stack(curves: Sequence[PilotCurve], skip_fraction: float) -> tuple[np.ndarr
 def fit_theta(X: np.ndarray, y: np.ndarray, terms: Sequence[str] = TERMS) -> np.ndarray:
     """Non-negative least squares ``min ||X theta - y||, theta >= 0`` (columns scaled to unit
     norm for conditioning); terms not in ``terms`` are held at 0. Shape ``(4,)``."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # lazy: scipy
 
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -214,7 +214,7 @@ class AccuracyMap:
 
     @classmethod
     def fit(cls, loss: Sequence[float], accuracy: Sequence[float]) -> "AccuracyMap":
-        from scipy.optimize import least_squares
+        from scipy.optimize import least_squares  # lazy: scipy
 
         x = np.asarray(loss, dtype=float)
         a = np.asarray(accuracy, dtype=float)
@@ -546,7 +546,7 @@ def operating_point(system, routing: Sequence[float], concurrency: int, horizon:
     """Exact ``lambda``, ``S1``, ``S2`` of ``(routing, concurrency)`` on ``system``, and the mean
     update count over ``grid`` times in ``(0, horizon]`` from simulated schedules (``sim_seeds``;
     no training). With no seeds the count is ``lambda t``."""
-    from .sim import simulate
+    from .sim import simulate  # lazy: numba
 
     p = np.asarray(routing, dtype=float)
     sysm = system.with_routing(p).with_concurrency(int(concurrency))

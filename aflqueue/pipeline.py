@@ -81,7 +81,7 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
     """A trace long enough for the budget. For a time budget the number of updates is estimated
     from the exact throughput and doubled until the trace covers it; with a fixed seed a longer
     run extends a shorter one (same random streams), so the schedule does not depend on the guess."""
-    from .sim import simulate
+    from .sim import simulate  # lazy: numba
 
     if time_budget is None:
         return simulate(system, int(updates), seed=seed, engine=engine)
@@ -97,8 +97,8 @@ def simulate_for_budget(system: System, seed: int, updates: int | None, time_bud
 
 def build_data_and_model(cfg: TrainConfig):
     """The configuration's federated data split and (seeded) initial model."""
-    from .fl.data import default_model_for, make_federated
-    from .fl.models import build_model
+    from .fl.data import default_model_for, make_federated  # lazy: torch
+    from .fl.models import build_model  # lazy: torch
 
     d = cfg.data
     data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, classes_per_client=d.classes_per_client,
@@ -207,6 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
     ``resume``: continue from the folder's checkpoint; a folder that holds a run is otherwise
     refused unless ``force`` replaces it. ``tensorboard``: a folder for TensorBoard event files of
     the curves and per-arrival staleness (:mod:`aflqueue.fl.tensorboard`; off by default)."""
+    # lazy: torch
     import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
 
     logger = None
@@ -223,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, prepar
 
 def engine_settings(cfg: TrainConfig):
     """The trainer's :class:`~aflqueue.fl.engine.EngineSettings` of a configuration."""
-    from .fl.engine import EngineSettings
+    from .fl.engine import EngineSettings  # lazy: torch
 
     run = cfg.run
     return EngineSettings(updates=run.updates, time_budget=run.time_budget, eval_every=run.eval_every,
@@ -233,7 +234,7 @@ def engine_settings(cfg: TrainConfig):
 
 def local_config(cfg: TrainConfig, pr: Prepared):
     """The local training of a run (:class:`~aflqueue.fl.local.LocalConfig`) at the prepared rate."""
-    from .fl.local import LocalConfig
+    from .fl.local import LocalConfig  # lazy: torch
 
     lc = cfg.local
     return LocalConfig(steps=lc.steps, lr=pr.lr, batch_size=lc.batch_size, optimizer=lc.optimizer,
@@ -264,9 +265,9 @@ def evaluation_data(cfg: TrainConfig, pr: Prepared):
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, prepared: Prepared | None, logger: Any, force: bool):
-    import torch
+    import torch  # lazy: torch
 
-    from .fl.engine import TraceTrainer
+    from .fl.engine import TraceTrainer  # lazy: torch
 
     pr = prepared or prepare(cfg)
     trainer = TraceTrainer(model=pr.model, data=evaluation_data(cfg, pr), trace=pr.trace,

@@ -132,7 +132,7 @@ def sweep_routing_figure(data: Mapping[str, Any], out_dir: str | Path, stem: str
     """Optimal routing ``p_i`` against client speed ``mu_i`` for each objective (at its optimum
     ``m*``): the line through the mean ``p`` of each speed, one open marker per client; series
     with equal routings are shifted side by side (and the legend says which are equal)."""
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator  # lazy: matplotlib
 
     rates = np.asarray(data["rates"], dtype=float)
     speeds = np.unique(rates)

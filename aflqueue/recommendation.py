@@ -303,7 +303,7 @@ def pilot_run(config: dict[str, Any]) -> dict[str, Any]:
     """One pilot (a job of :func:`aflqueue.jobs.run_jobs`): train on the validation split and
     return the curves, the score (mean validation accuracy over the run's budget) and the cost."""
 
-    from .pipeline import prepare, train
+    from .pipeline import prepare, train  # lazy: numba
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,9 +318,9 @@ Runner = Callable[[list[tuple[str, dict[str, Any]]]], list[dict[str, Any]]]
 def pilot_runs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pilots replica-batched (a batched job: :func:`aflqueue.replicated.train_replicas`); the
     records of :func:`pilot_run`, each saying how it was computed (``execution``)."""
-    import torch
+    import torch  # lazy: torch
 
-    from .replicated import train_replicas
+    from .replicated import train_replicas  # lazy: numba
 
     t0 = time.perf_counter()
     torch.set_num_threads(1)
@@ -403,7 +403,7 @@ def schedule_updates(cfg: TrainConfig, budget: float) -> UpdatesOf:
     """``updates(candidate, fraction, seed)`` counted on the schedule that pilot would replay (the
     trace :func:`aflqueue.pipeline.simulate_for_budget` draws for it: the same seed, routing and
     concurrency), so a plan's cost is known exactly before any training."""
-    from .pipeline import simulate_for_budget
+    from .pipeline import simulate_for_budget  # lazy: numba
 
     system = build_system(cfg, cfg.data.clients)
     memo: dict[tuple[str, float, int], int] = {}

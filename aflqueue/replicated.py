@@ -54,7 +54,7 @@ def _data_key(cfg: TrainConfig) -> str:
 def group_runs(configs: Sequence[TrainConfig], prepared: Sequence[Prepared]) -> list[list[int]]:
     """Indices of ``configs`` that can share a replica batch, one list per group (a run that
     cannot be batched is a group of one), in order of first appearance."""
-    from .fl.replicas import batch_key
+    from .fl.replicas import batch_key  # lazy: torch
 
     groups: dict[Any, list[int]] = {}
     out: list[list[int]] = []
@@ -93,10 +93,11 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
     Returns:
         One :class:`~aflqueue.fl.engine.TrainResult` per configuration, in order.
     """
-    import torch
+    import torch  # lazy: torch
 
+    # lazy: torch
     import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
-    from .fl.replicas import Replica, ReplicaTrainer, batch_key
+    from .fl.replicas import Replica, ReplicaTrainer, batch_key  # lazy: torch
 
     cfgs = list(configs)
     for j, c in enumerate(cfgs):
@@ -178,8 +179,8 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
 def _chunks(order: list[int], cfgs: Sequence[TrainConfig], preps: Sequence[Prepared], cap: int) -> list[list[int]]:
     """``order`` cut into consecutive batches of at most ``cap`` runs whose memory
     (:func:`aflqueue.fl.replicas.memory_bytes`) stays within their ``run.max_memory_gb``."""
-    from .fl.local import ParamSpec
-    from .fl.replicas import memory_bytes
+    from .fl.local import ParamSpec  # lazy: torch
+    from .fl.replicas import memory_bytes  # lazy: torch
 
     out: list[list[int]] = []
     cur: list[int] = []

@@ -441,7 +441,7 @@ def plot_runs(paths: Iterable[str | Path], out: str | Path, target: float | None
               title: str | None = None) -> tuple[list[Path], dict[str, Any]]:
     """Load, group and draw runs: ``out/runs_curves.png`` and ``.pdf``, and the figure's data as
     ``out/runs_curves.json``. Returns ``(paths, data)``."""
-    from . import plots
+    from . import plots  # lazy: matplotlib
 
     if target is not None:
         check_number(target, "target", 0.0, 1.0)

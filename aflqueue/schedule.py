@@ -208,7 +208,7 @@ def schedule_data(trace: Trace, system: System | None = None, updates: int | Non
     if exact and system is not None and system.is_product_form:
         states = delay_chain_states(system)
         if states <= exact_limit:
-            from .queueing.ctmc import relative_delay_distribution
+            from .queueing.ctmc import relative_delay_distribution  # lazy: scipy
 
             exact_pmf = relative_delay_distribution(system, max_delay=max_d + 1, max_states=exact_limit)
         else:

@@ -126,14 +126,14 @@ def finite_values(x: Iterable[Any]) -> np.ndarray:
 
 def t_quantile(confidence: float, dof: int) -> float:
     """Two-sided Student-t quantile ``t_{(1+confidence)/2, dof}``."""
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy
 
     return float(t.ppf(0.5 + confidence / 2.0, dof))
 
 
 def t_two_sided_p(z: float, dof: int) -> float:
     """``P(|T| > z)`` for Student's t with ``dof`` degrees of freedom."""
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy
 
     return float(2.0 * t.sf(z, dof))
 
@@ -142,7 +142,7 @@ def bonferroni_threshold(n_tests: int, alpha: float, dof: int) -> float:
     """``|z|`` above which a Bonferroni test of ``n_tests`` t-statistics (``dof`` degrees of
     freedom) rejects at family-wise level ``alpha``: the family-wise two-sided t quantile, i.e.
     the half-width factor of intervals at :func:`familywise_confidence` ``(1 - alpha, n_tests)``."""
-    from scipy.stats import t
+    from scipy.stats import t  # lazy: scipy
 
     return float(t.isf(alpha / (2.0 * max(n_tests, 1)), dof))
 
@@ -203,7 +203,7 @@ def bootstrap_interval(x: Iterable[Any], confidence: float = 0.95, resamples: in
         return Estimate(mean, math.nan, math.nan, 1)
     if np.all(v == v[0]):
         return Estimate(mean, mean, mean, int(v.size))
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap  # lazy: scipy
 
     rng = np.random.default_rng(seed)
     lo = hi = math.nan
@@ -255,7 +255,7 @@ def spearman(x: Iterable[Any], y: Iterable[Any]) -> float:
     Pairs with a None/NaN on either side are dropped (a missing measurement says nothing about
     the order of the others); NaN when fewer than 3 pairs remain or when either side is constant
     (the correlation is undefined)."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy
 
     a = np.asarray([np.nan if v is None else float(v) for v in x], dtype=float)
     b = np.asarray([np.nan if v is None else float(v) for v in y], dtype=float)
@@ -341,7 +341,7 @@ def _random_permutations(rng: np.random.Generator, size: int, draws: int):
 def _doubled_ranks(v: np.ndarray) -> np.ndarray:
     """Twice the average ranks of ``v`` (ties share the mean of their ranks, a multiple of 1/2), as
     exact integers."""
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy
 
     return np.rint(2.0 * rankdata(v)).astype(np.int64)
 
@@ -541,7 +541,7 @@ def stratified_spearman_permutation_test(groups: Iterable[tuple[Iterable[Any], I
             clean.append((a[keep], b[keep]))
     if not clean:
         return PermutationTest(math.nan, math.nan, 0, 0, alternative)
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy
 
     observed = float(np.mean([spearman(a, b) for a, b in clean]))
     draws = PERMUTATION_DRAWS if resamples is None else int(resamples)
@@ -609,7 +609,7 @@ def spearman_noise_ceiling(estimates: Iterable[Any], standard_errors: Iterable[A
     rng = np.random.default_rng(seed)
     true = rng.normal(0.0, math.sqrt(var_true), (resamples, x.size))
     meas = true + rng.normal(0.0, 1.0, (resamples, x.size)) * se
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy
 
     rt, rm = rankdata(true, axis=1), rankdata(meas, axis=1)
     rt -= rt.mean(axis=1, keepdims=True)
@@ -634,7 +634,7 @@ def sign_flip_test(x: Iterable[Any], alternative: str = "greater", seed: int = 0
     are equally likely. Exact (every sign vector, through :func:`scipy.stats.permutation_test`) up
     to ``n = 20``, else 10^6 seeded draws; ``alternative="greater"`` tests ``mean > 0``. Non-finite
     values are dropped first."""
-    from scipy.stats import permutation_test
+    from scipy.stats import permutation_test  # lazy: scipy
 
     _check_alternative(alternative)
     v = finite_values(x)

@@ -144,10 +144,10 @@ def few_points_marker(n_points: int, marker: str = "o") -> str | None:
 
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib
 
     return plt
 
@@ -191,8 +191,8 @@ def legend_entries(axes: Any) -> tuple[list[Any], list[str]]:
     """One legend entry per label over all ``axes``, in order of first appearance. A label drawn
     as a line and a band (:func:`seed_curves`) gets both in one entry; a label drawn as a mean and
     per-seed thin lines gets the mean."""
-    from matplotlib.collections import PolyCollection
-    from matplotlib.lines import Line2D
+    from matplotlib.collections import PolyCollection  # lazy: matplotlib
+    from matplotlib.lines import Line2D  # lazy: matplotlib
 
     groups: dict[str, list[Any]] = {}
     for ax in np.asarray(axes, dtype=object).flat:
@@ -347,7 +347,7 @@ def plain_ticks(vmin: float, vmax: float, max_ticks: int = 7) -> list[float]:
             step = math.ceil(len(ticks) / max_ticks)  # thin out, keeping the powers of ten
             i0 = next((i for i, t in enumerate(ticks) if abs(math.log10(t) - round(math.log10(t))) < 1e-9), 0)
             return [t for i, t in enumerate(ticks) if (i - i0) % step == 0]
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
     return [float(f"{t:.6g}") for t in MaxNLocator(4).tick_values(lo, hi) if lo <= t <= hi]
 
@@ -391,7 +391,7 @@ class PlainLogFormatter(Formatter):
 def log_axis(ax: Any, which: str = "y") -> None:
     """Put ``ax``'s ``which`` axis (``x``, ``y`` or ``both``) on a log scale with plain ticks
     (:class:`PlainLogLocator`, :class:`PlainLogFormatter`; minor ticks unlabelled)."""
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import NullFormatter  # lazy: matplotlib
 
     for name in ("x", "y") if which == "both" else (which,):
         (ax.set_xscale if name == "x" else ax.set_yscale)("log")
@@ -403,7 +403,7 @@ def log_axis(ax: Any, which: str = "y") -> None:
 
 def _tidy_log_axes(fig: Any) -> None:
     """Plain ticks on every log axis still on matplotlib's default locator."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter  # lazy: matplotlib
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):

@@ -74,7 +74,7 @@ def tuning_run(args: tuple) -> dict[str, Any]:
     """Train ``config`` (a dict, see :class:`~aflqueue.config.TrainConfig`) at learning rate
     ``lr`` with seed ``seed``, evaluating on the validation split; return the score and curves."""
 
-    from .pipeline import prepare, train
+    from .pipeline import prepare, train  # lazy: numba
 
     config, lr, seed = args
     t0 = time.perf_counter()
@@ -146,9 +146,9 @@ def next_rate_out(result: TuningResult, factor: float) -> float | None:
 def tuning_runs(batch: list[tuple]) -> list[dict[str, Any]]:
     """:func:`tuning_run` for a chunk of jobs, replica-batched (:func:`aflqueue.replicated.train_replicas`);
     each record says how it was computed (``execution``)."""
-    import torch
+    import torch  # lazy: torch
 
-    from .replicated import train_replicas
+    from .replicated import train_replicas  # lazy: numba
 
     t0 = time.perf_counter()
     torch.set_num_threads(1)

@@ -130,10 +130,11 @@ def test_no_import_circle():
     assert not cycles, cycles[:5]
 
 
-def test_deferred_imports_keep_something_heavy_lazy():
+def test_deferred_imports_keep_something_heavy_lazy_and_say_so():
     """An import inside a function is allowed only where it keeps a heavy or optional dependency
     (or the torch-only training side, ``aflqueue.fl``) out of a light path such as
-    ``import aflqueue``; anything else belongs at the top of its module."""
+    ``import aflqueue``, with its reason on its line or the line above (``# lazy: torch``: what it
+    keeps lazy); anything else belongs at the top of its module."""
     tops: dict[str, list[str]] = {}
     for path, tree in modules():
         tops[module_name(path)] = [m for _, m, _d in imports_of(tree, path, deferred=False)]
@@ -153,10 +154,17 @@ def test_deferred_imports_keep_something_heavy_lazy():
         memo[mod] = result
         return result
 
-    habit = [f"{path.relative_to(PKG)}:{node.lineno} {mod}"
-             for path, tree in modules() for node, mod, _d in imports_of(tree, path, deferred=True)
-             if not heavy(mod)]
+    habit, silent = [], []
+    for path, tree in modules():
+        src = path.read_text(encoding="utf-8").splitlines()
+        for node, mod, _d in imports_of(tree, path, deferred=True):
+            where = f"{path.relative_to(PKG)}:{node.lineno} {mod}"
+            if not heavy(mod):
+                habit.append(where)
+            elif "# lazy:" not in src[node.lineno - 1] and "# lazy:" not in src[node.lineno - 2]:
+                silent.append(where)
     assert not habit, f"imports to move to the top of their module: {habit}"
+    assert not silent, f"deferred imports without a '# lazy: <what it keeps lazy>' reason: {silent}"
 
 
 def test_no_cross_module_private_imports():

@@ -292,7 +292,7 @@ def _preserved_global_rng() -> Iterator[None]:
 
 
 def _load_digits(root: Path | None, seed: int, test_fraction: float = 0.2) -> tuple[Dataset, Dataset]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: sklearn
 
     tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     bunch = load_digits()  # ships with scikit-learn, no download
@@ -322,7 +322,7 @@ def _mnist1d_arrays(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray
     """The generated arrays ``(x, y, x_test, y_test)``, kept per process: generating 8,000 samples
     takes ~10 s, a third of a typical study run, and every run of a seed asks for the same ones
     (the caller copies them, so nothing it does reaches the cache)."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # lazy: mnist1d
 
     args = get_dataset_args()  # the package's defaults: 5000 samples, 80/20 split, length 40
     args.num_samples = n
@@ -445,7 +445,7 @@ def _mnist_layout(name: str, root: Path, split: str) -> tuple[list[Path], list[P
 def _load_mnist_family(
     name: str, data_root: str | Path | None, split: str = "balanced", transpose: bool = False
 ) -> tuple[Dataset, Dataset]:
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # lazy: torchvision
 
     if name == "emnist" and split not in _EMNIST_SPLITS:
         raise ValidationError("split", f"EMNIST split must be one of {', '.join(_EMNIST_SPLITS)} (got {split!r})")
@@ -544,8 +544,8 @@ def _load_cifar(name: str, data_root: str | Path | None, verify: bool = False) -
     are parsed by :class:`_ArrayUnpickler`, never by a plain ``pickle.load``, so a folder that
     is not the official archive is read as data or rejected, and cannot execute code. Without
     ``verify`` any file in the right format is accepted (the md5 check re-reads ~180 MB)."""
-    import torchvision.datasets as tvd
-    from torchvision.datasets.utils import check_integrity
+    import torchvision.datasets as tvd  # lazy: torchvision
+    from torchvision.datasets.utils import check_integrity  # lazy: torchvision
 
     base = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     num_classes = 10 if name == "cifar10" else 100

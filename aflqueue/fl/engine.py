@@ -394,7 +394,7 @@ class TraceTrainer:
         next_grid = sum(1 for g in eval_grid if g < state.time)  # the loop evaluates g < arrival time
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: tqdm
 
             bar = tqdm(total=self.U, initial=state.k, desc=f"train {getattr(self.algorithm_name, 'name', self.algorithm_name)}",
                        unit="upd")

@@ -122,7 +122,7 @@ def _resnet18(input_shape: tuple[int, ...], num_classes: int, norm: Any, groups:
     (64..512) is a multiple of 64, so ``groups`` must divide 64. ``norm="none"`` drops
     normalisation (plain residual network).
     """
-    from torchvision.models import resnet18
+    from torchvision.models import resnet18  # lazy: torchvision
 
     if len(input_shape) != 3 or min(input_shape[1:]) < 4:
         raise ValidationError(

@@ -351,7 +351,7 @@ class ReplicaTrainer:
         K = max(p.U for p in plans)
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: tqdm
 
             bar = tqdm(total=K, desc=f"train {R} replicas", unit="step")
         # the schedule of every replica as (R, K) arrays, and its evaluations as events by arrival

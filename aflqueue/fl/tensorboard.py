@@ -37,7 +37,7 @@ class TensorBoardLogger:
         if p.exists() and not p.is_dir():
             raise ValidationError("tensorboard", f"{str(p)!r} exists and is not a folder")
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: torch
         except ImportError:
             raise ValidationError("tensorboard", TENSORBOARD_MESSAGE) from None
         self.log_dir = p

@@ -29,16 +29,16 @@ def _engine(system: System, updates: int, seed: int, engine: str) -> tuple[str, 
     require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
             f"must be an integer >= 0 (got {seed!r})")
     require(engine in ENGINES, "engine", f"must be one of {', '.join(ENGINES)} (got {engine!r})")
-    from .fast import fast_path_eligible
+    from .fast import fast_path_eligible  # lazy: numba
 
     if engine == "fast" and not fast_path_eligible(system):
         raise ValidationError("engine", "the fast path needs a single-stage system without availability "
                                         "windows; use engine 'simpy' or 'auto'")
     if engine == "fast" or (engine == "auto" and fast_path_eligible(system)):
-        from .fast import record_fast
+        from .fast import record_fast  # lazy: numba
 
         return "fast", record_fast
-    from .simpy_model import record_simpy
+    from .simpy_model import record_simpy  # lazy: numba
 
     return "simpy", record_simpy
 
@@ -52,7 +52,7 @@ def simulate(system: System, updates: int, seed: int = 0, engine: str = "auto") 
     availability windows) or ``"auto"`` (fast when eligible). Both engines use the same random
     streams: for the same seed and a continuous service law they return the same trace.
     """
-    from .records import record_in_memory
+    from .records import record_in_memory  # lazy: numba
 
     _, record = _engine(system, updates, seed, engine)
     return record_in_memory(Trace, system.concurrency + updates, system.n, system.concurrency, system.routing,
@@ -68,8 +68,8 @@ def simulate_to_file(system: System, updates: int, path: str | Path, seed: int =
     same trace, bit for bit, as :func:`simulate` returns for the same arguments. Returns the
     file opened (:class:`TraceFile`, ``max_memory_gb`` for reading it), which
     :func:`aflqueue.sim.estimate` reads chunk by chunk."""
-    from .records import TaskRecorder
-    from .tracefile import TraceWriter, header_text
+    from .records import TaskRecorder  # lazy: numba
+    from .tracefile import TraceWriter, header_text  # lazy: numba
 
     p = Path(path)
     require(p.suffix == ".npz", "trace", f"trace files are .npz (got {str(p)!r})")

@@ -223,7 +223,7 @@ class Trace:
     def save(self, path: str | Path) -> Path:
         """Write the trace file (``.npz``, format 2 of :mod:`aflqueue.sim.tracefile`: uncompressed
         chunks, validated as they are written), atomically."""
-        from .tracefile import write_trace
+        from .tracefile import write_trace  # lazy: numba
 
         return write_trace(self, path)
 
@@ -233,7 +233,7 @@ class Trace:
         while reading; refuses (:class:`ValidationError`) files that need more than
         ``max_memory_gb`` (default :data:`aflqueue.sim.tracefile.DEFAULT_MAX_MEMORY_GB`) to load.
         See :class:`aflqueue.sim.tracefile.TraceFile`."""
-        from .tracefile import TraceFile
+        from .tracefile import TraceFile  # lazy: numba
 
         with TraceFile.open(path, max_memory_gb=max_memory_gb) as tf:
             return tf.load(cls)
