@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .bounds import EnergyModel, ProxyConstants
 from .config import DEFAULT_P_MIN, load_config
 from .errors import FL_EXTRA_MESSAGE, ValidationError, check_number, missing_fl_modules
-from .io import dumps_json
+from .io import dumps_json, naming_file
 from .optimization import OptimizationProblem
 from .system import System, example_system, read_mapping
 
@@ -202,7 +202,12 @@ def system_from_args(args: argparse.Namespace, require_system: bool = False):
             if structural:
                 raise ValidationError(sorted(structural)[0].replace("_", "-"),
                                       "cannot override a file with a 'clients' list; edit the file instead")
-        return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
+        try:
+            return System.from_dict({**data, **flags}, base_dir=Path(args.file).parent)
+        except ValidationError as e:  # a value from the file: the line names the file (a flag's does not)
+            if re.split(r"[.\[]", e.field)[0] in flags:
+                raise
+            raise naming_file(e, str(args.file)) from None
     if "rates" not in flags:
         extra = set(flags) - {"concurrency", "routing"}
         if extra or require_system:

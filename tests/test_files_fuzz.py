@@ -305,6 +305,21 @@ def test_optimize_refuses_malformed_constants_files(name, content, names_file, t
 
 
 # ------------------------------------------------------------------ system files
+@pytest.mark.parametrize("content, field", [
+    ('rates = [1, "a"]\n', "rates[1]"), ("rates = [1, 2]\nconcurrency = 0\n", "concurrency"),
+    ("rates = [1, 2]\nrouting = [0.5, 0.6]\n", "routing"), ("rates = [1, -2]\n", "rates[1]"),
+])
+def test_a_bad_value_in_a_system_file_names_the_file_and_a_bad_flag_does_not(content, field, tmp_path, capsys):
+    f = write(tmp_path / "sys.toml", content)
+    for command in ("analyze", "optimize", "simulate"):
+        assert_refused([command, f], capsys, f)
+    code, err = cli(["analyze", f], capsys)
+    assert err.startswith(f"aflqueue: error: {field}: "), err
+    good = write(tmp_path / "good.toml", "rates = [1, 2]\n")
+    code, err = cli(["analyze", good, "--concurrency", "0"], capsys)
+    assert code == 2 and "concurrency" in err and str(good) not in err, err
+
+
 def system_cases(fmt: str) -> dict[str, str | bytes | dict]:
     good = {"rates": [1.0, 0.5, 0.2], "routing": [0.5, 0.3, 0.2], "concurrency": 4}
     text = json.dumps(good) if fmt == "json" else (ROOT / "examples" / "flat.toml").read_text()
