@@ -83,9 +83,9 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
         max_replicas: the most runs per batch (default :data:`DEFAULT_MAX_REPLICAS` for the
             device); within a group, runs are batched in order of their number of arrivals, so that
             runs of similar length share a batch.
-        write_outputs: write each batched run's outputs in its ``cfg.output`` as ``pipeline.train``
-            does (a run trained serially is written by ``pipeline.train`` in any case; with
-            ``write_outputs`` its ``results.json`` is rewritten with ``execution``).
+        write_outputs: write each run's outputs in its ``cfg.output`` as ``pipeline.train`` does
+            (with ``execution`` in ``results.json``); False: nothing is written anywhere (a run
+            trained serially saves as it goes into a temporary folder).
         progress: progress bars.
         on_result: called as ``on_result(index, result)`` as soon as each result exists (e.g. to
             save it: a batch returns all its results together).
