@@ -1,4 +1,5 @@
-"""Benchmark: trainer updates per second, batched (torch.func.vmap) vs serial, same model and trace.
+"""Benchmark: trainer updates per second, batched (torch.func.vmap) vs serial, same model and trace,
+and the engine's serial mode against a minimal loop (:func:`minimal_loop`) on the same trace.
 
 Issue 5 targets: batched >= 1.5x serial on CPU (small CNN, m = 100), >= 5x on GPU. The data are
 random inputs (speed does not depend on content), n clients of five speed types, uniform
@@ -101,6 +102,47 @@ class Bench:
         return time.perf_counter() - t, res.final_loss
 
 
+def minimal_loop(b: Bench, updates: int) -> float:
+    """Seconds for ``updates`` arrivals of the plainest asynchronous SGD that replays the same trace,
+    written as a PyTorch user would: each arrival loads the flat parameter vector of its dispatch
+    version into the model, takes one ``backward()`` on a minibatch of its client and applies the
+    gradient with the importance weight ``1 / (n p_c)``; no evaluation, logging, checks or
+    checkpoints. The named baseline of the engine's overhead (its own minibatch draws: speed only,
+    not the same numbers)."""
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    model = b.build().to(b.device)
+    tr = b.trace
+    applied = np.flatnonzero((tr.applied_version >= 1) & (tr.applied_version <= updates))
+    order = applied[np.argsort(tr.applied_version[applied], kind="stable")]
+    need: dict[int, int] = {}
+    for u in order:
+        need[int(tr.dispatch_version[u])] = need.get(int(tr.dispatch_version[u]), 0) + 1
+    weight = 1.0 / (b.n * np.asarray(tr.routing, dtype=float))
+    gen = torch.Generator().manual_seed(b.seed)
+    xs = [c.x.to(b.device) for c in b.data.clients]
+    ys = [c.y.to(b.device) for c in b.data.clients]
+    lr, bs = b.local.lr, b.local.batch_size
+    _sync(b.device)
+    t = time.perf_counter()
+    versions = {0: parameters_to_vector(model.parameters()).detach().clone()}
+    for k, u in enumerate(order, start=1):
+        v, c = int(tr.dispatch_version[u]), int(tr.client[u])
+        idx = torch.randint(0, len(ys[c]), (bs,), generator=gen).to(b.device)
+        vector_to_parameters(versions[v], model.parameters())
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xs[c][idx]), ys[c][idx]).backward()
+        g = parameters_to_vector(p.grad for p in model.parameters())
+        need[v] -= 1
+        versions[k] = versions[k - 1] - float(lr * weight[c]) * g
+        if need[v] == 0 and v != k - 1:
+            del versions[v]  # no task still to arrive was dispatched at version v
+        if need.get(k - 1, 0) == 0:
+            versions.pop(k - 1, None)
+    _sync(b.device)
+    return time.perf_counter() - t
+
+
 def bench(b: Bench, updates: int, repeats: int = 3, seconds: float | None = None, min_updates: int = 20,
           deadline: float | None = None, log=print) -> dict[str, Any]:
     """Warm up both modes, then alternate ``repeats`` timed runs of each; report medians.
@@ -158,10 +200,14 @@ def bench(b: Bench, updates: int, repeats: int = 3, seconds: float | None = None
             dt, loss = timed(batched, used[batched])
             times[batched].append(dt)
             finals[batched] = loss
+    minimal_loop(b, min(used[False], warm[False]))  # warm-up
+    plain = [minimal_loop(b, used[False]) for _ in range(len(times[False]))]
+    tp = statistics.median(plain)
+    row.update({"minimal_updates_per_s": used[False] / tp, "minimal_seconds": plain})
     tb, ts = statistics.median(times[True]), statistics.median(times[False])
     row.update({"updates_batched": used[True], "updates_serial": used[False], "repeats": len(times[True]),
                 "max_batch": max_batch, "batched_updates_per_s": used[True] / tb, "serial_updates_per_s": used[False] / ts,
-                "speedup": (used[True] / tb) / (used[False] / ts), "batched_seconds": times[True],
+                "speedup": (used[True] / tb) / (used[False] / ts), "serial_over_minimal": tp / ts, "batched_seconds": times[True],
                 "serial_seconds": times[False], "final_loss_batched": finals[True], "final_loss_serial": finals[False]})
     if used[True] == used[False]:
         row["final_loss_rel_diff"] = abs(finals[True] - finals[False]) / max(abs(finals[False]), 1e-300)
@@ -174,7 +220,9 @@ def describe(row: dict[str, Any]) -> str:
     return (f"{row['device']} ({row['threads']} threads), {row['model']} ({row['parameters']} params), "
             f"n = {row['clients']}, m = {row['concurrency']}, K = {row['local_steps']}: "
             f"batched {row['batched_updates_per_s']:.1f} upd/s, serial {row['serial_updates_per_s']:.1f} upd/s, "
-            f"speed-up {row['speedup']:.2f}x (final loss {row['final_loss_batched']:.6f} vs {row['final_loss_serial']:.6f})")
+            f"speed-up {row['speedup']:.2f}x (final loss {row['final_loss_batched']:.6f} vs {row['final_loss_serial']:.6f}); "
+            f"minimal loop {row['minimal_updates_per_s']:.1f} upd/s: the engine's serial mode runs at "
+            f"{row['serial_over_minimal']:.2f}x its speed")
 
 
 def _ints(text: str, name: str) -> list[int]:
