@@ -201,6 +201,14 @@ def grid(tree: Path) -> list[str]:
     return ["validation/grid/figures"]
 
 
+def recommend(tree: Path) -> list[str]:
+    from validation.recommend.report import write_report
+
+    _copy(tree, "validation/recommend/results")
+    write_report(tree / "validation/recommend/results")
+    return ["validation/recommend/results/report.md"]
+
+
 def figures(tree: Path) -> list[str]:
     """The analytic figures of the repository's figures/ folder (``aflqueue figures``)."""
     from aflqueue.figures import make_all
@@ -213,7 +221,7 @@ def figures(tree: Path) -> list[str]:
 #: (relative to the repository root).
 STUDIES: dict[str, Callable[[Path], list[str]]] = {
     "paper": paper, "regimes": regimes, "approx": approx, "closed_forms": closed_forms, "fedbuff_family": fedbuff_family,
-    "grid": grid, "figures": figures}
+    "grid": grid, "recommend": recommend, "figures": figures}
 
 
 # --------------------------------------------------------------------------- comparing
