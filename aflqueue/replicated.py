@@ -93,29 +93,11 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
     Returns:
         One :class:`~aflqueue.fl.engine.TrainResult` per configuration, in order.
     """
-    import torch  # lazy: torch
-
     # lazy: torch
     import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
-    from .fl.replicas import Replica, ReplicaTrainer, batch_key  # lazy: torch
+    from .fl.replicas import Replica, batch_key  # lazy: torch
 
-    cfgs = list(configs)
-    for j, c in enumerate(cfgs):
-        require(isinstance(c, TrainConfig), f"configs[{j}]", f"must be a TrainConfig (got {type(c).__name__})")
-    given = list(prepared) if prepared is not None else [None] * len(cfgs)
-    require(len(given) == len(cfgs), "prepared", f"has {len(given)} entries for {len(cfgs)} configurations")
-    if max_replicas is not None:
-        require(isinstance(max_replicas, int) and max_replicas >= 1, "max_replicas",
-                f"must be an integer >= 1 (got {max_replicas!r})")
-    built: dict[str, tuple] = {}
-    preps: list[Prepared] = []
-    for cfg, pr in zip(cfgs, given):
-        if pr is None:
-            key = _data_key(cfg)
-            if key not in built:
-                built[key] = build_data_and_model(cfg)
-            pr = prepare(cfg, *built[key])
-        preps.append(pr)
+    cfgs, preps = _checked_and_prepared(configs, prepared, max_replicas)
     results: list[Any] = [None] * len(cfgs)
 
     def done(j: int, res) -> None:
@@ -157,23 +139,60 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
                             meta=run_meta(cfgs[j], preps[j])) for j in chunk]
             if write_outputs:
                 for j in chunk:
-                    out = Path(cfgs[j].output)
-                    require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
-                    atomic_write_json(out / "config.json", cfgs[j].to_dict(), indent=2)
-                    preps[j].trace.save(out / "trace.npz")
-            threads = torch.get_num_threads()
-            torch.set_num_threads(cfgs[chunk[0]].run.threads)
-            try:
-                trainer = ReplicaTrainer(reps, device=device, progress=progress,
-                                         max_memory_gb=min(cfgs[j].run.max_memory_gb for j in chunk))
-                batch = trainer.run()
-            finally:
-                torch.set_num_threads(threads)
+                    _write_inputs(cfgs[j], preps[j])
+            batch = _run_batch(reps, device, progress, cfgs[chunk[0]].run.threads,
+                               min(cfgs[j].run.max_memory_gb for j in chunk))
             for j, res in zip(chunk, batch):
                 if write_outputs:
                     _write_results(Path(cfgs[j].output), res)
                 done(j, res)
     return results
+
+
+def _checked_and_prepared(configs: Sequence[TrainConfig], prepared: Sequence[Prepared | None] | None,
+                          max_replicas: int | None) -> tuple[list[TrainConfig], list[Prepared]]:
+    """The arguments of :func:`train_replicas` checked, and every run prepared (the data split and
+    initial model of runs that share ``seed``, ``data`` and ``model`` built once)."""
+    cfgs = list(configs)
+    for j, c in enumerate(cfgs):
+        require(isinstance(c, TrainConfig), f"configs[{j}]", f"must be a TrainConfig (got {type(c).__name__})")
+    given = list(prepared) if prepared is not None else [None] * len(cfgs)
+    require(len(given) == len(cfgs), "prepared", f"has {len(given)} entries for {len(cfgs)} configurations")
+    if max_replicas is not None:
+        require(isinstance(max_replicas, int) and max_replicas >= 1, "max_replicas",
+                f"must be an integer >= 1 (got {max_replicas!r})")
+    built: dict[str, tuple] = {}
+    preps: list[Prepared] = []
+    for cfg, pr in zip(cfgs, given):
+        if pr is None:
+            key = _data_key(cfg)
+            if key not in built:
+                built[key] = build_data_and_model(cfg)
+            pr = prepare(cfg, *built[key])
+        preps.append(pr)
+    return cfgs, preps
+
+
+def _run_batch(reps: list[Any], device: str, progress: bool, threads: int, max_memory_gb: float) -> list[Any]:
+    """One :class:`~aflqueue.fl.replicas.ReplicaTrainer` run with torch's CPU threads set for it."""
+    import torch  # lazy: torch
+
+    from .fl.replicas import ReplicaTrainer  # lazy: torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return ReplicaTrainer(reps, device=device, progress=progress, max_memory_gb=max_memory_gb).run()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _write_inputs(cfg: TrainConfig, pr: Prepared) -> None:
+    """What ``pipeline.train`` writes before a run starts: ``config.json`` and ``trace.npz``."""
+    out = Path(cfg.output)
+    require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
+    atomic_write_json(out / "config.json", cfg.to_dict(), indent=2)
+    pr.trace.save(out / "trace.npz")
 
 
 def _chunks(order: list[int], cfgs: Sequence[TrainConfig], preps: Sequence[Prepared], cap: int) -> list[list[int]]:
