@@ -523,6 +523,25 @@ def _safe_interval(point: float, samples: Sequence[float], confidence: float) ->
     return out
 
 
+def _unreachable(amap: Any, target: float, target_fraction: float, time_ratio: float) -> str | None:
+    """Why the predicted time to ``target`` does not exist (the accuracy map's floor is at or above
+    it, the map never reaches it, or AsyncSGD never does under the point fit), else None."""
+    if amap is not None and math.isfinite(target):
+        base_acc = target / target_fraction
+        if target <= amap.floor:
+            return (f"the target accuracy {target:.3f} ({target_fraction:g} x AsyncSGD's predicted {base_acc:.3f}) "
+                    f"is at or below the accuracy map's floor {amap.floor:.3f}, which every loss reaches: there is "
+                    "no time to reach it (raise --target-fraction)")
+        if not target < 1 or math.isnan(amap.inverse(target)):
+            return (f"the accuracy map never reaches the target accuracy {target:.3f}: there is no time to reach "
+                    "it (lower --target-fraction)")
+    elif amap is not None:
+        return "AsyncSGD's predicted accuracy at the budget is undefined: there is no target to time"
+    if math.isnan(time_ratio):
+        return "AsyncSGD never reaches the target under the point fit: the time ratio is undefined"
+    return None
+
+
 def predict(cfg, constants: str | Path | ConstantsFile, *, objective: str = "wall-clock",
             concurrency_range: Sequence[int] | None = None, p_min: float | None = None, target_fraction: float = 0.9,
             confidence: float = 0.95, starts: int = 4,
@@ -587,21 +606,7 @@ def predict(cfg, constants: str | Path | ConstantsFile, *, objective: str = "wal
     acc_iv = percentile_interval(point[1], [b[1] for b in boots], confidence)
     defined = sum(1 for b in boots if not math.isnan(b[0]))
     target = point[4]
-    unreachable = None
-    amap = fit.accuracy_map
-    if amap is not None and math.isfinite(target):
-        base_acc = target / target_fraction
-        if target <= amap.floor:
-            unreachable = (f"the target accuracy {target:.3f} ({target_fraction:g} x AsyncSGD's predicted {base_acc:.3f}) "
-                           f"is at or below the accuracy map's floor {amap.floor:.3f}, which every loss reaches: there is "
-                           "no time to reach it (raise --target-fraction)")
-        elif not target < 1 or math.isnan(amap.inverse(target)):
-            unreachable = (f"the accuracy map never reaches the target accuracy {target:.3f}: there is no time to reach "
-                           "it (lower --target-fraction)")
-    elif amap is not None:
-        unreachable = "AsyncSGD's predicted accuracy at the budget is undefined: there is no target to time"
-    if unreachable is None and math.isnan(point[0]):
-        unreachable = "AsyncSGD never reaches the target under the point fit: the time ratio is undefined"
+    unreachable = _unreachable(fit.accuracy_map, target, target_fraction, point[0])
     return Prediction(**common, source="pilot fit", time_ratio=ratio_iv, accuracy_difference=acc_iv,
                       target_accuracy=None if math.isnan(target) else float(target),
                       loss={"routing": point[2], "baseline": point[3]}, eta={"routing": point[5], "baseline": point[6]},
