@@ -139,20 +139,27 @@ def test_deferred_imports_keep_something_heavy_lazy_and_say_so():
     for path, tree in modules():
         tops[module_name(path)] = [m for _, m, _d in imports_of(tree, path, deferred=False)]
 
-    memo: dict[str, bool] = {}
+    def loads_heavy_directly(mod: str) -> bool:
+        return mod.split(".")[0] in HEAVY or mod.startswith(HEAVY_MODULES)
+
+    def package_of(mod: str) -> str | None:  # importing a submodule runs its package's __init__ first
+        parent = mod.rpartition(".")[0]
+        return parent if parent.count(".") >= 1 and parent in tops else None
+
+    # heavy: every module from which a chain of top-level imports (or package __init__s) reaches a
+    # heavy dependency; a fixed point, so cycles through packages need no special care
+    heavy_modules: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        for mod, targets in tops.items():
+            if mod not in heavy_modules and (package_of(mod) in heavy_modules or any(
+                    loads_heavy_directly(t) or t in heavy_modules for t in targets if t != mod)):
+                heavy_modules.add(mod)
+                grew = True
 
     def heavy(mod: str) -> bool:
-        """Whether importing ``mod`` loads something heavy, through its top-level imports or its
-        package's ``__init__`` (importing a submodule runs its package first)."""
-        if mod in memo:
-            return memo[mod]
-        memo[mod] = False  # a cycle adds nothing new (and there is a test against cycles)
-        parent = mod.rpartition(".")[0]
-        result = (mod.split(".")[0] in HEAVY or mod.startswith(HEAVY_MODULES)
-                  or (parent.count(".") >= 1 and parent in tops and heavy(parent))
-                  or any(heavy(t) for t in tops.get(mod, ()) if t != mod))
-        memo[mod] = result
-        return result
+        return loads_heavy_directly(mod) or mod in heavy_modules or package_of(mod) in heavy_modules
 
     habit, silent = [], []
     for path, tree in modules():

@@ -57,7 +57,7 @@ class FedEcho(FedBuff):
     paper's tool for *confident* teachers, so the fix keeps the method and drops only the hard label
     of teachers that carry no label information; ``hard_label_max_entropy = 1`` restores the spec
     exactly (bit for bit the code before the fix). Evidence:
-    ``validation/results/fedbuff_family/report.md``.
+    ``validation/fedbuff_family/results/checks/report.md``.
 
     Defaults not fixed by the spec (justification next to each in :attr:`defaults`):
     ``eta_g = 1``, ``eta_d = 0.01``, ``temperature = 2``, ``distill_batch = 64``,
