@@ -44,14 +44,6 @@ MAX_CONCURRENCY = 1_000_000
 MAX_OPTIMIZE_CONCURRENCY = 100_000
 
 
-#: Memory per simulated update with the full trace kept (measured ~150 B; rounded up).
-BYTES_PER_SIMULATED_UPDATE = 160
-
-
-#: Post-warm-up updates per batch below which batch means are too short to be trusted.
-MIN_UPDATES_PER_BATCH = 50
-
-
 OBJECTIVE_CHOICES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff", "max-throughput")
 
 

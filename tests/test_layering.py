@@ -33,7 +33,7 @@ FLOORS = {
     # 7: figures, the aq.* functions, the researcher's tools
     "style": 7, "plots": 7, "figures": 7, "api": 7, "sweep": 7, "schedule": 7, "runs": 7, "console": 7,
     # 8: the command line and the package itself
-    "options": 8, "cli": 8, "__init__": 8, "__main__": 8,
+    "options": 8, "commands": 8, "cli": 8, "__init__": 8, "__main__": 8,
 }
 #: Third-party modules whose import is heavy or optional: the only reason to defer an import.
 HEAVY = {"torch", "torchvision", "numba", "ray", "matplotlib", "scipy", "pandas", "rich", "sklearn", "simpy",

@@ -359,3 +359,22 @@ def test_streamed_estimate_memory_does_not_grow_with_the_trace(tmp_path):
         tracemalloc.stop()
     assert e.to_dict() == estimate(t).to_dict()
     assert peak < trace_bytes / 4, (peak, trace_bytes)
+
+
+def test_simulate_and_estimate_is_the_runs_and_their_estimates():
+    """One measurement equals its parts called by hand (same seeds, same bits), and a setting that
+    leaves too few updates per batch is refused before anything runs."""
+    from aflqueue.sim import replication_seeds, simulate_and_estimate, simulate_replications
+
+    system = System.from_rates([1.0, 0.3, 0.1], concurrency=4)
+    one = simulate_and_estimate(system, 4000, seed=3, batches=10)
+    alone = estimate(simulate(system, 4000, seed=3), batches=10)
+    assert one.seeds == [3] and one.updates == 4000
+    assert one.estimates.to_dict() == alone.to_dict()
+    many = simulate_and_estimate(system, 2000, replications=3, seed=5)
+    seeds = replication_seeds(5, 3)
+    assert many.seeds == seeds and len(set(seeds)) == 3
+    by_hand = estimate_replications(simulate_replications(system, 2000, seeds))
+    assert many.estimates.to_dict() == by_hand.to_dict()
+    with pytest.raises(ValidationError, match="updates"):
+        simulate_and_estimate(system, 500, batches=20)  # 450 after warm-up < 50 x 20
