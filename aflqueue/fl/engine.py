@@ -423,35 +423,14 @@ class TraceTrainer:
                 next_grid += 1
             if state.diverged_at is not None:
                 break
-            if t not in state.pending:
-                self._compute(state, t, k)
-            delta = state.pending.pop(t)
-            v0 = state.start_version.pop(t)
-            start = state.snapshots[v0]
-            i = int(tr.client[t])
-            extras = {}
-            if alg.client_statistics:
-                extras["activation_stats"] = self._client_statistics(t, start + delta)
-            arr = Arrival(index=k, task=t, client=i, delta=delta, start=start, start_version=v0,
-                          relative_delay=int(self.relative_delay[t]), time=now, extras=extras)
-            tau = alg.version - v0
-            alg.on_arrival(arr)
-            state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
-            for cb in self.callbacks:
-                cb.on_arrival(*state.log[-1])
+            v0 = self._apply_arrival(state, alg, t, k, now)
             if not guard.observe(alg.params, k):
                 # a non-finite model stays non-finite: stop, and say where it happened
                 self._stop_diverged(state, alg, k, alg.params, k)
                 break
             self._release(state, v0)
             # dispatch the task that the trace sends out after this arrival
-            new_task = m + k - 1
-            if alg.version not in state.snapshots:
-                state.snapshots[alg.version] = alg.params.detach().clone()
-                state.refs[alg.version] = 0
-            state.start_version[new_task] = alg.version
-            state.refs[alg.version] += 1
-            self._drop_unreferenced(state, alg.version)
+            self._dispatch(state, alg, m + k - 1)
             state.time = now
             state.k = k
             if k in eval_ks:
@@ -502,6 +481,38 @@ class TraceTrainer:
         alg.cost["arrivals"] -= applied - k
         state.diverged_at, state.k, state.time = k, k, float(row[1])
         self._evaluate(state, alg, state.time, k)
+
+    def _apply_arrival(self, state, alg, t: int, k: int, now: float) -> int:
+        """Hand task t's update to the algorithm as arrival ``k`` at simulated time ``now`` (its
+        delta computed first if not yet), log it and tell the observers; returns the version the
+        task started from."""
+        if t not in state.pending:
+            self._compute(state, t, k)
+        delta = state.pending.pop(t)
+        v0 = state.start_version.pop(t)
+        start = state.snapshots[v0]
+        i = int(self.trace.client[t])
+        extras = {}
+        if alg.client_statistics:
+            extras["activation_stats"] = self._client_statistics(t, start + delta)
+        arr = Arrival(index=k, task=t, client=i, delta=delta, start=start, start_version=v0,
+                      relative_delay=int(self.relative_delay[t]), time=now, extras=extras)
+        tau = alg.version - v0
+        alg.on_arrival(arr)
+        state.log.append((k, now, i, int(self.relative_delay[t]), tau, alg.version))
+        for cb in self.callbacks:
+            cb.on_arrival(*state.log[-1])
+        return v0
+
+    def _dispatch(self, state, alg, task: int) -> None:
+        """Task ``task`` starts from the server model as it is now: a snapshot of that version is
+        kept while some task in flight references it."""
+        if alg.version not in state.snapshots:
+            state.snapshots[alg.version] = alg.params.detach().clone()
+            state.refs[alg.version] = 0
+        state.start_version[task] = alg.version
+        state.refs[alg.version] += 1
+        self._drop_unreferenced(state, alg.version)
 
     def _release(self, state, version: int) -> None:
         state.refs[version] -= 1

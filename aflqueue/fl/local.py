@@ -240,7 +240,7 @@ def train_rows(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data: Cl
     same kernels); each parameter tensor is its own leaf, so no ``split``/``cat`` enters the
     backward pass.
     """
-    T, K, B = batches.shape
+    K, B = batches.shape[1:]
     starts = starts.detach()
     dtype, dev = starts.dtype, starts.device
     weights = (torch.arange(B, device=dev) < counts[:, None]).to(dtype) / counts.to(dtype)[:, None]  # 1/B_t or 0
@@ -261,44 +261,62 @@ def train_rows(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data: Cl
     v = torch.zeros_like(starts) if adam else None
     w = starts
     for k in range(K):
-        idx = batches[:, k]  # (T, B)
         ws = torch.split(w, spec.sizes, dim=1)
-        leaves = [t.view(T, *((s[1], s[0]) if n in transposed else s)).detach().requires_grad_(True)
-                  for n, t, s in zip(spec.names, ws, spec.shapes)]
-        with torch.enable_grad():
-            logits = forward(dict(zip(spec.names, leaves)), data.x[idx])  # (T, B, classes)
-            losses = nn.functional.cross_entropy(logits.reshape(T * B, -1), data.y[idx].reshape(-1), reduction="none")
-            grads = [gr.reshape(T, -1) for gr in torch.autograd.grad((losses * flat_weights).sum(), leaves)]
-        if cfg.weight_decay:
-            for g_, w_ in zip(grads, ws):
-                g_.add_(cfg.weight_decay * w_)  # g + wd w
+        grads = _row_gradients(forward, spec, ws, data, batches[:, k], flat_weights, transposed, cfg)
         if adam:
             w, m, v = _adam_step(w, torch.cat(grads, dim=1), m, v, k + 1, cfg, lr_col)
         elif k < K - 1:
             w = w - lr_col * torch.cat(grads, dim=1)
         else:
-            # the last step in place, train_serial's operations: delta = (w - lr g) - start.
-            # Rounding to nearest is symmetric, so with t = lr g - w this is -(t + start) to the
-            # bit (but for the sign of an exact zero), and s * delta is (-s) * (t + start)
-            factor = -scale_col if scale_col is not None else None
-            for g_, w_, s_ in zip(grads, ws, torch.split(starts, spec.sizes, dim=1)):
-                g_.mul_(lr_col).sub_(w_).add_(s_)
-                if factor is None:
-                    g_.neg_()
-                else:
-                    g_.mul_(factor)
-            if into is None:
-                return torch.cat(grads, dim=1)
-            store, rows = into
-            for g_, piece in zip(grads, torch.split(store, spec.sizes, dim=1)):
-                piece.index_copy_(0, rows, g_)
-            return None
+            return _last_sgd_step(spec, grads, ws, starts, lr_col, scale_col, into)
     delta = w - starts
     if scale_col is not None:
         delta.mul_(scale_col)
     if into is None:
         return delta
     into[0].index_copy_(0, into[1], delta)
+    return None
+
+
+def _row_gradients(forward, spec: ParamSpec, ws: Sequence[torch.Tensor], data: ClientData, idx: torch.Tensor,
+                   flat_weights: torch.Tensor, transposed: Sequence[str], cfg: LocalConfig) -> list[torch.Tensor]:
+    """One step's gradients of :func:`train_rows`, one ``(T, size)`` tensor per parameter, weight
+    decay included: ``ws`` are the ``T`` models split by parameter, ``idx`` the step's minibatches
+    ``(T, B)``, ``flat_weights`` the samples' loss weights ``(T * B,)``."""
+    T, B = idx.shape
+    leaves = [t.view(T, *((s[1], s[0]) if n in transposed else s)).detach().requires_grad_(True)
+              for n, t, s in zip(spec.names, ws, spec.shapes)]
+    with torch.enable_grad():
+        logits = forward(dict(zip(spec.names, leaves)), data.x[idx])  # (T, B, classes)
+        losses = nn.functional.cross_entropy(logits.reshape(T * B, -1), data.y[idx].reshape(-1), reduction="none")
+        grads = [gr.reshape(T, -1) for gr in torch.autograd.grad((losses * flat_weights).sum(), leaves)]
+    if cfg.weight_decay:
+        for g_, w_ in zip(grads, ws):
+            g_.add_(cfg.weight_decay * w_)  # g + wd w
+    return grads
+
+
+def _last_sgd_step(spec: ParamSpec, grads: list[torch.Tensor], ws: Sequence[torch.Tensor], starts: torch.Tensor,
+                   lr_col: torch.Tensor, scale_col: torch.Tensor | None,
+                   into: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+    """The last plain-SGD step of :func:`train_rows`, finished parameter by parameter in the
+    gradients' memory (``grads`` are overwritten): the deltas ``(T, P)`` (times ``scale_col``, a
+    ``(T, 1)`` column, if given), or None after writing them into ``into``."""
+    # train_serial's operations: delta = (w - lr g) - start. Rounding to nearest is symmetric,
+    # so with t = lr g - w this is -(t + start) to the bit (but for the sign of an exact zero),
+    # and s * delta is (-s) * (t + start)
+    factor = -scale_col if scale_col is not None else None
+    for g_, w_, s_ in zip(grads, ws, torch.split(starts, spec.sizes, dim=1)):
+        g_.mul_(lr_col).sub_(w_).add_(s_)
+        if factor is None:
+            g_.neg_()
+        else:
+            g_.mul_(factor)
+    if into is None:
+        return torch.cat(grads, dim=1)
+    store, rows = into
+    for g_, piece in zip(grads, torch.split(store, spec.sizes, dim=1)):
+        piece.index_copy_(0, rows, g_)
     return None
 
 

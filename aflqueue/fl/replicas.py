@@ -332,20 +332,8 @@ class ReplicaTrainer:
         store = torch.empty(int(base[-1]), P, dtype=self.dtype, device=dev)
         w0 = to_layout(self.spec, torch.stack([tt.spec.flatten(tt.model).to(device=dev, dtype=self.dtype)
                                                for tt in self.trainers]), self.transposed)
-        self.curves = [{"time": [], "updates": [], "model_version": [], "test_accuracy": [], "test_loss": []}
-                       for _ in range(R)]
-        self.end = [0] * R  # arrivals applied
-        self.diverged = [None] * R
-        self.server_seconds = 0.0
-        self.final_state: list[dict[str, torch.Tensor]] = [{} for _ in range(R)]
-        self._buffers: dict[str, torch.Tensor] = {}
-        # the first m tasks of every replica start from its initial model
-        for r, p in enumerate(plans):
-            us = np.array([u for u in range(p.m) if self._arrives(r, u)], dtype=np.int64)
-            for a in range(0, len(us), self.max_rows):
-                chunk = us[a: a + self.max_rows]
-                rs = np.full(len(chunk), r, dtype=np.int64)
-                self._dispatch(store, w0[r].expand(len(chunk), P), rs, chunk, base[r] + chunk)
+        self._reset_records()
+        self._dispatch_initial(store, w0, base)
         W = w0  # the server models, one row per replica still running
         acc = torch.zeros_like(W) if any(self.fedbuff) else None
         K = max(p.U for p in plans)
@@ -354,20 +342,7 @@ class ReplicaTrainer:
             from tqdm.auto import tqdm  # lazy: tqdm
 
             bar = tqdm(total=K, desc=f"train {R} replicas", unit="step")
-        # the schedule of every replica as (R, K) arrays, and its evaluations as events by arrival
-        slots = np.full((R, K), -1, dtype=np.int64)
-        need = np.zeros((R, K), dtype=bool)
-        before: dict[int, list[tuple[int, float]]] = {}
-        after: dict[int, list[int]] = {}
-        ends: dict[int, list[int]] = {}
-        for r, p in enumerate(plans):
-            slots[r, :p.U] = base[r] + p.slot
-            need[r, :p.U] = p.need
-            for k, gs in p.eval_before.items():
-                before.setdefault(k, []).extend((r, g) for g in gs)
-            for k in p.eval_after:
-                after.setdefault(k, []).append(r)
-            ends.setdefault(p.U, []).append(r)
+        slots, need, before, after, ends = self._schedule(base, K)
         first_task = np.array([p.m - 1 for p in plans], dtype=np.int64)  # + k: the task dispatched after arrival k
         act = np.arange(R)  # replica of each row of W
         row = {r: r for r in range(R)}
@@ -425,6 +400,50 @@ class ReplicaTrainer:
                 for r in range(R)]
 
     # ------------------------------------------------------------------ pieces
+    def _reset_records(self) -> None:
+        """Empty per-replica records (curves, arrivals applied, divergence, final state) and
+        server time for a run."""
+        R = len(self.replicas)
+        self.curves = [{"time": [], "updates": [], "model_version": [], "test_accuracy": [], "test_loss": []}
+                       for _ in range(R)]
+        self.end = [0] * R  # arrivals applied
+        self.diverged = [None] * R
+        self.server_seconds = 0.0
+        self.final_state: list[dict[str, torch.Tensor]] = [{} for _ in range(R)]
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def _dispatch_initial(self, store: torch.Tensor, w0: torch.Tensor, base: np.ndarray) -> None:
+        """The first ``m`` tasks of every replica, from its initial model (row ``r`` of ``w0``),
+        into ``store`` rows ``base[r] + task``, at most ``max_rows`` tasks per call."""
+        P = self.spec.numel
+        for r, p in enumerate(self.plans):
+            us = np.array([u for u in range(p.m) if self._arrives(r, u)], dtype=np.int64)
+            for a in range(0, len(us), self.max_rows):
+                chunk = us[a: a + self.max_rows]
+                rs = np.full(len(chunk), r, dtype=np.int64)
+                self._dispatch(store, w0[r].expand(len(chunk), P), rs, chunk, base[r] + chunk)
+
+    def _schedule(self, base: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray, dict, dict, dict]:
+        """The schedule of every replica as ``(R, K)`` arrays (the ``store`` row of the ``k``-th
+        arrival, whether the task dispatched after it is needed) and its evaluations as events by
+        arrival: grid times before it ``{k: [(r, time)]}``, evaluations after it ``{k: [r]}``, and
+        the ends of the budgets ``{k: [r]}``."""
+        R = len(self.plans)
+        slots = np.full((R, K), -1, dtype=np.int64)
+        need = np.zeros((R, K), dtype=bool)
+        before: dict[int, list[tuple[int, float]]] = {}
+        after: dict[int, list[int]] = {}
+        ends: dict[int, list[int]] = {}
+        for r, p in enumerate(self.plans):
+            slots[r, :p.U] = base[r] + p.slot
+            need[r, :p.U] = p.need
+            for k, gs in p.eval_before.items():
+                before.setdefault(k, []).extend((r, g) for g in gs)
+            for k in p.eval_after:
+                after.setdefault(k, []).append(r)
+            ends.setdefault(p.U, []).append(r)
+        return slots, need, before, after, ends
+
     def _arrives(self, r: int, u: int) -> bool:
         a = int(self.trainers[r].trace.applied_version[u])
         return 1 <= a <= self.plans[r].U

@@ -166,18 +166,45 @@ def relative_delay_distribution(system: System, max_delay: int = 200, max_states
                 out[i] = 0.0
                 out[i, 0] = 1.0
         return out
+    tstates = _tagged_states(net, S, m)
+    if len(tstates) > max_states:
+        raise ValueError(f"tagged state space too large ({len(tstates)} > {max_states})")
+    tindex = {st: j for j, st in enumerate(tstates)}
+    T = len(tstates)
+    B, U, absorb = _tagged_jump_chain(r, tstates, tindex)
+    lu = spla.splu(sp.identity(T, format="csc") - B.tocsc())
+    for i in range(n):
+        if p[i] <= 0:
+            continue
+        u = _palm_start(sol, r, i, tindex, T)
+        # P(D = d) = u (I - B)^-1 [U (I - B)^-1]^d a  (row-vector form: solve transposed systems)
+        v = lu.solve(u, trans="T")
+        for d in range(max_delay + 1):
+            out[i, d] = float(v @ absorb)
+            v = lu.solve(U.T @ v, trans="T")
+    return out
+
+
+def _tagged_states(net: Network, S: int, m: int) -> list[tuple]:
+    """States of the tagged chain: ``(others y, tagged station t, others ahead a)``, with
+    ``a <= y_t`` for a FIFO station ``t`` and ``a = 0`` for a delay station."""
     others = enumerate_states(S, m - 1)
-    # tagged states: (others y, tagged station t, others ahead a <= y_t for FIFO t, a = 0 for delay t)
     tstates = []
     for y in others:
         for t in range(S):
             for a in (range(y[t] + 1) if not net.is_delay[t] else [0]):
                 tstates.append((tuple(y), t, a))
-    if len(tstates) > max_states:
-        raise ValueError(f"tagged state space too large ({len(tstates)} > {max_states})")
-    tindex = {st: j for j, st in enumerate(tstates)}
+    return tstates
+
+
+def _tagged_jump_chain(r: _Routing, tstates: list[tuple], tindex: dict) -> tuple[sp.csr_matrix, sp.csr_matrix,
+                                                                                  np.ndarray]:
+    """The tagged chain's jump chain split into non-update moves ``B``, update moves ``U``
+    (reward 1), both shape ``(T, T)``, and the absorption vector (the tagged task's own update),
+    shape ``(T,)``."""
+    net = r.net
+    S = net.size
     T = len(tstates)
-    # jump chain split into non-update moves B, update moves U (reward 1), absorption vector a
     Bi, Bj, Bv, Ui, Uj, Uv = [], [], [], [], [], []
     absorb = np.zeros(T)
     def other_leaves(moves, y, s, rate, t, a):
@@ -223,29 +250,26 @@ def relative_delay_distribution(system: System, max_delay: int = 200, max_states
                 Bi.append(j); Bj.append(tindex[nxt]); Bv.append(prob)
     B = sp.csr_matrix((Bv, (Bi, Bj)), shape=(T, T))
     U = sp.csr_matrix((Uv, (Ui, Uj)), shape=(T, T))
-    lu = spla.splu(sp.identity(T, format="csc") - B.tocsc())
-    # Palm distribution at update epochs: state just before the update ~ pi(x) * update rate
-    for i in range(n):
-        if p[i] <= 0:
-            continue
-        u0 = np.zeros(T)
-        w_total = 0.0
-        first_i = int(np.flatnonzero(net.owner == i)[0])
-        for x, prob_x in zip(sol.states, sol.pi):
-            for s in np.flatnonzero(r.is_update):
-                rate = _rate(net, s, x[s])
-                if rate == 0:
-                    continue
-                y = x.copy()
-                y[s] -= 1
-                w = prob_x * rate
-                w_total += w
-                a0 = 0 if net.is_delay[first_i] else int(y[first_i])
-                u0[tindex[(tuple(y), first_i, a0)]] += w
-        u = u0 / w_total
-        # P(D = d) = u (I - B)^-1 [U (I - B)^-1]^d a  (row-vector form: solve transposed systems)
-        v = lu.solve(u, trans="T")
-        for d in range(max_delay + 1):
-            out[i, d] = float(v @ absorb)
-            v = lu.solve(U.T @ v, trans="T")
-    return out
+    return B, U, absorb
+
+
+def _palm_start(sol: CTMCSolution, r: _Routing, i: int, tindex: dict, T: int) -> np.ndarray:
+    """Law of the tagged chain's start for a task sent to client ``i``, shape ``(T,)``: the Palm
+    distribution at update epochs (the state just before an update ~ ``pi(x)`` times the update
+    rate), the new task joining the tail at client ``i``'s first station."""
+    net = r.net
+    u0 = np.zeros(T)
+    w_total = 0.0
+    first_i = int(np.flatnonzero(net.owner == i)[0])
+    for x, prob_x in zip(sol.states, sol.pi):
+        for s in np.flatnonzero(r.is_update):
+            rate = _rate(net, s, x[s])
+            if rate == 0:
+                continue
+            y = x.copy()
+            y[s] -= 1
+            w = prob_x * rate
+            w_total += w
+            a0 = 0 if net.is_delay[first_i] else int(y[first_i])
+            u0[tindex[(tuple(y), first_i, a0)]] += w
+    return u0 / w_total

@@ -129,6 +129,12 @@ def mva(
         kernel = _cached_kernel()
     if kernel is not None:
         return _mva_compiled(kernel, demands, is_delay, population, C, history)
+    return _mva_numpy(demands, is_delay, population, C, history)
+
+
+def _mva_numpy(demands, is_delay, population, C, history) -> MVAResult:
+    """The recursion vectorised over stations (:func:`mva`'s ``"numpy"`` backend); ``C``: the
+    cotangents as a 2-D float64 array, or None."""
     rho = np.asarray(demands, dtype=np.float64)
     S = rho.size
     delay = np.zeros(S, dtype=bool) if is_delay is None else np.asarray(is_delay, dtype=bool)

@@ -337,20 +337,7 @@ def estimate(trace: Trace | TraceFile, warmup: float = 0.1, batches: int = 20,
     n = trace.n_clients
     U = trace.num_updates
     k0 = _warmup_count(trace, warmup)
-    # pass 1: the window [t0, t1], each client's updates after the warm-up, whether a server queues
-    t0, t1, server = 0.0, -np.inf, False
-    per_client = np.zeros(n, dtype=np.int64)
-    for _, c in trace.chunks(("client", "uplink_end", "completion_time", "applied_version")):
-        av, ct = c["applied_version"], c["completion_time"]
-        done = av >= 1
-        if k0 > 0:
-            hit = np.flatnonzero(av == k0)
-            if hit.size:
-                t0 = float(ct[hit[0]])
-        if done.any():
-            t1 = max(t1, float(ct[done].max()))
-            server = server or bool(np.any(ct[done] > c["uplink_end"][done]))
-        per_client += np.bincount(c["client"][av > k0], minlength=n)
+    t0, t1, server, per_client = _window(trace, k0)  # pass 1
     require(t1 > t0, "updates", "the post-warm-up window has zero length")
     edges = np.linspace(t0, t1, batches + 1)
     width = edges[1] - edges[0]
@@ -406,6 +393,28 @@ def estimate(trace: Trace | TraceFile, warmup: float = 0.1, batches: int = 20,
         mean_relative_delay=mean_d, delay_quantiles=dq, server=server_est, warmup_updates=k0,
         updates_used=int(U - k0), batches=int(batches), confidence=float(confidence), method="batch_means",
     )
+
+
+def _window(trace: Trace | TraceFile, k0: int) -> tuple[float, float, bool, np.ndarray]:
+    """:func:`estimate`'s first pass: the window ``[t0, t1]`` of the time averages (from the
+    completion of update ``k0``, the last one of the warm-up, to the last update), whether a
+    central server queues (some update completes after its uplink), and each client's updates
+    after the warm-up, shape ``(n,)``."""
+    n = trace.n_clients
+    t0, t1, server = 0.0, -np.inf, False
+    per_client = np.zeros(n, dtype=np.int64)
+    for _, c in trace.chunks(("client", "uplink_end", "completion_time", "applied_version")):
+        av, ct = c["applied_version"], c["completion_time"]
+        done = av >= 1
+        if k0 > 0:
+            hit = np.flatnonzero(av == k0)
+            if hit.size:
+                t0 = float(ct[hit[0]])
+        if done.any():
+            t1 = max(t1, float(ct[done].max()))
+            server = server or bool(np.any(ct[done] > c["uplink_end"][done]))
+        per_client += np.bincount(c["client"][av > k0], minlength=n)
+    return t0, t1, server, per_client
 
 
 def _quantiles(values: np.ndarray, counts: np.ndarray) -> dict[str, float] | None:

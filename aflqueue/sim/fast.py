@@ -105,6 +105,21 @@ def _dispatch(s, t, j, now, version, head, tail, slot_task, slot_next, svc_buf, 
     return hsize, seq
 
 
+@njit(cache=True, inline="always")
+def _complete(s, nxt, i, now, head, tail, slot_task, svc_buf, svc_pos, s_task, s_time, c_task, c_time, lp, ht, hs, hc,
+              hsize, seq):  # pragma: no cover - compiled
+    """Client i's task in slot s completes at ``now`` (its update applied): the completion is
+    logged and the task in slot ``nxt`` (-1: none, the client goes idle) starts service."""
+    c_task[lp[2]] = slot_task[s]
+    c_time[lp[2]] = now
+    lp[2] += 1
+    head[i] = nxt
+    if nxt >= 0:
+        return _start_service(nxt, i, now, slot_task, svc_buf, svc_pos, s_task, s_time, lp, ht, hs, hc, hsize, seq)
+    tail[i] = -1
+    return hsize, seq
+
+
 @njit(cache=True)
 def _run(st, ht, hs, hc, head, tail, slot_task, slot_next, route_buf, svc_buf, svc_pos,
          d_client, d_time, d_version, s_task, s_time, c_task, c_time, lp, m, U):  # pragma: no cover - compiled
@@ -166,18 +181,10 @@ def _run(st, ht, hs, hc, head, tail, slot_task, slot_next, route_buf, svc_buf, s
             break
         now = ht[0]
         hsize = _heap_pop(ht, hs, hc, hsize)
-        # apply the update
+        # apply the update; client i starts its next task
         version += 1
-        c_task[lp[2]] = slot_task[s_done]
-        c_time[lp[2]] = now
-        lp[2] += 1
-        # client i: start its next task
-        head[i] = nxt_i
-        if nxt_i >= 0:
-            hsize, seq = _start_service(nxt_i, i, now, slot_task, svc_buf, svc_pos, s_task, s_time, lp, ht, hs, hc,
-                                        hsize, seq)
-        else:
-            tail[i] = -1
+        hsize, seq = _complete(s_done, nxt_i, i, now, head, tail, slot_task, svc_buf, svc_pos, s_task, s_time, c_task,
+                               c_time, lp, ht, hs, hc, hsize, seq)
         # dispatch the replacement task to j, in the freed slot
         hsize, seq = _dispatch(s_done, tasks, j, now, version, head, tail, slot_task, slot_next, svc_buf, svc_pos,
                                d_client, d_time, d_version, s_task, s_time, lp, ht, hs, hc, hsize, seq)

@@ -120,6 +120,46 @@ def _single_stage_slot(env: simpy.Environment, system: System, bank: StreamBank,
     return slot
 
 
+def _update_applier(env: simpy.Environment, logs: _Logs, state: list[int], U: int, done: simpy.Event):
+    """``apply_update(t)`` of :func:`_general_slot`: record the update made by task t at
+    ``env.now``; False if the run already has its U updates."""
+
+    def apply_update(t):
+        """Record the update made by task t; False if the run already has its U updates."""
+        v = state[0]
+        if v >= U:  # another slot made the last update at this same instant
+            return False
+        v += 1
+        state[0] = v
+        logs.applied_task.append(t)
+        logs.applied_time.append(env.now)
+        if v == U:
+            # the slot goes on to dispatch the replacement (m tasks stay in flight); the run
+            # stops once the events of this instant are processed
+            done.succeed()
+        elif len(logs.applied_task) >= LOG:
+            logs.hand_over()
+        return True
+
+    return apply_update
+
+
+def _dispatcher(env: simpy.Environment, logs: _Logs, state: list[int], route):
+    """``dispatch()`` of :func:`_general_slot`: the next task goes to a client drawn from
+    ``route``, with the current version; returns ``(task, client)``."""
+
+    def dispatch():
+        t = state[1]
+        state[1] = t + 1
+        j = route()
+        logs.client.append(j)
+        logs.dispatch.append(env.now)  # also the downlink end until a downlink ends
+        logs.version.append(state[0])
+        return t, j
+
+    return dispatch
+
+
 def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, logs: _Logs, state: list[int],
                   U: int, done: simpy.Event):
     """The slot process for any system: downlink, compute, uplink, central server, availability."""
@@ -157,31 +197,8 @@ def _general_slot(env: simpy.Environment, system: System, bank: StreamBank, logs
         log_task(t)
         log_time(env.now)
 
-    def apply_update(t):
-        """Record the update made by task t; False if the run already has its U updates."""
-        v = state[0]
-        if v >= U:  # another slot made the last update at this same instant
-            return False
-        v += 1
-        state[0] = v
-        logs.applied_task.append(t)
-        logs.applied_time.append(env.now)
-        if v == U:
-            # the slot goes on to dispatch the replacement (m tasks stay in flight); the run
-            # stops once the events of this instant are processed
-            done.succeed()
-        elif len(logs.applied_task) >= LOG:
-            logs.hand_over()
-        return True
-
-    def dispatch():
-        t = state[1]
-        state[1] = t + 1
-        j = route()
-        logs.client.append(j)
-        logs.dispatch.append(env.now)  # also the downlink end until a downlink ends
-        logs.version.append(state[0])
-        return t, j
+    apply_update = _update_applier(env, logs, state, U, done)
+    dispatch = _dispatcher(env, logs, state, route)
 
     def stage(res, sampler, sch):
         """Pass one communication or server stage: FIFO (``res``) or delay (``res is None``)."""
