@@ -52,6 +52,7 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
                              sharey=True)
         lo_all, hi_all = [], []
         fit_interval = False
+        shown_factors, shown_partitions = set(), set()  # the legend names only what is drawn
         for ax, p in zip(axes.flat, preds):
             for sc in regs:
                 row = sc["rows"].get(routing)
@@ -67,6 +68,8 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
                 factor = min(_REGIME_MARKERS, key=lambda f: abs(f - sc["concurrency"] / nn))
                 col = REGIME_COLOURS.get(sc["partition"], GREY)
                 label = PARTITION_LABELS.get(sc["partition"], sc["partition"])
+                shown_factors.add(factor)
+                shown_partitions.add(sc["partition"])
                 if m.get("ci") and m.get("n", 0) >= 3:
                     ax.errorbar(x, y, yerr=[[y - ci[0]], [ci[1] - y]], fmt=_REGIME_MARKERS[factor], ms=3.5, lw=0.7,
                                 color=col, alpha=0.9, capsize=1.2, label=label)
@@ -102,10 +105,12 @@ def regime_figures(summary: Mapping[str, Any], out_dir: str | Path, routing: str
             ax.set_visible(False)
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=c, marker="o", ls="", ms=3.5) for c in REGIME_COLOURS.values()]
-        labels = [PARTITION_LABELS.get(k, k) for k in REGIME_COLOURS]
-        handles += [Line2D([], [], color=GREY, marker=mk, ls="", ms=3.5) for mk in _REGIME_MARKERS.values()]
-        labels += [f"m = {f:g} n" for f in _REGIME_MARKERS]
+        parts = [k for k in REGIME_COLOURS if k in shown_partitions]
+        factors = [f for f in _REGIME_MARKERS if f in shown_factors]
+        handles = [Line2D([], [], color=REGIME_COLOURS[k], marker="o", ls="", ms=3.5) for k in parts]
+        labels = [PARTITION_LABELS.get(k, k) for k in parts]
+        handles += [Line2D([], [], color=GREY, marker=_REGIME_MARKERS[f], ls="", ms=3.5) for f in factors]
+        labels += [f"m = {f:g} n" for f in factors]
         extra = [(Line2D([], [], color=GREY, lw=0.6), "perfect prediction (y = x)"),
                  (Line2D([], [], color=GREY, lw=0.6, ls=":"), "no gain (ratio 1)")]
         if fit_interval:
