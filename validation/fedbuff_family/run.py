@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from aflqueue.errors import OneLineArgumentParser, ValidationError  # noqa: E402
+from validation.command import run_main  # noqa: E402
 from validation.fedbuff_family.claims import CLAIMS_PRESETS, POSTHOC, extend_grid, load_claims, run_claims  # noqa: E402
 from validation.fedbuff_family.report import write_claims_report  # noqa: E402
 
@@ -42,6 +43,11 @@ FIGURES = HERE / "figures"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the study (or only its report); bad input is one line on stderr and exit status 2."""
+    return run_main(_run, argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     ap = OneLineArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", default="all", help="tune, eval or all (default all)")
     ap.add_argument("--quick", action="store_true", help="the machinery on synthetic data in seconds (claims-tiny)")
@@ -51,46 +57,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--posthoc", action="store_true", help="also the post-hoc grid extensions (claims.POSTHOC; not "
                                                           "pre-registered, reported apart) once evaluated")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved records")
-    try:
-        args = ap.parse_args(argv)
-        name = "claims-tiny" if args.quick else "claims"
-        sub = "quick" if args.quick else ""
-        out = Path(args.out) if args.out else RESULTS / sub
-        figures = FIGURES if not (args.out or args.quick) else out / "figures"
-        runs = Path(args.runs) if args.runs else REPO / "runs" / "fedbuff_claims" / (sub or "full")
-        command = "python validation/fedbuff_family/run.py" + (" --quick" if args.quick else "")
-        preset = CLAIMS_PRESETS[name]
-        checks: list[dict] = []
+    args = ap.parse_args(argv)
+    name = "claims-tiny" if args.quick else "claims"
+    sub = "quick" if args.quick else ""
+    out = Path(args.out) if args.out else RESULTS / sub
+    figures = FIGURES if not (args.out or args.quick) else out / "figures"
+    runs = Path(args.runs) if args.runs else REPO / "runs" / "fedbuff_claims" / (sub or "full")
+    command = "python validation/fedbuff_family/run.py" + (" --quick" if args.quick else "")
+    preset = CLAIMS_PRESETS[name]
+    checks: list[dict] = []
 
-        def report() -> Path:
-            md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", figures,
-                                        command=command + (" --posthoc" if checks else ""), posthoc=checks)
-            return md
+    def report() -> Path:
+        md, _ = write_claims_report(preset, load_claims(preset, out), out / "report.md", figures,
+                                    command=command + (" --posthoc" if checks else ""), posthoc=checks)
+        return md
 
-        if args.report_only:
-            data = load_claims(preset, out)
-            if not (data["tuning"] or data["evaluation"]):
-                raise ValidationError("out", f"no saved records under {str(out)!r}")
-        else:
-            report()  # the protocol on disk before any run
+    if args.report_only:
+        data = load_claims(preset, out)
+        if not (data["tuning"] or data["evaluation"]):
+            raise ValidationError("out", f"no saved records under {str(out)!r}")
+    else:
+        report()  # the protocol on disk before any run
 
-            def progress(line: str) -> None:
-                print(line, flush=True)
-                if "job(s) to run" in line:  # a stage starts: its protocol and selection go on disk first
-                    report()
+        def progress(line: str) -> None:
+            print(line, flush=True)
+            if "job(s) to run" in line:  # a stage starts: its protocol and selection go on disk first
+                report()
 
-            data = run_claims(preset, out, runs, stage=args.stage, progress=progress)
-        if args.posthoc and data["evaluation"] and (data["selection"] or {}).get("complete"):
-            names = {sc.name for sc in preset.scenarios}
-            # with --report-only nothing runs (limit 0): the checks are read from their saved records
-            checks += [extend_grid(preset, out, runs, c["scenario"], c["algorithm"], c["routing"], c["etas"],
-                                   progress=None if args.report_only else print,
-                                   limit=0 if args.report_only else None)
-                       for c in POSTHOC if c["scenario"] in names]
-        md = report()
-    except ValidationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        data = run_claims(preset, out, runs, stage=args.stage, progress=progress)
+    if args.posthoc and data["evaluation"] and (data["selection"] or {}).get("complete"):
+        names = {sc.name for sc in preset.scenarios}
+        # with --report-only nothing runs (limit 0): the checks are read from their saved records
+        checks += [extend_grid(preset, out, runs, c["scenario"], c["algorithm"], c["routing"], c["etas"],
+                               progress=None if args.report_only else print,
+                               limit=0 if args.report_only else None)
+                   for c in POSTHOC if c["scenario"] in names]
+    md = report()
     print(md.read_text())
     return 0
 

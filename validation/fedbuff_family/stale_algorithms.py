@@ -32,12 +32,18 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from aflqueue.errors import OneLineArgumentParser, ValidationError  # noqa: E402
+from validation.command import run_main  # noqa: E402
 from aflqueue.jobs import JobStore  # noqa: E402
 from validation.fedbuff_family.comparison import PRESETS, preset_summary, resolve, run_comparison  # noqa: E402
 from validation.fedbuff_family.report import write_comparison_report  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the study (or only its report); bad input is one line on stderr and exit status 2."""
+    return run_main(_run, argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     ap = OneLineArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="stale", help=f"scenario: {', '.join(PRESETS)} (default stale)")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...); default the preset's "
@@ -51,27 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  "{quick,full})")
     ap.add_argument("--fresh", action="store_true", help="recompute finished runs and drop their checkpoints")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved records")
-    try:
-        args = ap.parse_args(argv)
-        folder = f"{args.preset.replace('-', '_')}_algorithms"
-        sub = "quick" if args.quick else ""
-        out = Path(args.out) if args.out else HERE / "results" / folder / sub
-        runs = Path(args.runs) if args.runs else REPO / "runs" / folder / ("quick" if args.quick else "full")
-        if args.report_only:
-            if args.preset not in PRESETS:
-                raise ValidationError("preset", f"must be one of {', '.join(PRESETS)} (got {args.preset!r})")
-            preset, _ = resolve(PRESETS[args.preset], args.quick, args.budget, args.seeds)
-            records = [r for r in JobStore(out).load() if r.get("preset") == preset.name]
-            if not records:
-                raise ValidationError("out", f"no saved records of preset {preset.name!r} under {str(out)!r}")
-        else:
-            preset, records = run_comparison(args.preset, out, runs, quick=args.quick, budget=args.budget,
-                                             seeds=args.seeds, fresh=args.fresh)
-        md, _ = write_comparison_report(records, out / "report.md", preset_summary(preset), out / "figures",
-                                        quick=args.quick)
-    except ValidationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = ap.parse_args(argv)
+    folder = f"{args.preset.replace('-', '_')}_algorithms"
+    sub = "quick" if args.quick else ""
+    out = Path(args.out) if args.out else HERE / "results" / folder / sub
+    runs = Path(args.runs) if args.runs else REPO / "runs" / folder / ("quick" if args.quick else "full")
+    if args.report_only:
+        if args.preset not in PRESETS:
+            raise ValidationError("preset", f"must be one of {', '.join(PRESETS)} (got {args.preset!r})")
+        preset, _ = resolve(PRESETS[args.preset], args.quick, args.budget, args.seeds)
+        records = [r for r in JobStore(out).load() if r.get("preset") == preset.name]
+        if not records:
+            raise ValidationError("out", f"no saved records of preset {preset.name!r} under {str(out)!r}")
+    else:
+        preset, records = run_comparison(args.preset, out, runs, quick=args.quick, budget=args.budget,
+                                         seeds=args.seeds, fresh=args.fresh)
+    md, _ = write_comparison_report(records, out / "report.md", preset_summary(preset), out / "figures",
+                                    quick=args.quick)
     print(md.read_text())
     return 0
 
