@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 from aflqueue.options import add_backend_arguments, check_backend
 from aflqueue.errors import OneLineArgumentParser, ValidationError
 
-__all__ = ["parser", "add_backend_arguments", "check_backend", "require_training", "torchvision_sets_under",
-           "run_main"]
+__all__ = ["parser", "add_backend_arguments", "add_report_arguments", "check_backend", "require_training",
+           "torchvision_sets_under", "run_main"]
 
 #: Folders of the torchvision data sets a ``--data-root`` may hold.
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST", "emnist": "EMNIST",
@@ -24,6 +24,15 @@ def parser(doc: str) -> argparse.ArgumentParser:
     """An argument parser described by the first paragraph of ``doc`` (the script's docstring),
     whose bad command lines raise :class:`~aflqueue.errors.ValidationError`."""
     return OneLineArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_report_arguments(ap: argparse.ArgumentParser, figures_help: str, records: str = "runs") -> None:
+    """The flags of a study's outputs: ``--report`` (path), ``--figures`` (folder; ``figures_help``
+    says its default), ``--report-only`` (rebuild from the saved ``records``) and ``--quiet``."""
+    ap.add_argument("--report", help="report path (default: report.md in the results folder)")
+    ap.add_argument("--figures", help=figures_help)
+    ap.add_argument("--report-only", action="store_true", help=f"only rebuild the report from the saved {records}")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def require_training(what: str) -> None:

@@ -27,8 +27,8 @@ if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import ValidationError, check_number, require  # noqa: E402
-from validation.command import (add_backend_arguments, check_backend, parser, require_training,  # noqa: E402
-                                run_main, torchvision_sets_under)
+from validation.command import (add_backend_arguments, add_report_arguments, check_backend, parser,  # noqa: E402
+                                require_training, run_main, torchvision_sets_under)
 from validation.grid.experiment import PRESETS, load_cells, run_grid  # noqa: E402
 from validation.grid.report import write_report  # noqa: E402
 
@@ -52,11 +52,8 @@ def _run(argv: Sequence[str] | None) -> int:
     ap.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_backend_arguments(ap, "cells")
     ap.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs reserved per cell on Ray (default 0)")
-    ap.add_argument("--report", help="report path (default: report.md in the results folder)")
-    ap.add_argument("--figures", help="figures folder (default validation/grid/figures for the default preset, "
-                                      "else figures/ in the results folder)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the report from saved cells")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_report_arguments(ap, "figures folder (default validation/grid/figures for the default preset, "
+                             "else figures/ in the results folder)", "cells")
     args = ap.parse_args(argv)
     require(args.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)} (got {args.preset!r})")
     if not args.report_only:

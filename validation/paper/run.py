@@ -30,8 +30,8 @@ if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import ValidationError, require  # noqa: E402
-from validation.command import (add_backend_arguments, check_backend, parser, require_training,  # noqa: E402
-                                run_main, torchvision_sets_under)
+from validation.command import (add_backend_arguments, add_report_arguments, check_backend, parser,  # noqa: E402
+                                require_training, run_main, torchvision_sets_under)
 from validation.paper.experiment import PAPER_PRESETS, load_paper, run_paper, with_torchvision  # noqa: E402
 from validation.paper.report import write_paper_report  # noqa: E402
 
@@ -53,11 +53,8 @@ def _run(argv: Sequence[str] | None) -> int:
     ap.add_argument("--data-root", help="run the protocol on the torchvision sets found in this folder instead")
     ap.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     add_backend_arguments(ap, "runs")
-    ap.add_argument("--report", help="report path (default: report.md in the results folder)")
-    ap.add_argument("--figures", help="figures folder (default validation/paper/figures for the paper preset, else "
-                                      "figures/ in the results folder)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_report_arguments(ap, "figures folder (default validation/paper/figures for the paper preset, else "
+                             "figures/ in the results folder)")
     args = ap.parse_args(argv)
     require(args.preset in PAPER_PRESETS, "preset",
             f"must be one of {', '.join(PAPER_PRESETS)} (got {args.preset!r})")

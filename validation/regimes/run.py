@@ -29,7 +29,8 @@ if str(HERE.parent.parent) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(HERE.parent.parent))
 
 from aflqueue.errors import ValidationError, require  # noqa: E402
-from validation.command import add_backend_arguments, check_backend, parser, require_training, run_main  # noqa: E402
+from validation.command import (add_backend_arguments, add_report_arguments, check_backend, parser,  # noqa: E402
+                                require_training, run_main)
 from validation.regimes.experiment import REGIME_PRESETS, load_regimes, run_regimes  # noqa: E402
 from validation.regimes.report import write_regimes_report  # noqa: E402
 
@@ -49,11 +50,8 @@ def _run(argv: Sequence[str] | None) -> int:
     ap.add_argument("--stage", choices=STAGES, default="all", help="run up to this stage (default all)")
     ap.add_argument("--output", "-o", help="results folder (default validation/regimes/results/<preset>)")
     add_backend_arguments(ap, "runs")
-    ap.add_argument("--report", help="report path (default: report.md in the results folder)")
-    ap.add_argument("--figures", help="figures folder (default validation/regimes/figures/<preset>, or figures/ in "
-                                      "the results folder given by --output)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved runs")
-    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_report_arguments(ap, "figures folder (default validation/regimes/figures/<preset>, or figures/ in "
+                             "the results folder given by --output)")
     args = ap.parse_args(argv)
     require(args.preset in REGIME_PRESETS, "preset",
             f"must be one of {', '.join(REGIME_PRESETS)} (got {args.preset!r})")
