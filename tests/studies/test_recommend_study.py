@@ -41,3 +41,10 @@ def test_tiny_study_end_to_end(tmp_path):
     assert again["recommendations"] == res["recommendations"]
     text = write_report(tmp_path, TINY).read_text()
     assert "| Ot | 6 | mlp |" in text and "no interval yet" in text and "Primary:" in text
+    # one record from other code: the report states every version and gives no verdict
+    one = sorted((tmp_path / "tuning" / "cells").glob("*.json"))[0]
+    rec = json.loads(one.read_text())
+    rec["code_version"] = {**rec["code_version"], "source": "0" * 16}
+    one.write_text(json.dumps(rec))
+    text = write_report(tmp_path, TINY).read_text()
+    assert "Mixed code versions: no verdict" in text and "0" * 16 in text and "Primary:" not in text

@@ -26,7 +26,18 @@ def load(out: Path) -> dict[str, Any]:
         recs[p.stem] = read_json(p, "recommendation")
     tuned = read_json(out / "tuned.json", "tuned") if (out / "tuned.json").is_file() else {}
     cells = JobStore(out / "cells").load() if (out / "cells").is_dir() else []
-    return {"tuned": tuned, "recommendations": recs, "cells": cells}
+    tuning = JobStore(out / "tuning").load() if (out / "tuning").is_dir() else []
+    pilots = [r for d in sorted((out / "pilots").glob("*")) if d.is_dir() for r in JobStore(d).load()]
+    return {"tuned": tuned, "recommendations": recs, "cells": cells, "tuning": tuning, "pilots": pilots}
+
+
+def versions(data: dict[str, Any]) -> tuple[dict[str, dict[str, int]], bool]:
+    """The code versions of every kind of record, and whether they are one version (PROTOCOL.md:
+    a report refuses verdicts over mixed versions)."""
+    by = {"evaluation runs": code_versions(data["cells"]), "tuning runs": code_versions(data.get("tuning", [])),
+          "pilot runs": code_versions(data.get("pilots", [])),
+          "recommendations": code_versions(data["recommendations"].values())}
+    return by, len({v for counts in by.values() for v in counts}) <= 1
 
 
 def _times(rec: dict[str, Any], target: float) -> tuple[float, bool, float | None]:
@@ -137,12 +148,15 @@ def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path
     lines = ["# The recommendation on held-out regimes", "",
              "Protocol: `validation/recommend/PROTOCOL.md` (committed before any run). Every number below is "
              "computed by `validation/recommend/report.py` from the saved records.", ""]
-    versions = code_versions(data["cells"])
+    by_kind, one_version = versions(data)
     lines += [f"Records: {len(data['cells'])} evaluation runs, {len(data['recommendations'])} recommendations; "
-              f"code versions of the evaluation runs: {versions}.", ""]
+              f"code versions of the evaluation runs: {by_kind['evaluation runs']}.", ""]
+    if not one_version:
+        lines += ["**Mixed code versions: no verdict** (every record must be at one version): "
+                  + "; ".join(f"{k}: {v}" for k, v in by_kind.items()) + ".", ""]
     lines += _calibration_lines(q, errors, n_in)
     lines += _table(rows, q)
-    lines += _verdicts(held_out, q, n_out)
+    lines += _verdicts(held_out, q, n_out) if one_version else []
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     return out / "report.md"
 
