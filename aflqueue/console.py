@@ -250,3 +250,16 @@ def recommendation_report(rec) -> None:
             f"they replace; {rec.wall_time:.0f} s")
     if rec.at_edge:
         c.print(f"[yellow]rates still at an edge of those tried (pilot budget spent): {', '.join(rec.at_edge)}[/yellow]")
+
+
+def tuning_report(res, out) -> None:
+    """``aflqueue tune``: the score of every rate tried (its seeds, divergences), the best rate, and
+    whether it was extended out of an edge or is still at one (flagged)."""
+    for row in res.table:
+        mark = " <- best" if row["lr"] == res.best_lr else ""
+        div = f"; {row['diverged']} diverged" if row["diverged"] else ""
+        seeds_txt = ", ".join(f"{x:.4f}" for x in row["scores"])
+        print(f"lr {row['lr']:<8g} score {row['score']:.4f} (seeds: {seeds_txt}{div}){mark}")
+    ext = f" after {res.extensions} rate(s) added out of an edge" if res.extensions else ""
+    edge = " -- still at the edge of the rates tried: flagged" if res.at_edge else ""
+    print(f"best learning rate {res.best_lr:g}{ext}{edge}; results in {out}/tune.json")

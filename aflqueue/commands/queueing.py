@@ -9,34 +9,13 @@ import math
 import sys
 from pathlib import Path
 
-from ..console import (
-    analysis_table,
-    fmt,
-    optimization_table,
-    simulation_table,
-)
+from ..console import analysis_table, fmt, optimization_table, simulation_table
 from ..errors import ValidationError
 from ..figures import make_all
 from ..optimization import optimize
-from ..options import (
-    ANALYSES,
-    APPROX_ACCURACY,
-    MAX_OPTIMIZE_CONCURRENCY,
-    OBJECTIVE_CHOICES,
-    add_backend_arguments,
-    add_proxy_arguments,
-    add_system_arguments,
-    check,
-    check_backend,
-    check_finite,
-    colon_pair,
-    float_list,
-    nonempty_path,
-    parse_range,
-    print_json,
-    problem_from_args,
-    system_from_args,
-)
+from ..options import (ANALYSES, APPROX_ACCURACY, MAX_OPTIMIZE_CONCURRENCY, OBJECTIVE_CHOICES, add_backend_arguments,
+                       add_proxy_arguments, add_system_arguments, check, check_backend, check_finite, colon_pair,
+                       float_list, nonempty_path, parse_range, print_json, problem_from_args, system_from_args)
 from ..queueing.analysis import analyze
 from ..sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
 

@@ -6,12 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import (
-    check,
-    check_finite,
-    nonempty_path,
-    print_json,
-)
+from ..options import check, check_finite, nonempty_path, print_json
 from ..runs import compare, compare_table, group_runs, load_run, load_runs, plot_runs
 
 

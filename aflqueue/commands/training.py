@@ -8,26 +8,10 @@ import argparse
 from pathlib import Path
 
 from ..config import system_file_overrides
-from ..console import (
-    budget_report,
-    recommendation_report,
-    training_summary,
-    validation_report,
-)
+from ..console import budget_report, recommendation_report, training_summary, tuning_report, validation_report
 from ..errors import ValidationError
-from ..options import (
-    add_backend_arguments,
-    add_run_config_arguments,
-    check,
-    check_backend,
-    check_finite,
-    config_from_args,
-    float_list,
-    nonempty_path,
-    parse_range,
-    print_json,
-    require_fl,
-)
+from ..options import (add_backend_arguments, add_run_config_arguments, check, check_backend, check_finite,
+                       config_from_args, float_list, nonempty_path, parse_range, print_json, require_fl)
 from ..pilot import calibrate, predict
 from ..tuning import log_grid, tune
 
@@ -94,14 +78,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res.to_dict())
     else:
-        for row in res.table:
-            mark = " <- best" if row["lr"] == res.best_lr else ""
-            div = f"; {row['diverged']} diverged" if row["diverged"] else ""
-            seeds_txt = ", ".join(f"{x:.4f}" for x in row["scores"])
-            print(f"lr {row['lr']:<8g} score {row['score']:.4f} (seeds: {seeds_txt}{div}){mark}")
-        ext = f" after {res.extensions} rate(s) added out of an edge" if res.extensions else ""
-        edge = " -- still at the edge of the rates tried: flagged" if res.at_edge else ""
-        print(f"best learning rate {res.best_lr:g}{ext}{edge}; results in {out}/tune.json")
+        tuning_report(res, out)
     return 0
 
 
