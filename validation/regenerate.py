@@ -206,7 +206,7 @@ def recommend(tree: Path) -> list[str]:
 
     _copy(tree, "validation/recommend/results")
     write_report(tree / "validation/recommend/results")
-    return ["validation/recommend/results/report.md"]
+    return ["validation/recommend/results/report.md", "validation/recommend/results/calibration.json"]
 
 
 def figures(tree: Path) -> list[str]:

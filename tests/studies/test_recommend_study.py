@@ -48,3 +48,19 @@ def test_tiny_study_end_to_end(tmp_path):
     one.write_text(json.dumps(rec))
     text = write_report(tmp_path, TINY).read_text()
     assert "Mixed code versions: no verdict" in text and "0" * 16 in text and "Primary:" not in text
+
+
+def test_committed_calibration_is_the_held_in_quantile():
+    """The calibration file aflqueue recommend --calibration reads is the split-conformal quantile
+    of the committed held-in errors: with 10 regimes at 90%, their largest (PROTOCOL.md)."""
+    import math
+    from pathlib import Path
+
+    from aflqueue.recommendation import Calibration
+    from validation.recommend import report as R
+
+    out = Path(E.HERE) / "results"
+    cal = Calibration.load(out / "calibration.json")
+    rows = R.regime_rows(R.load(out), E.HELD_IN)
+    errors = [abs(math.log(x["predicted_measured"] / x["predicted"])) / x["sigma"] for x in rows]
+    assert len(errors) == cal.regimes == 10 and cal.quantile == max(errors) and cal.confidence == 0.9

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from aflqueue.io import atomic_write, read_json
+from aflqueue.io import atomic_write, atomic_write_json, read_json
 from aflqueue.jobs import JobStore, code_versions
 from aflqueue.outcomes import time_to_target
-from aflqueue.recommendation import conformal_quantile
+from aflqueue.recommendation import Calibration, conformal_quantile
 from aflqueue.stats import holm, sign_flip_test, t_quantile
 from validation.recommend.experiment import HELD_IN, HELD_OUT, Regime
 
@@ -158,6 +158,12 @@ def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path
     lines += _table(rows, q)
     lines += _verdicts(held_out, q, n_out) if one_version else []
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
+    if q is not None and one_version:  # what aflqueue recommend --calibration reads
+        cal = Calibration.from_errors(errors, CONFIDENCE, source=f"{len(errors)} held-in regimes of "
+                                      "validation/recommend (MNIST-1D, MLP, n = 100, five speed types)")
+        atomic_write_json(out / "calibration.json", {"quantile": cal.quantile, "confidence": cal.confidence,
+                                                     "sigma_floor": cal.sigma_floor, "regimes": cal.regimes,
+                                                     "source": cal.source})
     return out / "report.md"
 
 
