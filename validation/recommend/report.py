@@ -27,7 +27,7 @@ def load(out: Path) -> dict[str, Any]:
     tuned = read_json(out / "tuned.json", "tuned") if (out / "tuned.json").is_file() else {}
     cells = JobStore(out / "cells").load() if (out / "cells").is_dir() else []
     tuning = JobStore(out / "tuning").load() if (out / "tuning").is_dir() else []
-    pilots = [r for d in sorted((out / "pilots").glob("*")) if d.is_dir() for r in JobStore(d).load()]
+    pilots = {d.name: JobStore(d).load() for d in sorted((out / "pilots").glob("*")) if d.is_dir()}
     return {"tuned": tuned, "recommendations": recs, "cells": cells, "tuning": tuning, "pilots": pilots}
 
 
@@ -35,7 +35,7 @@ def versions(data: dict[str, Any]) -> tuple[dict[str, dict[str, int]], bool]:
     """The code versions of every kind of record, and whether they are one version (PROTOCOL.md:
     a report refuses verdicts over mixed versions)."""
     by = {"evaluation runs": code_versions(data["cells"]), "tuning runs": code_versions(data.get("tuning", [])),
-          "pilot runs": code_versions(data.get("pilots", [])),
+          "pilot runs": code_versions(r for runs in data.get("pilots", {}).values() for r in runs),
           "recommendations": code_versions(data["recommendations"].values())}
     return by, len({v for counts in by.values() for v in counts}) <= 1
 
@@ -157,6 +157,7 @@ def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path
     lines += _calibration_lines(q, errors, n_in)
     lines += _table(rows, q)
     lines += _verdicts(held_out, q, n_out) if one_version else []
+    lines += _cost(data, catalogue)
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     if q is not None and one_version:  # what aflqueue recommend --calibration reads
         cal = Calibration.from_errors(errors, CONFIDENCE, source=f"{len(errors)} held-in regimes of "
@@ -224,3 +225,34 @@ def _verdicts(held_out: list[dict[str, Any]], q: float | None, n_out: int) -> li
         lines.append(f"| {x['regime'].id} | {_fmt(x['throughput_ratio'])} ({_fmt(x['exact_throughput_ratio'])}) | "
                      f"{_fmt(x['update_ratio'])} |")
     return lines + [""]
+
+
+def _cost(data: dict[str, Any], catalogue: list[Regime]) -> list[str]:
+    """Pilot cost and compute per stage (PROTOCOL.md, reported besides). A run's compute is its
+    saved wall time (a replica batch's time split evenly over its runs), summed over the runs:
+    core-seconds, not elapsed time."""
+    def compute(records: list[dict[str, Any]]) -> tuple[int, float]:
+        return len(records), sum(float((r.get("timing") or {}).get("wall_time") or 0.0) for r in records)
+
+    def of(records: list[dict[str, Any]], rid: str) -> list[dict[str, Any]]:
+        return [r for r in records if r["id"].split("__")[0] == rid]
+
+    lines = ["## Cost and compute", "",
+             "Core-seconds: the runs' saved wall times summed over a stage (not elapsed time).", "",
+             "| regime | tuning runs (core-s) | pilot runs (core-s) | pilot updates (share of the comparison) | "
+             "evaluation runs (core-s) |", "|---|---|---|---|---|"]
+    totals = np.zeros(6)
+    for reg in catalogue:
+        rec = data["recommendations"].get(reg.id)
+        t = compute(of(data.get("tuning", []), reg.id))
+        p = compute(data.get("pilots", {}).get(reg.id, []))
+        c = compute(of(data["cells"], reg.id))
+        if not (rec or t[0] or p[0] or c[0]):
+            continue
+        totals += [*t, *p, *c]
+        share = (f"{rec['pilot_updates']:,} ({rec['pilot_updates'] / rec['comparison_updates']:.1%})" if rec
+                 else "no recommendation")
+        lines.append(f"| {reg.id} | {t[0]} ({t[1]:.0f}) | {p[0]} ({p[1]:.0f}) | {share} | {c[0]} ({c[1]:.0f}) |")
+    lines += [f"| total | {totals[0]:.0f} ({totals[1]:.0f}) | {totals[2]:.0f} ({totals[3]:.0f}) | | "
+              f"{totals[4]:.0f} ({totals[5]:.0f}) |", ""]
+    return lines
