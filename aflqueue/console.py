@@ -14,6 +14,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .system import System
 
 
+#: What the approximation's validation measured (docs/theory.md sections 9.6 to 9.8), printed with
+#: its results so that nobody reads its per-client delays as exact.
+APPROX_ACCURACY = ("throughput within 3% of simulation at every validated point (cv 0 to 3); per-client "
+                   "delays E[D_i] are approximate (every speed type within 3% at only 34% of the points; errors of "
+                   "10-40% are common with few clients or cv >= 2): simulate (aflqueue simulate) for delays you "
+                   "must rely on")
+
+
 def fmt(x: float, digits: int = 4) -> str:
     """Compact number: NaN (undefined) as '-', large/small values in scientific notation."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -263,3 +271,25 @@ def tuning_report(res, out) -> None:
     ext = f" after {res.extensions} rate(s) added out of an edge" if res.extensions else ""
     edge = " -- still at the edge of the rates tried: flagged" if res.at_edge else ""
     print(f"best learning rate {res.best_lr:g}{ext}{edge}; results in {out}/tune.json")
+
+
+def approx_table(system: "System", res, grad=None) -> None:
+    """``analyze --analysis approx``: per-client metrics of the approximation for general service
+    laws (docs/theory.md section 9), which stations it approximates, and its validated accuracy."""
+    what = (f"approximation for general service at {len(res.approximated)} FIFO station(s): "
+            + ", ".join(res.approximated[:6]) + (" ..." if len(res.approximated) > 6 else "")
+            if res.approximated else "exact: every FIFO station is exponential (product form)")
+    print(f"Approximate analysis (docs/theory.md section 9), n = {system.n}, concurrency m = {res.concurrency}; {what}")
+    print("client  mu_i  p_i  E[X_i]  util  resp_time  E[D_i]")
+    for i, cl in enumerate(system.clients):
+        print("  ".join([cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
+                         fmt(res.utilization[i]), fmt(res.mean_response_times[i]), fmt(res.relative_delay[i])]))
+    print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
+    print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
+    if res.server is not None:
+        print(f"central server: utilisation {fmt(res.server['utilization'])}, "
+              f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
+    if grad is not None:
+        print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in grad) + "]")
+    if res.approximated:
+        print(f"accuracy: {APPROX_ACCURACY}")

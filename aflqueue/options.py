@@ -59,14 +59,6 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
-#: What the approximation's validation measured (docs/theory.md sections 9.6 to 9.8), printed with
-#: its results so that nobody reads its per-client delays as exact.
-APPROX_ACCURACY = ("throughput within 3% of simulation at every validated point (cv 0 to 3); per-client "
-                   "delays E[D_i] are approximate (every speed type within 3% at only 34% of the points; errors of "
-                   "10-40% are common with few clients or cv >= 2): simulate (aflqueue simulate) for delays you "
-                   "must rely on")
-
-
 def float_list(text: str) -> list[float]:
     """Parse ``"1,1,0.1"`` into floats (non-finite values are left to the field's own check)."""
     try:

@@ -9,11 +9,11 @@ import math
 import sys
 from pathlib import Path
 
-from ..console import analysis_table, fmt, optimization_table, simulation_table
+from ..console import APPROX_ACCURACY, analysis_table, approx_table, optimization_table, simulation_table
 from ..errors import ValidationError
 from ..figures import make_all
 from ..optimization import optimize
-from ..options import (ANALYSES, APPROX_ACCURACY, MAX_OPTIMIZE_CONCURRENCY, OBJECTIVE_CHOICES, add_backend_arguments,
+from ..options import (ANALYSES, MAX_OPTIMIZE_CONCURRENCY, OBJECTIVE_CHOICES, add_backend_arguments,
                        add_proxy_arguments, add_system_arguments, check, check_backend, check_finite, colon_pair,
                        float_list, nonempty_path, parse_range, print_json, problem_from_args, system_from_args)
 from ..queueing.analysis import analyze
@@ -58,23 +58,7 @@ def _analyze_approx(args: argparse.Namespace, system) -> int:
             d["gradient"] = {"d_throughput_d_routing": [float(x) for x in grad]}
         print_json(d)
         return 0
-    what = (f"approximation for general service at {len(res.approximated)} FIFO station(s): "
-            + ", ".join(res.approximated[:6]) + (" ..." if len(res.approximated) > 6 else "")
-            if res.approximated else "exact: every FIFO station is exponential (product form)")
-    print(f"Approximate analysis (docs/theory.md section 9), n = {system.n}, concurrency m = {res.concurrency}; {what}")
-    print("client  mu_i  p_i  E[X_i]  util  resp_time  E[D_i]")
-    for i, cl in enumerate(system.clients):
-        print("  ".join([cl.name or str(i), fmt(cl.rate), fmt(res.routing[i]), fmt(res.mean_queue_lengths[i]),
-                         fmt(res.utilization[i]), fmt(res.mean_response_times[i]), fmt(res.relative_delay[i])]))
-    print(f"throughput lambda = {fmt(res.throughput, 6)} updates per time unit")
-    print(f"mean relative delay sum_i p_i E[D_i] = {fmt(res.mean_relative_delay, 6)} (m - 1 = {res.concurrency - 1})")
-    if res.server is not None:
-        print(f"central server: utilisation {fmt(res.server['utilization'])}, "
-              f"E[X] {fmt(res.server['mean_queue_length'])}, resp. time {fmt(res.server['mean_response_time'])}")
-    if grad is not None:
-        print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in grad) + "]")
-    if res.approximated:
-        print(f"accuracy: {APPROX_ACCURACY}")
+    approx_table(system, res, grad)
     return 0
 
 
