@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .config import load_config
 from .protocol import time_budget
 from .queueing.analysis import analyze
+from .sweep import PROXY_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queueing.analysis import Analysis
@@ -293,3 +294,17 @@ def approx_table(system: "System", res, grad=None) -> None:
         print("d lambda / d p_i = [" + ", ".join(fmt(v) for v in grad) + "]")
     if res.approximated:
         print(f"accuracy: {APPROX_ACCURACY}")
+
+
+def sweep_table(res, system: "System", concurrency: tuple[int, int], paths, output) -> None:
+    """``aflqueue sweep``: each objective's optimal concurrency and value beside uniform routing
+    (AsyncSGD at the system's concurrency, clipped to the range), and the files written."""
+    lo, hi = concurrency
+    print(f"{'objective':<18} {'m*':>6} {'optimum':>12} {'uniform':>12}  (uniform: AsyncSGD at m = "
+          f"{min(max(system.concurrency, lo), hi)})")
+    for o, r in res.optima.items():
+        base = r["baseline"]
+        print(f"{o:<18} {r['concurrency']:>6} {r['objective_value']:>12.5g} "
+              f"{(f'{base:.5g}' if base is not None else '-'):>12}")
+    print(f"{len(paths)} files written to {output}/ (sweep.csv: one row per m; columns "
+          f"{', '.join(PROXY_KEYS[o] + '_optimal' for o in res.optima)} hold the best value at each m)")

@@ -44,7 +44,7 @@ from .optimization import OBJECTIVE_ALIASES, OptimizationProblem, assess, optimi
 from .queueing.analysis import analyze
 from .system import System
 
-__all__ = ["SWEEP_OBJECTIVES", "PROXY_KEYS", "SweepResult", "sweep", "slow_group", "delay_vs_routing"]
+__all__ = ["SWEEP_OBJECTIVES", "PROXY_KEYS", "SweepResult", "sweep", "parse_objectives", "slow_group", "delay_vs_routing"]
 
 #: Objectives a sweep can optimise (``tradeoff`` is the Pareto front).
 SWEEP_OBJECTIVES = ("per-update", "wall-clock", "time-to-accuracy", "energy", "max-throughput")
@@ -209,6 +209,19 @@ def _grid(lo: int, hi: int, extra: Sequence[int]) -> list[int]:
         return list(range(lo, hi + 1))
     g = set(int(x) for x in np.unique(np.round(np.geomspace(lo, hi, MAX_POINTS - 16)).astype(int)))
     return sorted(g | {int(x) for x in extra})
+
+
+def parse_objectives(items: Sequence[str] | None) -> list[str]:
+    """The objectives of ``--objective`` values (each comma-separated; ``wallclock`` spells
+    ``wall-clock``; none: all of :data:`SWEEP_OBJECTIVES`), checked one by one."""
+    objectives: list[str] = []
+    for item in items or [",".join(SWEEP_OBJECTIVES)]:
+        for o in filter(None, (x.strip() for x in item.split(","))):
+            o = "wall-clock" if o == "wallclock" else o
+            require(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; "
+                                                        "the trade-off is drawn as the Pareto front, --pareto-points)")
+            objectives.append(o)
+    return objectives
 
 
 def sweep(system: System, concurrency: tuple[int, int], objectives: Sequence[str] = SWEEP_OBJECTIVES, *,

@@ -9,7 +9,8 @@ import math
 import sys
 from pathlib import Path
 
-from ..console import APPROX_ACCURACY, analysis_table, approx_table, optimization_table, simulation_table
+from ..console import (APPROX_ACCURACY, analysis_table, approx_table, optimization_table, simulation_table,
+                       sweep_table)
 from ..errors import ValidationError
 from ..figures import make_all
 from ..optimization import optimize
@@ -17,7 +18,7 @@ from ..options import (ANALYSES, MAX_OPTIMIZE_CONCURRENCY, OBJECTIVE_CHOICES, ad
                        add_proxy_arguments, add_system_arguments, check, check_backend, check_finite, colon_pair,
                        float_list, nonempty_path, parse_range, print_json, problem_from_args, system_from_args)
 from ..queueing.analysis import analyze
-from ..sweep import PROXY_KEYS, SWEEP_OBJECTIVES, sweep
+from ..sweep import parse_objectives, sweep
 
 
 # --------------------------------------------------------------------------- analyze
@@ -199,13 +200,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
     check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
-    objectives: list[str] = []
-    for item in args.objective or [",".join(SWEEP_OBJECTIVES)]:
-        for o in filter(None, (x.strip() for x in item.split(","))):
-            o = "wall-clock" if o == "wallclock" else o
-            check(o in SWEEP_OBJECTIVES, "objective", f"must be among {', '.join(SWEEP_OBJECTIVES)} (got {o!r}; the "
-                                                       "trade-off is drawn as the Pareto front, --pareto-points)")
-            objectives.append(o)
+    objectives = parse_objectives(args.objective)
     system = system_from_args(args, require_system=True)
     if args.concurrency_range is None:
         args.concurrency_range = (1, max(2 * system.n, system.concurrency))
@@ -226,14 +221,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**res.to_dict(), "files": [str(p) for p in paths]})
         return 0
-    print(f"{'objective':<18} {'m*':>6} {'optimum':>12} {'uniform':>12}  (uniform: AsyncSGD at m = "
-          f"{min(max(system.concurrency, lo), hi)})")
-    for o, r in res.optima.items():
-        base = r["baseline"]
-        print(f"{o:<18} {r['concurrency']:>6} {r['objective_value']:>12.5g} "
-              f"{(f'{base:.5g}' if base is not None else '-'):>12}")
-    print(f"{len(paths)} files written to {args.output}/ (sweep.csv: one row per m; columns "
-          f"{', '.join(PROXY_KEYS[o] + '_optimal' for o in objectives)} hold the best value at each m)")
+    sweep_table(res, system, (lo, hi), paths, args.output)
     return 0
 
 
