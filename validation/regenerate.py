@@ -100,6 +100,8 @@ NOT_REBUILT = {
                                                              "is rebuilt from this file",
     "validation/fedbuff_family/results/claims/REPRODUCTION.md": "written by hand",
     "reading.md": "written by hand (every reading.md)",
+    "validation/recommend/results/STATUS.md": "written by hand",
+    "validation/recommend/results-v2/STATUS.md": "written by hand",
 }
 
 
@@ -204,9 +206,12 @@ def grid(tree: Path) -> list[str]:
 def recommend(tree: Path) -> list[str]:
     from validation.recommend.report import write_report
 
-    _copy(tree, "validation/recommend/results")
-    write_report(tree / "validation/recommend/results")
-    return ["validation/recommend/results/report.md", "validation/recommend/results/calibration.json"]
+    out = []
+    for folder in ("results", "results-v2"):  # the first execution, and the second (AMENDMENT.md)
+        _copy(tree, f"validation/recommend/{folder}")
+        write_report(tree / "validation/recommend" / folder)
+        out += [f"validation/recommend/{folder}/report.md", f"validation/recommend/{folder}/calibration.json"]
+    return out
 
 
 def figures(tree: Path) -> list[str]:

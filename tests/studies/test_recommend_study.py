@@ -50,7 +50,8 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "Mixed code versions: no verdict" in text and "0" * 16 in text and "Primary:" not in text
 
 
-def test_committed_calibration_is_the_held_in_quantile():
+@pytest.mark.parametrize("folder", ["results", "results-v2"])
+def test_committed_calibration_is_the_held_in_quantile(folder):
     """The calibration file aflqueue recommend --calibration reads is the split-conformal quantile
     of the committed held-in errors: with 10 regimes at 90%, their largest (PROTOCOL.md)."""
     import math
@@ -59,7 +60,7 @@ def test_committed_calibration_is_the_held_in_quantile():
     from aflqueue.recommendation import Calibration
     from validation.recommend import report as R
 
-    out = Path(E.HERE) / "results"
+    out = Path(E.HERE) / folder
     cal = Calibration.load(out / "calibration.json")
     rows = R.regime_rows(R.load(out), E.HELD_IN)
     errors = [abs(math.log(x["predicted_measured"] / x["predicted"])) / x["sigma"] for x in rows]

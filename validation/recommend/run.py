@@ -11,8 +11,9 @@ Usage (from anywhere)::
     python validation/recommend/run.py --regimes O1,O2                  # some regimes
     python validation/recommend/run.py --report-only                    # report from the saved records
 
-Results in ``validation/recommend/results`` (``tuning/``, ``tuned.json``, ``pilots/<regime>/``,
-``recommendations/``, ``cells/``, ``report.md``). Bad input: one line on stderr, exit status 2.
+Results in ``validation/recommend/results-v2`` (the second execution, AMENDMENT.md; the first,
+which could not complete, is ``results/``): ``tuning/``, ``tuned.json``, ``pilots/<regime>/``,
+``recommendations/``, ``cells/``, ``report.md``, ``calibration.json``. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from aflqueue.errors import require  # noqa: E402
 from validation.command import add_backend_arguments, check_backend, parser, require_training, run_main  # noqa: E402
 from validation.recommend.experiment import REGIMES, run_study  # noqa: E402
 
-RESULTS = HERE / "results"
+RESULTS = HERE / "results-v2"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +44,7 @@ def _run(argv: Sequence[str] | None) -> int:
     ap = parser(__doc__)
     ap.add_argument("--tier", choices=["held-in", "held-out", "all"], default="all", help="regimes to run (default all)")
     ap.add_argument("--regimes", default="", help=f"comma-separated regime ids (default: every one of the tier)")
-    ap.add_argument("--output", "-o", help="results folder (default validation/recommend/results)")
+    ap.add_argument("--output", "-o", help="results folder (default validation/recommend/results-v2)")
     add_backend_arguments(ap, "runs")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved records")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
