@@ -245,8 +245,11 @@ def recommendation_report(rec) -> None:
     c = console()
     c.print(f"[bold]{rec.verdict()}[/bold]")
     cap = "no cap" if rec.weight_cap is None else f"weights clipped at {rec.weight_cap:g}"
-    c.print(f"operating point: {rec.candidate}, m = {rec.concurrency}, {cap}, learning rate {fmt(rec.lr)} "
-            f"(AsyncSGD's pilot rate {fmt(rec.asyncsgd_lr)}); routing {[round(float(x), 4) for x in rec.routing]}")
+    if rec.keep_asyncsgd:
+        c.print(f"AsyncSGD's pilot rate {fmt(rec.asyncsgd_lr)} was chosen on short runs: not a tuned rate")
+    else:
+        c.print(f"operating point: {rec.candidate}, m = {rec.concurrency}, {cap}, learning rate {fmt(rec.lr)} "
+                f"(AsyncSGD's pilot rate {fmt(rec.asyncsgd_lr)}); routing {[round(float(x), 4) for x in rec.routing]}")
     for name, f in sorted(rec.finalists.items(), key=lambda kv: kv[1]["ratio"]):
         seeds = ", ".join("never" if r is None or r == float("inf") else f"x{r:.3f}" for r in f["ratios"])
         c.print(f"  finalist {name}: pilot time ratios {seeds} (geometric mean x{f['ratio']:.3f}) at rate {fmt(f['lr'])}")

@@ -103,7 +103,7 @@ def test_halving_finds_the_fastest_candidate_and_its_ratio():
     assert "b: predicted time to target" in repr(rec).splitlines()[0]
 
 
-def test_nothing_faster_keeps_asyncsgd():
+def test_nothing_faster_keeps_asyncsgd(capsys):
     cfg = config()
     tau = budget_of(cfg)
     world = World({"asyncsgd": 5.0, "a": 3.0, "b": 4.0}, {"asyncsgd": 0.1, "a": 0.1, "b": 0.1}, tau)
@@ -112,6 +112,13 @@ def test_nothing_faster_keeps_asyncsgd():
     assert rec.keep_asyncsgd and rec.candidate == "asyncsgd" and rec.predicted_ratio > 1
     assert np.allclose(rec.routing, 1.0 / N) and rec.lr == rec.asyncsgd_lr
     assert rec.interval is None and rec.verdict().startswith("keep AsyncSGD")
+    # keeping AsyncSGD does not hand over the pilots' short-run rate as if it were tuned
+    assert "tuned for the full budget" in rec.verdict()
+    from aflqueue.console import recommendation_report
+
+    recommendation_report(rec)
+    out = capsys.readouterr().out
+    assert "not a tuned rate" in out and "operating point:" not in out
 
 
 def test_the_interval_widens_when_the_pilots_disagree():
