@@ -121,6 +121,7 @@ BYTES_PER_SIMULATED_UPDATE = 160
 BYTES_PER_COLLECTED_UPDATE = 72
 #: Post-warm-up updates per batch below which batch means are too short to be trusted.
 MIN_UPDATES_PER_BATCH = 50
+#: Most runs one measurement takes (``aflqueue simulate --replications``).
 MAX_REPLICATIONS = 100_000
 
 
@@ -162,7 +163,7 @@ def memory_needed_gb(updates: int, replications: int, backend: str = "serial", w
 
 
 def _check_measurement(updates: int, replications: int, seed: int, warmup: float, batches: int, confidence: float,
-           max_memory_gb: float, trace: str | None) -> None:
+                       max_memory_gb: float, trace: str | None) -> None:
     require(1 <= replications <= MAX_REPLICATIONS, "replications",
             f"must be an integer in [1, {MAX_REPLICATIONS}] (got {replications})")
     require(seed >= 0, "seed", f"must be an integer >= 0 (got {seed})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +163,7 @@ def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path
     if q is not None and one_version:  # what aflqueue recommend --calibration reads
         cal = Calibration.from_errors(errors, CONFIDENCE, source=f"{len(errors)} held-in regimes of "
                                       "validation/recommend (MNIST-1D, MLP, n = 100, five speed types)")
-        atomic_write_json(out / "calibration.json", {"quantile": cal.quantile, "confidence": cal.confidence,
-                                                     "sigma_floor": cal.sigma_floor, "regimes": cal.regimes,
-                                                     "source": cal.source})
+        atomic_write_json(out / "calibration.json", asdict(cal))
     return out / "report.md"
 
 
