@@ -209,9 +209,11 @@ def recommend(tree: Path) -> list[str]:
     out = []
     for folder in ("results", "results-v2"):  # the first execution, and the second (AMENDMENT.md)
         _copy(tree, f"validation/recommend/{folder}")
-        write_report(tree / "validation/recommend" / folder)
+        # figures for the second execution only: the first could not complete (results/STATUS.md)
+        figs = tree / "validation/recommend/figures" if folder == "results-v2" else None
+        write_report(tree / "validation/recommend" / folder, figures=figs)
         out += [f"validation/recommend/{folder}/report.md", f"validation/recommend/{folder}/calibration.json"]
-    return out
+    return out + ["validation/recommend/figures"]
 
 
 def figures(tree: Path) -> list[str]:

@@ -97,3 +97,22 @@ def test_paper_figures(tmp_path, monkeypatch):
     assert "over 4 seeds" in figs["hand_time_ratios"]["legend_titles"][0]
     assert any("predicted by the proxy" in t for t in figs["hand_predicted_vs_measured"]["legend"])
     assert any("over 4 seeds" in t for t in figs["hand_predicted_vs_measured"]["legend"])
+
+
+@pytest.mark.skipif(not (VALIDATION / "recommend" / "results-v2" / "cells").is_dir(), reason="no saved study")
+def test_recommend_figures_from_the_committed_records(tmp_path, monkeypatch):
+    """Both figures of the recommendation study pass the publishing rules; the forest plot shows
+    every held-out regime and counts the passes as the report's verdict does."""
+    from validation.recommend import figures
+    from validation.recommend.experiment import HELD_IN, HELD_OUT
+    from validation.recommend.report import CRITERION, calibration, load, regime_rows
+
+    rows = regime_rows(load(VALIDATION / "recommend" / "results-v2"), HELD_IN + HELD_OUT)
+    q, _ = calibration(rows, len(HELD_IN))
+    with captured(monkeypatch, figures) as figs:
+        made = figures.recommend_figures(rows, q, CRITERION, tmp_path)
+    assert set(figs) == {"recommend_predicted_vs_measured", "recommend_held_out"} and len(made) == 2
+    held_out = [x for x in rows if x["regime"].tier == "held-out"]
+    passed = sum(1 for x in held_out if x["upper"] < CRITERION and x["censored"] == 0)
+    assert f"in {passed} of {len(held_out)} regimes" in " ".join(figs["recommend_held_out"]["titles"])
+    assert any("prediction interval" in t for t in figs["recommend_predicted_vs_measured"]["legend"])

@@ -13,8 +13,9 @@ from aflqueue.io import atomic_write, atomic_write_json, read_json
 from aflqueue.jobs import JobStore, code_versions
 from aflqueue.outcomes import time_to_target
 from aflqueue.recommendation import Calibration, conformal_quantile
-from aflqueue.stats import holm, sign_flip_test, t_quantile
+from aflqueue.stats import holm, log_ratio_interval, sign_flip_test
 from validation.recommend.experiment import HELD_IN, HELD_OUT, Regime
+from validation.reporting import figure_md
 
 CRITERION = 0.71
 CONFIDENCE = 0.90
@@ -84,11 +85,12 @@ def _arm_stats(by: dict[str, dict], arm: str, seeds: list[int], target: float, f
         ma, mr = by["asyncsgd"][s]["measured"], by[arm][s]["measured"]
         lam_ratio.append((mr["arrivals"] / mr["simulated_time"]) / (ma["arrivals"] / ma["simulated_time"]))
     logs = np.asarray(logs)
-    n = logs.size
-    sd = float(np.std(logs, ddof=1)) if n > 1 else math.inf
-    # one-sided at 1 - 0.05/fam (Bonferroni over the tier) is the two-sided quantile at 1 - 2 (0.05/fam)
-    ub = math.exp(logs.mean() + t_quantile(1 - 2 * 0.05 / fam, n - 1) * sd / math.sqrt(n)) if n > 1 else math.inf
+    # one-sided at 1 - 0.05/fam (Bonferroni over the tier): the upper end of the two-sided interval
+    # at 1 - 2 (0.05/fam)
+    ub = log_ratio_interval(np.exp(logs), 1 - 2 * 0.05 / fam).hi if logs.size > 1 else math.inf
+    ci = log_ratio_interval(np.exp(logs), 0.95) if logs.size > 1 else None
     return {"ratio": math.exp(logs.mean()), "upper": ub, "censored": censored,
+            "interval": None if ci is None else (ci.lo, ci.hi),
             "p_slower": sign_flip_test(logs, "greater").p_value,
             "update_ratio": float(np.exp(np.mean(np.log(k_ratio)))) if k_ratio else None,
             "throughput_ratio": float(np.exp(np.mean(np.log(lam_ratio))))}
@@ -136,8 +138,9 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
-def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path:
-    """``report.md`` in ``out`` from the saved records (PROTOCOL.md)."""
+def write_report(out: str | Path, catalogue: list[Regime] | None = None, figures: str | Path | None = None) -> Path:
+    """``report.md`` in ``out`` from the saved records (PROTOCOL.md), with the study's figures
+    (:mod:`validation.recommend.figures`) drawn into ``figures`` and linked when it is given."""
     out = Path(out)
     catalogue = list(catalogue or HELD_IN + HELD_OUT)
     n_in = sum(1 for r in catalogue if r.tier == "held-in")
@@ -159,6 +162,11 @@ def write_report(out: str | Path, catalogue: list[Regime] | None = None) -> Path
     lines += _table(rows, q)
     lines += _verdicts(held_out, q, n_out) if one_version else []
     lines += _cost(data, catalogue)
+    if figures is not None and rows:
+        from validation.recommend.figures import recommend_figures
+
+        lines += ["## Figures", ""] + [figure_md(f, out, cap) for f, cap in
+                                       recommend_figures(rows, q, CRITERION, figures)]
     atomic_write(out / "report.md", lambda p: p.write_text("\n".join(lines) + "\n"))
     if q is not None and one_version:  # what aflqueue recommend --calibration reads
         cal = Calibration.from_errors(errors, CONFIDENCE, source=f"{len(errors)} held-in regimes of "

@@ -13,7 +13,8 @@ Usage (from anywhere)::
 
 Results in ``validation/recommend/results-v2`` (the second execution, AMENDMENT.md; the first,
 which could not complete, is ``results/``): ``tuning/``, ``tuned.json``, ``pilots/<regime>/``,
-``recommendations/``, ``cells/``, ``report.md``, ``calibration.json``. Bad input: one line on stderr, exit status 2.
+``recommendations/``, ``cells/``, ``report.md``, ``calibration.json``; figures in
+``validation/recommend/figures/``. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from validation.command import add_backend_arguments, check_backend, parser, req
 from validation.recommend.experiment import REGIMES, run_study  # noqa: E402
 
 RESULTS = HERE / "results-v2"
+FIGURES = HERE / "figures"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +61,8 @@ def _run(argv: Sequence[str] | None) -> int:
         tiers = ("held-in", "held-out") if args.tier == "all" else (args.tier,)
         run_study(out, tiers=tiers, regimes=chosen, backend=args.backend, workers=args.workers,
                   progress=None if args.quiet else print)
-    md = write_report(out)
+    # the figures of the default results (the second execution) sit in the study's figures folder
+    md = write_report(out, figures=FIGURES if out.resolve() == RESULTS.resolve() else out / "figures")
     print(f"report: {md}")
     return 0
 
