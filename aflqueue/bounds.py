@@ -219,13 +219,11 @@ def cap_is_active(cap: float | None) -> bool:
 def clipped_weights(p: np.ndarray, cap: float | None) -> np.ndarray:
     """Importance weights ``w_i = min(1/(n p_i), c)``, shape ``(n,)`` (docs/theory.md section 11).
 
-    ``cap=None`` gives ``1/(n p_i)`` (needs ``p > 0``); with a cap, ``p_i = 0`` gets ``c``."""
+    ``cap=None`` gives ``1/(n p_i)`` (inf where ``p_i = 0``); with a cap, ``p_i = 0`` gets ``c``."""
     p = np.asarray(p, dtype=float)
     n = p.size
-    if not cap_is_active(cap):
-        return 1.0 / (n * p)
-    with np.errstate(divide="ignore"):
-        return np.minimum(1.0 / (n * p), cap)
+    with np.errstate(divide="ignore"):  # p_i = 0: weight inf, or c with a cap (never routed, never applied)
+        return 1.0 / (n * p) if not cap_is_active(cap) else np.minimum(1.0 / (n * p), cap)
 
 
 def _clipped(p: np.ndarray, cap: float) -> np.ndarray:

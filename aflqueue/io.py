@@ -421,7 +421,7 @@ def dumps_toml(obj: dict[str, Any]) -> str:
     inf values are left out, since TOML has no null and the readers refuse non-finite numbers;
     numpy values become Python values first). Enough for the files the toolkit writes;
     :mod:`tomllib` reads them back."""
-    obj = json_safe(obj) if not isinstance(obj, dict) else {str(k): _plain(v) for k, v in obj.items()}
+    obj = json_safe(obj)
     lines: list[str] = []
 
     def table(d: dict[str, Any], path: list[str]) -> None:
@@ -440,19 +440,3 @@ def dumps_toml(obj: dict[str, Any]) -> str:
 
     table(obj, [])
     return "\n".join(lines) + "\n"
-
-
-def _plain(v: Any) -> Any:
-    """numpy scalars/arrays and tuples as Python values; NaN and inf as None (left out: TOML has
-    them, but the readers of :func:`read_data` refuse them)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if hasattr(v, "tolist") and callable(v.tolist):
-        return _plain(v.tolist())
-    if isinstance(v, Path):
-        return str(v)
-    return v

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -465,11 +465,3 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
         raise ValidationError(f"{field_name}.{e.field}", e.detail) from None
     require(not d, field_name, f"unknown parameter(s) {sorted(d)} for law {name!r}")
     return law
-
-
-def sample_many(laws: Sequence[ServiceLaw], rng: np.random.Generator, size: int) -> np.ndarray:
-    """Stack ``size`` draws from each law: array of shape ``(len(laws), size)``."""
-    out = np.empty((len(laws), size))
-    for i, law in enumerate(laws):
-        out[i] = law.sample(rng, size)
-    return out

@@ -566,20 +566,11 @@ class OptimizationResult(Result):
         """Strict-JSON dict (NaN and inf become ``null``); keys as the attributes, plus
         ``mean_relative_delay``; ``routing``, ``concurrency``, ``throughput``, ``relative_delay``
         mean what they mean in :meth:`Analysis.to_dict <aflqueue.queueing.analysis.Analysis.to_dict>`."""
-        return json_safe({
-            "objective": self.objective, "objective_value": self.objective_value,
-            "routing": self.routing, "concurrency": self.concurrency, "eta": self.eta,
-            "throughput": self.throughput, "relative_delay": self.relative_delay,
-            "mean_relative_delay": self.mean_relative_delay,
-            "proxies": dict(self.proxies),
-            "constants": self.constants.to_dict(), "success": self.success, "status": self.status,
-            "message": self.message, "iterations": self.iterations, "evaluations": self.evaluations,
-            "wall_time": self.wall_time, "kkt_residual": self.kkt_residual, "starts": self.starts,
-            "method": self.method, "concurrency_profile": [[int(m), v] for m, v in self.concurrency_profile],
-            "baseline": self.baseline, "problem": self.problem,
-            "cap": self.cap, "mix": self.mix, "anchor_routing": self.anchor_routing,
-            "operating_profile": [[c, lam, v] for c, lam, v in self.operating_profile],
-        })
+        d = super().to_dict()
+        keys = list(d)
+        at = keys.index("relative_delay") + 1  # the derived mean next to the per-client delays
+        return {**{k: d[k] for k in keys[:at]}, "mean_relative_delay": json_safe(self.mean_relative_delay),
+                **{k: d[k] for k in keys[at:]}}
 
     frame_attrs: ClassVar[tuple[str, ...]] = ("objective", "objective_value", "concurrency", "eta", "throughput",
                                               "mean_relative_delay", "proxies", "success", "message", "baseline")

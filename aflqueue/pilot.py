@@ -11,7 +11,7 @@ configuration, never by a name, so a calibration with other settings never reuse
 only when the numbers support one: a pilot fit, a target with a time to it (above the accuracy
 map's floor, within its reach), every bootstrap refit giving a time ratio, enough refits for the
 interval's tails (:func:`min_bootstrap`) and a finite interval; otherwise "no verdict" and why.
-(:func:`verdict` and :func:`predict_gain` keep the rules the regime studies were run with.)
+(The regime studies ran with an older, more lenient rule, kept in ``validation/regimes/gain.py``.)
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from .protocol import largest_importance_weight, step_ratio, time_budget, unifor
 from .queueing.analysis import analyze
 
 __all__ = ["PILOT_ROUTINGS", "MAX_SCAN_CONCURRENCY", "budget_of", "initial_calibration", "initial_constants",
-           "pilot_routings", "pilot_run", "check_pilot_record", "curve_of", "pilot_identity", "pilot_jobs",
-           "calibrate_pilot", "calibrate", "Verdict", "min_bootstrap", "Prediction", "predict"]
+           "mix_weight", "pilot_routings", "pilot_run", "check_pilot_record", "curve_of", "pilot_identity",
+           "pilot_jobs", "calibrate_pilot", "calibrate", "Verdict", "min_bootstrap", "Prediction", "predict"]
 
 
 def budget_of(cfg) -> tuple[float, int]:
@@ -74,6 +74,21 @@ def initial_constants(cfg, seed: int | None = None, **kw: Any) -> ProxyConstants
     return initial_calibration(cfg, seed, **kw).constants
 
 
+def mix_weight(name: str) -> float:
+    """The weight ``T`` of P2 in the pilot routing ``name``: ``uniform`` 0, ``mid`` 1/2, ``p2`` 1,
+    ``mix:T`` T (in ``[0, 1]``); anything else is a :class:`ValidationError`."""
+    t = {"uniform": 0.0, "mid": 0.5, "p2": 1.0}.get(name)
+    if t is None and name.startswith("mix:"):
+        try:
+            t = float(name[4:])
+        except ValueError:
+            t = None
+        t = t if t is not None and 0 <= t <= 1 else None
+    require(t is not None, "routings", f"unknown pilot routing {name!r}; use uniform, p2, mid or mix:T with T in "
+                                       "[0, 1]")
+    return t
+
+
 def pilot_routings(names: Sequence[str], system, constants: ProxyConstants, time_budget: float,
                    p_min: float = 1e-3) -> dict[str, np.ndarray]:
     """Routings named ``uniform``, ``p2`` (the wall-clock optimum for ``constants`` at the
@@ -84,21 +99,10 @@ def pilot_routings(names: Sequence[str], system, constants: ProxyConstants, time
     p2 = None
     out: dict[str, np.ndarray] = {}
     for name in names:
+        t = mix_weight(name)
         if name == "uniform":
             out[name] = u
             continue
-        if name == "mid":
-            t = 0.5
-        elif name == "p2":
-            t = 1.0
-        elif name.startswith("mix:"):
-            try:
-                t = float(name[4:])
-            except ValueError:
-                raise ValidationError("routings", f"{name!r}: mix:T needs a number T in [0, 1]") from None
-            require(0 <= t <= 1, "routings", f"{name!r}: mix:T needs T in [0, 1]")
-        else:
-            raise ValidationError("routings", f"unknown pilot routing {name!r}; use uniform, p2, mid or mix:T")
         if p2 is None:
             p2 = optimize(OptimizationProblem(system, "wall-clock", constants=constants, p_min=p_min,
                                               time_budget=time_budget)).routing
@@ -282,13 +286,7 @@ def _check_routing_names(routings: Sequence[str]) -> list[str]:
     names = [str(r).strip() for r in routings]
     require(bool(names) and all(names), "routings", "needs at least one routing (uniform, p2, mid or mix:T)")
     for r in names:
-        ok = r in PILOT_ROUTINGS
-        if r.startswith("mix:"):
-            try:
-                ok = 0 <= float(r[4:]) <= 1
-            except ValueError:
-                ok = False
-        require(ok, "routings", f"unknown pilot routing {r!r}; use uniform, p2, mid or mix:T with T in [0, 1]")
+        mix_weight(r)
     return names
 
 

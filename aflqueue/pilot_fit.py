@@ -7,45 +7,21 @@ moves away from that point. This module fits the bound's *shape* to what a few c
 runs (the *pilots*: a handful of routings and learning rates, one seed, a fraction of the budget)
 actually did, and predicts from the fit what a routing gains over uniform routing (AsyncSGD).
 
-**Fitted family.** With one local SGD step per task the trainer's learning rate is the proxy's
-step ``eta`` (Generalized AsyncSGD: ``w <- w - lr / (n p_I) g_I``), so the validation loss after
-``K`` applied updates is modelled as
+**The fit** (docs/theory.md section 10 gives the family, the fit, the bootstrap, the loss-to-accuracy
+map and the predictions, with their measured coverage). The validation loss after ``K`` applied
+updates at step ``eta`` is modelled as
 
     loss(K) = theta0 + theta1 / (eta K) + theta2 eta S1(p) + theta3 eta^2 S2(p, m),   theta >= 0,
 
-the three terms of the proxy ``U`` (optimisation, variance, staleness) with free weights and an
-offset ``theta0`` (the loss the bound's ``f*`` stands for). ``S1`` and ``S2`` are exact
-(:func:`aflqueue.bounds.s1`, :func:`aflqueue.bounds.s2`, :func:`aflqueue.queueing.analysis.analyze`).
-
-**Fit.** Non-negative least squares over the evaluation points of every pilot curve after the
-first ``skip_fraction`` of its evaluations and after its first ``m`` updates (the first wave of
-updates is computed from the initial model); diverged runs (a non-finite loss) are left out.
-``eta_max`` is the largest pilot learning rate at which no pilot diverged. The fit maps to
-:class:`~aflqueue.bounds.ProxyConstants` with ``c_opt = 2, Delta = theta1 / 2, L = 1, sigma2 = 0,
-M2 = theta2, G2 = theta3, c_var = c_stale = 1``: ``a = theta1, b = theta2, c = theta3``, so every
-proxy, optimiser and step-size rule of the toolkit works on the fitted constants unchanged.
-
-**Uncertainty.** A seeded bootstrap over pilot runs: by default the runs are resampled with
-replacement and refitted (``method="cases"``); every prediction is read off each refit and
-intervals are percentiles. With a handful of runs a resample can miss a whole routing or rate,
-which widens the intervals: on curves drawn from the family itself (tests/test_pilot.py) the 95%
-intervals of the case bootstrap covered the true ``theta`` in 93-100% of 40 repetitions. The wild
-cluster bootstrap (``method="wild"``: each run's residual curve times one random Webb weight) keeps
-the design fixed but covered only 55-68% there (6 clusters, 4 parameters), so it is not the
-default.
-
-**Accuracy.** Accuracy is mapped from loss by a non-increasing (isotonic) fit on the pilots'
-``(validation loss, validation accuracy)`` pairs, piecewise linear between its knots.
-
-**Predictions** (:func:`predict_gain`). For a routing and concurrency the updates applied by
-time ``t`` are the mean over a few simulated schedules (:func:`operating_point`; they include the
-start-up transient that ``lambda t`` misses); the loss at the budget ``tau`` is the fitted model
-at the step size that minimises it (``eta <= eta_max``: a tuned learning rate), and the time to a
-target accuracy (``target_fraction`` times the accuracy uniform routing is predicted to reach at
-``tau``) is read off the model's ``K_eps`` (:func:`aflqueue.bounds.time_to_accuracy_updates`).
-The gain of a routing over uniform: the ratio of the times to that target, and the difference of
-accuracies at ``tau``, each with its bootstrap interval. When the ratio's interval covers 1 the
-verdict is "optimisation not expected to pay".
+the three terms of the proxy ``U`` with free weights (:func:`fit_pilots`: non-negative least squares
+over the later evaluations of every pilot curve, diverged runs left out, ``eta_max`` the largest
+rate at which no pilot diverged), mapped to :class:`~aflqueue.bounds.ProxyConstants` by
+:func:`constants_from_theta` so that every proxy, optimiser and step-size rule works on the fitted
+constants unchanged. Intervals come from a seeded bootstrap over pilot runs (cases by default;
+``method="wild"``: Webb weights per run); accuracy is read from loss by a monotone sigmoid
+(:class:`AccuracyMap`); :func:`gain_samples` reads the time-to-target ratio and the accuracy
+difference at the budget off the point fit and every refit (:func:`aflqueue.pilot.predict` turns
+them into a prediction and a verdict).
 
 **Constants files** are read as hostile input (:func:`load_constants`): the bounded reader of
 :mod:`aflqueue.io`, then :func:`check_constants_file` (known tables and keys, no empty constants,
@@ -74,8 +50,7 @@ from .queueing.analysis import analyze
 __all__ = ["FAMILY", "TERMS", "MAX_BOOTSTRAP", "WEBB", "BOOTSTRAP_METHODS", "CONSTANTS_FILE_TABLES",
            "CONSTANTS_METHODS", "PilotCurve", "features", "select_points", "fit_theta", "AccuracyMap",
            "constants_from_theta", "PilotFit", "check_pilot_table", "fit_pilots", "OperatingPoint", "operating_point",
-           "loss_at", "time_to_loss", "GainPrediction", "percentile_interval", "verdict", "gain_samples",
-           "predict_gain", "ConstantsFile", "check_constants_file", "load_constants", "write_constants",
+           "loss_at", "time_to_loss", "percentile_interval", "gain_samples", "ConstantsFile", "check_constants_file", "load_constants", "write_constants",
            "read_constants"]
 
 
@@ -329,13 +304,9 @@ class PilotFit(Result):
         """The point fit as :class:`ProxyConstants` (:func:`constants_from_theta`)."""
         return constants_from_theta(self.theta, self.eta_max)
 
-    def thetas(self) -> np.ndarray:
-        """The point fit followed by the bootstrap refits, shape ``(1 + B, 4)``."""
-        return np.vstack([self.theta[None, :], self.bootstrap.reshape(-1, 4)])
-
     def to_dict(self) -> dict[str, Any]:
         """The constants-file layout: table ``constants`` (read by ``optimize --constants`` and
-        ``routing.constants``) and table ``pilot`` (everything :func:`predict_gain` needs)."""
+        ``routing.constants``) and table ``pilot`` (everything :func:`gain_samples` needs)."""
         c = self.constants.to_dict()
         c = {k: v for k, v in c.items() if v is not None}
         pilot: dict[str, Any] = {"family": FAMILY, "theta": [float(x) for x in self.theta],
@@ -593,34 +564,6 @@ def time_to_loss(theta: Sequence[float], eta_max: float, op: OperatingPoint, tar
     return op.time_for(K)
 
 
-@dataclass(frozen=True)
-class GainPrediction:
-    """Predicted gain of a routing over a baseline (uniform routing).
-
-    Attributes:
-        time_ratio: ``{"point", "lo", "hi"}``: time to the target accuracy, routing / baseline
-            (< 1: the routing is faster); interval from the bootstrap refits.
-        accuracy_difference: accuracy at the budget, routing minus baseline (same layout).
-        loss: predicted losses at the budget ``{"routing", "baseline"}`` (point fit).
-        target_accuracy: the target (``target_fraction`` x the baseline's predicted accuracy).
-        verdict: ``"pays"`` (the ratio's whole interval is below 1), ``"not expected to pay"``
-            (it covers 1) or ``"not expected to pay: expected to lose"`` (it is above 1).
-        confidence: level of the intervals; samples: bootstrap refits they rest on.
-    """
-
-    time_ratio: dict[str, float | None]
-    accuracy_difference: dict[str, float | None]
-    loss: dict[str, float]
-    target_accuracy: float | None
-    verdict: str
-    confidence: float
-    samples: int
-    eta: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
-
-
 def _one_gain(theta: np.ndarray, eta_max: float, amap: AccuracyMap | None, cand: OperatingPoint,
               base: OperatingPoint, tau: float, target_fraction: float) -> tuple[float, float, float, float, float, float, float]:
     lc, ec = loss_at(theta, eta_max, cand.S1, cand.S2, cand.updates_at(tau))
@@ -646,21 +589,6 @@ def percentile_interval(point: float, samples: Sequence[float], confidence: floa
     return {"point": point, "lo": float(np.quantile(v, q)), "hi": float(np.quantile(v, 1 - q))}
 
 
-def verdict(ratio: Mapping[str, Any]) -> str:
-    """``"pays"`` / ``"not expected to pay"`` / ``"not expected to pay: expected to lose"`` from a
-    time-ratio interval (point only when no interval: below 1 pays)."""
-    lo, hi, pt = ratio.get("lo"), ratio.get("hi"), ratio.get("point")
-    if lo is None or hi is None:
-        if pt is None or not math.isfinite(pt):
-            return "not expected to pay"
-        return "pays" if pt < 1 else "not expected to pay"
-    if hi < 1:
-        return "pays"
-    if lo > 1:
-        return "not expected to pay: expected to lose"
-    return "not expected to pay"
-
-
 def gain_samples(fit: PilotFit, candidate: OperatingPoint, baseline: OperatingPoint, time_budget: float,
                   target_fraction: float) -> tuple[tuple, list[tuple]]:
     """:func:`_one_gain` at the point fit and at every bootstrap refit."""
@@ -668,21 +596,6 @@ def gain_samples(fit: PilotFit, candidate: OperatingPoint, baseline: OperatingPo
     boots = [_one_gain(th, fit.eta_max, fit.accuracy_map, candidate, baseline, time_budget, target_fraction)
              for th in fit.bootstrap]
     return point, boots
-
-
-def predict_gain(fit: PilotFit, candidate: OperatingPoint, baseline: OperatingPoint, time_budget: float, *,
-                 target_fraction: float = 0.9, confidence: float = 0.95) -> GainPrediction:
-    """Predicted time-to-target ratio and accuracy difference of ``candidate`` against
-    ``baseline`` at the budget ``time_budget``, with bootstrap intervals (module docstring)."""
-    require(math.isfinite(time_budget) and time_budget > 0, "time_budget", f"must be > 0 (got {time_budget})")
-    require(0 < target_fraction <= 1, "target_fraction", f"must be in (0, 1] (got {target_fraction})")
-    require(0 < confidence < 1, "confidence", f"must be in (0, 1) (got {confidence})")
-    point, boots = gain_samples(fit, candidate, baseline, time_budget, target_fraction)
-    ratio = percentile_interval(point[0], [b[0] for b in boots], confidence)
-    acc = percentile_interval(point[1], [b[1] for b in boots], confidence)
-    return GainPrediction(time_ratio=ratio, accuracy_difference=acc, loss={"routing": point[2], "baseline": point[3]},
-                          target_accuracy=None if math.isnan(point[4]) else point[4], verdict=verdict(ratio),
-                          confidence=confidence, samples=len(boots), eta={"routing": point[5], "baseline": point[6]})
 
 
 # --------------------------------------------------------------------------- constants files

@@ -36,14 +36,14 @@ import numpy as np
 
 from ._results import Result
 from .bounds import ProxyConstants
-from .calibration import calibrate
 from .config import TrainConfig, with_updates
 from .errors import require
 from .io import json_digest, read_json
 from .jobs import JobStore, run_jobs
 from .optimization import OptimizationProblem, optimize
 from .outcomes import time_to_target
-from .pipeline import build_data_and_model, build_system
+from .pilot import initial_constants
+from .pipeline import build_system
 from .protocol import step_ratio, target_epsilon, time_budget, uniform_routing
 from .queueing import analyze
 from .tuning import score_curves
@@ -256,8 +256,7 @@ def candidates_for(cfg: TrainConfig, names: Sequence[str], budget: float, update
     system = build_system(cfg, cfg.data.clients)
     n = system.n
     if constants is None:
-        data, model = build_data_and_model(cfg)
-        constants = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4).constants
+        constants = initial_constants(cfg)
     eps = target_epsilon(system, constants, updates)
     out: list[Candidate] = []
     for name in names:
@@ -564,8 +563,7 @@ def recommend(cfg: TrainConfig, *, updates: float | None = None, names: Sequence
         require(U0 > 0, "run.updates", "the budget needs run.updates (U0) or run.time_budget")
         budget = time_budget(system, U0)
     if candidates is None and constants is None:
-        data, model = build_data_and_model(cfg)
-        constants = calibrate(model, data.clients, seed=cfg.seed, num_batches=4, num_directions=4).constants
+        constants = initial_constants(cfg)
     points = list(candidates) if candidates is not None else candidates_for(cfg, names, budget, U0, constants)
     require(any(c.name == "asyncsgd" for c in points), "candidates", "must include asyncsgd, the baseline")
     cands = {c.name: c for c in points}

@@ -33,8 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import TrainConfig, with_updates
-from .errors import ValidationError, require
-from .io import atomic_write, atomic_write_json, dumps_json
+from .errors import require
+from .io import atomic_write_json
 from .pipeline import (Prepared, build_data_and_model, engine_settings, evaluation_data, local_config, prepare,
                        run_meta, train)
 
@@ -95,6 +95,7 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
     """
     # lazy: torch
     import aflqueue.fl  # noqa: F401  (without the fl extra: one ImportError naming it, before any work)
+    from .fl.engine import write_run_files  # lazy: torch
     from .fl.replicas import Replica, batch_key  # lazy: torch
 
     cfgs, preps = _checked_and_prepared(configs, prepared, max_replicas)
@@ -121,7 +122,7 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
                 res = train(with_updates(cfgs[j], output=tmp), prepared=preps[j], progress=progress)
         res.meta["execution"] = "serial"
         if write_outputs:
-            _write_results(Path(cfgs[j].output), res)
+            write_run_files(Path(cfgs[j].output), res)
         done(j, res)
 
     for group in group_runs(cfgs, preps):
@@ -144,7 +145,7 @@ def train_replicas(configs: Sequence[TrainConfig], *, prepared: Sequence[Prepare
                                min(cfgs[j].run.max_memory_gb for j in chunk))
             for j, res in zip(chunk, batch):
                 if write_outputs:
-                    _write_results(Path(cfgs[j].output), res)
+                    write_run_files(Path(cfgs[j].output), res)
                 done(j, res)
     return results
 
@@ -230,22 +231,3 @@ def _arrivals(cfg: TrainConfig, pr: Prepared) -> int:
     return U
 
 
-def _write_results(out: Path, res) -> None:
-    """``results.json`` and ``updates.csv`` as the engine writes them."""
-    try:
-        text = dumps_json(res.to_dict(), indent=2)
-    except (TypeError, ValueError) as e:  # pragma: no cover - TrainResult.to_dict is JSON-safe
-        raise ValidationError("output", f"results are not serialisable ({e})") from None
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "results.json", lambda p: p.write_text(text))
-    log = res.log
-    cols = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
-    rows = list(zip(*(log[c] for c in cols)))
-
-    def write_csv(p: Path) -> None:
-        with p.open("w") as f:
-            f.write(",".join(cols) + "\n")
-            for r in rows:
-                f.write(f"{r[0]},{r[1]!r},{r[2]},{r[3]},{r[4]},{r[5]}\n")
-
-    atomic_write(out / "updates.csv", write_csv)

@@ -54,6 +54,7 @@ from .config import TrainConfig
 from .errors import ValidationError, check_integer, check_number, require
 from .io import atomic_write_json, json_safe, read_json, short_repr, source_name
 from .outcomes import accuracy_at, time_to_target
+from .sim.columns import UPDATES_COLUMNS
 from .stats import bootstrap_band, bootstrap_interval, log_ratio_interval
 
 __all__ = ["IGNORED_KEYS", "MIN_SEEDS_FOR_INTERVAL", "UPDATES_COLUMNS", "Run", "RunGroup", "load_run", "load_runs",
@@ -64,8 +65,6 @@ __all__ = ["IGNORED_KEYS", "MIN_SEEDS_FOR_INTERVAL", "UPDATES_COLUMNS", "Run", "
 IGNORED_KEYS = ("output", "seed")
 #: Fewest seeds (or seed pairs) an interval is given for; below, the per-seed values.
 MIN_SEEDS_FOR_INTERVAL = 3
-#: The columns of ``updates.csv``, in order (its header line).
-UPDATES_COLUMNS = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
 #: Memory a reader of ``updates.csv`` may use unless told otherwise (GB = 2^30 bytes).
 DEFAULT_MAX_MEMORY_GB = 4.0
 _CURVES = ("time", "updates", "test_accuracy", "test_loss")

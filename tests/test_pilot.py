@@ -19,7 +19,7 @@ from aflqueue.options import parse_constants
 from aflqueue.io import dumps_toml
 from aflqueue.pilot import Prediction, min_bootstrap, predict
 from aflqueue.pilot_fit import (AccuracyMap, ConstantsFile, OperatingPoint, PilotCurve, PilotFit, constants_from_theta,
-                                features, fit_pilots, load_constants, loss_at, predict_gain, read_constants, verdict,
+                                features, fit_pilots, gain_samples, load_constants, loss_at, read_constants,
                                 write_constants)
 from aflqueue.stats import (spearman, spearman_noise_ceiling, spearman_permutation_test,
                             stratified_spearman_permutation_test)
@@ -107,18 +107,18 @@ def test_gain_by_hand_when_only_throughput_matters():
     # no variance or staleness term: the loss depends on eta K only, eta sits at eta_max, so the
     # time to any target scales as 1 / throughput and the ratio is lambda_uniform / lambda_routing
     fit = PilotFit(np.array([0.1, 5.0, 0.0, 0.0]), 0.2, np.zeros((0, 4)), AccuracyMap(2.0, 2.0))
-    g = predict_gain(fit, _op(3.0), _op(1.0), time_budget=100.0)
-    assert g.time_ratio["point"] == pytest.approx(1 / 3, rel=1e-9)
-    assert g.time_ratio["lo"] is None and g.verdict == "pays"
-    assert g.eta == {"routing": 0.2, "baseline": 0.2}
+    point, boots = gain_samples(fit, _op(3.0), _op(1.0), 100.0, 0.9)
+    ratio, acc_diff, loss_p, loss_u, target, eta_p, eta_u = point
+    assert ratio == pytest.approx(1 / 3, rel=1e-9) and boots == []
+    assert eta_p == eta_u == 0.2
     l_u = 0.1 + 5.0 / (0.2 * 100.0)
     l_p = 0.1 + 5.0 / (0.2 * 300.0)
-    assert g.loss["baseline"] == pytest.approx(l_u) and g.loss["routing"] == pytest.approx(l_p)
-    assert g.accuracy_difference["point"] == pytest.approx(fit.accuracy_map(l_p) - fit.accuracy_map(l_u))
+    assert loss_u == pytest.approx(l_u) and loss_p == pytest.approx(l_p)
+    assert acc_diff == pytest.approx(fit.accuracy_map(l_p) - fit.accuracy_map(l_u))
+    assert target == pytest.approx(0.9 * fit.accuracy_map(l_u))
     # a penalty on S1 large enough makes the faster routing lose
     slow = PilotFit(np.array([0.1, 5.0, 50.0, 0.0]), 0.2, np.zeros((0, 4)), AccuracyMap(2.0, 2.0))
-    g2 = predict_gain(slow, _op(3.0, S1=20.0), _op(1.0), time_budget=100.0)
-    assert g2.time_ratio["point"] > 1
+    assert gain_samples(slow, _op(3.0, S1=20.0), _op(1.0), 100.0, 0.9)[0][0] > 1
 
 
 def test_loss_at_minimises_over_the_step():
@@ -127,12 +127,6 @@ def test_loss_at_minimises_over_the_step():
     grid = np.geomspace(1e-4, 1.0, 4000)
     vals = [loss_at(theta, 1.0, 1.2, 50.0, 400.0, eta=e)[0] for e in grid]
     assert best <= min(vals) + 1e-9 and 1e-4 < eta < 1.0
-
-
-def test_verdict_rules():
-    assert verdict({"point": 0.8, "lo": 0.7, "hi": 0.95}) == "pays"
-    assert verdict({"point": 0.8, "lo": 0.7, "hi": 1.05}) == "not expected to pay"
-    assert verdict({"point": 1.2, "lo": 1.1, "hi": 1.3}) == "not expected to pay: expected to lose"
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
@@ -357,9 +351,6 @@ def test_prediction_states_only_the_verdict_its_numbers_support():
     assert [min_bootstrap(c) for c in (0.9, 0.95, 0.99)] == [20, 40, 200]
     d = _prediction(samples=10, defined=10).to_dict()
     assert d["verdict"] == "no verdict" and json.loads(json.dumps(d)) == d
-    # the studies' rule (predict_gain) is unchanged: a point below 1 without an interval "pays"
-    fit = PilotFit(np.array([0.1, 5.0, 0.0, 0.0]), 0.2, np.zeros((0, 4)), AccuracyMap(2.0, 2.0))
-    assert predict_gain(fit, _op(3.0), _op(1.0), time_budget=100.0).verdict == "pays"
 
 
 TINY = ['data.dataset="synthetic"', "data.clients=3", "run.updates=30",

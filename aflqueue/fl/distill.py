@@ -13,8 +13,6 @@ Pure functions and small modules, each checked by hand in ``tests/fl/test_distil
   distilled updates);
 * probes and samplers: :func:`probe_class_proportions` (class mix a model predicts on Gaussian
   inputs), :func:`teacher_class_weights`, :func:`sample_by_class`;
-* :func:`feature_statistics`: a differentiable forward pass of a flat model that also returns the
-  per-channel activation statistics in the layout of :func:`aflqueue.fl.local.activation_statistics`;
 * :class:`ClassConditionalGenerator` (latent + weighted class embedding -> an input-shaped sample)
   and :class:`TeacherBuffer` (the ``c`` most recently returned client models).
 
@@ -37,13 +35,12 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from ..errors import require
-from .local import STAT_LAYERS
+from ..errors import check_integer, check_number, require
 
 __all__ = ["seeded_generator", "temperature_kl", "normalized_entropy", "entropy_alpha", "uncertainty_weighted_loss",
            "onehot_loss", "masked_adversarial_loss", "weighted_feature_loss", "LossSpikeGuard", "clip_by_norm",
            "outer_adam_step", "staleness_beta", "hybrid_delta", "flat_forward", "logits_in_chunks",
-           "probe_class_proportions", "feature_statistics", "feature_matching_loss", "teacher_class_weights",
+           "probe_class_proportions", "feature_matching_loss", "teacher_class_weights",
            "sample_by_class", "ClassConditionalGenerator", "TeacherBuffer", "tensor_bytes", "int_param", "float_param"]
 
 
@@ -262,35 +259,6 @@ def probe_class_proportions(model: nn.Module, spec, params: torch.Tensor, input_
     return F.softmax(logits / float(temperature), dim=-1).mean(0)
 
 
-def _stat_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    # the same selection as aflqueue.fl.local.activation_statistics: every Linear/Conv but the last
-    return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, STAT_LAYERS)][:-1]
-
-
-def feature_statistics(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor
-                       ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-    """Logits and per-channel ``(mean, biased var)`` of every Linear/Conv output but the logits, for the
-    flat model ``params`` on ``x``; differentiable (unlike the client-side
-    :func:`aflqueue.fl.local.activation_statistics`, whose layout it shares)."""
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    hooks = []
-
-    def hook(name):
-        def f(_mod, _inp, y):
-            dims = [0] + list(range(2, y.dim()))
-            out[name] = (y.mean(dims), y.var(dims, unbiased=False))
-        return f
-
-    for name, mod in _stat_layers(model):
-        hooks.append(mod.register_forward_hook(hook(name)))
-    try:
-        logits = functional_call(model, spec.unflatten(params), (x,))
-    finally:
-        for h in hooks:
-            h.remove()
-    return logits, out
-
-
 def teacher_class_weights(proportions: torch.Tensor, labels: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Per-sample weights of ``J`` teachers for target ``labels``: ``w_j(y) = pi_j[y] / sum_k pi_k[y]``
     (FedFTG-style: a teacher counts in proportion to how much of class ``y`` it knows).
@@ -414,20 +382,11 @@ def tensor_bytes(obj: Any) -> int:
 # ---------------------------------------------------------------------------------------------- validation
 def int_param(value: Any, name: str, lo: int = 1) -> int:
     """``value`` as an int ``>= lo`` or a ValidationError naming ``algorithm.<name>``."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= lo
-    require(ok, f"algorithm.{name}", f"must be an integer >= {lo} (got {value!r})")
-    return int(value)
+    return check_integer(value, f"algorithm.{name}", lo)
 
 
 def float_param(value: Any, name: str, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True,
                 hi_open: bool = False) -> float:
     """``value`` as a finite float in the interval or a ValidationError naming ``algorithm.<name>``."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = math.nan
-    ok = math.isfinite(x) and (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
-    left, right = "(" if lo_open else "[", ")" if hi_open or hi == math.inf else "]"
-    require(ok and not isinstance(value, bool), f"algorithm.{name}",
-            f"must be a number in {left}{lo:g}, {hi:g}{right} (got {value!r})")
-    return x
+    return check_number(value, f"algorithm.{name}", lo, None if hi == math.inf else hi, lo_open=lo_open,
+                        hi_open=hi_open)

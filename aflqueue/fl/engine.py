@@ -33,12 +33,13 @@ import torch
 from .._results import Result, require_pandas, result_repr
 from ..errors import ValidationError, require
 from ..io import atomic_write, dumps_json, json_safe
+from ..sim.columns import UPDATES_COLUMNS
 from ..sim.trace import Trace
 from .algorithms import AlgorithmContext, Arrival, make_algorithm
 from .local import (ClientData, LocalConfig, ParamSpec, activation_statistics, evaluate, task_batches, train_batched,
                     train_serial)
 
-__all__ = ["EngineSettings", "TrainResult", "TraceTrainer", "resolve_device"]
+__all__ = ["EngineSettings", "TrainResult", "TraceTrainer", "evaluation_points", "resolve_device"]
 
 CHECKPOINT_FORMAT = 1
 #: The files a run writes into its output folder.
@@ -264,6 +265,36 @@ class FiniteGuard:
         return self.params
 
 
+def evaluation_points(s: EngineSettings, U: int, last_time: float) -> tuple[set[int], list[float]]:
+    """Where a run of ``U`` arrivals (the last at simulated time ``last_time``) is evaluated: after
+    every ``eval_every``-th arrival and after the last (unless a time grid ends at the budget, with
+    the same final model), and at ``eval_times`` equal steps up to the budget (or ``last_time``).
+    Returns ``(arrival counts, grid times)``."""
+    ks = set(range(s.eval_every, U + 1, s.eval_every)) if s.eval_every else set()
+    if not (s.eval_times and s.time_budget is not None):
+        ks.add(U)
+    horizon = s.time_budget if s.time_budget is not None else last_time
+    grid = [horizon * (j + 1) / s.eval_times for j in range(s.eval_times)] if s.eval_times else []
+    return ks, grid
+
+
+def write_run_files(out: Path, result: TrainResult) -> None:
+    """A run folder's ``results.json`` and ``updates.csv`` (columns :data:`UPDATES_COLUMNS`, one row
+    per arrival), each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = dumps_json(result.to_dict(), indent=2)
+    atomic_write(out / "results.json", lambda p: p.write_text(text))
+    rows = list(zip(*(result.log[c] for c in UPDATES_COLUMNS)))
+
+    def write_csv(p: Path) -> None:
+        with p.open("w") as f:
+            f.write(",".join(UPDATES_COLUMNS) + "\n")
+            for r in rows:
+                f.write(f"{r[0]},{r[1]!r},{r[2]},{r[3]},{r[4]},{r[5]}\n")
+
+    atomic_write(out / "updates.csv", write_csv)
+
+
 class TraceTrainer:
     """Replays ``trace`` with ``model`` on ``data`` under a server algorithm (module docstring)."""
 
@@ -357,15 +388,6 @@ class TraceTrainer:
             atomic_write(out / name, lambda p, text=text: p.write_text(text))
         return state
 
-    def _eval_points(self) -> tuple[set[int], list[float]]:
-        s = self.settings
-        ks = set(range(s.eval_every, self.U + 1, s.eval_every)) if s.eval_every else set()
-        if not (s.eval_times and s.time_budget is not None):
-            ks.add(self.U)  # otherwise the time grid ends at the budget, with the same final model
-        horizon = s.time_budget if s.time_budget is not None else float(self.trace.completion_time[self.order[self.U - 1]])
-        grid = [horizon * (j + 1) / s.eval_times for j in range(s.eval_times)] if s.eval_times else []
-        return ks, grid
-
     def config_hash(self) -> str:
         """Identity of the run's *inputs*: what the caller says the run is (``inputs``, e.g. the
         configuration), the algorithm and its settings, the trace's routing, and the schedule
@@ -390,7 +412,8 @@ class TraceTrainer:
         if self.output_dir is not None:
             state = self._claim_output(state, resume, force)
         alg = state.alg
-        eval_ks, eval_grid = self._eval_points()
+        eval_ks, eval_grid = evaluation_points(self.settings, self.U,
+                                               float(self.trace.completion_time[self.order[self.U - 1]]))
         next_grid = sum(1 for g in eval_grid if g < state.time)  # the loop evaluates g < arrival time
         bar = None
         if self.progress:
@@ -454,7 +477,7 @@ class TraceTrainer:
         state.wall = wall_before + time.perf_counter() - t_wall
         result = self._result(state, complete=True)
         if self.output_dir is not None:
-            self._write_outputs(state, result)
+            write_run_files(self.output_dir, result)
             self._save(ckpt, state)
         return result
 
@@ -569,12 +592,11 @@ class TraceTrainer:
     def _result(self, state, complete: bool) -> TrainResult:
         c = state.curves
         log = state.log
-        cols = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
         return TrainResult(
             final_accuracy=c["test_accuracy"][-1] if c["test_accuracy"] else float("nan"),
             final_loss=c["test_loss"][-1] if c["test_loss"] else float("nan"),
             curves={k: list(v) for k, v in c.items()}, arrivals=int(state.k), simulated_time=float(state.time),
-            log={name: [row[j] for row in log] for j, name in enumerate(cols)},
+            log={name: [row[j] for row in log] for j, name in enumerate(UPDATES_COLUMNS)},
             costs=state.alg.costs(), wall_time=float(state.wall), routing=self.routing.copy(),
             concurrency=int(self.trace.concurrency), algorithm=getattr(self.algorithm_name, "name", self.algorithm_name),
             algorithm_params=dict(self.algorithm_params), complete=complete,
@@ -582,25 +604,11 @@ class TraceTrainer:
             diverged=state.diverged_at is not None, diverged_at=state.diverged_at, meta=dict(self.meta),
         )
 
-    def _write_outputs(self, state, result: TrainResult) -> None:
-        out = self.output_dir
-        text = dumps_json(result.to_dict(), indent=2)
-        atomic_write(out / "results.json", lambda p: p.write_text(text))
-        rows = state.log
-
-        def write_csv(p: Path) -> None:
-            with p.open("w") as f:
-                f.write("arrival,time,client,relative_delay,staleness,model_version\n")
-                for r in rows:
-                    f.write(f"{r[0]},{r[1]!r},{r[2]},{r[3]},{r[4]},{r[5]}\n")
-
-        atomic_write(out / "updates.csv", write_csv)
-
     def _save(self, path: Path, state: TrainerState) -> None:
         blob = {"format": CHECKPOINT_FORMAT, "config_hash": self.config_hash(), **state.to_checkpoint()}
         atomic_write(path, lambda p: torch.save(blob, p))
         if state.k < self.U:  # partial results next to the checkpoint
-            self._write_outputs(state, self._result(state, complete=False))
+            write_run_files(self.output_dir, self._result(state, complete=False))
 
     def _load(self, path: Path, fresh: TrainerState) -> TrainerState:
         # weights_only: the unpickler accepts tensors and plain containers only, so a crafted

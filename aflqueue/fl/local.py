@@ -24,9 +24,10 @@ from torch.func import functional_call, grad, vmap
 from ..errors import require
 
 __all__ = ["ParamSpec", "LocalConfig", "ClientData", "task_batches", "train_serial", "train_batched", "train_rows",
-           "linear_weights", "to_layout", "evaluate", "activation_statistics", "STAT_LAYERS"]
+           "linear_weights", "to_layout", "evaluate", "feature_statistics", "activation_statistics",
+           "STAT_LAYERS"]
 
-#: Layers whose outputs are summarised by :func:`activation_statistics` (all but the last one).
+#: Layers whose outputs are summarised by :func:`feature_statistics` (all but the last one).
 STAT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -333,17 +334,11 @@ def evaluate(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.T
     return correct / n, total_loss / n
 
 
-@torch.no_grad()
-def activation_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.Tensor
-                          ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-channel mean and variance of every Linear/Conv output except the last (the logits),
-    for the flat model ``params`` on inputs ``x``: ``{layer name: (mean (C,), var (C,))}``.
-
-    This is what a client of a model without normalisation layers uploads next to its update
-    so that the server can match feature statistics (FedRevive's ``L_bn``): the role BatchNorm's
-    running statistics play for models that have them.
-    """
-    layers = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, STAT_LAYERS)][:-1]
+def feature_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.Tensor
+                       ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Logits of the flat model ``params`` on inputs ``x``, and the per-channel mean and biased
+    variance of every Linear/Conv output except the last (the logits): ``{layer name: (mean (C,),
+    var (C,))}``. Differentiable (the server's feature matching differentiates through it)."""
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = []
 
@@ -353,11 +348,23 @@ def activation_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tenso
             out[name] = (y.mean(dims), y.var(dims, unbiased=False))
         return f
 
-    for name, mod in layers:
+    for name, mod in [(n, m) for n, m in model.named_modules() if isinstance(m, STAT_LAYERS)][:-1]:
         hooks.append(mod.register_forward_hook(hook(name)))
     try:
-        functional_call(model, spec.unflatten(params), (x,))
+        logits = functional_call(model, spec.unflatten(params), (x,))
     finally:
         for h in hooks:
             h.remove()
-    return out
+    return logits, out
+
+
+@torch.no_grad()
+def activation_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.Tensor
+                          ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The statistics of :func:`feature_statistics`, without gradients.
+
+    This is what a client of a model without normalisation layers uploads next to its update
+    so that the server can match feature statistics (FedRevive's ``L_bn``): the role BatchNorm's
+    running statistics play for models that have them.
+    """
+    return feature_statistics(model, spec, params, x)[1]

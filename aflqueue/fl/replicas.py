@@ -91,7 +91,7 @@ import torch
 from ..errors import ValidationError, require
 from ..sim.trace import Trace
 from .algorithms import algorithm_class, make_algorithm
-from .engine import EngineSettings, TraceTrainer, TrainResult, resolve_device
+from .engine import EngineSettings, TraceTrainer, TrainResult, evaluation_points, resolve_device
 from .local import ClientData, LocalConfig, ParamSpec, evaluate, linear_weights, task_batches, to_layout, train_rows
 
 __all__ = ["Replica", "ReplicaTrainer", "BATCHABLE_ALGORITHMS", "memory_bytes", "batch_key"]
@@ -215,7 +215,7 @@ def _plan(tt: TraceTrainer, alg, fedbuff: bool) -> _Plan:
     log = {"arrival": k, "time": times, "client": np.asarray(tr.client[order], dtype=np.int64),
            "relative_delay": np.asarray(tt.relative_delay[order], dtype=np.int64), "staleness": tau,
            "model_version": version[1:]}
-    after, grid = _evaluation_points(tt.settings, U, times)
+    after, grid = evaluation_points(tt.settings, U, float(times[U - 1]))
     before: dict[int, list[float]] = {}
     post = []
     for g in grid:  # the engine evaluates grid time g before the first arrival later than g
@@ -226,18 +226,6 @@ def _plan(tt: TraceTrainer, alg, fedbuff: bool) -> _Plan:
             post.append(g)
     return _Plan(U=U, m=m, stopped_by=tt.stopped_by, times=times, slot=slot, need=need, coef=coef, log=log,
                  eval_after=after, eval_before=before, eval_post=post, version=version, flush=flush)
-
-
-def _evaluation_points(s: EngineSettings, U: int, times: np.ndarray) -> tuple[set, list[float]]:
-    """The engine's evaluation grid (``TraceTrainer``: arrivals every ``eval_every``, the last
-    arrival unless a time grid ends at the budget, ``eval_times`` equal steps up to the budget or
-    the last arrival); ``tests/fl/test_replicas.py`` checks the curves against the engine's."""
-    ks = set(range(s.eval_every, U + 1, s.eval_every)) if s.eval_every else set()
-    if not (s.eval_times and s.time_budget is not None):
-        ks.add(U)
-    horizon = s.time_budget if s.time_budget is not None else float(times[U - 1])
-    grid = [horizon * (j + 1) / s.eval_times for j in range(s.eval_times)] if s.eval_times else []
-    return ks, grid
 
 
 class ReplicaTrainer:

@@ -40,11 +40,6 @@ class OnOffSchedule:
                 b += b_
                 self.boundaries.append(b)
 
-    def is_on(self, t: float) -> bool:
-        self._extend(t)
-        k = bisect.bisect_right(self.boundaries, t) - 1
-        return (k % 2 == 0) == self.start_on
-
     def advance(self, t: float, work: float) -> float:
         """Finish time of ``work`` time units of service started at ``t`` (service runs only while on)."""
         self._extend(t)

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "COLUMN_DTYPES", "ALIASES", "CHUNK", "MAX_TASKS", "check_routing"]
+__all__ = ["TIME_COLUMNS", "INT_COLUMNS", "COLUMNS", "COLUMN_DTYPES", "ALIASES", "CHUNK", "MAX_TASKS", "UPDATES_COLUMNS",
+           "check_routing"]
 
 TIME_COLUMNS = ("dispatch_time", "downlink_end", "compute_start", "compute_end", "uplink_end", "completion_time")
 
@@ -30,6 +31,11 @@ CHUNK = 2**18
 
 #: Most tasks in one trace: task ids and versions are int32.
 MAX_TASKS = 2**31 - 2
+
+#: The columns of a training run's per-arrival log (``TrainResult.log``) and of its ``updates.csv``
+#: (its header line, in this order), written by the trainer and read by :mod:`aflqueue.runs`.
+UPDATES_COLUMNS = ("arrival", "time", "client", "relative_delay", "staleness", "model_version")
+
 
 def check_routing(routing: Any, n_clients: int, field: str = "trace.routing") -> np.ndarray:
     """``routing`` as a read-only float64 array of ``n_clients`` probabilities summing to 1 (within

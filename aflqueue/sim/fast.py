@@ -19,11 +19,10 @@ import numpy as np
 from numba import njit
 
 from ..system import System
-from .records import TaskRecorder, record_in_memory
+from .records import TaskRecorder
 from .streams import StreamBank
-from .trace import Trace
 
-__all__ = ["simulate_fast", "record_fast", "fast_path_eligible"]
+__all__ = ["record_fast", "fast_path_eligible"]
 
 
 def fast_path_eligible(system: System) -> bool:
@@ -248,10 +247,3 @@ def record_fast(system: System, updates: int, seed: int, recorder: TaskRecorder,
             svc_buf[i] = samplers[i].next_chunk()
             svc_pos[i] = 0
     return {"engine": "fast", "seed": int(seed), "chunk": ch}
-
-
-def simulate_fast(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
-    """Compiled event loop; same trace as :func:`~aflqueue.sim.simpy_model.simulate_simpy` for
-    continuous service laws. Only for :func:`fast_path_eligible` systems."""
-    return record_in_memory(Trace, system.concurrency + int(updates), system.n, system.concurrency, system.routing,
-                            lambda recorder: record_fast(system, updates, seed, recorder, chunk))

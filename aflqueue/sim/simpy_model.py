@@ -21,11 +21,10 @@ import simpy
 
 from ..system import System
 from .availability import OnOffSchedule
-from .records import TaskRecorder, record_in_memory
+from .records import TaskRecorder
 from .streams import StreamBank
-from .trace import Trace
 
-__all__ = ["simulate_simpy", "record_simpy"]
+__all__ = ["record_simpy"]
 
 
 class _Logs:
@@ -253,9 +252,3 @@ def record_simpy(system: System, updates: int, seed: int, recorder: TaskRecorder
             env.step()
     logs.hand_over()
     return {"engine": "simpy", "seed": int(seed), "chunk": bank.chunk}
-
-
-def simulate_simpy(system: System, updates: int, seed: int = 0, chunk: int | None = None) -> Trace:
-    """Run until ``updates`` updates are applied; return the full :class:`Trace`."""
-    return record_in_memory(Trace, system.concurrency + int(updates), system.n, system.concurrency, system.routing,
-                            lambda recorder: record_simpy(system, updates, seed, recorder, chunk))

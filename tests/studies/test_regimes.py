@@ -195,3 +195,30 @@ def test_the_primary_rule_rests_on_the_exact_p(tiny, tmp_path):
     assert f"**Pre-registered rule (confirmed if p < 0.05): {verdict}.**" in text
     assert prim["p_value"] >= 1 / 6 and verdict == "NOT passed"
     assert "Pre-registered rule" not in write_regimes_report(TINY, full, tmp_path / "plain.md").read_text()
+
+
+def test_the_regime_studies_verdict_rule_is_kept_unchanged():
+    """validation/regimes/gain.py keeps the rule the regime studies ran with (the library's
+    aflqueue.pilot.predict is stricter): intervals decide, and a point below 1 without an interval
+    "pays"; the prediction carries the point fit's ratio, losses and steps."""
+    import numpy as np
+
+    from aflqueue.pilot_fit import AccuracyMap, OperatingPoint, PilotFit
+    from validation.regimes.gain import predict_gain, verdict
+
+    assert verdict({"point": 0.8, "lo": 0.7, "hi": 0.95}) == "pays"
+    assert verdict({"point": 0.8, "lo": 0.7, "hi": 1.05}) == "not expected to pay"
+    assert verdict({"point": 1.2, "lo": 1.1, "hi": 1.3}) == "not expected to pay: expected to lose"
+    assert verdict({"point": 0.8, "lo": None, "hi": None}) == "pays"
+    assert verdict({"point": 1.2, "lo": None, "hi": None}) == "not expected to pay"
+
+    def op(lam: float) -> OperatingPoint:
+        t = np.linspace(0, 1000, 101)
+        return OperatingPoint(np.ones(2) / 2, 2, lam, 1.0, 0.0, t, lam * t)
+
+    # only throughput matters (no variance or staleness term): the time ratio is 1/3, by hand
+    fit = PilotFit(np.array([0.1, 5.0, 0.0, 0.0]), 0.2, np.zeros((0, 4)), AccuracyMap(2.0, 2.0))
+    g = predict_gain(fit, op(3.0), op(1.0), time_budget=100.0)
+    assert g.time_ratio["point"] == pytest.approx(1 / 3, rel=1e-9)
+    assert g.time_ratio["lo"] is None and g.verdict == "pays" and g.eta == {"routing": 0.2, "baseline": 0.2}
+    assert g.loss["baseline"] == pytest.approx(0.1 + 5.0 / (0.2 * 100.0))

@@ -310,7 +310,8 @@ def predictions(preset: RegimePreset, des: dict[str, Any], pilots: Sequence[dict
     from aflqueue.bounds import ProxyConstants
     from aflqueue.optimization import OptimizationProblem, assess, optimize
     from aflqueue.pilot import curve_of
-    from aflqueue.pilot_fit import fit_pilots, operating_point, predict_gain
+    from aflqueue.pilot_fit import fit_pilots, operating_point
+    from validation.regimes.gain import predict_gain
     from aflqueue.protocol import largest_importance_weight, step_ratio, time_budget
 
     say = progress or (lambda s: None)

@@ -25,10 +25,9 @@ class GeneralizedAsyncSGD(ServerAlgorithm):
         super().__init__(params, ctx, **hp)
         self.eta_g = finite_positive(self.hp["eta_g"], "algorithm.eta_g")
         self.weighting = self.hp["weighting"]
-        self.weights = client_weights(ctx, self.weighting)
-        if self.hp["weight_cap"] is not None:
-            cap = finite_positive(self.hp["weight_cap"], "algorithm.weight_cap")
-            self.weights = [min(w, cap) for w in self.weights]
+        cap = self.hp["weight_cap"]
+        cap = None if cap is None else finite_positive(cap, "algorithm.weight_cap")
+        self.weights = client_weights(ctx, self.weighting, cap)
 
     def apply(self, a: Arrival) -> None:
         self.params = self.params + (self.eta_g * self.weights[a.client]) * a.delta

@@ -45,8 +45,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
+import numpy as np
 import torch
 
+from ...bounds import clipped_weights
 from ...errors import ValidationError, require
 from ..distill import tensor_bytes
 
@@ -211,21 +213,21 @@ def staleness_weight(tau: int, kind: str = "polynomial", b: float = 0.5, hinge_a
     raise ValidationError("staleness", f"must be one of {', '.join(STALENESS_FUNCTIONS)} (got {kind!r})")
 
 
-def client_weights(ctx: AlgorithmContext, weighting: str) -> list[float]:
-    """Per-client aggregation weights, a list of ``n`` floats.
+def client_weights(ctx: AlgorithmContext, weighting: str, cap: float | None = None) -> list[float]:
+    """Per-client aggregation weights, a list of ``n`` floats, clipped at ``cap`` if given.
 
-    ``importance``: ``1 / (n p_i)``. Client ``i`` sends a fraction ``p_i`` of the updates, so
-    the weighted mean of updates estimates the average over clients ``(1/n) sum_i`` of their
-    updates, the direction of ``f = (1/n) sum f_i``, under any routing (equal to 1 for uniform
-    routing). ``uniform``: 1 for every client, i.e. the mean over *updates*, which under
-    non-uniform routing favours the frequently routed clients.
+    ``importance``: ``1 / (n p_i)`` (:func:`aflqueue.bounds.clipped_weights`, docs/theory.md
+    section 11). Client ``i`` sends a fraction ``p_i`` of the updates, so the weighted mean of
+    updates estimates the average over clients ``(1/n) sum_i`` of their updates, the direction of
+    ``f = (1/n) sum f_i``, under any routing (equal to 1 for uniform routing). ``uniform``: 1 for
+    every client, i.e. the mean over *updates*, which under non-uniform routing favours the
+    frequently routed clients.
     """
     require(weighting in WEIGHTINGS, "algorithm.weighting",
             f"must be one of {', '.join(WEIGHTINGS)} (got {weighting!r})")
     if weighting == "uniform":
-        return [1.0] * ctx.n_clients
-    p = torch.tensor(list(ctx.routing), dtype=torch.float64)
-    return (1.0 / (ctx.n_clients * p)).tolist()
+        return [1.0 if cap is None else min(1.0, cap)] * ctx.n_clients
+    return clipped_weights(np.asarray(ctx.routing, dtype=float), cap).tolist()
 
 
 def check_params(name: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:

@@ -73,10 +73,11 @@ import torch
 
 from ...errors import require
 from ..distill import (ClassConditionalGenerator, LossSpikeGuard, TeacherBuffer, feature_matching_loss,
-                       feature_statistics, flat_forward, float_param, hybrid_delta, int_param, logits_in_chunks,
+                       flat_forward, float_param, hybrid_delta, int_param, logits_in_chunks,
                        masked_adversarial_loss, onehot_loss, outer_adam_step, probe_class_proportions,
                        sample_by_class, seeded_generator, staleness_beta, teacher_class_weights, temperature_kl,
                        tensor_bytes, weighted_feature_loss)
+from ..local import feature_statistics
 from .base import AlgorithmContext, Arrival
 from .fedbuff import FedBuff
 
