@@ -25,15 +25,15 @@ import numpy as np
 
 from ._results import Result
 from .config import TrainConfig, load_config, with_updates
-from .errors import require
-from .io import atomic_write_json
+from .errors import check_integer, check_number, require
+from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import time_to_target
+from .outcomes import check_curves, check_values, time_to_target
 from .pipeline import build_system, prepare, train
 from .protocol import time_budget
 from .stats import Estimate, bootstrap_interval, log_ratio_interval
 
-__all__ = ["Validation", "validate", "ARMS", "MIN_INTERVAL_SEEDS"]
+__all__ = ["Validation", "validate", "check_validation_record", "ARMS", "MIN_INTERVAL_SEEDS"]
 
 #: The two arms, in order: AsyncSGD (uniform routing) and the wall-clock operating point.
 ARMS = {"uniform": "AsyncSGD (uniform)", "optimal": "wall-clock operating point"}
@@ -103,6 +103,29 @@ def _run(args: tuple) -> dict[str, Any]:
     }
     atomic_write_json(Path(cfg.output) / "summary_run.json", rec)
     return rec
+
+
+def check_validation_record(record: dict[str, Any]) -> None:
+    """A saved run record of :func:`validate` holds what :func:`summarize` reads: ``routing_kind``
+    one of :data:`ARMS`, an integer ``seed``, ``final_accuracy`` in ``[0, 1]`` or null, a boolean
+    ``diverged``, integer ``arrivals`` >= 0, ``lr`` > 0, the predicted throughput and wall-clock
+    proxy (> 0 or null), the simulated throughput's ``mean`` > 0 and the run's curves; else
+    :class:`~aflqueue.errors.ValidationError` naming the field."""
+    kind = record.get("routing_kind")
+    require(kind in ARMS, "routing_kind", f"must be one of {', '.join(ARMS)} (got {kind!r})")
+    check_integer(record.get("seed"), "seed", 0)
+    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
+    diverged = record.get("diverged")
+    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
+    check_integer(record.get("arrivals"), "arrivals", 0)
+    check_number(record.get("lr"), "lr", 0.0, lo_open=True)
+    pred, sim = record.get("predicted"), record.get("simulated_throughput")
+    require(isinstance(pred, dict), "predicted", "must be a table (throughput, wallclock, S1, S2)")
+    for k in ("throughput", "wallclock"):
+        check_values([pred.get(k)], f"predicted.{k}", "the record", lo=0.0, nullable=True)
+    require(isinstance(sim, dict), "simulated_throughput", "must be a table (mean, lo, hi)")
+    check_number(sim.get("mean"), "simulated_throughput.mean", 0.0, lo_open=True)
+    check_curves(record.get("curves"), "curves", "the record")
 
 
 def arm_config(cfg: TrainConfig, kind: str, seed: int, tau: float, output: Path) -> TrainConfig:
@@ -177,9 +200,13 @@ def validate(cfg: TrainConfig | None = None, *, seeds: int = 5, seed: int = 0, u
     tau = time_budget(build_system(cfg, cfg.data.clients), U0)
     jobs = [(f"{k}_s{s}", arm_config(cfg, k, s, tau, out / f"{k}_s{s}").to_dict())
             for s in range(seed, seed + seeds) for k in ARMS]
+    ids = {i for i, _ in jobs}
+    # a record counts only for the configuration it was computed with (another one validated into
+    # the same folder runs again), and only records of these jobs are read
     records = [r for r in run_jobs(jobs, _run, JobStore(out / "runs"), backend=backend, workers=workers,
-                                   address=address, progress=progress)
-               if r["seed"] in range(seed, seed + seeds)]
+                                   address=address, progress=progress, settings=lambda a: {"inputs": json_digest(a)},
+                                   check=check_validation_record)
+               if r["id"] in ids]
     if target is None:  # read off AsyncSGD alone, before any ratio
         accs = [r["final_accuracy"] for r in records if r["routing_kind"] == "uniform" and not r["diverged"]]
         require(bool(accs), "target", "AsyncSGD diverged on every seed; give a target or a smaller learning rate")

@@ -15,8 +15,8 @@ import sys
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["ValidationError", "OneLineArgumentParser", "require", "check_number", "check_positive", "check_integer",
-           "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
+__all__ = ["ValidationError", "OneLineArgumentParser", "require", "check_number", "check_positive", "RATE_RANGE",
+           "check_rate", "check_integer", "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
 
 
 class ValidationError(ValueError):
@@ -81,8 +81,18 @@ def check_number(value: Any, field: str, lo: float | None = None, hi: float | No
 
 
 def check_positive(value: Any, field: str) -> float:
-    """A finite number > 0 (rates, means, step sizes, time budgets)."""
+    """A finite number > 0 (step sizes, time budgets, ratios)."""
     return check_number(value, field, 0.0, lo_open=True)
+
+
+#: Rates (tasks per time unit) and mean durations (time units) a system may have: beyond, a
+#: duration, its reciprocal or its square (a variance) leaves double precision.
+RATE_RANGE = (1e-100, 1e100)
+
+
+def check_rate(value: Any, field: str) -> float:
+    """A rate or a mean duration within :data:`RATE_RANGE`."""
+    return check_number(value, field, *RATE_RANGE)
 
 
 def check_integer(value: Any, field: str, minimum: int | None = None, maximum: int | None = None) -> int:

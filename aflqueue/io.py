@@ -259,10 +259,41 @@ def _plain_scalars(values: list, finite: bool) -> bool:
 _NO_KEY = object()
 
 
-def _yaml_loader() -> Any:
-    import yaml  # lazy: yaml
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict; a key given twice is an error (the parser would keep the last)."""
+    d = dict(pairs)
+    if len(d) < len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {dup!r} given twice")
+    return d
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe: no object construction from tags
+
+_YAML_LOADER: Any = None
+
+
+def _yaml_loader() -> Any:
+    """The safe YAML loader (no object construction from tags) that refuses a key given twice."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        import yaml  # lazy: yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
+            def construct_mapping(self, node, deep=False):
+                seen = set()
+                for key_node, _ in node.value:  # as written (a merge key's entries may be overridden)
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                        key = self.construct_object(key_node)
+                        if key in seen:
+                            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",
+                                                                    key_node.start_mark)
+                        seen.add(key)
+                return super().construct_mapping(node, deep=deep)
+
+        _YAML_LOADER = UniqueKeyLoader
+    return _YAML_LOADER
 
 
 def parse_data(text: str, fmt: str, source: str, field: str = "file") -> Any:
@@ -272,7 +303,7 @@ def parse_data(text: str, fmt: str, source: str, field: str = "file") -> Any:
         if json_depth(text) > MAX_DEPTH:
             raise ValidationError(field, f"{source}: nested deeper than {MAX_DEPTH} levels of tables and lists")
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         except (ValueError, RecursionError) as e:
             reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
             raise ValidationError(field, f"cannot read {source} as JSON ({reason})") from None

@@ -173,7 +173,8 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
              num_gpus: float = 0.0, progress: Callable[[str], None] | None = print, limit: int | None = None,
              describe: Callable[[dict[str, Any]], str] | None = None,
              settings: Callable[[Any], Any] | None = None, fresh: bool = False,
-             code: Sequence[str | Path] = (), batch: int = 1) -> list[dict[str, Any]]:
+             code: Sequence[str | Path] = (), batch: int = 1,
+             check: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """Run the jobs ``(id, args)`` whose record is missing and return every finished record.
 
     ``fn(args)`` must be a module-level function returning a JSON-serialisable dict; the record
@@ -183,7 +184,10 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
 
     ``settings(args)``, when given, is what a record must have been computed with to count as
     done (e.g. budgets and the system description): it is saved in the record, and a record with
-    other settings is moved to ``cells/stale/`` and its job runs again. ``fresh`` deletes the
+    other settings is moved to ``cells/stale/`` and its job runs again. ``check(record)``, when
+    given, checks a saved record of these jobs before it counts as done (records are files, read as
+    hostile input): one that fails (a :class:`ValidationError`) is moved to ``cells/invalid/``,
+    named in one line with the reason, and its job runs again. ``fresh`` deletes the
     records of these jobs first (records of other jobs in the store are kept). ``code``: code
     outside the package that ``fn`` runs (folders or files), stamped into each record's
     ``code_version`` with the package (:func:`code_version`). ``batch > 1``: ``fn`` takes a list
@@ -205,6 +209,14 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
             moved = store.set_aside(i, "stale")
             del have[i]
             say(f"record {i} was computed with other settings: moved to {moved}; its job runs again")
+    for i, _ in jobs if check is not None else ():
+        try:
+            if i in have:
+                check(have[i])
+        except ValidationError as e:
+            moved = store.set_aside(i, "invalid")
+            del have[i]
+            say(f"record {i} is invalid ({e}): moved to {moved}; its job runs again")
     todo = [(i, a) for i, a in jobs if i not in have]
     if limit is not None:
         todo = todo[:limit]

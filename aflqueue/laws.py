@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from .errors import ValidationError, check_number, check_positive, require
+from .errors import RATE_RANGE, ValidationError, check_number, check_positive, check_rate, require
 
 __all__ = [
     "ServiceLaw",
@@ -83,8 +83,9 @@ class ParametricLaw(ServiceLaw):
             object.__setattr__(self, f.name, self.check_parameter(f.name, getattr(self, f.name)))
 
     def check_parameter(self, name: str, value: Any) -> float:
-        """The validated value of field ``name`` (raises :class:`ValidationError` naming it)."""
-        return check_positive(value, name)
+        """The validated value of field ``name`` (raises :class:`ValidationError` naming it): the
+        mean within :data:`~aflqueue.errors.RATE_RANGE`, a shape parameter > 0."""
+        return check_rate(value, name) if name == "mean" else check_positive(value, name)
 
     def with_mean(self, mean: float) -> "ParametricLaw":
         return replace(self, mean=mean)
@@ -123,10 +124,17 @@ class Deterministic(ParametricLaw):
 
 @dataclass(frozen=True)
 class LogNormal(ParametricLaw):
-    """Lognormal with given mean and coefficient of variation ``cv`` (> 0)."""
+    """Lognormal with given mean and coefficient of variation ``cv`` in ``(0, MAX_CV]``."""
 
     cv: float = 1.0  # type: ignore[assignment]
     name = "lognormal"
+    #: Largest cv: the log-scale sigma is then 3.03, and draws stay within double precision.
+    MAX_CV: ClassVar[float] = 100.0
+
+    def check_parameter(self, name: str, value: Any) -> float:
+        if name == "cv":
+            return check_number(value, "cv", 0.0, self.MAX_CV, lo_open=True)
+        return super().check_parameter(name, value)
 
     def sample(self, rng, size):
         s2 = math.log1p(self.cv**2)
@@ -135,10 +143,17 @@ class LogNormal(ParametricLaw):
 
 @dataclass(frozen=True)
 class Gamma(ParametricLaw):
-    """Gamma with given mean and shape ``k`` (cv = 1/sqrt(k))."""
+    """Gamma with given mean and shape ``k >= MIN_SHAPE`` (cv = 1/sqrt(k))."""
 
     shape: float = 1.0
     name = "gamma"
+    #: Smallest shape (cv 4.47): below, draws underflow to 0 (a duration must be > 0).
+    MIN_SHAPE: ClassVar[float] = 0.05
+
+    def check_parameter(self, name: str, value: Any) -> float:
+        if name == "shape":
+            return check_number(value, "shape", self.MIN_SHAPE)
+        return super().check_parameter(name, value)
 
     @property
     def cv(self) -> float:
@@ -150,10 +165,17 @@ class Gamma(ParametricLaw):
 
 @dataclass(frozen=True)
 class Weibull(ParametricLaw):
-    """Weibull with given mean and shape ``k`` (k < 1: heavier tail than exponential)."""
+    """Weibull with given mean and shape ``k >= MIN_SHAPE`` (k < 1: heavier tail than exponential)."""
 
     shape: float = 1.0
     name = "weibull"
+    #: Smallest shape (cv about 3.7e5): below, Gamma(1 + 2/k) in its moments overflows.
+    MIN_SHAPE: ClassVar[float] = 0.05
+
+    def check_parameter(self, name: str, value: Any) -> float:
+        if name == "shape":
+            return check_number(value, "shape", self.MIN_SHAPE)
+        return super().check_parameter(name, value)
 
     @property
     def scale(self) -> float:
@@ -211,7 +233,7 @@ class Uniform(ParametricLaw):
     @classmethod
     def between(cls, low: float, high: float) -> "Uniform":
         """Uniform on ``[low, high]`` (time units), ``0 < low <= high``."""
-        lo = check_positive(low, "low")
+        lo = check_rate(low, "low")
         hi = check_number(high, "high", lo)
         return cls(0.5 * (lo + hi), (hi - lo) / (hi + lo))
 
@@ -264,7 +286,7 @@ class Mixture(ServiceLaw):
         return math.sqrt(max(m2 / mean**2 - 1.0, 0.0))
 
     def with_mean(self, mean):
-        factor = check_positive(mean, "mean") / self.mean
+        factor = check_rate(mean, "mean") / self.mean
         return Mixture(tuple(c.with_mean(c.mean * factor) for c in self.components), self.weights)
 
     def sample(self, rng, size):
@@ -293,8 +315,9 @@ class Empirical(ServiceLaw):
     def __post_init__(self):
         s = np.asarray(self.samples, dtype=np.float64).ravel()
         require(s.size >= 1, "samples", "an empirical law needs at least one duration")
-        require(bool(np.all(np.isfinite(s))) and bool(np.all(s > 0)), "samples",
-                "durations must be positive and finite")
+        lo, hi = RATE_RANGE
+        require(bool(np.all((s >= lo) & (s <= hi))), "samples", f"durations must be in [{lo:g}, {hi:g}] time units "
+                                                                "(positive and finite)")
         s = s.copy()
         s.setflags(write=False)
         object.__setattr__(self, "samples", s)
@@ -308,7 +331,7 @@ class Empirical(ServiceLaw):
         return float(self.samples.std() / self.samples.mean())
 
     def with_mean(self, mean):
-        return Empirical(self.samples * (check_positive(mean, "mean") / self.mean))
+        return Empirical(self.samples * (check_rate(mean, "mean") / self.mean))
 
     def sample(self, rng, size):
         return self.samples[rng.integers(0, self.samples.size, size)]
@@ -316,21 +339,28 @@ class Empirical(ServiceLaw):
     def to_dict(self):
         return {"law": self.name, "samples": self.samples.tolist()}
 
+    #: Largest CSV file :meth:`from_csv` reads (about 3 million durations).
+    MAX_CSV_BYTES: ClassVar[int] = 64 * 2**20
+
     @classmethod
     def from_csv(cls, path: str | Path, column: int | str = 0) -> "Empirical":
-        """Durations from a CSV file: one column (by index or header name), header optional.
+        """Durations from a CSV file (at most :attr:`MAX_CSV_BYTES`): one column (by index or header
+        name), header optional, blank lines skipped.
 
         Errors name the file and the line, never its contents (the path may point anywhere)."""
         p = Path(path)
         require(p.is_file(), "file", f"empirical trace not found at {str(p)!r}")
         try:
-            text = p.read_text(encoding="utf-8")
+            size = p.stat().st_size
+            require(size <= cls.MAX_CSV_BYTES, "file", f"{str(p)!r} is {size:,} bytes; an empirical trace may have "
+                                                       f"at most {cls.MAX_CSV_BYTES:,}")
+            text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the header
         except (OSError, UnicodeDecodeError) as e:
             raise ValidationError("file", f"cannot read {str(p)!r} as UTF-8 text "
                                           f"({getattr(e, 'strerror', None) or type(e).__name__})") from None
-        rows = [r.strip() for r in text.splitlines() if r.strip()]
+        rows = [(ln, r.strip()) for ln, r in enumerate(text.splitlines(), 1) if r.strip()]
         require(len(rows) >= 1, "file", f"{str(p)!r} holds no durations")
-        first = [c.strip() for c in rows[0].split(",")]
+        first = [c.strip() for c in rows[0][1].split(",")]
         if isinstance(column, bool) or not isinstance(column, (int, str)):
             raise ValidationError("column", f"must be a column index >= 0 or a header name (got {column!r})")
         col = column
@@ -346,13 +376,19 @@ class Empirical(ServiceLaw):
             except (ValueError, IndexError):
                 rows = rows[1:]  # a header line
         values = []
-        for ln, r in enumerate(rows):
+        for ln, r in rows:
             cells = r.split(",")
             try:
+                if "_" in cells[col]:  # Python's float() reads 1_000; a CSV number has no underscores
+                    raise ValueError
                 values.append(float(cells[col]))
             except (ValueError, IndexError):
-                raise ValidationError("file", f"{str(p)!r}: line {ln + 1} has no number in column {col}") from None
-        return cls(np.asarray(values))
+                raise ValidationError("file", f"{str(p)!r}: line {ln} has no number in column {col}") from None
+        require(len(values) >= 1, "file", f"{str(p)!r} holds no durations (only a header)")
+        try:
+            return cls(np.asarray(values))
+        except ValidationError as e:
+            raise ValidationError("file", f"{str(p)!r}: {e.detail}") from None
 
 
 def _durations(values: Any, field_name: str) -> np.ndarray:
@@ -377,6 +413,7 @@ def _parse_params(text: str, field_name: str) -> dict[str, Any]:
     for part in filter(None, (t.strip() for t in text.split(","))):
         require("=" in part, field_name, f"parameter {part!r} must look like key=value")
         k, v = (x.strip() for x in part.split("=", 1))
+        require(k not in params, f"{field_name}.{k}", "given twice")
         try:
             params[k] = float(v) if k not in ("file", "column") else v
         except ValueError:
@@ -404,12 +441,23 @@ def law_from_spec(spec: str | Mapping[str, Any] | ServiceLaw, mean: float | None
     elif isinstance(spec, str):
         name, _, rest = spec.partition(":")
         params: dict[str, Any] = _parse_params(rest, field_name)
+        _no_second_mean(params, mean, field_name)
         law = _law_from_mapping({"law": name.strip().lower(), **params}, field_name, base_dir)
     elif isinstance(spec, Mapping):
+        _no_second_mean(spec, mean, field_name)
         law = _law_from_mapping(spec, field_name, base_dir)
     else:
         raise ValidationError(field_name, f"must be a law name/spec string or a table (got {type(spec).__name__})")
     return law if mean is None else law.with_mean(mean)
+
+
+def _no_second_mean(spec: Mapping[str, Any], mean: float | None, field_name: str) -> None:
+    # a law given with a rate is rescaled to mean 1/rate: a mean of its own that disagrees would be
+    # discarded (one that agrees is what System.to_dict writes)
+    own = spec.get("mean")
+    same = isinstance(own, (int, float)) and not isinstance(own, bool) and math.isclose(own, mean or 0.0, rel_tol=1e-9)
+    require(mean is None or own is None or same, f"{field_name}.mean",
+            f"{own!r} disagrees with the rate, which sets the mean to {mean!r} (1/rate); give one of them")
 
 
 def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Path | None = None) -> ServiceLaw:
@@ -432,7 +480,9 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
         elif name == "gamma":
             shape, cv = take("shape"), take("cv")
             require(shape is None or cv is None, field_name, "gamma takes shape or cv, not both")
-            law = Gamma(mean, 1.0 / check_positive(cv, "cv") ** 2 if cv is not None else (shape if shape is not None else 1.0))
+            if cv is not None:  # cv = 1/sqrt(shape)
+                cv = check_number(cv, "cv", 0.0, 1.0 / math.sqrt(Gamma.MIN_SHAPE), lo_open=True)
+            law = Gamma(mean, 1.0 / cv**2 if cv is not None else (shape if shape is not None else 1.0))
         elif name == "weibull":
             law = Weibull(mean, take("shape", 1.0))
         elif name == "pareto":

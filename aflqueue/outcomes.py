@@ -17,8 +17,74 @@ import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
-__all__ = ["time_to_target", "run_times", "accuracy_at", "split_timings", "group_by_seed", "with_baseline",
-           "paired_arms", "paired_seeds"]
+import numpy as np
+
+from .errors import ValidationError
+from .io import short_repr
+
+__all__ = ["CURVES", "check_values", "check_curves", "time_to_target", "run_times", "accuracy_at", "split_timings",
+           "group_by_seed", "with_baseline", "paired_arms", "paired_seeds"]
+
+
+def check_values(values: list, field: str, src: str, *, lo: float | None = None, hi: float | None = None,
+             integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
+    """``values`` (a list read from ``src``) as a float array (NaN for a null) after checking each entry:
+    a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
+    numbers non-decreasing if ``increasing``."""
+    what = "an integer" if integer else "a number"
+    rng = (f" in [{lo:g}, {hi:g}]" if hi is not None else f" >= {lo:g}") if lo is not None else ""
+    allowed = f"{what}{rng}" + (" or null" if nullable else "")
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        if v is None and nullable:
+            out[i] = np.nan
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if ok and integer:
+            ok = float(v).is_integer()
+        if ok and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            ok = False
+        if not ok:
+            raise ValidationError(f"{field}[{i}]", f"{src}: must be {allowed} (got {short_repr(v)})")
+        out[i] = v
+    if increasing and out.size > 1:
+        drop = np.flatnonzero(np.diff(out) < 0)
+        if drop.size:
+            i = int(drop[0]) + 1
+            raise ValidationError(f"{field}[{i}]", f"{src}: must be non-decreasing (evaluations are in time order; "
+                                                   f"got {out[i]:g} after {out[i - 1]:g})")
+    return out
+
+
+#: The curves of a run, parallel lists in time order (module docstring).
+CURVES = ("time", "updates", "test_accuracy", "test_loss")
+
+
+def check_curves(curves: Any, field: str, src: str) -> None:
+    """Curves read from ``src`` (a run's results, a job's record) as the trainer writes them: the
+    lists :data:`CURVES` of one length >= 1, ``time`` >= 0 and ``updates`` integers >= 0 (both
+    non-decreasing), ``test_accuracy`` in ``[0, 1]`` and ``test_loss`` >= 0 (either may be null);
+    else one :class:`~aflqueue.errors.ValidationError` naming ``src`` and ``field.<curve>``."""
+    if not isinstance(curves, dict):
+        raise ValidationError(field, f"{src}: must be a table of the curves {', '.join(CURVES)}")
+    for k in CURVES:
+        if k not in curves:
+            raise ValidationError(f"{field}.{k}", f"{src}: missing (the curves {', '.join(CURVES)} are lists, "
+                                                  "one entry per evaluation)")
+        if not isinstance(curves[k], list):
+            raise ValidationError(f"{field}.{k}", f"{src}: must be a list, one entry per evaluation (got "
+                                                  f"{type(curves[k]).__name__})")
+    n = len(curves["time"])
+    if n < 1:
+        raise ValidationError(f"{field}.time", f"{src}: the run has no evaluation (an empty curve)")
+    for k in CURVES[1:]:
+        if len(curves[k]) != n:
+            raise ValidationError(f"{field}.{k}", f"{src}: {len(curves[k])} entries, but time has {n} (one per "
+                                                  "evaluation)")
+    check_values(curves["time"], f"{field}.time", src, lo=0.0, increasing=True)
+    check_values(curves["updates"], f"{field}.updates", src, lo=0.0, integer=True, increasing=True)
+    check_values(curves["test_accuracy"], f"{field}.test_accuracy", src, lo=0.0, hi=1.0, nullable=True)
+    check_values(curves["test_loss"], f"{field}.test_loss", src, lo=0.0, nullable=True)
 
 
 def time_to_target(curves: dict[str, list], target: float, interpolate: bool = True,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
@@ -37,8 +37,8 @@ import numpy as np
 from ._results import Result
 from .bounds import ProxyConstants
 from .config import TrainConfig, with_updates
-from .errors import require
-from .io import json_digest, read_json
+from .errors import check_integer, check_number, require
+from .io import file_errors, json_digest, read_json, source_name
 from .jobs import JobStore, run_jobs
 from .optimization import OptimizationProblem, optimize
 from .outcomes import time_to_target
@@ -146,19 +146,28 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":
-        """A calibration file written by a study (``quantile``, ``confidence``, ``sigma_floor``,
-        ``regimes``, ``source``), checked field by field."""
+        """A calibration file written by a study: every field of this class (``quantile`` null when
+        uncalibrated; ``source`` optional) and nothing else, checked field by field; an error names
+        the file."""
         d = read_json(path, "calibration")
-        require(isinstance(d, dict), "calibration", f"{str(path)!r} must hold a JSON object")
-        q = d.get("quantile")
-        require(q is None or (isinstance(q, (int, float)) and not isinstance(q, bool) and 0 <= q < 1e6),
-                "calibration.quantile", f"must be null or a number in [0, 1e6) (got {q!r})")
-        conf, floor, n = d.get("confidence"), d.get("sigma_floor"), d.get("regimes")
-        require(isinstance(conf, (int, float)) and 0 < conf < 1, "calibration.confidence", "must lie in (0, 1)")
-        require(isinstance(floor, (int, float)) and 0 < floor < 10, "calibration.sigma_floor", "must lie in (0, 10)")
-        require(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 10**6, "calibration.regimes",
-                "must be an integer in [0, 1e6)")
-        return cls(None if q is None else float(q), float(conf), float(floor), n, str(d.get("source", ""))[:500])
+        src = source_name(path)
+        require(isinstance(d, dict), "calibration", f"{src} must hold a JSON object")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        require(not unknown, f"calibration.{unknown[0] if unknown else ''}", f"{src}: unknown key (a calibration "
+                                                                           f"file holds {', '.join(names)})")
+        missing = [k for k in names if k not in d and k != "source"]
+        require(not missing, f"calibration.{missing[0] if missing else ''}",
+                f"{src}: missing (a calibration file holds {', '.join(names)}; quantile null when uncalibrated)")
+        with file_errors(src, "calibration."):
+            q = None if d["quantile"] is None else check_number(d["quantile"], "quantile", 0.0, 1e6, hi_open=True)
+            conf = check_number(d["confidence"], "confidence", 0.0, 1.0, lo_open=True, hi_open=True)
+            floor = check_number(d["sigma_floor"], "sigma_floor", 0.0, 10.0, lo_open=True, hi_open=True)
+            n = check_integer(d["regimes"], "regimes", 0, 10**6 - 1)
+            source = d.get("source", "")
+            require(isinstance(source, str) and len(source) <= 500, "source", "must be a text of at most 500 "
+                                                                              "characters")
+        return cls(q, conf, floor, n, source)
 
 
 def conformal_quantile(errors: Sequence[float], confidence: float = 0.9) -> float | None:

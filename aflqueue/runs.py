@@ -53,7 +53,7 @@ import numpy as np
 from .config import TrainConfig
 from .errors import ValidationError, check_integer, check_number, require
 from .io import atomic_write_json, json_safe, read_json, short_repr, source_name
-from .outcomes import accuracy_at, time_to_target
+from .outcomes import CURVES, accuracy_at, check_curves, check_values, time_to_target
 from .sim.columns import UPDATES_COLUMNS
 from .stats import bootstrap_band, bootstrap_interval, log_ratio_interval
 
@@ -67,7 +67,6 @@ IGNORED_KEYS = ("output", "seed")
 MIN_SEEDS_FOR_INTERVAL = 3
 #: Memory a reader of ``updates.csv`` may use unless told otherwise (GB = 2^30 bytes).
 DEFAULT_MAX_MEMORY_GB = 4.0
-_CURVES = ("time", "updates", "test_accuracy", "test_loss")
 _SEED_MAX = 2**32 - 1
 #: Shortest row of updates.csv ("1,0.0,0,0,0,0" and its newline): rows <= file size / this.
 _MIN_ROW_BYTES = 14
@@ -95,7 +94,7 @@ class Run:
 
     @property
     def curves(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray([np.nan if v is None else v for v in self.results[k]], dtype=float) for k in _CURVES}
+        return {k: np.asarray([np.nan if v is None else v for v in self.results[k]], dtype=float) for k in CURVES}
 
     @property
     def horizon(self) -> float:
@@ -129,36 +128,6 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _numbers(values: list, field: str, src: str, *, lo: float | None = None, hi: float | None = None,
-             integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
-    """``values`` (a list from a file) as a float array (NaN for a null) after checking each entry:
-    a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
-    numbers non-decreasing if ``increasing``."""
-    what = "an integer" if integer else "a number"
-    rng = (f" in [{lo:g}, {hi:g}]" if hi is not None else f" >= {lo:g}") if lo is not None else ""
-    allowed = f"{what}{rng}" + (" or null" if nullable else "")
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        if v is None and nullable:
-            out[i] = np.nan
-            continue
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if ok and integer:
-            ok = float(v).is_integer()
-        if ok and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            ok = False
-        if not ok:
-            raise ValidationError(f"{field}[{i}]", f"{src}: must be {allowed} (got {short_repr(v)})")
-        out[i] = v
-    if increasing and out.size > 1:
-        drop = np.flatnonzero(np.diff(out) < 0)
-        if drop.size:
-            i = int(drop[0]) + 1
-            raise ValidationError(f"{field}[{i}]", f"{src}: must be non-decreasing (evaluations are in time order; "
-                                                   f"got {out[i]:g} after {out[i - 1]:g})")
-    return out
-
-
 def _seed(value: Any, field: str, src: str) -> None:
     if value is not None:
         try:
@@ -173,34 +142,17 @@ def check_results(results: Any, source: str) -> dict[str, Any]:
     ``source``. Other keys (a run's metadata) are left as the reader found them."""
     if not isinstance(results, dict):
         raise ValidationError("results", f"{source} must hold a JSON object (got {type(results).__name__})")
-    for k in _CURVES:
-        if k not in results:
-            raise ValidationError(f"results.{k}", f"{source}: missing (the curves {', '.join(_CURVES)} are lists, "
-                                                  "one entry per evaluation)")
-        if not isinstance(results[k], list):
-            raise ValidationError(f"results.{k}", f"{source}: must be a list, one entry per evaluation (got "
-                                                  f"{type(results[k]).__name__})")
-    n = len(results["time"])
-    if n < 1:
-        raise ValidationError("results.time", f"{source}: the run has no evaluation (an empty curve)")
-    for k in _CURVES[1:]:
-        if len(results[k]) != n:
-            raise ValidationError(f"results.{k}", f"{source}: {len(results[k])} entries, but time has {n} (one per "
-                                                  "evaluation)")
-    _numbers(results["time"], "results.time", source, lo=0.0, increasing=True)
-    _numbers(results["updates"], "results.updates", source, lo=0.0, integer=True, increasing=True)
-    _numbers(results["test_accuracy"], "results.test_accuracy", source, lo=0.0, hi=1.0, nullable=True)
-    _numbers(results["test_loss"], "results.test_loss", source, lo=0.0, nullable=True)
+    check_curves(results, "results", source)
     if "final_accuracy" in results:
-        _numbers([results["final_accuracy"]], "results.final_accuracy", source, lo=0.0, hi=1.0, nullable=True)
+        check_values([results["final_accuracy"]], "results.final_accuracy", source, lo=0.0, hi=1.0, nullable=True)
     if "final_loss" in results:
-        _numbers([results["final_loss"]], "results.final_loss", source, lo=0.0, nullable=True)
+        check_values([results["final_loss"]], "results.final_loss", source, lo=0.0, nullable=True)
     _seed(results.get("seed"), "results.seed", source)
     routing = results.get("routing")
     if routing is not None:
         if not isinstance(routing, list) or not routing:
             raise ValidationError("results.routing", f"{source}: must be a list of probabilities, one per client")
-        _numbers(routing, "results.routing", source, lo=0.0, hi=1.0)
+        check_values(routing, "results.routing", source, lo=0.0, hi=1.0)
     return results
 
 

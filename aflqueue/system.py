@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import numpy as np
 
 from ._results import summarize_array
-from .errors import ValidationError, check_integer, check_positive, require
+from .errors import ValidationError, check_integer, check_positive, check_rate, require
 from .io import file_errors, source_name
 from .io import read_mapping as read
 from .laws import Exponential, ServiceLaw, law_from_spec
@@ -62,7 +62,7 @@ class Stage:
     @classmethod
     def exponential(cls, rate: float, discipline: Discipline = "fifo") -> "Stage":
         """Exponential service at ``rate`` tasks per time unit."""
-        return cls(Exponential(1.0 / check_positive(rate, "rate")), discipline)
+        return cls(Exponential(1.0 / check_rate(rate, "rate")), discipline)
 
     @property
     def rate(self) -> float:
@@ -205,7 +205,7 @@ class System:
                 name=names[i] if names is not None else f"client{i}",
             ))
         server = None if server_rate is None else Stage.exponential(
-            check_positive(server_rate, "server_rate"), server_discipline)
+            check_rate(server_rate, "server_rate"), server_discipline)
         p = np.full(n, 1.0 / n) if routing is None else routing
         m = n if concurrency is None else concurrency
         return cls(tuple(clients), p, m, server)
@@ -376,12 +376,12 @@ def _rate_list(values: Any, field_name: str) -> np.ndarray:
         raise ValidationError(field_name, "must be a list of positive rates")
     vals = list(values)
     require(len(vals) >= 1, field_name, "needs at least one rate")
-    return np.array([check_positive(v, f"{field_name}[{i}]") for i, v in enumerate(vals)])
+    return np.array([check_rate(v, f"{field_name}[{i}]") for i, v in enumerate(vals)])
 
 
 def _broadcast_rates(values: Any, n: int, field_name: str) -> np.ndarray:
     if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
-        return np.full(n, check_positive(values, field_name))
+        return np.full(n, check_rate(values, field_name))
     arr = _rate_list(values, field_name)
     require(arr.size == n, field_name, f"needs one rate per client ({n}) or a single rate, got {arr.size}")
     return arr
@@ -402,14 +402,14 @@ def _name(v: Any, field_name: str) -> str:
 
 def _stage_from(d: Any, field_name: str, base_dir: str | Path | None = None) -> Stage:
     if isinstance(d, (int, float)) and not isinstance(d, bool):
-        return Stage.exponential(check_positive(d, field_name))
+        return Stage.exponential(check_rate(d, field_name))
     require(isinstance(d, Mapping), field_name, "must be a rate or a table with rate/discipline/service")
     unknown = set(d) - _STAGE_KEYS
     require(not unknown, field_name, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_STAGE_KEYS)}")
     disc = d.get("discipline", "fifo")
     require(disc in DISCIPLINES, f"{field_name}.discipline", f"must be one of {', '.join(DISCIPLINES)} (got {disc!r})")
     if "rate" in d:
-        mean = 1.0 / check_positive(d["rate"], f"{field_name}.rate")
+        mean = 1.0 / check_rate(d["rate"], f"{field_name}.rate")
         law = law_from_spec(d.get("service", "exponential"), mean=mean, field_name=f"{field_name}.service",
                             base_dir=base_dir)
     else:
@@ -475,6 +475,10 @@ def _system_from_mapping(d: Mapping[str, Any], base_dir: str | Path | None = Non
     unknown = set(d) - _FLAT_KEYS
     require(not unknown, "system", f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_FLAT_KEYS | {'clients', 'server'})}")
     require("rates" in d, "rates", "missing: give 'rates' (a list of positive compute rates) or a 'clients' list")
+    for key, stage in (("downlink_discipline", "downlink_rates"), ("uplink_discipline", "uplink_rates"),
+                       ("server_discipline", "server_rate")):
+        require(key not in d or d.get(stage) is not None, key, f"given without {stage}: there is no such stage "
+                                                               "for it to apply to")
     return System.from_rates(
         d["rates"], d.get("routing"), d.get("concurrency"),
         service=d.get("service"), downlink_rates=d.get("downlink_rates"), uplink_rates=d.get("uplink_rates"),
@@ -546,7 +550,7 @@ def speed_profile(profile: str, n: int, *, fast_rate: float = 1.0, slow_factor: 
         arr = _rate_list(rates if rates is not None else [], "system.rates")
         require(arr.size == n, "system.rates", f"needs one rate per client ({n}), got {arr.size}")
         return arr
-    fast = check_positive(fast_rate, "system.fast_rate")
+    fast = check_rate(fast_rate, "system.fast_rate")
     if profile == "homogeneous":
         return np.full(n, fast)
     if profile == "two-groups":

@@ -27,12 +27,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import TrainConfig, with_updates
-from .errors import require
-from .io import atomic_write_json
+from .errors import check_integer, check_number, require
+from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import accuracy_at
+from .outcomes import accuracy_at, check_curves, check_values
 
-__all__ = ["log_grid", "score_curves", "tuning_run", "tuning_runs", "tuning_jobs", "best_learning_rate", "TuningResult",
+__all__ = ["log_grid", "score_curves", "check_tuning_record", "tuning_run", "tuning_runs", "tuning_jobs",
+           "best_learning_rate", "TuningResult",
            "next_rate_out", "grid_edge", "tune"]
 
 
@@ -68,6 +69,22 @@ def _tuning_record(cfg, res, lr: float, seed: int, wall: float) -> dict[str, Any
             "final_accuracy": res.final_accuracy, "diverged": res.diverged, "arrivals": res.arrivals,
             "lr_used": (res.meta.get("step_size") or {}).get("lr", float(lr)), "curves": res.curves,
             "timing": {"wall_time": wall}}
+
+
+def check_tuning_record(record: dict[str, Any]) -> None:
+    """A saved :func:`tuning_run` record holds what the tuning reads: ``lr`` and ``lr_used`` > 0, an
+    integer ``seed``, ``score`` and ``final_accuracy`` in ``[0, 1]`` (the latter may be null), a
+    boolean ``diverged``, integer ``arrivals`` >= 0 and the run's curves; else
+    :class:`~aflqueue.errors.ValidationError` naming the field."""
+    check_number(record.get("lr"), "lr", 0.0, lo_open=True)
+    check_number(record.get("lr_used"), "lr_used", 0.0, lo_open=True)
+    check_integer(record.get("seed"), "seed", 0)
+    check_number(record.get("score"), "score", 0.0, 1.0)
+    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
+    diverged = record.get("diverged")
+    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
+    check_integer(record.get("arrivals"), "arrivals", 0)
+    check_curves(record.get("curves"), "curves", "the record")
 
 
 def tuning_run(args: tuple) -> dict[str, Any]:
@@ -181,11 +198,15 @@ def tune(config, lrs: Sequence[float], seeds: Sequence[int], output: str | Path,
         cfg["routing"]["step_size"] = "fixed"  # the rate itself is what is tuned
     extensions = 0
     while True:
-        records = run_jobs(tuning_jobs("tune", cfg, grid, seeds), tuning_runs if batch > 1 else tuning_run,
-                           JobStore(Path(output)), backend=backend, workers=workers, address=address,
-                           progress=progress, batch=batch,
+        jobs = tuning_jobs("tune", cfg, grid, seeds)
+        # a record counts only for the configuration it was computed with (another one tuned into
+        # the same folder runs again), and only records of these jobs are read
+        records = run_jobs(jobs, tuning_runs if batch > 1 else tuning_run, JobStore(Path(output)), backend=backend,
+                           workers=workers, address=address, progress=progress, batch=batch,
+                           settings=lambda a: {"inputs": json_digest(a)}, check=check_tuning_record,
                            describe=lambda r: f"lr {r['lr']:g} seed {r['seed']}: score {r['score']:.4f}")
-        mine = [r for r in records if r["lr"] in grid and r["seed"] in seeds]
+        ids = {i for i, _ in jobs}
+        mine = [r for r in records if r["id"] in ids]
         result = best_learning_rate(mine)
         nxt = next_rate_out(result, factor)
         if nxt is None or extensions >= max_extensions:

@@ -12,7 +12,7 @@ import pytest
 
 from aflqueue import ValidationError
 from aflqueue.io import (MAX_DATA_BYTES, MAX_DEPTH, MAX_INTEGER, atomic_write, atomic_write_data, atomic_write_json,
-                         dumps_json, file_errors, join_field, read_data, read_json, read_mapping)
+                         dumps_json, file_errors, join_field, parse_data, read_data, read_json, read_mapping)
 
 
 def test_disk_full_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
@@ -184,3 +184,16 @@ def test_written_data_reads_back(fmt, tmp_path):
     want = {k: v for k, v in d.items() if k != "nan"}
     assert {k: v for k, v in back.items() if k != "nan"} == want
     assert back.get("nan") is None  # written as null (left out of TOML): never a NaN the reader refuses
+
+
+@pytest.mark.parametrize("fmt, text", [("json", '{"a": 1, "b": {"c": 1, "c": 2}}'), ("yaml", "a: 1\nb:\n  c: 1\n  c: 2\n"),
+                                       ("toml", "a = 1\n[b]\nc = 1\nc = 2\n")])
+def test_a_key_given_twice_is_refused(fmt, text):
+    # the parsers would keep the last value silently (TOML refuses it by itself)
+    with pytest.raises(ValidationError, match="twice|overwrite"):
+        parse_data(text, fmt, "f")
+
+
+def test_yaml_merge_keys_and_anchors_still_read():
+    text = "base: &B {a: 1, b: 2}\nd:\n  <<: *B\n  b: 3\ne: *B\n"
+    assert parse_data(text, "yaml", "f") == {"base": {"a": 1, "b": 2}, "d": {"a": 1, "b": 3}, "e": {"a": 1, "b": 2}}

@@ -71,6 +71,60 @@ def test_uniform_bounds_spec_forms_and_errors():
                        ({"law": "uniform", "low": 0.2}, "low and high, or mean and spread"),
                        ({"law": "uniform", "low": 0.1, "high": 0.2, "mean": 0.15}, "low and high, or mean and spread"),
                        ({"law": "uniform", "low": 0.3, "high": 0.2}, "high: must be a finite number >= 0.3"),
-                       ({"law": "uniform", "low": 0, "high": 0.2}, "low: must be a finite number > 0")]:
+                       ({"law": "uniform", "low": 0, "high": 0.2}, r"low: must be a number in \[1e-100, 1e\+100\]")]:
         with pytest.raises(ValidationError, match=match):
             law_from_spec(bad)
+
+
+@pytest.mark.parametrize("spec, field", [
+    ("lognormal:cv=1e300", "cv"),              # cv**2 overflowed
+    ("gamma:cv=1e300", "cv"),
+    ("gamma:shape=1e-300", "shape"),           # every draw underflowed to 0
+    ("weibull:shape=1e-300", "shape"),         # Gamma(1 + 2/k) overflowed
+    ({"law": "exponential", "mean": 1e-320}, "mean"),
+    ({"law": "empirical", "samples": [1.0, 1e308]}, "samples"),
+    ("lognormal:cv=1.5,cv=0.01", "cv"),        # given twice: the second would win silently
+])
+def test_law_parameters_outside_double_precision_are_refused(spec, field):
+    with pytest.raises(ValidationError, match=field):
+        law_from_spec(spec)
+
+
+def test_the_refused_ranges_start_where_the_maths_breaks():
+    # the edges themselves are usable: finite moments, positive draws
+    rng = np.random.default_rng(0)
+    for spec in ("lognormal:cv=100", "gamma:shape=0.05", "weibull:shape=0.05", {"law": "exponential", "mean": 1e100}):
+        law = law_from_spec(spec)
+        x = law.sample(rng, 20_000)
+        assert math.isfinite(law.cv) and np.all(np.isfinite(x)) and np.all(x > 0)
+
+
+def test_a_law_mean_next_to_a_rate_must_agree_with_it():
+    assert law_from_spec("exponential:mean=0.5", mean=0.5).mean == 0.5  # what System.to_dict writes reads back
+    with pytest.raises(ValidationError, match="mean: 5.0 disagrees with the rate"):
+        law_from_spec("exponential:mean=5", mean=0.5)
+    with pytest.raises(ValidationError, match="mean"):
+        law_from_spec({"law": "gamma", "shape": 2, "mean": 3.0}, mean=1.0)
+
+
+def test_empirical_csv_errors_name_the_file_and_the_real_line(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("seconds\n1.5\n\n0x10\n")  # the bad value is on line 4, after a blank line 3
+    with pytest.raises(ValidationError, match=r"t.csv'?: line 4 has no number"):
+        Empirical.from_csv(f, "seconds")
+    for text, why in [("seconds\n1.5\n-2\n", "durations must be in"), ("seconds\n", "no durations"),
+                      ("seconds\n1_000\n", "line 2 has no number")]:
+        f.write_text(text)
+        with pytest.raises(ValidationError, match="t.csv") as e:
+            Empirical.from_csv(f, "seconds")
+        assert why in str(e.value)
+    f.write_bytes("\ufeffseconds\r\n1.5\r\n2.5\r\n".encode())  # a byte-order mark and Windows line ends
+    assert Empirical.from_csv(f, "seconds").mean == 2.0
+
+
+def test_empirical_csv_size_is_bounded_before_reading(tmp_path, monkeypatch):
+    f = tmp_path / "big.csv"
+    f.write_text("1.0\n" * 1000)
+    monkeypatch.setattr(Empirical, "MAX_CSV_BYTES", 100)
+    with pytest.raises(ValidationError, match="4,000 bytes; an empirical trace may have at most 100"):
+        Empirical.from_csv(f)

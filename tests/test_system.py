@@ -166,3 +166,16 @@ def test_bad_empirical_column_does_not_print_the_file(tmp_path):
     f.write_text('clients:\n  - service: {law: empirical, samples: ["a", 1]}\n')
     with pytest.raises(ValidationError, match=r"samples\[0\]"):
         load_system(f)
+
+
+@pytest.mark.parametrize("text, field", [
+    ("rates = [1, 1]\nuplink_discipline = 'delay'\n", "uplink_discipline"),   # no uplink stage to apply to
+    ("rates = [1, 1]\nserver_discipline = 'delay'\n", "server_discipline"),
+    ("rates = [1, 1e-320]\n", r"rates\[1\]"),                                   # 1/rate overflows
+    ("rates = [1, 1]\nservice = 'exponential:mean=5'\n", "mean"),              # the rate sets the mean
+])
+def test_system_files_refuse_what_would_be_ignored_or_overflow(tmp_path, text, field):
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    with pytest.raises(ValidationError, match=field):
+        load_system(f)

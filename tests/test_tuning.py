@@ -12,6 +12,8 @@ from aflqueue import ValidationError
 from aflqueue.cli import main
 from aflqueue.tuning import best_learning_rate, log_grid, score_curves
 
+CURVES = {"time": [1.0, 2.0], "updates": [1, 2], "test_accuracy": [0.4, 0.5], "test_loss": [1.2, None]}
+
 
 def test_tuning_helpers():
     g = log_grid(0.01, 0.5, 6)
@@ -53,7 +55,7 @@ def test_tuning_extends_the_grid_until_the_best_rate_is_interior(tmp_path, monke
     def fake(args):
         config, lr, seed = args
         return {"lr": float(lr), "seed": int(seed), "score": float(np.exp(-np.log(lr / 0.3) ** 2)),
-                "final_accuracy": 0.5, "diverged": False, "arrivals": 1, "lr_used": lr, "curves": {}}
+                "final_accuracy": 0.5, "diverged": False, "arrivals": 1, "lr_used": lr, "curves": CURVES}
 
     monkeypatch.setattr(tuning, "tuning_run", fake)
     cfg = load_config(None, ["data.validation_fraction=0.1"])
@@ -64,3 +66,64 @@ def test_tuning_extends_the_grid_until_the_best_rate_is_interior(tmp_path, monke
     assert short.at_edge and short.best_lr == 0.08 and short.extensions == 2
     down = tuning.tune(cfg, [3.0, 6.0], [1], tmp_path / "c", progress=None)  # from above: extends downward
     assert not down.at_edge and down.best_lr == pytest.approx(0.375, rel=1e-3)
+
+
+def _fake_run(calls):
+    def fake(args):
+        config, lr, seed = args
+        calls.append((lr, seed))
+        n = config["data"]["options"].get("num_samples", 0)  # the score depends on the configuration
+        return {"lr": float(lr), "seed": int(seed), "score": 0.5 + 0.1 * lr + 1e-5 * n, "final_accuracy": 0.5,
+                "diverged": False, "arrivals": 3, "lr_used": lr, "curves": CURVES}
+    return fake
+
+
+def test_saved_tuning_records_are_checked_and_belong_to_their_configuration(tmp_path, monkeypatch):
+    """Records are files: one edited into nonsense (a score of 5) is set aside and its run done
+    again, with a line saying so; records of another configuration tuned into the same folder
+    are not reused; a record of another experiment in the folder is left alone."""
+    from aflqueue import tuning
+    from aflqueue.config import load_config
+
+    calls: list = []
+    monkeypatch.setattr(tuning, "tuning_run", _fake_run(calls))
+    cfg = load_config(None, ["data.validation_fraction=0.1", 'data.options={"num_samples": 300}'])
+    first = tuning.tune(cfg, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
+    assert len(calls) == 2
+    cell = next((tmp_path / "cells").glob("tune__lr0.1__s1.json"))
+    rec = json.loads(cell.read_text())
+    (tmp_path / "cells" / "other__x.json").write_text(json.dumps({"id": "other__x", "what": "another experiment"}))
+    cell.write_text(json.dumps({**rec, "score": 5.0}))
+    lines: list[str] = []
+    again = tuning.tune(cfg, [0.1, 0.2], [1], tmp_path, progress=lines.append, max_extensions=0)
+    assert calls[2:] == [(0.1, 1)] and again.table == first.table  # only the edited record ran again
+    assert any("tune__lr0.1__s1 is invalid" in x and "score" in x for x in lines)
+    assert list((tmp_path / "cells" / "invalid").glob("tune__lr0.1__s1.json.*"))
+    other = load_config(None, ["data.validation_fraction=0.1", 'data.options={"num_samples": 900}'])
+    res = tuning.tune(other, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
+    assert len(calls) == 5 and res.table[0]["score"] == pytest.approx(first.table[0]["score"] + 6e-3)
+
+
+@pytest.mark.parametrize("field, bad", [("score", 5.0), ("score", "abc"), ("lr", [1]), ("lr", None), ("seed", "x"),
+                                        ("diverged", {"a": 1}), ("final_accuracy", 7.0), ("curves", 3)])
+def test_check_tuning_record_names_the_bad_field(field, bad):
+    from aflqueue.tuning import check_tuning_record
+
+    good = {"lr": 0.1, "seed": 1, "score": 0.5, "final_accuracy": 0.5, "diverged": False, "arrivals": 3,
+            "lr_used": 0.1, "curves": CURVES}
+    check_tuning_record(good)
+    with pytest.raises(ValidationError, match=field):
+        check_tuning_record({**good, field: bad})
+
+
+@pytest.mark.parametrize("field, bad", [("routing_kind", "bogus"), ("final_accuracy", 7.0), ("final_accuracy", "abc"),
+                                        ("curves", 3), ("seed", None), ("arrivals", -5), ("simulated_throughput", 1)])
+def test_check_validation_record_names_the_bad_field(field, bad):
+    from aflqueue.comparison import check_validation_record
+
+    good = {"routing_kind": "uniform", "seed": 0, "final_accuracy": 0.7, "diverged": False, "arrivals": 10, "lr": 0.1,
+            "predicted": {"throughput": 1.0, "wallclock": None}, "simulated_throughput": {"mean": 1.1},
+            "curves": CURVES}
+    check_validation_record(good)
+    with pytest.raises(ValidationError, match=field):
+        check_validation_record({**good, field: bad})
