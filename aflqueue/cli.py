@@ -2,15 +2,19 @@
 :mod:`aflqueue.commands` (each parses its arguments with the shared vocabulary of
 :mod:`aflqueue.options`, makes one library call, and prints) and turns every failure into one line.
 
-Bad input prints one line on stderr naming the field and exits with status 2; an error while
-running (a full disk, a bug) prints one line and exits with status 1 (``AFLQUEUE_DEBUG=1`` shows
-the traceback). Nothing here imports torch: training commands reach it through the library.
+Bad input prints one line on stderr naming the field and exits with status 2 (a path that cannot
+be used as given -- a file where a folder is needed, a folder without write permission -- is bad
+input too); an error while running (a full disk, a bug) prints one line and exits with status 1
+(``AFLQUEUE_DEBUG=1`` shows the traceback). SIGTERM ends a command as an interruption does, so that
+no half-written file is left behind. Nothing here imports torch: training commands reach it through
+the library.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -38,8 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors of a path the user gave that cannot be used as asked: bad input, not a failure.
+PATH_ERRORS = (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _terminated(signum, frame) -> None:
+    # unwinds like an interruption: atomic writes remove their temporary files on the way out
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aflqueue`` console script."""
+    if argv is None:  # the console script (a caller passing argv keeps its own signal handling)
+        signal.signal(signal.SIGTERM, _terminated)
     parser = build_parser()
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -54,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except PATH_ERRORS as e:
+        print(f"aflqueue: error: {e.filename or 'output'}: {e.strerror or type(e).__name__}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
         if os.environ.get("AFLQUEUE_DEBUG"):
             raise

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .bounds import EnergyModel, ProxyConstants
 from .config import DEFAULT_P_MIN, load_config
@@ -61,8 +61,11 @@ class Parser(argparse.ArgumentParser):
 
 def float_list(text: str) -> list[float]:
     """Parse ``"1,1,0.1"`` into floats (non-finite values are left to the field's own check)."""
+    items = [t.strip() for t in text.split(",")]
+    if "" in items[:-1] or (items == [""]):  # "1,,1" is a typo, not two rates; a trailing comma is harmless
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
     try:
-        vals = [float(t) for t in text.split(",") if t.strip() != ""]
+        vals = [float(t) for t in items if t != ""]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
     if not vals:
@@ -238,6 +241,7 @@ def parse_constants(text: str | None) -> dict[str, float]:
         if "=" not in part:
             raise ValidationError("constants", f"{part!r} must look like NAME=VALUE (e.g. Delta=2,L=0.5)")
         k, v = part.split("=", 1)
+        check(k.strip() not in out, f"constants.{k.strip()}", "given twice")
         try:
             out[k.strip()] = float(v)
         except ValueError:
@@ -261,9 +265,33 @@ def add_proxy_arguments(p: argparse.ArgumentParser, epsilon_objectives: str) -> 
     p.add_argument("--eta-max", type=float, help="step-size cap (default 1/L)")
     p.add_argument("--kappa", type=float, help="busy power kappa mu^3 of the DVFS energy model (default 1)")
     p.add_argument("--idle-power", type=float, help="idle power as a fraction of busy power, in [0, 1] (default 0)")
-    p.add_argument("--dispersion", type=float, default=0.0, help="renewal correction of wall-clock, >= 0 (default 0)")
+    p.add_argument("--dispersion", type=float, help="renewal correction of wall-clock, >= 0 (default 0)")
     p.add_argument("--starts", type=int, default=4, help="starting points >= 1 (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed >= 0 of the random starting points")
+
+
+#: The options of :func:`add_proxy_arguments` (and ``--weight``) each objective reads (docs/theory.md
+#: sections 5-6): one given for an objective that does not read it is refused, as it would be ignored.
+#: The energy model (``--kappa``, ``--idle-power``) is reported by every proxy objective but the
+#: per-update one, and optimised by ``energy`` and ``tradeoff``.
+PROXY_OPTIONS: dict[str, frozenset[str]] = {
+    "per-update": frozenset({"updates", "constants", "eta", "eta_max"}),
+    "wall-clock": frozenset({"time_budget", "dispersion", "constants", "eta", "eta_max"}),
+    "time-to-accuracy": frozenset({"epsilon", "constants", "eta", "eta_max", "kappa", "idle_power"}),
+    "energy": frozenset({"epsilon", "constants", "eta", "eta_max", "kappa", "idle_power"}),
+    "tradeoff": frozenset({"epsilon", "weight", "constants", "eta", "eta_max", "kappa", "idle_power"}),
+    "max-throughput": frozenset(),
+}
+
+
+def check_proxy_options(args: argparse.Namespace, objectives: Sequence[str]) -> None:
+    """Refuse an option of :data:`PROXY_OPTIONS` given (not None) for objectives that do not read it."""
+    used = frozenset().union(*(PROXY_OPTIONS[o] for o in objectives))
+    for name in sorted(frozenset().union(*PROXY_OPTIONS.values()) - used):
+        if getattr(args, name, None) is not None:
+            readers = [o for o in OBJECTIVE_CHOICES if name in PROXY_OPTIONS[o]]
+            raise ValidationError(name.replace("_", "-"), f"the {' and '.join(objectives)} objective does not use it "
+                                                          f"(it would be ignored); it is read by {', '.join(readers)}")
 
 
 def problem_from_args(args: argparse.Namespace, system):
@@ -290,7 +318,8 @@ def problem_from_args(args: argparse.Namespace, system):
     return OptimizationProblem(
         system=system, objective=args.objective, constants=ProxyConstants.from_dict(consts),
         updates=args.updates, time_budget=args.time_budget, epsilon=args.epsilon, energy=energy,
-        weight=args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng, dispersion=args.dispersion,
+        weight=0.5 if args.weight is None else args.weight, p_min=args.p_min, p_max=args.p_max, concurrency=rng,
+        dispersion=0.0 if args.dispersion is None else args.dispersion,
         analysis=args.analysis)
 
 

@@ -96,3 +96,33 @@ def test_console_script_does_not_import_torch():
 def test_exit_status_of_real_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "aflqueue.cli", "analyze", "--rates", "1,0"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_an_unusable_output_path_is_bad_input(tmp_path, capsys):
+    from aflqueue.cli import main
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert main(["figures", "-o", str(f)]) == 2  # a file where a folder is needed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a_file" in err[0] and "Not a directory" in err[0]
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
+    """A terminated command unwinds like an interrupted one: the atomic write of the trace removes
+    its temporary file (the trace file itself is never half-written)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from aflqueue.cli import main; sys.exit(main())",
+                             "simulate", "--rates", "1,0.5,0.1", "--updates", "20000000", "--trace", "big.npz"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".big.npz.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(tmp_path.glob(".big.npz.*.tmp")), "the trace was never being written"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130 and b"interrupted" in proc.stderr.read()
+    assert not list(tmp_path.glob(".big.npz.*")) and not (tmp_path / "big.npz").exists()

@@ -352,3 +352,44 @@ def test_cli_style_result_reports_cap_and_mix():
     assert d["cap"] == 2.0 and d["mix"] == 0.8 and len(d["anchor_routing"]) == 3
     assert d["problem"]["cap"] == 2.0 and d["problem"]["choose_cap"] is False
     assert json.loads(json.dumps(optimize(OptimizationProblem(s, "wallclock")).to_dict()))["cap"] is None
+
+
+def test_each_objective_reads_exactly_the_options_the_cli_lets_through():
+    """aflqueue.options.PROXY_OPTIONS against the optimiser itself: an option an objective is said
+    to read changes its result (optimum, value or a reported proxy); any other leaves the result
+    bit for bit unchanged, so the CLI is right to refuse it as ignored."""
+    from aflqueue.bounds import EnergyModel, ProxyConstants
+    from aflqueue.optimization import OptimizationProblem, optimize
+    from aflqueue.options import PROXY_OPTIONS
+    from aflqueue.system import System
+
+    sysm = System.from_rates([1.0, 0.5, 0.1], concurrency=3)
+    change = {"updates": {"updates": 50.0}, "time_budget": {"time_budget": 7.0}, "dispersion": {"dispersion": 3.0},
+              "epsilon": {"epsilon": 0.5}, "weight": {"weight": 0.2},
+              "constants": {"constants": ProxyConstants(Delta=3.0, sigma2=0.2)},
+              "eta": {"constants": ProxyConstants(eta=0.01)}, "eta_max": {"constants": ProxyConstants(eta_max=0.005)},
+              "kappa": {"energy": EnergyModel.dvfs(sysm.rates, kappa=2.0)},
+              "idle_power": {"energy": EnergyModel.dvfs(sysm.rates, idle_fraction=0.5)}}
+    assert set(change) == set().union(*PROXY_OPTIONS.values())
+
+    def outcome(objective, **kw):
+        r = optimize(OptimizationProblem(sysm, objective, **kw), starts=1, seed=0)
+        return repr((r.objective_value, tuple(map(float, r.routing)), r.concurrency, r.eta,  # repr: nan == nan
+                     tuple(sorted(r.proxies.items())), (r.baseline or {}).get("objective_value")))
+
+    for objective, reads in PROXY_OPTIONS.items():
+        base = outcome(objective)
+        for name, kw in change.items():
+            if name in reads:
+                assert outcome(objective, **kw) != base, (objective, name)
+            else:
+                assert outcome(objective, **kw) == base, (objective, name)
+
+
+def test_optimize_refuses_an_option_its_objective_ignores(capsys):
+    from aflqueue.cli import main
+
+    assert main(["optimize", "--rates", "1,0.1", "--objective", "energy", "--dispersion", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dispersion: the energy objective does not use it" in err[0]
+    assert main(["optimize", "--rates", "1,0.1", "--objective", "wall-clock", "--dispersion", "3", "--json"]) == 0

@@ -16,7 +16,8 @@ from ..figures import make_all
 from ..optimization import optimize
 from ..options import (ANALYSES, MAX_OPTIMIZE_CONCURRENCY, OBJECTIVE_CHOICES, add_backend_arguments,
                        add_proxy_arguments, add_system_arguments, check, check_backend, check_finite, colon_pair,
-                       float_list, nonempty_path, parse_range, print_json, problem_from_args, system_from_args)
+                       check_proxy_options, float_list, nonempty_path, parse_range, print_json, problem_from_args,
+                       system_from_args)
 from ..queueing.analysis import analyze
 from ..sweep import parse_objectives, sweep
 
@@ -147,6 +148,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         raise ValidationError("updates", "give --updates K or --time-budget TAU, not both")
     check(1 <= args.starts <= 1000, "starts", f"must be an integer in [1, 1000] (got {args.starts})")
     check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
+    check_proxy_options(args, [args.objective])
     system = system_from_args(args)
     problem = problem_from_args(args, system)
     res = optimize(problem, starts=args.starts, seed=args.seed)
@@ -179,7 +181,7 @@ def add_optimize_parser(sub) -> None:
                    help="analysis behind the objective: product-form (default) or approx (general service laws; "
                         "then --service is used)")
     add_proxy_arguments(o, epsilon_objectives="time-to-accuracy/energy/tradeoff")
-    o.add_argument("--weight", type=float, default=0.5, help="r in [0, 1] in r E/E* + (1-r) T/T* for tradeoff")
+    o.add_argument("--weight", type=float, help="r in [0, 1] in r E/E* + (1-r) T/T* for tradeoff (default 0.5)")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.set_defaults(func=_cmd_optimize)
 
@@ -201,6 +203,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     check(args.seed >= 0, "seed", f"must be an integer >= 0 (got {args.seed})")
     check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
     objectives = parse_objectives(args.objective)
+    check_proxy_options(args, objectives + (["tradeoff"] if args.pareto_points else []))
     system = system_from_args(args, require_system=True)
     if args.concurrency_range is None:
         args.concurrency_range = (1, max(2 * system.n, system.concurrency))
@@ -247,7 +250,7 @@ def add_sweep_parser(sub) -> None:
     add_proxy_arguments(s, epsilon_objectives="time-to-accuracy/energy")
     s.add_argument("--json", action="store_true", help="print the sweep as one JSON object")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
-    s.set_defaults(func=_cmd_sweep, weight=0.5)
+    s.set_defaults(func=_cmd_sweep, weight=None)
 
 
 # --------------------------------------------------------------------------- schedule
