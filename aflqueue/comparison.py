@@ -25,10 +25,10 @@ import numpy as np
 
 from ._results import Result
 from .config import TrainConfig, load_config, with_updates
-from .errors import check_integer, check_number, require
+from .errors import check_integer, check_number, check_values, require
 from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import check_curves, check_values, time_to_target
+from .outcomes import check_curves, time_to_target
 from .pipeline import build_system, prepare, train
 from .protocol import time_budget
 from .stats import Estimate, bootstrap_interval, log_ratio_interval

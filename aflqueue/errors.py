@@ -15,8 +15,10 @@ import sys
 from numbers import Integral, Real
 from typing import Any
 
+import numpy as np
+
 __all__ = ["ValidationError", "OneLineArgumentParser", "require", "check_number", "check_positive", "RATE_RANGE",
-           "check_rate", "check_integer", "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
+           "check_rate", "short_repr", "check_values", "check_integer", "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
 
 
 class ValidationError(ValueError):
@@ -93,6 +95,44 @@ RATE_RANGE = (1e-100, 1e100)
 def check_rate(value: Any, field: str) -> float:
     """A rate or a mean duration within :data:`RATE_RANGE`."""
     return check_number(value, field, *RATE_RANGE)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (one line, whatever the value)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_values(values: list, field: str, src: str, *, lo: float | None = None, hi: float | None = None,
+             integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
+    """``values`` (a list read from ``src``) as a float array (NaN for a null) after checking each entry:
+    a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
+    numbers non-decreasing if ``increasing``."""
+    what = "an integer" if integer else "a number"
+    rng = (f" in [{lo:g}, {hi:g}]" if hi is not None else f" >= {lo:g}") if lo is not None else ""
+    allowed = f"{what}{rng}" + (" or null" if nullable else "")
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        if v is None and nullable:
+            out[i] = np.nan
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if ok and integer:
+            ok = float(v).is_integer()
+        if ok and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            ok = False
+        if not ok:
+            raise ValidationError(f"{field}[{i}]", f"{src}: must be {allowed} (got {short_repr(v)})")
+        out[i] = v
+    if increasing and out.size > 1:
+        drop = np.flatnonzero(np.diff(out) < 0)
+        if drop.size:
+            i = int(drop[0]) + 1
+            raise ValidationError(f"{field}[{i}]", f"{src}: must be non-decreasing (evaluations are in time order; "
+                                                   f"got {out[i]:g} after {out[i - 1]:g})")
+    return out
 
 
 def check_integer(value: Any, field: str, minimum: int | None = None, maximum: int | None = None) -> int:

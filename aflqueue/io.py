@@ -47,11 +47,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tomllib
 
-from .errors import ValidationError
+from .errors import ValidationError, short_repr
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_data", "json_safe", "dumps_json",
            "json_digest", "read_json", "read_data", "read_mapping", "parse_data", "check_values", "json_depth",
-           "naming_file", "file_errors", "join_field", "short_repr", "source_name", "dumps_toml", "DATA_FORMATS", "MAX_DATA_BYTES", "MAX_DEPTH",
+           "naming_file", "file_errors", "join_field", "source_name", "dumps_toml", "DATA_FORMATS", "MAX_DATA_BYTES", "MAX_DEPTH",
            "MAX_INTEGER"]
 
 #: File extensions of data files, and the parser each one means.
@@ -133,14 +133,6 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Pat
 def source_name(path: str | Path) -> str:
     """How a file is named in messages: its path, quoted."""
     return repr(str(path))
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (one line, whatever the value)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
-        return f"an integer of {len(str(abs(value)))} digits"
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def json_depth(text: str, chunk: int = 2**22) -> int:

@@ -17,43 +17,10 @@ import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
-import numpy as np
+from .errors import ValidationError, check_values
 
-from .errors import ValidationError
-from .io import short_repr
-
-__all__ = ["CURVES", "check_values", "check_curves", "time_to_target", "run_times", "accuracy_at", "split_timings",
+__all__ = ["CURVES", "check_curves", "time_to_target", "run_times", "accuracy_at", "split_timings",
            "group_by_seed", "with_baseline", "paired_arms", "paired_seeds"]
-
-
-def check_values(values: list, field: str, src: str, *, lo: float | None = None, hi: float | None = None,
-             integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
-    """``values`` (a list read from ``src``) as a float array (NaN for a null) after checking each entry:
-    a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
-    numbers non-decreasing if ``increasing``."""
-    what = "an integer" if integer else "a number"
-    rng = (f" in [{lo:g}, {hi:g}]" if hi is not None else f" >= {lo:g}") if lo is not None else ""
-    allowed = f"{what}{rng}" + (" or null" if nullable else "")
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        if v is None and nullable:
-            out[i] = np.nan
-            continue
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if ok and integer:
-            ok = float(v).is_integer()
-        if ok and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            ok = False
-        if not ok:
-            raise ValidationError(f"{field}[{i}]", f"{src}: must be {allowed} (got {short_repr(v)})")
-        out[i] = v
-    if increasing and out.size > 1:
-        drop = np.flatnonzero(np.diff(out) < 0)
-        if drop.size:
-            i = int(drop[0]) + 1
-            raise ValidationError(f"{field}[{i}]", f"{src}: must be non-decreasing (evaluations are in time order; "
-                                                   f"got {out[i]:g} after {out[i - 1]:g})")
-    return out
 
 
 #: The curves of a run, parallel lists in time order (module docstring).

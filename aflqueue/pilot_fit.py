@@ -43,8 +43,8 @@ import numpy as np
 
 from ._results import Result, result_repr
 from .bounds import ProxyConstants, optimal_eta_per_update, s1, s2, time_to_accuracy_updates
-from .errors import ValidationError, check_integer, check_number, require
-from .io import DATA_FORMATS, atomic_write_data, file_errors, json_safe, read_mapping, short_repr, source_name
+from .errors import ValidationError, check_integer, check_number, require, short_repr
+from .io import DATA_FORMATS, atomic_write_data, file_errors, json_safe, read_mapping, source_name
 from .queueing.analysis import analyze
 
 __all__ = ["FAMILY", "TERMS", "MAX_BOOTSTRAP", "WEBB", "BOOTSTRAP_METHODS", "CONSTANTS_FILE_TABLES",

@@ -51,9 +51,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .config import TrainConfig
-from .errors import ValidationError, check_integer, check_number, require
-from .io import atomic_write_json, json_safe, read_json, short_repr, source_name
-from .outcomes import CURVES, accuracy_at, check_curves, check_values, time_to_target
+from .errors import ValidationError, check_integer, check_number, check_values, require, short_repr
+from .io import atomic_write_json, json_safe, read_json, source_name
+from .outcomes import CURVES, accuracy_at, check_curves, time_to_target
 from .sim.columns import UPDATES_COLUMNS
 from .stats import bootstrap_band, bootstrap_interval, log_ratio_interval
 

@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import TrainConfig, with_updates
-from .errors import check_integer, check_number, require
+from .errors import check_integer, check_number, check_values, require
 from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import accuracy_at, check_curves, check_values
+from .outcomes import accuracy_at, check_curves
 
 __all__ = ["log_grid", "score_curves", "check_tuning_record", "tuning_run", "tuning_runs", "tuning_jobs",
            "best_learning_rate", "TuningResult",

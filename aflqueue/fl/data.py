@@ -70,6 +70,12 @@ _DEFAULT_MODELS: dict[str, str] = {
 # containers
 
 
+#: Largest generated data set (synthetic, MNIST-1D): samples, and values (samples x features),
+#: about 400 MB as float64 while it is generated.
+MAX_GENERATED_SAMPLES = 10_000_000
+MAX_GENERATED_VALUES = 50_000_000
+
+
 def _as_index_tensor(indices: Any, device: torch.device) -> torch.Tensor:
     if isinstance(indices, torch.Tensor):
         idx = indices.to(device=device, dtype=torch.int64)
@@ -305,7 +311,7 @@ def _load_digits(root: Path | None, seed: int, test_fraction: float = 0.2) -> tu
 def _load_mnist1d(
     root: Path | None, seed: int, num_samples: int = 5000, test_fraction: float = 0.2
 ) -> tuple[Dataset, Dataset]:
-    n = check_integer(num_samples, "num_samples", 10)
+    n = check_integer(num_samples, "num_samples", 10, MAX_GENERATED_SAMPLES)
     tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)
     if seed >= 2**32:
         raise ValidationError("seed", f"mnist1d needs a seed in [0, 2**32 - 1] (got {seed})")
@@ -347,9 +353,12 @@ def _load_synthetic(
 ) -> tuple[Dataset, Dataset]:
     """Gaussian mixture: class means ``mu_c ~ N(0, class_sep^2 I)``, ``x = mu_y + N(0, I)``,
     balanced classes (``y = i mod C`` before shuffling). ``class_sep = 0`` gives pure noise."""
-    n = check_integer(num_samples, "num_samples", 2)
-    f = check_integer(num_features, "num_features", 1)
-    c = check_integer(num_classes, "num_classes", 2)
+    n = check_integer(num_samples, "num_samples", 2, MAX_GENERATED_SAMPLES)
+    f = check_integer(num_features, "num_features", 1, MAX_GENERATED_VALUES)
+    c = check_integer(num_classes, "num_classes", 2, 10_000)
+    if n * f > MAX_GENERATED_VALUES:  # the data set is generated in memory (float64, then float32)
+        raise ValidationError("num_samples", f"num_samples x num_features = {n * f:,} exceeds "
+                                             f"{MAX_GENERATED_VALUES:,} generated values")
     if isinstance(class_sep, bool) or not isinstance(class_sep, Real) or not math.isfinite(class_sep) or class_sep < 0:
         raise ValidationError("class_sep", f"must be a finite number >= 0 (got {class_sep!r})")
     tf = check_fraction(test_fraction, "test_fraction", allow_zero=False)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .._results import Result, require_pandas, result_repr
-from ..errors import ValidationError, require
+from ..errors import ValidationError, check_values, require
 from ..io import atomic_write, dumps_json, json_safe
 from ..sim.columns import UPDATES_COLUMNS
 from ..sim.trace import Trace
@@ -628,11 +628,38 @@ class TraceTrainer:
         alg = fresh.alg
         try:
             alg.load_state_dict(blob["alg"])
-            return TrainerState(alg=alg, k=int(blob["k"]), time=float(blob["time"]), snapshots=blob["snapshots"],
-                                refs=blob["refs"], start_version=blob["start_version"], pending=blob["pending"],
-                                log=blob["log"], curves=blob["curves"], wall=float(blob["wall"]),
-                                diverged_at=blob.get("diverged_at"))
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            state = TrainerState(alg=alg, k=int(blob["k"]), time=float(blob["time"]), snapshots=blob["snapshots"],
+                                 refs=blob["refs"], start_version=blob["start_version"], pending=blob["pending"],
+                                 log=blob["log"], curves=blob["curves"], wall=float(blob["wall"]),
+                                 diverged_at=blob.get("diverged_at"))
+            self._check_resumed(state)
+            return state
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as e:
             detail = (str(e).strip().splitlines() or [""])[0]
             raise ValidationError("resume", f"{str(path)!r} is incomplete or damaged ({type(e).__name__}: {detail}); "
                                             "delete it to start fresh, or use another --output") from None
+
+    def _check_resumed(self, state: TrainerState) -> None:
+        """A checkpoint is a file (hostile input): its state must be the trace's at its arrival ``k``
+        (the configuration hash covers the trace): ``0 <= k <= U``, the time and the arrival log of
+        the first ``k`` arrivals, and evaluation curves of one length with accuracies in [0, 1]."""
+        k, U = state.k, self.U
+        require(0 <= k <= U, "k", f"must be in [0, {U}] (got {k})")
+        t_k = float(self.trace.completion_time[self.order[k - 1]]) if k else 0.0
+        require(state.time == t_k, "time", f"must be {t_k!r}, the trace's time of arrival {k} (got {state.time!r})")
+        log = state.log
+        require(isinstance(log, list) and len(log) == k, "log", f"must hold {k} rows (one per arrival)")
+        for j, row in enumerate(log, 1):
+            ok = isinstance(row, (tuple, list)) and len(row) == len(UPDATES_COLUMNS) and row[0] == j
+            require(ok and float(row[1]) == float(self.trace.completion_time[self.order[j - 1]]), f"log[{j - 1}]",
+                    "does not match the trace's arrival")
+        c = state.curves
+        require(isinstance(c, dict) and set(c) == {"time", "updates", "model_version", "test_accuracy", "test_loss"},
+                "curves", "must hold time, updates, model_version, test_accuracy and test_loss")
+        n = len(c["time"])
+        require(all(isinstance(v, list) and len(v) == n for v in c.values()), "curves", "must be lists of one length")
+        check_values(c["time"], "curves.time", "the checkpoint", lo=0.0, hi=t_k, increasing=True)
+        check_values(c["updates"], "curves.updates", "the checkpoint", lo=0.0, hi=k, integer=True, increasing=True)
+        for name, hi in (("test_accuracy", 1.0), ("test_loss", None)):  # NaN: a diverged model's evaluation
+            values = [None if isinstance(x, float) and math.isnan(x) else x for x in c[name]]
+            check_values(values, f"curves.{name}", "the checkpoint", lo=0.0, hi=hi, nullable=True)

@@ -1,6 +1,7 @@
 """Trace-driven trainer: schedule fidelity, start models, resume, batched == serial, algorithms."""
 
 import json
+import re
 from pathlib import Path
 import math
 
@@ -457,3 +458,28 @@ def test_finite_guard_tells_overflowing_sums_from_non_finite_models():
     for k, p in enumerate([huge, bad, inf], start=1):
         assert lazy.observe(p, k)
     assert lazy.first_non_finite() == 2 and torch.equal(lazy.params_at_first_non_finite().isnan(), bad.isnan())
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda b: b.update(k=10**12), "k: must be in"), (lambda b: b.update(k=-1), "k: must be in"),
+    (lambda b: b.update(time=float("nan")), "time: must be"), (lambda b: b.update(k=20), "time: must be"),
+    (lambda b: b["curves"]["test_accuracy"].__setitem__(0, 7.0), "curves.test_accuracy"),
+    (lambda b: b.update(log=[(1, 2)] * len(b["log"])), "log[0]"),
+])
+def test_a_checkpoint_whose_state_is_not_the_traces_is_refused(setup, tmp_path, edit, field):
+    """A checkpoint is a file: a resumed state must be the trace's at its arrival (arrivals, time,
+    arrival log) with sane curves; an edited one is one line naming the field, not a crash later."""
+    data, system, trace = setup
+    out = tmp_path / "run"
+    CrashOnce = crash_once(GeneralizedAsyncSGD, at=73)
+    settings = EngineSettings(updates=100, checkpoint_every=50)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(data, system, trace, algorithm=CrashOnce, out=out, settings=settings)
+    ck = out / "checkpoint.pt"
+    blob = torch.load(ck, weights_only=True)
+    assert blob["k"] == 50 and blob["curves"]["test_accuracy"]
+    edit(blob)
+    torch.save(blob, ck)
+    with pytest.raises(ValidationError, match=re.escape(field)) as e:
+        run(data, system, trace, algorithm=CrashOnce, out=out, resume=True, settings=settings)
+    assert "\n" not in str(e.value) and str(ck) in str(e.value)
