@@ -31,8 +31,9 @@ class ValidationError(ValueError):
 
     def __init__(self, field: str, detail: str):
         self.field = field
-        self.detail = detail
-        super().__init__(f"{field}: {detail}")
+        # one line, whatever a wrapped library's message holds (the CLI promises one line)
+        self.detail = " ".join(str(detail).split()) if "\n" in str(detail) else str(detail)
+        super().__init__(f"{field}: {self.detail}")
 
     def __reduce__(self):
         # a worker process sends its exception back pickled; the default reduction would call

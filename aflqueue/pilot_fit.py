@@ -43,7 +43,7 @@ import numpy as np
 
 from ._results import Result, result_repr
 from .bounds import ProxyConstants, optimal_eta_per_update, s1, s2, time_to_accuracy_updates
-from .errors import ValidationError, check_integer, check_number, require, short_repr
+from .errors import ValidationError, check_integer, check_number, check_values, require, short_repr
 from .io import DATA_FORMATS, atomic_write_data, file_errors, json_safe, read_mapping, source_name
 from .queueing.analysis import analyze
 
@@ -380,7 +380,17 @@ def check_pilot_table(p: Any, source: str) -> PilotFit:
         if not isinstance(v, Mapping):
             raise ValidationError(f"pilot.{k}", f"{src}: must be a table (got {short_repr(v)})")
         tables[k] = dict(v)
-    return PilotFit(theta, eta_max, bootstrap, amap, tables["diagnostics"], tables["settings"])
+    d, st = tables["diagnostics"], tables["settings"]
+    with file_errors(src, "pilot"):  # the entries a report prints (the others are carried, not read)
+        check_values([d.get("r2")], "diagnostics.r2", src, hi=1.0, nullable=True)
+        for field, value in (("diagnostics.points", d.get("points")), ("settings.pilot_runs", st.get("pilot_runs"))):
+            if value is not None:
+                check_integer(value, field, 0)
+        check_values([st.get("pilot_wall_time_s")], "settings.pilot_wall_time_s", src, lo=0.0, nullable=True)
+        degenerate = d.get("degenerate", [])
+        require(isinstance(degenerate, list) and set(degenerate) <= set(TERMS), "diagnostics.degenerate",
+                f"must be a list of the terms {', '.join(TERMS)}")
+    return PilotFit(theta, eta_max, bootstrap, amap, d, st)
 
 
 def _eta_max(curves: Sequence[PilotCurve]) -> float:

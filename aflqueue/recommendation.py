@@ -37,11 +37,11 @@ import numpy as np
 from ._results import Result
 from .bounds import ProxyConstants
 from .config import TrainConfig, with_updates
-from .errors import check_integer, check_number, require
+from .errors import check_integer, check_number, check_values, require
 from .io import file_errors, json_digest, read_json, source_name
 from .jobs import JobStore, run_jobs
 from .optimization import OptimizationProblem, optimize
-from .outcomes import time_to_target
+from .outcomes import check_curves, time_to_target
 from .pilot import initial_constants
 from .pipeline import build_system
 from .protocol import step_ratio, target_epsilon, time_budget, uniform_routing
@@ -50,7 +50,7 @@ from .tuning import score_curves
 
 __all__ = ["CANDIDATES", "Candidate", "PilotPlan", "Calibration", "Recommendation", "candidates_for",
            "plan_cost", "schedule_updates", "recommend", "pilot_run", "pilot_runs", "pilot_run_batched", "job_runner",
-           "conformal_quantile", "prediction_interval"]
+           "conformal_quantile", "prediction_interval", "check_pilot_score_record"]
 
 #: The candidates :func:`recommend` considers, by name: how each one's routing, concurrency and
 #: weight cap are chosen (docs/theory.md section 12).
@@ -347,6 +347,18 @@ def pilot_run_batched(config: dict[str, Any]) -> dict[str, Any]:
     return pilot_runs([config])[0]
 
 
+def check_pilot_score_record(record: dict[str, Any]) -> None:
+    """A saved pilot record (:func:`pilot_run`) holds what the recommendation reads: ``score`` and
+    ``final_accuracy`` in ``[0, 1]`` (the latter may be null), integer ``arrivals`` >= 0, a boolean
+    ``diverged`` and the run's curves; else :class:`~aflqueue.errors.ValidationError` naming the field."""
+    check_number(record.get("score"), "score", 0.0, 1.0)
+    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
+    check_integer(record.get("arrivals"), "arrivals", 0)
+    diverged = record.get("diverged")
+    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
+    check_curves(record.get("curves"), "curves", "the record")
+
+
 def _pilot_record(cfg: TrainConfig, res, wall: float) -> dict[str, Any]:
     return {"score": score_curves(res.curves, float(cfg.run.time_budget)), "curves": res.curves,
             "arrivals": int(res.arrivals), "diverged": bool(res.diverged), "final_accuracy": res.final_accuracy,
@@ -368,7 +380,7 @@ def job_runner(output: str | Path, *, backend: str = "serial", workers: int | No
         size = min(max_batch, max(1, math.ceil(len(jobs) / max(workers or 1, 1)))) if batched else 1
         fn = (pilot_runs if size > 1 else pilot_run_batched) if batched else pilot_run
         records = {r["id"]: r for r in run_jobs(jobs, fn, store, backend=backend, workers=workers, progress=progress,
-                                                  code=code, batch=size)}
+                                                  code=code, batch=size, check=check_pilot_score_record)}
         return [records[i] for i, _ in jobs]
 
     return run

@@ -33,8 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import plots
-from .errors import ValidationError, require
-from .io import atomic_write_json, json_safe, read_json
+from .errors import ValidationError, check_integer, require
+from .io import atomic_write_json, file_errors, json_safe, read_json, source_name
 from .queueing.analysis import analyze
 from .queueing.network import network_of
 from .sim.trace import Trace
@@ -61,8 +61,9 @@ def load_schedule(source: str | Path) -> tuple[Trace, int | None, dict[str, Any]
         results = read_json(p / "results.json", "source") if (p / "results.json").is_file() else None
         trace = Trace.load(tp)
         arrivals = None
-        if isinstance(results, dict) and isinstance(results.get("arrivals"), int) and results["arrivals"] >= 1:
-            arrivals = min(int(results["arrivals"]), trace.num_updates)
+        if isinstance(results, dict) and "arrivals" in results:  # the arrivals the run applied, of the trace's
+            with file_errors(source_name(p / "results.json")):
+                arrivals = check_integer(results["arrivals"], "results.arrivals", 1, trace.num_updates)
         return trace, arrivals, results
     require(p.suffix == ".npz", "source", f"{str(p)!r}: give a trace .npz or a run folder")
     return Trace.load(p), None, None

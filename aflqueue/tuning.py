@@ -72,12 +72,11 @@ def _tuning_record(cfg, res, lr: float, seed: int, wall: float) -> dict[str, Any
 
 
 def check_tuning_record(record: dict[str, Any]) -> None:
-    """A saved :func:`tuning_run` record holds what the tuning reads: ``lr`` and ``lr_used`` > 0, an
-    integer ``seed``, ``score`` and ``final_accuracy`` in ``[0, 1]`` (the latter may be null), a
-    boolean ``diverged``, integer ``arrivals`` >= 0 and the run's curves; else
+    """A saved :func:`tuning_run` record holds what the tuning reads: ``lr`` > 0, an integer
+    ``seed``, ``score`` and ``final_accuracy`` in ``[0, 1]`` (the latter may be null), a boolean
+    ``diverged``, integer ``arrivals`` >= 0 and the run's curves; else
     :class:`~aflqueue.errors.ValidationError` naming the field."""
     check_number(record.get("lr"), "lr", 0.0, lo_open=True)
-    check_number(record.get("lr_used"), "lr_used", 0.0, lo_open=True)
     check_integer(record.get("seed"), "seed", 0)
     check_number(record.get("score"), "score", 0.0, 1.0)
     check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)

@@ -234,3 +234,15 @@ def test_a_rate_left_at_an_edge_for_want_of_budget_is_flagged():
     roomy = recommend(cfg, candidates=cands, runner=World(world.speed, world.best_lr, tau), plan=PilotPlan(
         evaluations=50, pilot_fraction=1.0), updates_of=expected(tau))
     assert "asyncsgd" not in roomy.at_edge and roomy.asyncsgd_lr > 10
+
+
+@pytest.mark.parametrize("field, bad", [("score", 5.0), ("score", "abc"), ("score", None), ("arrivals", -5),
+                                        ("final_accuracy", "x"), ("curves", 3), ("diverged", None)])
+def test_saved_pilot_records_are_checked(field, bad):
+    from aflqueue.recommendation import check_pilot_score_record
+
+    good = {"score": 0.5, "final_accuracy": 0.6, "arrivals": 10, "diverged": False,
+            "curves": {"time": [1.0], "updates": [3], "test_accuracy": [0.6], "test_loss": [0.9]}}
+    check_pilot_score_record(good)
+    with pytest.raises(ValidationError, match=field):
+        check_pilot_score_record({**good, field: bad})

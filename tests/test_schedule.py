@@ -136,3 +136,23 @@ def test_bad_schedule_input_is_one_line(small, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and what in err, (argv, err)
+
+
+@pytest.mark.parametrize("arrivals", ["many", True, 0, 10**9])
+def test_a_run_folders_arrivals_are_checked(tmp_path, arrivals):
+    """``results.json``'s arrivals decide how much of the trace is shown: a value that is not an
+    arrival count of the trace is refused (it once fell back to the whole trace, or read true as 1)."""
+    import json
+
+    from aflqueue import System, ValidationError
+    from aflqueue.schedule import load_schedule
+    from aflqueue.sim import simulate
+
+    run = tmp_path / "run"
+    run.mkdir()
+    simulate(System.from_rates([1.0, 0.2]), 300, seed=0).save(run / "trace.npz")
+    (run / "results.json").write_text(json.dumps({"arrivals": 120}))
+    assert load_schedule(run)[1] == 120
+    (run / "results.json").write_text(json.dumps({"arrivals": arrivals}))
+    with pytest.raises(ValidationError, match=r"results\.arrivals"):
+        load_schedule(run)

@@ -402,7 +402,8 @@ def _reading(what: str) -> Iterator[None]:
         raise
     except (RuntimeError, OSError, ValueError, TypeError, AssertionError, KeyError, EOFError,
             pickle.UnpicklingError) as exc:
-        raise ValidationError("data_root", f"could not read {what}: {type(exc).__name__}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:300]  # torch's messages run to paragraphs
+        raise ValidationError("data_root", f"could not read {what}: {type(exc).__name__}: {first}") from exc
 
 
 def _missing_files_error(name: str, folder: Path, expected: Sequence[Path], extra: str = "") -> ValidationError:
