@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +25,7 @@ from .config import DEFAULT_P_MIN, load_config
 from .errors import FL_EXTRA_MESSAGE, ValidationError, check_number, missing_fl_modules
 from .io import dumps_json, naming_file
 from .optimization import OptimizationProblem
+from .pilot_fit import load_constants
 from .system import System, example_system, read_mapping
 
 
@@ -226,16 +226,8 @@ def parse_constants(text: str | None) -> dict[str, float]:
         return {}
     looks_like_file = "=" not in text or os.sep in text or Path(text).suffix.lower() in (".toml", ".yaml", ".yml",
                                                                                           ".json")
-    if looks_like_file:
-        data = read_mapping(text, "constants")
-        inner = data.get("constants", data)
-        check(isinstance(inner, dict), "constants", f"{text!r}: 'constants' must be a table")
-        allowed = sorted(f.name for f in dataclass_fields(ProxyConstants))
-        # an empty table would silently mean the default constants: refused, as is an unknown name
-        check(bool(inner), "constants", f"{text!r}: the constants table is empty; give some of {allowed}")
-        unknown = sorted(set(inner) - set(allowed))
-        check(not unknown, "constants", f"{text!r}: unknown field(s) {unknown}; allowed: {allowed}")
-        return dict(inner)
+    if looks_like_file:  # checked whole, as predict reads it (a pilot table must match its constants)
+        return {k: v for k, v in load_constants(text).constants.to_dict().items() if v is not None}
     out: dict[str, float] = {}
     for part in filter(None, (t.strip() for t in text.split(","))):
         if "=" not in part:
@@ -347,6 +339,9 @@ def add_run_config_arguments(p: argparse.ArgumentParser, config_help: str, *, al
 
 
 def config_from_args(args: argparse.Namespace):
+    # 0 is the configuration's "n", never a concurrency one types: -m counts tasks in flight
+    check(args.concurrency is None or args.concurrency >= 1, "concurrency",
+          f"must be an integer >= 1, the tasks in flight (got {args.concurrency})")
     sets = list(args.set or [])
     pairs = [("output", getattr(args, "output", None)), ("algorithm.name", args.algorithm), ("routing.kind", args.routing),
              ("routing.objective", args.objective), ("data.dataset", args.dataset), ("data.data_root", args.data_root),
