@@ -207,6 +207,19 @@ def calibrate(model, clients: Sequence, *, loss: str = "cross_entropy", lower_bo
     require(radius > 0, "radius", f"must be > 0 (got {radius})")
     for i, c in enumerate(clients):
         require(len(c.x) >= 1, f"clients[{i}]", "has no samples")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same bits whatever the caller's thread count (reductions split by thread)
+    try:
+        return _calibrate(model, clients, loss, lower_bound, batch_size, num_batches, num_directions, radius, seed,
+                          device, chunk)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _calibrate(model, clients, loss, lower_bound, batch_size, num_batches, num_directions, radius, seed, device,
+               chunk) -> Calibration:
+    import torch  # lazy: torch
+
     lm = _LossModel(model, loss, device, chunk)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     losses, full = [], []

@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing left to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except PATH_ERRORS as e:
         print(f"aflqueue: error: {e.filename or 'output'}: {e.strerror or type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE

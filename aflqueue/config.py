@@ -43,6 +43,9 @@ __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "SystemConfig", "RoutingC
 
 #: Arrivals of the embedded default run, used only when no budget is given.
 DEFAULT_UPDATES = 1500
+#: The data sets that need no files (generated, or bundled with a dependency): the rest are read
+#: from ``data.data_root``.
+OFFLINE_DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "synthetic")
 #: How ``routing.kind = "optimal"`` sets the learning rate (see :class:`RoutingConfig`).
 STEP_SIZE_RULES = ("optimal", "fixed")
 _OBJECTIVE_ALIASES = {"wallclock": "wall-clock"}
@@ -277,6 +280,9 @@ def validate(c: TrainConfig) -> None:
     check_integer(c.seed, "seed", 0, 2**32 - 1)
     require(bool(_DEVICE.match(c.device)), "device", f"must be auto, cpu, cuda or cuda:K (got {c.device!r})")
     d = c.data
+    # the offline sets read no files: a data root given for one would be silently ignored
+    require(d.data_root is None or str(d.dataset).lower() not in OFFLINE_DATASET_NAMES, "data.data_root",
+            f"the data set {d.dataset!r} is generated or bundled and reads no files; leave data_root unset")
     check_integer(d.clients, "data.clients", 1, 100_000)
     check_positive(d.alpha, "data.alpha")
     check_integer(d.classes_per_client, "data.classes_per_client", 1)

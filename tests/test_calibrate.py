@@ -92,3 +92,25 @@ def test_bad_calibration_input():
         calibrate(model, clients, loss="mse", lower_bound=1e6)
     with pytest.raises(ValidationError, match="num_batches"):
         calibrate(model, clients, loss="mse", num_batches=1)
+
+
+def test_initial_model_constants_do_not_depend_on_the_thread_count():
+    """The same inputs give the same bits whatever the process's torch thread count (pilot jobs
+    are keyed by routings computed from these constants); the caller's count is restored."""
+    import torch
+
+    from aflqueue.calibration import calibrate
+    from aflqueue.config import load_config
+    from aflqueue.pipeline import build_data_and_model
+
+    data, model = build_data_and_model(load_config(None))
+    before = torch.get_num_threads()
+    try:
+        got = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got.append(calibrate(model, data.clients, seed=0, num_batches=4, num_directions=4).constants)
+            assert torch.get_num_threads() == threads
+        assert got[0] == got[1]
+    finally:
+        torch.set_num_threads(before)

@@ -306,3 +306,23 @@ def test_validation_scripts_refuse_bad_flags_in_one_line(script, argv, field, ca
     code = main_(argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and field in err, err
+
+
+def test_a_data_root_for_an_offline_data_set_is_refused_not_ignored(capsys):
+    from aflqueue.cli import main
+    from aflqueue.config import OFFLINE_DATASET_NAMES
+
+    for name in OFFLINE_DATASET_NAMES:
+        assert main(["train", "--dataset", name, "--data-root", "/data", "--updates", "10"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "data.data_root" in err[0] and name in err[0]
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    rates = ",".join(["1", "0.5", "0.1"] * 1000)  # a JSON larger than a pipe's buffer
+    p = subprocess.run(f"{sys.executable} -c 'import sys; from aflqueue.cli import main; sys.exit(main())' "
+                       f"analyze --rates {rates} --json | head -1", shell=True, capture_output=True, text=True)
+    assert p.stdout.strip() == "{" and p.stderr == ""

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from aflqueue.config import OFFLINE_DATASET_NAMES
 from aflqueue.errors import ValidationError, check_fraction, check_integer
 from aflqueue.fl import partition as _partitioning
 
@@ -51,7 +52,6 @@ DATASET_NAMES: tuple[str, ...] = (
     "cifar10",
     "cifar100",
 )
-OFFLINE_DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "synthetic")
 
 _DEFAULT_MODELS: dict[str, str] = {
     "digits": "mlp",

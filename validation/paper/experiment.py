@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from aflqueue.config import OFFLINE_DATASET_NAMES
 from aflqueue.errors import require
 from aflqueue.io import read_json
 from aflqueue.jobs import JobStore, run_staged
@@ -208,7 +209,7 @@ def config_of(scenario: Scenario, spec: PaperDataset, preset: PaperPreset, seed:
     part = dict(PARTITIONS[scenario.partition])
     data = {"dataset": scenario.dataset, "clients": scenario.clients, "partition": part.pop("partition"), **part,
             "validation_fraction": preset.validation_fraction, "options": dict(spec.options)}
-    if data_root:
+    if data_root and scenario.dataset not in OFFLINE_DATASET_NAMES:  # the offline sets refuse a data root
         data["data_root"] = data_root
     return {"output": "unused", "seed": int(seed), "device": device, "data": data,
             "model": {"name": spec.model},
