@@ -16,11 +16,14 @@ import argparse
 import os
 import signal
 import sys
+from dataclasses import fields
 from typing import Sequence
 
 from . import __version__
 from .commands import queueing, runs, training
+from .config import TrainConfig
 from .errors import ValidationError
+from .io import naming_file, source_name
 from .options import EXIT_FAILURE, EXIT_USAGE, Parser, UsageError, join_negative_values
 
 #: The subcommands, in the order ``aflqueue --help`` lists them.
@@ -46,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
 PATH_ERRORS = (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
+def _naming_config(e: ValidationError, args: argparse.Namespace | None) -> ValidationError:
+    """``e`` naming the run configuration file when it is about one of its fields (checked deep in
+    the library, where the file is no longer known)."""
+    config = getattr(args, "config", None)
+    sections = {f.name for f in fields(TrainConfig)}
+    if not config or e.field.split(".")[0].split("[")[0] not in sections:
+        return e
+    return naming_file(e, f"{source_name(config)} (with the command line's overrides)")
+
+
 def _terminated(signum, frame) -> None:
     # unwinds like an interruption: atomic writes remove their temporary files on the way out
     raise KeyboardInterrupt
@@ -57,13 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminated)
     parser = build_parser()
     argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = None
     try:
         args = parser.parse_args(argv)
         if getattr(args, "objective", None) == "wallclock":
             args.objective = "wall-clock"
         return int(args.func(args) or 0)
     except (UsageError, ValidationError) as e:
-        msg = f"{e}" if isinstance(e, UsageError) else f"aflqueue: error: {e}"
+        msg = f"{e}" if isinstance(e, UsageError) else f"aflqueue: error: {_naming_config(e, args)}"
         print((msg.splitlines() or ["aflqueue: error"])[0], file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

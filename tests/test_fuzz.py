@@ -326,3 +326,14 @@ def test_a_closed_pipe_ends_quietly():
     p = subprocess.run(f"{sys.executable} -c 'import sys; from aflqueue.cli import main; sys.exit(main())' "
                        f"analyze --rates {rates} --json | head -1", shell=True, capture_output=True, text=True)
     assert p.stdout.strip() == "{" and p.stderr == ""
+
+
+def test_a_config_field_error_found_deep_in_the_library_names_the_config_file(tmp_path, capsys):
+    from aflqueue.cli import main
+
+    c = tmp_path / "c.toml"
+    c.write_text('algorithm = { name = "generalized-asyncsgd", params = { bogus = 1 } }\n'
+                 '[data]\ndataset = "synthetic"\nclients = 3\n[run]\nupdates = 20\n')
+    assert main(["train", str(c), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "c.toml" in err[0] and "bogus" in err[0]

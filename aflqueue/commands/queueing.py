@@ -204,6 +204,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     check(0 <= args.pareto_points <= 101, "pareto-points", f"must be an integer in [0, 101] (got {args.pareto_points})")
     objectives = parse_objectives(args.objective)
     check_proxy_options(args, objectives + (["tradeoff"] if args.pareto_points else []))
+    check(not Path(args.output).exists() or Path(args.output).is_dir(), "output",
+          f"{args.output!r} is a file; the sweep writes a folder")  # before the sweep's work, not after
     system = system_from_args(args, require_system=True)
     if args.concurrency_range is None:
         args.concurrency_range = (1, max(2 * system.n, system.concurrency))
