@@ -14,10 +14,11 @@ depends only on torch, the trace type and its own modules.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from .bounds import ProxyConstants
 from .calibration import calibrate
 from .config import TrainConfig, system_rates
 from .errors import ValidationError, require
+from .io import join_field
 from .optimization import OptimizationProblem, assess, optimize
 from .pilot_fit import read_constants
 from .protocol import step_ratio
@@ -101,13 +103,27 @@ def build_data_and_model(cfg: TrainConfig):
     from .fl.models import build_model  # lazy: torch
 
     d = cfg.data
-    data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, classes_per_client=d.classes_per_client,
-                          quantity_alpha=d.quantity_alpha, unlabeled_fraction=d.unlabeled_fraction,
-                          data_root=d.data_root, seed=cfg.seed, max_train=d.max_train, max_test=d.max_test,
-                          validation_fraction=d.validation_fraction, **d.options)
-    model = build_model(cfg.model.name or default_model_for(d.dataset), data.input_shape, data.num_classes,
-                        seed=cfg.seed, **cfg.model.options)
+    with prefixed("data"):  # the loaders name their own options; the configuration's field is data.<...>
+        data = make_federated(d.dataset, d.clients, d.partition, alpha=d.alpha, classes_per_client=d.classes_per_client,
+                              quantity_alpha=d.quantity_alpha, unlabeled_fraction=d.unlabeled_fraction,
+                              data_root=d.data_root, seed=cfg.seed, max_train=d.max_train, max_test=d.max_test,
+                              validation_fraction=d.validation_fraction, **d.options)
+    with prefixed("model"):
+        model = build_model(cfg.model.name or default_model_for(d.dataset), data.input_shape, data.num_classes,
+                            seed=cfg.seed, **cfg.model.options)
     return data, model
+
+
+@contextlib.contextmanager
+def prefixed(section: str) -> Iterator[None]:
+    """Re-raise a :class:`ValidationError` of the block with its field under ``section`` (unless it
+    is there already)."""
+    try:
+        yield
+    except ValidationError as e:
+        if e.field == section or e.field.startswith(f"{section}."):
+            raise
+        raise ValidationError(join_field(section, e.field), e.detail) from None
 
 
 def check_memory(system: System, updates: int | None, time_budget: float | None, max_memory_gb: float) -> int:

@@ -275,7 +275,15 @@ def load_run(path: str | Path) -> Run:
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Run folders; a folder without ``results.json`` stands for the run folders inside it."""
+    """Run folders; a folder without ``results.json`` stands for the run folders inside it. A
+    folder that cannot be read (permissions) is one :class:`ValidationError` naming it."""
+    try:
+        return _load_runs(paths)
+    except OSError as e:
+        raise ValidationError("run", f"cannot read {str(e.filename)!r}: {e.strerror or type(e).__name__}") from None
+
+
+def _load_runs(paths: Iterable[str | Path]) -> list[Run]:
     runs: list[Run] = []
     for path in paths:
         p = Path(path)
