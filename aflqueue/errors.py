@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ValidationError", "OneLineArgumentParser", "require", "check_number", "check_positive", "RATE_RANGE",
-           "check_rate", "short_repr", "check_values", "check_integer", "check_fraction", "FL_EXTRA_MESSAGE", "FL_MODULES", "missing_fl_modules"]
+           "check_rate", "short_repr", "check_values", "check_integer", "check_fraction", "FL_EXTRA_MESSAGE",
+           "FL_MODULES", "missing_fl_modules"]
 
 
 class ValidationError(ValueError):
@@ -107,9 +108,9 @@ def short_repr(value: Any, limit: int = 60) -> str:
 
 
 def check_values(values: list, field: str, src: str, *, lo: float | None = None, hi: float | None = None,
-             integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
-    """``values`` (a list read from ``src``) as a float array (NaN for a null) after checking each entry:
-    a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
+                 integer: bool = False, nullable: bool = False, increasing: bool = False) -> np.ndarray:
+    """``values`` (a list read from ``src``) as a float array (NaN for a null) after checking each
+    entry: a number (an integer if ``integer``; null only if ``nullable``) in ``[lo, hi]``, and the
     numbers non-decreasing if ``increasing``."""
     what = "an integer" if integer else "a number"
     rng = (f" in [{lo:g}, {hi:g}]" if hi is not None else f" >= {lo:g}") if lo is not None else ""
