@@ -486,7 +486,11 @@ def _load_mnist_family(
             # The EMNIST idx files store images transposed relative to MNIST.
             x = x.transpose(-1, -2).contiguous()
         _check_file_labels(targets, num_classes, cls_name, root)
-        out.append(Dataset(x, targets.to(torch.int64), num_classes, name))
+        try:
+            out.append(Dataset(x, targets.to(torch.int64), num_classes, name))
+        except ValidationError as e:  # images and labels that disagree: name the files' folder
+            raise ValidationError("data_root", f"{cls_name} ({'train' if train else 'test'}) in {raw[0].parent}: "
+                                               f"{e.field} {e.detail}") from None
     return out[0], out[1]
 
 

@@ -576,3 +576,12 @@ def test_generated_mnist1d_is_kept_per_process_without_sharing_tensors():
     a.test.x.add_(1.0)
     b = make_federated("mnist1d", 4, "iid", seed=11, num_samples=200)
     assert all(torch.equal(c.x, r) for c, r in zip(b.clients, ref[0])) and torch.equal(b.test.x, ref[1])
+
+
+def test_mnist_images_and_labels_that_disagree_name_the_folder(tmp_path: Path) -> None:
+    write_mnist_like(tmp_path, "MNIST", n_train=6)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(5, dtype=np.uint8))  # 6 images
+    with pytest.raises(ValidationError) as e:
+        D.load_dataset("mnist", data_root=tmp_path)
+    msg = str(e.value)
+    assert e.value.field == "data_root" and str(tmp_path / "MNIST" / "raw") in msg and "\n" not in msg
