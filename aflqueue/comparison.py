@@ -28,7 +28,7 @@ from .config import TrainConfig, load_config, with_updates
 from .errors import check_integer, check_number, check_values, require
 from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import check_curves, time_to_target
+from .outcomes import check_run_record, time_to_target
 from .pipeline import build_system, prepare, train
 from .protocol import time_budget
 from .stats import Estimate, bootstrap_interval, log_ratio_interval
@@ -107,17 +107,13 @@ def _run(args: tuple) -> dict[str, Any]:
 
 def check_validation_record(record: dict[str, Any]) -> None:
     """A saved run record of :func:`validate` holds what :func:`summarize` reads: ``routing_kind``
-    one of :data:`ARMS`, an integer ``seed``, ``final_accuracy`` in ``[0, 1]`` or null, a boolean
-    ``diverged``, integer ``arrivals`` >= 0, ``lr`` > 0, the predicted throughput and wall-clock
-    proxy (> 0 or null), the simulated throughput's ``mean`` > 0 and the run's curves; else
-    :class:`~aflqueue.errors.ValidationError` naming the field."""
+    one of :data:`ARMS`, an integer ``seed``, ``lr`` > 0, the predicted throughput and wall-clock
+    proxy (> 0 or null), the simulated throughput's ``mean`` > 0 and the fields of every run record
+    (:func:`~aflqueue.outcomes.check_run_record`); else :class:`~aflqueue.errors.ValidationError`
+    naming the field."""
     kind = record.get("routing_kind")
     require(kind in ARMS, "routing_kind", f"must be one of {', '.join(ARMS)} (got {kind!r})")
     check_integer(record.get("seed"), "seed", 0)
-    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
-    diverged = record.get("diverged")
-    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
-    check_integer(record.get("arrivals"), "arrivals", 0)
     check_number(record.get("lr"), "lr", 0.0, lo_open=True)
     pred, sim = record.get("predicted"), record.get("simulated_throughput")
     require(isinstance(pred, dict), "predicted", "must be a table (throughput, wallclock, S1, S2)")
@@ -125,7 +121,7 @@ def check_validation_record(record: dict[str, Any]) -> None:
         check_values([pred.get(k)], f"predicted.{k}", "the record", lo=0.0, nullable=True)
     require(isinstance(sim, dict), "simulated_throughput", "must be a table (mean, lo, hi)")
     check_number(sim.get("mean"), "simulated_throughput.mean", 0.0, lo_open=True)
-    check_curves(record.get("curves"), "curves", "the record")
+    check_run_record(record)
 
 
 def arm_config(cfg: TrainConfig, kind: str, seed: int, tau: float, output: Path) -> TrainConfig:

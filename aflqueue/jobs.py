@@ -209,10 +209,9 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
             moved = store.set_aside(i, "stale")
             del have[i]
             say(f"record {i} was computed with other settings: moved to {moved}; its job runs again")
-    for i, _ in jobs if check is not None else ():
+    for i in [i for i, _ in jobs if i in have] if check is not None else []:
         try:
-            if i in have:
-                check(have[i])
+            check(have[i])
         except ValidationError as e:
             moved = store.set_aside(i, "invalid")
             del have[i]

@@ -17,9 +17,9 @@ import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
-from .errors import ValidationError, check_values
+from .errors import ValidationError, check_integer, check_values
 
-__all__ = ["CURVES", "check_curves", "time_to_target", "run_times", "accuracy_at", "split_timings",
+__all__ = ["CURVES", "check_curves", "check_run_record", "time_to_target", "run_times", "accuracy_at", "split_timings",
            "group_by_seed", "with_baseline", "paired_arms", "paired_seeds"]
 
 
@@ -52,6 +52,19 @@ def check_curves(curves: Any, field: str, src: str) -> None:
     check_values(curves["updates"], f"{field}.updates", src, lo=0.0, integer=True, increasing=True)
     check_values(curves["test_accuracy"], f"{field}.test_accuracy", src, lo=0.0, hi=1.0, nullable=True)
     check_values(curves["test_loss"], f"{field}.test_loss", src, lo=0.0, nullable=True)
+
+
+def check_run_record(record: dict[str, Any]) -> None:
+    """The fields every saved training-run record holds (tuning, validation and pilot jobs):
+    ``final_accuracy`` in ``[0, 1]`` or null, a boolean ``diverged``, integer ``arrivals`` >= 0 and
+    the run's curves (:func:`check_curves`); else :class:`~aflqueue.errors.ValidationError` naming
+    the field."""
+    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
+    diverged = record.get("diverged")
+    if not isinstance(diverged, bool):
+        raise ValidationError("diverged", f"must be true or false (got {diverged!r})")
+    check_integer(record.get("arrivals"), "arrivals", 0)
+    check_curves(record.get("curves"), "curves", "the record")
 
 
 def time_to_target(curves: dict[str, list], target: float, interpolate: bool = True,

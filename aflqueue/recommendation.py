@@ -37,11 +37,11 @@ import numpy as np
 from ._results import Result
 from .bounds import ProxyConstants
 from .config import TrainConfig, with_updates
-from .errors import check_integer, check_number, check_values, require
+from .errors import check_integer, check_number, require
 from .io import file_errors, json_digest, read_json, source_name
 from .jobs import JobStore, run_jobs
 from .optimization import OptimizationProblem, optimize
-from .outcomes import check_curves, time_to_target
+from .outcomes import check_run_record, time_to_target
 from .pilot import initial_constants
 from .pipeline import build_system
 from .protocol import step_ratio, target_epsilon, time_budget, uniform_routing
@@ -348,15 +348,11 @@ def pilot_run_batched(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_pilot_score_record(record: dict[str, Any]) -> None:
-    """A saved pilot record (:func:`pilot_run`) holds what the recommendation reads: ``score`` and
-    ``final_accuracy`` in ``[0, 1]`` (the latter may be null), integer ``arrivals`` >= 0, a boolean
-    ``diverged`` and the run's curves; else :class:`~aflqueue.errors.ValidationError` naming the field."""
+    """A saved pilot record (:func:`pilot_run`) holds what the recommendation reads: ``score`` in
+    ``[0, 1]`` and the fields of every run record (:func:`~aflqueue.outcomes.check_run_record`);
+    else :class:`~aflqueue.errors.ValidationError` naming the field."""
     check_number(record.get("score"), "score", 0.0, 1.0)
-    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
-    check_integer(record.get("arrivals"), "arrivals", 0)
-    diverged = record.get("diverged")
-    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
-    check_curves(record.get("curves"), "curves", "the record")
+    check_run_record(record)
 
 
 def _pilot_record(cfg: TrainConfig, res, wall: float) -> dict[str, Any]:

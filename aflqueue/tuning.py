@@ -27,10 +27,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import TrainConfig, with_updates
-from .errors import check_integer, check_number, check_values, require
+from .errors import check_integer, check_number, require
 from .io import atomic_write_json, json_digest
 from .jobs import JobStore, run_jobs
-from .outcomes import accuracy_at, check_curves
+from .outcomes import accuracy_at, check_run_record
 
 __all__ = ["log_grid", "score_curves", "check_tuning_record", "tuning_run", "tuning_runs", "tuning_jobs",
            "best_learning_rate", "TuningResult",
@@ -73,17 +73,13 @@ def _tuning_record(cfg, res, lr: float, seed: int, wall: float) -> dict[str, Any
 
 def check_tuning_record(record: dict[str, Any]) -> None:
     """A saved :func:`tuning_run` record holds what the tuning reads: ``lr`` > 0, an integer
-    ``seed``, ``score`` and ``final_accuracy`` in ``[0, 1]`` (the latter may be null), a boolean
-    ``diverged``, integer ``arrivals`` >= 0 and the run's curves; else
-    :class:`~aflqueue.errors.ValidationError` naming the field."""
+    ``seed``, ``score`` in ``[0, 1]`` and the fields of every run record
+    (:func:`~aflqueue.outcomes.check_run_record`); else :class:`~aflqueue.errors.ValidationError`
+    naming the field."""
     check_number(record.get("lr"), "lr", 0.0, lo_open=True)
     check_integer(record.get("seed"), "seed", 0)
     check_number(record.get("score"), "score", 0.0, 1.0)
-    check_values([record.get("final_accuracy")], "final_accuracy", "the record", lo=0.0, hi=1.0, nullable=True)
-    diverged = record.get("diverged")
-    require(isinstance(diverged, bool), "diverged", f"must be true or false (got {diverged!r})")
-    check_integer(record.get("arrivals"), "arrivals", 0)
-    check_curves(record.get("curves"), "curves", "the record")
+    check_run_record(record)
 
 
 def tuning_run(args: tuple) -> dict[str, Any]:
