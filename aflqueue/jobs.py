@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .errors import ValidationError, require
-from .io import atomic_write_json, json_digest, json_safe, read_json
+from .io import atomic_write_json, file_errors, json_digest, json_safe, read_json
 from .parallel import pmap
 
 __all__ = ["JobStore", "run_jobs", "run_staged", "code_version", "code_versions"]
@@ -185,9 +185,9 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     ``settings(args)``, when given, is what a record must have been computed with to count as
     done (e.g. budgets and the system description): it is saved in the record, and a record with
     other settings is moved to ``cells/stale/`` and its job runs again. ``check(record)``, when
-    given, checks a saved record of these jobs before it counts as done (records are files, read as
-    hostile input): one that fails (a :class:`ValidationError`) is moved to ``cells/invalid/``,
-    named in one line with the reason, and its job runs again. ``fresh`` deletes the
+    given, checks each saved record of these jobs before anything runs (records are files, read as
+    hostile input): one that fails raises its :class:`ValidationError`, naming the record's file
+    and field. ``fresh`` deletes the
     records of these jobs first (records of other jobs in the store are kept). ``code``: code
     outside the package that ``fn`` runs (folders or files), stamped into each record's
     ``code_version`` with the package (:func:`code_version`). ``batch > 1``: ``fn`` takes a list
@@ -210,12 +210,10 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
             del have[i]
             say(f"record {i} was computed with other settings: moved to {moved}; its job runs again")
     for i in [i for i, _ in jobs if i in have] if check is not None else []:
-        try:
+        # writes are atomic, so a record failing its check was edited or damaged afterwards: a bad
+        # file, refused as any other (recomputing it quietly would hide the damage)
+        with file_errors(f"{str(store.path(i))!r} (delete it to run its job again)"):
             check(have[i])
-        except ValidationError as e:
-            moved = store.set_aside(i, "invalid")
-            del have[i]
-            say(f"record {i} is invalid ({e}): moved to {moved}; its job runs again")
     todo = [(i, a) for i, a in jobs if i not in have]
     if limit is not None:
         todo = todo[:limit]

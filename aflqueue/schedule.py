@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import plots
-from .errors import ValidationError, check_integer, require
+from .errors import RATE_RANGE, ValidationError, check_integer, require
 from .io import atomic_write_json, file_errors, json_safe, read_json, source_name
 from .queueing.analysis import analyze
 from .queueing.network import network_of
@@ -130,7 +130,10 @@ def _timeline(trace: Trace, rates: np.ndarray, names: list[str], U: int, window:
         k = min(U, max(60, 12 * trace.concurrency), 400)
         window = (0.0, float(trace.completion_time[order[k - 1]]))
     t0, t1 = window
-    require(t1 > t0 >= 0, "window", f"must be START:END with 0 <= START < END (got {t0:g}:{t1:g})")
+    last = float(trace.completion_time[order[U - 1]])
+    require(t1 > t0 >= 0 and t1 <= RATE_RANGE[1], "window",
+            f"must be START:END with 0 <= START < END <= {RATE_RANGE[1]:g} (got {t0:g}:{t1:g})")
+    require(t0 < last, "window", f"must start before the last update shown, at time {last:g} (got START {t0:g})")
     lanes = list(clients) if clients is not None else _pick(rates, TIMELINE_CLIENTS)
     # a task still in flight at the end of the trace has NaN times for the stages it did not reach
     end_or = lambda a: np.where(np.isnan(a), np.inf, a)  # noqa: E731

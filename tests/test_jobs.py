@@ -1,5 +1,6 @@
 """Resumable jobs (aflqueue.jobs): records saved as jobs finish, resume skips them, unreadable
-records are moved aside and recomputed, identical bytes on every backend; code versions."""
+records are moved aside and recomputed, edited ones refused, identical bytes on every backend;
+code versions."""
 
 import json
 
@@ -54,6 +55,31 @@ def test_records_resume_and_identical_bytes(tmp_path):
     b = {p.name: p.read_bytes() for p in (tmp_path / "b" / "cells").glob("*.json")}
     assert a == b and len(a) == 5
     assert not list((tmp_path / "a").rglob("*.tmp"))
+
+
+def check_square(record):
+    """A record check as the tuning, validation and recommendation pass to run_jobs."""
+    v = record.get("value")
+    if not isinstance(v, int) or v < 0:
+        raise ValidationError("value", f"must be an integer >= 0 (got {v!r})")
+
+
+def test_a_record_failing_its_check_is_refused_naming_file_and_field(tmp_path):
+    """An edited record (writes are atomic, so it was edited) stops the run before any job runs,
+    in one line naming the record's file and the field; the file stays where it is. Once it is
+    deleted, its job alone runs again."""
+    store = JobStore(tmp_path)
+    run_jobs(JOBS, square_job, store, progress=None, check=check_square)
+    cell = tmp_path / "cells" / "job3.json"
+    cell.write_text(json.dumps({**json.loads(cell.read_text()), "value": "nine"}))
+    ran = []
+    with pytest.raises(ValidationError) as e:
+        run_jobs(JOBS + [("job5", 5)], square_job, store, progress=ran.append, check=check_square)
+    assert e.value.field == "value" and str(cell) in str(e.value) and "\n" not in str(e.value)
+    assert not ran and not (tmp_path / "cells" / "job5.json").exists() and "nine" in cell.read_text()
+    cell.unlink()
+    recs = run_jobs(JOBS, square_job, store, progress=ran.append, check=check_square)
+    assert ran[0].startswith("1 job(s) to run") and [r["value"] for r in recs] == [0, 1, 4, 9, 16]
 
 
 @pytest.mark.parametrize("damage", [b"", b"{\"id\": ", b"\xff\xfe", b"[1, 2]", b'{"id": "other"}'])

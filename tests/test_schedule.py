@@ -81,6 +81,21 @@ def test_timeline_counts_add_up_to_m_and_services_follow_the_trace(small):
             assert k == int(np.sum(mine & (trace.downlink_end <= t) & (trace.compute_start > t)))
 
 
+@pytest.mark.parametrize("window, said", [((0.0, 1e308), "END <= 1e+100"), ((1e9, 2e9), "must start before"),
+                                           ((5.0, 5.0), "START < END")])
+def test_a_window_that_shows_nothing_is_refused(small, tmp_path, capsys, window, said):
+    """A window past the last update shown, or one no axis can draw (matplotlib overflows near
+    1e308), is refused in one line from the CLI, as from the library."""
+    system, trace = small
+    with pytest.raises(aq.ValidationError, match="window"):
+        schedule_data(trace, system, window=window, updates=500)
+    trace.save(tmp_path / "t.npz")
+    assert main(["schedule", str(tmp_path / "t.npz"), "--window", f"{window[0]!r}:{window[1]!r}",
+                 "-o", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "window" in err and said in err and not (tmp_path / "s").exists()
+
+
 def test_exact_law_only_for_small_exponential_systems(tmp_path):
     big = aq.System.from_rates([1.0] * 5 + [0.1] * 5, concurrency=30)
     assert delay_chain_states(big) > 20_000

@@ -79,9 +79,10 @@ def _fake_run(calls):
 
 
 def test_saved_tuning_records_are_checked_and_belong_to_their_configuration(tmp_path, monkeypatch):
-    """Records are files: one edited into nonsense (a score of 5) is set aside and its run done
-    again, with a line saying so; records of another configuration tuned into the same folder
-    are not reused; a record of another experiment in the folder is left alone."""
+    """Records are files: one edited into nonsense (a score of 5) is refused in one line naming
+    the file and the field, and nothing runs; once it is deleted, only its run is done again;
+    records of another configuration tuned into the same folder are not reused; a record of
+    another experiment in the folder is left alone."""
     from aflqueue import tuning
     from aflqueue.config import load_config
 
@@ -94,11 +95,13 @@ def test_saved_tuning_records_are_checked_and_belong_to_their_configuration(tmp_
     rec = json.loads(cell.read_text())
     (tmp_path / "cells" / "other__x.json").write_text(json.dumps({"id": "other__x", "what": "another experiment"}))
     cell.write_text(json.dumps({**rec, "score": 5.0}))
-    lines: list[str] = []
-    again = tuning.tune(cfg, [0.1, 0.2], [1], tmp_path, progress=lines.append, max_extensions=0)
-    assert calls[2:] == [(0.1, 1)] and again.table == first.table  # only the edited record ran again
-    assert any("tune__lr0.1__s1 is invalid" in x and "score" in x for x in lines)
-    assert list((tmp_path / "cells" / "invalid").glob("tune__lr0.1__s1.json.*"))
+    with pytest.raises(ValidationError) as e:
+        tuning.tune(cfg, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
+    assert e.value.field == "score" and str(cell) in str(e.value) and "[0, 1]" in str(e.value)
+    assert len(calls) == 2 and json.loads(cell.read_text())["score"] == 5.0  # nothing ran, nothing moved
+    cell.unlink()
+    again = tuning.tune(cfg, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
+    assert calls[2:] == [(0.1, 1)] and again.table == first.table  # only the deleted record ran again
     other = load_config(None, ["data.validation_fraction=0.1", 'data.options={"num_samples": 900}'])
     res = tuning.tune(other, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
     assert len(calls) == 5 and res.table[0]["score"] == pytest.approx(first.table[0]["score"] + 6e-3)

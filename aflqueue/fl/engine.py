@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,7 +371,8 @@ class TraceTrainer:
         require(not out.exists() or out.is_dir(), "output", f"{str(out)!r} exists and is not a folder")
         ckpt = out / "checkpoint.pt"
         held = [f for f in RUN_FILES if (out / f).exists()]
-        if resume and ckpt.exists():
+        resuming = resume and os.path.lexists(ckpt)  # a dangling or looping link is a bad checkpoint, not none
+        if resuming:
             state = self._load(ckpt, state)  # refuses another configuration's checkpoint: nothing written yet
         elif held and not force:
             raise ValidationError("output", f"{str(out)!r} already holds a run ({', '.join(held)}); "
@@ -381,7 +383,7 @@ class TraceTrainer:
             for f in held:  # a replaced run leaves no file of its own behind
                 (out / f).unlink()
         out.mkdir(parents=True, exist_ok=True)
-        if not (resume and ckpt.exists()):
+        if not resuming:
             self.trace.save(out / "trace.npz")
         for name, obj in self.output_files.items():
             text = dumps_json(obj, indent=2)

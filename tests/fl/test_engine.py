@@ -322,7 +322,7 @@ def test_crafted_checkpoint_does_not_execute(setup, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "list"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "list", "symlink-loop", "dangling-link"])
 def test_damaged_checkpoint_gives_one_line_error(setup, tmp_path, damage):
     data, system, trace = setup
     out = tmp_path / "run"
@@ -336,8 +336,11 @@ def test_damaged_checkpoint_gives_one_line_error(setup, tmp_path, damage):
         ck.write_bytes(raw[: len(raw) // 2])
     elif damage == "garbage":
         ck.write_bytes(b"\x00\xff not a checkpoint" * 10)
-    else:
+    elif damage == "list":
         torch.save([1, 2, 3], ck)
+    else:  # a link is a checkpoint that cannot be read, not a missing one
+        ck.unlink()
+        ck.symlink_to(ck.name if damage == "symlink-loop" else tmp_path / "nowhere.pt")
     with pytest.raises(ValidationError) as e:
         run(data, system, trace, out=out, resume=True, settings=settings)
     msg = str(e.value)
