@@ -26,8 +26,8 @@ import numpy as np
 from ._results import Result
 from .config import TrainConfig, load_config, with_updates
 from .errors import check_integer, check_number, check_values, require
-from .io import atomic_write_json, json_digest
-from .jobs import JobStore, run_jobs
+from .io import atomic_write_json
+from .jobs import JobStore, inputs_digest, run_jobs
 from .outcomes import check_run_record, time_to_target
 from .pipeline import build_system, prepare, train
 from .protocol import time_budget
@@ -200,7 +200,7 @@ def validate(cfg: TrainConfig | None = None, *, seeds: int = 5, seed: int = 0, u
     # a record counts only for the configuration it was computed with (another one validated into
     # the same folder runs again), and only records of these jobs are read
     records = [r for r in run_jobs(jobs, _run, JobStore(out / "runs"), backend=backend, workers=workers,
-                                   address=address, progress=progress, settings=lambda a: {"inputs": json_digest(a)},
+                                   address=address, progress=progress, settings=inputs_digest,
                                    check=check_validation_record)
                if r["id"] in ids]
     if target is None:  # read off AsyncSGD alone, before any ratio

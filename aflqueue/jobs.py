@@ -34,7 +34,7 @@ from .errors import ValidationError, require
 from .io import atomic_write_json, file_errors, json_digest, json_safe, read_json
 from .parallel import pmap
 
-__all__ = ["JobStore", "run_jobs", "run_staged", "code_version", "code_versions"]
+__all__ = ["JobStore", "run_jobs", "run_staged", "code_version", "code_versions", "inputs_digest"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -78,6 +78,17 @@ def _code_version(extra: tuple[Path, ...]) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"source": h.hexdigest()[:16], "commit": commit}
+
+
+def inputs_digest(args: Any) -> dict[str, str]:
+    """``{"inputs": digest}`` of a training job's arguments (for :func:`run_jobs`' ``settings``),
+    leaving out the ``output`` of each configuration table (``args`` itself, or a table among its
+    items): where a run writes does not change what it computes, so an experiment folder that is
+    moved, renamed or named by another relative path still resumes."""
+    def strip(a: Any) -> Any:
+        return {k: v for k, v in a.items() if k != "output"} if isinstance(a, dict) else a
+
+    return {"inputs": json_digest([strip(a) for a in args] if isinstance(args, (list, tuple)) else strip(args))}
 
 
 def code_versions(records: Iterable[dict[str, Any]]) -> dict[str, int]:

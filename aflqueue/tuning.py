@@ -28,8 +28,8 @@ import numpy as np
 
 from .config import TrainConfig, with_updates
 from .errors import check_integer, check_number, require
-from .io import atomic_write_json, json_digest
-from .jobs import JobStore, run_jobs
+from .io import atomic_write_json
+from .jobs import JobStore, inputs_digest, run_jobs
 from .outcomes import accuracy_at, check_run_record
 
 __all__ = ["log_grid", "score_curves", "check_tuning_record", "tuning_run", "tuning_runs", "tuning_jobs",
@@ -198,7 +198,7 @@ def tune(config, lrs: Sequence[float], seeds: Sequence[int], output: str | Path,
         # the same folder runs again), and only records of these jobs are read
         records = run_jobs(jobs, tuning_runs if batch > 1 else tuning_run, JobStore(Path(output)), backend=backend,
                            workers=workers, address=address, progress=progress, batch=batch,
-                           settings=lambda a: {"inputs": json_digest(a)}, check=check_tuning_record,
+                           settings=inputs_digest, check=check_tuning_record,
                            describe=lambda r: f"lr {r['lr']:g} seed {r['seed']}: score {r['score']:.4f}")
         ids = {i for i, _ in jobs}
         mine = [r for r in records if r["id"] in ids]

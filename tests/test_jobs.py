@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aflqueue import ValidationError
-from aflqueue.jobs import JobStore, code_version, code_versions, run_jobs
+from aflqueue.jobs import JobStore, code_version, code_versions, inputs_digest, run_jobs
 
 
 def square_job(x):
@@ -151,3 +151,13 @@ def test_records_with_other_settings_are_set_aside_and_fresh_recomputes(tmp_path
     run_jobs(JOBS[:1], square_job, store, progress=None, settings=lambda a: {**budget, "x": a}, fresh=True)
     assert (tmp_path / "cells" / "job1.json").stat().st_mtime_ns != before
     assert not (tmp_path / "cells" / "stale" / "job0.json.1").exists()  # fresh deletes, it does not set aside
+
+
+def test_inputs_digest_leaves_out_where_runs_are_written_and_nothing_else():
+    cfg = {"output": "runs/a", "seed": 1, "local": {"lr": 0.1, "output": "kept: not a run's folder"}}
+    assert inputs_digest((cfg, 0.1, 1)) == inputs_digest(({**cfg, "output": "/elsewhere/b"}, 0.1, 1))
+    assert inputs_digest(cfg) == inputs_digest({**cfg, "output": "b"}) != inputs_digest((cfg, 0.1, 1))
+    for changed in ({**cfg, "seed": 2}, {**cfg, "local": {**cfg["local"], "lr": 0.2}},
+                    {**cfg, "local": {**cfg["local"], "output": "x"}}):
+        assert inputs_digest(changed) != inputs_digest(cfg)
+    assert inputs_digest((cfg, 0.1, 1)) != inputs_digest((cfg, 0.2, 1))

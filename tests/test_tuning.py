@@ -4,6 +4,7 @@ the best rate, and `aflqueue tune`."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,6 +106,12 @@ def test_saved_tuning_records_are_checked_and_belong_to_their_configuration(tmp_
     other = load_config(None, ["data.validation_fraction=0.1", 'data.options={"num_samples": 900}'])
     res = tuning.tune(other, [0.1, 0.2], [1], tmp_path, progress=None, max_extensions=0)
     assert len(calls) == 5 and res.table[0]["score"] == pytest.approx(first.table[0]["score"] + 6e-3)
+    # where runs are written is not what they compute: a moved folder resumes, runs nothing
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    tmp_path.rename(moved)
+    again = tuning.tune(replace(other, output=str(moved / "elsewhere")), [0.1, 0.2], [1], moved, progress=None,
+                        max_extensions=0)
+    assert len(calls) == 5 and again.table == res.table
 
 
 @pytest.mark.parametrize("field, bad", [("score", 5.0), ("score", "abc"), ("lr", [1]), ("lr", None), ("seed", "x"),
