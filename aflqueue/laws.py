@@ -73,10 +73,13 @@ class ServiceLaw:
 @dataclass(frozen=True)
 class ParametricLaw(ServiceLaw):
     """A law given by its ``mean`` and shape parameters: the dataclass fields, ``mean`` first, each
-    checked by :meth:`check_parameter` (> 0 unless a subclass says otherwise). Rescaling keeps the
-    shape parameters, and :meth:`to_dict` writes every field."""
+    checked by :meth:`check_parameter` (> 0 unless :attr:`RANGES` says otherwise). Rescaling keeps
+    the shape parameters, and :meth:`to_dict` writes every field."""
 
     mean: float = 1.0
+    #: Allowed range of a shape parameter, as :func:`~aflqueue.errors.check_number`'s keyword
+    #: arguments (``lo``, ``hi``, ``lo_open``, ``hi_open``), where a law needs other than > 0.
+    RANGES: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self):
         for f in fields(self):  # in declaration order: an error names the first bad field
@@ -84,8 +87,11 @@ class ParametricLaw(ServiceLaw):
 
     def check_parameter(self, name: str, value: Any) -> float:
         """The validated value of field ``name`` (raises :class:`ValidationError` naming it): the
-        mean within :data:`~aflqueue.errors.RATE_RANGE`, a shape parameter > 0."""
-        return check_rate(value, name) if name == "mean" else check_positive(value, name)
+        mean within :data:`~aflqueue.errors.RATE_RANGE`, a shape parameter in its :attr:`RANGES`
+        (default > 0)."""
+        if name == "mean":
+            return check_rate(value, name)
+        return check_number(value, name, **self.RANGES[name]) if name in self.RANGES else check_positive(value, name)
 
     def with_mean(self, mean: float) -> "ParametricLaw":
         return replace(self, mean=mean)
@@ -124,17 +130,12 @@ class Deterministic(ParametricLaw):
 
 @dataclass(frozen=True)
 class LogNormal(ParametricLaw):
-    """Lognormal with given mean and coefficient of variation ``cv`` in ``(0, MAX_CV]``."""
+    """Lognormal with given mean and coefficient of variation ``cv`` in ``(0, 100]``."""
 
     cv: float = 1.0  # type: ignore[assignment]
     name = "lognormal"
-    #: Largest cv: the log-scale sigma is then 3.03, and draws stay within double precision.
-    MAX_CV: ClassVar[float] = 100.0
-
-    def check_parameter(self, name: str, value: Any) -> float:
-        if name == "cv":
-            return check_number(value, "cv", 0.0, self.MAX_CV, lo_open=True)
-        return super().check_parameter(name, value)
+    #: Largest cv 100: the log-scale sigma is then 3.03, and draws stay within double precision.
+    RANGES: ClassVar[dict[str, dict[str, Any]]] = {"cv": {"lo": 0.0, "hi": 100.0, "lo_open": True}}
 
     def sample(self, rng, size):
         s2 = math.log1p(self.cv**2)
@@ -143,17 +144,12 @@ class LogNormal(ParametricLaw):
 
 @dataclass(frozen=True)
 class Gamma(ParametricLaw):
-    """Gamma with given mean and shape ``k >= MIN_SHAPE`` (cv = 1/sqrt(k))."""
+    """Gamma with given mean and shape ``k >= 0.05`` (cv = 1/sqrt(k))."""
 
     shape: float = 1.0
     name = "gamma"
-    #: Smallest shape (cv 4.47): below, draws underflow to 0 (a duration must be > 0).
-    MIN_SHAPE: ClassVar[float] = 0.05
-
-    def check_parameter(self, name: str, value: Any) -> float:
-        if name == "shape":
-            return check_number(value, "shape", self.MIN_SHAPE)
-        return super().check_parameter(name, value)
+    #: Smallest shape 0.05 (cv 4.47): below, draws underflow to 0 (a duration must be > 0).
+    RANGES: ClassVar[dict[str, dict[str, Any]]] = {"shape": {"lo": 0.05}}
 
     @property
     def cv(self) -> float:
@@ -165,17 +161,12 @@ class Gamma(ParametricLaw):
 
 @dataclass(frozen=True)
 class Weibull(ParametricLaw):
-    """Weibull with given mean and shape ``k >= MIN_SHAPE`` (k < 1: heavier tail than exponential)."""
+    """Weibull with given mean and shape ``k >= 0.05`` (k < 1: heavier tail than exponential)."""
 
     shape: float = 1.0
     name = "weibull"
-    #: Smallest shape (cv about 3.7e5): below, Gamma(1 + 2/k) in its moments overflows.
-    MIN_SHAPE: ClassVar[float] = 0.05
-
-    def check_parameter(self, name: str, value: Any) -> float:
-        if name == "shape":
-            return check_number(value, "shape", self.MIN_SHAPE)
-        return super().check_parameter(name, value)
+    #: Smallest shape 0.05 (cv about 3.7e5): below, Gamma(1 + 2/k) in its moments overflows.
+    RANGES: ClassVar[dict[str, dict[str, Any]]] = {"shape": {"lo": 0.05}}
 
     @property
     def scale(self) -> float:
@@ -224,11 +215,7 @@ class Uniform(ParametricLaw):
 
     spread: float = 0.5
     name = "uniform"
-
-    def check_parameter(self, name: str, value: Any) -> float:
-        if name == "spread":  # durations stay > 0
-            return check_number(value, "spread", 0.0, 1.0, hi_open=True)
-        return super().check_parameter(name, value)
+    RANGES: ClassVar[dict[str, dict[str, Any]]] = {"spread": {"lo": 0.0, "hi": 1.0, "hi_open": True}}  # durations > 0
 
     @classmethod
     def between(cls, low: float, high: float) -> "Uniform":
@@ -481,7 +468,7 @@ def _law_from_mapping(d: Mapping[str, Any], field_name: str, base_dir: str | Pat
             shape, cv = take("shape"), take("cv")
             require(shape is None or cv is None, field_name, "gamma takes shape or cv, not both")
             if cv is not None:  # cv = 1/sqrt(shape)
-                cv = check_number(cv, "cv", 0.0, 1.0 / math.sqrt(Gamma.MIN_SHAPE), lo_open=True)
+                cv = check_number(cv, "cv", 0.0, 1.0 / math.sqrt(Gamma.RANGES["shape"]["lo"]), lo_open=True)
             law = Gamma(mean, 1.0 / cv**2 if cv is not None else (shape if shape is not None else 1.0))
         elif name == "weibull":
             law = Weibull(mean, take("shape", 1.0))
