@@ -32,7 +32,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
 from ..errors import check_integer, check_number, require
@@ -239,14 +238,14 @@ def hybrid_delta(delta: torch.Tensor, delta_kd: torch.Tensor | None, beta: float
 # ---------------------------------------------------------------------------------------------- models
 def flat_forward(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Logits of the flat model ``params`` on ``x`` (``model`` is an architecture template)."""
-    return functional_call(model, spec.unflatten(params), (x,))
+    return spec.call(model, spec.unflatten(params), x)
 
 
 @torch.no_grad()
 def logits_in_chunks(model: nn.Module, spec, params: torch.Tensor, x: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """``flat_forward`` without gradients, ``chunk`` samples at a time."""
     p = spec.unflatten(params)
-    return torch.cat([functional_call(model, p, (x[a:a + chunk],)) for a in range(0, len(x), chunk)])
+    return torch.cat([spec.call(model, p, x[a:a + chunk]) for a in range(0, len(x), chunk)])
 
 
 @torch.no_grad()

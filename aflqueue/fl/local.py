@@ -39,10 +39,17 @@ class ParamSpec:
         self.shapes = [tuple(v.shape) for _, v in model.named_parameters()]
         self.sizes = [int(np.prod(s)) if s else 1 for s in self.shapes]
         self.numel = int(sum(self.sizes))
+        self.tied = len(list(model.named_parameters(remove_duplicate=False))) != len(self.names)
         require(not list(model.buffers()), "model", "models with buffers (e.g. BatchNorm) are not supported")
 
     def flatten(self, model: nn.Module) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def call(self, model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``model(x)`` with ``params`` (as :meth:`unflatten` names them) in place of its own. Tied
+        weights are looked for only in a model that has some: the search walks every module on
+        every call, a tenth of a small model's training time."""
+        return functional_call(model, params, (x,), tie_weights=self.tied)
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of ``flat`` (shape ``(P,)``) as the model's named parameters."""
@@ -142,7 +149,7 @@ def train_serial(model: nn.Module, spec: ParamSpec, start: torch.Tensor, data: C
     for k in range(batches.shape[0]):
         idx = batches[k]
         wk = w.detach().requires_grad_(True)
-        out = functional_call(model, spec.unflatten(wk), (data.x[idx],))
+        out = spec.call(model, spec.unflatten(wk), data.x[idx])
         loss = nn.functional.cross_entropy(out, data.y[idx])
         (g,) = torch.autograd.grad(loss, [wk])
         if cfg.weight_decay:
@@ -161,7 +168,7 @@ def train_batched(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data:
     returns deltas ``(T, P)``."""
 
     def batch_loss(w, xb, yb):
-        out = functional_call(model, spec.unflatten(w), (xb,))
+        out = spec.call(model, spec.unflatten(w), xb)
         return nn.functional.cross_entropy(out, yb)
 
     g_fn = vmap(grad(batch_loss))
@@ -253,7 +260,7 @@ def train_rows(model: nn.Module, spec: ParamSpec, starts: torch.Tensor, data: Cl
     # T losses with respect to the stacked parameters is each task's own gradient
     def one(params, xb):
         params = {n: (t.t() if n in transposed else t) for n, t in params.items()}
-        return functional_call(model, params, (xb,))
+        return spec.call(model, params, xb)
 
     forward = vmap(one)
     flat_weights = weights.reshape(-1)
@@ -328,7 +335,7 @@ def evaluate(model: nn.Module, spec: ParamSpec, params: torch.Tensor, x: torch.T
     p = spec.unflatten(params)
     correct, total_loss, n = 0, 0.0, len(y)
     for a in range(0, n, chunk):
-        out = functional_call(model, p, (x[a:a + chunk],))
+        out = spec.call(model, p, x[a:a + chunk])
         total_loss += float(nn.functional.cross_entropy(out, y[a:a + chunk], reduction="sum"))
         correct += int((out.argmax(1) == y[a:a + chunk]).sum())
     return correct / n, total_loss / n
@@ -351,7 +358,7 @@ def feature_statistics(model: nn.Module, spec: ParamSpec, params: torch.Tensor, 
     for name, mod in [(n, m) for n, m in model.named_modules() if isinstance(m, STAT_LAYERS)][:-1]:
         hooks.append(mod.register_forward_hook(hook(name)))
     try:
-        logits = functional_call(model, spec.unflatten(params), (x,))
+        logits = spec.call(model, spec.unflatten(params), x)
     finally:
         for h in hooks:
             h.remove()

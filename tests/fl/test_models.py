@@ -182,3 +182,24 @@ def test_bad_input_raises_validation_error(kwargs: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         build_model(**kwargs)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_param_spec_call_is_the_model_at_other_parameters_tied_weights_included(tie):
+    """ParamSpec.call(model, params, x) equals a copy of the model holding those parameters; a
+    model whose layers share a weight (tied) keeps sharing it, untied models skip the search."""
+    from aflqueue.fl.local import ParamSpec
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 4))
+    if tie:
+        model[2].weight = model[0].weight
+    spec = ParamSpec(model)
+    assert spec.tied == tie and spec.numel == (20 + 4 if tie else 40)
+    flat = torch.randn(spec.numel)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, v in zip(other.parameters(), spec.unflatten(flat).values()):
+            p.copy_(v)
+    x = torch.randn(5, 4)
+    assert torch.equal(spec.call(model, spec.unflatten(flat), x), other(x))
