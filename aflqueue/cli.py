@@ -64,6 +64,15 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _is_interruption(e: BaseException | None) -> bool:
+    """Whether ``e`` is an interruption: a KeyboardInterrupt, or the SystemError that CPython raises
+    in its place when it arrives while a compiled (numba) kernel runs ("... returned a result with
+    an exception set", caused by the interruption, possibly through another such SystemError)."""
+    while isinstance(e, SystemError):
+        e = e.__cause__ or e.__context__
+    return isinstance(e, KeyboardInterrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aflqueue`` console script."""
     if argv is None:  # the console script (a caller passing argv keeps its own signal handling)
@@ -90,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aflqueue: error: {e.filename or 'output'}: {e.strerror or type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        if _is_interruption(e):
+            print("interrupted", file=sys.stderr)
+            return 130
         if os.environ.get("AFLQUEUE_DEBUG"):
             raise
         what = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""

@@ -76,6 +76,8 @@ _USES_S = {"per-update", "wall-clock", "time-to-accuracy", "energy", "tradeoff"}
 DEFAULT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
 #: Grid of mixes ``lam`` that ``choose_mix`` refines (docs/theory.md section 11).
 MIX_GRID = tuple(float(x) for x in np.linspace(0.0, 1.0, 21))
+#: Seconds between two progress lines of :func:`optimize` (none for a run shorter than this).
+PROGRESS_SECONDS = 5.0
 
 
 # --------------------------------------------------------------------------- problem
@@ -242,13 +244,17 @@ class Evaluation:
 
 
 class _Objective:
-    """Evaluates one problem's objective; ``time_budget`` and references are resolved once."""
+    """Evaluates one problem's objective; ``time_budget`` and references are resolved once. With
+    ``progress``, a line every :data:`PROGRESS_SECONDS` names the run under way (see :meth:`begin`),
+    its evaluations and its best objective value so far; it reads the values, never changes them."""
 
-    def __init__(self, problem: OptimizationProblem):
+    def __init__(self, problem: OptimizationProblem, progress: Callable[[str], None] | None = None):
         self.pb = problem
         self.kind = problem.objective
         self.tau = problem.resolved_time_budget() if self.kind == "wall-clock" else problem.time_budget
         self.evaluations = 0
+        self.progress, self.said = progress, time.monotonic()
+        self.begin("search")
         sysm = problem.system
         comm_time = np.array([(0 if cl.downlink is None else 1 / cl.downlink.rate) +
                               (0 if cl.uplink is None else 1 / cl.uplink.rate) for cl in sysm.clients])
@@ -258,12 +264,23 @@ class _Objective:
         self.cap = problem.cap
         self.mix = problem.mix
 
+    def begin(self, run: str) -> None:
+        """The evaluations that follow belong to ``run`` (``"start 2 of 4"``) in progress lines."""
+        self.run, self.first, self.best = run, self.evaluations, math.inf
+
     def __call__(self, p: np.ndarray, m: int) -> Evaluation:
         if self.mix == 1.0:
-            return self._evaluate(p, m)
-        # docs/theory.md section 11: the objective at the mixed routing; d/dp = lam d/dr
-        ev = self._evaluate(mixed_routing(p, self.mix), m)
-        return replace(ev, grad=self.mix * ev.grad)
+            ev = self._evaluate(p, m)
+        else:  # docs/theory.md section 11: the objective at the mixed routing; d/dp = lam d/dr
+            ev = self._evaluate(mixed_routing(p, self.mix), m)
+            ev = replace(ev, grad=self.mix * ev.grad)
+        self.best = min(self.best, ev.value)
+        if self.progress is not None and time.monotonic() - self.said >= PROGRESS_SECONDS:
+            self.said = time.monotonic()
+            best = -self.best if self.kind == "max-throughput" else self.best
+            self.progress(f"optimize {self.kind}: m = {m}, {self.run}, evaluation {self.evaluations - self.first}, "
+                          f"best objective {best:.6g}")
+        return ev
 
     def _evaluate(self, p: np.ndarray, m: int) -> Evaluation:
         self.evaluations += 1
@@ -345,12 +362,12 @@ def assess(problem: OptimizationProblem, routing: Sequence[float], concurrency: 
     return out
 
 
-def _objective_for(problem: OptimizationProblem) -> _Objective:
+def _objective_for(problem: OptimizationProblem, progress: Callable[[str], None] | None = None) -> _Objective:
     if problem.objective == "tradeoff" and problem.reference is None:
-        e = optimize(replace(problem, objective="energy"))
-        t = optimize(replace(problem, objective="time-to-accuracy"))
+        e = optimize(replace(problem, objective="energy"), progress=progress)
+        t = optimize(replace(problem, objective="time-to-accuracy"), progress=progress)
         problem = replace(problem, reference=(e.objective_value, t.objective_value))
-    return _Objective(problem)
+    return _Objective(problem, progress)
 
 
 # --------------------------------------------------------------------------- projection & KKT
@@ -647,7 +664,8 @@ def optimize_routing(problem: OptimizationProblem, concurrency: int, starts: int
     inits = ([warm] if warm is not None else []) + (_starts(problem.system, lo, hi, starts, seed) if starts > 0 else [])
     best: _Run | None = None
     method = "lbfgs"
-    for x0 in inits:
+    for k, x0 in enumerate(inits):
+        fun.begin(f"start {k + 1} of {len(inits)}")
         run = _lbfgs_softmax(f, x0, lo, maximize, max_iter=max_iter, tol=tol)
         if np.any(run.p > hi * (1 + 1e-12)):
             # the upper bound binds: continue from the projected point with exact projections
@@ -681,16 +699,18 @@ def _baseline(problem: OptimizationProblem, fun: _Objective) -> dict[str, Any]:
 
 
 def optimize(problem: OptimizationProblem, starts: int = 4, seed: int = 0, scan_limit: int = 256,
-             max_iter: int = 500, tol: float = 1e-10) -> OptimizationResult:
-    """Solve ``problem`` over routing and (if a range is given) concurrency."""
+             max_iter: int = 500, tol: float = 1e-10,
+             progress: Callable[[str], None] | None = None) -> OptimizationResult:
+    """Solve ``problem`` over routing and (if a range is given) concurrency. ``progress``: a
+    callable given a short line every :data:`PROGRESS_SECONDS` while it runs (none for a short run)."""
     from threadpoolctl import threadpool_limits  # lazy: threadpoolctl
 
     # L-BFGS works on tiny dense matrices: extra BLAS threads only spin (measured 6x slower
     # on a busy 2-core machine), so pin BLAS to one thread for the duration.
     with threadpool_limits(limits=1, user_api="blas"):
         if problem.choose_cap or problem.choose_mix:
-            return _operating_point(problem, starts, seed, scan_limit, max_iter, tol)
-        return _optimize(problem, starts, seed, scan_limit, max_iter, tol)
+            return _operating_point(problem, starts, seed, scan_limit, max_iter, tol, progress)
+        return _optimize(problem, starts, seed, scan_limit, max_iter, tol, progress)
 
 
 def _concurrencies(problem: OptimizationProblem, scan_limit: int) -> list[int]:
@@ -707,9 +727,9 @@ def _concurrencies(problem: OptimizationProblem, scan_limit: int) -> list[int]:
 
 
 def _optimize(problem: OptimizationProblem, starts: int, seed: int, scan_limit: int, max_iter: int,
-              tol: float) -> OptimizationResult:
+              tol: float, progress: Callable[[str], None] | None = None) -> OptimizationResult:
     t0 = time.perf_counter()
-    fun = _objective_for(problem)
+    fun = _objective_for(problem, progress)
     lo_m, hi_m = problem.concurrency
     if problem.objective == "max-throughput":
         lo_m = hi_m  # throughput is non-decreasing in m: the top of the range is optimal
@@ -784,10 +804,10 @@ def _problem_record(problem: OptimizationProblem, fun: _Objective) -> dict[str, 
 
 # --------------------------------------------------------------------------- cap and mix (section 11)
 def _operating_point(problem: OptimizationProblem, starts: int, seed: int, scan_limit: int, max_iter: int,
-                     tol: float) -> OptimizationResult:
+                     tol: float, progress: Callable[[str], None] | None) -> OptimizationResult:
     """``choose_cap`` / ``choose_mix``: the search of the module docstring (docs/theory.md section 11)."""
     t0 = time.perf_counter()
-    base_fun = _objective_for(problem)  # resolves the time budget and the tradeoff references once
+    base_fun = _objective_for(problem, progress)  # resolves the time budget and the tradeoff references once
     base = replace(base_fun.pb, choose_cap=False, choose_mix=False)
     # largest cap first: a tie (no client clipped at either cap) keeps the larger cap
     caps = sorted(set(problem.caps), reverse=True) if problem.choose_cap else \
@@ -797,7 +817,7 @@ def _operating_point(problem: OptimizationProblem, starts: int, seed: int, scan_
     if not problem.choose_mix:
         best: OptimizationResult | None = None
         for c in caps:
-            r = _optimize(replace(base, cap=c), starts, seed, scan_limit, max_iter, tol)
+            r = _optimize(replace(base, cap=c), starts, seed, scan_limit, max_iter, tol, progress)
             evaluations += r.evaluations
             profile.append((float(c), r.mix, r.objective_value))
             if best is None or r.objective_value < best.objective_value:
@@ -806,13 +826,13 @@ def _operating_point(problem: OptimizationProblem, starts: int, seed: int, scan_
         return replace(best, evaluations=evaluations, wall_time=time.perf_counter() - t0, operating_profile=profile,
                        problem=_problem_record(problem, base_fun))
     # the mix: pinned to the segment from uniform routing to the unclipped optimum p*
-    anchor = _optimize(replace(base, cap=None, mix=1.0), starts, seed, scan_limit, max_iter, tol)
+    anchor = _optimize(replace(base, cap=None, mix=1.0), starts, seed, scan_limit, max_iter, tol, progress)
     evaluations += anchor.evaluations
     p_star = anchor.routing
     ms = _concurrencies(problem, scan_limit)
     choice = None  # (value, cap, lam, m)
     for c in caps:
-        fun = _Objective(replace(base, cap=c, mix=1.0))
+        fun = _Objective(replace(base, cap=c, mix=1.0), progress)
         lam, val, m = _best_mix(fun, p_star, ms, problem.concurrency, scan_limit)
         evaluations += fun.evaluations
         profile.append((float(c), lam, val))

@@ -151,7 +151,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     check_proxy_options(args, [args.objective])
     system = system_from_args(args)
     problem = problem_from_args(args, system)
-    res = optimize(problem, starts=args.starts, seed=args.seed)
+    # progress on stderr, with --json too: stdout keeps the one JSON object
+    res = optimize(problem, starts=args.starts, seed=args.seed,
+                   progress=None if args.quiet else (lambda s: print(s, file=sys.stderr)))
     note = None if math.isfinite(res.objective_value) else (
         "the objective is infinite at every routing examined: the target epsilon is below what a fixed step size "
         "can reach, or a client gets no task")
@@ -183,6 +185,8 @@ def add_optimize_parser(sub) -> None:
     add_proxy_arguments(o, epsilon_objectives="time-to-accuracy/energy/tradeoff")
     o.add_argument("--weight", type=float, help="r in [0, 1] in r E/E* + (1-r) T/T* for tradeoff (default 0.5)")
     o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--quiet", action="store_true", help="no progress lines (a long run prints one on stderr every "
+                                                        "few seconds)")
     o.set_defaults(func=_cmd_optimize)
 
 

@@ -27,6 +27,12 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - comp
     No ``fastmath``: reassociating the sums would change the last bits from one call site (or
     CPU) to another. Without it LLVM keeps the source order, which the numpy loop in ``mva.py``
     reproduces operation for operation, so both backends return identical bits.
+
+    The sum over stations is a serial chain of additions (its order is fixed, see above), so a
+    step costs about ``nf`` add latencies whatever else the loop does: the first cotangent rides
+    in that shadow, its sum in the same sweep and its ``Z`` one step late (``Z(k-1)`` finished
+    during step ``k``'s sweep, ``Z(m)`` after the loop). Same operations on the same values, so
+    the same bits, at about half the cost of a separate sweep (the optimiser's case, ``q = 1``).
     """
     nf = f.size
     q = Cf.shape[0]
@@ -40,19 +46,32 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - comp
     Zp = np.zeros((q, nf))
     x_prev = 0.0
     for k in range(1, m + 1):
-        # sweep 1: Q(k-1) = x(k-1) R(k-1) (the numpy loop's product, recomputed here instead of
-        # stored by a second sweep), R(k) = f (1 + Q(k-1)) and the throughput
+        # the sweep: R(k) = f (1 + Q(k-1)) with Q(k-1) = x(k-1) R(k-1) (the numpy loop's product,
+        # recomputed here instead of stored), the throughput's sum and c_0 . R(k)
         tot = d_sum
-        for i in range(nf):
-            r = f[i] * (1.0 + x_prev * R[i])
-            Rn[i] = r
-            tot += r
+        acc = 0.0
+        if q == 0:
+            for i in range(nf):
+                r = f[i] * (1.0 + x_prev * R[i])
+                Rn[i] = r
+                tot += r
+        else:
+            s0 = s[0, k - 2] if k >= 2 else 0.0
+            for i in range(nf):
+                rp = R[i]
+                if k >= 2:
+                    Z[0, i] = x_prev * (f[i] * (Z[0, i] + s0) + Cf[0, i] * rp)
+                r = f[i] * (1.0 + x_prev * rp)
+                Rn[i] = r
+                tot += r
+                acc += Cf[0, i] * r
         x = k / tot
         lam[k] = x
         logG[k] = logG[k - 1] - math.log(x)
         R, Rn = Rn, R
-        # sweep 2 (per cotangent): Z(k) = x (f (Z(k-1) + s(k-1)) + c R(k)), s(k) = c . Q(k)
-        for j in range(q):
+        if q > 0:
+            s[0, k] = x * (acc + cd_rho[0])
+        for j in range(1, q):  # further rows: Z(k) = x (f (Z(k-1) + s(k-1)) + c R(k)), s(k) = c . Q(k)
             sj = s[j, k - 1]
             acc = 0.0
             for i in range(nf):
@@ -66,4 +85,10 @@ def mva_cotangent_kernel(f, d_sum, m, Cf, cd_rho, H):  # pragma: no cover - comp
             for i in range(nf):
                 H[k, i] = x * R[i]
         x_prev = x
+    if q > 0:
+        s0 = s[0, m - 1]
+        for i in range(nf):
+            zi = Z[0, i]
+            Zp[0, i] = zi
+            Z[0, i] = x_prev * (f[i] * (zi + s0) + Cf[0, i] * R[i])
     return lam, logG, x_prev * R, lam[m - 1] * Rn, s, Z, Zp
