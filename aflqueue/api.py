@@ -112,7 +112,7 @@ def make_problem(system: System, objective: str = "wall-clock", **problem_fields
 
 def optimize(system: "System | OptimizationProblem", objective: str | None = None, *, starts: int = 4,
              seed: int = 0, scan_limit: int = 256, max_iter: int = 500, tol: float = 1e-10,
-             **problem_fields: Any) -> "OptimizationResult":
+             progress: Callable[[str], None] | None = None, **problem_fields: Any) -> "OptimizationResult":
     """Optimal routing (and concurrency, given a range) for a convergence proxy.
 
     ``aq.optimize(system, "wall-clock", p_min=1e-3, concurrency=(1, 30))`` builds the problem with
@@ -120,8 +120,9 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
     :class:`~aflqueue.optimization.OptimizationProblem`: ``constants``, ``updates``, ``time_budget``,
     ``epsilon``, ``energy``, ``weight``, ``p_min``, ``p_max``, ``concurrency``, ``dispersion``,
     ``reference``) and solves it with :func:`aflqueue.optimization.optimize` (``starts``, ``seed``,
-    ``scan_limit``, ``max_iter``, ``tol``). An ``OptimizationProblem`` may be passed instead of
-    the system, then without ``objective`` or fields.
+    ``scan_limit``, ``max_iter``, ``tol``; ``progress``, e.g. ``print``, receives a line every few
+    seconds of a long solve). An ``OptimizationProblem`` may be passed instead of the system, then
+    without ``objective`` or fields.
 
     Objectives: ``per-update`` (P1), ``wall-clock`` (P2; ``wallclock`` is accepted too), ``time-to-accuracy`` (P3), ``energy``,
     ``tradeoff`` (P4) and ``max-throughput`` (P5); see docs/theory.md sections 5-6."""
@@ -140,7 +141,8 @@ def optimize(system: "System | OptimizationProblem", objective: str | None = Non
     else:
         check_system(system, "system")
         problem = make_problem(system, "wall-clock" if objective is None else objective, **problem_fields)
-    return solve(problem, starts=starts, seed=seed, scan_limit=scan_limit, max_iter=max_iter, tol=tol)
+    return solve(problem, starts=starts, seed=seed, scan_limit=scan_limit, max_iter=max_iter, tol=tol,
+                 progress=progress)
 
 
 # --------------------------------------------------------------------------- training

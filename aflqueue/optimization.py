@@ -147,7 +147,8 @@ class OptimizationProblem:
             require(isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1, name,
                     f"must be in [0, 1] (got {v!r})")
         require(self.p_min <= self.p_max, "p_min", f"must be <= p_max ({self.p_min} > {self.p_max})")
-        require(n * self.p_min <= 1 + 1e-12, "p_min", f"infeasible: n * p_min = {n * self.p_min:g} > 1 (n = {n})")
+        require(n * self.p_min <= 1 + 1e-12, "p_min", f"must be in [0, 1/n] = [0, {1 / n:.3g}] for n = {n} clients "
+                                                      f"(got {self.p_min:g}: n * p_min = {n * self.p_min:g} > 1)")
         require(n * self.p_max >= 1 - 1e-12, "p_max", f"infeasible: n * p_max = {n * self.p_max:g} < 1 (n = {n})")
         if self.objective in _USES_S and self.p_min == 0:
             # S1 = sum 1/p_i is infinite on the boundary; keep the search strictly inside

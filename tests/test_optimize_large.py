@@ -76,6 +76,15 @@ def test_progress_lines_read_the_run_without_changing_it(monkeypatch, objective,
         assert all(f"start {k} of {loud.starts}, evaluation 1," in " ".join(mine) for k in range(1, loud.starts + 1))
 
 
+def test_aq_optimize_passes_progress_on(monkeypatch):
+    import aflqueue as aq
+
+    monkeypatch.setattr(opt, "PROGRESS_SECONDS", 0.0)
+    lines: list[str] = []
+    res = aq.optimize(System.from_rates([2.0, 1.0, 0.5, 0.1], concurrency=3), "per-update", progress=lines.append)
+    assert len(lines) >= res.evaluations and all(x.startswith("optimize per-update: m = 3, ") for x in lines)
+
+
 def test_cli_progress_goes_to_stderr_and_quiet_silences_it(monkeypatch, capsys):
     monkeypatch.setattr(opt, "PROGRESS_SECONDS", 0.0)
     argv = ["optimize", "--rates", "2,1,0.5,0.1", "--concurrency", "3", "--json"]
