@@ -198,8 +198,8 @@ def run_jobs(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], dict[str, Any]
     other settings is moved to ``cells/stale/`` and its job runs again. ``check(record)``, when
     given, checks each saved record of these jobs before anything runs (records are files, read as
     hostile input): one that fails raises its :class:`ValidationError`, naming the record's file
-    and field. ``fresh`` deletes the
-    records of these jobs first (records of other jobs in the store are kept). ``code``: code
+    and field. ``fresh`` deletes the records of these jobs first (records of other jobs in the
+    store are kept). ``code``: code
     outside the package that ``fn`` runs (folders or files), stamped into each record's
     ``code_version`` with the package (:func:`code_version`). ``batch > 1``: ``fn`` takes a list
     of up to ``batch`` jobs' args and returns their records in order (e.g. replica-batched
